@@ -1,0 +1,47 @@
+# The two commands a fresh clone needs: `make serve` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned to the pair that installs from this machine's disk; override elsewhere, e.g.
+# make TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+export YOLO_OFFLINE := 1
+export YOLO_AUTOINSTALL := False
+export AWS_EMF_ENVIRONMENT ?= local
+
+.PHONY: install serve test lint typecheck unit browser-deps clean starter
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+serve: install
+	$(BIN)/deepcanvas serve --host 127.0.0.1 --port 8000
+
+# Chromium for the browser tests: Debian's package, installed when missing and we may (root with apt).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: browser tests will skip"; \
+	fi
+
+lint: install
+	$(BIN)/ruff check app models tests
+	$(BIN)/ruff format --check app models tests
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install browser-deps lint typecheck
+	$(BIN)/python -m pytest
+
+starter: install
+	$(BIN)/deepcanvas models starter models/store
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

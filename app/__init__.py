@@ -1,0 +1,1 @@
+"""DeepCanvas HTTP service."""

@@ -1,0 +1,112 @@
+"""The ``deepcanvas`` command: serve, manage model stores, benchmark."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.settings import Settings
+from app.store import ArtifactStore
+
+cli = typer.Typer(help="DeepCanvas: face detection, face classification and style transfer over HTTP.")
+models_cli = typer.Typer(help="List, publish and alias model artifacts in a store.")
+cli.add_typer(models_cli, name="models")
+console = Console()
+
+StoreOption = Annotated[
+    str | None, typer.Option("--store", help="Store URI (file:///path or s3://bucket/prefix); default: settings")
+]
+
+
+def _settings(store: str | None) -> Settings:
+    return Settings(store=store) if store else Settings()
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind")] = 8000,
+    store: StoreOption = None,
+) -> None:
+    """Start the HTTP service."""
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = _settings(store)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False)
+
+
+def _artifact_store(store: str | None) -> ArtifactStore:
+    from app.main import open_artifact_store
+
+    return open_artifact_store(_settings(store))
+
+
+@models_cli.command("list")
+def list_models(store: StoreOption = None) -> None:
+    """Every name, version and alias in the store."""
+    artifacts = _artifact_store(store)
+    table = Table("name", "version", "task", "architecture", "aliases", "provenance")
+    for name in artifacts.names():
+        aliases = artifacts.aliases(name)
+        for version in artifacts.versions(name):
+            manifest = artifacts.manifest(name, version)
+            tags = ", ".join(a for a, v in aliases.items() if v == version)
+            table.add_row(name, version, manifest.task, manifest.architecture, tags, manifest.provenance.method)
+    console.print(table)
+
+
+@models_cli.command()
+def push(
+    folder: Annotated[Path, typer.Argument(help="A local artifact folder (manifest.json + files)")],
+    store: StoreOption = None,
+    alias: Annotated[str | None, typer.Option(help="Point this alias at the pushed version")] = None,
+) -> None:
+    """Publish a local artifact folder to a store."""
+    manifest = _artifact_store(store).push(folder, alias)
+    console.print(f"pushed {manifest.name}/{manifest.version}")
+
+
+@models_cli.command()
+def pull(
+    name: str,
+    ref: Annotated[str, typer.Argument(help="Version or alias")],
+    dest: Annotated[Path, typer.Argument(help="Folder to write the verified artifact into")],
+    store: StoreOption = None,
+) -> None:
+    """Fetch and verify an artifact, then copy it to ``dest``."""
+    import shutil
+
+    folder, manifest = _artifact_store(store).fetch(name, ref)
+    shutil.copytree(folder, dest / manifest.name / manifest.version, dirs_exist_ok=True)
+    console.print(f"pulled {manifest.name}/{manifest.version} into {dest}")
+
+
+@models_cli.command()
+def alias(name: str, alias: str, version: str, store: StoreOption = None) -> None:
+    """Point ``alias`` of model ``name`` at ``version``."""
+    _artifact_store(store).set_alias(name, alias, version)
+    console.print(f"{name}:{alias} -> {version}")
+
+
+@models_cli.command()
+def starter(
+    dest: Annotated[Path, typer.Argument(help="Store folder to write the untrained starter artifacts into")],
+) -> None:
+    """Write untrained (random initialisation) artifacts for every role, aliased ``stable``."""
+    from models.starter import write_untrained_store
+
+    for manifest in write_untrained_store(dest):
+        console.print(json.dumps({"name": manifest.name, "version": manifest.version}))
+
+
+def main() -> None:
+    cli()

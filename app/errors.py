@@ -1,0 +1,105 @@
+"""Domain exceptions, and the one place that maps them to HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("deepcanvas.errors")
+
+
+class DeepCanvasError(Exception):
+    """Base of every error a client can cause or see; ``status`` is its HTTP status."""
+
+    status = 400
+    retry_after: int | None = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidImage(DeepCanvasError):
+    """Empty, truncated or corrupt image data."""
+
+    status = 400
+
+
+class UnsupportedMediaType(DeepCanvasError):
+    """Bytes that are not an image in a supported format."""
+
+    status = 415
+
+
+class PayloadTooLarge(DeepCanvasError):
+    """An upload over the byte limit, or an image over the pixel limit."""
+
+    status = 413
+
+
+class InvalidParameter(DeepCanvasError):
+    """A well-formed request whose values are out of range or inconsistent."""
+
+    status = 422
+
+
+class NotFound(DeepCanvasError):
+    """A named thing (style, model) that does not exist."""
+
+    status = 404
+
+
+class ModelNotReady(DeepCanvasError):
+    """The model is still loading or failed to load."""
+
+    status = 503
+    retry_after = 5
+
+
+class Overloaded(DeepCanvasError):
+    """The model's waiting queue is full."""
+
+    status = 503
+    retry_after = 1
+
+
+def _json_error(status: int, detail: str, retry_after: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def describe_validation_error(error: RequestValidationError) -> str:
+    """One readable sentence per invalid field: ``conf: Input should be less than or equal to 1``."""
+    parts = []
+    for item in error.errors():
+        location = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        where = ".".join(location) or "request"
+        parts.append(f"{where}: {item.get('msg', 'invalid value')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def domain_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DeepCanvasError)
+        return _json_error(exc.status, exc.detail, exc.retry_after)
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return _json_error(422, describe_validation_error(exc))
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _json_error(500, "internal error")
+
+    app.add_exception_handler(DeepCanvasError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,103 @@
+"""Decoding uploaded images with Pillow: format, size and pixel checks, EXIF orientation, mode conversion."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.errors import InvalidImage, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
+
+SUPPORTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF"}
+SUPPORTED_NAMES = "JPEG, PNG, WebP, BMP or GIF"
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_pixels: int
+    min_side: int
+
+
+def decode_image(data: bytes, limits: ImageLimits, field: str = "image") -> Image.Image:
+    """Decode ``data`` into an RGB image, or raise the domain error that says what is wrong."""
+    if not data:
+        raise InvalidImage(f"{field}: the upload is empty")
+    image = _open(data, field)
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise PayloadTooLarge(
+            f"{field}: image is {width}×{height} = {width * height} pixels; the limit is {limits.max_pixels}"
+        )
+    if min(width, height) < limits.min_side:
+        raise InvalidParameter(
+            f"{field}: image is {width}×{height}; its smaller side must be at least {limits.min_side} pixels"
+        )
+    return to_rgb(_load(image, field))
+
+
+def _open(data: bytes, field: str) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit applies; Pillow's bomb warning must not leak into logs as noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise PayloadTooLarge(f"{field}: image has too many pixels ({error})") from error
+    except UnidentifiedImageError as error:
+        raise UnsupportedMediaType(f"{field}: not a {SUPPORTED_NAMES} image") from error
+    except (OSError, ValueError, SyntaxError) as error:
+        raise InvalidImage(f"{field}: corrupt image header ({error})") from error
+    if image.format not in SUPPORTED_FORMATS:
+        raise UnsupportedMediaType(f"{field}: {image.format} images are not supported; send {SUPPORTED_NAMES}")
+    return image
+
+
+def _load(image: Image.Image, field: str) -> Image.Image:
+    """Force a full decode (first frame only) so truncation surfaces here, not inside a model."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.seek(0)
+            image.load()
+            return ImageOps.exif_transpose(image) or image
+    except Image.DecompressionBombError as error:
+        raise PayloadTooLarge(f"{field}: image has too many pixels ({error})") from error
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
+        raise InvalidImage(f"{field}: truncated or corrupt {image.format} image ({error})") from error
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: 16-bit and float scaled, alpha composited on white, CMYK converted."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        image = _scale_to_8bit(image)
+    elif mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def _scale_to_8bit(image: Image.Image) -> Image.Image:
+    array = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+    if image.mode == "F":
+        top = max(float(array.max(initial=0)), 1e-12)
+    scaled = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)  # (H, W)
+    return Image.fromarray(scaled)
+
+
+def encode_image(image: Image.Image, fmt: str) -> tuple[bytes, str]:
+    """Encode as ``png`` or ``jpeg``; returns the bytes and the content type."""
+    buffer = io.BytesIO()
+    if fmt == "jpeg":
+        image.save(buffer, format="JPEG", quality=92)
+        return buffer.getvalue(), "image/jpeg"
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue(), "image/png"

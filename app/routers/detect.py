@@ -1,0 +1,41 @@
+"""POST /detect: face detection."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from app import services
+from app.deps import ImageLimitsDep, ManagerDep
+from app.schemas import ERROR_RESPONSES, DetectResponse
+from app.uploads import read_image
+
+router = APIRouter(prefix="/detect", tags=["detect"])
+
+ImageField = Annotated[UploadFile, File(description="A photo: JPEG, PNG, WebP, BMP or GIF (first frame)")]
+ConfField = Annotated[
+    float | None, Form(ge=0, le=1, description="Minimum score; the model's default if absent", examples=[0.25])
+]
+IouField = Annotated[float | None, Form(ge=0, le=1, description="NMS IoU threshold", examples=[0.45])]
+MaxDetField = Annotated[int | None, Form(ge=1, le=1000, description="Most detections returned", examples=[100])]
+ImgszField = Annotated[
+    int | None,
+    Form(ge=32, le=1920, description="Inference size in pixels, rounded up to a multiple of 32", examples=[640]),
+]
+
+
+@router.post("", response_model=DetectResponse, responses=ERROR_RESPONSES)
+async def detect_faces(
+    manager: ManagerDep,
+    limits: ImageLimitsDep,
+    image: ImageField,
+    conf: ConfField = None,
+    iou: IouField = None,
+    max_det: MaxDetField = None,
+    imgsz: ImgszField = None,
+) -> DetectResponse:
+    """Detect faces: boxes in the original image's pixels, with scores and labels."""
+    decoded = await read_image(image, limits, "image")
+    options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    return await services.detect(manager, decoded, options)

@@ -1,0 +1,61 @@
+"""POST /stylize: repaint a photo in the style of one or several paintings."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+
+from app import services
+from app.deps import ImageLimitsDep, ManagerDep, SettingsDep
+from app.errors import InvalidParameter
+from app.schemas import ERROR_RESPONSES
+from app.uploads import read_image
+
+router = APIRouter(prefix="/stylize", tags=["stylize"])
+
+IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "The stylized image"}}
+
+
+@router.post("", response_class=Response, responses={**IMAGE_RESPONSE, **ERROR_RESPONSES})
+async def stylize_image(
+    manager: ManagerDep,
+    settings: SettingsDep,
+    limits: ImageLimitsDep,
+    content: Annotated[UploadFile, File(description="The photo to repaint")],
+    style: Annotated[list[UploadFile] | None, File(description="Style image(s); repeat to interpolate several")] = None,
+    style_name: Annotated[
+        list[str] | None, Form(description="Gallery style name(s) from GET /styles; repeat to interpolate")
+    ] = None,
+    style_weights: Annotated[
+        list[float] | None, Form(description="One weight per style, in the order given", examples=[[0.7, 0.3]])
+    ] = None,
+    alpha: Annotated[float, Form(ge=0, le=1, description="0 keeps the content, 1 paints fully")] = 1.0,
+    preserve_color: Annotated[bool, Form(description="Keep the photo's colours")] = False,
+    method: Annotated[
+        Literal["adain", "nst"], Form(description="adain (fast) or nst (classical Gatys optimisation, slow)")
+    ] = "adain",
+    max_side: Annotated[
+        int | None, Form(ge=32, le=8192, description="Bound on the output's longer side", examples=[768])
+    ] = None,
+    format: Annotated[Literal["png", "jpeg"], Form(description="Output encoding")] = "png",
+) -> Response:
+    """Stylize ``content`` with an uploaded style or gallery styles; returns the image bytes."""
+    if max_side is not None and max_side > settings.stylize_max_side_limit:
+        raise InvalidParameter(f"max_side: must be at most {settings.stylize_max_side_limit}")
+    photo = await read_image(content, limits, "content")
+    styles = await asyncio.gather(*(read_image(f, limits, "style") for f in style or []))
+    options = services.StylizeOptions(
+        style_names=tuple(style_name or ()),
+        style_images=tuple(styles),
+        weights=tuple(style_weights) if style_weights is not None else None,
+        alpha=alpha,
+        preserve_color=preserve_color,
+        method=method,
+        max_side=max_side,
+        format=format,
+    )
+    data, content_type, model = await services.stylize(manager, settings, photo, options)
+    headers = {"X-Model-Name": model.name, "X-Model-Version": model.version}
+    return Response(content=data, media_type=content_type, headers=headers)

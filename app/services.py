@@ -1,0 +1,217 @@
+"""What each endpoint does, between the routers (HTTP) and the model manager (predictors)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from PIL import Image
+
+from app.errors import InvalidParameter, NotFound
+from app.imaging import encode_image
+from app.manager import ModelManager, ModelSlot
+from app.schemas import (
+    ClassifyResponse,
+    Detection,
+    DetectResponse,
+    FaceResult,
+    ImageSize,
+    ModelInfo,
+    ModelRef,
+    ModelsResponse,
+    StyleInfo,
+    StylesResponse,
+)
+from app.settings import Settings
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    conf: float | None = None
+    iou: float | None = None
+    max_det: int | None = None
+    imgsz: int | None = None
+
+
+@dataclass(frozen=True)
+class StylizeOptions:
+    style_names: tuple[str, ...]
+    style_images: tuple[Image.Image, ...]
+    weights: tuple[float, ...] | None
+    alpha: float
+    preserve_color: bool
+    method: Literal["adain", "nst"]
+    max_side: int | None
+    format: Literal["png", "jpeg"]
+
+
+def model_ref(slot: ModelSlot) -> ModelRef:
+    return ModelRef(name=slot.manifest.name, version=slot.manifest.version)
+
+
+def _detect_request(slot: ModelSlot, image: Image.Image, options: DetectOptions) -> Any:
+    from models.detector.predictor import DetectRequest
+
+    defaults = slot.manifest.defaults
+    size = slot.manifest.input.size if slot.manifest.input else 640
+    return DetectRequest(
+        image=image,
+        conf=options.conf if options.conf is not None else float(defaults.get("conf", 0.25)),
+        iou=options.iou if options.iou is not None else float(defaults.get("iou", 0.45)),
+        max_det=options.max_det if options.max_det is not None else int(defaults.get("max_det", 300)),
+        imgsz=options.imgsz if options.imgsz is not None else size,
+    )
+
+
+async def detect(manager: ModelManager, image: Image.Image, options: DetectOptions) -> DetectResponse:
+    slot = manager.slot("detector")
+    request = _detect_request(slot, image, options)
+    [found] = await slot.run(lambda predictor: predictor.predict([request]))
+    return DetectResponse(
+        model=model_ref(slot),
+        image=ImageSize(width=image.width, height=image.height),
+        detections=[Detection(box=d.box, score=d.score, label=d.label) for d in found],
+    )
+
+
+def expand_box(box: tuple[float, ...], margin: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """Grow ``box`` by ``margin`` of its size on every side (crops then resemble training crops), clipped."""
+    x1, y1, x2, y2 = box
+    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
+    left, top = max(0, round(x1 - dx)), max(0, round(y1 - dy))
+    right, bottom = min(width, round(x2 + dx)), min(height, round(y2 + dy))
+    return left, top, max(right, left + 1), max(bottom, top + 1)
+
+
+async def classify(
+    manager: ModelManager, image: Image.Image, detect_faces: bool, options: DetectOptions
+) -> ClassifyResponse:
+    classifier = manager.slot("classifier")
+    detector_ref: ModelRef | None = None
+    boxes: list[tuple[float, float, float, float] | None] = [None]
+    crops = [image]
+    if detect_faces:
+        detected = await detect(manager, image, options)
+        detector_ref = detected.model
+        margin = float(getattr(classifier.predictor, "crop_margin", 0.0))
+        boxes = [d.box for d in detected.detections]
+        crops = [image.crop(expand_box(d.box, margin, image.width, image.height)) for d in detected.detections]
+    results = await classifier.run(lambda predictor: predictor.predict(crops)) if crops else []
+    faces = [
+        FaceResult(box=box, label=r.label, score=r.score, probabilities=r.probabilities)
+        for box, r in zip(boxes, results, strict=True)
+    ]
+    return ClassifyResponse(model=model_ref(classifier), detector=detector_ref, faces=faces)
+
+
+def _style_images(manager: ModelManager, options: StylizeOptions) -> list[Image.Image]:
+    if options.style_names and options.style_images:
+        raise InvalidParameter("give either style files or style_name values, not both")
+    if not options.style_names and not options.style_images:
+        raise InvalidParameter("a style is required: upload a 'style' file or give a 'style_name' (GET /styles)")
+    if options.style_images:
+        return list(options.style_images)
+    gallery = manager.slot("gallery").predictor
+    missing = [n for n in options.style_names if n not in gallery.names()]
+    if missing:
+        raise NotFound(f"unknown style {missing[0]!r}; GET /styles lists the gallery")
+    return [gallery.image(name) for name in options.style_names]
+
+
+def _style_weights(count: int, weights: tuple[float, ...] | None) -> tuple[float, ...]:
+    if weights is None:
+        return tuple(1.0 / count for _ in range(count))
+    if len(weights) != count:
+        raise InvalidParameter(f"style_weights has {len(weights)} values for {count} styles")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise InvalidParameter("style_weights must be non-negative with a positive sum")
+    return tuple(w / sum(weights) for w in weights)
+
+
+async def stylize(
+    manager: ModelManager, settings: Settings, content: Image.Image, options: StylizeOptions
+) -> tuple[bytes, str, ModelRef]:
+    """Returns the encoded image, its content type and the model that painted it."""
+    styles = _style_images(manager, options)
+    weights = _style_weights(len(styles), options.weights)
+    if options.method == "nst":
+        return await _stylize_nst(manager, settings, content, styles, weights, options)
+    from models.style.predictor import StylizeRequest
+
+    slot = manager.slot("style")
+    request = StylizeRequest(
+        content=content,
+        styles=tuple(styles),
+        weights=weights,
+        alpha=options.alpha,
+        preserve_color=options.preserve_color,
+        max_side=options.max_side or settings.stylize_max_side,
+    )
+    [painted] = await slot.run(lambda predictor: predictor.predict([request]))
+    data, content_type = encode_image(painted, options.format)
+    return data, content_type, model_ref(slot)
+
+
+async def _stylize_nst(
+    manager: ModelManager,
+    settings: Settings,
+    content: Image.Image,
+    styles: list[Image.Image],
+    weights: tuple[float, ...],
+    options: StylizeOptions,
+) -> tuple[bytes, str, ModelRef]:
+    from models.style.nst import NSTRequest
+
+    if len(styles) != 1:
+        raise InvalidParameter("method=nst takes exactly one style")
+    if options.preserve_color or options.alpha != 1.0:
+        raise InvalidParameter("method=nst does not support alpha or preserve_color; use method=adain")
+    slot = manager.slot("nst")
+    request = NSTRequest(
+        content=content,
+        style=styles[0],
+        iterations=settings.nst_iterations,
+        max_side=min(options.max_side or settings.nst_max_side, settings.nst_max_side),
+    )
+    [painted] = await slot.run(lambda predictor: predictor.predict([request]))
+    data, content_type = encode_image(painted, options.format)
+    return data, content_type, model_ref(slot)
+
+
+def list_styles(manager: ModelManager) -> StylesResponse:
+    slot = manager.slot("gallery")
+    styles = [
+        StyleInfo(name=e.name, title=e.title, description=e.description, url=f"/styles/{e.name}/image")
+        for e in slot.manifest.gallery
+    ]
+    return StylesResponse(gallery=model_ref(slot), styles=styles)
+
+
+def style_image(manager: ModelManager, name: str) -> bytes:
+    gallery = manager.slot("gallery").predictor
+    if name not in gallery.names():
+        raise NotFound(f"unknown style {name!r}; GET /styles lists the gallery")
+    data, _ = encode_image(gallery.image(name), "jpeg")
+    return data
+
+
+def list_models(manager: ModelManager) -> ModelsResponse:
+    models = []
+    for role in manager.describe():
+        slot = manager.slots.get(role)
+        if slot is None:
+            continue
+        m = slot.manifest
+        models.append(
+            ModelInfo(
+                role=role,
+                name=m.name,
+                version=m.version,
+                task=m.task,
+                architecture=m.architecture,
+                labels=m.labels,
+                metrics=m.metrics,
+                provenance=m.provenance.method,
+            )
+        )
+    return ModelsResponse(store=manager.store.uri, models=models)

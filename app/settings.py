@@ -1,0 +1,95 @@
+"""Service settings: one pydantic-settings class, prefix ``DEEPCANVAS_``, injected, validated at start."""
+
+from __future__ import annotations
+
+import tempfile
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.artifact import check_safe_name
+
+EMBEDDED_STORE = Path(__file__).resolve().parent.parent / "models" / "store"
+
+Role = Literal["detector", "classifier", "style", "gallery"]
+ROLES: tuple[Role, ...] = ("detector", "classifier", "style", "gallery")
+
+
+def _check_model_ref(value: str) -> str:
+    name, sep, ref = value.partition(":")
+    if not sep:
+        raise ValueError(f"model reference {value!r} must be NAME:VERSION or NAME:ALIAS")
+    check_safe_name(name, "model name")
+    check_safe_name(ref, "model version or alias")
+    return value
+
+
+ModelRef = Annotated[str, AfterValidator(_check_model_ref)]
+
+
+def split_model_ref(value: str) -> tuple[str, str]:
+    name, _, ref = value.partition(":")
+    return name, ref
+
+
+class Settings(BaseSettings):
+    """Everything configurable; environment variables are ``DEEPCANVAS_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="DEEPCANVAS_", extra="ignore", frozen=True)
+
+    store: str = Field(EMBEDDED_STORE.as_uri(), description="Model store URI: file:///path or s3://bucket/prefix")
+    s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible server")
+    s3_region: str = "us-east-1"
+    store_timeout_s: float = Field(10.0, gt=0, le=300, description="Connect and read timeout per store call")
+    store_retries: int = Field(5, ge=0, le=100, description="Retries with backoff when the store is unreachable")
+    cache_dir: Path = Field(Path(tempfile.gettempdir()) / "deepcanvas-cache")
+
+    detector: ModelRef = "face-detector:stable"
+    classifier: ModelRef = "face-gender:stable"
+    style: ModelRef = "adain:stable"
+    gallery: ModelRef = "style-gallery:stable"
+
+    device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N")
+    torch_threads: int = Field(0, ge=0, le=256, description="Intra-op threads; 0 keeps torch's default")
+    warmup: bool = True
+
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest request body in bytes")
+    max_pixels: int = Field(40_000_000, ge=1, description="Largest decoded image, width × height")
+    min_side: int = Field(16, ge=1, description="Smallest accepted image side in pixels")
+    queue_size: int = Field(32, ge=1, le=10_000, description="Requests waiting per model before 503")
+
+    stylize_max_side: int = Field(1024, ge=32, le=8192, description="Default bound on a stylized image's side")
+    stylize_max_side_limit: int = Field(2048, ge=32, le=8192, description="Largest max_side a client may ask")
+    nst_max_side: int = Field(384, ge=32, le=2048, description="Bound on the side of an NST output")
+    nst_iterations: int = Field(60, ge=1, le=2000, description="Optimisation steps of classical NST")
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("store")
+    @classmethod
+    def _check_store(cls, value: str) -> str:
+        if not (value.startswith("file://") or value.startswith("s3://")):
+            raise ValueError("store must be a file:// or s3:// URI")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        kind, _, index = value.partition(":")
+        if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+            raise ValueError("device must be cpu, cuda, cuda:N or mps")
+        return value
+
+    @model_validator(mode="after")
+    def _check_sides(self) -> Settings:
+        if self.stylize_max_side > self.stylize_max_side_limit:
+            raise ValueError("stylize_max_side must not exceed stylize_max_side_limit")
+        return self
+
+    @cached_property
+    def model_refs(self) -> dict[Role, tuple[str, str]]:
+        """Each role's (name, version-or-alias)."""
+        return {role: split_model_ref(getattr(self, role)) for role in ROLES}

@@ -1,0 +1,124 @@
+"""Versioned artifacts in an object store: resolve aliases, fetch into a verified local cache, publish."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from app.store.objects import ObjectMissing, ObjectStore
+from models.artifact import (
+    MANIFEST_NAME,
+    ArtifactError,
+    Manifest,
+    check_safe_name,
+    load_artifact,
+    parse_manifest,
+    verify_files,
+)
+
+log = logging.getLogger("deepcanvas.store")
+ALIASES_NAME = "aliases.json"
+
+
+class ArtifactStore:
+    """``<store>/<name>/<version>/{manifest.json, files}`` and ``<store>/<name>/aliases.json``."""
+
+    def __init__(self, objects: ObjectStore, cache_dir: Path) -> None:
+        self.objects = objects
+        self.cache_dir = cache_dir
+
+    @property
+    def uri(self) -> str:
+        return self.objects.uri
+
+    def names(self) -> list[str]:
+        return [n for n in self.objects.list_children("") if _is_safe(n)]
+
+    def versions(self, name: str) -> list[str]:
+        check_safe_name(name, "model name")
+        return [v for v in self.objects.list_children(name) if v != ALIASES_NAME and _is_safe(v)]
+
+    def aliases(self, name: str) -> dict[str, str]:
+        check_safe_name(name, "model name")
+        try:
+            raw = self.objects.read_bytes(f"{name}/{ALIASES_NAME}")
+        except ObjectMissing:
+            return {}
+        try:
+            aliases = json.loads(raw)
+        except ValueError as error:
+            raise ArtifactError(f"{name}/{ALIASES_NAME} is not valid JSON: {error}") from error
+        if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
+            raise ArtifactError(f"{name}/{ALIASES_NAME} must map alias names to versions")
+        return aliases
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        check_safe_name(alias, "alias")
+        self.manifest(name, version)  # refuse an alias to a version that does not exist
+        aliases = self.aliases(name) | {alias: version}
+        self.objects.write_bytes(f"{name}/{ALIASES_NAME}", json.dumps(aliases, indent=2).encode())
+
+    def resolve(self, name: str, ref: str) -> str:
+        """The version that ``ref`` (a version or an alias) names."""
+        check_safe_name(name, "model name")
+        check_safe_name(ref, "version or alias")
+        return self.aliases(name).get(ref, ref)
+
+    def manifest(self, name: str, version: str) -> Manifest:
+        check_safe_name(name, "model name")
+        check_safe_name(version, "version")
+        try:
+            raw = self.objects.read_bytes(f"{name}/{version}/{MANIFEST_NAME}")
+        except ObjectMissing as error:
+            raise ArtifactError(f"{self.uri}: no artifact {name}/{version}") from error
+        manifest = parse_manifest(raw)
+        if (manifest.name, manifest.version) != (name, version):
+            raise ArtifactError(f"{name}/{version}: manifest names itself {manifest.name}/{manifest.version}")
+        return manifest
+
+    def fetch(self, name: str, ref: str) -> tuple[Path, Manifest]:
+        """Copy an artifact into the cache, verify every file, and return the cached folder."""
+        version = self.resolve(name, ref)
+        manifest = self.manifest(name, version)
+        target = self.cache_dir / name / version
+        if target.is_dir():
+            try:
+                verify_files(target, manifest)
+                return target, manifest
+            except ArtifactError as error:
+                log.warning("cached copy of %s/%s is stale (%s); fetching again", name, version, error)
+                shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+        try:
+            for entry in manifest.files:
+                self.objects.download(f"{name}/{version}/{entry.path}", staging / entry.path)
+            verify_files(staging, manifest)
+            (staging / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2))
+            staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target, manifest
+
+    def push(self, folder: Path, alias: str | None = None) -> Manifest:
+        """Publish a local artifact folder; the manifest goes last so readers never see a partial one."""
+        manifest = load_artifact(folder)
+        prefix = f"{manifest.name}/{manifest.version}"
+        for entry in manifest.files:
+            self.objects.upload(folder / entry.path, f"{prefix}/{entry.path}")
+        self.objects.upload(folder / MANIFEST_NAME, f"{prefix}/{MANIFEST_NAME}")
+        if alias:
+            self.set_alias(manifest.name, alias, manifest.version)
+        return manifest
+
+
+def _is_safe(value: str) -> bool:
+    try:
+        check_safe_name(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,16 @@
+"""Reading uploaded files into decoded images, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import UploadFile
+from PIL import Image
+
+from app.imaging import ImageLimits, decode_image
+
+
+async def read_image(upload: UploadFile, limits: ImageLimits, field: str) -> Image.Image:
+    """The upload's bytes (already bounded by the body limit) decoded to RGB in a worker thread."""
+    data = await upload.read()
+    return await asyncio.to_thread(decode_image, data, limits, field)

@@ -1,0 +1,1 @@
+"""DeepCanvas machine learning: one sub-package per method, plus artifact packing."""

@@ -1,0 +1,104 @@
+"""Real servers for tests: moto_server (S3 on loopback) and ``deepcanvas serve`` as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _executable(name: str) -> str:
+    found = BIN / name
+    return str(found) if found.exists() else (shutil.which(name) or name)
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, path: str, timeout: float, status: int = 200) -> httpx.Response:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+            try:
+                last = httpx.get(self.url + path, timeout=5)
+                if last.status_code == status:
+                    return last
+            except httpx.TransportError as error:
+                last = error
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.url}{path} not {status} after {timeout}s (last: {last}):\n{self.log()[-4000:]}")
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def _spawn(args: list[str], env: dict[str, str], url: str) -> ServerProcess:
+    log_path = Path(tempfile.mkstemp(prefix="server-", suffix=".log")[1])
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+    return ServerProcess(process, url, log_path)
+
+
+@dataclass
+class MotoServer(ServerProcess):
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1")
+
+
+def start_moto_server() -> MotoServer:
+    port = free_port()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    spawned = _spawn([_executable("moto_server"), "-H", "127.0.0.1", "-p", str(port)], env, f"http://127.0.0.1:{port}")
+    server = MotoServer(spawned.process, spawned.url, spawned.log_path)
+    server.wait_for("/moto-api/", timeout=30)
+    return server
+
+
+@dataclass
+class LiveServer(ServerProcess):
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, store: str, env: dict[str, str] | None = None, port: int | None = None) -> LiveServer:
+        port = port or free_port()
+        args = [_executable("deepcanvas"), "serve", "--host", "127.0.0.1", "--port", str(port), "--store", store]
+        spawned = _spawn(args, env or {}, f"http://127.0.0.1:{port}")
+        return cls(spawned.process, spawned.url, spawned.log_path, env or {})
+
+    def wait_ready(self, timeout: float = 180) -> httpx.Response:
+        return self.wait_for("/readyz", timeout)
