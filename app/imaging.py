@@ -48,12 +48,29 @@ def _open(data: bytes, field: str) -> Image.Image:
     except Image.DecompressionBombError as error:
         raise PayloadTooLarge(f"{field}: image has too many pixels ({error})") from error
     except UnidentifiedImageError as error:
+        claimed = sniff_format(data)
+        if claimed:
+            raise InvalidImage(f"{field}: corrupt {claimed} image (Pillow cannot read it)") from error
         raise UnsupportedMediaType(f"{field}: not a {SUPPORTED_NAMES} image") from error
     except (OSError, ValueError, SyntaxError) as error:
         raise InvalidImage(f"{field}: corrupt image header ({error})") from error
     if image.format not in SUPPORTED_FORMATS:
         raise UnsupportedMediaType(f"{field}: {image.format} images are not supported; send {SUPPORTED_NAMES}")
     return image
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The supported format whose signature ``data`` starts with, if any."""
+    signatures = {
+        b"\xff\xd8\xff": "JPEG",
+        b"\x89PNG\r\n\x1a\n": "PNG",
+        b"GIF87a": "GIF",
+        b"GIF89a": "GIF",
+        b"BM": "BMP",
+    }
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in signatures.items() if data.startswith(magic)), None)
 
 
 def _load(image: Image.Image, field: str) -> Image.Image:

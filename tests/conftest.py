@@ -15,8 +15,8 @@ os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo-config-"))
 os.environ.setdefault("AWS_EMF_ENVIRONMENT", "local")
 
-from tests.support.images import face_like_photo  # noqa: E402
-from tests.support.servers import LiveServer, MotoServer, start_moto_server  # noqa: E402
+from tests.support.images import face_like_photo
+from tests.support.servers import LiveServer, MotoServer, start_moto_server
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DEEPCANVAS_SHARED", REPO.parent / "shared"))

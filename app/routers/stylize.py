@@ -15,7 +15,9 @@ from app.uploads import read_image
 
 router = APIRouter(prefix="/stylize", tags=["stylize"])
 
-IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "The stylized image"}}
+IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "The stylized image"}
+}
 
 
 @router.post("", response_class=Response, responses={**IMAGE_RESPONSE, **ERROR_RESPONSES})

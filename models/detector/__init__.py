@@ -1,0 +1,1 @@
+"""Face detection: YOLOv5s (ultralytics network) with our own letterbox and NMS."""

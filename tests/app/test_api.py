@@ -1,0 +1,171 @@
+"""The HTTP layer end to end in-process: real app, manager, store and decoding; fake predictors."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.main import create_app
+from app.settings import Settings
+from tests.support.bad_inputs import bad_images
+from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.images import face_like_photo
+
+PHOTO = face_like_photo(320, 240)
+
+
+def _client(tmp_path: Path, delay: float = 0.0, **overrides: object) -> TestClient:
+    store = make_fake_store(tmp_path / "store")
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", **overrides)  # type: ignore[arg-type]
+    return TestClient(create_app(settings, fake_plans(delay)))
+
+
+def _wait_ready(client: TestClient, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/readyz").json()
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with _client(tmp_path) as client:
+        _wait_ready(client)
+        yield client
+
+
+def test_detect_returns_boxes_in_original_pixels_with_the_model_version(client: TestClient) -> None:
+    response = client.post("/detect", files={"image": ("p.jpg", PHOTO, "image/jpeg")}, data={"conf": "0.5"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == {"name": "face-detector", "version": "v1"}
+    assert body["image"] == {"width": 320, "height": 240}
+    assert body["detections"] == [{"box": [80.0, 60.0, 160.0, 120.0], "score": 0.9, "label": "face"}]
+
+
+def test_classify_detects_faces_first_by_default(client: TestClient) -> None:
+    body = client.post("/classify", files={"image": ("p.jpg", PHOTO)}).json()
+    assert body["detector"] == {"name": "face-detector", "version": "v1"}
+    assert [f["box"] for f in body["faces"]] == [[80.0, 60.0, 160.0, 120.0]]
+    assert body["faces"][0]["probabilities"] == {"female": 0.75, "male": 0.25}
+
+
+def test_classify_without_detection_treats_the_image_as_one_face(client: TestClient) -> None:
+    body = client.post("/classify", files={"image": ("p.jpg", PHOTO)}, data={"detect_faces": "false"}).json()
+    assert body["detector"] is None
+    assert [(f["box"], f["label"]) for f in body["faces"]] == [(None, "female")]
+
+
+@pytest.mark.parametrize("fmt, content_type", [("png", "image/png"), ("jpeg", "image/jpeg")])
+def test_stylize_with_a_gallery_style_returns_image_bytes(client: TestClient, fmt: str, content_type: str) -> None:
+    response = client.post(
+        "/stylize", files={"content": ("p.jpg", PHOTO)}, data={"style_name": "red", "format": fmt, "max_side": "160"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == content_type
+    assert (response.headers["x-model-name"], response.headers["x-model-version"]) == ("adain", "v1")
+    assert Image.open(io.BytesIO(response.content)).size == (160, 120)
+
+
+def test_stylize_accepts_uploaded_styles_with_weights(client: TestClient) -> None:
+    style = face_like_photo(64, 64, "PNG")
+    response = client.post(
+        "/stylize",
+        files=[("content", ("p.jpg", PHOTO)), ("style", ("a.png", style)), ("style", ("b.png", style))],
+        data={"style_weights": ["0.7", "0.3"], "alpha": "0.5"},
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_catalog_lists_styles_and_models(client: TestClient) -> None:
+    styles = client.get("/styles").json()
+    assert [s["name"] for s in styles["styles"]] == ["red"]
+    image = client.get(styles["styles"][0]["url"])
+    assert image.headers["content-type"] == "image/jpeg"
+    models = client.get("/models").json()["models"]
+    assert {m["role"] for m in models} == {"detector", "classifier", "style", "gallery"}
+    assert client.get("/styles/nope/image").status_code == 404
+
+
+PARAMETER_CASES = [
+    ("/detect", {}, {}, 422),  # no image field at all
+    ("/detect", {"image": ("p.jpg", PHOTO)}, {"conf": "2"}, 422),
+    ("/detect", {"image": ("p.jpg", PHOTO)}, {"conf": "abc"}, 422),
+    ("/detect", {"image": ("p.jpg", PHOTO)}, {"iou": "-0.1"}, 422),
+    ("/detect", {"image": ("p.jpg", PHOTO)}, {"max_det": "0"}, 422),
+    ("/detect", {"image": ("p.jpg", PHOTO)}, {"imgsz": "100000"}, 422),
+    ("/detect", {"picture": ("p.jpg", PHOTO)}, {}, 422),
+    ("/classify", {"image": ("p.jpg", PHOTO)}, {"detect_faces": "perhaps"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {}, 422),  # no style
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "nope"}, 404),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "alpha": "1.5"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "method": "magic"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "format": "gif"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "max_side": "99999"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "max_side": "4000"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "style_weights": ["1", "2"]}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "style_weights": "-1"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": ["red", "red"], "method": "nst"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO), "style": ("s.png", PHOTO)}, {"style_name": "red"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO), "style": ("s.txt", b"not an image")}, {}, 415),
+]
+
+
+@pytest.mark.parametrize("path, files, data, status", PARAMETER_CASES)
+def test_bad_parameters_get_a_clear_4xx(client: TestClient, path: str, files: dict, data: dict, status: int) -> None:
+    response = client.post(path, files=files or {"unused": ("x", b"")}, data=data)
+    assert response.status_code == status, response.text
+    assert isinstance(response.json()["detail"], str) and response.json()["detail"]
+
+
+@pytest.mark.parametrize("kind", sorted(bad_images()))
+@pytest.mark.parametrize("path, field", [("/detect", "image"), ("/classify", "image"), ("/stylize", "content")])
+def test_bad_images_get_a_clear_4xx_on_every_endpoint(client: TestClient, kind: str, path: str, field: str) -> None:
+    data, statuses = bad_images()[kind]
+    response = client.post(path, files={field: ("upload.jpg", data, "image/jpeg")}, data={"style_name": "red"})
+    assert response.status_code in statuses, response.text
+    assert response.json()["detail"].startswith(f"{field}:")
+
+
+def test_oversized_body_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    with _client(tmp_path, max_upload_bytes=4096) as client:
+        _wait_ready(client)
+        response = client.post("/detect", files={"image": ("p.jpg", b"\xff" * 10_000)})
+        assert response.status_code == 413
+        assert "exceeds 4096" in response.json()["detail"]
+
+
+def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
+    with _client(tmp_path, delay=0.3, queue_size=1) as client:
+        _wait_ready(client)
+        with ThreadPoolExecutor(6) as pool:
+            responses = list(pool.map(lambda _: client.post("/detect", files={"image": ("p.jpg", PHOTO)}), range(6)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) >= 1 and 503 in statuses, statuses
+    busy = next(r for r in responses if r.status_code == 503)
+    assert busy.headers["retry-after"] and "busy" in busy.json()["detail"]
+
+
+def test_a_model_that_fails_to_load_keeps_readyz_at_503(tmp_path: Path) -> None:
+    store = make_fake_store(tmp_path / "store")
+    (store / "face-gender" / "v1" / "weights.bin").write_bytes(b"corrupted")
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache")
+    with TestClient(create_app(settings, fake_plans())) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").json()["models"]["classifier"]["state"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        readiness = client.get("/readyz")
+        assert readiness.status_code == 503
+        assert readiness.json()["models"]["classifier"]["state"] == "failed"
+        assert "bytes" in readiness.json()["models"]["classifier"]["detail"]
+        refused = client.post("/classify", files={"image": ("p.jpg", PHOTO)}, data={"detect_faces": "false"})
+        assert refused.status_code == 503 and refused.headers["retry-after"]
+        assert client.get("/healthz").status_code == 200

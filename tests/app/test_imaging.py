@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from app.errors import DeepCanvasError, PayloadTooLarge
+from app.imaging import ImageLimits, decode_image, encode_image
+from tests.support.bad_inputs import bad_images, good_images, jpeg_with_orientation
+from tests.support.images import encode
+
+LIMITS = ImageLimits(max_pixels=40_000_000, min_side=16)
+
+
+@pytest.mark.parametrize("kind", sorted(good_images()))
+def test_every_supported_format_and_mode_decodes_to_rgb(kind: str) -> None:
+    image = decode_image(good_images()[kind], LIMITS)
+    assert image.mode == "RGB"
+    assert min(image.size) >= 16
+
+
+@pytest.mark.parametrize("kind", sorted(bad_images()))
+def test_bad_uploads_raise_a_client_error_with_a_message(kind: str) -> None:
+    data, statuses = bad_images()[kind]
+    with pytest.raises(DeepCanvasError) as caught:
+        decode_image(data, LIMITS, "image")
+    assert caught.value.status in statuses
+    assert caught.value.detail.startswith("image:")
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = decode_image(jpeg_with_orientation(6), LIMITS)
+    assert image.size == (40, 60)  # rotated 90°: the red left half is now on top
+    top, bottom = image.getpixel((20, 5)), image.getpixel((20, 55))
+    assert isinstance(top, tuple) and isinstance(bottom, tuple)
+    assert top[0] > 200 > bottom[0]
+
+
+def test_transparent_pixels_become_white_not_black() -> None:
+    image = decode_image(encode(Image.new("RGBA", (32, 32), (255, 0, 0, 0)), "PNG"), LIMITS)
+    assert image.getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped() -> None:
+    array_image = Image.new("I;16", (32, 32), 65535)
+    image = decode_image(encode(array_image, "PNG"), LIMITS)
+    assert image.getpixel((0, 0)) == (255, 255, 255)
+    half = decode_image(encode(Image.new("I;16", (32, 32), 32768), "PNG"), LIMITS)
+    assert half.getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_the_pixel_limit_comes_from_settings() -> None:
+    with pytest.raises(PayloadTooLarge, match="pixels"):
+        decode_image(encode(Image.new("RGB", (200, 200)), "PNG"), ImageLimits(max_pixels=10_000, min_side=16))
+
+
+def test_encode_image_gives_png_or_jpeg_with_their_content_types() -> None:
+    image = Image.new("RGB", (20, 10), (1, 2, 3))
+    png, png_type = encode_image(image, "png")
+    jpeg, jpeg_type = encode_image(image, "jpeg")
+    assert (png[:4], png_type) == (b"\x89PNG", "image/png")
+    assert (jpeg[:2], jpeg_type) == (b"\xff\xd8", "image/jpeg")
+
+
+def test_importing_ultralytics_does_not_change_how_uploads_are_decoded() -> None:
+    import models.detector.network  # noqa: F401  (its import patches PIL.Image.open; ours must undo it)
+
+    with pytest.raises(DeepCanvasError) as caught:
+        decode_image(b"plain text, not an image" * 4, LIMITS)
+    assert caught.value.status == 415

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import EMBEDDED_STORE, Settings
+
+
+def test_settings_default_to_the_embedded_store() -> None:
+    settings = Settings()
+    assert settings.store == EMBEDDED_STORE.as_uri()
+    assert settings.model_refs["detector"] == ("face-detector", "stable")
+
+
+def test_settings_read_the_deepcanvas_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPCANVAS_STORE", "s3://bucket/models")
+    monkeypatch.setenv("DEEPCANVAS_CLASSIFIER", "face-gender:v7")
+    monkeypatch.setenv("DEEPCANVAS_MAX_UPLOAD_BYTES", "4096")
+    settings = Settings()
+    assert settings.store == "s3://bucket/models"
+    assert settings.model_refs["classifier"] == ("face-gender", "v7")
+    assert settings.max_upload_bytes == 4096
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("store", "http://example.com/models"),
+        ("detector", "face-detector"),
+        ("detector", "../x:v1"),
+        ("style", "adain:../../etc"),
+        ("gallery", "a/b:v1"),
+        ("device", "gpu"),
+        ("max_upload_bytes", 10),
+        ("queue_size", 0),
+    ],
+)
+def test_settings_refuse_invalid_values(field: str, value: object) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**{field: value})  # type: ignore[arg-type]
+
+
+def test_default_stylize_side_may_not_exceed_its_limit() -> None:
+    with pytest.raises(ValidationError, match="stylize_max_side"):
+        Settings(stylize_max_side=4096, stylize_max_side_limit=2048)
