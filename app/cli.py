@@ -108,5 +108,22 @@ def starter(
         console.print(json.dumps({"name": manifest.name, "version": manifest.version}))
 
 
+@cli.command()
+def bench(
+    photo: Annotated[Path | None, typer.Option(help="Photo to send; default: a portrait or a generated scene")] = None,
+    repeats: Annotated[int, typer.Option(min=3, help="Timed calls per endpoint and side")] = 20,
+    max_side: Annotated[int, typer.Option(min=32, help="Stylize output bound")] = 512,
+    store: StoreOption = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report here")] = None,
+) -> None:
+    """Median and p95 latency through HTTP next to the same predictor in-process, with their ratio."""
+    from app.bench import load_photo, print_report, run_bench
+
+    report = run_bench(load_photo(photo), repeats, max_side, _settings(store))
+    print_report(report, console)
+    if json_out:
+        json_out.write_text(json.dumps(report, indent=2))
+
+
 def main() -> None:
     cli()

@@ -1,0 +1,200 @@
+"""``deepcanvas bench``: HTTP latency next to the same predictor in-process, on this machine.
+
+Starts ``deepcanvas serve`` as a subprocess (start-up time to ready, resident memory), sends each
+endpoint the same image N times, then builds the same predictors in this process from the same
+store and times ``predict`` on the same decoded image. Prints a table and JSON with the ratios.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from app.imaging import ImageLimits, decode_image
+from app.settings import Settings
+
+
+@dataclass
+class Timing:
+    endpoint: str
+    http_median_ms: float
+    http_p95_ms: float
+    inprocess_median_ms: float
+    inprocess_p95_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.http_median_ms / self.inprocess_median_ms
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def time_calls(call: Callable[[], Any], repeats: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(store: str, port: int) -> tuple[subprocess.Popen[bytes], float]:
+    """The service as users run it; returns the process and seconds from spawn to /readyz 200."""
+    deepcanvas = str(Path(sys.executable).parent / "deepcanvas")
+    args = [deepcanvas, "serve", "--host", "127.0.0.1", "--port", str(port), "--store", store]
+    started = time.perf_counter()
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError("the server exited during start-up")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return process, time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+
+
+def http_calls(base: str, photo: bytes, style: str, max_side: int) -> dict[str, Callable[[], Any]]:
+    client = httpx.Client(base_url=base, timeout=120)
+
+    def post(path: str, files: dict[str, Any], data: dict[str, Any]) -> Callable[[], Any]:
+        def call() -> None:
+            response = client.post(path, files=files, data=data)
+            response.raise_for_status()
+
+        return call
+
+    return {
+        "/detect": post("/detect", {"image": ("photo.jpg", photo)}, {}),
+        "/classify": post("/classify", {"image": ("photo.jpg", photo)}, {"detect_faces": "false"}),
+        "/stylize": post("/stylize", {"content": ("photo.jpg", photo)}, {"style_name": style, "max_side": max_side}),
+    }
+
+
+def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> tuple[dict[str, Callable[[], Any]], str]:
+    """The same predictors, built from the same store, called directly on the decoded image."""
+    from app.main import open_artifact_store
+    from app.model_plans import build_classifier, build_detector, build_gallery, build_style
+    from models.detector.predictor import DetectRequest
+    from models.style.predictor import StylizeRequest
+
+    store = open_artifact_store(settings)
+
+    def build(role: str, builder: Callable[..., Any]) -> Any:
+        name, ref = settings.model_refs[role]  # type: ignore[index]
+        folder, manifest = store.fetch(name, ref)
+        return builder(folder, manifest, settings.device)
+
+    detector, classifier = build("detector", build_detector), build("classifier", build_classifier)
+    style, gallery = build("style", build_style), build("gallery", build_gallery)
+    style_name = gallery.names()[0]
+    size = detector.manifest.input.size if detector.manifest.input else 640
+    detect = DetectRequest(image=image, conf=0.25, iou=0.45, max_det=300, imgsz=size)
+    stylize = StylizeRequest(image, (gallery.image(style_name),), (1.0,), 1.0, False, max_side)
+    calls = {
+        "/detect": lambda: detector.predict([detect]),
+        "/classify": lambda: classifier.predict([image]),
+        "/stylize": lambda: style.predict([stylize]),
+    }
+    return calls, style_name
+
+
+def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> dict[str, Any]:
+    image = decode_image(photo, ImageLimits(settings.max_pixels, settings.min_side))
+    local, style_name = inprocess_calls(settings, image, max_side)
+    port = _free_port()
+    process, startup_s = start_server(settings.store, port)
+    try:
+        rss_mb = psutil.Process(process.pid).memory_info().rss / 2**20
+        remote = http_calls(f"http://127.0.0.1:{port}", photo, style_name, max_side)
+        timings = []
+        for endpoint, call in remote.items():
+            http = time_calls(call, repeats)
+            direct = time_calls(local[endpoint], repeats)
+            timings.append(
+                Timing(
+                    endpoint,
+                    statistics.median(http),
+                    percentile(http, 0.95),
+                    statistics.median(direct),
+                    percentile(direct, 0.95),
+                )
+            )
+        rss_after_mb = psutil.Process(process.pid).memory_info().rss / 2**20
+    finally:
+        process.terminate()
+        process.wait(30)
+    return {
+        "image": {"width": image.width, "height": image.height},
+        "repeats": repeats,
+        "startup_to_ready_s": round(startup_s, 2),
+        "server_rss_mb_ready": round(rss_mb, 1),
+        "server_rss_mb_after": round(rss_after_mb, 1),
+        "endpoints": [asdict(t) | {"ratio": round(t.ratio, 3)} for t in timings],
+    }
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    table = Table("endpoint", "HTTP p50 ms", "HTTP p95 ms", "in-process p50 ms", "in-process p95 ms", "ratio p50")
+    for row in report["endpoints"]:
+        table.add_row(
+            row["endpoint"],
+            f"{row['http_median_ms']:.1f}",
+            f"{row['http_p95_ms']:.1f}",
+            f"{row['inprocess_median_ms']:.1f}",
+            f"{row['inprocess_p95_ms']:.1f}",
+            f"{row['ratio']:.3f}",
+        )
+    console.print(table)
+    console.print(
+        f"start-up to ready: {report['startup_to_ready_s']} s; resident memory: "
+        f"{report['server_rss_mb_ready']} MB ready, {report['server_rss_mb_after']} MB after the run"
+    )
+    console.print_json(json.dumps(report))
+
+
+def load_photo(path: Path | None) -> bytes:
+    """The given photo, else ../shared's portrait when present, else a generated 640×480 scene."""
+    shared = Path(__file__).resolve().parent.parent.parent / "shared/data/style-transfer/content/brad_pitt.jpg"
+    if path is None and shared.is_file():
+        path = shared
+    if path is not None:
+        return path.read_bytes()
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (640, 480), (70, 110, 150))
+    draw = ImageDraw.Draw(image)
+    for i in range(0, 640, 16):
+        draw.line([(i, 0), (640 - i, 480)], fill=(i % 255, 120, 200 - i % 200), width=3)
+    draw.ellipse([250, 120, 390, 310], fill=(224, 180, 150))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()

@@ -1,0 +1,182 @@
+"""The real service (``deepcanvas serve`` subprocess on the embedded store) answering real photos."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.support.bad_inputs import bad_images, good_images
+from tests.support.servers import LiveServer
+
+pytestmark = pytest.mark.e2e
+
+
+def _content_photos(shared: Path | None) -> list[tuple[str, bytes]]:
+    folder = (shared / "data" / "style-transfer" / "content") if shared else None
+    if folder and folder.is_dir():
+        return [(p.name, p.read_bytes()) for p in sorted(folder.glob("*.jpg"))[:4]]
+    return [(f"{kind}.img", data) for kind, data in sorted(good_images().items())]
+
+
+@pytest.fixture(scope="module")
+def photos(request: pytest.FixtureRequest) -> list[tuple[str, bytes]]:
+    try:
+        shared: Path | None = request.getfixturevalue("shared_dir")
+    except pytest.skip.Exception:
+        shared = None
+    return _content_photos(shared)
+
+
+def test_readyz_reports_every_model_ready(live_server: LiveServer) -> None:
+    body = httpx.get(f"{live_server.url}/readyz").json()
+    assert body["ready"] is True
+    assert set(body["models"]) == {"detector", "classifier", "style", "gallery"}
+    assert all(m["state"] == "ready" and m["version"] for m in body["models"].values())
+
+
+def test_detect_answers_real_photos_with_boxes_inside_the_image(
+    live_server: LiveServer, photos: list[tuple[str, bytes]]
+) -> None:
+    for name, data in photos:
+        response = httpx.post(
+            f"{live_server.url}/detect", files={"image": (name, data)}, data={"conf": "0.01"}, timeout=60
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        width, height = Image.open(io.BytesIO(data)).size
+        assert body["model"]["name"] == "face-detector"
+        for detection in body["detections"]:
+            x1, y1, x2, y2 = detection["box"]
+            assert 0 <= x1 <= x2 <= body["image"]["width"] and 0 <= y1 <= y2 <= body["image"]["height"]
+            assert 0 <= detection["score"] <= 1 and detection["label"] == "face"
+        assert {body["image"]["width"], body["image"]["height"]} == {width, height}
+
+
+def test_classify_returns_probabilities_over_the_models_labels(
+    live_server: LiveServer, photos: list[tuple[str, bytes]]
+) -> None:
+    labels = next(
+        m["labels"] for m in httpx.get(f"{live_server.url}/models").json()["models"] if m["role"] == "classifier"
+    )
+    for detect_faces in ("true", "false"):
+        name, data = photos[0]
+        response = httpx.post(
+            f"{live_server.url}/classify",
+            files={"image": (name, data)},
+            data={"detect_faces": detect_faces},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (body["detector"] is None) == (detect_faces == "false")
+        for face in body["faces"]:
+            assert set(face["probabilities"]) == set(labels)
+            assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+            assert face["probabilities"][face["label"]] == pytest.approx(face["score"])
+        if detect_faces == "false":
+            assert len(body["faces"]) == 1 and body["faces"][0]["box"] is None
+
+
+def test_stylize_paints_with_gallery_styles_and_uploaded_styles(
+    live_server: LiveServer, photos: list[tuple[str, bytes]]
+) -> None:
+    styles = httpx.get(f"{live_server.url}/styles").json()["styles"]
+    assert len(styles) >= 2
+    name, data = photos[0]
+    response = httpx.post(
+        f"{live_server.url}/stylize",
+        files={"content": (name, data)},
+        data={
+            "style_name": [styles[0]["name"], styles[1]["name"]],
+            "style_weights": ["0.5", "0.5"],
+            "max_side": "256",
+            "alpha": "0.8",
+            "preserve_color": "true",
+        },
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    painted = Image.open(io.BytesIO(response.content))
+    assert max(painted.size) <= 256 and painted.mode == "RGB"
+    style_bytes = httpx.get(live_server.url + styles[0]["url"]).content
+    uploaded = httpx.post(
+        f"{live_server.url}/stylize",
+        files={"content": (name, data), "style": ("s.jpg", style_bytes)},
+        data={"format": "jpeg", "max_side": "128"},
+        timeout=120,
+    )
+    assert uploaded.status_code == 200 and uploaded.headers["content-type"] == "image/jpeg"
+    assert uploaded.headers["x-model-name"]
+
+
+def test_classical_nst_returns_an_image_within_its_bounds(
+    live_server: LiveServer, photos: list[tuple[str, bytes]]
+) -> None:
+    name, data = photos[0]
+    style = httpx.get(f"{live_server.url}/styles").json()["styles"][0]["name"]
+    response = httpx.post(
+        f"{live_server.url}/stylize",
+        files={"content": (name, data)},
+        data={"style_name": style, "method": "nst", "max_side": "96"},
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+    assert max(Image.open(io.BytesIO(response.content)).size) <= 96
+
+
+def test_models_lists_every_role_with_provenance(live_server: LiveServer) -> None:
+    body = httpx.get(f"{live_server.url}/models").json()
+    roles = {m["role"]: m for m in body["models"]}
+    assert set(roles) == {"detector", "classifier", "style", "gallery"}
+    assert roles["detector"]["architecture"] == "yolov5s" and roles["detector"]["labels"] == ["face"]
+    assert all(m["provenance"] for m in roles.values())
+
+
+@pytest.mark.parametrize("kind", sorted(bad_images()))
+def test_bad_uploads_get_4xx_from_the_real_server(live_server: LiveServer, kind: str) -> None:
+    data, statuses = bad_images()[kind]
+    response = httpx.post(f"{live_server.url}/detect", files={"image": ("x.jpg", data, "image/jpeg")}, timeout=60)
+    assert response.status_code in statuses, response.text
+    assert response.json()["detail"]
+
+
+def test_non_multipart_bodies_and_oversized_uploads_get_4xx(live_server: LiveServer) -> None:
+    as_json = httpx.post(f"{live_server.url}/detect", json={"image": "aGVsbG8="})
+    assert as_json.status_code == 422 and isinstance(as_json.json()["detail"], str)
+    huge = httpx.post(
+        f"{live_server.url}/detect",
+        content=b"\0" * (21 * 1024 * 1024),
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert huge.status_code == 413
+    garbage = httpx.post(
+        f"{live_server.url}/detect",
+        content=b"--x\r\nnonsense",
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    assert 400 <= garbage.status_code < 500
+    assert httpx.get(f"{live_server.url}/readyz").status_code == 200
+
+
+def test_openapi_documents_every_endpoint_and_field(live_server: LiveServer) -> None:
+    schema = httpx.get(f"{live_server.url}/openapi.json").json()
+    assert {"/detect", "/classify", "/stylize", "/styles", "/models", "/healthz", "/readyz"} <= set(schema["paths"])
+    stylize = schema["paths"]["/stylize"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    fields = schema["components"]["schemas"][stylize.split("/")[-1]]["properties"]
+    assert {
+        "content",
+        "style",
+        "style_name",
+        "style_weights",
+        "alpha",
+        "preserve_color",
+        "method",
+        "max_side",
+        "format",
+    } <= set(fields)
+    assert all(f.get("description") for f in fields.values())
