@@ -42,7 +42,7 @@ def build_nst(folder: Path, manifest: Manifest, device: str) -> Any:
 def build_gallery(folder: Path, manifest: Manifest, device: str) -> Any:
     from models.style.gallery import StyleGallery
 
-    return StyleGallery.from_artifact(folder, manifest, _device(device))
+    return StyleGallery.from_artifact(folder, manifest)  # images only: no device
 
 
 def default_plans() -> list[SlotPlan]:

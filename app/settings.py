@@ -63,8 +63,8 @@ class Settings(BaseSettings):
 
     stylize_max_side: int = Field(1024, ge=32, le=8192, description="Default bound on a stylized image's side")
     stylize_max_side_limit: int = Field(2048, ge=32, le=8192, description="Largest max_side a client may ask")
-    nst_max_side: int = Field(384, ge=32, le=2048, description="Bound on the side of an NST output")
-    nst_iterations: int = Field(60, ge=1, le=2000, description="Optimisation steps of classical NST")
+    nst_max_side: int = Field(256, ge=32, le=2048, description="Bound on the side of an NST output")
+    nst_iterations: int = Field(40, ge=1, le=2000, description="Optimisation steps of classical NST")
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

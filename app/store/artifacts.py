@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -28,7 +29,8 @@ class ArtifactStore:
 
     def __init__(self, objects: ObjectStore, cache_dir: Path) -> None:
         self.objects = objects
-        self.cache_dir = cache_dir
+        # One cache folder per store, so two stores' "name/version" never overwrite each other's copies.
+        self.cache_dir = cache_dir / hashlib.sha256(objects.uri.encode()).hexdigest()[:16]
 
     @property
     def uri(self) -> str:

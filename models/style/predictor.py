@@ -1,0 +1,118 @@
+"""Arbitrary style transfer with AdaIN: encode content and styles, match statistics, decode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from PIL import Image
+
+from models.artifact import ArtifactError, Manifest
+from models.predictor import load_state
+from models.style.adain import coral, interpolate_styles
+from models.style.images import image_to_tensor, resize_for_network, tensor_to_image
+from models.style.network import Decoder, VGGEncoder
+
+ARCHITECTURE = "adain-vgg19-relu4_1"
+ENCODER_FILE = "encoder.safetensors"
+DECODER_FILE = "decoder.safetensors"
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
+@dataclass(frozen=True)
+class StylizeRequest:
+    """One stylization: a content image, one or more styles mixed by ``weights``, and a strength ``alpha``.
+
+    ``alpha`` in [0, 1] blends the AdaIN target (1) with the content's own features (0);
+    ``preserve_color`` recolours each style to the content's colours first; the output's longer
+    side is at most ``max_side``.
+    """
+
+    content: Image.Image
+    styles: tuple[Image.Image, ...]
+    weights: tuple[float, ...]
+    alpha: float
+    preserve_color: bool
+    max_side: int
+
+
+def widths_from_manifest(manifest: Manifest) -> tuple[int, int, int, int]:
+    """The encoder/decoder widths recorded in the manifest; an ``ArtifactError`` when absent or malformed."""
+    where = f"{manifest.name}/{manifest.version}"
+    if manifest.architecture != ARCHITECTURE:
+        raise ArtifactError(f"{where}: architecture {manifest.architecture!r} is not {ARCHITECTURE!r}")
+    widths = manifest.hyperparameters.get("widths")
+    if not (isinstance(widths, list) and len(widths) == 4 and all(isinstance(w, int) and w > 0 for w in widths)):
+        raise ArtifactError(f"{where}: hyperparameters.widths must be a list of 4 positive ints, not {widths!r}")
+    return (widths[0], widths[1], widths[2], widths[3])
+
+
+def load_frozen(module: ModuleT, folder: Path, manifest: Manifest, path: str, device: torch.device) -> ModuleT:
+    """Load ``path``'s weights into ``module`` on ``device``, in eval mode with gradients off."""
+    try:
+        module.load_state_dict(load_state(folder, manifest, path, device))
+    except RuntimeError as error:  # missing, unexpected or mis-shaped keys
+        raise ArtifactError(f"{manifest.name}/{manifest.version}: {path} does not fit: {error}") from error
+    module.to(device).eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module
+
+
+class StyleTransfer:
+    """AdaIN predictor: ``predict(list[StylizeRequest]) -> list[PIL.Image.Image]`` (RGB)."""
+
+    def __init__(self, encoder: VGGEncoder, decoder: Decoder, manifest: Manifest, device: torch.device) -> None:
+        self.encoder = encoder
+        self.decoder = decoder
+        self.manifest = manifest
+        self.device = device
+
+    @classmethod
+    def from_artifact(cls, folder: Path, manifest: Manifest, device: torch.device) -> StyleTransfer:
+        widths = widths_from_manifest(manifest)
+        encoder = load_frozen(VGGEncoder(widths), folder, manifest, ENCODER_FILE, device)
+        decoder = load_frozen(Decoder(widths), folder, manifest, DECODER_FILE, device)
+        return cls(encoder, decoder, manifest, device)
+
+    def eval(self) -> StyleTransfer:
+        self.encoder.eval()
+        self.decoder.eval()
+        return self
+
+    def predict(self, batch: list[StylizeRequest]) -> list[Image.Image]:
+        """One stylized RGB image per request, in order; each is the resized content's size."""
+        with torch.inference_mode():
+            return [self._stylize_one(request) for request in batch]
+
+    def warmup(self) -> None:
+        tiny = Image.new("RGB", (32, 32), (128, 96, 64))
+        self.predict([StylizeRequest(tiny, (tiny,), (1.0,), 1.0, False, 32)])
+
+    def _stylize_one(self, request: StylizeRequest) -> Image.Image:
+        content, styles = self.preprocess(request)
+        output = self.stylize(content, styles, list(request.weights), request.alpha)  # (1, 3, H, W)
+        return tensor_to_image(output)
+
+    def preprocess(self, request: StylizeRequest) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Content (1, 3, H, W) and styles (1, 3, Hs, Ws), sized by ``max_side``; styles recoloured if asked."""
+        assert len(request.styles) == len(request.weights) > 0, "need one weight per style and at least one"
+        content = image_to_tensor(resize_for_network(request.content, request.max_side), self.device)
+        styles = [image_to_tensor(resize_for_network(s, request.max_side), self.device) for s in request.styles]
+        if request.preserve_color:
+            # the AdaIN release's preserve_color: give each style the content's colour statistics
+            styles = [coral(style[0], content[0]).clamp(0.0, 1.0).unsqueeze(0) for style in styles]
+        return content, styles
+
+    def stylize(
+        self, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float], alpha: float
+    ) -> torch.Tensor:
+        """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1]."""
+        assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
+        content_feat = self.encoder(content)  # (1, C4, H/8, W/8)
+        style_feats = [self.encoder(style) for style in styles]  # each (1, C4, Hs/8, Ws/8)
+        target = interpolate_styles(content_feat, style_feats, weights)  # one style: plain AdaIN
+        blended = alpha * target + (1.0 - alpha) * content_feat
+        return self.decoder(blended).clamp(0.0, 1.0)  # (1, 3, H, W)
