@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -37,11 +36,22 @@ def serve(
     """Start the HTTP service."""
     import uvicorn
 
+    from app.lifecycle import GracefulServer
     from app.main import create_app
+    from app.telemetry import configure_logging
 
     settings = _settings(store)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, access_log=False)
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.grace_period_s) + 1,
+    )
+    GracefulServer(config, app.state.gate, settings.grace_period_s).run()
 
 
 def _artifact_store(store: str | None) -> ArtifactStore:

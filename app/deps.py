@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from app.imaging import ImageLimits
 from app.manager import ModelManager
+from app.runtime import ActiveModels, ParamsService, RuntimeParams
 from app.settings import Settings
 
 
@@ -21,10 +22,28 @@ def get_manager(request: Request) -> ModelManager:
     return manager
 
 
-def get_image_limits(settings: Annotated[Settings, Depends(get_settings)]) -> ImageLimits:
-    return ImageLimits(max_pixels=settings.max_pixels, min_side=settings.min_side)
+def get_params_service(request: Request) -> ParamsService:
+    service: ParamsService = request.app.state.params
+    return service
+
+
+def get_active_models(request: Request) -> ActiveModels:
+    active: ActiveModels = request.app.state.active
+    return active
+
+
+def get_params(service: Annotated[ParamsService, Depends(get_params_service)]) -> RuntimeParams:
+    """The parameters in force for this request (one consistent snapshot)."""
+    return service.params
+
+
+def get_image_limits(params: Annotated[RuntimeParams, Depends(get_params)]) -> ImageLimits:
+    return ImageLimits(max_pixels=params.max_pixels, min_side=params.min_side)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ManagerDep = Annotated[ModelManager, Depends(get_manager)]
+ParamsServiceDep = Annotated[ParamsService, Depends(get_params_service)]
+ActiveModelsDep = Annotated[ActiveModels, Depends(get_active_models)]
+ParamsDep = Annotated[RuntimeParams, Depends(get_params)]
 ImageLimitsDep = Annotated[ImageLimits, Depends(get_image_limits)]

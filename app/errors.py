@@ -53,6 +53,19 @@ class NotFound(DeepCanvasError):
     status = 404
 
 
+class ActivationFailed(DeepCanvasError):
+    """A model version could not be loaded; the serving version stays."""
+
+    status = 422
+
+
+class ShuttingDown(DeepCanvasError):
+    """The process received SIGTERM and finishes only the requests it already has."""
+
+    status = 503
+    retry_after = 1
+
+
 class ModelNotReady(DeepCanvasError):
     """The model is still loading or failed to load."""
 

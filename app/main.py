@@ -11,10 +11,13 @@ from fastapi import FastAPI
 
 from app.body_limit import BodyLimitMiddleware
 from app.errors import install_error_handlers
+from app.lifecycle import DrainMiddleware, ShutdownGate
 from app.manager import ModelManager, SlotPlan
-from app.routers import catalog, classify, detect, health, stylize
+from app.routers import admin, catalog, classify, detect, health, stylize, web
+from app.runtime import ActiveModels, ParamsService, adopt_stored_versions, poll_store
 from app.settings import Settings
 from app.store import ArtifactStore, open_object_store
+from app.telemetry import EmfEmitter, ServiceMetrics, TelemetryMiddleware
 
 log = logging.getLogger("deepcanvas")
 
@@ -27,12 +30,6 @@ def open_artifact_store(settings: Settings) -> ArtifactStore:
     return ArtifactStore(objects, settings.cache_dir)
 
 
-def build_manager(settings: Settings, plans: list[SlotPlan] | None = None) -> ModelManager:
-    from app.model_plans import default_plans
-
-    return ModelManager(settings, open_artifact_store(settings), plans or default_plans())
-
-
 def _configure_torch(settings: Settings) -> None:
     if settings.torch_threads:
         import torch
@@ -42,27 +39,44 @@ def _configure_torch(settings: Settings) -> None:
 
 def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = None) -> FastAPI:
     """A new app; nothing heavy happens until its lifespan starts."""
+    from app.model_plans import default_plans
+
     settings = settings or Settings()
+    store = open_artifact_store(settings)
+    params = ParamsService(settings, store.objects)
+    manager = ModelManager(settings, store, plans or default_plans(), lambda: params.params.queue_size)
+    active = ActiveModels(manager, store.objects)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_torch(settings)
-        manager = build_manager(settings, plans)
-        app.state.manager = manager
-        # Load in the background: /healthz answers at once, /readyz turns 200 when all are loaded.
-        loading = asyncio.create_task(manager.load_all(), name="load-models")
+        tasks = [asyncio.create_task(_start(params, active), name="load-models")]
+        tasks.append(asyncio.create_task(poll_store(params, active, settings.params_poll_s), name="poll-store"))
         try:
             yield
         finally:
-            loading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loading
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             manager.close()
 
     app = FastAPI(title="DeepCanvas", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    app.state.settings = settings
+    app.state.settings, app.state.manager, app.state.params, app.state.active = settings, manager, params, active
+    app.state.gate = ShutdownGate()
+    app.state.metrics = ServiceMetrics(lambda: manager, lambda: params.document.version)
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, limit=lambda: settings.max_upload_bytes)
-    for module in (health, detect, classify, stylize, catalog):
+    app.add_middleware(BodyLimitMiddleware, limit=lambda: params.params.max_upload_bytes)
+    app.add_middleware(DrainMiddleware, gate=app.state.gate)
+    emf = EmfEmitter(settings.emf_namespace, settings.service_name) if settings.emf_enabled else None
+    app.add_middleware(TelemetryMiddleware, metrics=app.state.metrics, emf=emf)
+    for module in (health, detect, classify, stylize, catalog, admin, web):
         app.include_router(module.router)
     return app
+
+
+async def _start(params: ParamsService, active: ActiveModels) -> None:
+    """Parameters and desired versions from the store first (when reachable), then every model."""
+    with contextlib.suppress(Exception):
+        await params.refresh()
+        await adopt_stored_versions(active)
+    await active.manager.load_all()

@@ -2,15 +2,19 @@
 
 Each loaded model lives in a ``ModelSlot`` that owns one worker thread, so a predictor instance is
 never used by two threads at once, and a bounded count of waiting calls, so overload answers 503.
+Switching versions builds the new slots aside and swaps them in one step: requests already holding
+the old slot finish on it, and its thread ends once nothing refers to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -27,6 +31,10 @@ log = logging.getLogger("deepcanvas.models")
 R = TypeVar("R")
 Builder = Callable[[Path, Manifest, str], Any]
 State = Literal["loading", "ready", "failed"]
+LOAD_ERRORS = (ArtifactError, ValueError, RuntimeError, OSError)
+
+# The inferences one request ran: (model name, version, seconds), read by telemetry after the response.
+inferences: ContextVar[list[tuple[str, str, float]] | None] = ContextVar("inferences", default=None)
 
 
 @dataclass
@@ -36,7 +44,7 @@ class ModelSlot:
     name: str
     manifest: Manifest
     predictor: Any
-    queue_size: int
+    queue_limit: Callable[[], int]
     load_seconds: float = 0.0
     pending: int = 0
     executor: ThreadPoolExecutor = field(init=False)
@@ -45,18 +53,28 @@ class ModelSlot:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{self.name}")
 
     async def run(self, call: Callable[[Any], R]) -> R:
-        """Run ``call(predictor)`` on this slot's thread; 503 when ``queue_size`` calls already wait."""
-        if self.pending >= self.queue_size:
+        """Run ``call(predictor)`` on this slot's thread; 503 when the queue limit is reached."""
+        limit = self.queue_limit()
+        if self.pending >= limit:
             raise Overloaded(f"{self.name} is busy: {self.pending} requests are waiting; retry shortly")
         self.pending += 1
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, call, self.predictor)
+            result, seconds = await loop.run_in_executor(self.executor, _timed, call, self.predictor)
         finally:
             self.pending -= 1
+        record = inferences.get()
+        if record is not None:
+            record.append((self.manifest.name, self.manifest.version, seconds))
+        return result
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _timed(call: Callable[[Any], R], predictor: Any) -> tuple[R, float]:
+    started = time.perf_counter()
+    return call(predictor), time.perf_counter() - started
 
 
 @dataclass
@@ -66,6 +84,7 @@ class RoleStatus:
     ref: str = ""
     version: str | None = None
     detail: str | None = None
+    previous: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,16 +97,20 @@ class SlotPlan:
 
 
 class ModelManager:
-    """Loads every configured model at start-up and hands out ready slots."""
+    """Loads every configured model at start-up, hands out ready slots, switches versions."""
 
-    def __init__(self, settings: Settings, store: ArtifactStore, plans: list[SlotPlan]) -> None:
+    def __init__(
+        self, settings: Settings, store: ArtifactStore, plans: list[SlotPlan], queue_limit: Callable[[], int]
+    ) -> None:
         self.settings = settings
         self.store = store
         self.plans = plans
+        self.queue_limit = queue_limit
         self.slots: dict[str, ModelSlot] = {}
         self.status: dict[Role, RoleStatus] = {
             role: RoleStatus(name=name, ref=ref) for role, (name, ref) in settings.model_refs.items()
         }
+        self._locks: dict[Role, asyncio.Lock] = {role: asyncio.Lock() for role in self.status}
 
     @property
     def ready(self) -> bool:
@@ -99,51 +122,65 @@ class ModelManager:
             raise ModelNotReady(f"model {name!r} is not loaded yet; retry shortly")
         return slot
 
+    def role_of(self, model_name: str) -> Role | None:
+        return next((role for role, s in self.status.items() if s.name == model_name), None)
+
     async def load_all(self) -> None:
-        """Load each configured role in turn; a failure marks that role failed and leaves others loading."""
+        """Load each configured role in turn; a failure marks that role failed, others still load."""
         for role in self.status:
-            await self.load_role(role)
+            with contextlib.suppress(*LOAD_ERRORS):  # recorded in the role's status and logged by activate
+                await self.activate(role, self.status[role].ref, retry=True)
 
-    async def load_role(self, role: Role) -> None:
+    async def activate(self, role: Role, ref: str, retry: bool = False) -> str:
+        """Load ``ref`` for ``role`` and swap it in; on failure the serving version stays. Returns the version."""
         status = self.status[role]
-        status.state, status.detail = "loading", None
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(StoreUnavailable),
-                stop=stop_after_attempt(self.settings.store_retries + 1),
-                wait=wait_exponential(multiplier=0.5, max=30),
-                reraise=True,
-            ):
-                with attempt:
-                    slots = await asyncio.to_thread(self._build_role, role)
-        except (ArtifactError, ValueError, RuntimeError, OSError) as error:
-            status.state, status.detail = "failed", str(error)
-            log.error("model %s (%s:%s) refused: %s", role, status.name, status.ref, error)
-            return
-        old = {name: self.slots.get(name) for name in slots}
-        self.slots.update(slots)  # one dict update: requests see either all old or all new slots
-        for previous in old.values():
-            if previous is not None:
-                previous.close()
-        first = next(iter(slots.values()))
-        status.state, status.version = "ready", first.manifest.version
-        log.info("model %s ready: %s/%s in %.2fs", role, status.name, status.version, first.load_seconds)
+        async with self._locks[role]:
+            try:
+                slots = (
+                    await self._build_with_retries(role, ref)
+                    if retry
+                    else await asyncio.to_thread(self._build_role, role, ref)
+                )
+            except LOAD_ERRORS as error:
+                if status.version is None:
+                    status.state = "failed"
+                status.detail = f"{status.name}:{ref}: {error}"
+                log.error("model %s (%s:%s) refused: %s", role, status.name, ref, error)
+                raise
+            self.slots.update(slots)  # one dict update: a request sees either the old or the new slots
+            first = next(iter(slots.values()))
+            if status.version != first.manifest.version:
+                status.previous = status.version
+            status.state, status.version, status.detail = "ready", first.manifest.version, None
+            log.info("model %s ready: %s/%s in %.2fs", role, status.name, status.version, first.load_seconds)
+            return first.manifest.version
 
-    def _build_role(self, role: Role) -> dict[str, ModelSlot]:
+    async def _build_with_retries(self, role: Role, ref: str) -> dict[str, ModelSlot]:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(StoreUnavailable),
+            stop=stop_after_attempt(self.settings.store_retries + 1),
+            wait=wait_exponential(multiplier=0.5, max=30),
+            reraise=True,
+        ):
+            with attempt:
+                return await asyncio.to_thread(self._build_role, role, ref)
+        raise AssertionError("unreachable: tenacity reraises")
+
+    def _build_role(self, role: Role, ref: str) -> dict[str, ModelSlot]:
         started = time.perf_counter()
-        name, ref = self.settings.model_refs[role]
+        name = self.status[role].name
         folder, manifest = self.store.fetch(name, ref)
         slots = {}
         for plan in (p for p in self.plans if p.role == role):
             predictor = plan.build(folder, manifest, self.settings.device)
             if self.settings.warmup and hasattr(predictor, "warmup"):
                 predictor.warmup()
-            slots[plan.slot] = ModelSlot(plan.slot, manifest, predictor, self.settings.queue_size)
+            slots[plan.slot] = ModelSlot(plan.slot, manifest, predictor, self.queue_limit)
         for slot in slots.values():
             slot.load_seconds = time.perf_counter() - started
         return slots
 
-    def describe(self) -> Mapping[Role, RoleStatus]:
+    def describe(self) -> dict[Role, RoleStatus]:
         return self.status
 
     def close(self) -> None:

@@ -82,6 +82,7 @@ class RoleState(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
+    draining: bool = Field(False, description="True after SIGTERM: finishing in-flight requests only")
     models: dict[str, RoleState]
 
 

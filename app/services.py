@@ -10,6 +10,7 @@ from PIL import Image
 from app.errors import InvalidParameter, NotFound
 from app.imaging import encode_image
 from app.manager import ModelManager, ModelSlot
+from app.runtime import RuntimeParams
 from app.schemas import (
     ClassifyResponse,
     Detection,
@@ -38,7 +39,7 @@ class StylizeOptions:
     style_names: tuple[str, ...]
     style_images: tuple[Image.Image, ...]
     weights: tuple[float, ...] | None
-    alpha: float
+    alpha: float | None
     preserve_color: bool
     method: Literal["adain", "nst"]
     max_side: int | None
@@ -49,23 +50,30 @@ def model_ref(slot: ModelSlot) -> ModelRef:
     return ModelRef(name=slot.manifest.name, version=slot.manifest.version)
 
 
-def _detect_request(slot: ModelSlot, image: Image.Image, options: DetectOptions) -> Any:
+def _first(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
+
+
+def _detect_request(slot: ModelSlot, params: RuntimeParams, image: Image.Image, options: DetectOptions) -> Any:
+    """The request's own values, else the runtime parameters, else the model's manifest defaults."""
     from models.detector.predictor import DetectRequest
 
     defaults = slot.manifest.defaults
     size = slot.manifest.input.size if slot.manifest.input else 640
     return DetectRequest(
         image=image,
-        conf=options.conf if options.conf is not None else float(defaults.get("conf", 0.25)),
-        iou=options.iou if options.iou is not None else float(defaults.get("iou", 0.45)),
-        max_det=options.max_det if options.max_det is not None else int(defaults.get("max_det", 300)),
-        imgsz=options.imgsz if options.imgsz is not None else size,
+        conf=float(_first(options.conf, params.detector_conf, defaults.get("conf"), 0.25)),
+        iou=float(_first(options.iou, params.detector_iou, defaults.get("iou"), 0.45)),
+        max_det=int(_first(options.max_det, params.detector_max_det, defaults.get("max_det"), 300)),
+        imgsz=int(_first(options.imgsz, size)),
     )
 
 
-async def detect(manager: ModelManager, image: Image.Image, options: DetectOptions) -> DetectResponse:
+async def detect(
+    manager: ModelManager, params: RuntimeParams, image: Image.Image, options: DetectOptions
+) -> DetectResponse:
     slot = manager.slot("detector")
-    request = _detect_request(slot, image, options)
+    request = _detect_request(slot, params, image, options)
     [found] = await slot.run(lambda predictor: predictor.predict([request]))
     return DetectResponse(
         model=model_ref(slot),
@@ -83,24 +91,34 @@ def expand_box(box: tuple[float, ...], margin: float, width: int, height: int) -
     return left, top, max(right, left + 1), max(bottom, top + 1)
 
 
+def decide(probabilities: dict[str, float], labels: list[str], threshold: float) -> str:
+    """Two labels: the second when its probability reaches ``threshold``; otherwise the most probable."""
+    if len(labels) == 2:
+        return labels[1] if probabilities[labels[1]] >= threshold else labels[0]
+    return max(probabilities, key=probabilities.__getitem__)
+
+
 async def classify(
-    manager: ModelManager, image: Image.Image, detect_faces: bool, options: DetectOptions
+    manager: ModelManager, params: RuntimeParams, image: Image.Image, detect_faces: bool, options: DetectOptions
 ) -> ClassifyResponse:
     classifier = manager.slot("classifier")
     detector_ref: ModelRef | None = None
     boxes: list[tuple[float, float, float, float] | None] = [None]
     crops = [image]
     if detect_faces:
-        detected = await detect(manager, image, options)
+        detected = await detect(manager, params, image, options)
         detector_ref = detected.model
         margin = float(getattr(classifier.predictor, "crop_margin", 0.0))
         boxes = [d.box for d in detected.detections]
         crops = [image.crop(expand_box(d.box, margin, image.width, image.height)) for d in detected.detections]
     results = await classifier.run(lambda predictor: predictor.predict(crops)) if crops else []
-    faces = [
-        FaceResult(box=box, label=r.label, score=r.score, probabilities=r.probabilities)
-        for box, r in zip(boxes, results, strict=True)
-    ]
+    labels = classifier.manifest.labels or (list(results[0].probabilities) if results else [])
+    faces = []
+    for box, result in zip(boxes, results, strict=True):
+        label = decide(result.probabilities, labels, params.classifier_threshold)
+        faces.append(
+            FaceResult(box=box, label=label, score=result.probabilities[label], probabilities=result.probabilities)
+        )
     return ClassifyResponse(model=model_ref(classifier), detector=detector_ref, faces=faces)
 
 
@@ -129,7 +147,7 @@ def _style_weights(count: int, weights: tuple[float, ...] | None) -> tuple[float
 
 
 async def stylize(
-    manager: ModelManager, settings: Settings, content: Image.Image, options: StylizeOptions
+    manager: ModelManager, settings: Settings, params: RuntimeParams, content: Image.Image, options: StylizeOptions
 ) -> tuple[bytes, str, ModelRef]:
     """Returns the encoded image, its content type and the model that painted it."""
     styles = _style_images(manager, options)
@@ -143,9 +161,9 @@ async def stylize(
         content=content,
         styles=tuple(styles),
         weights=weights,
-        alpha=options.alpha,
+        alpha=_first(options.alpha, params.stylize_alpha),
         preserve_color=options.preserve_color,
-        max_side=options.max_side or settings.stylize_max_side,
+        max_side=_first(options.max_side, params.stylize_max_side),
     )
     [painted] = await slot.run(lambda predictor: predictor.predict([request]))
     data, content_type = encode_image(painted, options.format)
@@ -164,7 +182,7 @@ async def _stylize_nst(
 
     if len(styles) != 1:
         raise InvalidParameter("method=nst takes exactly one style")
-    if options.preserve_color or options.alpha != 1.0:
+    if options.preserve_color or options.alpha not in (None, 1.0):
         raise InvalidParameter("method=nst does not support alpha or preserve_color; use method=adain")
     slot = manager.slot("nst")
     request = NSTRequest(

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.artifact import check_safe_name
@@ -66,7 +66,16 @@ class Settings(BaseSettings):
     nst_max_side: int = Field(256, ge=32, le=2048, description="Bound on the side of an NST output")
     nst_iterations: int = Field(40, ge=1, le=2000, description="Optimisation steps of classical NST")
 
+    admin_token: SecretStr | None = Field(None, description="Bearer token of /admin; unset disables /admin")
+    params_poll_s: float = Field(10.0, gt=0, le=3600, description="How often replicas re-read the store's documents")
+    grace_period_s: float = Field(20.0, ge=0, le=600, description="SIGTERM: time in-flight requests get to finish")
+
+    emf_enabled: bool = Field(False, description="Write CloudWatch Embedded Metric Format lines to stdout")
+    emf_namespace: str = Field("DeepCanvas", min_length=1, max_length=255)
+    service_name: str = Field("deepcanvas", min_length=1, max_length=64)
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
 
     @field_validator("store")
     @classmethod

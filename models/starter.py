@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from models.artifact import Manifest
@@ -15,7 +16,12 @@ def write_untrained_store(store: Path) -> list[Manifest]:
     from models.style.gallery import make_gallery_artifact
     from models.style.starter import make_untrained_style
 
-    makers = [make_untrained_detector, make_untrained_classifier, make_untrained_style, make_gallery_artifact]
+    makers: list[Callable[[Path], Manifest]] = [
+        make_untrained_detector,
+        make_untrained_classifier,
+        make_untrained_style,
+        make_gallery_artifact,
+    ]
     manifests = []
     for make in makers:
         staging = store / ".staging"

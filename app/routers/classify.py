@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form
 
 from app import services
-from app.deps import ImageLimitsDep, ManagerDep
+from app.deps import ImageLimitsDep, ManagerDep, ParamsDep
 from app.routers.detect import ConfField, ImageField, ImgszField, IouField, MaxDetField
 from app.schemas import ERROR_RESPONSES, ClassifyResponse
 from app.uploads import read_image
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/classify", tags=["classify"])
 @router.post("", response_model=ClassifyResponse, responses=ERROR_RESPONSES)
 async def classify_faces(
     manager: ManagerDep,
+    params: ParamsDep,
     limits: ImageLimitsDep,
     image: ImageField,
     detect_faces: Annotated[
@@ -31,4 +32,4 @@ async def classify_faces(
     """Classify every detected face (or the whole image as one face) with label probabilities."""
     decoded = await read_image(image, limits, "image")
     options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
-    return await services.classify(manager, decoded, detect_faces, options)
+    return await services.classify(manager, params, decoded, detect_faces, options)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 
 from app import services
-from app.deps import ImageLimitsDep, ManagerDep
+from app.deps import ImageLimitsDep, ManagerDep, ParamsDep
 from app.schemas import ERROR_RESPONSES, DetectResponse
 from app.uploads import read_image
 
@@ -28,6 +28,7 @@ ImgszField = Annotated[
 @router.post("", response_model=DetectResponse, responses=ERROR_RESPONSES)
 async def detect_faces(
     manager: ManagerDep,
+    params: ParamsDep,
     limits: ImageLimitsDep,
     image: ImageField,
     conf: ConfField = None,
@@ -38,4 +39,4 @@ async def detect_faces(
     """Detect faces: boxes in the original image's pixels, with scores and labels."""
     decoded = await read_image(image, limits, "image")
     options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
-    return await services.detect(manager, decoded, options)
+    return await services.detect(manager, params, decoded, options)

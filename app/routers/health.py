@@ -1,9 +1,10 @@
-"""GET /healthz (process alive) and GET /readyz (every configured model loaded)."""
+"""Operations endpoints: GET /healthz, GET /readyz and GET /metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.deps import ManagerDep
 from app.schemas import Health, Readiness, RoleState
@@ -18,12 +19,19 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(manager: ManagerDep) -> JSONResponse:
-    """200 when every configured model is loaded; 503 with each model's state otherwise."""
+async def readyz(manager: ManagerDep, request: Request) -> JSONResponse:
+    """200 when every configured model is loaded; 503 with each model's state otherwise or while shutting down."""
     states = {
         role: RoleState(name=s.name, ref=s.ref, state=s.state, version=s.version, detail=s.detail)
         for role, s in manager.describe().items()
     }
-    body = Readiness(ready=manager.ready, models=states)
+    draining = request.app.state.gate.draining
+    body = Readiness(ready=manager.ready and not draining, draining=draining, models=states)
     headers = None if body.ready else {"Retry-After": "5"}
     return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503, headers=headers)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process."""
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from app import services
-from app.deps import ImageLimitsDep, ManagerDep, SettingsDep
+from app.deps import ImageLimitsDep, ManagerDep, ParamsDep, SettingsDep
 from app.errors import InvalidParameter
 from app.schemas import ERROR_RESPONSES
 from app.uploads import read_image
@@ -24,6 +24,7 @@ IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {
 async def stylize_image(
     manager: ManagerDep,
     settings: SettingsDep,
+    params: ParamsDep,
     limits: ImageLimitsDep,
     content: Annotated[UploadFile, File(description="The photo to repaint")],
     style: Annotated[list[UploadFile] | None, File(description="Style image(s); repeat to interpolate several")] = None,
@@ -33,7 +34,9 @@ async def stylize_image(
     style_weights: Annotated[
         list[float] | None, Form(description="One weight per style, in the order given", examples=[[0.7, 0.3]])
     ] = None,
-    alpha: Annotated[float, Form(ge=0, le=1, description="0 keeps the content, 1 paints fully")] = 1.0,
+    alpha: Annotated[
+        float | None, Form(ge=0, le=1, description="0 keeps the content, 1 paints fully; default from parameters")
+    ] = None,
     preserve_color: Annotated[bool, Form(description="Keep the photo's colours")] = False,
     method: Annotated[
         Literal["adain", "nst"], Form(description="adain (fast) or nst (classical Gatys optimisation, slow)")
@@ -58,6 +61,6 @@ async def stylize_image(
         max_side=max_side,
         format=format,
     )
-    data, content_type, model = await services.stylize(manager, settings, photo, options)
+    data, content_type, model = await services.stylize(manager, settings, params, photo, options)
     headers = {"X-Model-Name": model.name, "X-Model-Version": model.version}
     return Response(content=data, media_type=content_type, headers=headers)

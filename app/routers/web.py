@@ -40,7 +40,7 @@ SECURITY_HEADERS = {
 }
 
 
-@router.get("/", response_class=FileResponse)
+@router.api_route("/", methods=["GET", "HEAD"], response_class=FileResponse)
 async def index() -> FileResponse:
     """The demo page."""
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)

@@ -1,0 +1,256 @@
+"""Runtime parameters and active model versions: validated documents in the model store.
+
+Each document carries a version number used for optimistic concurrency (ETag / If-Match) and is
+polled by every replica, so all tasks of a service converge on the same parameters and models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from app.errors import ActivationFailed, InvalidParameter
+from app.settings import Settings
+from app.store.objects import ObjectMissing, ObjectStore
+from models.artifact import ArtifactError
+
+log = logging.getLogger("deepcanvas.runtime")
+audit = logging.getLogger("deepcanvas.audit")
+
+PARAMS_KEY = "_runtime/params.json"
+ACTIVE_KEY = "_runtime/active.json"
+
+
+class PreconditionFailed(InvalidParameter):
+    """If-Match does not name the current version."""
+
+    status = 409
+
+
+class PreconditionRequired(InvalidParameter):
+    status = 428
+
+
+class RuntimeParams(BaseModel):
+    """What operators may change while the service runs."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    detector_conf: float | None = Field(None, ge=0, le=1, description="Default conf; null: the model's own")
+    detector_iou: float | None = Field(None, ge=0, le=1, description="Default NMS IoU; null: the model's own")
+    detector_max_det: int | None = Field(None, ge=1, le=1000, description="Default max_det; null: the model's")
+    classifier_threshold: float = Field(
+        0.5, ge=0, le=1, description="Two-label classifiers answer the second label when its probability ≥ this"
+    )
+    stylize_alpha: float = Field(1.0, ge=0, le=1, description="Default alpha of POST /stylize")
+    stylize_max_side: int = Field(1024, ge=32, le=8192, description="Default max_side of POST /stylize")
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, le=1 << 30)
+    max_pixels: int = Field(40_000_000, ge=1, le=1 << 31)
+    min_side: int = Field(16, ge=1, le=4096)
+    queue_size: int = Field(32, ge=1, le=10_000, description="Requests waiting per model before 503")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RuntimeParams:
+        return cls(
+            stylize_max_side=settings.stylize_max_side,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_pixels,
+            min_side=settings.min_side,
+            queue_size=settings.queue_size,
+        )
+
+
+class Document(BaseModel):
+    version: int = Field(0, ge=0)
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class ParamsDocument(Document):
+    params: RuntimeParams
+
+
+class ActiveDocument(Document):
+    active: dict[str, str] = Field(default_factory=dict, description="role -> version")
+
+    @model_validator(mode="after")
+    def _safe(self) -> ActiveDocument:
+        from models.artifact import check_safe_name
+
+        for version in self.active.values():
+            check_safe_name(version, "version")
+        return self
+
+
+def read_document(objects: ObjectStore, key: str, kind: type[Any]) -> Any | None:
+    """The stored document, or None when there is none yet; a malformed one is an ArtifactError."""
+    try:
+        raw = objects.read_bytes(key)
+    except ObjectMissing:
+        return None
+    try:
+        return kind.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as error:
+        raise ArtifactError(f"{key} is not a valid document: {error}") from error
+
+
+def write_document(objects: ObjectStore, key: str, document: Document) -> None:
+    objects.write_bytes(key, document.model_dump_json(indent=2).encode())
+
+
+def parse_if_match(header: str | None) -> int:
+    if header is None:
+        raise PreconditionRequired("If-Match is required: send the ETag from GET /admin/params")
+    value = header.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise PreconditionFailed(f"If-Match {header!r} does not name a version")
+    return int(value)
+
+
+class ParamsService:
+    """The parameters this replica serves with, kept in step with the store."""
+
+    def __init__(self, settings: Settings, objects: ObjectStore) -> None:
+        self.settings = settings
+        self.objects = objects
+        self.document = ParamsDocument(params=RuntimeParams.from_settings(settings))
+        self._lock = asyncio.Lock()
+
+    @property
+    def params(self) -> RuntimeParams:
+        return self.document.params
+
+    async def refresh(self) -> bool:
+        """Apply the stored document when it is newer; True when something changed."""
+        stored = await asyncio.to_thread(read_document, self.objects, PARAMS_KEY, ParamsDocument)
+        if stored is None or stored.version <= self.document.version:
+            return False
+        self._apply(stored, stored.updated_by or "store")
+        return True
+
+    def _apply(self, document: ParamsDocument, who: str) -> None:
+        old, new = self.document.params.model_dump(), document.params.model_dump()
+        changes = {k: [old[k], new[k]] for k in new if old[k] != new[k]}
+        self.document = document
+        audit.info(
+            "params version %d applied",
+            document.version,
+            extra={"fields": {"event": "params.applied", "who": who, "version": document.version, "changes": changes}},
+        )
+
+    async def update(self, patch: dict[str, Any], if_match: int, who: str) -> ParamsDocument:
+        """Merge ``patch`` into the current document if ``if_match`` names its version."""
+        async with self._lock:
+            await self.refresh()
+            if if_match != self.document.version:
+                raise PreconditionFailed(
+                    f"params changed: If-Match names version {if_match}, the current version is {self.document.version}"
+                )
+            unknown = set(patch) - set(RuntimeParams.model_fields)
+            if unknown:
+                raise InvalidParameter(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+            try:
+                params = RuntimeParams.model_validate(self.params.model_dump() | patch)
+            except ValidationError as error:
+                raise InvalidParameter(_describe(error)) from error
+            if params.stylize_max_side > self.settings.stylize_max_side_limit:
+                raise InvalidParameter(f"stylize_max_side: must be at most {self.settings.stylize_max_side_limit}")
+            document = ParamsDocument(
+                version=self.document.version + 1, params=params, updated_at=datetime.now(UTC), updated_by=who
+            )
+            await asyncio.to_thread(write_document, self.objects, PARAMS_KEY, document)
+            self._apply(document, who)
+            return document
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+
+
+class RollbackUnavailable(InvalidParameter):
+    status = 409
+
+
+class ActiveModels:
+    """Which version each role serves, persisted so that every replica converges on it."""
+
+    def __init__(self, manager: Any, objects: ObjectStore) -> None:
+        self.manager = manager
+        self.objects = objects
+        self.document = ActiveDocument()
+        self._lock = asyncio.Lock()
+
+    async def activate(self, role: str, ref: str, who: str) -> str:
+        """Load, verify and warm ``ref``, swap it in, then record it for the other replicas."""
+        old = self.manager.status[role].version
+        try:
+            version: str = await self.manager.activate(role, ref)
+        except (ArtifactError, ValueError, RuntimeError, OSError) as error:
+            raise ActivationFailed(f"could not activate {role} {ref!r}; {old} keeps serving: {error}") from error
+        async with self._lock:
+            stored = await asyncio.to_thread(read_document, self.objects, ACTIVE_KEY, ActiveDocument)
+            current = stored or self.document
+            document = ActiveDocument(
+                version=current.version + 1,
+                active=current.active | {role: version},
+                updated_at=datetime.now(UTC),
+                updated_by=who,
+            )
+            await asyncio.to_thread(write_document, self.objects, ACTIVE_KEY, document)
+            self.document = document
+        audit.info(
+            "model %s activated: %s -> %s",
+            role,
+            old,
+            version,
+            extra={"fields": {"event": "model.activated", "who": who, "role": role, "old": old, "new": version}},
+        )
+        return version
+
+    async def rollback(self, role: str, who: str) -> str:
+        previous = self.manager.status[role].previous
+        if previous is None:
+            raise RollbackUnavailable(f"{role} has no previous version to roll back to")
+        return await self.activate(role, previous, who)
+
+    async def refresh(self) -> None:
+        """Load whatever the stored document names and this replica does not serve yet."""
+        stored = await asyncio.to_thread(read_document, self.objects, ACTIVE_KEY, ActiveDocument)
+        if stored is None or stored.version <= self.document.version:
+            return
+        for role, version in stored.active.items():
+            status = self.manager.status.get(role)
+            if status is not None and status.version != version:
+                try:
+                    await self.manager.activate(role, version)
+                except (ArtifactError, ValueError, RuntimeError, OSError) as error:
+                    log.error("could not converge %s on %s: %s", role, version, error)
+                    return  # retried at the next poll
+        self.document = stored
+
+
+async def adopt_stored_versions(active: ActiveModels) -> None:
+    """Before the first load: serve the versions the store's document names, not only the configured ones."""
+    stored = await asyncio.to_thread(read_document, active.objects, ACTIVE_KEY, ActiveDocument)
+    if stored is None:
+        return
+    for role, version in stored.active.items():
+        if role in active.manager.status:
+            active.manager.status[role].ref = version
+    active.document = stored
+
+
+async def poll_store(params: ParamsService, active: ActiveModels, interval: float) -> None:
+    """Every ``interval`` seconds, apply newer parameters and model versions from the store."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await params.refresh()
+            await active.refresh()
+        except (ArtifactError, OSError) as error:
+            log.warning("could not read runtime documents from the store: %s", error)

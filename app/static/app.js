@@ -1,0 +1,294 @@
+// The DeepCanvas demo page: plain JavaScript over the service's own HTTP API; no build step, no dependencies.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { photo: null, styleFile: null, photoRequest: 0, busy: false, urls: {}, answered: new Map() };
+const HINTS = {
+  400: "The file may be damaged: choose another one.",
+  413: "Choose a smaller file.",
+  415: "Choose another file.",
+  422: "Check the settings.",
+};
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function showError(message) {
+  $("alert").textContent = message;
+}
+
+function setStatus(text) {
+  $("status").textContent = text;
+}
+
+// One object URL per purpose: replacing it revokes the old one, so repeated uploads do not leak memory.
+function objectUrl(key, blob) {
+  if (state.urls[key]) URL.revokeObjectURL(state.urls[key]);
+  state.urls[key] = URL.createObjectURL(blob);
+  return state.urls[key];
+}
+
+// An Error carrying the API's own `detail` text, plus what the status means for the user.
+async function apiError(response, what) {
+  let detail = `HTTP ${response.status}`;
+  try {
+    const body = await response.json();
+    if (body && body.detail) detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+  } catch {
+    // Not JSON (a proxy's page, say): the status alone must do.
+  }
+  const retry = response.headers.get("Retry-After");
+  let hint = HINTS[response.status] || "";
+  if (response.status === 503) {
+    hint = `The service is busy or still loading its models${retry ? `; try again in ${retry} s` : ""}.`;
+  }
+  const error = new Error(`${what} failed (${response.status}): ${detail}. ${hint}`.trim());
+  error.retryAfter = retry ? Number(retry) : null;
+  return error;
+}
+
+async function request(url, options, what) {
+  let response;
+  try {
+    response = await fetch(url, options);
+  } catch {
+    throw new Error(`${what} failed: the server could not be reached.`);
+  }
+  if (!response.ok) throw await apiError(response, what);
+  return response;
+}
+
+function recordModel(role, model) {
+  if (!model || !model.name) return;
+  state.answered.set(role, `${model.name} ${model.version}`);
+  const list = $("answered");
+  list.replaceChildren();
+  for (const [name, text] of state.answered) list.append(el("dt", name), el("dd", text));
+}
+
+// ---- Step 1: the photo, its faces and their labels ----
+
+async function choosePhoto(file) {
+  if (!file) return;
+  state.photo = file;
+  const token = ++state.photoRequest;
+  showError("");
+  const url = objectUrl("photo", file);
+  $("photo-preview").src = url;
+  $("photo-stage").hidden = false;
+  $("original-image").src = url;
+  $("stylize-result").hidden = true;
+  $("faces-result").hidden = false;
+  $("face-boxes").replaceChildren();
+  $("faces-list").replaceChildren();
+  $("faces-summary").textContent = "Looking for faces…";
+  setStatus("Finding and classifying faces…");
+  const form = new FormData();
+  form.append("image", file);
+  form.append("detect_faces", "true");
+  try {
+    const response = await request("/classify", { method: "POST", body: form }, "Classifying the photo");
+    const result = await response.json();
+    await imageReady($("photo-preview"));
+    if (token !== state.photoRequest) return; // a newer photo was chosen meanwhile
+    recordModel("classifier", result.model);
+    recordModel("detector", result.detector);
+    renderFaces(result.faces);
+    setStatus($("faces-summary").textContent);
+  } catch (error) {
+    if (token !== state.photoRequest) return;
+    $("faces-summary").textContent = "This photo could not be classified.";
+    showError(error.message);
+    setStatus("");
+  }
+}
+
+function imageReady(img) {
+  if (img.complete && img.naturalWidth) return Promise.resolve();
+  return img.decode().catch(() => undefined); // undisplayable: the list below still tells the result
+}
+
+function renderFaces(faces) {
+  const img = $("photo-preview");
+  const boxes = $("face-boxes");
+  const list = $("faces-list");
+  $("faces-summary").textContent =
+    faces.length === 0 ? "No face found in this photo." : `${faces.length} face${faces.length > 1 ? "s" : ""} found.`;
+  faces.forEach((face, i) => {
+    const text = `${face.label} ${Math.round(face.score * 100)}%`;
+    const [x1, y1, x2, y2] = (face.box || []).map(Math.round);
+    const where = face.box ? ` at x ${x1}–${x2}, y ${y1}–${y2} px` : "";
+    list.append(el("li", `Face ${i + 1}: ${text}${where}`));
+    if (face.box && img.naturalWidth) boxes.append(faceBox(face, `${i + 1}. ${text}`, img));
+  });
+}
+
+// Percentages of the image's own pixels, so the boxes follow the image at whatever size it is displayed.
+function faceBox(face, text, img) {
+  const [x1, y1, x2, y2] = face.box;
+  const width = img.naturalWidth;
+  const height = img.naturalHeight;
+  const pct = (value) => `${(100 * value).toFixed(3)}%`;
+  const tone = Math.max(0, Object.keys(face.probabilities || {}).sort().indexOf(face.label)) % 4;
+  const box = el("div", undefined, `face-box tone-${tone}`);
+  box.style.left = pct(x1 / width);
+  box.style.top = pct(y1 / height);
+  box.style.width = pct((x2 - x1) / width);
+  box.style.height = pct((y2 - y1) / height);
+  // Keep the label inside the photo: below the top edge of a box at the top, right-aligned on the right half.
+  if (y1 / height < 0.08) box.classList.add("label-inside");
+  if ((x1 + x2) / 2 > width / 2) box.classList.add("label-end");
+  box.setAttribute("aria-hidden", "true"); // the numbered list says the same in words
+  box.append(el("span", text, "face-label"));
+  return box;
+}
+
+// ---- Step 2: the style gallery and stylization ----
+
+async function loadGallery() {
+  const gallery = $("gallery");
+  try {
+    const response = await request("/styles", {}, "Loading the style gallery");
+    const { styles } = await response.json();
+    const upload = gallery.querySelector("input[data-upload]");
+    gallery.replaceChildren(...(upload ? [upload.parentElement] : []), ...styles.map(styleOption));
+    if (!gallery.querySelector("input:checked") && styles.length) gallery.querySelector("input").checked = true;
+    if (!styles.length) gallery.append(el("p", "The gallery is empty: upload a style image below.", "hint"));
+    if ($("alert").textContent.startsWith("Loading the style gallery")) showError(""); // an earlier try's 503
+  } catch (error) {
+    showError(error.message);
+    gallery.replaceChildren(el("p", "The gallery is not available yet.", "hint"));
+    if (error.retryAfter) setTimeout(loadGallery, 1000 * error.retryAfter);
+  }
+}
+
+function styleOption(style) {
+  const input = el("input", undefined, "visually-hidden");
+  input.type = "radio";
+  input.name = "style";
+  input.value = style.name;
+  const img = el("img", undefined, "thumb");
+  img.src = style.url;
+  img.alt = "";
+  img.loading = "lazy";
+  const label = el("label", undefined, "style-option");
+  label.title = style.description || style.title;
+  label.append(input, img, el("span", style.title, "style-title"));
+  return label;
+}
+
+function chooseStyleFile(file) {
+  if (!file) return;
+  state.styleFile = file;
+  let input = $("gallery").querySelector("input[data-upload]");
+  if (!input) {
+    const label = styleOption({ name: "your-style", title: "Your image", url: "" });
+    input = label.querySelector("input");
+    input.dataset.upload = "true";
+    $("gallery").prepend(label);
+  }
+  input.parentElement.querySelector("img").src = objectUrl("style", file);
+  input.checked = true;
+}
+
+function stylizeForm(choice) {
+  const form = new FormData();
+  form.append("content", state.photo);
+  if (choice.dataset.upload) form.append("style", state.styleFile);
+  else form.append("style_name", choice.value);
+  form.append("alpha", $("alpha").value);
+  form.append("preserve_color", $("preserve-color").checked ? "true" : "false");
+  form.append("format", "png");
+  return form;
+}
+
+async function stylize() {
+  const choice = $("gallery").querySelector("input[name=style]:checked");
+  if (!state.photo) return showError("Choose a photo first (step 1).");
+  if (!choice) return showError("Choose a style from the gallery, or upload your own style image.");
+  if (state.busy) return;
+  state.busy = true;
+  const button = $("stylize-button");
+  // aria-disabled rather than disabled: a disabled button would throw the keyboard focus away.
+  button.setAttribute("aria-disabled", "true");
+  showError("");
+  setStatus("Painting… this can take a few seconds.");
+  try {
+    const response = await request("/stylize", { method: "POST", body: stylizeForm(choice) }, "Stylizing");
+    const blob = await response.blob();
+    recordModel("style", { name: response.headers.get("X-Model-Name"), version: response.headers.get("X-Model-Version") });
+    showStylized(blob, choice.dataset.upload ? "my-style" : choice.value);
+    setStatus("Stylized: see “Your stylized photo”.");
+  } catch (error) {
+    showError(error.message);
+    setStatus("");
+  } finally {
+    state.busy = false;
+    button.removeAttribute("aria-disabled");
+  }
+}
+
+function showStylized(blob, styleName) {
+  const url = objectUrl("stylized", blob);
+  const base = state.photo.name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9._-]+/g, "_") || "photo";
+  $("stylized-image").src = url;
+  const link = $("download-link");
+  link.href = url;
+  link.download = `${base}-${styleName}.png`;
+  $("stylize-result").hidden = false;
+  $("stylize-result").scrollIntoView({ block: "nearest" });
+}
+
+// ---- Step 3: the loaded models ----
+
+async function loadModels() {
+  const table = $("models-table");
+  const row = (cells) => {
+    const tr = el("tr");
+    tr.append(...cells.map((text) => el("td", text)));
+    return tr;
+  };
+  try {
+    const { models } = await (await request("/models", {}, "Listing the models")).json();
+    table.replaceChildren(...models.map((m) => row([m.role, m.name, m.version, m.architecture, m.provenance])));
+  } catch (error) {
+    table.replaceChildren(row([error.message]));
+  }
+}
+
+// ---- Wiring ----
+
+function setUpDropZone() {
+  const zone = $("drop-zone");
+  // Outside the zone a dropped file must not replace the page.
+  for (const type of ["dragover", "drop"]) document.addEventListener(type, (event) => event.preventDefault());
+  zone.addEventListener("dragover", () => zone.classList.add("dragging"));
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    zone.classList.remove("dragging");
+    choosePhoto(event.dataTransfer.files[0]);
+  });
+}
+
+function init() {
+  $("photo-input").addEventListener("change", (event) => choosePhoto(event.target.files[0]));
+  $("style-input").addEventListener("change", (event) => chooseStyleFile(event.target.files[0]));
+  $("alpha").addEventListener("input", (event) => {
+    $("alpha-value").textContent = Number(event.target.value).toFixed(2);
+  });
+  $("stylize-button").addEventListener("click", stylize);
+  // A file the browser cannot show: hide the broken picture, the server's answer still says why.
+  $("photo-preview").addEventListener("error", () => {
+    $("photo-stage").hidden = true;
+  });
+  document.querySelector("details").addEventListener("toggle", (event) => event.target.open && loadModels());
+  setUpDropZone();
+  loadGallery();
+  loadModels();
+}
+
+init();

@@ -1,0 +1,193 @@
+"""Telemetry: Prometheus metrics, CloudWatch Embedded Metric Format, JSON request logs, request ids.
+
+One ASGI middleware observes every request (route template, status, duration, the inferences it
+ran) and feeds all three sinks; model and parameter state is read at scrape time by a collector.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.manager import ModelManager, inferences
+
+access = logging.getLogger("deepcanvas.access")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class ModelStateCollector(Collector):
+    """Queue depth, loaded versions, load times and the parameters' version, read when scraped."""
+
+    def __init__(self, manager: Callable[[], ModelManager | None], params_version: Callable[[], int]) -> None:
+        self.manager = manager
+        self.params_version = params_version
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("deepcanvas_queue_depth", "Requests waiting or running per model", labels=["model"])
+        info = GaugeMetricFamily("deepcanvas_model_info", "Loaded model versions", labels=["model", "version", "task"])
+        load = GaugeMetricFamily(
+            "deepcanvas_model_load_seconds", "Fetch, verify, build and warm-up time", labels=["model", "version"]
+        )
+        manager = self.manager()
+        for slot in manager.slots.values() if manager else ():
+            depth.add_metric([slot.name], slot.pending)
+            info.add_metric([slot.manifest.name, slot.manifest.version, slot.manifest.task], 1)
+            load.add_metric([slot.manifest.name, slot.manifest.version], slot.load_seconds)
+        params = GaugeMetricFamily("deepcanvas_params_version", "Version of the runtime parameters in force")
+        params.add_metric([], self.params_version())
+        yield from (depth, info, load, params)
+
+
+class ServiceMetrics:
+    """The Prometheus registry of one app (not the process-global one, so apps never collide)."""
+
+    def __init__(self, manager: Callable[[], ModelManager | None], params_version: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "deepcanvas_requests_total", "HTTP requests", ["route", "method", "status"], registry=self.registry
+        )
+        self.request_duration = Histogram(
+            "deepcanvas_request_duration_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.inference_duration = Histogram(
+            "deepcanvas_inference_duration_seconds",
+            "Time in a model's predict",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.inflight = Gauge("deepcanvas_inflight_requests", "Requests being served", registry=self.registry)
+        self.registry.register(ModelStateCollector(manager, params_version))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class EmfEmitter:
+    """CloudWatch metrics as EMF documents on stdout, which the awslogs driver turns into metrics."""
+
+    def __init__(self, namespace: str, service: str) -> None:
+        self.namespace = namespace
+        self.service = service
+
+    async def emit(self, route: str, status: int, seconds: float, ran: list[tuple[str, str, float]]) -> None:
+        from aws_embedded_metrics.config import get_config
+        from aws_embedded_metrics.logger.metrics_logger_factory import create_metrics_logger
+
+        get_config().environment = "local"  # stdout sink: never probe an EC2 metadata address
+        request = create_metrics_logger()
+        request.set_namespace(self.namespace)
+        request.set_dimensions({"service": self.service, "route": route})
+        request.put_metric("Latency", seconds * 1000, "Milliseconds")
+        request.put_metric("Requests", 1, "Count")
+        request.put_metric("Errors", 1 if status >= 500 else 0, "Count")
+        request.put_metric("ClientErrors", 1 if 400 <= status < 500 else 0, "Count")
+        await request.flush()
+        for model, version, inference_seconds in ran:
+            inference = create_metrics_logger()
+            inference.set_namespace(self.namespace)
+            inference.set_dimensions({"service": self.service, "model": model, "version": version})
+            inference.put_metric("InferenceTime", inference_seconds * 1000, "Milliseconds")
+            await inference.flush()
+
+
+class TelemetryMiddleware:
+    """Request id in and out, metrics, one JSON log line per request, and EMF when enabled."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, emf: EmfEmitter | None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.emf = emf
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        status = 500
+        ran: list[tuple[str, str, float]] = []
+        token = inferences.set(ran)
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        started = time.perf_counter()
+        self.metrics.inflight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.metrics.inflight.dec()
+            inferences.reset(token)
+            await self._record(scope, request_id, status, time.perf_counter() - started, ran)
+
+    async def _record(
+        self, scope: Scope, request_id: str, status: int, seconds: float, ran: list[tuple[str, str, float]]
+    ) -> None:
+        route_obj = scope.get("route")
+        route = getattr(route_obj, "path", None) or "unmatched"
+        self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+        self.metrics.request_duration.labels(route).observe(seconds)
+        for model, version, inference_seconds in ran:
+            self.metrics.inference_duration.labels(model, version).observe(inference_seconds)
+        client = scope.get("client")
+        fields = {
+            "event": "request",
+            "request_id": request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "client": client[0] if client else None,
+            "models": [f"{m}/{v}" for m, v, _ in ran],
+        }
+        access.info("%s %s %d", scope["method"], scope["path"], status, extra={"fields": fields})
+        if self.emf is not None:
+            await self.emf.emit(route, status, seconds, ran)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the record's ``fields``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        document.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, default=str)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,151 @@
+"""Runtime parameters and model switching through the authenticated admin routes (in-process)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from models.artifact import load_artifact, pack_artifact
+from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.images import face_like_photo
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PHOTO = face_like_photo(160, 120)
+
+
+def _add_version(store: Path, name: str, source: str, version: str) -> None:
+    folder = store / name / version
+    shutil.copytree(store / name / source, folder)
+    manifest = load_artifact(folder)
+    (folder / "manifest.json").unlink()
+    fields = manifest.model_dump(exclude={"files", "version", "name"})
+    pack_artifact(folder, name=name, version=version, **fields)
+
+
+def _wait_ready(client: TestClient) -> None:
+    deadline = time.monotonic() + 10
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/readyz").json()
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    store = make_fake_store(tmp_path / "store")
+    _add_version(store, "face-gender", "v1", "v2")
+    return store
+
+
+@pytest.fixture
+def client(store: Path, tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", admin_token=TOKEN)  # type: ignore[arg-type]
+    with TestClient(create_app(settings, fake_plans())) as client:
+        _wait_ready(client)
+        yield client
+
+
+def test_admin_routes_are_absent_without_a_configured_token(store: Path, tmp_path: Path) -> None:
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache")
+    with TestClient(create_app(settings, fake_plans())) as client:
+        assert client.get("/admin/params", headers=AUTH).status_code == 404
+        assert client.post("/admin/models/face-gender/activate", json={"version": "v2"}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({}, 401),
+        ({"Authorization": "Basic abc"}, 401),
+        ({"Authorization": "Bearer wrong"}, 403),
+        ({"Authorization": f"Bearer {TOKEN}x"}, 403),
+        ({"Authorization": f"Bearer {TOKEN}"}, 200),
+    ],
+)
+def test_admin_token_is_required_and_checked(client: TestClient, headers: dict[str, str], status: int) -> None:
+    assert client.get("/admin/params", headers=headers).status_code == status
+
+
+def test_params_update_needs_the_current_etag(client: TestClient) -> None:
+    first = client.get("/admin/params", headers=AUTH)
+    etag = first.headers["etag"]
+    assert first.json()["version"] == 0 and first.json()["params"]["classifier_threshold"] == 0.5
+    assert client.patch("/admin/params", headers=AUTH, json={"classifier_threshold": 0.2}).status_code == 428
+    changed = client.patch("/admin/params", headers=AUTH | {"If-Match": etag}, json={"classifier_threshold": 0.2})
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["etag"] != etag and changed.json()["params"]["classifier_threshold"] == 0.2
+    stale = client.patch("/admin/params", headers=AUTH | {"If-Match": etag}, json={"classifier_threshold": 0.9})
+    assert stale.status_code == 409
+
+
+@pytest.mark.parametrize(
+    "patch", [{"classifier_threshold": 2}, {"queue_size": 0}, {"nonsense": 1}, {"stylize_max_side": 5000}]
+)
+def test_invalid_params_are_refused_and_nothing_changes(client: TestClient, patch: dict[str, object]) -> None:
+    etag = client.get("/admin/params", headers=AUTH).headers["etag"]
+    response = client.patch("/admin/params", headers=AUTH | {"If-Match": etag}, json=patch)
+    assert response.status_code == 422 and isinstance(response.json()["detail"], str)
+    assert client.get("/admin/params", headers=AUTH).headers["etag"] == etag
+
+
+def _patch(client: TestClient, patch: dict[str, object]) -> None:
+    etag = client.get("/admin/params", headers=AUTH).headers["etag"]
+    assert client.patch("/admin/params", headers=AUTH | {"If-Match": etag}, json=patch).status_code == 200
+
+
+def test_params_change_what_requests_get(client: TestClient) -> None:
+    def label() -> str:
+        body = client.post("/classify", files={"image": ("p.jpg", PHOTO)}, data={"detect_faces": "false"}).json()
+        return str(body["faces"][0]["label"])
+
+    assert label() == "female"  # the fake says female 0.75, male 0.25
+    _patch(client, {"classifier_threshold": 0.2})
+    assert label() == "male"
+    _patch(client, {"max_upload_bytes": 2048})
+    small = client.post("/classify", files={"image": ("p.jpg", b"\0" * 1000)}, data={"detect_faces": "false"})
+    assert small.status_code == 415  # under the new body limit, then refused as an image
+    assert client.post("/classify", files={"image": ("p.jpg", PHOTO)}).status_code == 413
+    assert "deepcanvas_params_version 2.0" in client.get("/metrics").text
+
+
+def test_activate_swaps_versions_and_rollback_returns(client: TestClient, store: Path) -> None:
+    def served_version() -> str:
+        return client.post("/classify", files={"image": ("p.jpg", PHOTO)}, data={"detect_faces": "false"}).json()[
+            "model"
+        ]["version"]
+
+    assert served_version() == "v1"
+    switched = client.post("/admin/models/face-gender/activate", headers=AUTH, json={"version": "v2"})
+    assert switched.status_code == 200, switched.text
+    assert switched.json() == {"name": "face-gender", "role": "classifier", "version": "v2", "previous": "v1"}
+    assert served_version() == "v2"
+    assert (store / "_runtime" / "active.json").is_file()
+    rolled = client.post("/admin/models/face-gender/rollback", headers=AUTH)
+    assert rolled.json()["version"] == "v1" and served_version() == "v1"
+
+
+@pytest.mark.parametrize("version, status", [("v9", 422), ("../v1", 422), ("http:--x", 422), ("", 422)])
+def test_a_failed_activation_keeps_the_old_version_serving(client: TestClient, version: str, status: int) -> None:
+    response = client.post("/admin/models/face-gender/activate", headers=AUTH, json={"version": version})
+    assert response.status_code == status, response.text
+    assert client.get("/readyz").json()["models"]["classifier"]["version"] == "v1"
+
+
+def test_activation_of_a_corrupt_artifact_is_refused(client: TestClient, store: Path) -> None:
+    (store / "face-gender" / "v2" / "weights.bin").write_bytes(b"tampered")
+    response = client.post("/admin/models/face-gender/activate", headers=AUTH, json={"version": "v2"})
+    assert response.status_code == 422 and "v1 keeps serving" in response.json()["detail"]
+    assert client.get("/readyz").json()["models"]["classifier"]["version"] == "v1"
+
+
+@pytest.mark.parametrize("name", ["..", "a%2Fb", "unknown-model"])
+def test_unknown_or_unsafe_model_names_are_refused(client: TestClient, name: str) -> None:
+    response = client.post(f"/admin/models/{name}/activate", headers=AUTH, json={"version": "v1"})
+    assert response.status_code in (404, 422)

@@ -1,0 +1,91 @@
+"""Prometheus metrics, EMF documents, JSON request logs and request ids (in-process)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from app.telemetry import JsonFormatter
+from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.images import face_like_photo
+
+PHOTO = face_like_photo(160, 120)
+
+
+def _client(tmp_path: Path, **overrides: object) -> TestClient:
+    store = make_fake_store(tmp_path / "store")
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", **overrides)  # type: ignore[arg-type]
+    return TestClient(create_app(settings, fake_plans()))
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with _client(tmp_path) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        yield client
+
+
+def test_metrics_expose_requests_latency_inference_and_model_state(client: TestClient) -> None:
+    assert client.post("/detect", files={"image": ("p.jpg", PHOTO)}).status_code == 200
+    assert client.post("/detect", files={"image": ("p.jpg", b"nope")}).status_code == 415
+    text = client.get("/metrics").text
+    assert 'deepcanvas_requests_total{method="POST",route="/detect",status="200"} 1.0' in text
+    assert 'deepcanvas_requests_total{method="POST",route="/detect",status="415"} 1.0' in text
+    assert 'deepcanvas_request_duration_seconds_count{route="/detect"} 2.0' in text
+    assert 'deepcanvas_inference_duration_seconds_count{model="face-detector",version="v1"} 1.0' in text
+    assert 'deepcanvas_queue_depth{model="detector"} 0.0' in text
+    assert 'deepcanvas_model_info{model="face-gender",task="classify",version="v1"} 1.0' in text
+    assert 'deepcanvas_model_load_seconds{model="adain",version="v1"}' in text
+    assert "deepcanvas_inflight_requests 1.0" in text  # the scrape itself
+    assert "deepcanvas_params_version 0.0" in text
+
+
+def test_unknown_paths_share_one_route_label(client: TestClient) -> None:
+    for path in ("/a", "/b", "/c"):
+        assert client.get(path).status_code == 404
+    assert 'deepcanvas_requests_total{method="GET",route="unmatched",status="404"} 3.0' in client.get("/metrics").text
+
+
+def test_request_ids_are_echoed_or_generated(client: TestClient) -> None:
+    given = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    generated = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces;" + "x" * 200})
+    assert len(generated.headers["x-request-id"]) == 32
+
+
+def test_each_request_logs_one_json_line(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="deepcanvas.access"):
+        client.post("/detect", files={"image": ("p.jpg", PHOTO)}, headers={"X-Request-ID": "req-1"})
+    [record] = [r for r in caplog.records if r.name == "deepcanvas.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == "req-1" and line["route"] == "/detect" and line["status"] == 200
+    assert line["models"] == ["face-detector/v1"] and line["duration_ms"] > 0
+
+
+def test_emf_documents_carry_latency_and_inference_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with _client(tmp_path, emf_enabled=True, emf_namespace="DeepCanvasTest") as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+        capsys.readouterr()
+        assert client.post("/detect", files={"image": ("p.jpg", PHOTO)}).status_code == 200
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    request = next(d for d in documents if d.get("route") == "/detect")
+    directive = request["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "DeepCanvasTest"
+    assert directive["Dimensions"] == [["service", "route"]]
+    assert {m["Name"] for m in directive["Metrics"]} >= {"Latency", "Requests", "Errors"}
+    assert request["Requests"] == 1 and request["Errors"] == 0 and request["Latency"] > 0
+    inference = next(d for d in documents if "InferenceTime" in d)
+    assert (inference["model"], inference["version"], inference["service"]) == ("face-detector", "v1", "deepcanvas")

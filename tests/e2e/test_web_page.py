@@ -1,0 +1,270 @@
+"""The demo page at ``/`` in a real headless Chromium against the real server on the embedded store."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+from tests.e2e.browser_support import CHROMIUM, PageErrors, launch_chromium, record_form_fields, screenshot
+from tests.support.images import face_like_photo
+from tests.support.servers import LiveServer
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.e2e,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (apt-get install chromium)"),
+]
+
+FACES_SUMMARY = re.compile(r"^(No face found in this photo|\d+ faces? found)\.$")
+WAIT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
+def open_page(browser: Browser, server: LiveServer, width: int = 1280, height: int = 900) -> Page:
+    context = browser.new_context(base_url=server.url, viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    return page
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
+    page = open_page(browser, live_server)
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
+def photo(tmp_path: Path, sample_photo_bytes: bytes) -> Path:
+    path = tmp_path / "portrait.jpg"
+    path.write_bytes(sample_photo_bytes)
+    return path
+
+
+@pytest.fixture
+def large_photo(tmp_path: Path) -> Path:
+    """1000×750 pixels: larger than the page shows it, whatever the window, so boxes must be scaled."""
+    path = tmp_path / "large.jpg"
+    path.write_bytes(face_like_photo(1000, 750))
+    return path
+
+
+def mocked_faces(*faces: tuple[list[float], str, float]) -> dict[str, object]:
+    """A /classify answer, for tests of the drawing alone (the real models are untrained)."""
+    return {
+        "model": {"name": "face-gender", "version": "v-test"},
+        "detector": {"name": "face-detector", "version": "v-test"},
+        "faces": [
+            {"box": box, "label": label, "score": score, "probabilities": {label: score}} for box, label, score in faces
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def loaded_models(live_server: LiveServer) -> dict[str, dict[str, str]]:
+    """GET /models by role: what the page must say answered."""
+    models = httpx.get(f"{live_server.url}/models", timeout=30).json()["models"]
+    return {m["role"]: m for m in models}
+
+
+def upload_photo(page: Page, photo: Path) -> None:
+    page.goto("/")
+    page.set_input_files("#photo-input", str(photo))
+    expect(page.locator("#faces-summary")).to_have_text(FACES_SUMMARY, timeout=WAIT_MS)
+
+
+def gallery_radios(page: Page) -> list[str]:
+    radios = page.locator("#gallery input[name=style]")
+    expect(radios.first).to_be_attached(timeout=WAIT_MS)
+    return [radios.nth(i).get_attribute("value") or "" for i in range(radios.count())]
+
+
+def test_page_is_served_with_a_strict_content_security_policy(live_server: LiveServer) -> None:
+    page = httpx.get(live_server.url + "/", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy and "'unsafe-inline'" not in policy
+    assert (
+        httpx.get(live_server.url + "/static/app.js", timeout=10).headers["content-type"].startswith("text/javascript")
+    )
+    assert httpx.get(live_server.url + "/static/index.html", timeout=10).status_code == 404
+
+
+def test_uploaded_photo_shows_labelled_faces_or_says_none_were_found(
+    page: Page, photo: Path, loaded_models: dict[str, dict[str, str]]
+) -> None:
+    errors = PageErrors.watch(page)
+    upload_photo(page, photo)
+    summary = page.locator("#faces-summary").inner_text()
+    boxes = page.locator("#face-boxes .face-box")
+    if summary.startswith("No face"):
+        expect(boxes).to_have_count(0)
+    else:
+        count = int(summary.split()[0])
+        expect(boxes).to_have_count(count)
+        expect(page.locator("#faces-list li")).to_have_count(count)
+        expect(boxes.first).to_have_text(re.compile(r"^1\. \S+ \d+%$"))
+    answered = page.locator("#answered")
+    for role in ("classifier", "detector"):
+        expect(answered).to_contain_text(f"{loaded_models[role]['name']} {loaded_models[role]['version']}")
+    screenshot(page, "classify")
+    assert errors.messages == []
+
+
+def test_face_boxes_are_drawn_over_the_photo_at_its_displayed_scale(
+    browser: Browser, live_server: LiveServer, large_photo: Path
+) -> None:
+    page = open_page(browser, live_server, width=800, height=560)
+    answer = mocked_faces(([128, 64, 384, 320], "female", 0.93))
+    page.route("**/classify", lambda route: route.fulfill(json=answer))
+    upload_photo(page, large_photo)
+    expect(page.locator("#faces-summary")).to_have_text("1 face found.")
+    image, box = page.locator("#photo-preview"), page.locator("#face-boxes .face-box")
+    expect(box).to_have_text("1. female 93%")
+    natural = image.evaluate("img => img.naturalWidth")
+    shown, drawn = image.bounding_box(), box.bounding_box()
+    assert shown and drawn and shown["width"] < natural, "the photo should be displayed scaled down"
+    scale = shown["width"] / natural
+    expected = (shown["x"] + 128 * scale, shown["y"] + 64 * scale, 256 * scale, 256 * scale)
+    actual = (drawn["x"], drawn["y"], drawn["width"], drawn["height"])
+    assert actual == pytest.approx(expected, abs=1.5)
+    screenshot(page, "boxes-scaled")
+    page.context.close()
+
+
+def test_stylize_with_a_gallery_style_shows_the_result_and_a_download_link(
+    page: Page, photo: Path, loaded_models: dict[str, dict[str, str]]
+) -> None:
+    errors = PageErrors.watch(page)
+    upload_photo(page, photo)
+    names = gallery_radios(page)
+    chosen = names[-1]
+    page.locator(f"#gallery label:has(input[value='{chosen}'])").click()
+    page.locator("#alpha").fill("0.5")
+    expect(page.locator("#alpha-value")).to_have_text("0.50")
+    page.locator("#preserve-color").check()
+    sent = record_form_fields(page, "**/stylize")
+    with page.expect_response("**/stylize") as response_info:
+        page.locator("#stylize-button").click()
+    assert response_info.value.ok, response_info.value.text()
+    expected = {"content": "file:portrait.jpg", "style_name": chosen, "alpha": "0.5", "preserve_color": "true"}
+    assert sent == [expected | {"format": "png"}]
+    result = page.locator("#stylized-image")
+    expect(result).to_be_visible()
+    page.wait_for_function("() => document.querySelector('#stylized-image').naturalWidth > 0")
+    style = loaded_models["style"]
+    expect(page.locator("#answered")).to_contain_text(f"{style['name']} {style['version']}")
+    screenshot(page, "stylize")
+    with page.expect_download() as download_info:
+        page.locator("#download-link").click()
+    download = download_info.value
+    assert download.suggested_filename == f"portrait-{chosen}.png"
+    assert Path(download.path()).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert errors.messages == []
+
+
+def test_a_file_that_is_not_an_image_shows_the_api_error_detail(
+    page: Page, tmp_path: Path, live_server: LiveServer
+) -> None:
+    fake = tmp_path / "x.jpg"
+    fake.write_bytes(b"this is plain text, not a photo\n" * 4)
+    expected = httpx.post(
+        f"{live_server.url}/classify", files={"image": ("x.jpg", fake.read_bytes(), "image/jpeg")}, timeout=30
+    )
+    assert expected.status_code == 415
+    page.goto("/")
+    page.set_input_files("#photo-input", str(fake))
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text(expected.json()["detail"])
+    expect(alert).to_contain_text("415")
+    expect(page.locator("#face-boxes .face-box")).to_have_count(0)
+    expect(page.locator("#photo-stage")).to_be_hidden()
+    screenshot(page, "error")
+
+
+def test_an_uploaded_style_image_is_used_instead_of_a_gallery_style(page: Page, photo: Path, large_photo: Path) -> None:
+    upload_photo(page, photo)
+    gallery_radios(page)
+    page.set_input_files("#style-input", str(large_photo))
+    own = page.locator("#gallery input[data-upload]")
+    expect(own).to_be_checked()
+    expect(page.locator("#gallery label:has(input[data-upload])")).to_contain_text("Your image")
+    sent = record_form_fields(page, "**/stylize")
+    page.locator("#stylize-button").click()
+    page.wait_for_function("() => document.querySelector('#stylized-image').naturalWidth > 0")
+    assert [(fields.get("style"), fields.get("style_name")) for fields in sent] == [("file:large.jpg", None)]
+    expect(page.locator("#download-link")).to_have_attribute("download", "portrait-my-style.png")
+
+
+def test_a_busy_service_shows_its_detail_and_when_to_retry(page: Page, photo: Path) -> None:
+    def busy(route: Route) -> None:
+        body = json.dumps({"detail": "model 'style' is busy: 32 requests waiting"})
+        route.fulfill(status=503, headers={"Retry-After": "7", "Content-Type": "application/json"}, body=body)
+
+    page.route("**/stylize", busy)
+    upload_photo(page, photo)
+    gallery_radios(page)
+    page.locator("#stylize-button").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("model 'style' is busy: 32 requests waiting")
+    expect(alert).to_contain_text("try again in 7 s")
+    expect(page.locator("#stylize-button")).not_to_have_attribute("aria-disabled", "true")
+
+
+def test_keyboard_alone_selects_a_gallery_style_and_stylizes(page: Page, photo: Path) -> None:
+    upload_photo(page, photo)
+    names = gallery_radios(page)
+    assert len(names) >= 2, "the gallery needs two styles to move between"
+    page.locator("body").focus()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.name === 'style'"):
+            break
+    else:
+        pytest.fail("Tab never reached the style gallery")
+    page.keyboard.press("ArrowRight")
+    focused = page.evaluate("() => [document.activeElement.value, document.activeElement.checked]")
+    assert focused == [names[1], True]
+    thumb = page.locator(f"#gallery input[value='{names[1]}'] ~ .thumb")
+    assert thumb.evaluate("img => getComputedStyle(img).outlineStyle") == "solid", "focus must be visible"
+    screenshot(page, "keyboard-focus", full_page=False)
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.id === 'stylize-button'"):
+            break
+    else:
+        pytest.fail("Tab never reached the Stylize button")
+    sent = record_form_fields(page, "**/stylize")
+    with page.expect_response("**/stylize") as response_info:
+        page.keyboard.press("Enter")
+    assert response_info.value.ok
+    assert [fields["style_name"] for fields in sent] == [names[1]]
+    page.wait_for_function("() => document.querySelector('#stylized-image').naturalWidth > 0")
+
+
+def test_phone_sized_window_needs_no_horizontal_scrolling(
+    browser: Browser, live_server: LiveServer, large_photo: Path
+) -> None:
+    page = open_page(browser, live_server, width=375, height=740)
+    # Boxes in the corners: their labels must stay inside the page.
+    answer = mocked_faces(([0, 0, 90, 90], "female", 0.51), ([910, 660, 1000, 750], "male", 0.99))
+    page.route("**/classify", lambda route: route.fulfill(json=answer))
+    upload_photo(page, large_photo)
+    gallery_radios(page)
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than a 375px window"
+    screenshot(page, "phone")
+    page.context.close()
