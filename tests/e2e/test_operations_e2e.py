@@ -1,0 +1,160 @@
+"""Operations with real server processes: graceful SIGTERM, and replicas converging through one S3 store."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.store import ArtifactStore, S3ObjectStore
+from app.store.objects import make_s3_client
+from models.artifact import load_artifact, pack_artifact
+from tests.support.images import face_like_photo
+from tests.support.servers import LiveServer, MotoServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.s3]
+TOKEN = "e2e-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PHOTO = face_like_photo(200, 160)
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _copy_as_version(source: Path, dest: Path, version: str) -> Path:
+    shutil.copytree(source, dest)
+    manifest = load_artifact(dest)
+    (dest / "manifest.json").unlink()
+    pack_artifact(
+        dest, name=manifest.name, version=version, **manifest.model_dump(exclude={"files", "name", "version"})
+    )
+    return dest
+
+
+@pytest.fixture(scope="module")
+def s3_store(moto_server: MotoServer, embedded_store: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The starter artifacts, plus a second classifier version, in a fresh bucket of the moto server."""
+    bucket = f"e2e-{uuid.uuid4().hex[:8]}"
+    moto_server.client().create_bucket(Bucket=bucket)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in S3_ENV.items():
+            patch.setenv(key, value)
+        objects = S3ObjectStore(bucket, "models", make_s3_client(moto_server.url, "us-east-1", 10))
+        store = ArtifactStore(objects, tmp_path_factory.mktemp("push-cache"))
+        for aliases in sorted(embedded_store.glob("*/aliases.json")):
+            for folder in sorted(p for p in aliases.parent.iterdir() if p.is_dir()):
+                store.push(folder, alias="stable")
+        classifier = next((embedded_store / "face-gender").glob("v*"))
+        store.push(_copy_as_version(classifier, tmp_path_factory.mktemp("v") / "x", "next"))
+    return f"s3://{bucket}/models"
+
+
+def _replica(s3_store: str, moto: MotoServer, tmp: Path) -> LiveServer:
+    env = S3_ENV | {
+        "DEEPCANVAS_S3_ENDPOINT_URL": moto.url,
+        "DEEPCANVAS_ADMIN_TOKEN": TOKEN,
+        "DEEPCANVAS_PARAMS_POLL_S": "1",
+        "DEEPCANVAS_CACHE_DIR": str(tmp),
+    }
+    return LiveServer.start(store=s3_store, env=env)
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    s3_store: str, moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    first = _replica(s3_store, moto_server, tmp_path_factory.mktemp("cache-a"))
+    second = _replica(s3_store, moto_server, tmp_path_factory.mktemp("cache-b"))
+    try:
+        first.wait_ready()
+        second.wait_ready()
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
+
+
+def _eventually(check: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.2)
+
+
+def test_a_parameter_change_reaches_the_other_replica(replicas: tuple[LiveServer, LiveServer]) -> None:
+    first, second = replicas
+    current = httpx.get(f"{first.url}/admin/params", headers=AUTH)
+    changed = httpx.patch(
+        f"{first.url}/admin/params", headers=AUTH | {"If-Match": current.headers["etag"]}, json={"detector_max_det": 7}
+    )
+    assert changed.status_code == 200, changed.text
+    version = changed.json()["version"]
+    started = time.monotonic()
+    _eventually(lambda: f"deepcanvas_params_version {float(version)}" in httpx.get(f"{second.url}/metrics").text)
+    assert time.monotonic() - started < 5  # the poll interval is 1 s
+
+
+def test_switching_versions_under_load_fails_no_request(replicas: tuple[LiveServer, LiveServer]) -> None:
+    first, second = replicas
+    seen: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                response = client.post(
+                    f"{first.url}/classify", files={"image": ("p.jpg", PHOTO)}, data={"detect_faces": "false"}
+                )
+                seen.append((response.status_code, response.json().get("model", {}).get("version")))
+
+    workers = [threading.Thread(target=hammer) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.5)
+    switched = httpx.post(
+        f"{first.url}/admin/models/face-gender/activate", headers=AUTH, json={"version": "next"}, timeout=120
+    )
+    time.sleep(1.5)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    assert switched.status_code == 200, switched.text
+    assert [s for s, _ in seen if s != 200] == []
+    assert seen[-1][1] == "next" and seen[0][1] != "next"
+    _eventually(lambda: httpx.get(f"{second.url}/readyz").json()["models"]["classifier"]["version"] == "next", 30)
+
+
+def test_sigterm_drains_then_exits(embedded_store: Path, tmp_path: Path) -> None:
+    server = LiveServer.start(
+        store=embedded_store.as_uri(), env={"DEEPCANVAS_CACHE_DIR": str(tmp_path), "DEEPCANVAS_NST_ITERATIONS": "40"}
+    )
+    server.wait_ready()
+    style = httpx.get(f"{server.url}/styles").json()["styles"][0]["name"]
+    result: dict[str, httpx.Response] = {}
+
+    def slow_request() -> None:
+        result["nst"] = httpx.post(
+            f"{server.url}/stylize",
+            files={"content": ("p.jpg", PHOTO)},
+            data={"style_name": style, "method": "nst", "max_side": "160"},
+            timeout=120,
+        )
+
+    worker = threading.Thread(target=slow_request)
+    worker.start()
+    time.sleep(1.0)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert httpx.get(f"{server.url}/readyz").status_code == 503
+    refused = httpx.post(f"{server.url}/detect", files={"image": ("p.jpg", PHOTO)})
+    assert refused.status_code == 503 and "shutting down" in refused.json()["detail"]
+    worker.join()
+    assert result["nst"].status_code == 200  # the in-flight request finished
+    # uvicorn re-raises the captured SIGTERM once shut down, as a process killed by it would report
+    assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in server.log()

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+
+from models.artifact import Manifest, load_artifact
+from models.classifier import train as train_module
+from models.classifier.predictor import FaceClassifier
+from models.classifier.train import TrainConfig, train_classifier
+
+
+class SimulatedCrash(Exception):
+    """Stands for a killed process in the middle of training."""
+
+
+REQUIRED_METRICS = {"accuracy", "balanced_accuracy", "recall_female", "recall_male", "n_train", "n_val", "n_test"}
+
+
+def test_training_writes_a_verified_artifact_that_predicts_probabilities(tiny_trained: tuple[Path, Manifest]) -> None:
+    folder, manifest = tiny_trained
+    assert load_artifact(folder) == manifest
+    classifier = FaceClassifier.from_artifact(folder, manifest, torch.device("cpu"))
+    results = classifier.predict([Image.new("RGB", (50, 60), (90, 110, 200)), Image.new("RGB", (20, 20))])
+    assert [sum(r.probabilities.values()) for r in results] == pytest.approx([1.0, 1.0])
+
+
+def test_training_manifest_records_metrics_recipe_and_provenance(tiny_trained: tuple[Path, Manifest]) -> None:
+    _, manifest = tiny_trained
+    assert set(manifest.metrics) >= REQUIRED_METRICS
+    assert all(0.0 <= manifest.metrics[k] <= 1.0 for k in ("accuracy", "balanced_accuracy", "recall_female"))
+    assert manifest.metrics["n_train"] + manifest.metrics["n_val"] + manifest.metrics["n_test"] == 48
+    hyper = manifest.hyperparameters
+    assert hyper["widths"] == [4, 8] and hyper["input_size"] == 32 and 1 <= hyper["selected_epoch"] <= 2
+    assert manifest.input is not None and manifest.input.size == 32
+    assert manifest.provenance.method.startswith("trained")
+    assert [f.path for f in manifest.files] == ["weights.safetensors"]
+
+
+def test_training_writes_a_model_card_beside_the_artifact(tiny_trained: tuple[Path, Manifest]) -> None:
+    folder, _ = tiny_trained
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "| balanced_accuracy |" in card and "confusion_matrix.png" in card
+    assert (folder / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_training_learns_the_easy_tiny_task(
+    tiny_lfw: Any, tiny_recipe: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    manifest = train_classifier(tiny_recipe(tiny_lfw.root, tmp_path / "v1", epochs=6))
+    assert manifest.metrics["balanced_accuracy"] >= 0.75
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_matches_an_uninterrupted_one(
+    tiny_lfw: Any, tiny_recipe: Callable[..., TrainConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = train_classifier(tiny_recipe(tiny_lfw.root, tmp_path / "whole" / "v1", epochs=3))
+    cfg = tiny_recipe(tiny_lfw.root, tmp_path / "resumed" / "v1", epochs=3)
+    real_epoch = train_module.train_one_epoch
+    calls: list[str] = []
+
+    def epoch_then_crash(*args: Any, **kwargs: Any) -> float:
+        calls.append("epoch")
+        if calls == ["epoch", "epoch"]:  # the second epoch of the first run dies
+            raise SimulatedCrash
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", epoch_then_crash)
+    with pytest.raises(SimulatedCrash):
+        train_classifier(cfg)
+    assert cfg.checkpoint_path.is_file() and not (cfg.out_dir / "manifest.json").exists()
+    calls[:] = ["resumed"]
+    resumed = train_classifier(cfg)
+    assert calls == ["resumed", "epoch", "epoch"]  # epochs 2 and 3 only
+    assert resumed.hyperparameters["history"] == whole.hyperparameters["history"]
+    assert resumed.files[0].sha256 == whole.files[0].sha256
+
+
+def test_a_checkpoint_of_another_recipe_is_refused(
+    tiny_lfw: Any, tiny_recipe: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    train_classifier(tiny_recipe(tiny_lfw.root, tmp_path / "v1", epochs=1))
+    with pytest.raises(ValueError, match="another recipe"):
+        train_classifier(tiny_recipe(tiny_lfw.root, tmp_path / "v1", epochs=1, lr=0.5))
+
+
+def test_training_refuses_an_output_folder_holding_other_files(
+    tiny_lfw: Any, tiny_recipe: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        train_classifier(tiny_recipe(tiny_lfw.root, tmp_path / "v1", epochs=1))
+    assert (tmp_path / "v1" / "notes.txt").read_text() == "keep me"
