@@ -44,7 +44,13 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     settings = settings or Settings()
     store = open_artifact_store(settings)
     params = ParamsService(settings, store.objects)
-    manager = ModelManager(settings, store, plans or default_plans(), lambda: params.params.queue_size)
+    manager = ModelManager(
+        settings,
+        store,
+        plans or default_plans(),
+        queue_limit=lambda: params.params.queue_size,
+        batch_limits=lambda: (params.params.batch_max_size, params.params.batch_max_wait_ms / 1000),
+    )
     active = ActiveModels(manager, store.objects)
 
     @contextlib.asynccontextmanager

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
@@ -39,37 +40,104 @@ inferences: ContextVar[list[tuple[str, str, float]] | None] = ContextVar("infere
 
 @dataclass
 class ModelSlot:
-    """One predictor, the single thread allowed to use it, and its bounded waiting count."""
+    """One predictor, the single thread allowed to use it, a bounded queue and a micro-batcher.
+
+    ``predict(items)`` queues items; a batcher task hands everything waiting (up to the batch size) to
+    ``predictor.predict`` in one call on the slot's thread, and routes each result to its caller.
+    Under load, items that arrive while a batch runs form the next batch; when the slot was busy
+    within the last ``max_wait``, the batcher also waits that long for more before it starts.
+    """
 
     name: str
     manifest: Manifest
     predictor: Any
     queue_limit: Callable[[], int]
+    batch_limits: Callable[[], tuple[int, float]] = lambda: (1, 0.0)
     load_seconds: float = 0.0
     pending: int = 0
     executor: ThreadPoolExecutor = field(init=False)
+    _waiting: deque[tuple[Any, asyncio.Future[Any]]] = field(init=False, default_factory=deque)
+    _batcher: asyncio.Task[None] | None = field(init=False, default=None)
+    _last_batch_end: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{self.name}")
 
-    async def run(self, call: Callable[[Any], R]) -> R:
-        """Run ``call(predictor)`` on this slot's thread; 503 when the queue limit is reached."""
+    def _admit(self, count: int) -> None:
         limit = self.queue_limit()
-        if self.pending >= limit:
+        if self.pending and self.pending + count > limit:
             raise Overloaded(f"{self.name} is busy: {self.pending} requests are waiting; retry shortly")
-        self.pending += 1
+        self.pending += count
+
+    async def run(self, call: Callable[[Any], R]) -> R:
+        """Run ``call(predictor)`` alone on this slot's thread (for work that does not batch)."""
+        self._admit(1)
         try:
             loop = asyncio.get_running_loop()
             result, seconds = await loop.run_in_executor(self.executor, _timed, call, self.predictor)
         finally:
             self.pending -= 1
-        record = inferences.get()
-        if record is not None:
-            record.append((self.manifest.name, self.manifest.version, seconds))
+        _record(self.manifest, seconds)
         return result
 
+    async def predict(self, items: list[Any]) -> list[Any]:
+        """Results of ``predictor.predict`` for ``items``, in order, computed in shared micro-batches."""
+        if not items:
+            return []
+        self._admit(len(items))
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in items]
+        self._waiting.extend(zip(items, futures, strict=True))
+        if self._batcher is None or self._batcher.done():
+            # The batcher ends when the queue is empty, so a slot swapped out is never kept alive by it.
+            self._batcher = asyncio.create_task(self._drain_queue(), name=f"batcher-{self.name}")
+        try:
+            done = await asyncio.gather(*futures)
+        finally:
+            self.pending -= len(items)
+        _record(self.manifest, max(seconds for _, seconds in done))
+        return [result for result, _ in done]
+
+    async def _drain_queue(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            size, wait = self.batch_limits()
+            if len(self._waiting) < size and wait > 0 and time.monotonic() - self._last_batch_end < wait:
+                await asyncio.sleep(wait)  # busy lately: let a few more requests join this batch
+            batch = [self._waiting.popleft() for _ in range(min(size, len(self._waiting)))]
+            batch = [(item, future) for item, future in batch if not future.done()]  # callers that left
+            if batch:
+                await self._run_batch(loop, batch)
+            self._last_batch_end = time.monotonic()
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            results, seconds = await loop.run_in_executor(self.executor, _timed, _predict(items), self.predictor)
+            assert len(results) == len(items), f"{self.name} returned {len(results)} results for {len(items)} items"
+        except Exception as error:  # the callers get the predictor's error; the batcher keeps running
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result((result, seconds))
+
     def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _predict(items: list[Any]) -> Callable[[Any], list[Any]]:
+    return lambda predictor: predictor.predict(items)
+
+
+def _record(manifest: Manifest, seconds: float) -> None:
+    record = inferences.get()
+    if record is not None:
+        record.append((manifest.name, manifest.version, seconds))
 
 
 def _timed(call: Callable[[Any], R], predictor: Any) -> tuple[R, float]:
@@ -100,12 +168,18 @@ class ModelManager:
     """Loads every configured model at start-up, hands out ready slots, switches versions."""
 
     def __init__(
-        self, settings: Settings, store: ArtifactStore, plans: list[SlotPlan], queue_limit: Callable[[], int]
+        self,
+        settings: Settings,
+        store: ArtifactStore,
+        plans: list[SlotPlan],
+        queue_limit: Callable[[], int],
+        batch_limits: Callable[[], tuple[int, float]] = lambda: (1, 0.0),
     ) -> None:
         self.settings = settings
         self.store = store
         self.plans = plans
         self.queue_limit = queue_limit
+        self.batch_limits = batch_limits
         self.slots: dict[str, ModelSlot] = {}
         self.status: dict[Role, RoleStatus] = {
             role: RoleStatus(name=name, ref=ref) for role, (name, ref) in settings.model_refs.items()
@@ -175,7 +249,7 @@ class ModelManager:
             predictor = plan.build(folder, manifest, self.settings.device)
             if self.settings.warmup and hasattr(predictor, "warmup"):
                 predictor.warmup()
-            slots[plan.slot] = ModelSlot(plan.slot, manifest, predictor, self.queue_limit)
+            slots[plan.slot] = ModelSlot(plan.slot, manifest, predictor, self.queue_limit, self.batch_limits)
         for slot in slots.values():
             slot.load_seconds = time.perf_counter() - started
         return slots

@@ -53,6 +53,10 @@ class RuntimeParams(BaseModel):
     max_pixels: int = Field(40_000_000, ge=1, le=1 << 31)
     min_side: int = Field(16, ge=1, le=4096)
     queue_size: int = Field(32, ge=1, le=10_000, description="Requests waiting per model before 503")
+    batch_max_size: int = Field(8, ge=1, le=256, description="Most items one micro-batch runs together")
+    batch_max_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="How long a busy model waits for more items before running a batch"
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuntimeParams:

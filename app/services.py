@@ -74,7 +74,7 @@ async def detect(
 ) -> DetectResponse:
     slot = manager.slot("detector")
     request = _detect_request(slot, params, image, options)
-    [found] = await slot.run(lambda predictor: predictor.predict([request]))
+    [found] = await slot.predict([request])
     return DetectResponse(
         model=model_ref(slot),
         image=ImageSize(width=image.width, height=image.height),
@@ -111,7 +111,7 @@ async def classify(
         margin = float(getattr(classifier.predictor, "crop_margin", 0.0))
         boxes = [d.box for d in detected.detections]
         crops = [image.crop(expand_box(d.box, margin, image.width, image.height)) for d in detected.detections]
-    results = await classifier.run(lambda predictor: predictor.predict(crops)) if crops else []
+    results = await classifier.predict(crops)
     labels = classifier.manifest.labels or (list(results[0].probabilities) if results else [])
     faces = []
     for box, result in zip(boxes, results, strict=True):
@@ -165,7 +165,7 @@ async def stylize(
         preserve_color=options.preserve_color,
         max_side=_first(options.max_side, params.stylize_max_side),
     )
-    [painted] = await slot.run(lambda predictor: predictor.predict([request]))
+    [painted] = await slot.predict([request])
     data, content_type = encode_image(painted, options.format)
     return data, content_type, model_ref(slot)
 

@@ -1,0 +1,133 @@
+"""The model slot: one thread per predictor, bounded queue, micro-batches routed to the right callers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from app.errors import Overloaded
+from app.manager import ModelSlot, inferences
+from models.artifact import Manifest
+
+
+def _manifest() -> Manifest:
+    return Manifest(
+        name="m", version="v1", task="classify", architecture="fake", files=[], provenance={"method": "test"}
+    )  # type: ignore[arg-type]
+
+
+class Doubler:
+    """Returns each item doubled; records batch sizes and fails on a negative item."""
+
+    def __init__(self, delay: float = 0.02) -> None:
+        self.delay = delay
+        self.batches: list[int] = []
+        self.threads: set[int] = set()
+        self._busy = threading.Lock()
+
+    def predict(self, batch: list[int]) -> list[int]:
+        assert self._busy.acquire(blocking=False), "two threads inside predict at once"
+        try:
+            self.threads.add(threading.get_ident())
+            self.batches.append(len(batch))
+            time.sleep(self.delay)
+            if any(item < 0 for item in batch):
+                raise ValueError("negative item")
+            return [item * 2 for item in batch]
+        finally:
+            self._busy.release()
+
+
+def _slot(predictor: Any, queue: int = 100, batch: int = 8, wait: float = 0.0) -> ModelSlot:
+    return ModelSlot("m", _manifest(), predictor, lambda: queue, lambda: (batch, wait))
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_results() -> None:
+    predictor = Doubler()
+
+    async def scenario() -> list[list[int]]:
+        slot = _slot(predictor, batch=4)
+        return await asyncio.gather(*(slot.predict([i, i + 100]) for i in range(10)))
+
+    results = asyncio.run(scenario())
+    assert results == [[2 * i, 2 * (i + 100)] for i in range(10)]
+    assert max(predictor.batches) == 4 and sum(predictor.batches) == 20
+    assert len(predictor.batches) < 20  # really batched
+    assert len(predictor.threads) == 1
+
+
+def test_a_failing_batch_fails_its_callers_and_the_next_batch_still_runs() -> None:
+    predictor = Doubler()
+
+    async def scenario() -> tuple[list[Any], list[int]]:
+        slot = _slot(predictor, batch=1)
+        outcomes = await asyncio.gather(slot.predict([-1]), slot.predict([3]), return_exceptions=True)
+        return outcomes, await slot.predict([5])
+
+    outcomes, later = asyncio.run(scenario())
+    assert isinstance(outcomes[0], ValueError) and outcomes[1] == [6] and later == [10]
+
+
+def test_a_full_queue_raises_overloaded() -> None:
+    async def scenario() -> list[Any]:
+        slot = _slot(Doubler(delay=0.1), queue=3, batch=1)
+        return await asyncio.gather(*(slot.predict([i]) for i in range(6)), return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    assert sum(isinstance(o, Overloaded) for o in outcomes) == 3
+    assert [o for o in outcomes if not isinstance(o, Overloaded)] == [[0], [2], [4]]
+
+
+def test_a_caller_that_leaves_does_not_disturb_the_others() -> None:
+    predictor = Doubler(delay=0.05)
+
+    async def scenario() -> list[int]:
+        slot = _slot(predictor, batch=1)
+        first = asyncio.ensure_future(slot.predict([1]))
+        leaving = asyncio.ensure_future(slot.predict([2]))
+        await asyncio.sleep(0.01)
+        leaving.cancel()
+        return (await first) + await slot.predict([3])
+
+    assert asyncio.run(scenario()) == [2, 6]
+    assert sum(predictor.batches) == 2  # the cancelled item never ran
+
+
+def test_a_busy_slot_waits_briefly_to_fill_a_batch() -> None:
+    predictor = Doubler(delay=0.01)
+
+    async def scenario() -> None:
+        slot = _slot(predictor, batch=8, wait=0.05)
+        await slot.predict([0])  # marks the slot as recently busy
+        late = [asyncio.ensure_future(slot.predict([i])) for i in range(3)]
+        await asyncio.sleep(0.01)
+        late.append(asyncio.ensure_future(slot.predict([9])))
+        await asyncio.gather(*late)
+
+    asyncio.run(scenario())
+    assert predictor.batches == [1, 4]
+
+
+def test_each_inference_is_recorded_for_the_request() -> None:
+    async def scenario() -> list[tuple[str, str, float]]:
+        record: list[tuple[str, str, float]] = []
+        inferences.set(record)
+        await _slot(Doubler()).predict([1])
+        return record
+
+    [(name, version, seconds)] = asyncio.run(scenario())
+    assert (name, version) == ("m", "v1") and seconds >= 0.02
+
+
+@pytest.mark.parametrize("queue", [1, 2])
+def test_run_is_bounded_too(queue: int) -> None:
+    async def scenario() -> list[Any]:
+        slot = _slot(Doubler(delay=0.05), queue=queue)
+        return await asyncio.gather(*(slot.run(lambda p: p.predict([1])) for _ in range(3)), return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    assert sum(isinstance(o, Overloaded) for o in outcomes) == 3 - queue
