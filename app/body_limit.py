@@ -1,7 +1,8 @@
-"""An ASGI middleware that bounds request bodies without ever holding an unbounded one in memory."""
+"""An ASGI middleware that bounds request bodies in size and time, without holding an unbounded one."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
@@ -12,9 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 class BodyLimitMiddleware:
     """413 from ``Content-Length`` before reading, or as soon as a streamed body passes the limit."""
 
-    def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
+    def __init__(self, app: ASGIApp, limit: Callable[[], int], timeout_s: float = 30.0) -> None:
         self.app = app
         self.limit = limit
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,12 +33,22 @@ class BodyLimitMiddleware:
             await response(scope, receive, send)
             return
         received = 0
+        complete = False
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
 
         async def bounded_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body, receive() only waits for a disconnect: no deadline then
+                return await receive()
+            try:
+                # A slow, trickling or stalled upload must not hold a connection and a worker forever.
+                remaining = deadline - asyncio.get_running_loop().time()
+                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+            except TimeoutError as error:
+                raise HTTPException(408, f"request body not received within {self.timeout_s:g} s") from error
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > limit:
                     raise HTTPException(413, f"request body exceeds {limit} bytes")
             return message

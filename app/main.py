@@ -71,7 +71,9 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     app.state.gate = ShutdownGate()
     app.state.metrics = ServiceMetrics(lambda: manager, lambda: params.document.version)
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, limit=lambda: params.params.max_upload_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, limit=lambda: params.params.max_upload_bytes, timeout_s=settings.body_timeout_s
+    )
     app.add_middleware(DrainMiddleware, gate=app.state.gate)
     emf = EmfEmitter(settings.emf_namespace, settings.service_name) if settings.emf_enabled else None
     app.add_middleware(TelemetryMiddleware, metrics=app.state.metrics, emf=emf)

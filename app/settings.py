@@ -58,6 +58,7 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest request body in bytes")
     max_pixels: int = Field(40_000_000, ge=1, description="Largest decoded image, width × height")
+    body_timeout_s: float = Field(60.0, gt=0, le=3600, description="Longest time a request body may take to arrive")
     min_side: int = Field(16, ge=1, description="Smallest accepted image side in pixels")
     queue_size: int = Field(32, ge=1, le=10_000, description="Requests waiting per model before 503")
 
