@@ -8,7 +8,6 @@ store and times ``predict`` on the same decoded image. Prints a table and JSON w
 from __future__ import annotations
 
 import io
-import json
 import os
 import socket
 import statistics
@@ -178,7 +177,6 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         f"start-up to ready: {report['startup_to_ready_s']} s; resident memory: "
         f"{report['server_rss_mb_ready']} MB ready, {report['server_rss_mb_after']} MB after the run"
     )
-    console.print_json(json.dumps(report))
 
 
 def load_photo(path: Path | None) -> bytes:

@@ -121,18 +121,48 @@ def starter(
 @cli.command()
 def bench(
     photo: Annotated[Path | None, typer.Option(help="Photo to send; default: a portrait or a generated scene")] = None,
-    repeats: Annotated[int, typer.Option(min=3, help="Timed calls per endpoint and side")] = 20,
+    mode: Annotated[str, typer.Option(help="latency (HTTP vs in-process), load (vs a baseline app) or all")] = "all",
+    repeats: Annotated[int, typer.Option(min=3, help="Latency mode: timed calls per endpoint and side")] = 20,
+    seconds: Annotated[float, typer.Option(min=1, help="Load mode: seconds per endpoint and client count")] = 10,
+    clients: Annotated[str, typer.Option(help="Load mode: concurrent client counts")] = "1,4,16",
     max_side: Annotated[int, typer.Option(min=32, help="Stylize output bound")] = 512,
     store: StoreOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report here")] = None,
 ) -> None:
-    """Median and p95 latency through HTTP next to the same predictor in-process, with their ratio."""
+    """Latency through HTTP next to the same predictor in-process, and throughput against a baseline app."""
     from app.bench import load_photo, print_report, run_bench
+    from app.loadbench import print_load_report, run_load_bench
 
-    report = run_bench(load_photo(photo), repeats, max_side, _settings(store))
-    print_report(report, console)
+    if mode not in ("latency", "load", "all"):
+        raise typer.BadParameter("mode must be latency, load or all")
+    settings, image, report = _settings(store), load_photo(photo), {}
+    if mode in ("latency", "all"):
+        report["latency"] = run_bench(image, repeats, max_side, settings)
+        print_report(report["latency"], console)
+    if mode in ("load", "all"):
+        counts = tuple(int(c) for c in clients.split(","))
+        style = _first_style(settings)
+        report["load"] = run_load_bench(image, settings.store, style, _free_port(), max_side, counts, seconds)
+        print_load_report(report["load"], console)
+    console.print_json(json.dumps(report))
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
+
+
+def _first_style(settings: Settings) -> str:
+    from app.main import open_artifact_store
+
+    name, ref = settings.model_refs["gallery"]
+    _, manifest = open_artifact_store(settings).fetch(name, ref)
+    return manifest.gallery[0].name
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def main() -> None:

@@ -1,0 +1,211 @@
+"""Throughput and tail latency under concurrent clients: DeepCanvas against a baseline, in one run.
+
+Each side runs as its own server process, alone on the machine while measured; clients are asyncio
+tasks in this process sending the same photo in a closed loop for a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from app.bench import percentile
+
+ENDPOINTS = ("/detect", "/classify", "/stylize")
+
+
+@dataclass
+class LoadResult:
+    side: str
+    endpoint: str
+    clients: int
+    requests: int
+    errors: int
+    throughput_rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+def request_for(endpoint: str, photo: bytes, style: str, max_side: int) -> dict[str, Any]:
+    if endpoint == "/detect":
+        return {"files": {"image": ("photo.jpg", photo)}}
+    if endpoint == "/classify":
+        return {"files": {"image": ("photo.jpg", photo)}, "data": {"detect_faces": "false"}}
+    return {"files": {"content": ("photo.jpg", photo)}, "data": {"style_name": style, "max_side": str(max_side)}}
+
+
+async def drive(base: str, endpoint: str, request: dict[str, Any], clients: int, seconds: float) -> LoadResult:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            response = await client.post(endpoint, **request)
+            if response.status_code == 200:
+                latencies.append((time.perf_counter() - started) * 1000)
+            else:
+                errors += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, timeout=300, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    samples = latencies or [float("nan")]
+    return LoadResult(
+        "",
+        endpoint,
+        clients,
+        len(latencies),
+        errors,
+        len(latencies) / elapsed,
+        statistics.median(samples),
+        percentile(samples, 0.95),
+        percentile(samples, 0.99),
+    )
+
+
+def spawn(args: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | env)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{args[0]} exited during start-up")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise TimeoutError(f"{args} not ready")
+
+
+def server_args(side: str, store: str, port: int) -> list[str]:
+    if side == "deepcanvas":
+        deepcanvas = str(Path(sys.executable).parent / "deepcanvas")
+        return [deepcanvas, "serve", "--host", "127.0.0.1", "--port", str(port), "--store", store]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.baseline_app:create_baseline",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
+def measure_side(
+    side: str,
+    store: str,
+    port: int,
+    photo: bytes,
+    style: str,
+    max_side: int,
+    clients: tuple[int, ...],
+    seconds: float,
+    endpoints: tuple[str, ...],
+) -> tuple[list[LoadResult], float]:
+    process = spawn(server_args(side, store, port), port, {"DEEPCANVAS_STORE": store})
+    results = []
+    try:
+        for endpoint in endpoints:
+            request = request_for(endpoint, photo, style, max_side)
+            asyncio.run(drive(f"http://127.0.0.1:{port}", endpoint, request, 1, min(seconds, 3)))  # warm-up
+            for count in clients:
+                result = asyncio.run(drive(f"http://127.0.0.1:{port}", endpoint, request, count, seconds))
+                result.side = side
+                results.append(result)
+        rss_mb = psutil.Process(process.pid).memory_info().rss / 2**20
+    finally:
+        process.terminate()
+        process.wait(60)
+    return results, rss_mb
+
+
+def compare(results: list[LoadResult]) -> list[dict[str, Any]]:
+    """Throughput ratio DeepCanvas / baseline for every endpoint and client count, and p99/p50."""
+    by_key = {(r.side, r.endpoint, r.clients): r for r in results}
+    rows = []
+    for (side, endpoint, clients), ours in by_key.items():
+        base = by_key.get(("baseline", endpoint, clients))
+        if side != "deepcanvas" or base is None:
+            continue
+        rows.append(
+            {
+                "endpoint": endpoint,
+                "clients": clients,
+                "throughput_ratio": round(ours.throughput_rps / max(base.throughput_rps, 1e-9), 2),
+                "p99_over_p50": round(ours.p99_ms / ours.p50_ms, 2),
+            }
+        )
+    return rows
+
+
+def run_load_bench(
+    photo: bytes,
+    store: str,
+    style: str,
+    port: int,
+    max_side: int = 256,
+    clients: tuple[int, ...] = (1, 4, 16),
+    seconds: float = 10.0,
+    endpoints: tuple[str, ...] = ENDPOINTS,
+) -> dict[str, Any]:
+    results: list[LoadResult] = []
+    memory = {}
+    for side in ("baseline", "deepcanvas"):
+        side_results, memory[side] = measure_side(
+            side, store, port, photo, style, max_side, clients, seconds, endpoints
+        )
+        results.extend(side_results)
+    return {
+        "seconds_per_point": seconds,
+        "results": [asdict(r) for r in results],
+        "rss_mb_after_load": {k: round(v, 1) for k, v in memory.items()},
+        "comparison": compare(results),
+    }
+
+
+def print_load_report(report: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table("side", "endpoint", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors")
+    for row in report["results"]:
+        table.add_row(
+            row["side"],
+            row["endpoint"],
+            str(row["clients"]),
+            f"{row['throughput_rps']:.2f}",
+            f"{row['p50_ms']:.1f}",
+            f"{row['p95_ms']:.1f}",
+            f"{row['p99_ms']:.1f}",
+            str(row["errors"]),
+        )
+    console.print(table)
+    ratios = Table("endpoint", "clients", "throughput DeepCanvas / baseline", "DeepCanvas p99 / p50")
+    for row in report["comparison"]:
+        ratios.add_row(
+            row["endpoint"], str(row["clients"]), f"{row['throughput_ratio']:.2f}×", f"{row['p99_over_p50']:.2f}"
+        )
+    console.print(ratios)
+    console.print(f"resident memory after load (MB): {report['rss_mb_after_load']}")

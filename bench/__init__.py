@@ -1,0 +1,1 @@
+"""Baselines for ``deepcanvas bench``: what a user would deploy instead of DeepCanvas."""
