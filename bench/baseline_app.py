@@ -28,10 +28,14 @@ def _yolo(settings: Settings) -> Any:
     from ultralytics import YOLO
 
     folder, manifest = _load(settings, "detector")
-    model = YOLO(manifest.hyperparameters["cfg"])
-    network: Any = model.model
+    from models.detector.network import build_yolo
+
+    cfg = manifest.hyperparameters["cfg"]
+    network: Any = build_yolo(cfg, len(manifest.labels))
     network.load_state_dict(load_state(folder, manifest, "weights.safetensors", resolve_device("cpu")))
     network.names = dict(enumerate(manifest.labels))
+    model = YOLO(cfg)
+    model.model = network  # as if loaded from the user's own .pt of these weights
     return model
 
 
