@@ -1,0 +1,161 @@
+"""Command functions for the face detector's data, training, evaluation and import (typer signatures).
+
+The CLI wires them as ``deepcanvas data detector``, ``deepcanvas train detector``, ``deepcanvas eval
+detector`` and ``deepcanvas models import-yolo``. Heavy modules (torch, ultralytics) are imported inside
+each command, so the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def invoked_command() -> str:
+    """The command line as typed, for the manifest's provenance."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def synthesize(
+    out: Annotated[Path, typer.Argument(help="Folder for the data set: images/, labels/, data.yaml, recipe.json")],
+    faces: Annotated[Path, typer.Option(help="Face crops, one folder per person (LFW3D's images/)")],
+    background: Annotated[
+        list[Path] | None, typer.Option(help="A face-free background photo, or a folder of them; repeatable")
+    ] = None,
+    style_transfer: Annotated[
+        Path | None,
+        typer.Option(help="../shared/data/style-transfer: add its hand-checked face-free photos and paintings"),
+    ] = None,
+    count: Annotated[int, typer.Option(min=1, help="Number of images, validation included")] = 6000,
+    size: Annotated[int, typer.Option(min=32, help="Side of the square images in pixels")] = 640,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of validation images")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Same seed, same images")] = 0,
+    workers: Annotated[int | None, typer.Option(min=1, help="Processes; default: all cores")] = None,
+) -> None:
+    """Make synthetic face-detection data: LFW3D faces pasted onto face-free backgrounds (YOLO layout)."""
+    from models.detector.synthesize import CompositeRecipe, face_free_shared_backgrounds, synthesize_dataset
+
+    backgrounds = list(background or [])
+    if style_transfer is not None:
+        backgrounds += face_free_shared_backgrounds(style_transfer)
+    data_yaml = synthesize_dataset(
+        out,
+        faces,
+        backgrounds,
+        count=count,
+        recipe=CompositeRecipe(size=size),
+        val_fraction=val_fraction,
+        seed=seed,
+        workers=workers or os.cpu_count() or 1,
+    )
+    console.print(f"wrote {count} images; data file {data_yaml}")
+
+
+def train(
+    data: Annotated[Path, typer.Argument(help="The data set's data.yaml (from `deepcanvas data detector`)")],
+    out: Annotated[Path, typer.Argument(help="Run folder: ultralytics/ (checkpoints) and artifact/")],
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs")] = 30,
+    imgsz: Annotated[int, typer.Option(min=32, help="Training and serving input side in pixels")] = 640,
+    batch: Annotated[int, typer.Option(min=1, help="Images per batch")] = 16,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    workers: Annotated[int, typer.Option(min=0, help="Data loading processes")] = 4,
+    seed: Annotated[int, typer.Option(help="Random seed (ultralytics deterministic mode)")] = 0,
+    patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without improvement")] = 100,
+    base: Annotated[Path | None, typer.Option(help="Artifact folder to start from instead of random")] = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision; default: on CUDA")] = None,
+    cache: Annotated[bool, typer.Option(help="Keep decoded images in memory")] = False,
+    fresh: Annotated[bool, typer.Option(help="Start over instead of resuming an unfinished run")] = False,
+    name: Annotated[str, typer.Option(help="Artifact name")] = "face-detector",
+    version: Annotated[str, typer.Option(help="Artifact version")] = "v1",
+    boxes: Annotated[Path | None, typer.Option(help="boxes.json of real photos to evaluate on afterwards")] = None,
+    images: Annotated[Path | None, typer.Option(help="Their photos; default: images/ beside boxes.json")] = None,
+) -> None:
+    """Train YOLOv5s on a synthetic data set (resumable) and write the face detector artifact."""
+    from models.detector.train import DetectorTrainConfig, train_detector
+
+    cfg = DetectorTrainConfig(
+        data=data,
+        out_dir=out,
+        epochs=epochs,
+        imgsz=imgsz,
+        batch=batch,
+        device=device,
+        workers=workers,
+        seed=seed,
+        patience=patience,
+        base_artifact=base,
+        amp=amp,
+        cache=cache,
+        resume=not fresh,
+        name=name,
+        version=version,
+        eval_boxes=boxes,
+        eval_images=images or (boxes.parent / "images" if boxes else None),
+        command=invoked_command(),
+    )
+    manifest = train_detector(cfg)
+    console.print(f"wrote {cfg.artifact_dir}: {json.dumps(manifest.metrics)}")
+
+
+def evaluate(
+    artifact: Annotated[Path, typer.Argument(help="Detector artifact folder")],
+    boxes: Annotated[Path, typer.Argument(help="boxes.json: {photo: {split, boxes_xywh}}")],
+    images: Annotated[Path | None, typer.Option(help="The photos; default: images/ beside boxes.json")] = None,
+    split: Annotated[str | None, typer.Option(help="Only this split of boxes.json (train or test)")] = None,
+    conf: Annotated[float | None, typer.Option(min=0, max=1, help="Operating confidence; default: shipped")] = None,
+    iou_match: Annotated[float, typer.Option(min=0.05, max=0.95, help="IoU for a true positive")] = 0.5,
+    imgsz: Annotated[int | None, typer.Option(min=32, help="Input side; default: the artifact's")] = None,
+    card: Annotated[Path | None, typer.Option(help="Folder for the model card; default: no card")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+) -> None:
+    """AP50, precision and recall of a detector artifact on photos with hand-drawn face boxes."""
+    from models.detector.evaluate import evaluate_detector, write_card_for
+
+    images = images or boxes.parent / "images"
+    result = evaluate_detector(artifact, boxes, images, conf, iou_match, split, imgsz, device)
+    if card is not None:
+        console.print(f"wrote {write_card_for(result, images, card)}")
+    print(json.dumps({k: v for k, v in result.items() if k not in ("pr_curve", "results")}, indent=2))
+
+
+def import_yolo(
+    checkpoint: Annotated[Path, typer.Argument(help="A local ultralytics .pt file (never a URL)")],
+    out: Annotated[Path, typer.Argument(help="Folder to write the artifact into")],
+    name: Annotated[str, typer.Option(help="Artifact name")] = "yolov5su",
+    version: Annotated[str, typer.Option(help="Artifact version")] = "v1",
+    sha256: Annotated[str | None, typer.Option(help="Refuse the file unless it has this sha256")] = None,
+    trust_pickle: Annotated[
+        bool, typer.Option(help="Allow full unpickling (runs code from the file) if the safe load refuses it")
+    ] = False,
+    cfg: Annotated[str | None, typer.Option(help="ultralytics model config; default: the checkpoint's")] = None,
+    labels: Annotated[str | None, typer.Option(help="Comma-separated labels; default: the checkpoint's")] = None,
+) -> None:
+    """Convert an ultralytics YOLO checkpoint (e.g. yolov5su.pt) into a detector artifact."""
+    from models.detector.importer import import_yolo as convert
+
+    label_list = [label.strip() for label in labels.split(",")] if labels else None
+    manifest = convert(checkpoint, out, name, version, sha256, trust_pickle, cfg, label_list, invoked_command())
+    console.print(f"wrote {out}: {manifest.name}/{manifest.version}, {len(manifest.labels)} labels")
+
+
+def main() -> None:
+    """``python -m models.detector.commands data|train|eval|import-yolo ...`` (before the CLI wiring)."""
+    app = typer.Typer(help="Face detector: synthetic data, training, evaluation and checkpoint import.")
+    app.command("data")(synthesize)
+    app.command("train")(train)
+    app.command("eval")(evaluate)
+    app.command("import-yolo")(import_yolo)
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Detector training end to end on a tiny synthetic data set: ultralytics trains, we pack the artifact."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from models.artifact import Manifest, load_artifact
+from models.detector.predictor import DetectRequest, FaceDetector
+from models.detector.synthesize import CompositeRecipe, synthesize_dataset
+from models.detector.train import DetectorTrainConfig, run_state, train_detector
+
+
+def draw_face_crops(root: Path, people: int = 4) -> Path:
+    """LFW3D-like crops: a skin ellipse with dark eyes and mouth in a grey square, two per person."""
+    for person in range(people):
+        for k in range(2):
+            crop = Image.new("RGB", (90, 90), (128, 128, 128))
+            draw = ImageDraw.Draw(crop)
+            draw.ellipse((0, 0, 89, 89), fill=(225, 180, 150))
+            draw.ellipse((22, 28, 36, 38), fill=(40, 30, 30))
+            draw.ellipse((54, 28, 68, 38), fill=(40, 30, 30))
+            draw.rectangle((32 + k, 66, 58, 72), fill=(120, 40, 40))
+            path = root / f"Person_{person}" / f"{k}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            crop.save(path)
+    return root
+
+
+def write_face_photos(folder: Path) -> None:
+    """Two 'real photos' with hand-drawn boxes for the evaluation step: faces pasted on grey."""
+    (folder / "images").mkdir(parents=True)
+    face = Image.open(next((folder.parent / "faces").rglob("*.png"))).resize((40, 40))
+    entries = {}
+    for name, (x, y) in {"one.jpg": (10, 20), "two.jpg": (60, 30)}.items():
+        photo = Image.new("RGB", (120, 100), (90, 100, 110))
+        photo.paste(face, (x, y))
+        photo.save(folder / "images" / name)
+        entries[name] = {"split": "test", "boxes_xywh": [[x, y, 40, 40]]}
+    (folder / "boxes.json").write_text(json.dumps(entries))
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    cfg: DetectorTrainConfig
+    manifest: Manifest
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    root = tmp_path_factory.mktemp("detector-train")
+    faces = draw_face_crops(root / "faces")
+    recipe = CompositeRecipe(size=96, face_side=(0.2, 0.45))
+    data = synthesize_dataset(root / "data", faces, (), count=8, recipe=recipe, val_fraction=0.25, progress=False)
+    write_face_photos(root / "photos")
+    cfg = DetectorTrainConfig(
+        data=data,
+        out_dir=root / "run",
+        epochs=1,
+        imgsz=64,
+        batch=4,
+        version="v-test",
+        eval_boxes=root / "photos" / "boxes.json",
+        eval_images=root / "photos" / "images",
+        command="pytest",
+    )
+    return TrainedRun(cfg, train_detector(cfg))
+
+
+@pytest.mark.slow
+def test_training_writes_an_artifact_that_face_detector_loads_and_runs(trained_run: TrainedRun) -> None:
+    folder = trained_run.cfg.artifact_dir
+    detector = FaceDetector.from_artifact(folder, load_artifact(folder), torch.device("cpu"))
+    image = Image.new("RGB", (80, 60), (100, 120, 140))
+    (detections,) = detector.predict([DetectRequest(image=image, conf=0.0, iou=0.45, max_det=5, imgsz=64)])
+    assert len(detections) <= 5 and all(d.label == "face" for d in detections)
+
+
+@pytest.mark.slow
+def test_the_manifest_records_the_recipe_training_and_both_evaluations(trained_run: TrainedRun) -> None:
+    manifest = trained_run.manifest
+    assert manifest.provenance.method.startswith("trained: ultralytics YOLOv5s on synthetic composites (8 ")
+    assert manifest.provenance.command == "pytest" and manifest.input is not None and manifest.input.size == 64
+    assert manifest.hyperparameters["data_recipe"]["count"] == 8
+    assert manifest.hyperparameters["training"]["epochs"] == 1 and manifest.labels == ["face"]
+    assert {"synthetic_val_map50", "face_boxes_ap50", "face_boxes_recall"} <= set(manifest.metrics)
+    assert manifest.metrics["face_boxes_n_faces"] == 2
+    assert (trained_run.cfg.artifact_dir / "MODEL_CARD.md").is_file()
+
+
+@pytest.mark.slow
+def test_a_rerun_of_a_finished_run_repacks_without_training_again(trained_run: TrainedRun) -> None:
+    last = trained_run.cfg.run_dir / "weights" / "last.pt"
+    before = last.stat().st_mtime_ns
+    manifest = train_detector(trained_run.cfg)
+    assert last.stat().st_mtime_ns == before
+    assert manifest.file("weights.safetensors").sha256 == trained_run.manifest.file("weights.safetensors").sha256
+
+
+def test_run_state_tells_a_resumable_checkpoint_from_a_finished_one(tmp_path: Path) -> None:
+    # ultralytics saves the optimizer state after each epoch and strips it once training has finished.
+    last = tmp_path / "last.pt"
+    assert run_state(last) == "new"
+    torch.save({"epoch": 3, "model": None, "optimizer": {"state": {}, "param_groups": []}}, last)
+    assert run_state(last) == "unfinished"
+    torch.save({"epoch": -1, "model": None, "optimizer": None}, last)
+    assert run_state(last) == "finished"
