@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := False
 export AWS_EMF_ENVIRONMENT ?= local
 
-.PHONY: install serve test lint typecheck unit browser-deps clean starter
+.PHONY: install serve test lint typecheck browser-deps clean starter infra
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,14 +31,19 @@ browser-deps:
 	fi
 
 lint: install
-	$(BIN)/ruff check app models tests
-	$(BIN)/ruff format --check app models tests
+	$(BIN)/ruff check app models bench infra tests
+	$(BIN)/ruff format --check app models bench infra tests
 
 typecheck: install
 	$(BIN)/mypy
 
 test: install browser-deps lint typecheck
 	$(BIN)/python -m pytest
+
+# Synthesize every CDK stack offline into infra/cdk.out and lint the templates.
+infra: install
+	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 $(BIN)/python -m infra.app --outdir infra/cdk.out
+	$(BIN)/cfn-lint --non-zero-exit-code error infra/cdk.out/*.template.json
 
 starter: install
 	$(BIN)/deepcanvas models starter models/store

@@ -50,6 +50,7 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.grace_period_s) + 1,
+        timeout_keep_alive=75,  # longer than a load balancer's 60 s idle timeout, or it reuses closed sockets
     )
     GracefulServer(config, app.state.gate, settings.grace_period_s).run()
 

@@ -1,16 +1,29 @@
-"""Reading synthesized CloudFormation: resources by type, and ARNs built with Fn::Join as plain text."""
+"""Infra test support: skip without the CDK toolchain; read synthesized CloudFormation as plain values."""
 
 from __future__ import annotations
 
-from typing import Any
+import shutil
+from typing import TYPE_CHECKING, Any
 
-from aws_cdk.assertions import Template
+import pytest
+
+if TYPE_CHECKING:
+    from aws_cdk.assertions import Template
+
+
+def require_cdk() -> None:
+    """Skip (a whole module when called at its top) unless node and aws-cdk-lib are both there.
+
+    node is checked first: importing aws_cdk starts jsii's node kernel, and fails without one.
+    """
+    if shutil.which("node") is None:
+        pytest.skip("node is not on PATH: aws-cdk-lib runs on jsii, which needs node", allow_module_level=True)
+    pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (the infra extra)")
 
 
 def resources_of(template: Template, kind: str) -> dict[str, dict[str, Any]]:
     """Logical id -> resource, for every resource of ``kind``."""
-    found: dict[str, dict[str, Any]] = template.find_resources(kind)
-    return found
+    return {logical_id: dict(resource) for logical_id, resource in template.find_resources(kind).items()}
 
 
 def only_resource(template: Template, kind: str) -> dict[str, Any]:

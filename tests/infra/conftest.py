@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.infra.cdk_support import require_cdk
+
 if TYPE_CHECKING:
     from infra.app import DeepCanvasApp
-
-
-def require_cdk() -> None:
-    """Skip unless aws-cdk-lib is installed and node (which runs jsii's kernel) is on PATH."""
-    pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (the infra extra)")
-    if shutil.which("node") is None:
-        pytest.skip("node is not on PATH: aws-cdk-lib runs on jsii, which needs node to synthesize")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""The AWS CDK app of DeepCanvas: storage, registry, network, service, observability and pipeline stacks."""

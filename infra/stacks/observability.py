@@ -1,0 +1,104 @@
+"""Observability: alarms on the load balancer and the service, one SNS topic for them, and a dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from infra.config import DeployConfig
+
+PERIOD = Duration.minutes(1)
+
+
+class ObservabilityStack(Stack):
+    """Five alarms, each notifying the alarm topic on ALARM and on OK, and a dashboard of the same metrics."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeployConfig,
+        service: ecs.FargateService,
+        target_group: elbv2.ApplicationTargetGroup,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        self.topic = sns.Topic(self, "AlarmTopic", display_name="DeepCanvas alarms", enforce_ssl=True)
+        if config.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        metrics = target_group.metrics
+        self.error_rate = cloudwatch.MathExpression(
+            # Percent of requests the tasks answered with 5xx; 0 when idle rather than a division by zero.
+            expression="IF(requests > 0, 100 * errors / requests, 0)",
+            using_metrics={
+                "errors": metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=PERIOD),
+                "requests": metrics.request_count(period=PERIOD),
+            },
+            label="Target 5xx (% of requests)",
+            period=PERIOD,
+        )
+        self.latency_p99 = metrics.target_response_time(statistic="p99", period=PERIOD)
+        self.cpu = service.metric_cpu_utilization(period=PERIOD)
+        self.memory = service.metric_memory_utilization(period=PERIOD)
+        self.unhealthy_hosts = metrics.unhealthy_host_count(statistic="Maximum", period=PERIOD)
+        self.healthy_hosts = metrics.healthy_host_count(statistic="Minimum", period=PERIOD)
+        self.alarms = self._alarms()
+        for alarm in self.alarms:
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+            alarm.add_ok_action(cloudwatch_actions.SnsAction(self.topic))
+        self.dashboard = self._dashboard()
+
+    def _alarm(self, name: str, metric: cloudwatch.IMetric, threshold: float, description: str) -> cloudwatch.Alarm:
+        # Three of five minutes: one slow request or one noisy minute does not page anyone.
+        return cloudwatch.Alarm(
+            self,
+            name,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+
+    def _alarms(self) -> list[cloudwatch.Alarm]:
+        config = self.config
+        busy = config.alarm_utilisation_percent
+        return [
+            self._alarm(
+                "Target5xxRate", self.error_rate, config.alarm_5xx_percent, f"over {config.alarm_5xx_percent}% 5xx"
+            ),
+            self._alarm(
+                "LatencyP99",
+                self.latency_p99,
+                config.alarm_p99_latency_s,
+                f"p99 target response time over {config.alarm_p99_latency_s} s",
+            ),
+            self._alarm("CpuUtilisation", self.cpu, busy, f"service CPU over {busy}%"),
+            self._alarm("MemoryUtilisation", self.memory, busy, f"service memory over {busy}%"),
+            self._alarm("UnhealthyHosts", self.unhealthy_hosts, 0, "a task fails the /readyz health check"),
+        ]
+
+    def _dashboard(self) -> cloudwatch.Dashboard:
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="5xx rate (%)", left=[self.error_rate], width=8),
+            cloudwatch.GraphWidget(title="Target response time p99 (s)", left=[self.latency_p99], width=8),
+            cloudwatch.GraphWidget(title="Hosts", left=[self.healthy_hosts], right=[self.unhealthy_hosts], width=8),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Service CPU and memory (%)", left=[self.cpu, self.memory], width=12),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms), width=12),
+        )
+        return dashboard

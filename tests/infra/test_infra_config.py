@@ -1,0 +1,57 @@
+"""DeployConfig: context values typed, defaults kept, impossible deployments refused before synthesis."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.runtime import ACTIVE_KEY, PARAMS_KEY
+from infra.config import (
+    FARGATE_MAX_STOP_TIMEOUT_S,
+    STOP_TIMEOUT_MARGIN_S,
+    DeployConfig,
+    runtime_document_object_keys,
+)
+
+
+def test_empty_context_gives_the_documented_defaults() -> None:
+    config = DeployConfig.from_mapping({})
+    assert (config.nat_gateways, config.grace_period_s, config.image_tag) == (1, 20, "latest")
+    assert (config.min_capacity, config.max_capacity) == (1, 4)
+
+
+def test_cli_strings_are_coerced_to_the_field_types() -> None:
+    config = DeployConfig.from_mapping(
+        {"nat_gateways": "2", "cpu": "4096", "memory": "8192", "alarm_p99_latency_s": "2.5", "image_tag": "abc123"}
+    )
+    assert (config.nat_gateways, config.cpu, config.memory) == (2, 4096, 8192)
+    assert config.alarm_p99_latency_s == 2.5
+    assert config.image_tag == "abc123"
+
+
+def test_stop_timeout_leaves_a_margin_after_the_grace_period() -> None:
+    config = DeployConfig.from_mapping({"grace_period_s": 45})
+    assert config.stop_timeout_s == 45 + STOP_TIMEOUT_MARGIN_S
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"grace_period_s": FARGATE_MAX_STOP_TIMEOUT_S}, "stop timeout"),
+        ({"min_capacity": 5, "max_capacity": 4}, "min_capacity"),
+        ({"min_capacity": 0}, "min_capacity"),
+        ({"cpu": 3000}, "Fargate"),
+        ({"cpu": 1024, "memory": 512}, "not valid with cpu"),
+        ({"nat_gateways": 0}, "nat_gateways"),
+        ({"nat_gateways": "-1"}, "non-negative integer"),
+        ({"keep_images": "many"}, "non-negative integer"),
+        ({"alarm_p99_latency_s": "0"}, "positive"),
+        ({"image_tag": "  "}, "non-empty"),
+    ],
+)
+def test_impossible_deployments_are_refused_with_the_reason(context: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DeployConfig.from_mapping(context)
+
+
+def test_runtime_document_keys_are_the_ones_the_service_writes() -> None:
+    assert runtime_document_object_keys() == [f"models/{PARAMS_KEY}", f"models/{ACTIVE_KEY}"]

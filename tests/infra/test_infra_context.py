@@ -1,0 +1,78 @@
+"""Context values reach the templates: HTTPS with a certificate, grace period, NAT count, image tag."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra.cdk_support import as_text, only_resource, require_cdk
+
+require_cdk()
+
+from aws_cdk.assertions import Match, Template  # noqa: E402
+
+from infra.app import build_app, main, parse_context  # noqa: E402
+
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
+CONTEXT: dict[str, Any] = {
+    "certificate_arn": CERTIFICATE,
+    "grace_period_s": "30",
+    "nat_gateways": "2",
+    "image_tag": "0123abcd",
+    "min_capacity": "2",
+    "max_capacity": "6",
+}
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Template]:
+    built = build_app(Path(tmp_path_factory.mktemp("cdk.out.context")), CONTEXT)
+    return {"service": Template.from_stack(built.service), "network": Template.from_stack(built.network)}
+
+
+def test_a_certificate_serves_https_and_redirects_http(templates: dict[str, Template]) -> None:
+    service = templates["service"]
+    service.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {"Port": 443, "Protocol": "HTTPS", "Certificates": [{"CertificateArn": CERTIFICATE}]},
+    )
+    service.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {"Port": 80, "DefaultActions": [Match.object_like({"Type": "redirect"})]},
+    )
+
+
+def test_grace_period_sets_drain_stop_timeout_and_environment(templates: dict[str, Template]) -> None:
+    service = templates["service"]
+    service.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {"TargetGroupAttributes": Match.array_with([{"Key": "deregistration_delay.timeout_seconds", "Value": "30"}])},
+    )
+    (container,) = only_resource(service, "AWS::ECS::TaskDefinition")["ContainerDefinitions"]
+    assert container["StopTimeout"] == 40
+    assert {"Name": "DEEPCANVAS_GRACE_PERIOD_S", "Value": "30"} in container["Environment"]
+    assert as_text(container["Image"]).endswith(":0123abcd")
+
+
+def test_capacity_and_nat_gateways_follow_the_context(templates: dict[str, Template]) -> None:
+    templates["network"].resource_count_is("AWS::EC2::NatGateway", 2)
+    templates["service"].has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget", {"MinCapacity": 2, "MaxCapacity": 6}
+    )
+
+
+def test_command_line_synthesizes_every_stack_with_context_pairs(tmp_path: Path) -> None:
+    main(["--outdir", str(tmp_path), "-c", "image_tag=feedbeef"])
+    assert len(list(tmp_path.glob("*.template.json"))) == 6
+    template = json.loads((tmp_path / "DeepCanvas-Service.template.json").read_text())
+    (task,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition"]
+    assert as_text(task["Properties"]["ContainerDefinitions"][0]["Image"]).endswith(":feedbeef")
+
+
+def test_context_pairs_without_an_equals_sign_are_refused() -> None:
+    assert parse_context(["a=1", "b=x=y"]) == {"a": "1", "b": "x=y"}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        parse_context(["image_tag"])

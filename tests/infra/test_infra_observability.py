@@ -1,0 +1,71 @@
+"""Alarms: 5xx rate, p99 latency, CPU, memory, unhealthy hosts, each notifying the SNS topic; a dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.cdk_support import require_cdk, resources_of
+
+require_cdk()
+
+from aws_cdk.assertions import Template  # noqa: E402
+
+from infra.app import DeepCanvasApp  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def template(deepcanvas: DeepCanvasApp) -> Template:
+    return Template.from_stack(deepcanvas.observability)
+
+
+@pytest.fixture(scope="module")
+def alarms(template: Template) -> list[dict[str, Any]]:
+    return [alarm["Properties"] for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values()]
+
+
+def _metric_names(alarm: dict[str, Any]) -> set[str]:
+    if "MetricName" in alarm:
+        return {alarm["MetricName"]}
+    return {q["MetricStat"]["Metric"]["MetricName"] for q in alarm.get("Metrics", []) if "MetricStat" in q}
+
+
+def test_there_is_one_alarm_per_signal(alarms: list[dict[str, Any]]) -> None:
+    names = [frozenset(_metric_names(alarm)) for alarm in alarms]
+    assert sorted(map(sorted, names)) == sorted(
+        [
+            ["HTTPCode_Target_5XX_Count", "RequestCount"],
+            ["TargetResponseTime"],
+            ["CPUUtilization"],
+            ["MemoryUtilization"],
+            ["UnHealthyHostCount"],
+        ]
+    )
+
+
+def test_every_alarm_notifies_the_topic_on_alarm_and_on_ok(template: Template, alarms: list[dict[str, Any]]) -> None:
+    (topic_id,) = template.find_resources("AWS::SNS::Topic")
+    for alarm in alarms:
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+        assert alarm["OKActions"] == [{"Ref": topic_id}]
+
+
+def test_5xx_alarm_divides_target_errors_by_requests(alarms: list[dict[str, Any]]) -> None:
+    (rate,) = [alarm for alarm in alarms if "Metrics" in alarm]
+    (expression,) = [q["Expression"] for q in rate["Metrics"] if "Expression" in q]
+    assert "errors / requests" in expression
+    stats = {q["Id"]: q["MetricStat"]["Metric"]["MetricName"] for q in rate["Metrics"] if "MetricStat" in q}
+    assert stats == {"errors": "HTTPCode_Target_5XX_Count", "requests": "RequestCount"}
+
+
+def test_latency_alarm_watches_the_99th_percentile(alarms: list[dict[str, Any]]) -> None:
+    (latency,) = [alarm for alarm in alarms if alarm.get("MetricName") == "TargetResponseTime"]
+    assert latency["ExtendedStatistic"] == "p99"
+
+
+def test_dashboard_shows_the_alarmed_metrics(template: Template) -> None:
+    (dashboard,) = resources_of(template, "AWS::CloudWatch::Dashboard").values()
+    body = str(dashboard["Properties"]["DashboardBody"])
+    for metric in ("HTTPCode_Target_5XX_Count", "TargetResponseTime", "CPUUtilization", "MemoryUtilization"):
+        assert metric in body

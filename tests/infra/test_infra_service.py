@@ -1,0 +1,131 @@
+"""The Fargate service: health checks on /readyz, drain as long as the grace period, safe rollouts, scaling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.cdk_support import as_text, only_resource, require_cdk, resources_of
+
+require_cdk()
+
+from aws_cdk.assertions import Match, Template  # noqa: E402
+
+from infra.app import DeepCanvasApp  # noqa: E402
+from infra.config import CONTAINER_PORT  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def template(deepcanvas: DeepCanvasApp) -> Template:
+    return Template.from_stack(deepcanvas.service)
+
+
+@pytest.fixture(scope="module")
+def container(template: Template) -> dict[str, Any]:
+    definitions = only_resource(template, "AWS::ECS::TaskDefinition")["ContainerDefinitions"]
+    assert len(definitions) == 1
+    definition: dict[str, Any] = definitions[0]
+    return definition
+
+
+def test_cluster_has_container_insights(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::ECS::Cluster", {"ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}]}
+    )
+
+
+def test_target_group_checks_readyz_and_drains_for_the_grace_period(
+    template: Template, deepcanvas: DeepCanvasApp
+) -> None:
+    template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {
+            "Port": CONTAINER_PORT,
+            "HealthCheckPath": "/readyz",
+            "Matcher": {"HttpCode": "200"},
+            "TargetGroupAttributes": Match.array_with(
+                [{"Key": "deregistration_delay.timeout_seconds", "Value": str(deepcanvas.config.grace_period_s)}]
+            ),
+        },
+    )
+
+
+def test_container_stops_after_grace_plus_margin_and_listens_on_8000(
+    container: dict[str, Any], deepcanvas: DeepCanvasApp
+) -> None:
+    assert container["StopTimeout"] == deepcanvas.config.grace_period_s + 10
+    assert container["PortMappings"] == [{"ContainerPort": 8000, "Protocol": "tcp"}]
+    assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+
+
+def test_container_environment_points_at_the_bucket_models_prefix(
+    container: dict[str, Any], deepcanvas: DeepCanvasApp
+) -> None:
+    environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert as_text(environment["DEEPCANVAS_STORE"]) == "s3://<token>/models"
+    assert environment["DEEPCANVAS_EMF_ENABLED"] == "true"
+    assert environment["DEEPCANVAS_GRACE_PERIOD_S"] == str(deepcanvas.config.grace_period_s)
+    assert "DEEPCANVAS_ADMIN_TOKEN" not in environment
+
+
+def test_admin_token_is_a_generated_secret_injected_as_a_container_secret(
+    template: Template, container: dict[str, Any]
+) -> None:
+    secrets = resources_of(template, "AWS::SecretsManager::Secret")
+    assert len(secrets) == 1
+    (secret_id, secret), *_ = secrets.items()
+    assert "GenerateSecretString" in secret["Properties"]
+    assert container["Secrets"] == [{"Name": "DEEPCANVAS_ADMIN_TOKEN", "ValueFrom": {"Ref": secret_id}}]
+
+
+def test_image_comes_from_the_registry_with_the_context_tag(container: dict[str, Any]) -> None:
+    assert as_text(container["Image"]).endswith("/<token>:latest")
+
+
+def test_deployments_roll_back_on_circuit_breaker(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::ECS::Service",
+        {
+            "LaunchType": "FARGATE",
+            "DeploymentConfiguration": Match.object_like(
+                {"DeploymentCircuitBreaker": {"Enable": True, "Rollback": True}, "MinimumHealthyPercent": 100}
+            ),
+            "NetworkConfiguration": {"AwsvpcConfiguration": Match.object_like({"AssignPublicIp": "DISABLED"})},
+        },
+    )
+
+
+def test_service_scales_between_context_bounds(template: Template, deepcanvas: DeepCanvasApp) -> None:
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        {"MinCapacity": deepcanvas.config.min_capacity, "MaxCapacity": deepcanvas.config.max_capacity},
+    )
+
+
+@pytest.mark.parametrize(
+    ("metric", "target"),
+    [("ECSServiceAverageCPUUtilization", "cpu_target_percent"), ("ALBRequestCountPerTarget", "requests_per_target")],
+)
+def test_service_tracks_a_target_for_cpu_and_for_requests_per_task(
+    template: Template, deepcanvas: DeepCanvasApp, metric: str, target: str
+) -> None:
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": Match.object_like(
+                {
+                    "PredefinedMetricSpecification": Match.object_like({"PredefinedMetricType": metric}),
+                    "TargetValue": getattr(deepcanvas.config, target),
+                }
+            ),
+        },
+    )
+
+
+def test_only_the_load_balancer_reaches_the_tasks(template: Template) -> None:
+    ingress = resources_of(template, "AWS::EC2::SecurityGroupIngress").values()
+    task_rules = [rule["Properties"] for rule in ingress if rule["Properties"].get("FromPort") == CONTAINER_PORT]
+    assert task_rules, "no ingress rule to the container port"
+    assert all("SourceSecurityGroupId" in rule and "CidrIp" not in rule for rule in task_rules)
