@@ -1,0 +1,202 @@
+"""Evaluate a classifier artifact on an LFW split and write its model card (Markdown + PNG plots)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch.utils.data import DataLoader
+
+from models.artifact import Manifest, load_artifact
+from models.classifier import metrics as M
+from models.classifier.data import FaceDataset, Sample, scan_lfw, split_by_identity
+from models.classifier.predictor import FaceClassifier
+from models.classifier.transforms import Transform
+
+SPLITS = ("train", "val", "test")
+CARD_NAME = "MODEL_CARD.md"
+CONFUSION_PNG = "confusion_matrix.png"
+ROC_PNG = "roc_curve.png"
+LIMITATIONS = [
+    "## Limitations",
+    "",
+    "- Labels are the binary gender lists published for LFW: they describe perceived presentation of public",
+    "  figures, not anyone's gender identity. Do not use the output for decisions about people.",
+    "- LFW is mostly adult, mostly light-skinned celebrities photographed by the press; accuracy on other",
+    "  populations, ages, poses and image qualities is unmeasured and likely lower.",
+    "- Trained on frontalized LFW3D crops; real detector crops (set `crop_margin`) differ in framing and pose.",
+]
+
+
+def predict_probabilities(
+    network: torch.nn.Module, samples: Sequence[Sample], transform: Transform, batch_size: int = 128
+) -> npt.NDArray[np.float64]:
+    """Softmax probabilities ``(N, num_classes)`` for ``samples``, in order, with ``network`` in eval mode."""
+    device = next(network.parameters()).device
+    loader = DataLoader(FaceDataset(samples, transform), batch_size=batch_size, shuffle=False)
+    was_training = network.training
+    network.eval()
+    chunks = []
+    with torch.inference_mode():
+        for images, _ in loader:
+            chunks.append(torch.softmax(network(images.to(device)).float(), dim=1).cpu())  # (B, C)
+    network.train(was_training)
+    return torch.cat(chunks).double().numpy()
+
+
+def classification_metrics(
+    y_true: npt.ArrayLike, probabilities: npt.NDArray[np.float64], labels: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, per-class recall, ROC AUC (binary: score of ``labels[1]``), confusion."""
+    true = np.asarray(y_true, dtype=np.int64)
+    pred = probabilities.argmax(axis=1)
+    recalls = M.recall_per_class(true, pred, len(labels))
+    result: dict[str, Any] = {
+        "n": int(true.size),
+        "accuracy": M.accuracy(true, pred),
+        "balanced_accuracy": M.balanced_accuracy(true, pred, len(labels)),
+        **{f"recall_{label}": float(recall) for label, recall in zip(labels, recalls, strict=True)},
+        "confusion_matrix": M.confusion_matrix(true, pred, len(labels)).tolist(),
+    }
+    if len(labels) == 2 and np.unique(true).size == 2:
+        fpr, tpr, _ = M.roc_curve(true, probabilities[:, 1])
+        result["roc_auc"] = M.roc_auc(true, probabilities[:, 1])
+        result["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    return result
+
+
+def split_samples(manifest: Manifest, data_root: Path, split: str, seed: int) -> list[Sample]:
+    """The same identity-disjoint split the training used (fractions recorded in the manifest)."""
+    assert split in SPLITS, f"split must be one of {SPLITS}, got {split!r}"
+    fractions = tuple(manifest.hyperparameters.get("split_fractions", (0.8, 0.1, 0.1)))
+    parts = split_by_identity(scan_lfw(data_root), fractions=fractions, seed=seed)
+    return parts[SPLITS.index(split)]
+
+
+def evaluate_classifier(artifact_folder: Path, data_root: Path, split: str = "test", seed: int = 0) -> dict[str, Any]:
+    """Metrics of the artifact, as served (float16 weights, predictor preprocessing), on one split."""
+    manifest = load_artifact(artifact_folder)
+    classifier = FaceClassifier.from_artifact(artifact_folder, manifest, torch.device("cpu"))
+    samples = split_samples(manifest, data_root, split, seed)
+    probabilities = predict_probabilities(classifier.network, samples, classifier.transform)
+    result = classification_metrics([s.label for s in samples], probabilities, classifier.labels)
+    return {"model": f"{manifest.name}/{manifest.version}", "split": split, "seed": seed, **result}
+
+
+def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a display
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(matrix)
+    figure, axes = plt.subplots(figsize=(3.6, 3.2), dpi=120)
+    axes.imshow(counts, cmap="Blues")
+    for (row, col), value in np.ndenumerate(counts):
+        colour = "white" if value > counts.max() / 2 else "black"
+        axes.text(col, row, str(value), ha="center", va="center", color=colour)
+    axes.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels)
+    axes.set(xlabel="predicted", ylabel="true", title="Confusion matrix")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def plot_roc_curve(fpr: Sequence[float], tpr: Sequence[float], auc: float, positive: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(3.6, 3.4), dpi=120)
+    axes.plot(fpr, tpr, label=f"AUC = {auc:.4f}")
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    axes.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=f"ROC ({positive} positive)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write_model_card(folder_or_path: Path, metrics: dict[str, Any], manifest: Manifest | None = None) -> Path:
+    """Write a Markdown model card (metrics table, confusion-matrix and ROC PNGs beside it); returns its path."""
+    path = folder_or_path / CARD_NAME if folder_or_path.is_dir() else folder_or_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = (
+        manifest.labels if manifest else [key.removeprefix("recall_") for key in metrics if key.startswith("recall_")]
+    )
+    lines = _card_header(manifest, metrics) + _metrics_table(metrics)
+    if "confusion_matrix" in metrics:
+        plot_confusion_matrix(metrics["confusion_matrix"], labels, path.parent / CONFUSION_PNG)
+        lines += ["", f"![confusion matrix]({CONFUSION_PNG})"]
+    if "roc" in metrics:
+        roc = metrics["roc"]
+        plot_roc_curve(roc["fpr"], roc["tpr"], metrics["roc_auc"], labels[-1], path.parent / ROC_PNG)
+        lines += ["", f"![ROC curve]({ROC_PNG})"]
+    lines += ["", *LIMITATIONS]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _card_header(manifest: Manifest | None, metrics: dict[str, Any]) -> list[str]:
+    title = f"{manifest.name} {manifest.version}" if manifest else metrics.get("model", "classifier")
+    lines = [f"# Model card: {title}", ""]
+    if manifest is not None:
+        size = manifest.input.size if manifest.input else "?"
+        recipe = {k: v for k, v in manifest.hyperparameters.items() if k != "history"}
+        lines += [
+            f"- Task: {manifest.task}; architecture: {manifest.architecture}; labels: {', '.join(manifest.labels)}",
+            f"- Input: {size}x{size} RGB face crop; crop margin {manifest.hyperparameters.get('crop_margin')}",
+            f"- Provenance: {manifest.provenance.method}",
+            f"- Data: {manifest.provenance.data}",
+            f"- Command: `{manifest.provenance.command}`; commit: {manifest.provenance.commit}",
+            f"- Hyper-parameters: `{json.dumps(recipe, sort_keys=True)}`",
+            *_history_table(manifest.hyperparameters.get("history", [])),
+        ]
+    split = metrics.get("split", "test")
+    return [*lines, "", f"## Metrics ({split} split, identity-disjoint from training)", ""]
+
+
+def _history_table(history: list[dict[str, float]]) -> list[str]:
+    if not history:
+        return []
+    keys = list(history[0])
+    rows = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    rows += ["| " + " | ".join(f"{row[k]:.4g}" for k in keys) + " |" for row in history]
+    return ["", "## Training history (validation split)", "", *rows]
+
+
+def _metrics_table(metrics: dict[str, Any]) -> list[str]:
+    rows = ["| metric | value |", "|---|---|"]
+    for key, value in metrics.items():
+        if key == "seed":
+            continue
+        if isinstance(value, float):
+            rows.append(f"| {key} | {value:.4f} |")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            rows.append(f"| {key} | {value} |")
+    return rows
+
+
+def main(artifact_folder: Path, data_root: Path, split: str = "test", seed: int = 0) -> None:
+    """Evaluate an artifact on one split, print the metrics and (re)write its model card beside it."""
+    result = evaluate_classifier(artifact_folder, data_root, split, seed)
+    write_model_card(artifact_folder, result, load_artifact(artifact_folder))
+    print(json.dumps({k: v for k, v in result.items() if k != "roc"}, indent=2))
+
+
+if __name__ == "__main__":
+    import typer
+
+    typer.run(main)
