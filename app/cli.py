@@ -16,6 +16,12 @@ from app.store import ArtifactStore
 cli = typer.Typer(help="DeepCanvas: face detection, face classification and style transfer over HTTP.")
 models_cli = typer.Typer(help="List, publish and alias model artifacts in a store.")
 cli.add_typer(models_cli, name="models")
+train_cli = typer.Typer(help="Train a model from data folders into an artifact (manifest + weights).")
+eval_cli = typer.Typer(help="Evaluate an artifact on a data folder: metrics JSON and a model card.")
+data_cli = typer.Typer(help="Build training data sets.")
+cli.add_typer(train_cli, name="train")
+cli.add_typer(eval_cli, name="eval")
+cli.add_typer(data_cli, name="data")
 console = Console()
 
 StoreOption = Annotated[
@@ -166,5 +172,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _register_model_commands() -> None:
+    """The models package's own command functions; their heavy imports happen only when one runs."""
+    from models.classifier import evaluate as classifier_eval
+    from models.classifier import train as classifier_train
+    from models.detector import commands as detector
+
+    train_cli.command("classifier")(classifier_train.main)
+    eval_cli.command("classifier")(classifier_eval.main)
+    train_cli.command("detector")(detector.train)
+    eval_cli.command("detector")(detector.evaluate)
+    data_cli.command("detector")(detector.synthesize)
+    models_cli.command("import-yolo")(detector.import_yolo)
+
+
 def main() -> None:
+    import sys
+
+    # Training and evaluation commands import torch, torchvision and ultralytics at once: `serve` and `bench`
+    # start faster without them.
+    if not (len(sys.argv) > 1 and sys.argv[1] in ("serve", "bench")):
+        _register_model_commands()
     cli()

@@ -1,0 +1,42 @@
+"""The deepcanvas command: store management between local folders (S3 is covered by the store tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from app.cli import _register_model_commands, cli
+from tests.support.fakes import make_fake_store
+
+runner = CliRunner()
+
+
+def test_models_list_push_pull_and_alias_round_trip(tmp_path: Path) -> None:
+    source = make_fake_store(tmp_path / "source")
+    target = (tmp_path / "target").as_uri()
+    pushed = runner.invoke(
+        cli, ["models", "push", str(source / "face-gender" / "v1"), "--store", target, "--alias", "stable"]
+    )
+    assert pushed.exit_code == 0, pushed.output
+    listed = runner.invoke(cli, ["models", "list", "--store", target])
+    assert "face-gender" in listed.output and "stable" in listed.output
+    pulled = runner.invoke(cli, ["models", "pull", "face-gender", "stable", str(tmp_path / "out"), "--store", target])
+    assert pulled.exit_code == 0, pulled.output
+    assert (tmp_path / "out" / "face-gender" / "v1" / "manifest.json").is_file()
+    bad = runner.invoke(cli, ["models", "alias", "face-gender", "stable", "v9", "--store", target])
+    assert bad.exit_code != 0
+
+
+def test_training_and_evaluation_commands_are_registered() -> None:
+    _register_model_commands()
+    for group, name in [
+        ("train", "classifier"),
+        ("eval", "classifier"),
+        ("train", "detector"),
+        ("eval", "detector"),
+        ("data", "detector"),
+        ("models", "import-yolo"),
+    ]:
+        result = runner.invoke(cli, [group, name, "--help"])
+        assert result.exit_code == 0, (group, name, result.output)
