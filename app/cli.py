@@ -177,6 +177,7 @@ def _register_model_commands() -> None:
     from models.classifier import evaluate as classifier_eval
     from models.classifier import train as classifier_train
     from models.detector import commands as detector
+    from models.style import commands as style
 
     train_cli.command("classifier")(classifier_train.main)
     eval_cli.command("classifier")(classifier_eval.main)
@@ -184,6 +185,9 @@ def _register_model_commands() -> None:
     eval_cli.command("detector")(detector.evaluate)
     data_cli.command("detector")(detector.synthesize)
     models_cli.command("import-yolo")(detector.import_yolo)
+    train_cli.command("style")(style.train)
+    eval_cli.command("style")(style.evaluate)
+    models_cli.command("import-adain")(style.import_adain)
 
 
 def main() -> None:

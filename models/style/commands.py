@@ -1,0 +1,182 @@
+"""Typer commands for AdaIN: ``deepcanvas train style``, ``deepcanvas eval style``, ``deepcanvas models import-adain``.
+
+Plain functions; the CLI registers them (e.g. ``train_cli.command("style")(commands.train)``).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
+
+
+def _command_line() -> str:
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def _widths(text: str) -> tuple[int, int, int, int]:
+    parts = [int(part) for part in text.split(",")]
+    if len(parts) != 4 or min(parts) <= 0:
+        raise typer.BadParameter(f"widths must be 4 positive comma-separated ints, not {text!r}")
+    return (parts[0], parts[1], parts[2], parts[3])
+
+
+@contextmanager
+def stop_requests() -> Iterator[threading.Event]:
+    """The first SIGINT/SIGTERM sets the event (training stops after the step, checkpointed); a second acts as usual."""
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous: dict[int, Any] = {number: signal.getsignal(number) for number in signals}
+
+    def request_stop(number: int, frame: FrameType | None) -> None:
+        stop.set()
+        signal.signal(number, previous[number])
+
+    for signum in signals:
+        signal.signal(signum, request_stop)
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def train(
+    content_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Content photos (recursive)")],
+    style_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Style images (recursive)")],
+    loss_network: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Compressed VGG19 or vgg_normalised")
+    ],
+    out_dir: Annotated[Path, typer.Argument(help="Artifact folder to write; its name is the default version")],
+    iterations: Annotated[int, typer.Option(min=1, help="Total iterations (a resumed run continues to it)")] = 160_000,
+    batch_size: Annotated[int, typer.Option(min=2)] = 8,
+    crop: Annotated[int, typer.Option(min=32, help="Training crop side; multiple of 8")] = 256,
+    widths: Annotated[str, typer.Option(help="Encoder/decoder stage widths")] = "32,64,128,256",
+    lr: float = 1e-4,
+    lr_decay: float = 5e-5,
+    style_weight: Annotated[float, typer.Option(help="λ, the style loss weight")] = 1.0,
+    content_weight: float = 1.0,
+    distill_weight: float = 1.0,
+    pixel_weight: float = 10.0,
+    self_pairs: Annotated[int, typer.Option(min=0, help="(content, content) pairs per batch")] = 1,
+    faces_dir: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Face crops")] = None,
+    face_fraction: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.25,
+    seed: int = 0,
+    threads: Annotated[int, typer.Option(min=1)] = 1,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(min=1)] = 500,
+    checkpoint: Annotated[Path | None, typer.Option(help="Default: OUT_DIR.checkpoint.pt beside OUT_DIR")] = None,
+    time_limit: Annotated[float | None, typer.Option(help="Minutes; then checkpoint and write the artifact")] = None,
+    device: str = "cpu",
+    name: str = "adain",
+    version: Annotated[str | None, typer.Option(help="Default: OUT_DIR's name")] = None,
+    progress: bool = True,
+) -> None:
+    """Train an AdaIN encoder and decoder (resuming from the checkpoint when present) and write the artifact."""
+    from models.style.train import StyleTrainConfig, train_style
+
+    cfg = StyleTrainConfig(
+        content_dir=content_dir,
+        style_dir=style_dir,
+        loss_network=loss_network,
+        out_dir=out_dir,
+        widths=_widths(widths),
+        iterations=iterations,
+        batch_size=batch_size,
+        crop=crop,
+        lr=lr,
+        lr_decay=lr_decay,
+        style_weight=style_weight,
+        content_weight=content_weight,
+        distill_weight=distill_weight,
+        pixel_weight=pixel_weight,
+        self_pairs=self_pairs,
+        faces_dir=faces_dir,
+        face_fraction=face_fraction,
+        seed=seed,
+        threads=threads,
+        workers=workers,
+        checkpoint_every=checkpoint_every,
+        checkpoint=checkpoint,
+        time_limit_s=time_limit * 60.0 if time_limit is not None else None,
+        device=device,
+        name=name,
+        version=version,
+        progress=progress,
+        command=_command_line(),
+    )
+    try:
+        with stop_requests() as stop:
+            manifest = train_style(cfg, stop)
+    except KeyboardInterrupt as interrupt:
+        console.print(f"[yellow]{interrupt}[/yellow]")
+        raise typer.Exit(130) from None
+    console.print(json.dumps({"artifact": str(out_dir), "metrics": manifest.metrics}, indent=2))
+
+
+def evaluate(
+    artifact: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="AdaIN artifact folder")],
+    loss_network: ExistingFile,
+    content_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+    style_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+    size: Annotated[int, typer.Option(min=16, help="Side of the center squares evaluated")] = 256,
+    baseline_decoder: Annotated[Path | None, typer.Option(help="Default: decoder file beside the loss network")] = None,
+    card_dir: Annotated[Path | None, typer.Option(help="Write MODEL_CARD.md and the grid PNG here")] = None,
+    device: str = "cpu",
+) -> None:
+    """Losses of an artifact and of plain AdaIN on the held-out content × style pairs, and their ratios."""
+    import torch
+
+    from models.artifact import load_artifact
+    from models.style.evaluate import (
+        HELD_OUT_CONTENT,
+        HELD_OUT_STYLES,
+        evaluate_with_grid,
+        list_images,
+        split_held_out,
+        write_style_card,
+    )
+
+    _, contents = split_held_out(list_images(content_dir), HELD_OUT_CONTENT)
+    _, styles = split_held_out(list_images(style_dir), HELD_OUT_STYLES)
+    if not contents or not styles:
+        raise typer.BadParameter("need at least two images in each of CONTENT_DIR and STYLE_DIR")
+    metrics, grid = evaluate_with_grid(
+        artifact, loss_network, contents, styles, size, baseline_decoder, torch.device(device)
+    )
+    if card_dir is not None:
+        write_style_card(card_dir, metrics, grid, load_artifact(artifact))
+    console.print(json.dumps({"contents": [p.name for p in contents], "styles": [p.name for p in styles]}))
+    console.print(json.dumps(metrics, indent=2))
+
+
+def import_adain(
+    vgg: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The release's vgg_normalised.pth")],
+    decoder: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The release's decoder.pth")],
+    out_dir: Annotated[Path, typer.Argument(help="Artifact folder to write")],
+    name: str = "adain",
+    version: str = "release",
+    vgg_sha256: Annotated[str | None, typer.Option(help="Refuse vgg_normalised.pth unless it has this sha256")] = None,
+    decoder_sha256: Annotated[str | None, typer.Option(help="Refuse decoder.pth unless it has this sha256")] = None,
+    half: Annotated[bool, typer.Option(help="Store float16 weights (half the size)")] = False,
+) -> None:
+    """Convert the AdaIN authors' released weights into an artifact folder."""
+    from models.style.importer import import_adain as convert
+
+    expected = {role: digest for role, digest in (("vgg", vgg_sha256), ("decoder", decoder_sha256)) if digest}
+    manifest = convert(vgg, decoder, out_dir, name, version, expected, half=half, command=_command_line())
+    console.print(f"imported {manifest.name}/{manifest.version} into {out_dir}")

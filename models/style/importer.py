@@ -1,0 +1,75 @@
+"""Import the AdaIN authors' public weights (naoto0804/pytorch-AdaIN) as one of our artifacts.
+
+``vgg_normalised.pth`` is all of VGG19 as an ``nn.Sequential`` state dict (``"0.weight"`` … ``"52.bias"``);
+AdaIN uses it up to relu4_1 (layer 30), which is exactly our ``VGGEncoder``. ``decoder.pth`` has our
+``Decoder``'s layout. Both are checked against expected sha256 digests (when given) before unpickling.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from models.artifact import ArtifactError, InputSpec, Manifest, Provenance, pack_artifact, sha256_file
+from models.predictor import save_state
+from models.style.evaluate import git_commit, prepare_out_dir
+from models.style.loss_network import decoder_from_state, encoder_from_state, is_compressed, read_state_dict
+from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
+from models.style.starter import style_hyperparameters
+
+SOURCE = "naoto0804/pytorch-AdaIN release (MIT): vgg_normalised.pth truncated at relu4_1, and decoder.pth"
+ROLES = ("vgg", "decoder")  # the keys of expected_sha256
+
+
+def check_sha256(path: Path, expected: str | None) -> str:
+    """The file's sha256; an ``ArtifactError`` when ``expected`` is given and differs."""
+    digest = sha256_file(path)
+    if expected is not None and digest != expected.lower():
+        raise ArtifactError(f"{path}: sha256 {digest} differs from the expected {expected}")
+    return digest
+
+
+def import_adain(
+    vgg_pth: Path,
+    decoder_pth: Path,
+    out_folder: Path,
+    name: str = "adain",
+    version: str = "release",
+    expected_sha256: dict[str, str] | None = None,
+    half: bool = False,
+    command: str | None = None,
+) -> Manifest:
+    """Convert the released encoder and decoder into an artifact in ``out_folder``.
+
+    ``expected_sha256`` maps ``"vgg"`` and/or ``"decoder"`` to hex digests. Weights stay float32 unless
+    ``half``: an import should reproduce the release exactly.
+    """
+    expected = expected_sha256 or {}
+    if unknown := set(expected) - set(ROLES):
+        raise ValueError(f"expected_sha256 keys must be among {ROLES}, not {sorted(unknown)}")
+    paths = {"vgg": vgg_pth, "decoder": decoder_pth}
+    digests = {role: check_sha256(path, expected.get(role)) for role, path in paths.items()}
+    vgg_state = read_state_dict(vgg_pth)
+    if is_compressed(vgg_state):
+        raise ValueError(f"{vgg_pth} is a compressed VGG19, not the release's vgg_normalised.pth")
+    encoder, decoder = encoder_from_state(vgg_state), decoder_from_state(read_state_dict(decoder_pth))
+    if encoder.widths != decoder.widths:
+        raise ValueError(f"encoder widths {encoder.widths} and decoder widths {decoder.widths} differ")
+    prepare_out_dir(out_folder)
+    save_state(encoder, out_folder / ENCODER_FILE, half=half)
+    save_state(decoder, out_folder / DECODER_FILE, half=half)
+    return pack_artifact(
+        out_folder,
+        name=name,
+        version=version,
+        task="stylize",
+        architecture=ARCHITECTURE,
+        hyperparameters=style_hyperparameters(encoder.widths) | {"source_sha256": digests},
+        input=InputSpec(size=512),  # the release was trained on 512 px images cropped to 256
+        defaults={"alpha": 1.0},
+        provenance=Provenance(
+            method=f"imported: {SOURCE}",
+            data="MS-COCO contents and WikiArt styles (as released); VGG19 (Simonyan & Zisserman, CC BY 4.0)",
+            command=command,
+            commit=git_commit(),
+        ),
+    )

@@ -1,0 +1,357 @@
+"""Train our AdaIN encoder and decoder with the paper's losses measured by a frozen perceptual loss network.
+
+Design: the shipped encoder and decoder are entirely ours (slim ``VGGEncoder``/``Decoder``, He-initialised
+and trained here); the loss network (a compressed VGG19 or ``vgg_normalised``) only measures losses and
+ships nowhere. Per batch of contents c and styles s, with our encoder E, decoder D and loss network L:
+
+- output g = D(AdaIN(E(c), E(s)));
+- content loss = MSE(L₄(g), AdaIN(L₄(c), L₄(s))) at relu4_1, style loss = Σ_relu{1..4}_1 MSE of channel
+  means and stds of L(g) and L(s) (Huang & Belongie 2017, eq. 11-13, with L's features);
+- distillation: 1×1 heads (training-only) read L's relu{N}_1 off E's, so E's statistics stay VGG-like and
+  style interpolation in E's space stays meaningful (relative MSE, averaged over layers);
+- the last ``self_pairs`` pairs of each batch use their content as style, with a pixel MSE, so that
+  alpha = 0 (and weak styles) decode back to the content.
+
+λ defaults to 1, not the paper's 10: the compressed VGG19's features are of order 1 at every layer. On
+held-out 256 px pairs (content, style) losses are (1.1, 7.4) for the content photo itself, (3.5, 0) for
+the style image itself and (1.0, 4.3) for plain AdaIN through its reconstruction decoder: a unit of
+content buys only a few units of style, so λ = 10 lets the style win outright (a run with it lost the
+content entirely). λ is a guess to tune with short runs and the held-out grid.
+
+Batches are a pure function of (seed, iteration), so a resumed run sees exactly the batches it would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from models.artifact import Manifest
+from models.predictor import resolve_device
+from models.style.adain import adaptive_instance_normalization
+from models.style.evaluate import (
+    HELD_OUT_CONTENT,
+    HELD_OUT_STYLES,
+    list_images,
+    split_held_out,
+    write_trained_artifact,
+)
+from models.style.loss_network import LossNetwork, content_loss, load_loss_network, style_loss
+from models.style.network import Decoder, VGGEncoder
+from models.style.starter import calibrate_output, he_initialised
+
+log = logging.getLogger("deepcanvas.style.train")
+
+
+@dataclass
+class StyleTrainConfig:
+    content_dir: Path
+    style_dir: Path
+    loss_network: Path
+    out_dir: Path
+    widths: tuple[int, int, int, int] = (32, 64, 128, 256)
+    iterations: int = 160_000  # the paper's schedule at batch 8
+    batch_size: int = 8
+    crop: int = 256
+    lr: float = 1e-4
+    lr_decay: float = 5e-5  # lr / (1 + decay * iteration), as the AdaIN release
+    style_weight: float = 1.0  # λ: the module docstring says why not the paper's 10
+    content_weight: float = 1.0
+    distill_weight: float = 1.0
+    pixel_weight: float = 10.0
+    self_pairs: int = 1
+    faces_dir: Path | None = None  # small face crops (LFW3D), upsampled, mixed into the contents
+    face_fraction: float = 0.25
+    seed: int = 0
+    threads: int = 1
+    workers: int = 0
+    checkpoint_every: int = 500
+    checkpoint: Path | None = None  # default: OUT_DIR.parent / "OUT_DIR-name.checkpoint.pt"
+    time_limit_s: float | None = None  # stop (checkpointed) after this long and write the artifact so far
+    eval_size: int = 256
+    device: str = "cpu"
+    name: str = "adain"
+    version: str | None = None  # default: OUT_DIR's name
+    progress: bool = True
+    command: str | None = None
+
+    def recipe(self) -> dict[str, Any]:
+        """The fields that change the result; a checkpoint only resumes a run with the same recipe."""
+        keep = {"widths", "batch_size", "crop", "lr", "lr_decay", "style_weight", "content_weight", "seed"}
+        keep |= {"distill_weight", "pixel_weight", "self_pairs", "face_fraction"}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k in keep}
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.checkpoint or self.out_dir.parent / f"{self.out_dir.name}.checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainingImages:
+    photos: tuple[Path, ...]
+    faces: tuple[Path, ...]
+    styles: tuple[Path, ...]
+
+
+def training_images(cfg: StyleTrainConfig) -> TrainingImages:
+    """The content photos and styles minus the held-out ones evaluation uses, and the optional faces."""
+    photos, _ = split_held_out(list_images(cfg.content_dir), HELD_OUT_CONTENT)
+    styles, _ = split_held_out(list_images(cfg.style_dir), HELD_OUT_STYLES)
+    faces = list_images(cfg.faces_dir) if cfg.faces_dir is not None else []
+    return TrainingImages(tuple(photos), tuple(faces), tuple(styles))
+
+
+@functools.lru_cache(maxsize=256)  # small data sets stay decoded; large ones cycle
+def decoded(path: Path, max_short: int) -> Image.Image:
+    """``path`` as RGB with its shorter side shrunk to ``max_short`` (the release resized to 512 before cropping)."""
+    with Image.open(path) as image:
+        image.draft("RGB", (max_short, max_short))  # JPEG: decode at a reduced scale when far larger
+        rgb = image.convert("RGB")
+    scale = max_short / min(rgb.size)
+    if scale >= 1.0:
+        return rgb
+    return rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))), Image.Resampling.LANCZOS)
+
+
+def random_crop(image: Image.Image, side: int, generator: torch.Generator) -> torch.Tensor:
+    """A random square with scale jitter and a random flip, resized to (3, side, side) in [0, 1]."""
+    jitter, x, y, flip = torch.rand(4, generator=generator).tolist()
+    short = min(image.size)
+    # zoom in at most 2x, except on small images (faces), where at least 3/4 of the side is kept
+    low = min(max(side / (2 * short), 0.25), 0.75)
+    region = short * (low + (1.0 - low) * jitter)
+    left, top = x * (image.width - region), y * (image.height - region)
+    crop = image.resize((side, side), Image.Resampling.BILINEAR, box=(left, top, left + region, top + region))
+    tensor = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, side, side)
+    return tensor.flip(2) if flip < 0.5 else tensor
+
+
+class StyleBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Batch ``i`` of (contents, styles), each (B, 3, crop, crop), a pure function of (seed, i)."""
+
+    def __init__(self, images: TrainingImages, cfg: StyleTrainConfig) -> None:
+        assert images.photos and images.styles, "need at least one content photo and one style image"
+        assert 0 <= cfg.self_pairs < cfg.batch_size, f"self_pairs must be in [0, batch_size), got {cfg.self_pairs}"
+        self.images = images
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return self.cfg.iterations
+
+    def _pick(self, paths: tuple[Path, ...], generator: torch.Generator) -> Image.Image:
+        index = int(torch.randint(len(paths), (1,), generator=generator))
+        return decoded(paths[index], 2 * self.cfg.crop)
+
+    def _content(self, generator: torch.Generator) -> Image.Image:
+        use_face = bool(self.images.faces) and float(torch.rand(1, generator=generator)) < self.cfg.face_fraction
+        return self._pick(self.images.faces if use_face else self.images.photos, generator)
+
+    def __getitem__(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + iteration)
+        contents = torch.stack(
+            [random_crop(self._content(generator), cfg.crop, generator) for _ in range(cfg.batch_size)]
+        )
+        styles = [
+            random_crop(self._pick(self.images.styles, generator), cfg.crop, generator)
+            for _ in range(cfg.batch_size - cfg.self_pairs)
+        ]
+        # the last pairs are (content, content): they teach the decoder to give back the content
+        return contents, torch.cat([torch.stack(styles), contents[cfg.batch_size - cfg.self_pairs :]])
+
+
+class StyleTrainee(nn.Module):
+    """Our encoder and decoder (shipped), plus 1×1 heads from E's relu{N}_1 to L's (training only)."""
+
+    def __init__(self, widths: tuple[int, ...], teacher_widths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.encoder = he_initialised(VGGEncoder(widths))
+        self.decoder = he_initialised(Decoder(widths))
+        self.heads = nn.ModuleList(nn.Conv2d(w, t, (1, 1)) for w, t in zip(widths, teacher_widths, strict=True))
+        calibrate_output(self.encoder, self.decoder)  # untrained outputs start inside [0, 1]
+
+
+def distillation_loss(heads: nn.ModuleList, ours: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers of MSE(ReLU(head(E_n)), L_n) relative to L_n's mean square (scale-free per layer)."""
+    total = torch.zeros((), device=ours[0].device)
+    for head, feature, target in zip(heads, ours, teacher, strict=True):
+        total = total + F.mse_loss(F.relu(head(feature)), target) / target.pow(2).mean().clamp_min(1e-8)
+    return total / len(heads)
+
+
+def training_losses(
+    model: StyleTrainee, loss_net: LossNetwork, content: torch.Tensor, style: torch.Tensor, self_pairs: int
+) -> dict[str, torch.Tensor]:
+    """The four unweighted losses of one batch of (content, style) pairs, each (B, 3, S, S)."""
+    batch = content.shape[0]
+    ours = model.encoder.encode_with_intermediate(torch.cat([content, style]))  # 4 × (2B, w_n, S/2^n, S/2^n)
+    target = adaptive_instance_normalization(ours[-1][:batch], ours[-1][batch:])  # (B, w_4, S/8, S/8)
+    output = model.decoder(target)  # (B, 3, S, S), unclamped as in the paper
+    with torch.no_grad():
+        teacher = loss_net(torch.cat([content, style]))  # 4 × (2B, C_n, ...)
+        teacher_target = adaptive_instance_normalization(teacher[-1][:batch], teacher[-1][batch:])
+    output_feats = loss_net(output)  # gradients flow through the frozen loss network
+    pixel = F.mse_loss(output[batch - self_pairs :], content[batch - self_pairs :]) if self_pairs else output.sum() * 0
+    return {
+        "content": content_loss(output_feats[-1], teacher_target),
+        "style": style_loss(output_feats, [t[batch:] for t in teacher]),
+        "distill": distillation_loss(model.heads, ours, teacher),
+        "pixel": pixel,
+    }
+
+
+def weighted_total(losses: dict[str, torch.Tensor], cfg: StyleTrainConfig) -> torch.Tensor:
+    weights = {"content": cfg.content_weight, "style": cfg.style_weight}
+    weights |= {"distill": cfg.distill_weight, "pixel": cfg.pixel_weight}
+    return sum((weights[name] * value for name, value in losses.items()), torch.zeros(()).to(losses["style"]))
+
+
+def learning_rate(cfg: StyleTrainConfig, iteration: int) -> float:
+    return cfg.lr / (1.0 + cfg.lr_decay * iteration)
+
+
+def train_step(
+    model: StyleTrainee, loss_net: LossNetwork, optimizer: torch.optim.Optimizer, batch: Any, cfg: StyleTrainConfig
+) -> dict[str, float]:
+    content, style = (tensor.to(cfg.device, non_blocking=True) for tensor in batch)
+    losses = training_losses(model, loss_net, content, style, cfg.self_pairs)
+    total = weighted_total(losses, cfg)
+    if not math.isfinite(total.item()):
+        raise FloatingPointError(f"training loss is {total.item()}: lower lr or style_weight")
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    return {"total": total.item(), **{name: value.item() for name, value in losses.items()}}
+
+
+Log = list[dict[str, float]]
+
+
+def save_checkpoint(
+    cfg: StyleTrainConfig, iteration: int, model: StyleTrainee, optimizer: Any, history: Log, window: Log
+) -> None:
+    """Write atomically (temp file, then rename), so a run killed mid-write keeps the previous checkpoint."""
+    payload = {
+        "recipe": cfg.recipe(),
+        "iteration": iteration,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": torch.get_rng_state(),
+        "history": history,  # a loss mean per checkpoint_every iterations
+        "window": window,  # the losses since the last mean, so a resumed run logs the same means
+    }
+    path = cfg.checkpoint_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(payload, temporary)
+    temporary.replace(path)
+
+
+def load_checkpoint(cfg: StyleTrainConfig, model: StyleTrainee, optimizer: Any) -> tuple[int, Log, Log]:
+    """Restore (iteration, history, window) and the modules' state; (0, [], []) when there is no checkpoint.
+
+    Refuses a checkpoint made with another recipe: resuming it would silently train a different model.
+    """
+    path = cfg.checkpoint_path
+    if not path.is_file():
+        return 0, [], []
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload["recipe"] != cfg.recipe():
+        raise ValueError(f"checkpoint {path} was made with another recipe; delete it or restore the config")
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    torch.set_rng_state(payload["rng"])
+    log.info("resuming from %s at iteration %d", path, payload["iteration"])
+    return int(payload["iteration"]), list(payload["history"]), list(payload["window"])
+
+
+def batch_loader(images: TrainingImages, cfg: StyleTrainConfig, start: int) -> DataLoader[Any]:
+    return DataLoader(
+        StyleBatches(images, cfg),
+        batch_size=None,  # each item is already a whole batch, built from its iteration number
+        sampler=range(start, cfg.iterations),
+        num_workers=cfg.workers,
+        pin_memory=cfg.device.startswith("cuda"),
+    )
+
+
+def progress_bar(enabled: bool) -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, TimeRemainingColumn(), disable=not enabled)
+
+
+def _describe(losses: dict[str, float]) -> str:
+    return " ".join(f"{name} {value:.3f}" for name, value in losses.items())
+
+
+def _window_mean(window: Log, iteration: int) -> dict[str, float]:
+    return {"iteration": float(iteration), **{k: sum(w[k] for w in window) / len(window) for k in window[0]}}
+
+
+def fit(
+    cfg: StyleTrainConfig,
+    model: StyleTrainee,
+    loss_net: LossNetwork,
+    optimizer: torch.optim.Optimizer,
+    start: int,
+    logs: tuple[Log, Log],
+    stop: threading.Event,
+) -> int:
+    """Train from ``start`` to ``cfg.iterations`` or the time limit; checkpoint every N and on any exit."""
+    deadline = time.monotonic() + cfg.time_limit_s if cfg.time_limit_s is not None else math.inf
+    (history, window), iteration = logs, start
+    model.train()
+    with progress_bar(cfg.progress) as progress:
+        task = progress.add_task("train", total=cfg.iterations, completed=start)
+        try:
+            for batch in batch_loader(training_images(cfg), cfg, start):
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, iteration)
+                window.append(train_step(model, loss_net, optimizer, batch, cfg))
+                iteration += 1
+                progress.update(task, advance=1, description=_describe(window[-1]))
+                if iteration % cfg.checkpoint_every == 0:
+                    history.append(_window_mean(window, iteration))
+                    window = []
+                    save_checkpoint(cfg, iteration, model, optimizer, history, window)
+                if stop.is_set() or time.monotonic() > deadline:
+                    break
+        finally:
+            save_checkpoint(cfg, iteration, model, optimizer, history, window)  # also when a step raised
+    if stop.is_set():
+        raise KeyboardInterrupt(f"stopped at iteration {iteration}; checkpoint {cfg.checkpoint_path}")
+    return iteration
+
+
+def train_style(cfg: StyleTrainConfig, stop: threading.Event | None = None) -> Manifest:
+    """Train (or resume) up to ``cfg.iterations``, then evaluate and write the artifact to ``cfg.out_dir``.
+
+    Setting ``stop`` (the command does on SIGINT/SIGTERM) ends training after the current step with a
+    checkpoint and a ``KeyboardInterrupt``; ``cfg.time_limit_s`` ends it the same way but writes the artifact.
+    """
+    torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # one crop size: let cuDNN pick the fastest convs
+    loss_net = load_loss_network(cfg.loss_network, device)
+    torch.manual_seed(cfg.seed)
+    model = StyleTrainee(cfg.widths, loss_net.feature_widths).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start, history, window = load_checkpoint(cfg, model, optimizer)
+    stop = stop or threading.Event()
+    done = fit(cfg, model, loss_net, optimizer, start, (history, window), stop) if start < cfg.iterations else start
+    return write_trained_artifact(cfg, model.encoder, model.decoder, done, history)
