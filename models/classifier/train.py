@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import random
 import shlex
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +41,10 @@ from models.classifier.network import FaceNet
 from models.classifier.predictor import ARCHITECTURE, WEIGHTS_FILE
 from models.classifier.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 from models.predictor import resolve_device, save_state
+from models.provenance import git_commit
 
 log = logging.getLogger("deepcanvas.classifier.train")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 AUGMENTATION = "detector-like crop (reflect pad, zoom 0.75-1.2, shift 6%, rotate 8 deg), flip, jitter, gray, blur"
 
 
@@ -222,14 +221,6 @@ def prepare_out_dir(out_dir: Path) -> None:
         raise FileExistsError(f"{out_dir} holds files that are not a classifier artifact: {sorted(strangers)}")
     for path in out_dir.iterdir():
         path.unlink()
-
-
-def git_commit() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def write_classifier_artifact(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +31,8 @@ from models.detector.predictor import WEIGHTS_FILE, FaceDetector
 from models.detector.starter import CFG, DEFAULTS, LABELS
 from models.detector.synthesize import RECIPE_FILE
 from models.predictor import load_state, save_state
+from models.provenance import git_commit
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_NAME = "ultralytics"  # the ultralytics run folder inside out_dir
 ARTIFACT_NAME = "artifact"  # the artifact folder inside out_dir
 FONTS = ("Arial.ttf", "Arial.Unicode.ttf")  # what ultralytics would otherwise download for its plots
@@ -189,14 +188,6 @@ def prepare_artifact_dir(folder: Path) -> None:
         raise FileExistsError(f"{folder} holds files that are not a detector artifact: {sorted(strangers)}")
     for path in folder.iterdir():
         path.unlink()
-
-
-def git_commit() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (result.stdout.strip() or None) if result.returncode == 0 else None
 
 
 def data_recipe(data_yaml: Path) -> dict[str, Any]:

@@ -12,7 +12,6 @@ Each metric is a mean over held-out content × style pairs, both center squares 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from torch.nn import functional as F
 
 from models.artifact import MANIFEST_NAME, InputSpec, Manifest, Provenance, load_artifact, pack_artifact
 from models.predictor import save_state
+from models.provenance import git_commit
 from models.style.adain import adaptive_instance_normalization
 from models.style.images import image_to_tensor, tensor_to_image
 from models.style.loss_network import (
@@ -47,7 +47,6 @@ HELD_OUT_STYLES = ("asheville", "la_muse", "sketch", "woman_with_hat_matisse")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 CARD_NAME = "MODEL_CARD.md"
 GRID_PNG = "style_grid.png"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TARGETS = {"style_ratio": "<= 0.5", "content_ratio": "<= 2"}
 
 
@@ -196,14 +195,6 @@ def write_style_card(
     path = out_dir / CARD_NAME
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def git_commit() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (result.stdout.strip() or None) if result.returncode == 0 else None
 
 
 def prepare_out_dir(out_dir: Path) -> None:
