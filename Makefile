@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := False
 export AWS_EMF_ENVIRONMENT ?= local
 
-.PHONY: install serve test lint typecheck browser-deps clean starter infra
+.PHONY: install serve test lint typecheck browser-deps clean starter infra container-smoke
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ test: install browser-deps lint typecheck
 infra: install
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 $(BIN)/python -m infra.app --outdir infra/cdk.out
 	$(BIN)/cfn-lint --non-zero-exit-code error infra/cdk.out/*.template.json
+
+# The container smoke test: builds every image offline, starts docker-compose.yml, calls each endpoint,
+# tears down. Needs root; installs and starts Docker on Debian when missing.
+container-smoke: install
+	docker/smoke.sh
 
 starter: install
 	$(BIN)/deepcanvas models starter models/store

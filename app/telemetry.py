@@ -24,6 +24,7 @@ from app.manager import ModelManager, inferences
 
 access = logging.getLogger("deepcanvas.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+QUIET_ROUTES = ("/healthz", "/readyz", "/metrics")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -162,7 +163,8 @@ class TelemetryMiddleware:
             "client": client[0] if client else None,
             "models": [f"{m}/{v}" for m, v, _ in ran],
         }
-        access.info("%s %s %d", scope["method"], scope["path"], status, extra={"fields": fields})
+        if not (route in QUIET_ROUTES and status < 400):  # probes and scrapes every few seconds: only failures
+            access.info("%s %s %d", scope["method"], scope["path"], status, extra={"fields": fields})
         if self.emf is not None:
             await self.emf.emit(route, status, seconds, ran)
 

@@ -12,6 +12,8 @@ from urllib.parse import unquote, urlparse
 
 from models.artifact import ArtifactError
 
+READABLE = 0o644
+
 
 class StoreUnavailable(ArtifactError):
     """The store could not be reached (network, permissions); worth retrying."""
@@ -67,6 +69,7 @@ class LocalObjectStore(ObjectStore):
         # Write then rename, so a reader never sees half a document.
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
             tmp.write(data)
+        os.chmod(tmp.name, READABLE)  # NamedTemporaryFile makes 0600 files; other users may serve this store
         os.replace(tmp.name, path)
 
     def download(self, key: str, dest: Path) -> None:
@@ -122,6 +125,7 @@ class S3ObjectStore(ObjectStore):
         response = self._call(key, "get_object", Key=self._key(key))
         with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
             shutil.copyfileobj(response["Body"], tmp, 1 << 20)
+        os.chmod(tmp.name, READABLE)
         os.replace(tmp.name, dest)
 
     def upload(self, source: Path, key: str) -> None:

@@ -1,0 +1,100 @@
+# The DeepCanvas inference service.
+#
+#   docker build -t deepcanvas .                    # CPU-only torch from download.pytorch.org
+#   docker run --rm -p 8000:8000 deepcanvas         # serves the store baked into the image
+#   docker run --rm -p 8000:8000 -e DEEPCANVAS_STORE=s3://bucket/models deepcanvas
+#
+# Build arguments:
+#   BASE_IMAGE       a Debian bookworm image with Python 3.11 (docker/base-image.sh makes one without a registry)
+#   TORCH_INDEX_URL  where torch and torchvision come from when building online
+#   TORCH_SPEC       which torch and torchvision to install (pin a pair here)
+#   WHEELS           a wheel folder in the build context (e.g. docker/wheels): install offline from it alone
+#   EXTRAS           the project's optional dependency groups to install, comma-separated (default: serve)
+#   STORE_DIR        the store folder baked into the image (default: the embedded starter store)
+#
+# Layers go from the least to the most often changed: dependencies (gigabytes; rebuilt only when
+# pyproject.toml or the wheels change), the store, then the project's own code (a few hundred kilobytes).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS dependencies
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_SPEC="torch torchvision"
+ARG WHEELS=
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+RUN python3 -m venv /opt/venv
+# docker/wheels holds only a .gitignore unless docker/smoke.sh (or you) filled it: copying it is cheap then.
+COPY ${WHEELS:-docker/wheels}/ /tmp/wheels/
+RUN if [ -n "$WHEELS" ]; then set -- --no-index --find-links /tmp/wheels; \
+    else set -- --index-url "$TORCH_INDEX_URL"; fi \
+    && pip install "$@" $TORCH_SPEC
+COPY pyproject.toml /tmp/pyproject.toml
+# The project's dependencies alone (its code comes later): pyproject.toml's, plus those of EXTRAS.
+# ultralytics asks for opencv-python, whose GUI build needs libGL and X libraries: the headless build is
+# the same cv2 without them. triton (pulled in by CUDA builds of torch) serves only torch.compile.
+ARG EXTRAS=serve
+RUN python -c 'import os, tomllib; p = tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]; \
+extras = [e for e in os.environ["EXTRAS"].split(",") if e]; \
+print("\n".join(p["dependencies"] + [r for e in extras for r in p["optional-dependencies"][e]]))' \
+        >/tmp/requirements.txt \
+    && if [ -n "$WHEELS" ]; then set -- --no-index --find-links /tmp/wheels; else set --; fi \
+    && pip install "$@" --requirement /tmp/requirements.txt \
+    && if pip show --quiet opencv-python 2>/dev/null; then \
+        pip uninstall --yes opencv-python && pip install "$@" --no-deps opencv-python-headless; fi \
+    && pip uninstall --yes triton
+
+# The project, installed into a tree that mirrors the venv's paths, so the final stage lays it over the venv.
+FROM dependencies AS project
+ARG WHEELS=
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY models ./models
+RUN if [ -n "$WHEELS" ]; then set -- --no-index --find-links /tmp/wheels; else set --; fi \
+    && pip install "$@" --no-deps --target /tmp/project . \
+    && site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    && mkdir -p "/opt/overlay$site" /opt/overlay/opt/venv/bin \
+    && mv /tmp/project/bin/* /opt/overlay/opt/venv/bin/ && rmdir /tmp/project/bin \
+    && rm -rf /tmp/project/models/store \
+    && mv /tmp/project/* "/opt/overlay$site/"
+
+# The runtime venv: no pip, setuptools or wheel.
+FROM dependencies AS venv
+RUN pip uninstall --yes pip setuptools wheel
+
+# The baked store, world-readable whatever modes its files had in the build context.
+FROM ${BASE_IMAGE} AS store
+ARG STORE_DIR=models/store
+COPY ${STORE_DIR}/ /opt/deepcanvas/store/
+RUN chmod -R a+rX,go-w /opt/deepcanvas/store
+
+FROM ${BASE_IMAGE}
+LABEL org.opencontainers.image.title="DeepCanvas" \
+      org.opencontainers.image.description="Face detection, face classification and style transfer over HTTP"
+RUN groupadd --system --gid 10001 deepcanvas \
+    && useradd --system --uid 10001 --gid deepcanvas --create-home --home-dir /home/deepcanvas \
+        --shell /usr/sbin/nologin deepcanvas
+COPY --from=venv /opt/venv /opt/venv
+COPY --from=store /opt/deepcanvas/store /opt/deepcanvas/store
+COPY --from=project /opt/overlay/ /
+# The venv and the store stay root-owned and read-only; the service writes only below its home:
+# the verified artifact cache, and the config folders ultralytics and matplotlib insist on.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/home/deepcanvas \
+    DEEPCANVAS_STORE=file:///opt/deepcanvas/store \
+    DEEPCANVAS_CACHE_DIR=/home/deepcanvas/cache \
+    YOLO_CONFIG_DIR=/home/deepcanvas/.config \
+    MPLCONFIGDIR=/home/deepcanvas/.config/matplotlib \
+    YOLO_OFFLINE=1 \
+    YOLO_AUTOINSTALL=False
+USER 10001:10001
+WORKDIR /home/deepcanvas
+RUN mkdir -p "$DEEPCANVAS_CACHE_DIR" "$MPLCONFIGDIR"
+EXPOSE 8000
+# Ready, not merely alive: 503 until every model is loaded, so orchestrators route traffic only then.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
+CMD ["deepcanvas", "serve", "--host", "0.0.0.0", "--port", "8000"]
