@@ -174,6 +174,7 @@ def _free_port() -> int:
 
 def _register_model_commands() -> None:
     """The models package's own command functions; their heavy imports happen only when one runs."""
+    from models import onnx_export
     from models.classifier import evaluate as classifier_eval
     from models.classifier import train as classifier_train
     from models.detector import commands as detector
@@ -188,6 +189,7 @@ def _register_model_commands() -> None:
     train_cli.command("style")(style.train)
     eval_cli.command("style")(style.evaluate)
     models_cli.command("import-adain")(style.import_adain)
+    models_cli.command("export")(onnx_export.export_command)
 
 
 def main() -> None:

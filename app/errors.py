@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -89,10 +90,27 @@ def describe_validation_error(error: RequestValidationError) -> str:
     """One readable sentence per invalid field: ``conf: Input should be less than or equal to 1``."""
     parts = []
     for item in error.errors():
+        if item.get("type") == "json_invalid":
+            parts.append("request body: not valid JSON")
+            continue
         location = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path", "header")]
         where = ".".join(location) or "request"
         parts.append(f"{where}: {item.get('msg', 'invalid value')}")
     return "; ".join(parts) or "invalid request"
+
+
+def document_errors_as_strings(schema: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI documents 422 bodies as a list of objects; ours are ``{"detail": "..."}`` like every error."""
+    components = schema.get("components", {}).get("schemas", {})
+    if "HTTPValidationError" in components:
+        components["HTTPValidationError"] = {
+            "title": "HTTPValidationError",
+            "type": "object",
+            "properties": {"detail": {"type": "string", "title": "Detail", "examples": ["conf: Input should be ≤ 1"]}},
+            "required": ["detail"],
+        }
+        components.pop("ValidationError", None)
+    return schema
 
 
 def install_error_handlers(app: FastAPI) -> None:

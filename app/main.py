@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
 from app.body_limit import BodyLimitMiddleware
-from app.errors import install_error_handlers
+from app.errors import document_errors_as_strings, install_error_handlers
 from app.lifecycle import DrainMiddleware, ShutdownGate
 from app.manager import ModelManager, SlotPlan
 from app.routers import admin, catalog, classify, detect, health, stylize, web
@@ -31,7 +32,7 @@ def open_artifact_store(settings: Settings) -> ArtifactStore:
 
 
 def _configure_torch(settings: Settings) -> None:
-    if settings.torch_threads:
+    if settings.torch_threads and settings.uses_torch:  # an all-ONNX service may run without torch installed
         import torch
 
         torch.set_num_threads(settings.torch_threads)
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     manager = ModelManager(
         settings,
         store,
-        plans or default_plans(),
+        plans or default_plans(settings),
         queue_limit=lambda: params.params.queue_size,
         batch_limits=lambda: (params.params.batch_max_size, params.params.batch_max_wait_ms / 1000),
     )
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     app.state.gate = ShutdownGate()
     app.state.metrics = ServiceMetrics(lambda: manager, lambda: params.document.version)
     install_error_handlers(app)
+    _document_error_bodies(app)
     app.add_middleware(
         BodyLimitMiddleware, limit=lambda: params.params.max_upload_bytes, timeout_s=settings.body_timeout_s
     )
@@ -80,6 +82,17 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     for module in (health, detect, classify, stylize, catalog, admin, web):
         app.include_router(module.router)
     return app
+
+
+def _document_error_bodies(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors_as_strings(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _start(params: ParamsService, active: ActiveModels) -> None:

@@ -205,6 +205,13 @@ class ModelManager:
             with contextlib.suppress(*LOAD_ERRORS):  # recorded in the role's status and logged by activate
                 await self.activate(role, self.status[role].ref, retry=True)
 
+    async def retry_failed(self) -> None:
+        """Try again every role that never loaded (its artifact may have been published since)."""
+        for role, status in self.status.items():
+            if status.state == "failed":
+                with contextlib.suppress(*LOAD_ERRORS):
+                    await self.activate(role, status.ref)
+
     async def activate(self, role: Role, ref: str, retry: bool = False) -> str:
         """Load ``ref`` for ``role`` and swap it in; on failure the serving version stays. Returns the version."""
         status = self.status[role]

@@ -1,56 +1,105 @@
-"""Which predictors the service builds from each role's artifact (imports stay lazy: torch is heavy)."""
+"""Which predictors the service builds from each role's artifact, on which backend.
+
+Imports stay lazy: torch is heavy, and a service whose models all run on ONNX Runtime
+(``DEEPCANVAS_{DETECTOR,CLASSIFIER,STYLE}_BACKEND=onnx``) must start without torch installed.
+A missing backend package becomes an ``ArtifactError``, so the role reports it as failed.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from app.manager import SlotPlan
-from models.artifact import Manifest
+from app.manager import Builder, SlotPlan
+from app.settings import Backend, Settings
+from models.artifact import ArtifactError, Manifest
+
+
+def _predictor_class(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as error:
+        raise ArtifactError(f"{name} needs {error.name or 'a package'}, which is not installed: {error}") from error
 
 
 def _device(name: str) -> Any:
-    from models.predictor import resolve_device
-
+    resolve_device = _predictor_class("models.torch_backend", "resolve_device")
     return resolve_device(name)
 
 
 def build_detector(folder: Path, manifest: Manifest, device: str) -> Any:
-    from models.detector.predictor import FaceDetector
-
-    return FaceDetector.from_artifact(folder, manifest, _device(device))
+    detector = _predictor_class("models.detector.predictor", "FaceDetector")
+    return detector.from_artifact(folder, manifest, _device(device))
 
 
 def build_classifier(folder: Path, manifest: Manifest, device: str) -> Any:
-    from models.classifier.predictor import FaceClassifier
-
-    return FaceClassifier.from_artifact(folder, manifest, _device(device))
+    classifier = _predictor_class("models.classifier.predictor", "FaceClassifier")
+    return classifier.from_artifact(folder, manifest, _device(device))
 
 
 def build_style(folder: Path, manifest: Manifest, device: str) -> Any:
-    from models.style.predictor import StyleTransfer
-
-    return StyleTransfer.from_artifact(folder, manifest, _device(device))
+    style = _predictor_class("models.style.predictor", "StyleTransfer")
+    return style.from_artifact(folder, manifest, _device(device))
 
 
 def build_nst(folder: Path, manifest: Manifest, device: str) -> Any:
-    from models.style.nst import NeuralStyleTransfer
+    nst = _predictor_class("models.style.nst", "NeuralStyleTransfer")
+    return nst.from_artifact(folder, manifest, _device(device))
 
-    return NeuralStyleTransfer.from_artifact(folder, manifest, _device(device))
+
+def build_onnx_detector(folder: Path, manifest: Manifest, device: str, threads: int = 0) -> Any:
+    detector = _predictor_class("models.detector.onnx_predictor", "OnnxFaceDetector")
+    return detector.from_artifact(folder, manifest, device, threads)
+
+
+def build_onnx_classifier(folder: Path, manifest: Manifest, device: str, threads: int = 0) -> Any:
+    classifier = _predictor_class("models.classifier.onnx_predictor", "OnnxFaceClassifier")
+    return classifier.from_artifact(folder, manifest, device, threads)
+
+
+def build_onnx_style(folder: Path, manifest: Manifest, device: str, threads: int = 0) -> Any:
+    style = _predictor_class("models.style.onnx_predictor", "OnnxStyleTransfer")
+    return style.from_artifact(folder, manifest, device, threads)
 
 
 def build_gallery(folder: Path, manifest: Manifest, device: str) -> Any:
     from models.style.gallery import StyleGallery
 
-    return StyleGallery.from_artifact(folder, manifest)  # images only: no device
+    return StyleGallery.from_artifact(folder, manifest)  # images only: no device, no backend
 
 
-def default_plans() -> list[SlotPlan]:
-    """NST gets its own slot (and encoder copy) so a slow optimisation never blocks AdaIN requests."""
-    return [
-        SlotPlan("detector", "detector", build_detector),
-        SlotPlan("classifier", "classifier", build_classifier),
-        SlotPlan("style", "style", build_style),
-        SlotPlan("nst", "style", build_nst),
-        SlotPlan("gallery", "gallery", build_gallery),
+def _builder(backend: Backend, torch_builder: Builder, onnx_builder: Callable[..., Any], threads: int) -> Builder:
+    return torch_builder if backend == "torch" else partial(onnx_builder, threads=threads)
+
+
+def default_plans(settings: Settings | None = None) -> list[SlotPlan]:
+    """One slot per role, each on the backend ``settings`` names (torch without settings).
+
+    NST gets its own slot (and encoder copy) so a slow optimisation never blocks AdaIN requests. It needs
+    gradients, so it exists only on the torch style backend: with ``style_backend=onnx`` there is no
+    ``nst`` slot and ``services.stylize`` answers method=nst with a 422.
+    """
+    backend: dict[str, Backend] = {"detector": "torch", "classifier": "torch", "style": "torch"}
+    threads = 0
+    if settings is not None:
+        backend = {
+            "detector": settings.detector_backend,
+            "classifier": settings.classifier_backend,
+            "style": settings.style_backend,
+        }
+        threads = settings.onnx_threads
+    plans = [
+        SlotPlan("detector", "detector", _builder(backend["detector"], build_detector, build_onnx_detector, threads)),
+        SlotPlan(
+            "classifier",
+            "classifier",
+            _builder(backend["classifier"], build_classifier, build_onnx_classifier, threads),
+        ),
+        SlotPlan("style", "style", _builder(backend["style"], build_style, build_onnx_style, threads)),
     ]
+    if backend["style"] == "torch":
+        plans.append(SlotPlan("nst", "style", build_nst))
+    return [*plans, SlotPlan("gallery", "gallery", build_gallery)]

@@ -250,11 +250,12 @@ async def adopt_stored_versions(active: ActiveModels) -> None:
 
 
 async def poll_store(params: ParamsService, active: ActiveModels, interval: float) -> None:
-    """Every ``interval`` seconds, apply newer parameters and model versions from the store."""
+    """Every ``interval`` seconds, apply newer parameters and model versions, and retry models that failed."""
     while True:
         await asyncio.sleep(interval)
         try:
             await params.refresh()
             await active.refresh()
+            await active.manager.retry_failed()
         except (ArtifactError, OSError) as error:
             log.warning("could not read runtime documents from the store: %s", error)

@@ -56,7 +56,7 @@ def _first(*values: Any) -> Any:
 
 def _detect_request(slot: ModelSlot, params: RuntimeParams, image: Image.Image, options: DetectOptions) -> Any:
     """The request's own values, else the runtime parameters, else the model's manifest defaults."""
-    from models.detector.predictor import DetectRequest
+    from models.detector.types import DetectRequest
 
     defaults = slot.manifest.defaults
     size = slot.manifest.input.size if slot.manifest.input else 640
@@ -154,7 +154,7 @@ async def stylize(
     weights = _style_weights(len(styles), options.weights)
     if options.method == "nst":
         return await _stylize_nst(manager, settings, content, styles, weights, options)
-    from models.style.predictor import StylizeRequest
+    from models.style.types import StylizeRequest
 
     slot = manager.slot("style")
     request = StylizeRequest(
@@ -178,8 +178,12 @@ async def _stylize_nst(
     weights: tuple[float, ...],
     options: StylizeOptions,
 ) -> tuple[bytes, str, ModelRef]:
-    from models.style.nst import NSTRequest
+    from models.style.types import NSTRequest
 
+    if settings.style_backend != "torch":
+        raise InvalidParameter(
+            f"method=nst needs the torch backend; this service runs style_backend={settings.style_backend}"
+        )
     if len(styles) != 1:
         raise InvalidParameter("method=nst takes exactly one style")
     if options.preserve_color or options.alpha not in (None, 1.0):

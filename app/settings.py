@@ -15,6 +15,9 @@ from models.artifact import check_safe_name
 EMBEDDED_STORE = Path(__file__).resolve().parent.parent / "models" / "store"
 
 Role = Literal["detector", "classifier", "style", "gallery"]
+# torch runs the networks from safetensors weights; onnx runs ONNX Runtime on the artifact's exported
+# .onnx files (``deepcanvas models export``) and needs neither torch nor ultralytics installed.
+Backend = Literal["torch", "onnx"]
 ROLES: tuple[Role, ...] = ("detector", "classifier", "style", "gallery")
 
 
@@ -54,6 +57,12 @@ class Settings(BaseSettings):
 
     device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N")
     torch_threads: int = Field(0, ge=0, le=256, description="Intra-op threads; 0 keeps torch's default")
+    detector_backend: Backend = Field("torch", description="Runs the detector: torch, or onnx (needs model.onnx)")
+    classifier_backend: Backend = Field("torch", description="Runs the classifier: torch, or onnx (needs model.onnx)")
+    style_backend: Backend = Field(
+        "torch", description="Runs AdaIN: torch, or onnx (needs encoder.onnx, decoder.onnx; no method=nst)"
+    )
+    onnx_threads: int = Field(0, ge=0, le=256, description="Intra-op threads per ONNX model; 0 keeps onnxruntime's")
     warmup: bool = True
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest request body in bytes")
@@ -98,6 +107,11 @@ class Settings(BaseSettings):
         if self.stylize_max_side > self.stylize_max_side_limit:
             raise ValueError("stylize_max_side must not exceed stylize_max_side_limit")
         return self
+
+    @property
+    def uses_torch(self) -> bool:
+        """Whether any model runs on torch (else the service never imports it)."""
+        return "torch" in (self.detector_backend, self.classifier_backend, self.style_backend)
 
     @cached_property
     def model_refs(self) -> dict[Role, tuple[str, str]]:

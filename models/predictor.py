@@ -1,23 +1,25 @@
-"""The contract every predictor keeps.
+"""The contract every predictor keeps, whatever runs the network (torch or ONNX Runtime).
 
-A predictor is built from a verified artifact folder and its manifest on a device passed in,
-runs ``preprocess -> forward -> postprocess`` under ``torch.inference_mode()`` in ``.eval()``
-mode, and answers ``predict(batch) -> list[result]``, one result per input, in order.
+A predictor is built from a verified artifact folder and its manifest on a device passed in
+(``from_artifact(folder, manifest, device)``), runs ``preprocess -> forward -> postprocess`` (torch
+predictors in ``.eval()`` mode under ``torch.inference_mode()``), and answers
+``predict(batch) -> list[result]``, one result per input, in order.
 A predictor instance is not thread-safe: callers give each instance to one thread at a time.
+
+This module imports no torch: a service that runs only ONNX predictors never loads it. The torch
+helpers live in ``models.torch_backend``; their old names here still resolve, lazily.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import torch
-from safetensors.torch import load_file, save_file
-
-from models.artifact import ArtifactError, Manifest
+from models.artifact import Manifest
 
 InputT = TypeVar("InputT")
 ResultT = TypeVar("ResultT")
+
+_TORCH_HELPERS = ("load_state", "save_state", "resolve_device")
 
 
 class Predictor(Protocol[InputT, ResultT]):
@@ -29,28 +31,10 @@ class Predictor(Protocol[InputT, ResultT]):
     def warmup(self) -> None: ...
 
 
-def load_state(folder: Path, manifest: Manifest, path: str, device: torch.device) -> dict[str, torch.Tensor]:
-    """Load a safetensors file listed in ``manifest`` as float32 tensors on ``device``."""
-    manifest.file(path)  # refuses files the manifest does not list
-    try:
-        state = load_file(str(folder / path), device="cpu")
-    except Exception as error:  # safetensors raises its own error types for corrupt headers
-        raise ArtifactError(f"{manifest.name}/{manifest.version}: cannot read {path}: {error}") from error
-    return {key: value.float().to(device) for key, value in state.items()}
+def __getattr__(name: str) -> Any:
+    """``from models.predictor import load_state`` keeps working; torch is imported only then."""
+    if name in _TORCH_HELPERS:
+        from models import torch_backend
 
-
-def save_state(module: torch.nn.Module, path: Path, half: bool = True) -> None:
-    """Save a module's state dict as safetensors, in float16 by default (starter weights stay small)."""
-    state: dict[str, Any] = {}
-    for key, value in module.state_dict().items():
-        tensor = value.detach().cpu().contiguous()
-        state[key] = tensor.half() if half and tensor.is_floating_point() else tensor
-    save_file(state, str(path))
-
-
-def resolve_device(name: str) -> torch.device:
-    """A torch device from a settings string; falls back to nothing, refuses what is unavailable."""
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ArtifactError(f"device {name!r} requested but CUDA is not available")
-    return device
+        return getattr(torch_backend, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,11 @@
-"""FaceClassifier: the predictor for face crops (``preprocess -> forward -> postprocess``)."""
+"""FaceClassifier: the predictor for face crops (``preprocess -> forward -> postprocess``), run by torch.
+
+Pre- and post-processing are the shared, torch-free ``models.classifier.pipeline`` (the ONNX predictor
+uses the same).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -10,21 +13,17 @@ from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
 from models.classifier.network import FaceNet
-from models.classifier.transforms import eval_transform, image_to_uint8
-from models.predictor import load_state
+from models.classifier.pipeline import (
+    check_classifier_manifest,
+    classifications,
+    crop_margin,
+    preprocess,
+    preprocess_crop,
+)
+from models.classifier.types import ARCHITECTURE, DEFAULT_CROP_MARGIN, WEIGHTS_FILE, Classification
+from models.torch_backend import load_state
 
-WEIGHTS_FILE = "weights.safetensors"
-ARCHITECTURE = "facenet"
-# Fraction by which a detector box is grown on each side before cropping; the training crops were
-# zoomed between 0.75x and 1.2x, and a 0.1 margin (zoom 1/1.2 = 0.83x) sits inside that range.
-DEFAULT_CROP_MARGIN = 0.1
-
-
-@dataclass(frozen=True)
-class Classification:
-    label: str
-    score: float  # probability of ``label``
-    probabilities: dict[str, float]
+__all__ = ["ARCHITECTURE", "DEFAULT_CROP_MARGIN", "WEIGHTS_FILE", "Classification", "FaceClassifier", "build_network"]
 
 
 class FaceClassifier:
@@ -37,15 +36,12 @@ class FaceClassifier:
         self.manifest = manifest
         self.device = device
         self.labels = list(manifest.labels)
+        self.spec = manifest.input
         self.input_size = manifest.input.size
-        self.transform = eval_transform(manifest.input.size, manifest.input.mean, manifest.input.std)
 
     @classmethod
     def from_artifact(cls, folder: Path, manifest: Manifest, device: torch.device) -> FaceClassifier:
-        if manifest.architecture != ARCHITECTURE:
-            raise ArtifactError(f"{manifest.name}: architecture {manifest.architecture!r} is not {ARCHITECTURE!r}")
-        if manifest.input is None or not manifest.labels:
-            raise ArtifactError(f"{manifest.name}: a classifier manifest needs input and labels")
+        check_classifier_manifest(manifest)
         network = build_network(manifest)
         try:
             network.load_state_dict(load_state(folder, manifest, WEIGHTS_FILE, device))
@@ -53,28 +49,26 @@ class FaceClassifier:
             raise ArtifactError(f"{manifest.name}/{manifest.version}: weights do not fit: {error}") from error
         return cls(network, manifest, device)
 
+    def eval(self) -> FaceClassifier:
+        self.network.eval()
+        return self
+
     @property
     def crop_margin(self) -> float:
         """How much the HTTP layer should grow a detector box (per side, fraction of its size) before cropping."""
-        return float(self.manifest.hyperparameters.get("crop_margin", DEFAULT_CROP_MARGIN))
+        return crop_margin(self.manifest)
 
-    def preprocess(self, batch: list[Image.Image]) -> torch.Tensor:
-        tensors = [self.transform(image_to_uint8(image)) for image in batch]  # each (3, S, S)
-        return torch.stack(tensors).to(self.device)  # (B, 3, S, S)
-
-    def postprocess(self, logits: torch.Tensor) -> list[Classification]:
-        probabilities = torch.softmax(logits.float(), dim=1).cpu().tolist()  # (B, num_classes)
-        results = []
-        for row in probabilities:
-            best = max(range(len(row)), key=row.__getitem__)
-            results.append(Classification(self.labels[best], row[best], dict(zip(self.labels, row, strict=True))))
-        return results
+    def transform(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The served preprocessing of one (3, H, W) uint8 crop -> (3, S, S); evaluation runs data through it."""
+        image = Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy())  # (H, W, 3) uint8 is RGB
+        return torch.from_numpy(preprocess_crop(image, self.spec.size, self.spec.mean, self.spec.std))
 
     def predict(self, batch: list[Image.Image]) -> list[Classification]:
         if not batch:
             return []
         with torch.inference_mode():
-            return self.postprocess(self.network(self.preprocess(batch)))
+            images = torch.from_numpy(preprocess(batch, self.spec)).to(self.device)  # (B, 3, S, S)
+            return classifications(self.network(images).float().cpu().numpy(), self.labels)
 
     def warmup(self) -> None:
         self.predict([Image.new("RGB", (self.input_size, self.input_size), (128, 128, 128))])

@@ -1,8 +1,9 @@
 """Box geometry for the face detector: letterbox pre-processing and non-maximum suppression.
 
-Pure functions on PIL images and tensors, no network: the letterbox keeps the aspect ratio and pads
-to a square with YOLO's grey (114), so the network sees undistorted faces at any image shape, and
-``unletterbox`` is its exact inverse for boxes.
+Pure numpy functions on PIL images and arrays, shared by the torch and the ONNX predictors: the
+letterbox keeps the aspect ratio and pads to a square with YOLO's grey (114), so the network sees
+undistorted faces at any image shape, and ``unletterbox`` is its exact inverse for boxes. The NMS
+keeps exactly the boxes ``torchvision.ops.batched_nms`` keeps.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
-from torchvision.ops import batched_nms
 
 PAD_VALUE = 114 / 255  # YOLO's letterbox grey; the network was trained with this padding
 # Candidates kept before NMS, as ultralytics does: bounds NMS time on a model that scores everything high.
@@ -30,10 +29,10 @@ class Letterbox:
     height: int
 
 
-def letterbox(image: Image.Image, size: int) -> tuple[torch.Tensor, Letterbox]:
+def letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, Letterbox]:
     """Resize ``image`` so its longest side is ``size`` and pad it centred to a ``size``×``size`` square.
 
-    Returns a (3, size, size) float tensor in [0, 1] and the placement needed to map boxes back.
+    Returns a (3, size, size) float32 array in [0, 1] and the placement needed to map boxes back.
     """
     assert size > 0, f"letterbox size must be positive, got {size}"
     width, height = image.size
@@ -41,34 +40,34 @@ def letterbox(image: Image.Image, size: int) -> tuple[torch.Tensor, Letterbox]:
     # max(1, ...) keeps a 16×4000 strip from collapsing to zero rows.
     new_width, new_height = max(1, round(width * scale)), max(1, round(height * scale))
     resized = image.convert("RGB").resize((new_width, new_height), Image.Resampling.BILINEAR)
-    pixels = torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float() / 255  # (3, h', w')
+    pixels = np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / 255  # (3, h', w')
     pad_x, pad_y = (size - new_width) // 2, (size - new_height) // 2
-    canvas = torch.full((3, size, size), PAD_VALUE)
+    canvas = np.full((3, size, size), PAD_VALUE, dtype=np.float32)
     canvas[:, pad_y : pad_y + new_height, pad_x : pad_x + new_width] = pixels
     return canvas, Letterbox(scale=scale, pad_x=float(pad_x), pad_y=float(pad_y), width=width, height=height)
 
 
-def unletterbox(boxes_xyxy: torch.Tensor, info: Letterbox) -> torch.Tensor:
+def unletterbox(boxes_xyxy: np.ndarray, info: Letterbox) -> np.ndarray:
     """Map (..., 4) x1,y1,x2,y2 boxes from the letterboxed canvas to original image pixels, clipped to it."""
-    offset = boxes_xyxy.new_tensor([info.pad_x, info.pad_y, info.pad_x, info.pad_y])
+    offset = np.array([info.pad_x, info.pad_y, info.pad_x, info.pad_y], dtype=boxes_xyxy.dtype)
     boxes = (boxes_xyxy - offset) / info.scale  # (..., 4)
-    upper = boxes.new_tensor([info.width, info.height, info.width, info.height])
-    return torch.minimum(boxes.clamp(min=0), upper)
+    upper = np.array([info.width, info.height, info.width, info.height], dtype=boxes.dtype)
+    return np.minimum(np.maximum(boxes, 0), upper)
 
 
-def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     """(..., 4) centre x, centre y, width, height -> (..., 4) x1, y1, x2, y2."""
     centre, half = boxes[..., :2], boxes[..., 2:] / 2
-    return torch.cat((centre - half, centre + half), dim=-1)
+    return np.concatenate((centre - half, centre + half), axis=-1)
 
 
-def non_max_suppression(pred: torch.Tensor, conf: float, iou: float, max_det: int) -> list[torch.Tensor]:
+def non_max_suppression(pred: np.ndarray, conf: float, iou: float, max_det: int) -> list[np.ndarray]:
     """Class-aware NMS over decoded YOLO head output.
 
     ``pred`` is (B, 4 + nc, A): cx, cy, w, h in input pixels, then per-class scores in [0, 1].
-    Each anchor votes for its best class only; anchors with a best score above ``conf`` enter
-    ``torchvision.ops.batched_nms``, and the ``max_det`` highest-scoring survivors are kept.
-    Returns one (n, 6) tensor per image: x1, y1, x2, y2, score, class, sorted by descending score.
+    Each anchor votes for its best class only; anchors with a best score above ``conf`` enter a
+    class-aware greedy NMS, and the ``max_det`` highest-scoring survivors are kept.
+    Returns one (n, 6) array per image: x1, y1, x2, y2, score, class, sorted by descending score.
     """
     assert pred.ndim == 3 and pred.shape[1] > 4, f"expected (B, 4 + nc, A), got {tuple(pred.shape)}"
     assert 0 <= conf <= 1 and 0 <= iou <= 1, f"conf and iou must lie in [0, 1], got {conf}, {iou}"
@@ -76,13 +75,51 @@ def non_max_suppression(pred: torch.Tensor, conf: float, iou: float, max_det: in
     return [suppress_one(anchors.T, conf, iou, max_det) for anchors in pred]
 
 
-def suppress_one(anchors: torch.Tensor, conf: float, iou: float, max_det: int) -> torch.Tensor:
+def suppress_one(anchors: np.ndarray, conf: float, iou: float, max_det: int) -> np.ndarray:
     """NMS for one image's (A, 4 + nc) anchors; returns (n, 6)."""
-    scores, classes = anchors[:, 4:].max(dim=1)  # (A,), (A,)
+    classes = anchors[:, 4:].argmax(axis=1)  # (A,)
+    scores = np.take_along_axis(anchors[:, 4:], classes[:, None], axis=1)[:, 0]  # (A,)
     keep = scores > conf
     boxes, scores, classes = cxcywh_to_xyxy(anchors[keep, :4]), scores[keep], classes[keep]
-    if scores.numel() > MAX_CANDIDATES:
-        top = scores.topk(MAX_CANDIDATES).indices
-        boxes, scores, classes = boxes[top], scores[top], classes[top]
-    kept = batched_nms(boxes.float(), scores.float(), classes, iou)[:max_det]  # indices by descending score
-    return torch.cat((boxes[kept], scores[kept, None], classes[kept, None].to(boxes.dtype)), dim=1)  # (n, 6)
+    order = np.argsort(-scores, kind="stable")[:MAX_CANDIDATES]  # descending score
+    boxes, scores, classes = boxes[order], scores[order], classes[order]
+    kept = batched_nms(boxes, classes, iou, max_det)
+    return np.concatenate((boxes[kept], scores[kept, None], classes[kept, None].astype(boxes.dtype)), axis=1)
+
+
+def batched_nms(boxes: np.ndarray, classes: np.ndarray, iou: float, max_det: int) -> np.ndarray:
+    """Indices of the (n, 4) ``boxes`` that NMS keeps per class, up to ``max_det``; boxes sorted by score.
+
+    Shifting each class to its own region of the plane makes boxes of different classes disjoint
+    (torchvision's trick), so one class-blind pass suppresses within classes only.
+    """
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    shifted = boxes + (classes * (boxes.max() + 1)).astype(boxes.dtype)[:, None]  # (n, 4)
+    return greedy_nms(shifted, iou, max_det)
+
+
+def greedy_nms(boxes: np.ndarray, iou: float, max_det: int) -> np.ndarray:
+    """Walk (n, 4) boxes in order, keeping each one whose IoU with every kept box is not above ``iou``.
+
+    Stops once ``max_det`` are kept: later boxes could not enter the result anyway. As in torchvision,
+    an undefined IoU (two empty boxes) suppresses nothing.
+    """
+    remaining = np.arange(len(boxes))
+    kept: list[int] = []
+    while remaining.size and len(kept) < max_det:
+        best, remaining = remaining[0], remaining[1:]
+        kept.append(int(best))
+        remaining = remaining[~(box_iou(boxes[best], boxes[remaining]) > iou)]
+    return np.array(kept, dtype=np.int64)
+
+
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU of one (4,) x1,y1,x2,y2 box with each of (n, 4) boxes; (n,)."""
+    top_left = np.maximum(box[:2], others[:, :2])  # (n, 2)
+    bottom_right = np.minimum(box[2:], others[:, 2:])  # (n, 2)
+    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)  # (n,)
+    area = np.prod(box[2:] - box[:2])
+    areas = np.prod(others[:, 2:] - others[:, :2], axis=1)  # (n,)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return intersection / (area + areas - intersection)

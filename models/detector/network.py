@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -76,3 +77,15 @@ def decoded_predictions(network: torch.nn.Module, images: torch.Tensor) -> torch
     output = network(images)
     # The Detect head returns (decoded, raw features) in eval mode, the decoded tensor alone when exported.
     return output[0] if isinstance(output, tuple | list) else output
+
+
+def prepare_for_export(network: torch.nn.Module) -> torch.nn.Module:
+    """Put the fused network's Detect head in export mode, as ultralytics' own exporter does.
+
+    ``export`` makes it return the decoded tensor alone; ``dynamic`` makes it build the anchor grid from
+    the input's shape on every call, so the exported graph serves any batch and input side.
+    """
+    assert isinstance(network, DetectionModel), f"expected a DetectionModel, got {type(network).__name__}"
+    layers: Any = network.model  # ultralytics' nn.Sequential of layers, the Detect head last
+    layers[-1].export, layers[-1].dynamic = True, True
+    return network

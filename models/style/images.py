@@ -1,54 +1,25 @@
-"""PIL images to and from the (1, 3, H, W) tensors in [0, 1] the style networks take."""
+"""PIL images to and from the (1, 3, H, W) tensors in [0, 1] the torch style networks take.
+
+Sizing lives in the torch-free ``models.style.sizing`` (re-exported here); these are its torch twins.
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from PIL import Image
 
-# The encoder pools three times (÷8) and the decoder upsamples three times (×8): sides that are
-# multiples of 8 come back at exactly the size they went in.
-SIDE_MULTIPLE = 8
-# Reflection padding needs at least 2 pixels at relu4_1, i.e. 16 at the input.
-MIN_SIDE = 16
+from models.style.sizing import MIN_SIDE, SIDE_MULTIPLE, array_to_image, fit_size, image_to_array, resize_for_network
 
-
-def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """(width, height) with the longer side <= ``max_side``, aspect kept, both multiples of 8, >= 16.
-
-    Images are shrunk, never enlarged; rounding to a multiple of 8 moves each side by at most 4 px
-    (more only for extreme aspect ratios, which are clamped to 16 px on the short side).
-    """
-    assert width > 0 and height > 0, f"empty image {width}x{height}"
-    assert max_side >= MIN_SIDE, f"max_side must be >= {MIN_SIDE}, got {max_side}"
-    scale = min(1.0, max_side / max(width, height))
-    ceiling = max_side // SIDE_MULTIPLE * SIDE_MULTIPLE
-
-    def fit(side: int) -> int:
-        rounded = round(side * scale / SIDE_MULTIPLE) * SIDE_MULTIPLE
-        return min(max(rounded, MIN_SIDE), ceiling)
-
-    return fit(width), fit(height)
-
-
-def resize_for_network(image: Image.Image, max_side: int) -> Image.Image:
-    """RGB copy of ``image`` resized to :func:`fit_size`."""
-    rgb = image.convert("RGB")
-    size = fit_size(rgb.width, rgb.height, max_side)
-    if size == rgb.size:
-        return rgb
-    return rgb.resize(size, Image.Resampling.LANCZOS)
+__all__ = ["MIN_SIDE", "SIDE_MULTIPLE", "fit_size", "image_to_tensor", "resize_for_network", "tensor_to_image"]
 
 
 def image_to_tensor(image: Image.Image, device: torch.device) -> torch.Tensor:
     """An RGB image as a float tensor (1, 3, H, W) in [0, 1] on ``device``."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0  # (H, W, 3)
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).to(device)
+    return torch.from_numpy(image_to_array(image)).to(device)
 
 
 def tensor_to_image(tensor: torch.Tensor) -> Image.Image:
     """A (1, 3, H, W) or (3, H, W) tensor, clamped to [0, 1], as an RGB image."""
     image = tensor.detach().squeeze(0).clamp(0.0, 1.0)  # (3, H, W)
     assert image.dim() == 3 and image.shape[0] == 3, f"expected one RGB image, got {tuple(tensor.shape)}"
-    array = (image.permute(1, 2, 0) * 255.0).round().to(torch.uint8).cpu().numpy()  # (H, W, 3)
-    return Image.fromarray(array)  # (H, W, 3) uint8 is RGB
+    return array_to_image(image.float().cpu().numpy())

@@ -16,32 +16,34 @@ from PIL import Image
 from models.artifact import Manifest
 from models.style.images import image_to_tensor, resize_for_network, tensor_to_image
 from models.style.network import VGGEncoder
-from models.style.predictor import ENCODER_FILE, load_frozen, widths_from_manifest
+from models.style.predictor import load_frozen
+from models.style.types import (
+    CONTENT_WEIGHT,
+    ENCODER_FILE,
+    STYLE_WEIGHT,
+    TV_WEIGHT,
+    NSTRequest,
+    widths_from_manifest,
+)
 
 MAX_ITERATIONS = 2000
-# Loss weights follow jcjohnson/neural-style's normalisation (Gram / (C·H·W), mean squared errors) on
-# features at VGG's 0..255 scale, which conv0 reproduces. Its 5:100 content:style ratio needs ~1000
-# L-BFGS steps from noise; starting from the content with a few dozen Adam steps, a 1:1000 ratio is
-# what visibly moves the texture while the content's layout survives.
-CONTENT_WEIGHT = 1.0
-STYLE_WEIGHT = 1e3
-# On [0, 1] pixels with mean squared neighbour differences: just enough to damp high-frequency noise.
-TV_WEIGHT = 10.0
 # Adam's step is scale-free: 0.02 moves a pixel at most ~1.2 over 60 steps, plenty for a [0, 1] image.
 LEARNING_RATE = 0.02
 
-
-@dataclass(frozen=True)
-class NSTRequest:
-    """One optimisation-based stylization; the output's longer side is at most ``max_side``."""
-
-    content: Image.Image
-    style: Image.Image
-    iterations: int
-    max_side: int
-    content_weight: float = CONTENT_WEIGHT
-    style_weight: float = STYLE_WEIGHT
-    tv_weight: float = TV_WEIGHT
+__all__ = [
+    "CONTENT_WEIGHT",
+    "LEARNING_RATE",
+    "MAX_ITERATIONS",
+    "STYLE_WEIGHT",
+    "TV_WEIGHT",
+    "NSTLoss",
+    "NSTRequest",
+    "NeuralStyleTransfer",
+    "gram_matrix",
+    "nst_losses",
+    "optimise_image",
+    "total_variation",
+]
 
 
 @dataclass(frozen=True)

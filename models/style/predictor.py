@@ -1,8 +1,11 @@
-"""Arbitrary style transfer with AdaIN: encode content and styles, match statistics, decode."""
+"""Arbitrary style transfer with AdaIN: encode content and styles, match statistics, decode (torch).
+
+Requests, sizing and the artifact's names are torch-free (``models.style.types``, ``models.style.sizing``),
+shared with the ONNX predictor.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -10,43 +13,23 @@ import torch
 from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
-from models.predictor import load_state
 from models.style.adain import coral, interpolate_styles
 from models.style.images import image_to_tensor, resize_for_network, tensor_to_image
 from models.style.network import Decoder, VGGEncoder
+from models.style.types import ARCHITECTURE, DECODER_FILE, ENCODER_FILE, StylizeRequest, widths_from_manifest
+from models.torch_backend import load_state
 
-ARCHITECTURE = "adain-vgg19-relu4_1"
-ENCODER_FILE = "encoder.safetensors"
-DECODER_FILE = "decoder.safetensors"
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
-
-@dataclass(frozen=True)
-class StylizeRequest:
-    """One stylization: a content image, one or more styles mixed by ``weights``, and a strength ``alpha``.
-
-    ``alpha`` in [0, 1] blends the AdaIN target (1) with the content's own features (0);
-    ``preserve_color`` recolours each style to the content's colours first; the output's longer
-    side is at most ``max_side``.
-    """
-
-    content: Image.Image
-    styles: tuple[Image.Image, ...]
-    weights: tuple[float, ...]
-    alpha: float
-    preserve_color: bool
-    max_side: int
-
-
-def widths_from_manifest(manifest: Manifest) -> tuple[int, int, int, int]:
-    """The encoder/decoder widths recorded in the manifest; an ``ArtifactError`` when absent or malformed."""
-    where = f"{manifest.name}/{manifest.version}"
-    if manifest.architecture != ARCHITECTURE:
-        raise ArtifactError(f"{where}: architecture {manifest.architecture!r} is not {ARCHITECTURE!r}")
-    widths = manifest.hyperparameters.get("widths")
-    if not (isinstance(widths, list) and len(widths) == 4 and all(isinstance(w, int) and w > 0 for w in widths)):
-        raise ArtifactError(f"{where}: hyperparameters.widths must be a list of 4 positive ints, not {widths!r}")
-    return (widths[0], widths[1], widths[2], widths[3])
+__all__ = [
+    "ARCHITECTURE",
+    "DECODER_FILE",
+    "ENCODER_FILE",
+    "StyleTransfer",
+    "StylizeRequest",
+    "load_frozen",
+    "widths_from_manifest",
+]
 
 
 def load_frozen(module: ModuleT, folder: Path, manifest: Manifest, path: str, device: torch.device) -> ModuleT:

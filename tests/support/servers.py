@@ -86,8 +86,8 @@ class MotoServer(ServerProcess):
         )
 
 
-def start_moto_server() -> MotoServer:
-    port = free_port()
+def start_moto_server(port: int | None = None) -> MotoServer:
+    port = port or free_port()
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     spawned = _spawn([_executable("moto_server"), "-H", "127.0.0.1", "-p", str(port)], env, f"http://127.0.0.1:{port}")
     server = MotoServer(spawned.process, spawned.url, spawned.log_path)

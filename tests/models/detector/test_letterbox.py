@@ -1,11 +1,11 @@
-"""Letterbox pre-processing and its inverse for boxes."""
+"""Letterbox pre-processing and its inverse for boxes (numpy, shared by the torch and ONNX predictors)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from models.detector.boxes import PAD_VALUE, Letterbox, letterbox, unletterbox
@@ -15,22 +15,22 @@ SHAPES = {"wide": (400, 150), "tall": (90, 300), "square": (100, 100)}
 DRAWN_BOXES = {"wide": (37, 20, 301, 111), "tall": (10, 51, 77, 260), "square": (13, 40, 61, 93)}
 
 
-def content_extent(canvas: torch.Tensor) -> tuple[int, int, int, int]:
+def content_extent(canvas: np.ndarray) -> tuple[int, int, int, int]:
     """x1, y1, x2, y2 of the canvas pixels that are not letterbox padding."""
-    content = (canvas - PAD_VALUE).abs().amax(dim=0) > 1e-6  # (S, S)
-    return bright_extent(content.float())
+    content = np.abs(canvas - PAD_VALUE).max(axis=0) > 1e-6  # (S, S)
+    return bright_extent(content.astype(np.float32))
 
 
-def bright_extent(gray: torch.Tensor) -> tuple[int, int, int, int]:
+def bright_extent(gray: np.ndarray) -> tuple[int, int, int, int]:
     """x1, y1, x2, y2 (exclusive) of the (S, S) pixels above one half."""
-    ys, xs = torch.nonzero(gray > 0.5, as_tuple=True)
+    ys, xs = np.nonzero(gray > 0.5)
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 def test_letterbox_makes_a_unit_range_square_with_the_longest_side_filled(shape: tuple[int, int]) -> None:
     canvas, info = letterbox(Image.effect_noise(shape, 64).convert("RGB"), SIZE)
-    assert canvas.shape == (3, SIZE, SIZE) and canvas.dtype == torch.float32
+    assert canvas.shape == (3, SIZE, SIZE) and canvas.dtype == np.float32
     assert canvas.min() >= 0 and canvas.max() <= 1
     assert (info.width, info.height) == shape
     assert info.scale == pytest.approx(SIZE / max(shape))
@@ -45,9 +45,9 @@ def test_letterbox_keeps_the_aspect_ratio_and_centres_the_image_on_grey(shape: t
     # Within one pixel of rounding on the short side, the content has the image's aspect ratio.
     assert abs((x2 - x1) * height - (y2 - y1) * width) <= max(width, height)
     assert abs(x1 - (SIZE - x2)) <= 1 and abs(y1 - (SIZE - y2)) <= 1
-    padding = torch.ones(SIZE, SIZE, dtype=torch.bool)
+    padding = np.ones((SIZE, SIZE), dtype=bool)
     padding[y1:y2, x1:x2] = False
-    assert torch.all(canvas[:, padding] == PAD_VALUE)
+    assert np.all(canvas[:, padding] == np.float32(PAD_VALUE))
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
@@ -56,29 +56,39 @@ def test_letterbox_turns_any_image_mode_into_three_channels(mode: str) -> None:
     assert canvas.shape == (3, 64, 64)
 
 
+def test_letterbox_canvas_holds_the_resized_pixels_scaled_to_the_unit_range() -> None:
+    image = Image.effect_noise((50, 25), 64).convert("RGB")
+    canvas, info = letterbox(image, 100)
+    resized = np.asarray(image.resize((100, 50), Image.Resampling.BILINEAR), dtype=np.float32) / 255
+    top = int(info.pad_y)
+    np.testing.assert_array_equal(canvas[:, top : top + 50, :], resized.transpose(2, 0, 1))
+
+
 @pytest.mark.parametrize("name", SHAPES.keys())
 def test_a_drawn_box_survives_the_letterbox_and_maps_back_within_a_pixel(
     name: str, image_with_rectangle: Callable[..., Image.Image]
 ) -> None:
     drawn = DRAWN_BOXES[name]
     canvas, info = letterbox(image_with_rectangle(*SHAPES[name], drawn), SIZE)
-    measured = torch.tensor(bright_extent(canvas.mean(dim=0)), dtype=torch.float32)
+    measured = np.array(bright_extent(canvas.mean(axis=0)), dtype=np.float32)
     restored = unletterbox(measured, info)
     # The box is measured on the canvas, so one canvas pixel (1 / scale image pixels) is the resolution.
-    assert torch.allclose(restored, torch.tensor(drawn, dtype=torch.float32), atol=max(1.0, 1 / info.scale))
+    np.testing.assert_allclose(restored, np.array(drawn, dtype=np.float32), atol=max(1.0, 1 / info.scale))
 
 
 @pytest.mark.parametrize("name", SHAPES.keys())
 def test_unletterbox_inverts_the_letterbox_placement_exactly(name: str) -> None:
     _, info = letterbox(Image.new("RGB", SHAPES[name]), SIZE)
-    boxes = torch.tensor([DRAWN_BOXES[name], (0, 0, *SHAPES[name])], dtype=torch.float32)
-    on_canvas = boxes * info.scale + torch.tensor([info.pad_x, info.pad_y, info.pad_x, info.pad_y])
-    assert torch.allclose(unletterbox(on_canvas, info), boxes, atol=1e-3)
+    boxes = np.array([DRAWN_BOXES[name], (0, 0, *SHAPES[name])], dtype=np.float32)
+    on_canvas = boxes * info.scale + np.array([info.pad_x, info.pad_y, info.pad_x, info.pad_y], dtype=np.float32)
+    restored = unletterbox(on_canvas, info)
+    assert restored.dtype == np.float32
+    np.testing.assert_allclose(restored, boxes, atol=1e-3)
 
 
 def test_unletterbox_clips_boxes_to_the_original_image() -> None:
     info = Letterbox(scale=0.5, pad_x=0.0, pad_y=16.0, width=128, height=64)
-    boxes = torch.tensor([[-10.0, 0.0, 70.0, 64.0], [30.0, 40.0, 50.0, 60.0]])
+    boxes = np.array([[-10.0, 0.0, 70.0, 64.0], [30.0, 40.0, 50.0, 60.0]], dtype=np.float32)
     restored = unletterbox(boxes, info)
-    assert torch.equal(restored[0], torch.tensor([0.0, 0.0, 128.0, 64.0]))
-    assert torch.equal(restored[1], torch.tensor([60.0, 48.0, 100.0, 64.0]))
+    np.testing.assert_array_equal(restored[0], [0.0, 0.0, 128.0, 64.0])
+    np.testing.assert_array_equal(restored[1], [60.0, 48.0, 100.0, 64.0])

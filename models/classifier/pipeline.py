@@ -1,0 +1,60 @@
+"""Face-crop classification around the network, shared by the torch and the ONNX predictors; torch-free.
+
+``preprocess`` resizes the whole crop to the input side with Pillow's antialiased bilinear filter (within
+one grey level of the torchvision resize the training's validation uses) and normalises it;
+``classifications`` turns logits into probabilities per label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from models.artifact import ArtifactError, InputSpec, Manifest
+from models.classifier.types import ARCHITECTURE, DEFAULT_CROP_MARGIN, Classification
+
+
+def check_classifier_manifest(manifest: Manifest) -> InputSpec:
+    """The manifest's input spec; ``ArtifactError`` unless it describes a FaceNet with input and labels."""
+    if manifest.architecture != ARCHITECTURE:
+        raise ArtifactError(f"{manifest.name}: architecture {manifest.architecture!r} is not {ARCHITECTURE!r}")
+    if manifest.input is None or not manifest.labels:
+        raise ArtifactError(f"{manifest.name}: a classifier manifest needs input and labels")
+    return manifest.input
+
+
+def crop_margin(manifest: Manifest) -> float:
+    """How much the HTTP layer should grow a detector box (per side, fraction of its size) before cropping."""
+    return float(manifest.hyperparameters.get("crop_margin", DEFAULT_CROP_MARGIN))
+
+
+def preprocess_crop(image: Image.Image, size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Any PIL image -> (3, size, size) float32, resized whole (no crop) and normalised per channel."""
+    resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    pixels = np.asarray(resized, dtype=np.float32) / 255  # (S, S, 3)
+    normalised = (pixels - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    return normalised.transpose(2, 0, 1)  # (3, S, S)
+
+
+def preprocess(batch: list[Image.Image], spec: InputSpec) -> np.ndarray:
+    """A batch of crops -> (B, 3, S, S) float32 network input."""
+    return np.stack([preprocess_crop(image, spec.size, spec.mean, spec.std) for image in batch])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (B, C) logits, in float64 so probabilities sum to one tightly."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)  # (B, C), exp cannot overflow
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def classifications(logits: np.ndarray, labels: list[str]) -> list[Classification]:
+    """One ``Classification`` per row of (B, C) logits: the most probable label and every probability."""
+    assert logits.ndim == 2 and logits.shape[1] == len(labels), f"logits {logits.shape} for {len(labels)} labels"
+    results = []
+    for row in softmax(logits).tolist():
+        best = max(range(len(row)), key=row.__getitem__)
+        results.append(Classification(labels[best], row[best], dict(zip(labels, row, strict=True))))
+    return results

@@ -1,0 +1,30 @@
+"""What the face detector takes and returns, and its artifact's file names; torch-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+WEIGHTS_FILE = "weights.safetensors"
+ONNX_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class DetectRequest:
+    """One image and its thresholds; ``imgsz`` is the network's square input side in pixels."""
+
+    image: Image.Image
+    conf: float
+    iou: float
+    max_det: int
+    imgsz: int
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A box in original image pixels (x1, y1, x2, y2), its score in [0, 1] and its label."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    label: str

@@ -1,0 +1,182 @@
+"""Export an artifact's networks to ONNX, next to its weights, and re-pack its manifest.
+
+- detector -> ``model.onnx``: the fused YOLO network, (B, 3, H, W) float32 in [0, 1] -> the decoded
+  head (B, 4 + nc, A); B, H and W dynamic (sides multiples of the stride);
+- classifier -> ``model.onnx``: (B, 3, S, S) normalised crops -> (B, num_classes) logits; B dynamic;
+- style -> ``encoder.onnx`` (B, 3, H, W) -> relu4_1 features and ``decoder.onnx`` features -> (B, 3, H, W),
+  B, H and W dynamic (image sides multiples of 8); the AdaIN math stays outside, in numpy.
+
+The exporter is ``torch.onnx.export`` with ``dynamo=True`` (torch.export + onnxscript), weights inside the
+file. Each export is checked against the torch network on its example before the manifest lists it. The
+manifest keeps its name, version, provenance and metrics; ``files`` gains the ONNX files and
+``hyperparameters["onnx"]`` records the opset and the exporter's versions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+import typer
+from torch.export import Dim
+
+from models.artifact import ArtifactError, Manifest, file_entry, load_artifact, write_manifest
+
+OPSET = 18
+CPU = torch.device("cpu")
+MAX_BATCH = 1024
+# Largest side exported, in units of the smallest side step (the stride, or 8 for style): 8192 pixels.
+MAX_STEPS = 1024
+# Outputs of the exported graph may differ from torch's by float rounding only.
+TOLERANCE = 1e-3
+Exporter = Callable[[Path, Manifest], tuple[list[str], dict[str, Any]]]
+
+
+def export_artifact(folder: Path) -> Manifest:
+    """Add ONNX files to the local artifact in ``folder`` and re-pack its manifest; returns the new manifest."""
+    manifest = load_artifact(folder)
+    exporter = EXPORTERS.get(manifest.task)
+    if exporter is None:
+        raise ArtifactError(f"{manifest.name}/{manifest.version}: a {manifest.task!r} artifact has no network")
+    written, details = exporter(folder, manifest)
+    return repack(folder, manifest, written, {**exporter_versions(folder / written[0]), **details})
+
+
+def repack(folder: Path, manifest: Manifest, written: list[str], details: dict[str, Any]) -> Manifest:
+    """The manifest with ``written`` listed (replacing older entries) and ``details`` as ``hyperparameters.onnx``."""
+    entries = [entry for entry in manifest.files if entry.path not in written]
+    entries += [file_entry(folder / path) for path in written]
+    hyperparameters = {**manifest.hyperparameters, "onnx": details}
+    write_manifest(folder, manifest.model_copy(update={"files": entries, "hyperparameters": hyperparameters}))
+    return load_artifact(folder)  # validated and verified, like any artifact
+
+
+def exporter_versions(path: Path) -> dict[str, Any]:
+    import onnx
+    import onnxscript
+
+    model = onnx.load(str(path), load_external_data=False)
+    opset = next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
+    return {
+        "opset": int(opset),
+        "exporter": "torch.onnx.export(dynamo=True)",
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxscript": onnxscript.__version__,
+    }
+
+
+def export_network(
+    module: torch.nn.Module, example: torch.Tensor, path: Path, names: tuple[str, str], dims: dict[int, Any]
+) -> None:
+    """Export ``module`` (one tensor in, one out) with the dynamic ``dims`` of its input, then check it."""
+    input_name, output_name = names
+    torch.onnx.export(
+        module,
+        (example,),
+        str(path),
+        input_names=[input_name],
+        output_names=[output_name],
+        opset_version=OPSET,
+        dynamo=True,
+        external_data=False,  # one self-contained file per network, hashed in the manifest
+        dynamic_shapes=(dims,),
+        verbose=False,
+    )
+    check_export(module, example, path)
+
+
+def check_export(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+    """Refuse an exported graph whose output on ``example`` differs from the torch module's."""
+    import onnxruntime as ort
+
+    with torch.inference_mode():
+        expected = module(example)
+    expected = (expected[0] if isinstance(expected, tuple | list) else expected).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    [got] = session.run(None, {session.get_inputs()[0].name: example.numpy()})
+    error = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+    if not error <= TOLERANCE * (1 + float(np.abs(expected).max())):
+        path.unlink()
+        raise ArtifactError(f"{path.name}: the exported graph differs from torch by {error:.3g}")
+
+
+def batch_dim() -> Dim:
+    return Dim("batch", min=1, max=MAX_BATCH)
+
+
+def export_detector(folder: Path, manifest: Manifest) -> tuple[list[str], dict[str, Any]]:
+    from models.detector.network import prepare_for_export
+    from models.detector.predictor import FaceDetector
+    from models.detector.types import ONNX_FILE
+
+    detector = FaceDetector.from_artifact(folder, manifest, CPU)
+    network, stride = prepare_for_export(detector.network), detector.stride
+    # Distinct sides and a batch of 2, so no size is specialised; sides stay multiples of the stride,
+    # where the neck's upsampled and strided maps line up.
+    example = torch.rand(2, 3, 2 * stride, 3 * stride)
+    dims = {
+        0: batch_dim(),
+        2: stride * Dim("rows", min=1, max=MAX_STEPS),
+        3: stride * Dim("cols", min=1, max=MAX_STEPS),
+    }
+    with warnings.catch_warnings():
+        # The head caches its anchor grid in attributes; with dynamic=True the graph recomputes it anyway.
+        warnings.filterwarnings("ignore", message="The tensor attributes .* were assigned during export")
+        export_network(network, example, folder / ONNX_FILE, ("images", "predictions"), dims)
+    return [ONNX_FILE], {
+        "stride": stride,
+        "input": "images (B, 3, H, W) float32 in [0, 1], H and W multiples of stride",
+    }
+
+
+def export_classifier(folder: Path, manifest: Manifest) -> tuple[list[str], dict[str, Any]]:
+    from models.classifier.predictor import FaceClassifier
+    from models.classifier.types import ONNX_FILE
+
+    classifier = FaceClassifier.from_artifact(folder, manifest, CPU)
+    size = classifier.input_size
+    export_network(
+        classifier.network, torch.rand(2, 3, size, size), folder / ONNX_FILE, ("crops", "logits"), {0: batch_dim()}
+    )
+    return [ONNX_FILE], {"input": f"crops (B, 3, {size}, {size}) float32, normalised", "output": "logits"}
+
+
+def export_style(folder: Path, manifest: Manifest) -> tuple[list[str], dict[str, Any]]:
+    from models.style.predictor import StyleTransfer
+    from models.style.sizing import MIN_SIDE, SIDE_MULTIPLE
+    from models.style.types import DECODER_ONNX, ENCODER_ONNX
+
+    style = StyleTransfer.from_artifact(folder, manifest, CPU)
+    image = torch.rand(2, 3, 6 * SIDE_MULTIPLE, 5 * SIDE_MULTIPLE)  # (2, 3, 48, 40)
+    steps = {"min": MIN_SIDE // SIDE_MULTIPLE, "max": MAX_STEPS}
+    image_dims = {0: batch_dim(), 2: SIDE_MULTIPLE * Dim("rows", **steps), 3: SIDE_MULTIPLE * Dim("cols", **steps)}
+    export_network(style.encoder, image, folder / ENCODER_ONNX, ("image", "features"), image_dims)
+    with torch.inference_mode():
+        features = style.encoder(image).clone()  # (2, C4, 6, 5)
+    feature_dims = {0: batch_dim(), 2: Dim("feature_rows", **steps), 3: Dim("feature_cols", **steps)}
+    export_network(style.decoder, features, folder / DECODER_ONNX, ("features", "image"), feature_dims)
+    return [ENCODER_ONNX, DECODER_ONNX], {"input": "image (B, 3, H, W) float32 in [0, 1], H and W multiples of 8"}
+
+
+EXPORTERS: dict[str, Exporter] = {"detect": export_detector, "classify": export_classifier, "stylize": export_style}
+
+
+def export_command(
+    folder: Annotated[
+        Path, typer.Argument(help="A local artifact folder (manifest.json and weights)", file_okay=False, exists=True)
+    ],
+) -> None:
+    """Add ONNX files to a local artifact (for DEEPCANVAS_*_BACKEND=onnx) and re-pack its manifest."""
+    try:
+        manifest = export_artifact(folder)
+    except ArtifactError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from error
+    onnx_files = [entry.path for entry in manifest.files if entry.path.endswith(".onnx")]
+    opset = manifest.hyperparameters["onnx"]["opset"]
+    typer.echo(f"exported {manifest.name}/{manifest.version}: {', '.join(onnx_files)} (opset {opset})")

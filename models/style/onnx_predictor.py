@@ -1,0 +1,76 @@
+"""OnnxStyleTransfer: AdaIN with the exported encoder and decoder on ONNX Runtime, its math in numpy.
+
+Torch-free. ``encoder.onnx`` maps (B, 3, H, W) images in [0, 1] to relu4_1 features and ``decoder.onnx``
+maps features back to images, both with dynamic batch and sides; the AdaIN statistics, the style
+interpolation, the alpha blend and the CORAL recolouring run in numpy (``models.style.adain_numpy``).
+Classical NST needs gradients and stays on the torch backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from models.artifact import ArtifactError, Manifest
+from models.onnx_backend import open_session, run_session
+from models.style.adain_numpy import coral, interpolate_styles
+from models.style.sizing import array_to_image, image_to_array, resize_for_network
+from models.style.types import ARCHITECTURE, DECODER_ONNX, ENCODER_ONNX, StylizeRequest
+
+
+class OnnxStyleTransfer:
+    """AdaIN predictor on ONNX Runtime: ``predict(list[StylizeRequest]) -> list[PIL.Image.Image]`` (RGB)."""
+
+    def __init__(self, encoder: ort.InferenceSession, decoder: ort.InferenceSession, manifest: Manifest) -> None:
+        self.encoder = encoder
+        self.decoder = decoder
+        self.manifest = manifest
+
+    @classmethod
+    def from_artifact(
+        cls, folder: Path, manifest: Manifest, device: str = "cpu", threads: int = 0
+    ) -> OnnxStyleTransfer:
+        """Open the artifact's ``encoder.onnx`` and ``decoder.onnx`` on ``device`` (``cpu``, ``cuda``, ``cuda:N``)."""
+        if manifest.architecture != ARCHITECTURE:
+            where = f"{manifest.name}/{manifest.version}"
+            raise ArtifactError(f"{where}: architecture {manifest.architecture!r} is not {ARCHITECTURE!r}")
+        encoder = open_session(folder, manifest, ENCODER_ONNX, device, threads)
+        decoder = open_session(folder, manifest, DECODER_ONNX, device, threads)
+        return cls(encoder, decoder, manifest)
+
+    def eval(self) -> OnnxStyleTransfer:
+        return self  # inference sessions have no training mode
+
+    def predict(self, batch: list[StylizeRequest]) -> list[Image.Image]:
+        """One stylized RGB image per request, in order; each is the resized content's size."""
+        return [self._stylize_one(request) for request in batch]
+
+    def warmup(self) -> None:
+        tiny = Image.new("RGB", (32, 32), (128, 96, 64))
+        self.predict([StylizeRequest(tiny, (tiny,), (1.0,), 1.0, False, 32)])
+
+    def _stylize_one(self, request: StylizeRequest) -> Image.Image:
+        content, styles = self.preprocess(request)
+        return array_to_image(self.stylize(content, styles, list(request.weights), request.alpha))
+
+    def preprocess(self, request: StylizeRequest) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Content (1, 3, H, W) and styles (1, 3, Hs, Ws), sized by ``max_side``; styles recoloured if asked."""
+        assert len(request.styles) == len(request.weights) > 0, "need one weight per style and at least one"
+        content = image_to_array(resize_for_network(request.content, request.max_side))
+        styles = [image_to_array(resize_for_network(s, request.max_side)) for s in request.styles]
+        if request.preserve_color:
+            # the AdaIN release's preserve_color: give each style the content's colour statistics
+            styles = [np.clip(coral(style[0], content[0]), 0.0, 1.0)[None] for style in styles]
+        return content, styles
+
+    def stylize(self, content: np.ndarray, styles: list[np.ndarray], weights: list[float], alpha: float) -> np.ndarray:
+        """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1]."""
+        assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
+        content_feat = run_session(self.encoder, content)  # (1, C4, H/8, W/8)
+        style_feats = [run_session(self.encoder, style) for style in styles]  # each (1, C4, Hs/8, Ws/8)
+        target = interpolate_styles(content_feat, style_feats, weights)  # one style: plain AdaIN
+        blended = alpha * target + (1.0 - alpha) * content_feat
+        return np.clip(run_session(self.decoder, blended), 0.0, 1.0)  # (1, 3, H, W)

@@ -1,0 +1,65 @@
+"""What the style predictors take, and the AdaIN artifact's names and widths; torch-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PIL import Image
+
+from models.artifact import ArtifactError, Manifest
+
+ARCHITECTURE = "adain-vgg19-relu4_1"
+ENCODER_FILE = "encoder.safetensors"
+DECODER_FILE = "decoder.safetensors"
+ENCODER_ONNX = "encoder.onnx"
+DECODER_ONNX = "decoder.onnx"
+
+# Classical NST's loss weights. They follow jcjohnson/neural-style's normalisation (Gram / (C·H·W), mean
+# squared errors) on features at VGG's 0..255 scale, which conv0 reproduces. Its 5:100 content:style ratio
+# needs ~1000 L-BFGS steps from noise; starting from the content with a few dozen Adam steps, a 1:1000
+# ratio is what visibly moves the texture while the content's layout survives.
+CONTENT_WEIGHT = 1.0
+STYLE_WEIGHT = 1e3
+# On [0, 1] pixels with mean squared neighbour differences: just enough to damp high-frequency noise.
+TV_WEIGHT = 10.0
+
+
+@dataclass(frozen=True)
+class StylizeRequest:
+    """One stylization: a content image, one or more styles mixed by ``weights``, and a strength ``alpha``.
+
+    ``alpha`` in [0, 1] blends the AdaIN target (1) with the content's own features (0);
+    ``preserve_color`` recolours each style to the content's colours first; the output's longer
+    side is at most ``max_side``.
+    """
+
+    content: Image.Image
+    styles: tuple[Image.Image, ...]
+    weights: tuple[float, ...]
+    alpha: float
+    preserve_color: bool
+    max_side: int
+
+
+@dataclass(frozen=True)
+class NSTRequest:
+    """One optimisation-based stylization; the output's longer side is at most ``max_side``."""
+
+    content: Image.Image
+    style: Image.Image
+    iterations: int
+    max_side: int
+    content_weight: float = CONTENT_WEIGHT
+    style_weight: float = STYLE_WEIGHT
+    tv_weight: float = TV_WEIGHT
+
+
+def widths_from_manifest(manifest: Manifest) -> tuple[int, int, int, int]:
+    """The encoder/decoder widths recorded in the manifest; an ``ArtifactError`` when absent or malformed."""
+    where = f"{manifest.name}/{manifest.version}"
+    if manifest.architecture != ARCHITECTURE:
+        raise ArtifactError(f"{where}: architecture {manifest.architecture!r} is not {ARCHITECTURE!r}")
+    widths = manifest.hyperparameters.get("widths")
+    if not (isinstance(widths, list) and len(widths) == 4 and all(isinstance(w, int) and w > 0 for w in widths)):
+        raise ArtifactError(f"{where}: hyperparameters.widths must be a list of 4 positive ints, not {widths!r}")
+    return (widths[0], widths[1], widths[2], widths[3])
