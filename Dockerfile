@@ -3,14 +3,19 @@
 #   docker build -t deepcanvas .                    # CPU-only torch from download.pytorch.org
 #   docker run --rm -p 8000:8000 deepcanvas         # serves the store baked into the image
 #   docker run --rm -p 8000:8000 -e DEEPCANVAS_STORE=s3://bucket/models deepcanvas
+#   docker build --target slim -t deepcanvas:slim .  # ONNX Runtime, no torch; the store exported to ONNX
 #
 # Build arguments:
 #   BASE_IMAGE       a Debian bookworm image with Python 3.11 (docker/base-image.sh makes one without a registry)
 #   TORCH_INDEX_URL  where torch and torchvision come from when building online
 #   TORCH_SPEC       which torch and torchvision to install (pin a pair here)
 #   WHEELS           a wheel folder in the build context (e.g. docker/wheels): install offline from it alone
-#   EXTRAS           the project's optional dependency groups to install, comma-separated (default: serve)
+#   EXTRAS           the project's optional dependency groups to install, comma-separated (default: serve,torch)
 #   STORE_DIR        the store folder baked into the image (default: the embedded starter store)
+#
+# The slim target needs the export and onnx extras too (onnx, onnxscript, onnxruntime): a WHEELS folder must
+# hold them (pip download '.[serve,torch,export,onnx]'). The classic builder (DOCKER_BUILDKIT=0) builds every
+# stage before its target, so there a default build runs the slim stages as well; BuildKit skips them.
 #
 # Layers go from the least to the most often changed: dependencies (gigabytes; rebuilt only when
 # pyproject.toml or the wheels change), the store, then the project's own code (a few hundred kilobytes).
@@ -33,7 +38,7 @@ COPY pyproject.toml /tmp/pyproject.toml
 # The project's dependencies alone (its code comes later): pyproject.toml's, plus those of EXTRAS.
 # ultralytics asks for opencv-python, whose GUI build needs libGL and X libraries: the headless build is
 # the same cv2 without them. triton (pulled in by CUDA builds of torch) serves only torch.compile.
-ARG EXTRAS=serve
+ARG EXTRAS=serve,torch
 RUN python -c 'import os, tomllib; p = tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]; \
 extras = [e for e in os.environ["EXTRAS"].split(",") if e]; \
 print("\n".join(p["dependencies"] + [r for e in extras for r in p["optional-dependencies"][e]]))' \
@@ -59,27 +64,21 @@ RUN if [ -n "$WHEELS" ]; then set -- --no-index --find-links /tmp/wheels; else s
     && rm -rf /tmp/project/models/store \
     && mv /tmp/project/* "/opt/overlay$site/"
 
-# The runtime venv: no pip, setuptools or wheel.
-FROM dependencies AS venv
-RUN pip uninstall --yes pip setuptools wheel
-
 # The baked store, world-readable whatever modes its files had in the build context.
 FROM ${BASE_IMAGE} AS store
 ARG STORE_DIR=models/store
 COPY ${STORE_DIR}/ /opt/deepcanvas/store/
 RUN chmod -R a+rX,go-w /opt/deepcanvas/store
 
-FROM ${BASE_IMAGE}
+# What both images share: the user, the environment, the health check and the command.
+# The venv and the store stay root-owned and read-only; the service writes only below its home:
+# the verified artifact cache, and the config folders ultralytics and matplotlib insist on.
+FROM ${BASE_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="DeepCanvas" \
       org.opencontainers.image.description="Face detection, face classification and style transfer over HTTP"
 RUN groupadd --system --gid 10001 deepcanvas \
     && useradd --system --uid 10001 --gid deepcanvas --create-home --home-dir /home/deepcanvas \
         --shell /usr/sbin/nologin deepcanvas
-COPY --from=venv /opt/venv /opt/venv
-COPY --from=store /opt/deepcanvas/store /opt/deepcanvas/store
-COPY --from=project /opt/overlay/ /
-# The venv and the store stay root-owned and read-only; the service writes only below its home:
-# the verified artifact cache, and the config folders ultralytics and matplotlib insist on.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -98,3 +97,69 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
 CMD ["deepcanvas", "serve", "--host", "0.0.0.0", "--port", "8000"]
+
+# --- slim: docker build --target slim -------------------------------------------------------------------
+# Every network of the baked store exported to ONNX, on the torch image (the style gallery holds none).
+FROM dependencies AS export
+ARG WHEELS=
+# The export extra's own packages; its deepcanvas[torch] is the dependencies stage already.
+RUN python -c 'import tomllib; p = tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]; \
+print("\n".join(r for r in p["optional-dependencies"]["export"] if not r.startswith("deepcanvas")))' \
+        >/tmp/export-requirements.txt \
+    && if [ -n "$WHEELS" ]; then set -- --no-index --find-links /tmp/wheels; else set --; fi \
+    && pip install "$@" --requirement /tmp/export-requirements.txt
+COPY --from=store /opt/deepcanvas/store /opt/deepcanvas/store
+COPY --from=project /opt/overlay/ /
+ENV YOLO_OFFLINE=1 \
+    YOLO_AUTOINSTALL=False \
+    YOLO_CONFIG_DIR=/tmp/ultralytics \
+    MPLCONFIGDIR=/tmp/matplotlib
+RUN set -e; for manifest in /opt/deepcanvas/store/*/*/manifest.json; do \
+        task="$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["task"])' "$manifest")"; \
+        [ "$task" = style-gallery ] || deepcanvas models export "${manifest%/manifest.json}"; \
+    done; \
+    chmod -R a+rX,go-w /opt/deepcanvas/store
+
+# The wheels of the slim venv alone (about 80 MB), picked here where pip resolves against the wheel folder,
+# so the slim venv stage does not copy the whole folder (gigabytes of torch and CUDA) into a layer.
+FROM dependencies AS slim-wheels
+ARG WHEELS=
+RUN mkdir -p /opt/slim \
+    && python -c 'import tomllib; p = tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]; \
+print("\n".join(p["dependencies"] + [r for e in ("serve", "onnx") for r in p["optional-dependencies"][e]]))' \
+        >/opt/slim/requirements.txt \
+    && if [ -n "$WHEELS" ]; then set -- --no-index --find-links /tmp/wheels; else set --; fi \
+    && pip download "$@" --dest /opt/slim/wheels --requirement /opt/slim/requirements.txt
+
+# The project's dependencies with the serve and onnx extras: no torch, torchvision, ultralytics or OpenCV.
+FROM ${BASE_IMAGE} AS slim-venv
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+RUN python3 -m venv /opt/venv
+COPY --from=slim-wheels /opt/slim /tmp/slim
+RUN pip install --no-index --find-links /tmp/slim/wheels --requirement /tmp/slim/requirements.txt \
+    && pip uninstall --yes pip setuptools wheel \
+    && python -c 'import importlib.util as u, sys; \
+found = [m for m in ("torch", "torchvision", "ultralytics", "cv2") if u.find_spec(m)]; \
+sys.exit(f"the slim venv must not hold {found}" if found else 0)'
+
+FROM runtime AS slim
+LABEL org.opencontainers.image.description="Face detection, face classification and AdaIN on ONNX Runtime"
+COPY --from=slim-venv /opt/venv /opt/venv
+COPY --from=export /opt/deepcanvas/store /opt/deepcanvas/store
+COPY --from=project /opt/overlay/ /
+# Every network on ONNX Runtime, so the service never imports torch; method=nst answers 422.
+ENV DEEPCANVAS_DETECTOR_BACKEND=onnx \
+    DEEPCANVAS_CLASSIFIER_BACKEND=onnx \
+    DEEPCANVAS_STYLE_BACKEND=onnx
+
+# --- the full image (the default target) ----------------------------------------------------------------
+# The runtime venv: no pip, setuptools or wheel.
+FROM dependencies AS venv
+RUN pip uninstall --yes pip setuptools wheel
+
+FROM runtime
+COPY --from=venv /opt/venv /opt/venv
+COPY --from=store /opt/deepcanvas/store /opt/deepcanvas/store
+COPY --from=project /opt/overlay/ /

@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := False
 export AWS_EMF_ENVIRONMENT ?= local
 
-.PHONY: install serve test lint typecheck browser-deps clean starter infra container-smoke
+.PHONY: install serve test lint typecheck browser-deps clean starter infra container-smoke container-smoke-slim
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ infra: install
 # tears down. Needs root; installs and starts Docker on Debian when missing.
 container-smoke: install
 	docker/smoke.sh
+
+# The slim image (ONNX Runtime, no torch): builds the slim target offline, runs it alone on the host network,
+# calls each endpoint, checks that method=nst answers 422 and that RSS stays within SLIM_MAX_RSS_MB (800).
+container-smoke-slim: install
+	docker/smoke.sh --slim
 
 starter: install
 	$(BIN)/deepcanvas models starter models/store

@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
 # Container smoke test: every image builds, docker-compose.yml starts, and the service answers /detect,
 # /classify and /stylize from the seeded S3 store. Tears the stack down on exit; non-zero on failure.
+# With --slim: builds the slim target instead (ONNX Runtime, no torch), runs it alone on the host network
+# from its baked store, calls each endpoint, checks that method=nst answers 422 and that the container's
+# resident memory stays within SLIM_MAX_RSS_MB.
 #
 #   docker/smoke.sh                     # offline: no registry, no package index inside the builds
+#   docker/smoke.sh --slim              # the slim image (or SMOKE_SLIM=1)
 #   SMOKE_ONLINE=1 docker/smoke.sh      # where registries and PyPI are reachable (e.g. a CI runner)
 #
 # Offline, images come from a debootstrap base image and wheel folders prepared on the host with its pip.
 # Needs root on Debian when the engine is missing: installs docker.io, docker-compose and debootstrap,
 # and starts dockerd (host networking only; stopped again at the end).
 # Environment: BASE_IMAGE (offline default: deepcanvas-base:bookworm, built here once), TORCH_SPEC, EXTRAS,
-# READY_TIMEOUT_S, HOST_PYTHON (whose pip prepares the wheel folders; default .venv/bin/python, else python3).
+# READY_TIMEOUT_S, HOST_PYTHON (whose pip prepares the wheel folders; default .venv/bin/python, else python3),
+# SLIM_MAX_RSS_MB (default 800).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SMOKE_ONLINE="${SMOKE_ONLINE:-}"
+SMOKE_SLIM="${SMOKE_SLIM:-}"
+case "${1:-}" in
+    "") ;;
+    --slim) SMOKE_SLIM=1 ;;
+    *) echo "usage: $0 [--slim]" >&2; exit 2 ;;
+esac
 if [ -n "$SMOKE_ONLINE" ]; then
     BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim-bookworm}"
     PROMETHEUS_BASE_IMAGE="${PROMETHEUS_BASE_IMAGE:-debian:bookworm-slim}"
@@ -24,10 +35,12 @@ else
     # The pair whose wheels this machine's package index holds.
     TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
 fi
-EXTRAS="${EXTRAS:-serve}"
+EXTRAS="${EXTRAS:-serve,torch}"
 READY_TIMEOUT_S="${READY_TIMEOUT_S:-300}"
 HOST_PYTHON="${HOST_PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
 DOCKERD_LOG="${DOCKERD_LOG:-/tmp/deepcanvas-dockerd.log}"
+SLIM_MAX_RSS_MB="${SLIM_MAX_RSS_MB:-800}"
+SLIM_CONTAINER=deepcanvas-slim-smoke
 SERVICE=http://127.0.0.1:8000
 PROMETHEUS=http://127.0.0.1:9090
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0 COMPOSE_PROJECT_NAME=deepcanvas-smoke
@@ -35,6 +48,7 @@ export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0 COMPOSE_PROJECT_NAME=deepcan
 WORK="$(mktemp -d)"
 DOCKERD_PID=""
 STACK_UP=""
+SLIM_UP=""
 CURRENT_PHASE="setup"
 TIMINGS=()
 SMOKE_START=$SECONDS
@@ -126,6 +140,23 @@ build_service_image() {
     docker image prune --force --filter label=org.opencontainers.image.title=DeepCanvas >/dev/null
 }
 
+build_slim_image() {
+    docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg "$(wheels_arg docker/wheels)" \
+        --build-arg TORCH_SPEC="$TORCH_SPEC" --build-arg EXTRAS="$EXTRAS" --target slim -t deepcanvas:slim .
+    docker image prune --force --filter label=org.opencontainers.image.title=DeepCanvas >/dev/null
+}
+
+# The point of the slim image: torch is not merely unused but absent.
+check_no_torch() {
+    local error
+    if error="$(docker run --rm --network host deepcanvas:slim python -c 'import torch' 2>&1)"; then
+        echo "deepcanvas:slim imports torch" >&2
+        return 1
+    fi
+    grep -q "No module named 'torch'" <<<"$error" || { echo "$error" >&2; return 1; }
+    echo "deepcanvas:slim: import torch fails (No module named 'torch')"
+}
+
 build_s3_image() {
     docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg "$(wheels_arg wheels)" \
         -t deepcanvas-s3:local docker/s3
@@ -138,14 +169,38 @@ build_prometheus_image() {
 
 # --- stack --------------------------------------------------------------------------------------------
 
+# On the host network another server on port 8000 would answer in the service's place.
+check_port_free() {
+    if curl -s -o /dev/null --max-time 2 "$SERVICE/healthz"; then
+        echo "something already answers on $SERVICE; stop it first" >&2
+        return 1
+    fi
+}
+
 start_stack() {
+    check_port_free
     STACK_UP=1
     compose up --detach --no-build
 }
 
+# The slim image alone, serving its baked (exported) store; bound to loopback like the compose service.
+start_slim() {
+    check_port_free
+    docker rm --force "$SLIM_CONTAINER" >/dev/null 2>&1 || true
+    SLIM_UP=1
+    docker run --detach --name "$SLIM_CONTAINER" --network host deepcanvas:slim \
+        deepcanvas serve --host 127.0.0.1 --port 8000
+}
+
+slim_running() {
+    [ "$(docker inspect --format '{{.State.Running}}' "$SLIM_CONTAINER" 2>/dev/null)" = true ]
+}
+
+# ALIVE (optional): a command that fails once waiting is pointless, e.g. the container exited.
 wait_until_ready() {
-    local deadline=$((SECONDS + READY_TIMEOUT_S))
+    local alive="${1:-true}" deadline=$((SECONDS + READY_TIMEOUT_S))
     until [ "$(curl -s -o /dev/null -w '%{http_code}' "$SERVICE/readyz")" = 200 ]; do
+        "$alive" || { echo "the service exited before it was ready" >&2; return 1; }
         if [ $SECONDS -ge $deadline ]; then
             echo "not ready after ${READY_TIMEOUT_S}s: $(curl -s "$SERVICE/readyz")" >&2
             return 1
@@ -179,15 +234,19 @@ with open(sys.argv[1], "wb") as out:
 PY
 }
 
-expect_200() {
-    local what="$1" code
-    shift
+expect_status() {
+    local expected="$1" what="$2" code
+    shift 2
     code="$(curl -s -o "$WORK/body" -w '%{http_code}' "$@")"
-    if [ "$code" != 200 ]; then
-        echo "$what: HTTP $code: $(head -c 500 "$WORK/body")" >&2
+    if [ "$code" != "$expected" ]; then
+        echo "$what: HTTP $code, expected $expected: $(head -c 500 "$WORK/body")" >&2
         return 1
     fi
-    echo "$what: 200 ($(wc -c <"$WORK/body") bytes)"
+    echo "$what: $code ($(wc -c <"$WORK/body") bytes)"
+}
+
+expect_200() {
+    expect_status 200 "$@"
 }
 
 call_endpoints() {
@@ -200,6 +259,45 @@ call_endpoints() {
     expect_200 "POST /stylize ($style)" -F "content=@$photo" -F "style_name=$style" -F max_side=64 \
         "$SERVICE/stylize"
     [ "$(head -c 4 "$WORK/body" | tail -c 3)" = PNG ] || { echo "POST /stylize: not a PNG" >&2; return 1; }
+}
+
+# The ONNX backend has AdaIN only: classical NST needs torch.
+check_nst_refused() {
+    local photo="$WORK/photo.png"
+    write_photo "$photo"
+    expect_status 422 "POST /stylize (method=nst)" -F "content=@$photo" -F "style_name=$(first_style)" \
+        -F method=nst -F max_side=64 "$SERVICE/stylize"
+    echo "  $(cat "$WORK/body")"
+}
+
+first_style() {
+    curl -s "$SERVICE/styles" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["styles"][0]["name"])'
+}
+
+# Docker's health check runs the image's own probe, with the slim venv's python.
+wait_until_healthy() {
+    local deadline=$((SECONDS + 60)) health
+    until health="$(docker inspect --format '{{.State.Health.Status}}' "$SLIM_CONTAINER")"
+        [ "$health" = healthy ]; do
+        [ $SECONDS -lt $deadline ] || { echo "container health: $health after 60s" >&2; return 1; }
+        sleep 2
+    done
+    echo "container health: $health"
+}
+
+# Resident memory of the service process (PID 1 in the container) with every model loaded and used.
+check_memory() {
+    local pid rss_mb peak_mb
+    pid="$(docker inspect --format '{{.State.Pid}}' "$SLIM_CONTAINER")"
+    rss_mb=$(($(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status") / 1024))
+    peak_mb=$(($(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status") / 1024))
+    echo "slim service RSS ${rss_mb} MB (peak ${peak_mb} MB; limit ${SLIM_MAX_RSS_MB} MB);" \
+        "docker stats: $(docker stats --no-stream --format '{{.MemUsage}}' "$SLIM_CONTAINER")"
+    if [ "$rss_mb" -gt "$SLIM_MAX_RSS_MB" ]; then
+        echo "RSS ${rss_mb} MB exceeds ${SLIM_MAX_RSS_MB} MB" >&2
+        return 1
+    fi
 }
 
 scrape_health() {
@@ -230,6 +328,10 @@ teardown() {
         [ $status -eq 0 ] || compose logs --no-color --tail=40 || true
         compose down --remove-orphans --volumes || true
     fi
+    if [ -n "$SLIM_UP" ]; then
+        [ $status -eq 0 ] || docker logs --tail 40 "$SLIM_CONTAINER" || true
+        docker rm --force "$SLIM_CONTAINER" >/dev/null 2>&1 || true
+    fi
     echo "== images"
     docker images --format '  {{.Repository}}:{{.Tag}} {{.Size}}' 2>/dev/null | grep deepcanvas || true
     if [ -n "$DOCKERD_PID" ]; then
@@ -253,9 +355,22 @@ trap 'exit 130' INT TERM
 phase engine ensure_engine
 if [ -z "$SMOKE_ONLINE" ]; then
     phase base-image docker/base-image.sh "$BASE_IMAGE"
+    # Both targets' wheels: the classic builder builds the slim stages (export, onnx) in a default build too.
     # shellcheck disable=SC2086  # TORCH_SPEC is a list of requirements
-    phase wheels prepare_wheels docker/wheels $TORCH_SPEC ".[$EXTRAS]" opencv-python-headless setuptools wheel
-    phase s3-wheels prepare_wheels docker/s3/wheels "moto[server]>=5"
+    phase wheels prepare_wheels docker/wheels $TORCH_SPEC ".[$EXTRAS,export,onnx]" opencv-python-headless \
+        setuptools wheel
+    [ -n "$SMOKE_SLIM" ] || phase s3-wheels prepare_wheels docker/s3/wheels "moto[server]>=5"
+fi
+if [ -n "$SMOKE_SLIM" ]; then
+    phase build-slim build_slim_image
+    phase no-torch check_no_torch
+    phase run-slim start_slim
+    phase ready wait_until_ready slim_running
+    phase healthy wait_until_healthy
+    phase endpoints call_endpoints
+    phase nst-refused check_nst_refused
+    phase memory check_memory
+    exit 0
 fi
 phase build-service build_service_image
 phase build-s3 build_s3_image

@@ -23,6 +23,18 @@ SHARED = Path(os.environ.get("DEEPCANVAS_SHARED", REPO.parent / "shared"))
 EMBEDDED_STORE = REPO / "models" / "store"
 
 
+def _store_snapshot() -> dict[str, int]:
+    return {str(p.relative_to(EMBEDDED_STORE)): p.stat().st_size for p in EMBEDDED_STORE.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def embedded_store_stays_untouched() -> Iterator[None]:
+    """No test may write into the repository's store (runtime documents, artifacts): they use copies."""
+    before = _store_snapshot()
+    yield
+    assert _store_snapshot() == before, "a test changed models/store; give it a copy of the store instead"
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """``../shared``; tests that use it skip cleanly where it is absent."""

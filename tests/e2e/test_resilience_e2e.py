@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,6 +31,9 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "A
 
 @pytest.fixture(scope="module")
 def fuzzable_server(embedded_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    # The fuzzer holds the admin token: it may switch models and write runtime documents, so give it a copy.
+    store = tmp_path_factory.mktemp("store") / "store"
+    shutil.copytree(embedded_store, store)
     env = {
         "DEEPCANVAS_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
         "DEEPCANVAS_ADMIN_TOKEN": TOKEN,
@@ -37,7 +41,7 @@ def fuzzable_server(embedded_store: Path, tmp_path_factory: pytest.TempPathFacto
         "DEEPCANVAS_NST_MAX_SIDE": "64",
         "DEEPCANVAS_QUEUE_SIZE": "4",
     }
-    server = LiveServer.start(store=embedded_store.as_uri(), env=env)
+    server = LiveServer.start(store=store.as_uri(), env=env)
     try:
         server.wait_ready()
         yield server
