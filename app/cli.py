@@ -199,6 +199,8 @@ def main() -> None:
     # OpenMP threads that spin while waiting collapse throughput when cores are shared (a 2-core task next to
     # anything else: 2.1 s instead of 0.34 s per YOLOv5s call measured here). Set before torch is imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Importing ultralytics sets OMP_NUM_THREADS=1 when it is unset; every process we start would inherit that.
+    os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
     # Training and evaluation commands import torch, torchvision and ultralytics at once: `serve` and `bench`
     # start faster without them.
