@@ -91,6 +91,12 @@ def expand_box(box: tuple[float, ...], margin: float, width: int, height: int) -
     return left, top, max(right, left + 1), max(bottom, top + 1)
 
 
+def crop_decode_side(manager: ModelManager) -> int | None:
+    """How many pixels a whole-image face crop needs: twice the classifier's input (None: not known yet)."""
+    slot = manager.slots.get("classifier")
+    return 2 * slot.manifest.input.size if slot is not None and slot.manifest.input else None
+
+
 def decide(probabilities: dict[str, float], labels: list[str], threshold: float) -> str:
     """Two labels: the second when its probability reaches ``threshold``; otherwise the most probable."""
     if len(labels) == 2:

@@ -10,7 +10,7 @@ from PIL import Image
 from app.imaging import ImageLimits, decode_image
 
 
-async def read_image(upload: UploadFile, limits: ImageLimits, field: str) -> Image.Image:
+async def read_image(upload: UploadFile, limits: ImageLimits, field: str, reduce_to: int | None = None) -> Image.Image:
     """The upload's bytes (already bounded by the body limit) decoded to RGB in a worker thread."""
     data = await upload.read()
-    return await asyncio.to_thread(decode_image, data, limits, field)
+    return await asyncio.to_thread(decode_image, data, limits, field, reduce_to)

@@ -30,6 +30,8 @@ async def classify_faces(
     imgsz: ImgszField = None,
 ) -> ClassifyResponse:
     """Classify every detected face (or the whole image as one face) with label probabilities."""
-    decoded = await read_image(image, limits, "image")
+    # Without detection the whole image is shrunk to the classifier's input: decode no more than needed.
+    reduce_to = None if detect_faces else services.crop_decode_side(manager)
+    decoded = await read_image(image, limits, "image", reduce_to)
     options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
     return await services.classify(manager, params, decoded, detect_faces, options)

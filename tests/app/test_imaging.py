@@ -67,3 +67,13 @@ def test_importing_ultralytics_does_not_change_how_uploads_are_decoded() -> None
     with pytest.raises(DeepCanvasError) as caught:
         decode_image(b"plain text, not an image" * 4, LIMITS)
     assert caught.value.status == 415
+
+
+def test_a_jpeg_may_be_decoded_reduced_but_never_below_the_requested_side() -> None:
+    from tests.support.images import face_like_photo
+
+    data = face_like_photo(1600, 1200)
+    reduced = decode_image(data, LIMITS, reduce_to=128)
+    assert 128 <= min(reduced.size) < 1200 and reduced.width / reduced.height == pytest.approx(4 / 3, rel=0.02)
+    assert decode_image(data, LIMITS).size == (1600, 1200)
+    assert decode_image(face_like_photo(1600, 1200, "PNG"), LIMITS, reduce_to=128).size == (1600, 1200)
