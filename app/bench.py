@@ -101,19 +101,19 @@ def http_calls(base: str, photo: bytes, style: str, max_side: int) -> dict[str, 
 def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> tuple[dict[str, Callable[[], Any]], str]:
     """The same predictors, built from the same store, called directly on the decoded image."""
     from app.main import open_artifact_store
-    from app.model_plans import build_classifier, build_detector, build_gallery, build_style
-    from models.detector.predictor import DetectRequest
-    from models.style.predictor import StylizeRequest
+    from app.model_plans import default_plans
+    from models.detector.types import DetectRequest
+    from models.style.types import StylizeRequest
 
     store = open_artifact_store(settings)
+    builders = {plan.slot: plan.build for plan in default_plans(settings)}  # the backends the service uses
 
-    def build(role: str, builder: Callable[..., Any]) -> Any:
+    def build(role: str) -> Any:
         name, ref = settings.model_refs[role]  # type: ignore[index]
         folder, manifest = store.fetch(name, ref)
-        return builder(folder, manifest, settings.device)
+        return builders[role](folder, manifest, settings.device)
 
-    detector, classifier = build("detector", build_detector), build("classifier", build_classifier)
-    style, gallery = build("style", build_style), build("gallery", build_gallery)
+    detector, classifier, style, gallery = build("detector"), build("classifier"), build("style"), build("gallery")
     style_name = gallery.names()[0]
     size = detector.manifest.input.size if detector.manifest.input else 640
     detect = DetectRequest(image=image, conf=0.25, iou=0.45, max_det=300, imgsz=size)

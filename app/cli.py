@@ -133,6 +133,7 @@ def bench(
     seconds: Annotated[float, typer.Option(min=1, help="Load mode: seconds per endpoint and client count")] = 10,
     clients: Annotated[str, typer.Option(help="Load mode: concurrent client counts")] = "1,4,16",
     max_side: Annotated[int, typer.Option(min=32, help="Stylize output bound")] = 512,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (exports a copy of the store first)")] = "torch",
     store: StoreOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report here")] = None,
 ) -> None:
@@ -142,7 +143,11 @@ def bench(
 
     if mode not in ("latency", "load", "all"):
         raise typer.BadParameter("mode must be latency, load or all")
+    if backend not in ("torch", "onnx"):
+        raise typer.BadParameter("backend must be torch or onnx")
     settings, image, report = _settings(store), load_photo(photo), {}
+    if backend == "onnx":
+        settings = _exported_settings(settings)
     if mode in ("latency", "all"):
         report["latency"] = run_bench(image, repeats, max_side, settings)
         print_report(report["latency"], console)
@@ -154,6 +159,33 @@ def bench(
     console.print_json(json.dumps(report))
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
+
+
+def _exported_settings(settings: Settings) -> Settings:
+    """A temporary copy of a local store with every network exported to ONNX, served on the ONNX backend.
+
+    The settings go to the server through the environment, so both sides of the benchmark use them.
+    """
+    import os
+    import shutil
+    import tempfile
+    from urllib.parse import unquote, urlparse
+
+    from models.artifact import load_artifact
+    from models.onnx_export import export_artifact
+
+    source = Path(unquote(urlparse(settings.store).path))
+    if not settings.store.startswith("file://"):
+        raise typer.BadParameter("--backend onnx exports a local store: give --store file:///path")
+    copy = Path(tempfile.mkdtemp(prefix="deepcanvas-onnx-")) / "store"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("_runtime"))
+    for manifest_path in sorted(copy.glob("*/*/manifest.json")):
+        if load_artifact(manifest_path.parent).task != "style-gallery":
+            export_artifact(manifest_path.parent)
+    for role in ("DETECTOR", "CLASSIFIER", "STYLE"):
+        os.environ[f"DEEPCANVAS_{role}_BACKEND"] = "onnx"
+    os.environ["DEEPCANVAS_STORE"] = copy.as_uri()
+    return Settings()
 
 
 def _first_style(settings: Settings) -> str:
