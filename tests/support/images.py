@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+# LFW3D-like crops: a skin ellipse inscribed in a grey 90×90 square.
+SKIN, CORNER = (225, 180, 150), (128, 128, 128)
 
 
 def face_like_photo(width: int = 320, height: int = 240, fmt: str = "JPEG") -> bytes:
@@ -25,3 +29,19 @@ def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
+
+
+def draw_face_crops(root: Path, people: int = 4, per_person: int = 2) -> Path:
+    """LFW3D-like crops: a skin ellipse inscribed in a grey 90×90 square, dark eyes and mouth."""
+    for person in range(people):
+        for k in range(per_person):
+            crop = Image.new("RGB", (90, 90), CORNER)
+            draw = ImageDraw.Draw(crop)
+            draw.ellipse((0, 0, 89, 89), fill=SKIN)
+            draw.ellipse((22, 28, 36, 38), fill=(40, 30, 30))
+            draw.ellipse((54, 28, 68, 38), fill=(40, 30, 30))
+            draw.rectangle((32 + k, 66, 58, 72), fill=(120, 40, 40))
+            path = root / f"Person_{person}" / f"Person_{person}_{k:04d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            crop.save(path)
+    return root

@@ -8,28 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from models.artifact import Manifest, load_artifact
 from models.detector.predictor import DetectRequest, FaceDetector
 from models.detector.synthesize import CompositeRecipe, synthesize_dataset
 from models.detector.train import DetectorTrainConfig, run_state, train_detector
-
-
-def draw_face_crops(root: Path, people: int = 4) -> Path:
-    """LFW3D-like crops: a skin ellipse with dark eyes and mouth in a grey square, two per person."""
-    for person in range(people):
-        for k in range(2):
-            crop = Image.new("RGB", (90, 90), (128, 128, 128))
-            draw = ImageDraw.Draw(crop)
-            draw.ellipse((0, 0, 89, 89), fill=(225, 180, 150))
-            draw.ellipse((22, 28, 36, 38), fill=(40, 30, 30))
-            draw.ellipse((54, 28, 68, 38), fill=(40, 30, 30))
-            draw.rectangle((32 + k, 66, 58, 72), fill=(120, 40, 40))
-            path = root / f"Person_{person}" / f"{k}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            crop.save(path)
-    return root
+from tests.support.images import draw_face_crops
 
 
 def write_face_photos(folder: Path) -> None:

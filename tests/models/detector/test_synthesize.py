@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from models.detector.synthesize import (
     CompositeRecipe,
@@ -16,8 +16,8 @@ from models.detector.synthesize import (
     split_faces_by_identity,
     synthesize_dataset,
 )
+from tests.support.images import draw_face_crops
 
-SKIN, CORNER = (225, 180, 150), (128, 128, 128)
 # No colour jitter or blur, so a face pixel stays bright on the black background; rotation stays on.
 PLAIN = CompositeRecipe(
     size=128,
@@ -32,22 +32,6 @@ PLAIN = CompositeRecipe(
     grayscale_probability=0.0,
     jpeg_quality=(95, 95),
 )
-
-
-def draw_face_crops(root: Path, people: int = 4, per_person: int = 2) -> Path:
-    """LFW3D-like crops: a skin ellipse inscribed in a grey 90×90 square, dark eyes and mouth."""
-    for person in range(people):
-        for k in range(per_person):
-            crop = Image.new("RGB", (90, 90), CORNER)
-            draw = ImageDraw.Draw(crop)
-            draw.ellipse((0, 0, 89, 89), fill=SKIN)
-            draw.ellipse((22, 28, 36, 38), fill=(40, 30, 30))
-            draw.ellipse((54, 28, 68, 38), fill=(40, 30, 30))
-            draw.rectangle((32 + k, 66, 58, 72), fill=(120, 40, 40))
-            path = root / f"Person_{person}" / f"Person_{person}_{k:04d}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            crop.save(path)
-    return root
 
 
 @pytest.fixture
