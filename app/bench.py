@@ -58,7 +58,8 @@ def time_calls(call: Callable[[], Any], repeats: int, warmup: int = 2) -> list[f
     return samples
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -129,7 +130,7 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> tu
 def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> dict[str, Any]:
     image = decode_image(photo, ImageLimits(settings.max_pixels, settings.min_side))
     local, style_name = inprocess_calls(settings, image, max_side)
-    port = _free_port()
+    port = free_port()
     process, startup_s = start_server(settings.store, port)
     try:
         rss_mb = psutil.Process(process.pid).memory_info().rss / 2**20

@@ -138,7 +138,7 @@ def bench(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report here")] = None,
 ) -> None:
     """Latency through HTTP next to the same predictor in-process, and throughput against a baseline app."""
-    from app.bench import load_photo, print_report, run_bench
+    from app.bench import free_port, load_photo, print_report, run_bench
     from app.loadbench import print_load_report, run_load_bench
 
     if mode not in ("latency", "load", "all"):
@@ -154,7 +154,7 @@ def bench(
     if mode in ("load", "all"):
         counts = tuple(int(c) for c in clients.split(","))
         style = _first_style(settings)
-        report["load"] = run_load_bench(image, settings.store, style, _free_port(), max_side, counts, seconds)
+        report["load"] = run_load_bench(image, settings.store, style, free_port(), max_side, counts, seconds)
         print_load_report(report["load"], console)
     console.print_json(json.dumps(report))
     if json_out:
@@ -194,14 +194,6 @@ def _first_style(settings: Settings) -> str:
     name, ref = settings.model_refs["gallery"]
     _, manifest = open_artifact_store(settings).fetch(name, ref)
     return manifest.gallery[0].name
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _register_model_commands() -> None:

@@ -24,6 +24,8 @@ from app.schemas import (
     StylesResponse,
 )
 from app.settings import Settings
+from models.detector.types import DetectRequest
+from models.style.types import NSTRequest, StylizeRequest
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,6 @@ def _first(*values: Any) -> Any:
 
 def _detect_request(slot: ModelSlot, params: RuntimeParams, image: Image.Image, options: DetectOptions) -> Any:
     """The request's own values, else the runtime parameters, else the model's manifest defaults."""
-    from models.detector.types import DetectRequest
-
     defaults = slot.manifest.defaults
     size = slot.manifest.input.size if slot.manifest.input else 640
     return DetectRequest(
@@ -160,8 +160,6 @@ async def stylize(
     weights = _style_weights(len(styles), options.weights)
     if options.method == "nst":
         return await _stylize_nst(manager, settings, content, styles, weights, options)
-    from models.style.types import StylizeRequest
-
     slot = manager.slot("style")
     request = StylizeRequest(
         content=content,
@@ -184,8 +182,6 @@ async def _stylize_nst(
     weights: tuple[float, ...],
     options: StylizeOptions,
 ) -> tuple[bytes, str, ModelRef]:
-    from models.style.types import NSTRequest
-
     if settings.style_backend != "torch":
         raise InvalidParameter(
             f"method=nst needs the torch backend; this service runs style_backend={settings.style_backend}"

@@ -18,7 +18,6 @@ import asyncio
 import io
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -70,11 +69,10 @@ def raw_networks(store: Path, batch: int, seconds: float) -> dict[str, float]:
 
 
 def service_throughput(store: Path, clients: int, seconds: float) -> dict[str, float]:
+    from app.bench import free_port
     from app.loadbench import drive, request_for, spawn
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     args = [str(Path(sys.executable).parent / "deepcanvas"), "serve", "--port", str(port), "--store", store.as_uri()]
     env = {"DEEPCANVAS_DEVICE": "cuda", "DEEPCANVAS_QUEUE_SIZE": str(4 * clients)}
     process = spawn(args, port, env)
