@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from app.store.objects import ObjectMissing, ObjectStore
+from app.store.objects import LocalObjectStore, ObjectMissing, ObjectStore
 from models.artifact import (
     MANIFEST_NAME,
     ArtifactError,
@@ -116,6 +116,15 @@ class ArtifactStore:
         if alias:
             self.set_alias(manifest.name, alias, manifest.version)
         return manifest
+
+    def push_store(self, root: Path) -> list[Manifest]:
+        """Publish every artifact of a local store folder, then the aliases its ``aliases.json`` files name."""
+        local = ArtifactStore(LocalObjectStore(root), self.cache_dir)
+        pushed = [self.push(root / name / version) for name in local.names() for version in local.versions(name)]
+        for name in local.names():
+            for alias, version in local.aliases(name).items():
+                self.set_alias(name, alias, version)
+        return pushed
 
 
 def _is_safe(value: str) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,22 +11,12 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from models.artifact import load_artifact, pack_artifact
-from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.fakes import copy_as_version, fake_plans, make_fake_store
 from tests.support.images import face_like_photo
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PHOTO = face_like_photo(160, 120)
-
-
-def _add_version(store: Path, name: str, source: str, version: str) -> None:
-    folder = store / name / version
-    shutil.copytree(store / name / source, folder)
-    manifest = load_artifact(folder)
-    (folder / "manifest.json").unlink()
-    fields = manifest.model_dump(exclude={"files", "version", "name"})
-    pack_artifact(folder, name=name, version=version, **fields)
 
 
 def _wait_ready(client: TestClient) -> None:
@@ -40,7 +29,7 @@ def _wait_ready(client: TestClient) -> None:
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     store = make_fake_store(tmp_path / "store")
-    _add_version(store, "face-gender", "v1", "v2")
+    copy_as_version(store / "face-gender" / "v1", store / "face-gender" / "v2", "v2")
     return store
 
 

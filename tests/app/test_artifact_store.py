@@ -115,3 +115,14 @@ def test_unreachable_s3_endpoint_is_reported_as_unavailable(tmp_path: Path) -> N
     objects = open_object_store("s3://bucket/prefix", f"http://127.0.0.1:{free_port()}", timeout_s=1)
     with pytest.raises(StoreUnavailable):
         ArtifactStore(objects, tmp_path / "cache").fetch("face-gender", "v1")
+
+
+@pytest.mark.s3
+def test_push_store_publishes_every_version_and_the_local_aliases(store: ArtifactStore, tmp_path: Path) -> None:
+    root = tmp_path / "local"
+    _local_artifact(root, "face-gender", "v1", b"one" * 10)
+    _local_artifact(root, "face-gender", "v2", b"two" * 10)
+    (root / "face-gender" / "aliases.json").write_text('{"stable": "v1"}')  # not the newest: aliases must win
+    store.push_store(root)
+    assert store.versions("face-gender") == ["v1", "v2"]
+    assert store.resolve("face-gender", "stable") == "v1"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import threading
 import time
@@ -15,7 +14,7 @@ import pytest
 
 from app.store import ArtifactStore, S3ObjectStore
 from app.store.objects import make_s3_client
-from models.artifact import load_artifact, pack_artifact
+from tests.support.fakes import copy_as_version
 from tests.support.images import face_like_photo
 from tests.support.servers import LiveServer, MotoServer
 
@@ -24,16 +23,6 @@ TOKEN = "e2e-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PHOTO = face_like_photo(200, 160)
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def _copy_as_version(source: Path, dest: Path, version: str) -> Path:
-    shutil.copytree(source, dest)
-    manifest = load_artifact(dest)
-    (dest / "manifest.json").unlink()
-    pack_artifact(
-        dest, name=manifest.name, version=version, **manifest.model_dump(exclude={"files", "name", "version"})
-    )
-    return dest
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +35,9 @@ def s3_store(moto_server: MotoServer, embedded_store: Path, tmp_path_factory: py
             patch.setenv(key, value)
         objects = S3ObjectStore(bucket, "models", make_s3_client(moto_server.url, "us-east-1", 10))
         store = ArtifactStore(objects, tmp_path_factory.mktemp("push-cache"))
-        for aliases in sorted(embedded_store.glob("*/aliases.json")):
-            for folder in sorted(p for p in aliases.parent.iterdir() if p.is_dir()):
-                store.push(folder, alias="stable")
+        store.push_store(embedded_store)
         classifier = next((embedded_store / "face-gender").glob("v*"))
-        store.push(_copy_as_version(classifier, tmp_path_factory.mktemp("v") / "x", "next"))
+        store.push(copy_as_version(classifier, tmp_path_factory.mktemp("v") / "x", "next"))
     return f"s3://{bucket}/models"
 
 

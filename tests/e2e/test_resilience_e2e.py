@@ -124,10 +124,7 @@ def test_saturation_gives_only_successes_or_503_with_retry_after(fuzzable_server
 def _seed(endpoint: str, bucket: str, embedded_store: Path, cache: Path) -> None:
     client = make_s3_client(endpoint, "us-east-1", 10)
     client.create_bucket(Bucket=bucket)
-    store = ArtifactStore(S3ObjectStore(bucket, "models", client), cache)
-    for aliases in sorted(embedded_store.glob("*/aliases.json")):
-        for folder in sorted(p for p in aliases.parent.iterdir() if p.is_dir()):
-            store.push(folder, alias="stable")
+    ArtifactStore(S3ObjectStore(bucket, "models", client), cache).push_store(embedded_store)
 
 
 @pytest.mark.s3

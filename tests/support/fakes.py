@@ -5,6 +5,7 @@ Fakes enter at the model-plan edge only: the real manager, store, routers and de
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 from PIL import Image
 
 from app.manager import SlotPlan
-from models.artifact import GalleryEntry, InputSpec, Manifest, pack_artifact
+from models.artifact import GalleryEntry, InputSpec, Manifest, load_artifact, pack_artifact
 from models.starter import set_local_alias
 
 
@@ -142,3 +143,14 @@ def make_fake_store(store: Path) -> Path:
     )
     set_local_alias(store, "style-gallery", "stable", "v1")
     return store
+
+
+def copy_as_version(source: Path, dest: Path, version: str) -> Path:
+    """A copy of the artifact in ``source`` republished under another version (same weights)."""
+    shutil.copytree(source, dest)
+    manifest = load_artifact(dest)
+    (dest / "manifest.json").unlink()
+    pack_artifact(
+        dest, name=manifest.name, version=version, **manifest.model_dump(exclude={"files", "name", "version"})
+    )
+    return dest
