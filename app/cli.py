@@ -133,7 +133,9 @@ def bench(
     seconds: Annotated[float, typer.Option(min=1, help="Load mode: seconds per endpoint and client count")] = 10,
     clients: Annotated[str, typer.Option(help="Load mode: concurrent client counts")] = "1,4,16",
     max_side: Annotated[int, typer.Option(min=32, help="Stylize output bound")] = 512,
-    backend: Annotated[str, typer.Option(help="torch, or onnx (exports a copy of the store first)")] = "torch",
+    backend: Annotated[
+        str, typer.Option(help="torch, or onnx / openvino (export a copy of the store first)")
+    ] = "torch",
     store: StoreOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report here")] = None,
 ) -> None:
@@ -143,11 +145,11 @@ def bench(
 
     if mode not in ("latency", "load", "all"):
         raise typer.BadParameter("mode must be latency, load or all")
-    if backend not in ("torch", "onnx"):
-        raise typer.BadParameter("backend must be torch or onnx")
+    if backend not in ("torch", "onnx", "openvino"):
+        raise typer.BadParameter("backend must be torch, onnx or openvino")
     settings, image, report = _settings(store), load_photo(photo), {}
-    if backend == "onnx":
-        settings = _exported_settings(settings)
+    if backend != "torch":
+        settings = _exported_settings(settings, backend)
     if mode in ("latency", "all"):
         report["latency"] = run_bench(image, repeats, max_side, settings)
         print_report(report["latency"], console)
@@ -161,8 +163,8 @@ def bench(
         json_out.write_text(json.dumps(report, indent=2))
 
 
-def _exported_settings(settings: Settings) -> Settings:
-    """A temporary copy of a local store with every network exported to ONNX, served on the ONNX backend.
+def _exported_settings(settings: Settings, backend: str) -> Settings:
+    """A temporary copy of a local store with every network exported to ONNX, served on ``backend``.
 
     The settings go to the server through the environment, so both sides of the benchmark use them.
     """
@@ -176,14 +178,14 @@ def _exported_settings(settings: Settings) -> Settings:
 
     source = Path(unquote(urlparse(settings.store).path))
     if not settings.store.startswith("file://"):
-        raise typer.BadParameter("--backend onnx exports a local store: give --store file:///path")
+        raise typer.BadParameter(f"--backend {backend} exports a local store: give --store file:///path")
     copy = Path(tempfile.mkdtemp(prefix="deepcanvas-onnx-")) / "store"
     shutil.copytree(source, copy, ignore=shutil.ignore_patterns("_runtime"))
     for manifest_path in sorted(copy.glob("*/*/manifest.json")):
         if load_artifact(manifest_path.parent).task != "style-gallery":
             export_artifact(manifest_path.parent)
     for role in ("DETECTOR", "CLASSIFIER", "STYLE"):
-        os.environ[f"DEEPCANVAS_{role}_BACKEND"] = "onnx"
+        os.environ[f"DEEPCANVAS_{role}_BACKEND"] = backend
     os.environ["DEEPCANVAS_STORE"] = copy.as_uri()
     return Settings()
 

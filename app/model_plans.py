@@ -1,7 +1,7 @@
 """Which predictors the service builds from each role's artifact, on which backend.
 
-Imports stay lazy: torch is heavy, and a service whose models all run on ONNX Runtime
-(``DEEPCANVAS_{DETECTOR,CLASSIFIER,STYLE}_BACKEND=onnx``) must start without torch installed.
+Imports stay lazy: torch is heavy, and a service whose models all run on ONNX Runtime or OpenVINO
+(``DEEPCANVAS_{DETECTOR,CLASSIFIER,STYLE}_BACKEND=onnx|openvino``) must start without torch installed.
 A missing backend package becomes an ``ArtifactError``, so the role reports it as failed.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 from app.manager import Builder, SlotPlan
 from app.settings import Backend, Settings
 from models.artifact import ArtifactError, Manifest
+from models.onnx_backend import Runtime
 
 
 def _predictor_class(module: str, name: str) -> Any:
@@ -50,19 +51,19 @@ def build_nst(folder: Path, manifest: Manifest, device: str) -> Any:
     return nst.from_artifact(folder, manifest, _device(device))
 
 
-def build_onnx_detector(folder: Path, manifest: Manifest, device: str, threads: int = 0) -> Any:
+def build_onnx_detector(folder: Path, manifest: Manifest, device: str, runtime: Runtime | None = None) -> Any:
     detector = _predictor_class("models.detector.onnx_predictor", "OnnxFaceDetector")
-    return detector.from_artifact(folder, manifest, device, threads)
+    return detector.from_artifact(folder, manifest, device, runtime)
 
 
-def build_onnx_classifier(folder: Path, manifest: Manifest, device: str, threads: int = 0) -> Any:
+def build_onnx_classifier(folder: Path, manifest: Manifest, device: str, runtime: Runtime | None = None) -> Any:
     classifier = _predictor_class("models.classifier.onnx_predictor", "OnnxFaceClassifier")
-    return classifier.from_artifact(folder, manifest, device, threads)
+    return classifier.from_artifact(folder, manifest, device, runtime)
 
 
-def build_onnx_style(folder: Path, manifest: Manifest, device: str, threads: int = 0) -> Any:
+def build_onnx_style(folder: Path, manifest: Manifest, device: str, runtime: Runtime | None = None) -> Any:
     style = _predictor_class("models.style.onnx_predictor", "OnnxStyleTransfer")
-    return style.from_artifact(folder, manifest, device, threads)
+    return style.from_artifact(folder, manifest, device, runtime)
 
 
 def build_gallery(folder: Path, manifest: Manifest, device: str) -> Any:
@@ -71,34 +72,36 @@ def build_gallery(folder: Path, manifest: Manifest, device: str) -> Any:
     return StyleGallery.from_artifact(folder, manifest)  # images only: no device, no backend
 
 
-def _builder(backend: Backend, torch_builder: Builder, onnx_builder: Callable[..., Any], threads: int) -> Builder:
-    return torch_builder if backend == "torch" else partial(onnx_builder, threads=threads)
+def _builder(
+    backend: Backend, torch_builder: Builder, onnx_builder: Callable[..., Any], settings: Settings | None
+) -> Builder:
+    if backend == "torch":
+        return torch_builder
+    return partial(onnx_builder, runtime=settings.runtime(backend) if settings else Runtime())
 
 
 def default_plans(settings: Settings | None = None) -> list[SlotPlan]:
     """One slot per role, each on the backend ``settings`` names (torch without settings).
 
     NST gets its own slot (and encoder copy) so a slow optimisation never blocks AdaIN requests. It needs
-    gradients, so it exists only on the torch style backend: with ``style_backend=onnx`` there is no
+    gradients, so it exists only on the torch style backend: with ``style_backend=onnx`` or ``openvino`` there is no
     ``nst`` slot and ``services.stylize`` answers method=nst with a 422.
     """
     backend: dict[str, Backend] = {"detector": "torch", "classifier": "torch", "style": "torch"}
-    threads = 0
     if settings is not None:
         backend = {
             "detector": settings.detector_backend,
             "classifier": settings.classifier_backend,
             "style": settings.style_backend,
         }
-        threads = settings.onnx_threads
     plans = [
-        SlotPlan("detector", "detector", _builder(backend["detector"], build_detector, build_onnx_detector, threads)),
+        SlotPlan("detector", "detector", _builder(backend["detector"], build_detector, build_onnx_detector, settings)),
         SlotPlan(
             "classifier",
             "classifier",
-            _builder(backend["classifier"], build_classifier, build_onnx_classifier, threads),
+            _builder(backend["classifier"], build_classifier, build_onnx_classifier, settings),
         ),
-        SlotPlan("style", "style", _builder(backend["style"], build_style, build_onnx_style, threads)),
+        SlotPlan("style", "style", _builder(backend["style"], build_style, build_onnx_style, settings)),
     ]
     if backend["style"] == "torch":
         plans.append(SlotPlan("nst", "style", build_nst))

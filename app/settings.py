@@ -11,13 +11,14 @@ from pydantic import AfterValidator, Field, SecretStr, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.artifact import check_safe_name
+from models.onnx_backend import Engine, Precision, Runtime
 
 EMBEDDED_STORE = Path(__file__).resolve().parent.parent / "models" / "store"
 
 Role = Literal["detector", "classifier", "style", "gallery"]
-# torch runs the networks from safetensors weights; onnx runs ONNX Runtime on the artifact's exported
-# .onnx files (``deepcanvas models export``) and needs neither torch nor ultralytics installed.
-Backend = Literal["torch", "onnx"]
+# torch runs the networks from safetensors weights; onnx runs ONNX Runtime and openvino runs OpenVINO on
+# the artifact's exported .onnx files (``deepcanvas models export``): neither needs torch or ultralytics.
+Backend = Literal["torch", "onnx", "openvino"]
 ROLES: tuple[Role, ...] = ("detector", "classifier", "style", "gallery")
 
 
@@ -57,12 +58,22 @@ class Settings(BaseSettings):
 
     device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N")
     torch_threads: int = Field(0, ge=0, le=256, description="Intra-op threads; 0 keeps torch's default")
-    detector_backend: Backend = Field("torch", description="Runs the detector: torch, or onnx (needs model.onnx)")
-    classifier_backend: Backend = Field("torch", description="Runs the classifier: torch, or onnx (needs model.onnx)")
-    style_backend: Backend = Field(
-        "torch", description="Runs AdaIN: torch, or onnx (needs encoder.onnx, decoder.onnx; no method=nst)"
+    detector_backend: Backend = Field(
+        "torch", description="Runs the detector: torch, or onnx / openvino (need model.onnx)"
     )
-    onnx_threads: int = Field(0, ge=0, le=256, description="Intra-op threads per ONNX model; 0 keeps onnxruntime's")
+    classifier_backend: Backend = Field(
+        "torch", description="Runs the classifier: torch, or onnx / openvino (need model.onnx)"
+    )
+    style_backend: Backend = Field(
+        "torch", description="Runs AdaIN: torch, or onnx / openvino (need encoder.onnx, decoder.onnx; no method=nst)"
+    )
+    onnx_threads: int = Field(
+        0, ge=0, le=256, description="Intra-op threads per ONNX Runtime or OpenVINO model; 0 keeps the engine's"
+    )
+    openvino_precision: Precision = Field(
+        "auto",
+        description="OpenVINO inference precision: auto (bf16 on CPUs with AMX or AVX-512 BF16, else f32), f32, bf16",
+    )
     warmup: bool = True
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest request body in bytes")
@@ -112,6 +123,12 @@ class Settings(BaseSettings):
     def uses_torch(self) -> bool:
         """Whether any model runs on torch (else the service never imports it)."""
         return "torch" in (self.detector_backend, self.classifier_backend, self.style_backend)
+
+    def runtime(self, backend: Backend) -> Runtime:
+        """How an ONNX backend runs its networks: engine, threads, precision."""
+        assert backend != "torch", "the torch backend has no ONNX runtime"
+        engine: Engine = "openvino" if backend == "openvino" else "onnxruntime"
+        return Runtime(engine, self.onnx_threads, self.openvino_precision)
 
     @cached_property
     def model_refs(self) -> dict[Role, tuple[str, str]]:

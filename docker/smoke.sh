@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Container smoke test: every image builds, docker-compose.yml starts, and the service answers /detect,
 # /classify and /stylize from the seeded S3 store. Tears the stack down on exit; non-zero on failure.
-# With --slim: builds the slim target instead (ONNX Runtime, no torch), runs it alone on the host network
+# With --slim: builds the slim target instead (OpenVINO, no torch), runs it alone on the host network
 # from its baked store, calls each endpoint, checks that method=nst answers 422 and that the container's
 # resident memory stays within SLIM_MAX_RSS_MB.
 #
@@ -357,7 +357,7 @@ if [ -z "$SMOKE_ONLINE" ]; then
     phase base-image docker/base-image.sh "$BASE_IMAGE"
     # Both targets' wheels: the classic builder builds the slim stages (export, onnx) in a default build too.
     # shellcheck disable=SC2086  # TORCH_SPEC is a list of requirements
-    phase wheels prepare_wheels docker/wheels $TORCH_SPEC ".[$EXTRAS,export,onnx]" opencv-python-headless \
+    phase wheels prepare_wheels docker/wheels $TORCH_SPEC ".[$EXTRAS,export,onnx,openvino]" opencv-python-headless \
         setuptools wheel
     [ -n "$SMOKE_SLIM" ] || phase s3-wheels prepare_wheels docker/s3/wheels "moto[server]>=5"
 fi

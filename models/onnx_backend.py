@@ -1,15 +1,20 @@
-"""ONNX Runtime sessions for the ONNX predictors: providers from a device string, tuned session options.
+"""Sessions for the exported networks: ONNX Runtime or OpenVINO running an artifact's ``.onnx`` files.
 
-Torch-free: with every role on the ONNX backend, the service runs without torch installed.
+Torch-free: with every role on an ONNX engine, the service runs without torch installed. Both engines
+read the same ONNX files (``deepcanvas models export``); the predictors only see ``NetworkSession``:
+one array in, one array out. ``Runtime`` says which engine runs them, with how many threads and, for
+OpenVINO, at which inference precision.
 """
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
-import onnxruntime as ort
 
 from models.artifact import ArtifactError, Manifest
 
@@ -17,10 +22,44 @@ EXPORT_HINT = "run `deepcanvas models export <artifact folder>` to add the ONNX 
 CPU_PROVIDER = "CPUExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 Provider = str | tuple[str, dict[str, Any]]
+Engine = Literal["onnxruntime", "openvino"]
+# auto: OpenVINO's own choice for the CPU (bf16 where the CPU has AMX or AVX-512 BF16, else f32).
+Precision = Literal["auto", "f32", "bf16"]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How the ONNX files run: which engine, intra-op threads (0: the engine's default), OpenVINO precision."""
+
+    engine: Engine = "onnxruntime"
+    threads: int = 0
+    precision: Precision = "auto"
+
+    def __post_init__(self) -> None:
+        assert self.threads >= 0, f"threads must be >= 0, got {self.threads}"
+
+
+class NetworkSession(Protocol):
+    """One exported network, ready to run: a float32 array in, its first output out (an array it owns)."""
+
+    @property
+    def output_shape(self) -> tuple[int | str | None, ...]: ...
+
+    def run(self, array: np.ndarray) -> np.ndarray: ...
+
+
+def engine_module(name: str) -> Any:
+    """The engine's package (imported on first use); ``ArtifactError`` when it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise ArtifactError(f"the {name} package is not installed ({error}); install it to use this backend") from error
 
 
 def execution_providers(device: str) -> list[Provider]:
     """ONNX Runtime providers for a settings device (``cpu``, ``cuda``, ``cuda:N``); refuses what is unavailable."""
+    ort = engine_module("onnxruntime")
+
     kind, _, index = device.partition(":")
     if kind == "cpu":
         return [CPU_PROVIDER]
@@ -34,8 +73,10 @@ def execution_providers(device: str) -> list[Provider]:
     raise ArtifactError(f"device {device!r} is not supported by the ONNX backend: use cpu, cuda or cuda:N")
 
 
-def session_options(threads: int = 0) -> ort.SessionOptions:
+def session_options(threads: int = 0) -> Any:
     """All graph optimisations; ``threads`` intra-op threads, 0 keeps onnxruntime's default (one per core)."""
+    ort = engine_module("onnxruntime")
+
     assert threads >= 0, f"threads must be >= 0, got {threads}"
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -44,14 +85,59 @@ def session_options(threads: int = 0) -> ort.SessionOptions:
     return options
 
 
-def open_session(folder: Path, manifest: Manifest, path: str, device: str, threads: int = 0) -> ort.InferenceSession:
+class OrtSession:
+    """An ONNX Runtime inference session behind ``NetworkSession``."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+
+    @property
+    def output_shape(self) -> tuple[int | str | None, ...]:
+        return tuple(self.session.get_outputs()[0].shape)
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        feed = {self.input_name: np.ascontiguousarray(array, dtype=np.float32)}
+        return np.asarray(self.session.run(None, feed)[0])
+
+
+class OpenVinoSession:
+    """An OpenVINO compiled model and its one infer request; one caller at a time, like every predictor."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.output = compiled.output(0)
+
+    @property
+    def output_shape(self) -> tuple[int | str | None, ...]:
+        shape = self.output.get_partial_shape()
+        return tuple(dim.get_length() if dim.is_static else None for dim in shape)
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        result = self.request.infer({0: np.ascontiguousarray(array, dtype=np.float32)})
+        return np.array(result[self.output], dtype=np.float32)  # a copy: the request reuses its output buffer
+
+
+def open_session(
+    folder: Path, manifest: Manifest, path: str, device: str, runtime: Runtime | None = None
+) -> NetworkSession:
     """A session for the ONNX file ``path`` of a verified artifact; ``ArtifactError`` when it lacks one."""
+    runtime = runtime or Runtime()
     where = f"{manifest.name}/{manifest.version}"
     if not any(entry.path == path for entry in manifest.files):
         raise ArtifactError(f"{where}: the artifact has no {path}; {EXPORT_HINT}")
+    if runtime.engine == "openvino":
+        return _open_openvino(folder / path, where, path, device, runtime)
+    return _open_onnxruntime(folder / path, where, path, device, runtime.threads)
+
+
+def _open_onnxruntime(file: Path, where: str, path: str, device: str, threads: int) -> OrtSession:
+    ort = engine_module("onnxruntime")
+
     providers = execution_providers(device)
     try:
-        session = ort.InferenceSession(str(folder / path), session_options(threads), providers=providers)
+        session = ort.InferenceSession(str(file), session_options(threads), providers=providers)
     except Exception as error:  # onnxruntime's own error types derive from Exception only
         raise ArtifactError(f"{where}: onnxruntime cannot load {path}: {error}") from error
     if device != "cpu" and CUDA_PROVIDER not in session.get_providers():
@@ -59,13 +145,37 @@ def open_session(folder: Path, manifest: Manifest, path: str, device: str, threa
         raise ArtifactError(f"{where}: {CUDA_PROVIDER} failed to start for {path}; check the CUDA installation")
     if len(session.get_inputs()) != 1:
         raise ArtifactError(f"{where}: {path} must take exactly one input")
-    return session
+    return OrtSession(session)
 
 
-def run_session(session: ort.InferenceSession, array: np.ndarray) -> np.ndarray:
-    """The first output of ``session`` for its single input ``array`` (float32, contiguous)."""
-    feed = {session.get_inputs()[0].name: np.ascontiguousarray(array, dtype=np.float32)}
-    return np.asarray(session.run(None, feed)[0])
+def openvino_config(runtime: Runtime) -> dict[str, Any]:
+    """Compile options: one synchronous request at a time (latency hint), threads and precision when set."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if runtime.threads:
+        config["INFERENCE_NUM_THREADS"] = runtime.threads
+    if runtime.precision != "auto":
+        config["INFERENCE_PRECISION_HINT"] = runtime.precision
+    return config
+
+
+@cache
+def _openvino_core() -> Any:
+    return engine_module("openvino").Core()
+
+
+def _open_openvino(file: Path, where: str, path: str, device: str, runtime: Runtime) -> OpenVinoSession:
+    if device != "cpu":
+        raise ArtifactError(f"device {device!r} is not supported by the OpenVINO backend here: use cpu")
+    try:
+        model = _openvino_core().read_model(str(file))
+        if len(model.inputs) != 1:
+            raise ArtifactError(f"{where}: {path} must take exactly one input")
+        compiled = _openvino_core().compile_model(model, "CPU", openvino_config(runtime))
+    except ArtifactError:
+        raise
+    except Exception as error:  # OpenVINO raises RuntimeError and its own Exception subclasses
+        raise ArtifactError(f"{where}: openvino cannot load {path}: {error}") from error
+    return OpenVinoSession(compiled)
 
 
 def onnx_metadata(manifest: Manifest) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""OnnxFaceClassifier: the exported FaceNet on ONNX Runtime, with the torch predictor's pre- and post-processing.
+"""OnnxFaceClassifier: the exported FaceNet on ONNX Runtime or OpenVINO, with the torch predictor's pipeline.
 
 Torch-free. The ONNX file maps (B, 3, S, S) normalised crops to (B, num_classes) logits, dynamic batch.
 """
@@ -7,19 +7,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnxruntime as ort
 from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
 from models.classifier.pipeline import check_classifier_manifest, classifications, crop_margin, preprocess
 from models.classifier.types import ONNX_FILE, Classification
-from models.onnx_backend import open_session, run_session
+from models.onnx_backend import NetworkSession, Runtime, open_session
 
 
 class OnnxFaceClassifier:
-    """Classifies face crops of any size on ONNX Runtime; one instance per thread (not thread-safe)."""
+    """Classifies face crops of any size on an ONNX engine; one instance per thread (not thread-safe)."""
 
-    def __init__(self, session: ort.InferenceSession, manifest: Manifest) -> None:
+    def __init__(self, session: NetworkSession, manifest: Manifest) -> None:
         self.session = session
         self.manifest = manifest
         self.labels = list(manifest.labels)
@@ -28,12 +27,12 @@ class OnnxFaceClassifier:
 
     @classmethod
     def from_artifact(
-        cls, folder: Path, manifest: Manifest, device: str = "cpu", threads: int = 0
+        cls, folder: Path, manifest: Manifest, device: str = "cpu", runtime: Runtime | None = None
     ) -> OnnxFaceClassifier:
         """Open the artifact's ``model.onnx`` on ``device`` (``cpu``, ``cuda`` or ``cuda:N``)."""
         check_classifier_manifest(manifest)
-        session = open_session(folder, manifest, ONNX_FILE, device, threads)
-        classes = session.get_outputs()[0].shape[-1]
+        session = open_session(folder, manifest, ONNX_FILE, device, runtime)
+        classes = session.output_shape[-1]
         if isinstance(classes, int) and classes != len(manifest.labels):
             raise ArtifactError(f"{manifest.name}/{manifest.version}: {ONNX_FILE} gives {classes} classes")
         return cls(session, manifest)
@@ -49,7 +48,7 @@ class OnnxFaceClassifier:
     def predict(self, batch: list[Image.Image]) -> list[Classification]:
         if not batch:
             return []
-        return classifications(run_session(self.session, preprocess(batch, self.spec)), self.labels)
+        return classifications(self.session.run(preprocess(batch, self.spec)), self.labels)
 
     def warmup(self) -> None:
         self.predict([Image.new("RGB", (self.input_size, self.input_size), (128, 128, 128))])

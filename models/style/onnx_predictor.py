@@ -1,4 +1,4 @@
-"""OnnxStyleTransfer: AdaIN with the exported encoder and decoder on ONNX Runtime, its math in numpy.
+"""OnnxStyleTransfer: AdaIN with the exported encoder and decoder on ONNX Runtime or OpenVINO, its math in numpy.
 
 Torch-free. ``encoder.onnx`` maps (B, 3, H, W) images in [0, 1] to relu4_1 features and ``decoder.onnx``
 maps features back to images, both with dynamic batch and sides; the AdaIN statistics, the style
@@ -11,34 +11,33 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
-from models.onnx_backend import open_session, run_session
+from models.onnx_backend import NetworkSession, Runtime, open_session
 from models.style.adain_numpy import coral, interpolate_styles
 from models.style.sizing import array_to_image, image_to_array, resize_for_network
 from models.style.types import ARCHITECTURE, DECODER_ONNX, ENCODER_ONNX, StylizeRequest
 
 
 class OnnxStyleTransfer:
-    """AdaIN predictor on ONNX Runtime: ``predict(list[StylizeRequest]) -> list[PIL.Image.Image]`` (RGB)."""
+    """AdaIN predictor on an ONNX engine: ``predict(list[StylizeRequest]) -> list[PIL.Image.Image]`` (RGB)."""
 
-    def __init__(self, encoder: ort.InferenceSession, decoder: ort.InferenceSession, manifest: Manifest) -> None:
+    def __init__(self, encoder: NetworkSession, decoder: NetworkSession, manifest: Manifest) -> None:
         self.encoder = encoder
         self.decoder = decoder
         self.manifest = manifest
 
     @classmethod
     def from_artifact(
-        cls, folder: Path, manifest: Manifest, device: str = "cpu", threads: int = 0
+        cls, folder: Path, manifest: Manifest, device: str = "cpu", runtime: Runtime | None = None
     ) -> OnnxStyleTransfer:
         """Open the artifact's ``encoder.onnx`` and ``decoder.onnx`` on ``device`` (``cpu``, ``cuda``, ``cuda:N``)."""
         if manifest.architecture != ARCHITECTURE:
             where = f"{manifest.name}/{manifest.version}"
             raise ArtifactError(f"{where}: architecture {manifest.architecture!r} is not {ARCHITECTURE!r}")
-        encoder = open_session(folder, manifest, ENCODER_ONNX, device, threads)
-        decoder = open_session(folder, manifest, DECODER_ONNX, device, threads)
+        encoder = open_session(folder, manifest, ENCODER_ONNX, device, runtime)
+        decoder = open_session(folder, manifest, DECODER_ONNX, device, runtime)
         return cls(encoder, decoder, manifest)
 
     def eval(self) -> OnnxStyleTransfer:
@@ -69,8 +68,8 @@ class OnnxStyleTransfer:
     def stylize(self, content: np.ndarray, styles: list[np.ndarray], weights: list[float], alpha: float) -> np.ndarray:
         """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1]."""
         assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
-        content_feat = run_session(self.encoder, content)  # (1, C4, H/8, W/8)
-        style_feats = [run_session(self.encoder, style) for style in styles]  # each (1, C4, Hs/8, Ws/8)
+        content_feat = self.encoder.run(content)  # (1, C4, H/8, W/8)
+        style_feats = [self.encoder.run(style) for style in styles]  # each (1, C4, Hs/8, Ws/8)
         target = interpolate_styles(content_feat, style_feats, weights)  # one style: plain AdaIN
         blended = alpha * target + (1.0 - alpha) * content_feat
-        return np.clip(run_session(self.decoder, blended), 0.0, 1.0)  # (1, 3, H, W)
+        return np.clip(self.decoder.run(blended), 0.0, 1.0)  # (1, 3, H, W)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from app.model_plans import (
     default_plans,
 )
 from app.settings import Settings
-from models.artifact import ArtifactError
+from models.onnx_backend import Runtime
 from tests.support.fakes import fake_plans, make_fake_store
 from tests.support.images import face_like_photo
 
@@ -43,13 +42,17 @@ def test_plans_default_to_torch_with_an_nst_slot() -> None:
 
 
 def test_each_role_takes_its_own_backend_and_onnx_style_has_no_nst_slot() -> None:
-    plans = builders(Settings(detector_backend="onnx", style_backend="onnx", onnx_threads=2))
+    plans = builders(Settings(detector_backend="onnx", style_backend="openvino", onnx_threads=2))
     assert list(plans) == ["detector", "classifier", "style", "gallery"]
     detector, style = plans["detector"], plans["style"]
     assert (
-        isinstance(detector, partial) and detector.func is build_onnx_detector and detector.keywords == {"threads": 2}
+        isinstance(detector, partial)
+        and detector.func is build_onnx_detector
+        and detector.keywords == {"runtime": Runtime("onnxruntime", threads=2)}
     )
     assert isinstance(style, partial) and style.func is build_onnx_style
+    assert style.keywords == {"runtime": Runtime("openvino", threads=2, precision="auto")}
+    assert "nst" not in plans
     assert plans["classifier"] is build_classifier
 
 
@@ -67,14 +70,6 @@ def test_backends_come_from_the_environment_and_unknown_ones_are_refused(monkeyp
     )  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         Settings(style_backend="tensorrt")  # type: ignore[arg-type]
-
-
-def test_a_missing_backend_package_is_an_artifact_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for module in ("models.detector.onnx_predictor", "models.onnx_backend"):
-        monkeypatch.delitem(sys.modules, module, raising=False)
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an image without onnxruntime looks like
-    with pytest.raises(ArtifactError, match="onnxruntime"):
-        build_onnx_detector(tmp_path, None, "cpu")  # type: ignore[arg-type]
 
 
 def test_nst_on_the_onnx_style_backend_is_a_clear_422(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.models.conftest import ExportedStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,11 +47,12 @@ PREDICT_AND_SERVE = textwrap.dedent(
     from models.style.onnx_predictor import OnnxStyleTransfer
     from models.style.types import StylizeRequest
 
-    store, cache = Path(sys.argv[1]), Path(sys.argv[2])
+    store, cache, backend = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    runtime = Settings(onnx_threads=1).runtime(backend)
     image = Image.new("RGB", (96, 64), (180, 120, 90))
     def built(predictor, name):
         folder = store / name / "v0"
-        return predictor.from_artifact(folder, load_artifact(folder), "cpu", 1)
+        return predictor.from_artifact(folder, load_artifact(folder), "cpu", runtime)
     [boxes] = built(OnnxFaceDetector, "face-detector").predict([DetectRequest(image, 0.0, 1.0, 3, 64)])
     [classified] = built(OnnxFaceClassifier, "face-gender").predict([image])
     [painted] = built(OnnxStyleTransfer, "adain").predict([StylizeRequest(image, (image,), (1.0,), 1.0, True, 64)])
@@ -58,7 +61,7 @@ PREDICT_AND_SERVE = textwrap.dedent(
         "probability_sum": sum(classified.probabilities.values()),
         "stylized": painted.size,
     }
-    backends = {f"{role}_backend": "onnx" for role in ("detector", "classifier", "style")}
+    backends = {f"{role}_backend": backend for role in ("detector", "classifier", "style")}
     settings = Settings(store=store.as_uri(), cache_dir=cache, **backends)
     photo = io.BytesIO()
     image.save(photo, format="PNG")
@@ -92,8 +95,11 @@ def test_the_import_hook_really_hides_torch() -> None:
     assert result.returncode != 0 and "hidden by the test" in result.stderr
 
 
-def test_onnx_predictors_and_the_service_run_without_torch(exported_store: ExportedStore, tmp_path: Path) -> None:
-    result = run_without_torch(PREDICT_AND_SERVE, str(exported_store.root), str(tmp_path / "cache"))
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_onnx_predictors_and_the_service_run_without_torch(
+    exported_store: ExportedStore, tmp_path: Path, backend: str
+) -> None:
+    result = run_without_torch(PREDICT_AND_SERVE, str(exported_store.root), str(tmp_path / "cache"), backend)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["boxes"] == 3 and abs(report["probability_sum"] - 1) < 1e-6 and report["stylized"] == [64, 40]
