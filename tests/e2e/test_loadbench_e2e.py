@@ -1,0 +1,72 @@
+"""The load generator of ``deepcanvas bench``: its raw keep-alive client against the real server.
+
+It replays pre-encoded requests, so it must count exactly what the server answered, tell errors from
+successes, and read both Content-Length and chunked bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+import pytest
+
+from app.loadbench import drive, read_response, request_for
+from tests.support.servers import LiveServer
+
+pytestmark = pytest.mark.e2e
+
+
+def served(server: LiveServer, route: str, status: int) -> float:
+    pattern = rf'deepcanvas_requests_total\{{method="POST",route="{route}",status="{status}"\}} ([0-9.]+)'
+    found = re.search(pattern, httpx.get(server.url + "/metrics").text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_the_load_client_counts_every_answer_the_server_gave(
+    live_server: LiveServer, sample_photo_bytes: bytes
+) -> None:
+    before = served(live_server, "/classify", 200)
+    request = request_for("/classify", sample_photo_bytes, "unused", 64)
+    result = asyncio.run(drive(live_server.url, "/classify", request, clients=3, seconds=1.5))
+    assert result.errors == 0 and result.requests > 10
+    assert served(live_server, "/classify", 200) - before == result.requests
+    assert 0 < result.p50_ms <= result.p95_ms <= result.p99_ms
+    assert result.throughput_rps == pytest.approx(result.requests / 1.5, rel=0.5)
+
+
+def test_answers_other_than_200_are_errors_not_latencies(live_server: LiveServer) -> None:
+    before = served(live_server, "/detect", 415)
+    request = {"files": {"image": ("notes.txt", b"plain text, not an image")}}
+    result = asyncio.run(drive(live_server.url, "/detect", request, clients=2, seconds=0.5))
+    assert result.requests == 0 and result.errors > 0
+    assert served(live_server, "/detect", 415) - before == result.errors
+
+
+def test_a_stylized_image_body_is_read_to_its_end_before_the_next_request(
+    live_server: LiveServer, sample_photo_bytes: bytes
+) -> None:
+    style = httpx.get(live_server.url + "/styles").json()["styles"][0]["name"]
+    request = request_for("/stylize", sample_photo_bytes, style, 64)
+    result = asyncio.run(drive(live_server.url, "/stylize", request, clients=1, seconds=1.0))
+    assert result.errors == 0 and result.requests >= 2  # the second answer parsed: the first body was consumed
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "keep_alive"),
+    [
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", 200, True),
+        (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}", 503, False),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;x=y\r\nabc\r\n0\r\n\r\n", 200, True),
+    ],
+    ids=["content-length", "close", "chunked"],
+)
+def test_responses_are_framed_by_length_or_chunks(raw: bytes, status: int, keep_alive: bool) -> None:
+    async def parse() -> tuple[tuple[int, bool], bytes]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(raw + b"NEXT")
+        reader.feed_eof()
+        return await read_response(reader), await reader.read()
+
+    assert asyncio.run(parse()) == ((status, keep_alive), b"NEXT")
