@@ -74,12 +74,18 @@ def execution_providers(device: str) -> list[Provider]:
 
 
 def session_options(threads: int = 0) -> Any:
-    """All graph optimisations; ``threads`` intra-op threads, 0 keeps onnxruntime's default (one per core)."""
+    """All graph optimisations; ``threads`` intra-op threads, 0 keeps onnxruntime's default (one per core).
+
+    Idle intra-op threads sleep instead of spinning: several models share the cores with the HTTP
+    server, and a spinning pool burns CPU that a concurrent request needs (the reason the service
+    sets ``OMP_WAIT_POLICY=PASSIVE`` for torch too).
+    """
     ort = engine_module("onnxruntime")
 
     assert threads >= 0, f"threads must be >= 0, got {threads}"
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     return options
