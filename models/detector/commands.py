@@ -70,6 +70,9 @@ def train(
     workers: Annotated[int, typer.Option(min=0, help="Data loading processes")] = 4,
     seed: Annotated[int, typer.Option(help="Random seed (ultralytics deterministic mode)")] = 0,
     patience: Annotated[int, typer.Option(min=1, help="Stop after this many epochs without improvement")] = 100,
+    hours: Annotated[
+        float | None, typer.Option(min=0.01, help="Time budget; ultralytics fits the epochs and LR schedule into it")
+    ] = None,
     base: Annotated[Path | None, typer.Option(help="Artifact folder to start from instead of random")] = None,
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision; default: on CUDA")] = None,
     cache: Annotated[bool, typer.Option(help="Keep decoded images in memory")] = False,
@@ -92,6 +95,7 @@ def train(
         workers=workers,
         seed=seed,
         patience=patience,
+        hours=hours,
         base_artifact=base,
         amp=amp,
         cache=cache,

@@ -49,6 +49,7 @@ class DetectorTrainConfig:
     workers: int = 0  # dataloader processes
     seed: int = 0
     patience: int = 100  # epochs without validation improvement before stopping early
+    hours: float | None = None  # a time budget: ultralytics fits the epochs (and the LR schedule) into it
     base_artifact: Path | None = None  # start from these weights (any nc: matching layers are copied)
     cfg: str = CFG
     amp: bool | None = None  # None: mixed precision on CUDA only
@@ -114,6 +115,7 @@ def trainer_arguments(cfg: DetectorTrainConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "deterministic": cfg.deterministic,
         "patience": cfg.patience,
+        **({"time": cfg.hours} if cfg.hours else {}),
         "amp": cfg.use_amp(),
         "cache": cfg.cache,
         "plots": False,
@@ -196,10 +198,18 @@ def data_recipe(data_yaml: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def epochs_run(run_dir: Path) -> int:
+    """How many epochs ultralytics logged in ``results.csv`` (0 before the first one ends)."""
+    results = run_dir / "results.csv"
+    return max(0, len(results.read_text().strip().splitlines()) - 1) if results.is_file() else 0
+
+
 def recipe_summary(recipe: dict[str, Any], cfg: DetectorTrainConfig) -> str:
     """One line for the provenance: what the composites were and how long the network trained on them."""
     base = f", from the artifact {cfg.base_artifact}" if cfg.base_artifact else ", from scratch"
-    training = f"{cfg.epochs} epochs at {cfg.imgsz} px{base}"
+    epochs = epochs_run(cfg.run_dir) or cfg.epochs
+    budget = f" (a {cfg.hours:g} h budget on {cfg.device})" if cfg.hours else ""
+    training = f"{epochs} epochs at {cfg.imgsz} px{budget}{base}"
     if not recipe:
         return training
     r = recipe["recipe"]

@@ -13,7 +13,14 @@ from PIL import Image
 from models.artifact import Manifest, load_artifact
 from models.detector.predictor import DetectRequest, FaceDetector
 from models.detector.synthesize import CompositeRecipe, synthesize_dataset
-from models.detector.train import DetectorTrainConfig, run_state, train_detector
+from models.detector.train import (
+    DetectorTrainConfig,
+    epochs_run,
+    recipe_summary,
+    run_state,
+    train_detector,
+    trainer_arguments,
+)
 from tests.support.images import draw_face_crops
 
 
@@ -95,3 +102,14 @@ def test_run_state_tells_a_resumable_checkpoint_from_a_finished_one(tmp_path: Pa
     assert run_state(last) == "unfinished"
     torch.save({"epoch": -1, "model": None, "optimizer": None}, last)
     assert run_state(last) == "finished"
+
+
+def test_a_time_budget_goes_to_ultralytics_and_the_provenance_counts_the_epochs_run(tmp_path: Path) -> None:
+    cfg = DetectorTrainConfig(data=tmp_path / "data.yaml", out_dir=tmp_path / "run", epochs=300, hours=1.5)
+    assert trainer_arguments(cfg)["time"] == 1.5
+    assert "time" not in trainer_arguments(DetectorTrainConfig(data=cfg.data, out_dir=cfg.out_dir))
+    assert recipe_summary({}, cfg) == "300 epochs at 640 px (a 1.5 h budget on cpu), from scratch"
+    cfg.run_dir.mkdir(parents=True)
+    (cfg.run_dir / "results.csv").write_text("epoch,loss\n1,0.9\n2,0.8\n3,0.7\n")
+    assert epochs_run(cfg.run_dir) == 3
+    assert recipe_summary({}, cfg) == "3 epochs at 640 px (a 1.5 h budget on cpu), from scratch"
