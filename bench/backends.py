@@ -1,8 +1,9 @@
-"""Per-call latency of the torch and the ONNX Runtime predictors on the same weights, side by side.
+"""Per-call latency of the torch, ONNX Runtime and OpenVINO predictors on the same weights, side by side.
 
 ``python -m bench.backends [--repeats N] [--threads N]``: writes the starter artifacts (random weights:
 latency does not depend on their values) into a temporary folder, exports them to ONNX, and times
-``predict`` for detect at 640, classify on a batch of 8 crops, and AdaIN stylize at 512, on the CPU.
+``predict`` for detect at 640, classify on a batch of 8 crops, and AdaIN stylize at 512, on the CPU:
+torch, ONNX Runtime, OpenVINO at f32, and OpenVINO at its default precision (bf16 on CPUs with AMX).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import typer
 from PIL import Image
 
 CASES = ("detect 640", "classify 8 crops", "stylize 512")
+BACKENDS = ("torch", "onnxruntime", "openvino-f32", "openvino")
 
 
 @dataclass(frozen=True)
 class Timing:
     case: str
-    torch_ms: float
-    onnx_ms: float
+    ms: dict[str, float]  # per backend
 
 
 def photo(width: int, height: int, seed: int) -> Image.Image:
@@ -62,19 +63,25 @@ def exported_starters(root: Path) -> dict[str, tuple[Path, Any]]:
     return folders
 
 
-def predictor_pairs(folders: dict[str, tuple[Path, Any]], threads: int) -> dict[str, tuple[Any, Any]]:
-    """(torch predictor, ONNX predictor) per task, built from the same artifact."""
+def predictor_sets(folders: dict[str, tuple[Path, Any]], threads: int) -> dict[str, dict[str, Any]]:
+    """Per task, one predictor per backend (``BACKENDS``), all built from the same artifact."""
     import torch
 
     from models.classifier.onnx_predictor import OnnxFaceClassifier
     from models.classifier.predictor import FaceClassifier
     from models.detector.onnx_predictor import OnnxFaceDetector
     from models.detector.predictor import FaceDetector
+    from models.onnx_backend import Runtime
     from models.style.onnx_predictor import OnnxStyleTransfer
     from models.style.predictor import StyleTransfer
 
     cpu = torch.device("cpu")
-    pairs = {}
+    runtimes = {
+        "onnxruntime": Runtime("onnxruntime", threads),
+        "openvino-f32": Runtime("openvino", threads, "f32"),
+        "openvino": Runtime("openvino", threads, "auto"),
+    }
+    sets = {}
     classes: list[tuple[str, Any, Any]] = [
         ("detect", FaceDetector, OnnxFaceDetector),
         ("classify", FaceClassifier, OnnxFaceClassifier),
@@ -82,11 +89,9 @@ def predictor_pairs(folders: dict[str, tuple[Path, Any]], threads: int) -> dict[
     ]
     for task, torch_class, onnx_class in classes:
         folder, manifest = folders[task]
-        pairs[task] = (
-            torch_class.from_artifact(folder, manifest, cpu),
-            onnx_class.from_artifact(folder, manifest, "cpu", threads),
-        )
-    return pairs
+        sets[task] = {"torch": torch_class.from_artifact(folder, manifest, cpu)}
+        sets[task] |= {name: onnx_class.from_artifact(folder, manifest, "cpu", rt) for name, rt in runtimes.items()}
+    return sets
 
 
 def batches() -> dict[str, list[Any]]:
@@ -106,29 +111,35 @@ def measure(repeats: int, threads: int) -> list[Timing]:
     if threads:
         torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="bench-backends-") as root:
-        pairs = predictor_pairs(exported_starters(Path(root)), threads)
+        sets = predictor_sets(exported_starters(Path(root)), threads)
         inputs = batches()
         timings = []
         for case, task in zip(CASES, ("detect", "classify", "stylize"), strict=True):
-            torch_ms, onnx_ms = (median_ms(partial(p.predict, inputs[task]), repeats) for p in pairs[task])
-            timings.append(Timing(case, torch_ms, onnx_ms))
+            ms = {name: median_ms(partial(p.predict, inputs[task]), repeats) for name, p in sets[task].items()}
+            timings.append(Timing(case, ms))
     return timings
 
 
 def machine() -> str:
     import onnxruntime
+    import openvino
     import torch
 
     load = os.getloadavg()[0]
     return (
         f"{os.cpu_count()} CPUs (load {load:.1f}), torch {torch.__version__} on {torch.get_num_threads()} threads, "
-        f"onnxruntime {onnxruntime.__version__}"
+        f"onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}"
     )
 
 
 def report(timings: list[Timing]) -> str:
-    lines = [machine(), f"{'case':<18}{'torch ms':>10}{'onnx ms':>10}{'torch/onnx':>12}"]
-    lines += [f"{t.case:<18}{t.torch_ms:>10.1f}{t.onnx_ms:>10.1f}{t.torch_ms / t.onnx_ms:>11.2f}x" for t in timings]
+    """A markdown table: median ms per backend, and how many times faster than torch each is."""
+    faster = [b for b in BACKENDS if b != "torch"]
+    header = ["case", *(f"{b} ms" for b in BACKENDS), *(f"torch / {b}" for b in faster)]
+    lines = [machine(), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for t in timings:
+        cells = [t.case, *(f"{t.ms[b]:.1f}" for b in BACKENDS), *(f"{t.ms['torch'] / t.ms[b]:.2f}x" for b in faster)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -136,7 +147,7 @@ def run(
     repeats: Annotated[int, typer.Option(min=1, help="Timed calls per case and backend (after 2 warm-up calls)")] = 10,
     threads: Annotated[int, typer.Option(min=0, help="Intra-op threads for both backends; 0 keeps each default")] = 0,
 ) -> None:
-    """Median per-call latency of torch vs ONNX Runtime predictors (CPU, starter weights)."""
+    """Median per-call latency of the torch, ONNX Runtime and OpenVINO predictors (CPU, starter weights)."""
     typer.echo(report(measure(repeats, threads)))
 
 
