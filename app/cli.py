@@ -92,6 +92,21 @@ def push(
     console.print(f"pushed {manifest.name}/{manifest.version}")
 
 
+@models_cli.command("push-store")
+def push_store(
+    root: Annotated[Path, typer.Argument(help="A local store folder (<name>/<version>/ and <name>/aliases.json)")],
+    store: StoreOption = None,
+) -> None:
+    """Publish every artifact of a local store, then point the target's aliases where the local ones point."""
+    if not root.is_dir():
+        raise typer.BadParameter(f"{root} is not a folder")
+    target = _artifact_store(store)
+    for manifest in target.push_store(root):
+        console.print(f"pushed {manifest.name}/{manifest.version}")
+    for name in sorted({p.parent.name for p in root.glob("*/aliases.json")}):
+        console.print(f"{name}: {json.dumps(target.aliases(name))}")
+
+
 @models_cli.command()
 def pull(
     name: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -40,3 +41,20 @@ def test_training_and_evaluation_commands_are_registered() -> None:
     ]:
         result = runner.invoke(cli, [group, name, "--help"])
         assert result.exit_code == 0, (group, name, result.output)
+
+
+def test_push_store_publishes_every_version_with_the_local_aliases(tmp_path: Path) -> None:
+    source = make_fake_store(tmp_path / "source")
+    target = (tmp_path / "target").as_uri()
+    result = runner.invoke(cli, ["models", "push-store", str(source), "--store", target])
+    assert result.exit_code == 0, result.output
+    local = {p.parent.relative_to(source).as_posix() for p in source.glob("*/*/manifest.json")}
+    published = {
+        p.parent.relative_to(tmp_path / "target").as_posix() for p in (tmp_path / "target").glob("*/*/manifest.json")
+    }
+    assert published == local and len(local) >= 4
+    for aliases in source.glob("*/aliases.json"):
+        pushed_aliases = tmp_path / "target" / aliases.relative_to(source)
+        assert json.loads(pushed_aliases.read_text()) == json.loads(aliases.read_text())
+    missing = runner.invoke(cli, ["models", "push-store", str(tmp_path / "nowhere"), "--store", target])
+    assert missing.exit_code != 0 and "is not a folder" in missing.output
