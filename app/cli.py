@@ -94,12 +94,15 @@ def push(
 
 @models_cli.command("push-store")
 def push_store(
-    root: Annotated[Path, typer.Argument(help="A local store folder (<name>/<version>/ and <name>/aliases.json)")],
+    root: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, file_okay=False, help="A local store folder (<name>/<version>/ and <name>/aliases.json)"
+        ),
+    ],
     store: StoreOption = None,
 ) -> None:
     """Publish every artifact of a local store, then point the target's aliases where the local ones point."""
-    if not root.is_dir():
-        raise typer.BadParameter(f"{root} is not a folder")
     target = _artifact_store(store)
     for manifest in target.push_store(root):
         console.print(f"pushed {manifest.name}/{manifest.version}")

@@ -57,4 +57,4 @@ def test_push_store_publishes_every_version_with_the_local_aliases(tmp_path: Pat
         pushed_aliases = tmp_path / "target" / aliases.relative_to(source)
         assert json.loads(pushed_aliases.read_text()) == json.loads(aliases.read_text())
     missing = runner.invoke(cli, ["models", "push-store", str(tmp_path / "nowhere"), "--store", target])
-    assert missing.exit_code != 0 and "is not a folder" in missing.output
+    assert missing.exit_code == 2 and "Invalid value" in missing.output  # a usage error, before any upload
