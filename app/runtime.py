@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from app.errors import ActivationFailed, InvalidParameter
 from app.settings import Settings
-from app.store.objects import ObjectMissing, ObjectStore
+from app.store.objects import ObjectMissing, ObjectStore, WriteConflict
 from models.artifact import ArtifactError
 
 log = logging.getLogger("deepcanvas.runtime")
@@ -93,18 +93,24 @@ class ActiveDocument(Document):
 
 def read_document(objects: ObjectStore, key: str, kind: type[Any]) -> Any | None:
     """The stored document, or None when there is none yet; a malformed one is an ArtifactError."""
+    return read_tagged_document(objects, key, kind)[0]
+
+
+def read_tagged_document(objects: ObjectStore, key: str, kind: type[Any]) -> tuple[Any | None, str | None]:
+    """The stored document and its store tag, for a conditional write; (None, None) when there is none yet."""
     try:
-        raw = objects.read_bytes(key)
+        raw, tag = objects.read_tagged(key)
     except ObjectMissing:
-        return None
+        return None, None
     try:
-        return kind.model_validate(json.loads(raw))
+        return kind.model_validate(json.loads(raw)), tag
     except (ValueError, ValidationError) as error:
         raise ArtifactError(f"{key} is not a valid document: {error}") from error
 
 
-def write_document(objects: ObjectStore, key: str, document: Document) -> None:
-    objects.write_bytes(key, document.model_dump_json(indent=2).encode())
+def write_document(objects: ObjectStore, key: str, document: Document, tag: str | None) -> None:
+    """Write ``document`` only over the version read with ``tag`` (``WriteConflict`` if another writer won)."""
+    objects.write_if(key, document.model_dump_json(indent=2).encode(), tag)
 
 
 def parse_if_match(header: str | None) -> int:
@@ -148,9 +154,15 @@ class ParamsService:
         )
 
     async def update(self, patch: dict[str, Any], if_match: int, who: str) -> ParamsDocument:
-        """Merge ``patch`` into the current document if ``if_match`` names its version."""
+        """Merge ``patch`` into the current document if ``if_match`` names its version.
+
+        The store write is conditional on the document read here: when another replica writes in between,
+        this update fails with 409 rather than silently overwriting that one.
+        """
         async with self._lock:
-            await self.refresh()
+            stored, tag = await asyncio.to_thread(read_tagged_document, self.objects, PARAMS_KEY, ParamsDocument)
+            if stored is not None and stored.version > self.document.version:
+                self._apply(stored, stored.updated_by or "store")
             if if_match != self.document.version:
                 raise PreconditionFailed(
                     f"params changed: If-Match names version {if_match}, the current version is {self.document.version}"
@@ -167,13 +179,22 @@ class ParamsService:
             document = ParamsDocument(
                 version=self.document.version + 1, params=params, updated_at=datetime.now(UTC), updated_by=who
             )
-            await asyncio.to_thread(write_document, self.objects, PARAMS_KEY, document)
+            try:
+                await asyncio.to_thread(write_document, self.objects, PARAMS_KEY, document, tag)
+            except WriteConflict as error:
+                raise PreconditionFailed(
+                    f"params changed while version {document.version} was being written (another replica); "
+                    "GET /admin/params and retry"
+                ) from error
             self._apply(document, who)
             return document
 
 
 def _describe(error: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+
+
+WRITE_ATTEMPTS = 5
 
 
 class RollbackUnavailable(InvalidParameter):
@@ -197,16 +218,7 @@ class ActiveModels:
         except (ArtifactError, ValueError, RuntimeError, OSError) as error:
             raise ActivationFailed(f"could not activate {role} {ref!r}; {old} keeps serving: {error}") from error
         async with self._lock:
-            stored = await asyncio.to_thread(read_document, self.objects, ACTIVE_KEY, ActiveDocument)
-            current = stored or self.document
-            document = ActiveDocument(
-                version=current.version + 1,
-                active=current.active | {role: version},
-                updated_at=datetime.now(UTC),
-                updated_by=who,
-            )
-            await asyncio.to_thread(write_document, self.objects, ACTIVE_KEY, document)
-            self.document = document
+            self.document = await self._record(role, version, who)
         audit.info(
             "model %s activated: %s -> %s",
             role,
@@ -215,6 +227,24 @@ class ActiveModels:
             extra={"fields": {"event": "model.activated", "who": who, "role": role, "old": old, "new": version}},
         )
         return version
+
+    async def _record(self, role: str, version: str, who: str) -> ActiveDocument:
+        """Merge ``role: version`` into the stored document with a conditional write, re-reading on conflicts."""
+        for _ in range(WRITE_ATTEMPTS):
+            stored, tag = await asyncio.to_thread(read_tagged_document, self.objects, ACTIVE_KEY, ActiveDocument)
+            current = stored or self.document
+            document = ActiveDocument(
+                version=current.version + 1,
+                active=current.active | {role: version},
+                updated_at=datetime.now(UTC),
+                updated_by=who,
+            )
+            try:
+                await asyncio.to_thread(write_document, self.objects, ACTIVE_KEY, document, tag)
+                return document
+            except WriteConflict:
+                continue  # another replica recorded its own activation in between: merge with that one
+        raise ActivationFailed(f"{role} {version} is serving here but could not be recorded: the store kept changing")
 
     async def rollback(self, role: str, who: str) -> str:
         previous = self.manager.status[role].previous

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from app.store.objects import LocalObjectStore, ObjectMissing, ObjectStore
+from app.store.objects import LocalObjectStore, ObjectMissing, ObjectStore, WriteConflict
 from models.artifact import (
     MANIFEST_NAME,
     ArtifactError,
@@ -44,24 +44,36 @@ class ArtifactStore:
         return [v for v in self.objects.list_children(name) if v != ALIASES_NAME and _is_safe(v)]
 
     def aliases(self, name: str) -> dict[str, str]:
+        return self._tagged_aliases(name)[0]
+
+    def _tagged_aliases(self, name: str) -> tuple[dict[str, str], str | None]:
         check_safe_name(name, "model name")
         try:
-            raw = self.objects.read_bytes(f"{name}/{ALIASES_NAME}")
+            raw, tag = self.objects.read_tagged(f"{name}/{ALIASES_NAME}")
         except ObjectMissing:
-            return {}
+            return {}, None
         try:
             aliases = json.loads(raw)
         except ValueError as error:
             raise ArtifactError(f"{name}/{ALIASES_NAME} is not valid JSON: {error}") from error
         if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
             raise ArtifactError(f"{name}/{ALIASES_NAME} must map alias names to versions")
-        return aliases
+        return aliases, tag
 
-    def set_alias(self, name: str, alias: str, version: str) -> None:
+    def set_alias(self, name: str, alias: str, version: str, attempts: int = 5) -> None:
+        """Point ``alias`` at ``version``; a conditional write keeps another writer's alias change."""
         check_safe_name(alias, "alias")
         self.manifest(name, version)  # refuse an alias to a version that does not exist
-        aliases = self.aliases(name) | {alias: version}
-        self.objects.write_bytes(f"{name}/{ALIASES_NAME}", json.dumps(aliases, indent=2).encode())
+        for _ in range(attempts):
+            aliases, tag = self._tagged_aliases(name)
+            try:
+                self.objects.write_if(
+                    f"{name}/{ALIASES_NAME}", json.dumps(aliases | {alias: version}, indent=2).encode(), tag
+                )
+                return
+            except WriteConflict:
+                continue  # someone else moved an alias in between: merge with theirs
+        raise WriteConflict(f"{name}/{ALIASES_NAME} kept changing; {alias} was not moved to {version}")
 
     def resolve(self, name: str, ref: str) -> str:
         """The version that ``ref`` (a version or an alias) names."""

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -23,6 +27,10 @@ class ObjectMissing(ArtifactError):
     """A key that does not exist in the store."""
 
 
+class WriteConflict(ArtifactError):
+    """A conditional write found the object changed (or created) since it was read."""
+
+
 class ObjectStore(ABC):
     """Byte-level access to a store; keys use ``/`` and never start with it."""
 
@@ -33,6 +41,18 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def write_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def read_tagged(self, key: str) -> tuple[bytes, str]:
+        """The object and a tag that changes whenever it does (S3: its ETag); ``ObjectMissing`` if absent."""
+
+    @abstractmethod
+    def write_if(self, key: str, data: bytes, tag: str | None) -> None:
+        """Write only if the object still has ``tag`` (``None``: only if it does not exist), else ``WriteConflict``.
+
+        The compare and the write are one step for every writer of the store, so two replicas updating
+        the same document cannot both succeed from the same read.
+        """
 
     @abstractmethod
     def download(self, key: str, dest: Path) -> None:
@@ -72,6 +92,32 @@ class LocalObjectStore(ObjectStore):
         os.chmod(tmp.name, READABLE)  # NamedTemporaryFile makes 0600 files; other users may serve this store
         os.replace(tmp.name, path)
 
+    def read_tagged(self, key: str) -> tuple[bytes, str]:
+        data = self.read_bytes(key)
+        return data, hashlib.sha256(data).hexdigest()
+
+    def write_if(self, key: str, data: bytes, tag: str | None) -> None:
+        with self._locked(key):
+            try:
+                current: str | None = self.read_tagged(key)[1]
+            except ObjectMissing:
+                current = None
+            if current != tag:
+                raise WriteConflict(f"{self.uri}: {key} changed since it was read")
+            self.write_bytes(key, data)
+
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        """An exclusive lock beside ``key``, shared by every process using this folder (POSIX advisory lock)."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def download(self, key: str, dest: Path) -> None:
         path = self._path(key)
         if not path.is_file():
@@ -109,6 +155,8 @@ class S3ObjectStore(ObjectStore):
                 raise ObjectMissing(f"{self.uri}: no object {key}") from error
             if code == "NoSuchBucket":
                 raise ObjectMissing(f"{self.uri}: no bucket {self.bucket}") from error
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                raise WriteConflict(f"{self.uri}: {key} changed since it was read ({code})") from error
             raise StoreUnavailable(f"{self.uri}: {action} {key} failed: {code or error}") from error
         except BotoCoreError as error:
             raise StoreUnavailable(f"{self.uri}: {action} {key} failed: {error}") from error
@@ -120,6 +168,16 @@ class S3ObjectStore(ObjectStore):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self._call(key, "put_object", Key=self._key(key), Body=data)
+
+    def read_tagged(self, key: str) -> tuple[bytes, str]:
+        response = self._call(key, "get_object", Key=self._key(key))
+        data: bytes = response["Body"].read()
+        return data, str(response["ETag"])
+
+    def write_if(self, key: str, data: bytes, tag: str | None) -> None:
+        # S3 conditional writes: If-Match on the ETag read, or If-None-Match * to create only.
+        condition = {"IfMatch": tag} if tag is not None else {"IfNoneMatch": "*"}
+        self._call(key, "put_object", Key=self._key(key), Body=data, **condition)
 
     def download(self, key: str, dest: Path) -> None:
         response = self._call(key, "get_object", Key=self._key(key))
