@@ -8,6 +8,7 @@ keeps exactly the boxes ``torchvision.ops.batched_nms`` keeps.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ MAX_CANDIDATES = 30_000
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How an image was placed on the square canvas: ``canvas = image * scale + pad``."""
+    """How an image was placed on its canvas: ``canvas = image * scale + pad``."""
 
     scale: float
     pad_x: float
@@ -29,20 +30,40 @@ class Letterbox:
     height: int
 
 
-def letterbox(image: Image.Image, size: int) -> tuple[np.ndarray, Letterbox]:
-    """Resize ``image`` so its longest side is ``size`` and pad it centred to a ``size``×``size`` square.
+def canvas_shape(width: int, height: int, size: int, stride: int | None = None) -> tuple[int, int]:
+    """(height, width) of the letterbox canvas for a ``width``×``height`` image.
 
-    Returns a (3, size, size) float32 array in [0, 1] and the placement needed to map boxes back.
+    Without ``stride``: the ``size``×``size`` square. With it: the smallest multiple of ``stride`` on each
+    side that holds the image scaled to a longest side of ``size`` (as ultralytics predicts), so a 4:3
+    photo runs on 3/4 of the square's pixels.
     """
     assert size > 0, f"letterbox size must be positive, got {size}"
-    width, height = image.size
+    if stride is None:
+        return size, size
+    assert size % stride == 0, f"size {size} must be a multiple of the stride {stride}"
+    new_width, new_height = _scaled(width, height, size)
+    return min(size, math.ceil(new_height / stride) * stride), min(size, math.ceil(new_width / stride) * stride)
+
+
+def _scaled(width: int, height: int, size: int) -> tuple[int, int]:
     scale = size / max(width, height)
     # max(1, ...) keeps a 16×4000 strip from collapsing to zero rows.
-    new_width, new_height = max(1, round(width * scale)), max(1, round(height * scale))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def letterbox(image: Image.Image, size: int, stride: int | None = None) -> tuple[np.ndarray, Letterbox]:
+    """Resize ``image`` so its longest side is ``size`` and pad it centred onto its canvas (``canvas_shape``).
+
+    Returns a (3, H, W) float32 array in [0, 1] and the placement needed to map boxes back.
+    """
+    width, height = image.size
+    canvas_height, canvas_width = canvas_shape(width, height, size, stride)
+    scale = size / max(width, height)
+    new_width, new_height = _scaled(width, height, size)
     resized = image.convert("RGB").resize((new_width, new_height), Image.Resampling.BILINEAR)
     pixels = np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / 255  # (3, h', w')
-    pad_x, pad_y = (size - new_width) // 2, (size - new_height) // 2
-    canvas = np.full((3, size, size), PAD_VALUE, dtype=np.float32)
+    pad_x, pad_y = (canvas_width - new_width) // 2, (canvas_height - new_height) // 2
+    canvas = np.full((3, canvas_height, canvas_width), PAD_VALUE, dtype=np.float32)
     canvas[:, pad_y : pad_y + new_height, pad_x : pad_x + new_width] = pixels
     return canvas, Letterbox(scale=scale, pad_x=float(pad_x), pad_y=float(pad_y), width=width, height=height)
 

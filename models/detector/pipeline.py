@@ -1,7 +1,8 @@
 """The detector's work around the network, shared by the torch and the ONNX predictors; torch-free.
 
-``letterbox -> forward -> non_max_suppression -> unletterbox``. Requests that share an input size
-run as one batched forward; each keeps its own confidence, IoU and ``max_det`` thresholds.
+``letterbox -> forward -> non_max_suppression -> unletterbox``. Each image is letterboxed onto the
+smallest stride-aligned rectangle around it (not the whole square), and requests whose canvases have
+the same shape run as one batched forward; each keeps its own confidence, IoU and ``max_det`` thresholds.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import numpy as np
 from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
-from models.detector.boxes import Letterbox, letterbox, non_max_suppression, unletterbox
+from models.detector.boxes import Letterbox, canvas_shape, letterbox, non_max_suppression, unletterbox
 from models.detector.types import Detection, DetectRequest
 
-# (B, 3, S, S) float32 letterboxed images in [0, 1] -> (B, 4 + nc, A) decoded head output.
+# (B, 3, H, W) float32 letterboxed images in [0, 1] -> (B, 4 + nc, A) decoded head output.
 Forward = Callable[[np.ndarray], np.ndarray]
 
 
@@ -37,26 +38,28 @@ def input_size(imgsz: int, stride: int) -> int:
     return max(1, math.ceil(imgsz / stride)) * stride
 
 
-def group_by_input_size(batch: list[DetectRequest], stride: int) -> dict[int, list[int]]:
-    groups: dict[int, list[int]] = defaultdict(list)
+def group_by_canvas(batch: list[DetectRequest], stride: int) -> dict[tuple[int, int, int], list[int]]:
+    """Request indices by (input size, canvas height, canvas width): each group is one batched forward."""
+    groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
     for index, request in enumerate(batch):
-        groups[input_size(request.imgsz, stride)].append(index)
+        size = input_size(request.imgsz, stride)
+        groups[(size, *canvas_shape(*request.image.size, size, stride))].append(index)
     return groups
 
 
 def detect(batch: list[DetectRequest], stride: int, labels: list[str], forward: Forward) -> list[list[Detection]]:
-    """Detections for each request, in order; one ``forward`` per distinct input size."""
+    """Detections for each request, in order; one ``forward`` per distinct canvas shape."""
     results: dict[int, list[Detection]] = {}
-    for size, indices in group_by_input_size(batch, stride).items():
+    for (size, _, _), indices in group_by_canvas(batch, stride).items():
         group = [batch[i] for i in indices]
-        results.update(zip(indices, detect_same_size(group, size, labels, forward), strict=True))
+        results.update(zip(indices, detect_same_size(group, size, stride, labels, forward), strict=True))
     return [results[i] for i in range(len(batch))]
 
 
 def detect_same_size(
-    group: list[DetectRequest], size: int, labels: list[str], forward: Forward
+    group: list[DetectRequest], size: int, stride: int, labels: list[str], forward: Forward
 ) -> list[list[Detection]]:
-    canvases, placements = zip(*(letterbox(request.image, size) for request in group), strict=True)
+    canvases, placements = zip(*(letterbox(request.image, size, stride) for request in group), strict=True)
     pred = forward(np.stack(canvases))  # (B, 4 + nc, A)
     assert pred.shape[1] == 4 + len(labels), f"head gives {pred.shape[1] - 4} classes for {len(labels)} labels"
     return [

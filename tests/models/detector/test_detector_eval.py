@@ -113,7 +113,7 @@ class BrightRegionNetwork(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         anchors = []
-        for gray in images.mean(dim=1):  # (S, S) each
+        for gray in images.mean(dim=1):  # (H, W) each
             ys, xs = torch.nonzero(gray > 0.7, as_tuple=True)
             x1, y1, x2, y2 = float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1
             anchors.append(torch.tensor([[(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, 0.9]]).T)  # (5, 1)

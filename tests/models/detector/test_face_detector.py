@@ -25,13 +25,13 @@ class BrightRegionNetwork(torch.nn.Module):
         self.register_buffer("stride", torch.tensor([8.0, 16.0, 32.0]))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        side = float(images.shape[-1])
+        height, width = float(images.shape[-2]), float(images.shape[-1])
         anchors = []
-        for gray in images.mean(dim=1):  # (S, S) each
+        for gray in images.mean(dim=1):  # (H, W) each
             ys, xs = torch.nonzero(gray > 0.5, as_tuple=True)
             x1, y1, x2, y2 = float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1
             bright = [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, 0.9]
-            anchors.append(torch.tensor([bright, [side / 2, side / 2, side, side, 0.1]]).T)  # (5, 2)
+            anchors.append(torch.tensor([bright, [width / 2, height / 2, width, height, 0.1]]).T)  # (5, 2)
         return torch.stack(anchors), {}  # (B, 5, 2), like the Detect head's (decoded, raw) pair
 
 

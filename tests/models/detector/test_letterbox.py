@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.detector.boxes import PAD_VALUE, Letterbox, letterbox, unletterbox
+from models.detector.boxes import PAD_VALUE, Letterbox, canvas_shape, letterbox, unletterbox
+from models.detector.pipeline import detect
+from models.detector.types import DetectRequest
 
 SIZE = 128
 SHAPES = {"wide": (400, 150), "tall": (90, 300), "square": (100, 100)}
@@ -92,3 +94,46 @@ def test_unletterbox_clips_boxes_to_the_original_image() -> None:
     restored = unletterbox(boxes, info)
     np.testing.assert_array_equal(restored[0], [0.0, 0.0, 128.0, 64.0])
     np.testing.assert_array_equal(restored[1], [60.0, 48.0, 100.0, 64.0])
+
+
+@pytest.mark.parametrize(
+    ("shape", "expected"),
+    [
+        ((400, 150), (64, 128)),
+        ((90, 300), (128, 64)),
+        ((100, 100), (128, 128)),
+        ((640, 480), (96, 128)),
+        ((16, 2000), (128, 32)),
+    ],
+    ids=["wide", "tall", "square", "4:3", "strip"],
+)
+def test_with_a_stride_the_canvas_is_the_smallest_aligned_rectangle_around_the_image(
+    shape: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    assert canvas_shape(*shape, SIZE, 32) == expected
+    assert canvas_shape(*shape, SIZE) == (SIZE, SIZE)
+    canvas, info = letterbox(Image.new("RGB", shape, (0, 0, 0)), SIZE, 32)
+    assert canvas.shape == (3, *expected)
+    x1, y1, x2, y2 = content_extent(canvas)
+    assert max(x2 - x1, y2 - y1) == SIZE  # the same scale as on the square
+    assert abs(x1 - (expected[1] - x2)) <= 1 and abs(y1 - (expected[0] - y2)) <= 1  # centred
+    boxes = np.array([[0, 0, *shape]], dtype=np.float32) * info.scale + [info.pad_x, info.pad_y] * 2
+    np.testing.assert_allclose(unletterbox(boxes.astype(np.float32), info), [[0, 0, *shape]], atol=1e-3)
+
+
+def test_requests_run_batched_per_canvas_shape_and_come_back_in_order() -> None:
+    shapes_seen: list[tuple[int, ...]] = []
+
+    def forward(images: np.ndarray) -> np.ndarray:
+        shapes_seen.append(images.shape)
+        batch, _, height, width = images.shape
+        # one confident box per image, 20 px square at the canvas centre: (B, 4 + nc, A) with A = 1
+        return np.tile(np.array([width / 2, height / 2, 20, 20, 0.9], np.float32)[None, :, None], (batch, 1, 1))
+
+    sizes = [(400, 300), (100, 100), (800, 600), (300, 400)]
+    batch = [DetectRequest(Image.new("RGB", size), conf=0.5, iou=0.5, max_det=5, imgsz=128) for size in sizes]
+    results = detect(batch, 32, ["face"], forward)
+    assert sorted(shapes_seen) == [(1, 3, 128, 96), (1, 3, 128, 128), (2, 3, 96, 128)]
+    for (width, height), (found,) in zip(sizes, results, strict=True):
+        centre = ((found.box[0] + found.box[2]) / 2, (found.box[1] + found.box[3]) / 2)
+        assert centre == pytest.approx((width / 2, height / 2), abs=1.0)  # mapped back to its own image
