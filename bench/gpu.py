@@ -9,7 +9,8 @@ not depend on the weights' values), then, on the GPU, measures in one run:
   concurrent HTTP clients (requests per second), micro-batching included.
 
 It prints a table and writes ``gpu-bench.json`` and ``gpu-bench.md`` into ``--out``. Target: the
-service reaches at least 70% of the raw network's throughput.
+service reaches at least 70% of the raw network's throughput. ``--device cpu`` runs the same measurements
+on the CPU, so the script is tested where no GPU is (the numbers then say nothing about a GPU).
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ import typer
 from PIL import Image
 
 
+def synchronize(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def raw_throughput(forward: Any, batch: Any, seconds: float) -> float:
     """Images per second of ``forward(batch)`` in a closed loop, synchronised with the device."""
     import torch
@@ -36,23 +44,23 @@ def raw_throughput(forward: Any, batch: Any, seconds: float) -> float:
     with torch.inference_mode():
         for _ in range(3):
             forward(batch)
-        torch.cuda.synchronize()
+        synchronize(batch.device)
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
             forward(batch)
             done += batch.shape[0]
-        torch.cuda.synchronize()
+        synchronize(batch.device)
     return done / (time.perf_counter() - started)
 
 
-def raw_networks(store: Path, batch: int, seconds: float) -> dict[str, float]:
+def raw_networks(store: Path, batch: int, seconds: float, device_name: str = "cuda") -> dict[str, float]:
     import torch
 
     from models.artifact import load_artifact
     from models.detector.predictor import FaceDetector
     from models.style.predictor import StyleTransfer
 
-    device = torch.device("cuda")
+    device = torch.device(device_name)
     detector_folder = next((store / "face-detector").glob("v*"))
     style_folder = next((store / "adain").glob("v*"))
     detector = FaceDetector.from_artifact(detector_folder, load_artifact(detector_folder), device)
@@ -68,13 +76,13 @@ def raw_networks(store: Path, batch: int, seconds: float) -> dict[str, float]:
     }
 
 
-def service_throughput(store: Path, clients: int, seconds: float) -> dict[str, float]:
+def service_throughput(store: Path, clients: int, seconds: float, device: str = "cuda") -> dict[str, float]:
     from app.bench import free_port
     from app.loadbench import drive, request_for, spawn
 
     port = free_port()
     args = [str(Path(sys.executable).parent / "deepcanvas"), "serve", "--port", str(port), "--store", store.as_uri()]
-    env = {"DEEPCANVAS_DEVICE": "cuda", "DEEPCANVAS_QUEUE_SIZE": str(4 * clients)}
+    env = {"DEEPCANVAS_DEVICE": device, "DEEPCANVAS_QUEUE_SIZE": str(4 * clients)}
     process = spawn(args, port, env)
     try:
         photos = {"/detect": jpeg(640, 640), "/stylize": jpeg(512, 512)}
@@ -103,29 +111,31 @@ def main(
     batch: Annotated[int, typer.Option(min=1, help="Raw networks' batch size")] = 8,
     clients: Annotated[int, typer.Option(min=1, help="Concurrent HTTP clients")] = 16,
     seconds: Annotated[float, typer.Option(min=1, help="Seconds per measurement")] = 20,
+    device: Annotated[str, typer.Option(help="cuda, cuda:N, or cpu (to check the script itself)")] = "cuda",
 ) -> None:
     """Service throughput versus raw network throughput for YOLOv5s at 640 and AdaIN at 512, on the GPU."""
     import torch
 
     from models.starter import write_untrained_store
 
-    if not torch.cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run this on the GPU machine")
     os.environ.setdefault("YOLO_OFFLINE", "1")
     store = Path(tempfile.mkdtemp(prefix="gpu-bench-store-"))
     write_untrained_store(store)
-    raw = raw_networks(store, batch, seconds)
-    served = service_throughput(store, clients, seconds)
+    raw = raw_networks(store, batch, seconds, device)
+    served = service_throughput(store, clients, seconds, device)
     rows = [
         {
             "endpoint": e,
-            "raw_images_per_s": round(raw[e], 1),
-            "service_requests_per_s": round(served[e], 1),
+            "raw_images_per_s": round(raw[e], 3),
+            "service_requests_per_s": round(served[e], 3),
             "service_share": round(served[e] / raw[e], 3),
         }
         for e in raw
     ]
-    report = {"device": torch.cuda.get_device_name(), "batch": batch, "clients": clients, "rows": rows}
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"cpu ({os.cpu_count()} cores)"
+    report = {"device": name, "batch": batch, "clients": clients, "rows": rows}
     table = ["| endpoint | raw network (img/s) | service (req/s) | service / raw |", "|---|---|---|---|"]
     table += [
         f"| {r['endpoint']} | {r['raw_images_per_s']} | {r['service_requests_per_s']} | {r['service_share']:.0%} |"
@@ -133,7 +143,7 @@ def main(
     ]
     out.mkdir(parents=True, exist_ok=True)
     (out / "gpu-bench.json").write_text(json.dumps(report, indent=2))
-    (out / "gpu-bench.md").write_text(f"GPU: {report['device']}\n\n" + "\n".join(table) + "\n")
+    (out / "gpu-bench.md").write_text(f"Device: {report['device']}\n\n" + "\n".join(table) + "\n")
     print("\n".join(table))
 
 
