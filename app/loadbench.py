@@ -22,6 +22,7 @@ import psutil
 from app.bench import percentile
 
 ENDPOINTS = ("/detect", "/classify", "/stylize")
+RESPONSE_TIMEOUT_S = 300
 
 
 @dataclass
@@ -87,7 +88,9 @@ async def drive(base: str, endpoint: str, request: dict[str, Any], clients: int,
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 writer.write(payload)
-                status, keep_alive = await read_response(reader)
+                await writer.drain()
+                async with asyncio.timeout(RESPONSE_TIMEOUT_S):  # a hung server fails the run, not stalls it
+                    status, keep_alive = await read_response(reader)
                 if status == 200:
                     latencies.append((time.perf_counter() - started) * 1000)
                 else:
