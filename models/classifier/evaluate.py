@@ -12,9 +12,10 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import DataLoader
 
-from models.artifact import Manifest, load_artifact
+from models.artifact import Manifest, load_artifact, write_manifest
 from models.classifier import metrics as M
 from models.classifier.data import FaceDataset, Sample, scan_lfw, split_by_identity
+from models.classifier.pipeline import flip_tta
 from models.classifier.predictor import FaceClassifier
 from models.classifier.transforms import Transform
 
@@ -34,9 +35,16 @@ LIMITATIONS = [
 
 
 def predict_probabilities(
-    network: torch.nn.Module, samples: Sequence[Sample], transform: Transform, batch_size: int = 128
+    network: torch.nn.Module,
+    samples: Sequence[Sample],
+    transform: Transform,
+    batch_size: int = 128,
+    flip: bool = False,
 ) -> npt.NDArray[np.float64]:
-    """Softmax probabilities ``(N, num_classes)`` for ``samples``, in order, with ``network`` in eval mode."""
+    """Softmax probabilities ``(N, num_classes)`` for ``samples``, in order, with ``network`` in eval mode.
+
+    With ``flip``, each is the mean of the image's and its mirror's probabilities (as the predictors serve it).
+    """
     device = next(network.parameters()).device
     loader = DataLoader(FaceDataset(samples, transform), batch_size=batch_size, shuffle=False)
     was_training = network.training
@@ -44,7 +52,9 @@ def predict_probabilities(
     chunks = []
     with torch.inference_mode():
         for images, _ in loader:
-            chunks.append(torch.softmax(network(images.to(device)).float(), dim=1).cpu())  # (B, C)
+            views = torch.cat([images, images.flip(-1)]) if flip else images  # (B or 2B, 3, S, S)
+            probs = torch.softmax(network(views.to(device)).float(), dim=1).cpu()
+            chunks.append((probs[: len(images)] + probs[len(images) :]) / 2 if flip else probs)  # (B, C)
     network.train(was_training)
     return torch.cat(chunks).double().numpy()
 
@@ -78,14 +88,51 @@ def split_samples(manifest: Manifest, data_root: Path, split: str, seed: int) ->
     return parts[SPLITS.index(split)]
 
 
-def evaluate_classifier(artifact_folder: Path, data_root: Path, split: str = "test", seed: int = 0) -> dict[str, Any]:
-    """Metrics of the artifact, as served (float16 weights, predictor preprocessing), on one split."""
+def evaluate_classifier(
+    artifact_folder: Path, data_root: Path, split: str = "test", seed: int = 0, flip: bool | None = None
+) -> dict[str, Any]:
+    """Metrics of the artifact, as served (float16 weights, predictor preprocessing), on one split.
+
+    ``flip`` overrides the manifest's flip test-time augmentation (None: as the manifest says).
+    """
     manifest = load_artifact(artifact_folder)
     classifier = FaceClassifier.from_artifact(artifact_folder, manifest, torch.device("cpu"))
     samples = split_samples(manifest, data_root, split, seed)
-    probabilities = predict_probabilities(classifier.network, samples, classifier.transform)
+    flip = flip_tta(manifest) if flip is None else flip
+    probabilities = predict_probabilities(classifier.network, samples, classifier.transform, flip=flip)
     result = classification_metrics([s.label for s in samples], probabilities, classifier.labels)
-    return {"model": f"{manifest.name}/{manifest.version}", "split": split, "seed": seed, **result}
+    return {"model": f"{manifest.name}/{manifest.version}", "split": split, "seed": seed, "flip_tta": flip, **result}
+
+
+def record_flip_tta(artifact_folder: Path, data_root: Path, seed: int = 0) -> dict[str, Any]:
+    """Turn flip test-time augmentation on for an artifact trained without it, if validation says it helps.
+
+    The decision uses the validation split only (accuracy and balanced accuracy both no worse with flips);
+    the test split is then measured once, as served, and becomes the manifest's metrics. The weights are
+    untouched; the manifest is rewritten with the flag, both validation comparisons and the new metrics.
+    """
+    manifest = load_artifact(artifact_folder)
+    if flip_tta(manifest):
+        raise ValueError(f"{manifest.name}/{manifest.version} already serves with flip_tta")
+    val = {flip: evaluate_classifier(artifact_folder, data_root, "val", seed, flip) for flip in (False, True)}
+    keys = ("accuracy", "balanced_accuracy")
+    comparison = {f"val_{key}_{'flip' if f else 'plain'}": float(val[f][key]) for f in (False, True) for key in keys}
+    if any(val[True][key] < val[False][key] for key in keys):
+        return {"recorded": False, **comparison}
+    test = evaluate_classifier(artifact_folder, data_root, "test", seed, True)
+    metrics = {key: float(test[key]) for key in (*keys, *(k for k in test if k.startswith("recall_")), "roc_auc")}
+    hyper = manifest.hyperparameters | {"flip_tta": True, "flip_tta_validation": comparison}
+    method = f"{manifest.provenance.method}; flip test-time augmentation added after training (validation split)"
+    updated = manifest.model_copy(
+        update={
+            "hyperparameters": hyper,
+            "metrics": manifest.metrics | metrics,
+            "provenance": manifest.provenance.model_copy(update={"method": method}),
+        }
+    )
+    write_manifest(artifact_folder, updated)
+    write_model_card(artifact_folder, test, load_artifact(artifact_folder))
+    return {"recorded": True, **comparison, **metrics}
 
 
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path) -> None:
@@ -189,8 +236,15 @@ def _metrics_table(metrics: dict[str, Any]) -> list[str]:
     return rows
 
 
-def main(artifact_folder: Path, data_root: Path, split: str = "test", seed: int = 0) -> None:
-    """Evaluate an artifact on one split, print the metrics and (re)write its model card beside it."""
+def main(artifact_folder: Path, data_root: Path, split: str = "test", seed: int = 0, record_flip: bool = False) -> None:
+    """Evaluate an artifact on one split, print the metrics and (re)write its model card beside it.
+
+    ``--record-flip`` instead decides flip test-time augmentation on the validation split and, when it helps,
+    records it in the manifest with the test metrics it is served with.
+    """
+    if record_flip:
+        print(json.dumps(record_flip_tta(artifact_folder, data_root, seed), indent=2))
+        return
     result = evaluate_classifier(artifact_folder, data_root, split, seed)
     write_model_card(artifact_folder, result, load_artifact(artifact_folder))
     print(json.dumps({k: v for k, v in result.items() if k != "roc"}, indent=2))

@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
-from models.classifier.pipeline import check_classifier_manifest, classifications, crop_margin, preprocess
+from models.classifier.pipeline import check_classifier_manifest, classifications, crop_margin, flip_tta, preprocess
 from models.classifier.types import ONNX_FILE, Classification
 from models.onnx_backend import NetworkSession, Runtime, open_session
 
@@ -48,7 +48,8 @@ class OnnxFaceClassifier:
     def predict(self, batch: list[Image.Image]) -> list[Classification]:
         if not batch:
             return []
-        return classifications(self.session.run(preprocess(batch, self.spec)), self.labels)
+        flip = flip_tta(self.manifest)
+        return classifications(self.session.run(preprocess(batch, self.spec, flip)), self.labels, flip)
 
     def warmup(self) -> None:
         self.predict([Image.new("RGB", (self.input_size, self.input_size), (128, 128, 128))])

@@ -2,7 +2,8 @@
 
 ``preprocess`` resizes the whole crop to the input side with Pillow's antialiased bilinear filter (within
 one grey level of the torchvision resize the training's validation uses) and normalises it;
-``classifications`` turns logits into probabilities per label.
+``classifications`` turns logits into probabilities per label. With flip test-time augmentation (the
+manifest's ``flip_tta``) each crop also runs mirrored, and the two probability vectors are averaged.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ def check_classifier_manifest(manifest: Manifest) -> InputSpec:
     return manifest.input
 
 
+def flip_tta(manifest: Manifest) -> bool:
+    """Whether the artifact is served with flip test-time augmentation (as it was evaluated)."""
+    return bool(manifest.hyperparameters.get("flip_tta", False))
+
+
 def crop_margin(manifest: Manifest) -> float:
     """How much the HTTP layer should grow a detector box (per side, fraction of its size) before cropping."""
     return float(manifest.hyperparameters.get("crop_margin", DEFAULT_CROP_MARGIN))
@@ -38,9 +44,10 @@ def preprocess_crop(image: Image.Image, size: int, mean: Sequence[float], std: S
     return normalised.transpose(2, 0, 1)  # (3, S, S)
 
 
-def preprocess(batch: list[Image.Image], spec: InputSpec) -> np.ndarray:
-    """A batch of crops -> (B, 3, S, S) float32 network input."""
-    return np.stack([preprocess_crop(image, spec.size, spec.mean, spec.std) for image in batch])
+def preprocess(batch: list[Image.Image], spec: InputSpec, flip: bool = False) -> np.ndarray:
+    """A batch of crops -> (B, 3, S, S) float32 network input; with ``flip``, (2B, ...): the B crops, then mirrored."""
+    crops = np.stack([preprocess_crop(image, spec.size, spec.mean, spec.std) for image in batch])
+    return np.concatenate([crops, crops[..., ::-1]]) if flip else crops
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -50,11 +57,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def classifications(logits: np.ndarray, labels: list[str]) -> list[Classification]:
-    """One ``Classification`` per row of (B, C) logits: the most probable label and every probability."""
+def probabilities(logits: np.ndarray, flip: bool = False) -> np.ndarray:
+    """(B, C) probabilities from (B, C) logits, or from (2B, C) with ``flip``: the mean over each crop's two views."""
+    probs = softmax(logits)
+    if not flip:
+        return probs
+    assert len(probs) % 2 == 0, f"flip needs crops and their mirrors, got {len(probs)} rows"
+    half = len(probs) // 2
+    return (probs[:half] + probs[half:]) / 2
+
+
+def classifications(logits: np.ndarray, labels: list[str], flip: bool = False) -> list[Classification]:
+    """One ``Classification`` per crop: the most probable label and every probability (see ``probabilities``)."""
     assert logits.ndim == 2 and logits.shape[1] == len(labels), f"logits {logits.shape} for {len(labels)} labels"
     results = []
-    for row in softmax(logits).tolist():
+    for row in probabilities(logits, flip).tolist():
         best = max(range(len(row)), key=row.__getitem__)
         results.append(Classification(labels[best], row[best], dict(zip(labels, row, strict=True))))
     return results

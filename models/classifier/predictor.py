@@ -17,6 +17,7 @@ from models.classifier.pipeline import (
     check_classifier_manifest,
     classifications,
     crop_margin,
+    flip_tta,
     preprocess,
     preprocess_crop,
 )
@@ -66,9 +67,10 @@ class FaceClassifier:
     def predict(self, batch: list[Image.Image]) -> list[Classification]:
         if not batch:
             return []
+        flip = flip_tta(self.manifest)
         with torch.inference_mode():
-            images = torch.from_numpy(preprocess(batch, self.spec)).to(self.device)  # (B, 3, S, S)
-            return classifications(self.network(images).float().cpu().numpy(), self.labels)
+            images = torch.from_numpy(preprocess(batch, self.spec, flip)).to(self.device)  # (B or 2B, 3, S, S)
+            return classifications(self.network(images).float().cpu().numpy(), self.labels, flip)
 
     def warmup(self) -> None:
         self.predict([Image.new("RGB", (self.input_size, self.input_size), (128, 128, 128))])

@@ -66,6 +66,7 @@ class TrainConfig:
     class_weight_power: float = 0.5  # 1: inverse class frequency (balanced), 0: unweighted; 0.5 between
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     crop_margin: float = 0.1
+    flip_tta: bool = False  # validate, test and serve each crop with its mirror, probabilities averaged
     workers: int = 0
     checkpoint: Path | None = None  # default: OUT_DIR.parent / "OUT_DIR-name.checkpoint.pt"
     name: str = "face-gender"
@@ -144,7 +145,8 @@ def progress_bar(enabled: bool) -> Progress:
 
 
 def validate(network: nn.Module, samples: list[Sample], cfg: TrainConfig) -> dict[str, Any]:
-    probabilities = predict_probabilities(network, samples, eval_transform(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD))
+    transform = eval_transform(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD)
+    probabilities = predict_probabilities(network, samples, transform, flip=cfg.flip_tta)
     return classification_metrics([s.label for s in samples], probabilities, LABELS)
 
 
@@ -290,6 +292,7 @@ def main(
     threads: int = 1,
     max_train_images: int | None = None,
     class_weight_power: float = 0.5,
+    flip_tta: bool = False,
     checkpoint: Path | None = None,
     version: str | None = None,
     progress: bool = True,
@@ -310,6 +313,7 @@ def main(
         threads=threads,
         max_train_images=max_train_images,
         class_weight_power=class_weight_power,
+        flip_tta=flip_tta,
         checkpoint=checkpoint,
         version=version,
         progress=progress,

@@ -138,3 +138,17 @@ def test_openvino_bf16_keeps_boxes_probabilities_and_paintings_close_to_torch(ex
     [reference_painting] = StyleTransfer.from_artifact(folder, manifest, CPU).predict([paint])
     difference = np.abs(np.asarray(painted, dtype=np.float64) - np.asarray(reference_painting, dtype=np.float64))
     assert difference.mean() < 5.0  # grey levels out of 255; bf16 keeps about 3 significant digits
+
+
+def test_onnx_classifier_with_flip_tta_gives_torchs_probabilities(exported_store: ExportedStore) -> None:
+    folder, manifest = exported_store.folder("face-gender"), exported_store.after["face-gender"]
+    flipped = manifest.model_copy(update={"hyperparameters": manifest.hyperparameters | {"flip_tta": True}})
+    crops = [picture((20 + 13 * i, 90 - 7 * i), i) for i in range(5)]
+    ours = OnnxFaceClassifier.from_artifact(folder, flipped, "cpu", EXACT_RUNTIMES[0]).predict(crops)
+    theirs = FaceClassifier.from_artifact(folder, flipped, CPU).predict(crops)
+    plain = FaceClassifier.from_artifact(folder, manifest, CPU).predict(crops)
+    assert any(
+        abs(t.probabilities["male"] - p.probabilities["male"]) > 1e-4 for t, p in zip(theirs, plain, strict=True)
+    )
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert mine.probabilities == pytest.approx(reference.probabilities, abs=1e-4)

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from models.artifact import Manifest
-from models.classifier.evaluate import classification_metrics, evaluate_classifier, write_model_card
+from models.artifact import Manifest, load_artifact
+from models.classifier.evaluate import classification_metrics, evaluate_classifier, record_flip_tta, write_model_card
+from models.classifier.train import TrainConfig, train_classifier
 
 
 def test_evaluation_of_the_artifact_reproduces_the_test_metrics_in_its_manifest(
@@ -45,3 +48,38 @@ def test_model_card_holds_a_metrics_table_and_both_plots(tmp_path: Path) -> None
     for png in ("confusion_matrix.png", "roc_curve.png"):
         assert f"]({png})" in text
         assert (card.parent / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recording_flip_tta_decides_on_validation_and_keeps_the_weights(
+    tiny_trained: tuple[Path, Manifest], tiny_lfw: Any, tmp_path: Path
+) -> None:
+    folder = tmp_path / "v1"
+    shutil.copytree(tiny_trained[0], folder)
+    before = load_artifact(folder)
+    result = record_flip_tta(folder, tiny_lfw.root)
+    val = {flip: evaluate_classifier(folder, tiny_lfw.root, "val", flip=flip) for flip in (False, True)}
+    assert result["val_accuracy_plain"] == pytest.approx(val[False]["accuracy"])
+    assert result["val_accuracy_flip"] == pytest.approx(val[True]["accuracy"])
+    helps = all(val[True][k] >= val[False][k] for k in ("accuracy", "balanced_accuracy"))
+    after = load_artifact(folder)
+    assert result["recorded"] is helps and after.files == before.files  # the weights never change
+    if not helps:
+        assert after == before
+        return
+    served = evaluate_classifier(folder, tiny_lfw.root, "test")
+    assert served["flip_tta"] is True and after.hyperparameters["flip_tta"] is True
+    assert after.metrics["accuracy"] == pytest.approx(served["accuracy"])
+    assert "flip test-time augmentation" in after.provenance.method
+    with pytest.raises(ValueError, match="already serves with flip_tta"):
+        record_flip_tta(folder, tiny_lfw.root)
+
+
+def test_training_with_flip_tta_selects_tests_and_serves_with_it(
+    tiny_lfw: Any, tiny_recipe: Callable[..., TrainConfig], tmp_path: Path
+) -> None:
+    manifest = train_classifier(tiny_recipe(tiny_lfw.root, tmp_path / "v2", flip_tta=True))
+    assert manifest.hyperparameters["flip_tta"] is True
+    served = evaluate_classifier(tmp_path / "v2", tiny_lfw.root, "test")
+    assert served["flip_tta"] is True and served["accuracy"] == pytest.approx(manifest.metrics["accuracy"])
+    plain = evaluate_classifier(tmp_path / "v2", tiny_lfw.root, "test", flip=False)
+    assert plain["flip_tta"] is False

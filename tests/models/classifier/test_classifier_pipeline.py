@@ -53,3 +53,19 @@ def test_classifications_name_the_most_probable_label_of_each_row() -> None:
     results = classifications(np.array([[2.0, 0.0], [0.0, 3.0]], dtype=np.float32), ["female", "male"])
     assert [r.label for r in results] == ["female", "male"]
     assert all(r.score == r.probabilities[r.label] == max(r.probabilities.values()) for r in results)
+
+
+def test_flip_tta_adds_each_crop_mirrored_and_averages_the_two_views() -> None:
+    spec = InputSpec(size=8, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    crops = [Image.linear_gradient("L").resize((20, 20)).convert("RGB"), Image.new("RGB", (9, 13), (200, 30, 90))]
+    plain, both = preprocess(crops, spec), preprocess(crops, spec, flip=True)
+    assert both.shape == (4, 3, 8, 8)
+    np.testing.assert_array_equal(both[:2], plain)
+    np.testing.assert_array_equal(
+        both[2:], preprocess([c.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for c in crops], spec)
+    )
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 2.0], [0.0, 1.0]])  # crop 0 disagrees with its mirror
+    results = classifications(logits, ["female", "male"], flip=True)
+    assert len(results) == 2
+    assert results[0].probabilities["female"] == pytest.approx(0.5)  # (0.881 + 0.119) / 2
+    assert results[1].probabilities == pytest.approx(classifications(logits[1:2], ["female", "male"])[0].probabilities)

@@ -106,3 +106,19 @@ def test_from_artifact_refuses_weights_that_do_not_fit_the_architecture(tmp_path
     wider = manifest.model_copy(update={"hyperparameters": {**manifest.hyperparameters, "widths": [8, 16]}})
     with pytest.raises(ArtifactError, match="do not fit"):
         FaceClassifier.from_artifact(folder, wider, CPU)
+
+
+def test_a_manifest_with_flip_tta_serves_the_mean_of_each_crop_and_its_mirror(tmp_path: Path) -> None:
+    folder = tmp_path / "face-gender" / "v0"
+    make_untrained_classifier(folder, seed=3)
+    plain = FaceClassifier.from_artifact(folder, load_artifact(folder), torch.device("cpu"))
+    manifest = load_artifact(folder)
+    write_manifest(
+        folder, manifest.model_copy(update={"hyperparameters": manifest.hyperparameters | {"flip_tta": True}})
+    )
+    flipped = FaceClassifier.from_artifact(folder, load_artifact(folder), torch.device("cpu"))
+    crop = Image.linear_gradient("L").rotate(90).resize((70, 50)).convert("RGB")  # left-right ramp: views differ
+    mirror = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    one, other = (plain.predict([image])[0].probabilities["male"] for image in (crop, mirror))
+    assert one != pytest.approx(other, abs=1e-6)
+    assert flipped.predict([crop])[0].probabilities["male"] == pytest.approx((one + other) / 2, abs=1e-6)
