@@ -59,6 +59,7 @@ class ModelSlot:
     _waiting: deque[tuple[Any, asyncio.Future[Any]]] = field(init=False, default_factory=deque)
     _batcher: asyncio.Task[None] | None = field(init=False, default=None)
     _last_batch_end: float = field(init=False, default=0.0)
+    _last_batch_size: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{self.name}")
@@ -102,13 +103,22 @@ class ModelSlot:
         loop = asyncio.get_running_loop()
         while self._waiting:
             size, wait = self.batch_limits()
-            if len(self._waiting) < size and wait > 0 and time.monotonic() - self._last_batch_end < wait:
-                await asyncio.sleep(wait)  # busy lately: let a few more requests join this batch
+            if len(self._waiting) < size and wait > 0 and self._others_likely(wait):
+                await asyncio.sleep(wait)  # busy with several callers lately: let more join this batch
             batch = [self._waiting.popleft() for _ in range(min(size, len(self._waiting)))]
             batch = [(item, future) for item, future in batch if not future.done()]  # callers that left
             if batch:
                 await self._run_batch(loop, batch)
-            self._last_batch_end = time.monotonic()
+            self._last_batch_end, self._last_batch_size = time.monotonic(), len(batch)
+
+    def _others_likely(self, wait: float) -> bool:
+        """Whether waiting may fill the batch: the slot was busy just now, with more than one caller.
+
+        A lone caller in a closed loop is always "busy lately", but nobody would join its batch: waiting
+        would only add to its latency.
+        """
+        concurrent = len(self._waiting) > 1 or self._last_batch_size > 1
+        return concurrent and time.monotonic() - self._last_batch_end < wait
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         items = [item for item, _ in batch]

@@ -112,6 +112,20 @@ def test_a_busy_slot_waits_briefly_to_fill_a_batch() -> None:
     assert predictor.batches == [1, 4]
 
 
+def test_a_lone_caller_never_waits_for_a_batch_that_nobody_else_will_join() -> None:
+    predictor = Doubler()
+
+    async def scenario() -> float:
+        slot = _slot(predictor, batch=8, wait=0.5)
+        started = time.monotonic()
+        for i in range(5):  # a closed loop: each request arrives right after the previous batch
+            await slot.predict([i])
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 0.5  # waiting would take 5 x 0.5 s
+    assert predictor.batches == [1] * 5
+
+
 def test_each_inference_is_recorded_for_the_request() -> None:
     async def scenario() -> list[tuple[str, str, float]]:
         record: list[tuple[str, str, float]] = []
