@@ -50,7 +50,7 @@ infra: install
 container-smoke: install
 	docker/smoke.sh
 
-# The slim image (ONNX Runtime, no torch): builds the slim target offline, runs it alone on the host network,
+# The slim image (OpenVINO, no torch): builds the slim target offline, runs it alone on the host network,
 # calls each endpoint, checks that method=nst answers 422 and that RSS stays within SLIM_MAX_RSS_MB (800).
 container-smoke-slim: install
 	docker/smoke.sh --slim
