@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,7 @@ from models.classifier.network import FaceNet
 from models.classifier.predictor import ARCHITECTURE, WEIGHTS_FILE
 from models.classifier.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 from models.predictor import resolve_device, save_state
-from models.provenance import git_commit
+from models.provenance import git_commit, invoked_command
 
 log = logging.getLogger("deepcanvas.classifier.train")
 
@@ -317,7 +315,7 @@ def main(
         checkpoint=checkpoint,
         version=version,
         progress=progress,
-        command=shlex.join([Path(sys.executable).name, "-m", "models.classifier.train", *sys.argv[1:]]),
+        command=invoked_command(),
     )
     manifest = train_classifier(cfg)
     log.info("wrote %s: %s", out_dir, manifest.metrics)

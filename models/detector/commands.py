@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from models.provenance import invoked_command
+
 console = Console()
-
-
-def invoked_command() -> str:
-    """The command line as typed, for the manifest's provenance."""
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 def synthesize(

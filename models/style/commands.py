@@ -6,9 +6,7 @@ Plain functions; the CLI registers them (e.g. ``train_cli.command("style")(comma
 from __future__ import annotations
 
 import json
-import shlex
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,13 +17,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from models.provenance import invoked_command
+
 console = Console()
 
 ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
-
-
-def _command_line() -> str:
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 def _widths(text: str) -> tuple[int, int, int, int]:
@@ -117,7 +113,7 @@ def train(
         name=name,
         version=version,
         progress=progress,
-        command=_command_line(),
+        command=invoked_command(),
     )
     try:
         with stop_requests() as stop:
@@ -178,5 +174,5 @@ def import_adain(
     from models.style.importer import import_adain as convert
 
     expected = {role: digest for role, digest in (("vgg", vgg_sha256), ("decoder", decoder_sha256)) if digest}
-    manifest = convert(vgg, decoder, out_dir, name, version, expected, half=half, command=_command_line())
+    manifest = convert(vgg, decoder, out_dir, name, version, expected, half=half, command=invoked_command())
     console.print(f"imported {manifest.name}/{manifest.version} into {out_dir}")
