@@ -24,7 +24,11 @@ def _load(settings: Settings, role: str) -> tuple[Any, Any]:
     return open_artifact_store(settings).fetch(name, ref)
 
 
-def _yolo(settings: Settings) -> Any:
+def _yolo(settings: Settings) -> tuple[Any, int]:
+    """An ultralytics YOLO with the store's detector weights, and the side it was trained at.
+
+    A checkpoint trained with ultralytics predicts at its training ``imgsz``; so does the baseline.
+    """
     from ultralytics import YOLO
 
     folder, manifest = _load(settings, "detector")
@@ -36,7 +40,7 @@ def _yolo(settings: Settings) -> Any:
     network.names = dict(enumerate(manifest.labels))
     model = YOLO(cfg)
     model.model = network  # as if loaded from the user's own .pt of these weights
-    return model
+    return model, manifest.input.size if manifest.input else 640
 
 
 def create_baseline() -> FastAPI:
@@ -45,7 +49,7 @@ def create_baseline() -> FastAPI:
     from models.style.predictor import StyleTransfer, StylizeRequest
 
     settings = Settings(store=os.environ.get("DEEPCANVAS_STORE", Settings().store))
-    yolo = _yolo(settings)
+    yolo, imgsz = _yolo(settings)
     classifier = FaceClassifier.from_artifact(*_load(settings, "classifier"), resolve_device("cpu"))
     style = StyleTransfer.from_artifact(*_load(settings, "style"), resolve_device("cpu"))
     gallery = StyleGallery.from_artifact(*_load(settings, "gallery"))
@@ -58,7 +62,7 @@ def create_baseline() -> FastAPI:
     @app.post("/detect")
     def detect(image: UploadFile = File(...)) -> dict[str, Any]:
         picture = Image.open(image.file).convert("RGB")
-        result = yolo.predict(picture, conf=0.25, iou=0.45, verbose=False)[0]
+        result = yolo.predict(picture, conf=0.25, iou=0.45, imgsz=imgsz, verbose=False)[0]
         return {
             "detections": [
                 {"box": box, "score": score}
