@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from app.errors import ActivationFailed, InvalidParameter
 from app.settings import Settings
-from app.store.objects import ObjectMissing, ObjectStore, WriteConflict
+from app.store.objects import ObjectMissing, ObjectStore, WriteConflict, update_object
 from models.artifact import ArtifactError
 
 log = logging.getLogger("deepcanvas.runtime")
@@ -102,8 +102,13 @@ def read_tagged_document(objects: ObjectStore, key: str, kind: type[Any]) -> tup
         raw, tag = objects.read_tagged(key)
     except ObjectMissing:
         return None, None
+    return parse_document(key, raw, kind), tag
+
+
+def parse_document(key: str, raw: bytes, kind: type[Any]) -> Any:
+    """A stored document's bytes as ``kind``; a malformed one is an ArtifactError."""
     try:
-        return kind.model_validate(json.loads(raw)), tag
+        return kind.model_validate(json.loads(raw))
     except (ValueError, ValidationError) as error:
         raise ArtifactError(f"{key} is not a valid document: {error}") from error
 
@@ -138,6 +143,10 @@ class ParamsService:
     async def refresh(self) -> bool:
         """Apply the stored document when it is newer; True when something changed."""
         stored = await asyncio.to_thread(read_document, self.objects, PARAMS_KEY, ParamsDocument)
+        return self._adopt(stored)
+
+    def _adopt(self, stored: ParamsDocument | None) -> bool:
+        """Apply a stored document that is newer than this replica's; True when it was."""
         if stored is None or stored.version <= self.document.version:
             return False
         self._apply(stored, stored.updated_by or "store")
@@ -161,8 +170,7 @@ class ParamsService:
         """
         async with self._lock:
             stored, tag = await asyncio.to_thread(read_tagged_document, self.objects, PARAMS_KEY, ParamsDocument)
-            if stored is not None and stored.version > self.document.version:
-                self._apply(stored, stored.updated_by or "store")
+            self._adopt(stored)
             if if_match != self.document.version:
                 raise PreconditionFailed(
                     f"params changed: If-Match names version {if_match}, the current version is {self.document.version}"
@@ -229,22 +237,26 @@ class ActiveModels:
         return version
 
     async def _record(self, role: str, version: str, who: str) -> ActiveDocument:
-        """Merge ``role: version`` into the stored document with a conditional write, re-reading on conflicts."""
-        for _ in range(WRITE_ATTEMPTS):
-            stored, tag = await asyncio.to_thread(read_tagged_document, self.objects, ACTIVE_KEY, ActiveDocument)
-            current = stored or self.document
+        """Merge ``role: version`` into the stored document; another replica's activation in between is kept."""
+
+        def merged(raw: bytes | None) -> bytes:
+            current = parse_document(ACTIVE_KEY, raw, ActiveDocument) if raw is not None else self.document
             document = ActiveDocument(
                 version=current.version + 1,
                 active=current.active | {role: version},
                 updated_at=datetime.now(UTC),
                 updated_by=who,
             )
-            try:
-                await asyncio.to_thread(write_document, self.objects, ACTIVE_KEY, document, tag)
-                return document
-            except WriteConflict:
-                continue  # another replica recorded its own activation in between: merge with that one
-        raise ActivationFailed(f"{role} {version} is serving here but could not be recorded: the store kept changing")
+            return document.model_dump_json(indent=2).encode()
+
+        try:
+            written = await asyncio.to_thread(update_object, self.objects, ACTIVE_KEY, merged, WRITE_ATTEMPTS)
+        except WriteConflict as error:
+            raise ActivationFailed(
+                f"{role} {version} is serving here but could not be recorded: the store kept changing"
+            ) from error
+        document: ActiveDocument = parse_document(ACTIVE_KEY, written, ActiveDocument)
+        return document
 
     async def rollback(self, role: str, who: str) -> str:
         previous = self.manager.status[role].previous

@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from app.store.objects import LocalObjectStore, ObjectMissing, ObjectStore, WriteConflict
+from app.store.objects import LocalObjectStore, ObjectMissing, ObjectStore, WriteConflict, update_object
 from models.artifact import (
     MANIFEST_NAME,
     ArtifactError,
@@ -44,36 +44,26 @@ class ArtifactStore:
         return [v for v in self.objects.list_children(name) if v != ALIASES_NAME and _is_safe(v)]
 
     def aliases(self, name: str) -> dict[str, str]:
-        return self._tagged_aliases(name)[0]
-
-    def _tagged_aliases(self, name: str) -> tuple[dict[str, str], str | None]:
         check_safe_name(name, "model name")
         try:
-            raw, tag = self.objects.read_tagged(f"{name}/{ALIASES_NAME}")
+            raw = self.objects.read_bytes(f"{name}/{ALIASES_NAME}")
         except ObjectMissing:
-            return {}, None
-        try:
-            aliases = json.loads(raw)
-        except ValueError as error:
-            raise ArtifactError(f"{name}/{ALIASES_NAME} is not valid JSON: {error}") from error
-        if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
-            raise ArtifactError(f"{name}/{ALIASES_NAME} must map alias names to versions")
-        return aliases, tag
+            return {}
+        return _parse_aliases(name, raw)
 
     def set_alias(self, name: str, alias: str, version: str, attempts: int = 5) -> None:
         """Point ``alias`` at ``version``; a conditional write keeps another writer's alias change."""
         check_safe_name(alias, "alias")
         self.manifest(name, version)  # refuse an alias to a version that does not exist
-        for _ in range(attempts):
-            aliases, tag = self._tagged_aliases(name)
-            try:
-                self.objects.write_if(
-                    f"{name}/{ALIASES_NAME}", json.dumps(aliases | {alias: version}, indent=2).encode(), tag
-                )
-                return
-            except WriteConflict:
-                continue  # someone else moved an alias in between: merge with theirs
-        raise WriteConflict(f"{name}/{ALIASES_NAME} kept changing; {alias} was not moved to {version}")
+
+        def moved(raw: bytes | None) -> bytes:
+            aliases = _parse_aliases(name, raw) if raw is not None else {}
+            return json.dumps(aliases | {alias: version}, indent=2).encode()
+
+        try:
+            update_object(self.objects, f"{name}/{ALIASES_NAME}", moved, attempts)
+        except WriteConflict as error:
+            raise WriteConflict(f"{name}/{ALIASES_NAME} kept changing; {alias} was not moved to {version}") from error
 
     def resolve(self, name: str, ref: str) -> str:
         """The version that ``ref`` (a version or an alias) names."""
@@ -137,6 +127,16 @@ class ArtifactStore:
             for alias, version in local.aliases(name).items():
                 self.set_alias(name, alias, version)
         return pushed
+
+
+def _parse_aliases(name: str, raw: bytes) -> dict[str, str]:
+    try:
+        aliases = json.loads(raw)
+    except ValueError as error:
+        raise ArtifactError(f"{name}/{ALIASES_NAME} is not valid JSON: {error}") from error
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
+        raise ArtifactError(f"{name}/{ALIASES_NAME} must map alias names to versions")
+    return aliases
 
 
 def _is_safe(value: str) -> bool:

@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,27 @@ class ObjectStore(ABC):
     @abstractmethod
     def list_children(self, prefix: str) -> list[str]:
         """Immediate child names (files and folders) below ``prefix``."""
+
+
+def update_object(objects: ObjectStore, key: str, change: Callable[[bytes | None], bytes], attempts: int = 5) -> bytes:
+    """Read-modify-write ``key`` with conditional writes; returns what was written.
+
+    ``change`` maps the current bytes (None when the object does not exist) to the new ones. When another
+    writer wins in between, it runs again on a fresh read, so both changes survive; ``WriteConflict``
+    after ``attempts`` lost races.
+    """
+    for _ in range(attempts):
+        try:
+            current, tag = objects.read_tagged(key)
+        except ObjectMissing:
+            current, tag = None, None
+        updated = change(current)
+        try:
+            objects.write_if(key, updated, tag)
+            return updated
+        except WriteConflict:
+            continue
+    raise WriteConflict(f"{objects.uri}: {key} kept changing ({attempts} conditional writes lost)")
 
 
 class LocalObjectStore(ObjectStore):
