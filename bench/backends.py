@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -39,14 +38,9 @@ def photo(width: int, height: int, seed: int) -> Image.Image:
 
 
 def median_ms(call: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        call()
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - started)
-    return 1000 * statistics.median(seconds)
+    from app.bench import time_calls
+
+    return statistics.median(time_calls(call, repeats, warmup))
 
 
 def exported_starters(root: Path) -> dict[str, tuple[Path, Any]]:
