@@ -17,7 +17,7 @@ from models.artifact import ArtifactError, Manifest
 from models.onnx_backend import NetworkSession, Runtime, open_session
 from models.style.adain_numpy import coral, interpolate_styles
 from models.style.sizing import array_to_image, image_to_array, resize_for_network
-from models.style.types import ARCHITECTURE, DECODER_ONNX, ENCODER_ONNX, StylizeRequest
+from models.style.types import ARCHITECTURE, DECODER_ONNX, ENCODER_ONNX, StylizeRequest, warmup_request
 
 
 class OnnxStyleTransfer:
@@ -48,8 +48,7 @@ class OnnxStyleTransfer:
         return [self._stylize_one(request) for request in batch]
 
     def warmup(self) -> None:
-        tiny = Image.new("RGB", (32, 32), (128, 96, 64))
-        self.predict([StylizeRequest(tiny, (tiny,), (1.0,), 1.0, False, 32)])
+        self.predict([warmup_request()])
 
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
         content, styles = self.preprocess(request)

@@ -16,7 +16,14 @@ from models.artifact import ArtifactError, Manifest
 from models.style.adain import coral, interpolate_styles
 from models.style.images import image_to_tensor, resize_for_network, tensor_to_image
 from models.style.network import Decoder, VGGEncoder
-from models.style.types import ARCHITECTURE, DECODER_FILE, ENCODER_FILE, StylizeRequest, widths_from_manifest
+from models.style.types import (
+    ARCHITECTURE,
+    DECODER_FILE,
+    ENCODER_FILE,
+    StylizeRequest,
+    warmup_request,
+    widths_from_manifest,
+)
 from models.torch_backend import load_state
 
 ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
@@ -71,8 +78,7 @@ class StyleTransfer:
             return [self._stylize_one(request) for request in batch]
 
     def warmup(self) -> None:
-        tiny = Image.new("RGB", (32, 32), (128, 96, 64))
-        self.predict([StylizeRequest(tiny, (tiny,), (1.0,), 1.0, False, 32)])
+        self.predict([warmup_request()])
 
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
         content, styles = self.preprocess(request)

@@ -41,6 +41,12 @@ class StylizeRequest:
     max_side: int
 
 
+def warmup_request() -> StylizeRequest:
+    """A tiny request, so the first real one does not pay for lazy initialisation (either backend)."""
+    tiny = Image.new("RGB", (32, 32), (128, 96, 64))
+    return StylizeRequest(tiny, (tiny,), (1.0,), 1.0, False, 32)
+
+
 @dataclass(frozen=True)
 class NSTRequest:
     """One optimisation-based stylization; the output's longer side is at most ``max_side``."""
