@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from models.artifact import Manifest, load_artifact, write_manifest
 from models.classifier import metrics as M
 from models.classifier.data import FaceDataset, Sample, scan_lfw, split_by_identity
-from models.classifier.pipeline import flip_tta
+from models.classifier.pipeline import flip_tta, probabilities
 from models.classifier.predictor import FaceClassifier
 from models.classifier.transforms import Transform
 
@@ -53,10 +53,10 @@ def predict_probabilities(
     with torch.inference_mode():
         for images, _ in loader:
             views = torch.cat([images, images.flip(-1)]) if flip else images  # (B or 2B, 3, S, S)
-            probs = torch.softmax(network(views.to(device)).float(), dim=1).cpu()
-            chunks.append((probs[: len(images)] + probs[len(images) :]) / 2 if flip else probs)  # (B, C)
+            logits = network(views.to(device)).float().cpu().numpy()
+            chunks.append(probabilities(logits, flip))  # (B, C), averaged over the views as the predictors do
     network.train(was_training)
-    return torch.cat(chunks).double().numpy()
+    return np.concatenate(chunks).astype(np.float64)
 
 
 def classification_metrics(
