@@ -69,9 +69,5 @@ def moto_server() -> Iterator[MotoServer]:
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """``deepcanvas serve`` on the embedded default store, started once, ready before the first test."""
     cache = tmp_path_factory.mktemp("cache")
-    server = LiveServer.start(store=EMBEDDED_STORE.as_uri(), env={"DEEPCANVAS_CACHE_DIR": str(cache)})
-    try:
-        server.wait_ready()
+    with LiveServer.ready(EMBEDDED_STORE.as_uri(), {"DEEPCANVAS_CACHE_DIR": str(cache)}) as server:
         yield server
-    finally:
-        server.stop()

@@ -41,12 +41,8 @@ def fuzzable_server(embedded_store: Path, tmp_path_factory: pytest.TempPathFacto
         "DEEPCANVAS_NST_MAX_SIDE": "64",
         "DEEPCANVAS_QUEUE_SIZE": "4",
     }
-    server = LiveServer.start(store=store.as_uri(), env=env)
-    try:
-        server.wait_ready()
+    with LiveServer.ready(store.as_uri(), env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(fuzzable_server: LiveServer) -> None:

@@ -24,12 +24,8 @@ def strict_server(embedded_store: Path, tmp_path_factory: pytest.TempPathFactory
         "DEEPCANVAS_BODY_TIMEOUT_S": "1.5",
         "DEEPCANVAS_MAX_UPLOAD_BYTES": str(LIMIT),
     }
-    server = LiveServer.start(store=embedded_store.as_uri(), env=env)
-    try:
-        server.wait_ready()
+    with LiveServer.ready(embedded_store.as_uri(), env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _raw_request(server: LiveServer, head: bytes, chunks: list[bytes], pause: float) -> tuple[bytes, float]:

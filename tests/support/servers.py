@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,3 +105,14 @@ class LiveServer(ServerProcess):
 
     def wait_ready(self, timeout: float = 180) -> httpx.Response:
         return self.wait_for("/readyz", timeout)
+
+    @classmethod
+    @contextmanager
+    def ready(cls, store: str, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+        """A started server, ready before the block runs, stopped after it (for fixtures to yield)."""
+        server = cls.start(store=store, env=env)
+        try:
+            server.wait_ready()
+            yield server
+        finally:
+            server.stop()
