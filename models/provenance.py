@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -30,3 +31,8 @@ def invoked_command() -> str:
         module = ".".join(program.resolve().relative_to(REPO_ROOT).with_suffix("").parts)
         return shlex.join([Path(sys.executable).name, "-m", module, *sys.argv[1:]])
     return shlex.join([program.name, *sys.argv[1:]])
+
+
+def portable_path(path: Path) -> str:
+    """``path`` relative to the checkout (``../shared/data/...`` for the shared data), never a machine's absolute path."""
+    return Path(os.path.relpath(Path(path).resolve(), REPO_ROOT)).as_posix()

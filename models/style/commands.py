@@ -61,7 +61,16 @@ def train(
     iterations: Annotated[int, typer.Option(min=1, help="Total iterations (a resumed run continues to it)")] = 160_000,
     batch_size: Annotated[int, typer.Option(min=2)] = 8,
     crop: Annotated[int, typer.Option(min=32, help="Training crop side; multiple of 8")] = 256,
-    widths: Annotated[str, typer.Option(help="Encoder/decoder stage widths")] = "32,64,128,256",
+    widths: Annotated[str, typer.Option(help="Encoder/decoder stage widths (from scratch; a base sets its own)")] = (
+        "32,64,128,256"
+    ),
+    base: Annotated[
+        Path | None,
+        typer.Option(exists=True, file_okay=False, help="AdaIN artifact to start from: its encoder frozen, its decoder trained on"),
+    ] = None,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast for the networks (weights and losses stay float32)")] = False,
+    warmup: Annotated[int, typer.Option(min=0, help="Linear learning-rate warm-up steps")] = 0,
+    hours: Annotated[float | None, typer.Option(min=0.0, help="Time budget; then checkpoint and write the artifact")] = None,
     lr: float = 1e-4,
     lr_decay: float = 5e-5,
     style_weight: Annotated[float, typer.Option(help="λ, the style loss weight")] = 1.0,
@@ -76,13 +85,12 @@ def train(
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes")] = 0,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 500,
     checkpoint: Annotated[Path | None, typer.Option(help="Default: OUT_DIR.checkpoint.pt beside OUT_DIR")] = None,
-    time_limit: Annotated[float | None, typer.Option(help="Minutes; then checkpoint and write the artifact")] = None,
     device: str = "cpu",
     name: str = "adain",
     version: Annotated[str | None, typer.Option(help="Default: OUT_DIR's name")] = None,
     progress: bool = True,
 ) -> None:
-    """Train an AdaIN encoder and decoder (resuming from the checkpoint when present) and write the artifact."""
+    """Train an AdaIN decoder from --base (or encoder and decoder from scratch), resuming a checkpoint, into an artifact."""
     from models.style.train import StyleTrainConfig, train_style
 
     cfg = StyleTrainConfig(
@@ -108,7 +116,10 @@ def train(
         workers=workers,
         checkpoint_every=checkpoint_every,
         checkpoint=checkpoint,
-        time_limit_s=time_limit * 60.0 if time_limit is not None else None,
+        time_limit_s=hours * 3600.0 if hours is not None else None,
+        base=base,
+        bf16=bf16,
+        warmup=warmup,
         device=device,
         name=name,
         version=version,
@@ -130,34 +141,47 @@ def evaluate(
     content_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
     style_dir: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
     size: Annotated[int, typer.Option(min=16, help="Side of the center squares evaluated")] = 256,
-    baseline_decoder: Annotated[Path | None, typer.Option(help="Default: decoder file beside the loss network")] = None,
-    card_dir: Annotated[Path | None, typer.Option(help="Write MODEL_CARD.md and the grid PNG here")] = None,
+    baseline: Annotated[
+        Path | None, typer.Option(exists=True, file_okay=False, help="Artifact to compare with (e.g. the import)")
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="Stylize through this running service's POST /stylize")] = None,
+    card: Annotated[bool, typer.Option(help="(Re)write the artifact's model card and pictures, and re-pack")] = False,
     device: str = "cpu",
 ) -> None:
-    """Losses of an artifact and of plain AdaIN on the held-out content × style pairs, and their ratios."""
+    """Losses of an artifact and of a baseline artifact on the held-out content × style pairs, and their ratios."""
     import torch
 
-    from models.artifact import load_artifact
-    from models.style.evaluate import (
-        HELD_OUT_CONTENT,
-        HELD_OUT_STYLES,
-        evaluate_with_grid,
-        list_images,
-        split_held_out,
-        write_style_card,
-    )
+    from models.artifact import load_artifact, pack_artifact
+    from models.style.evaluate import evaluate_with_outputs, evaluation_images, write_evaluation
 
-    _, contents = split_held_out(list_images(content_dir), HELD_OUT_CONTENT)
-    _, styles = split_held_out(list_images(style_dir), HELD_OUT_STYLES)
+    contents, styles = evaluation_images(content_dir, style_dir)
     if not contents or not styles:
         raise typer.BadParameter("need at least two images in each of CONTENT_DIR and STYLE_DIR")
-    metrics, grid = evaluate_with_grid(
-        artifact, loss_network, contents, styles, size, baseline_decoder, torch.device(device)
-    )
-    if card_dir is not None:
-        write_style_card(card_dir, metrics, grid, load_artifact(artifact))
+    torch_device = torch.device(device)
+    if card:
+        manifest = load_artifact(artifact)
+        metrics = write_evaluation(artifact, manifest, loss_network, contents, styles, size, baseline, torch_device)
+        fields = manifest.model_dump(exclude={"files", "metrics", "schema_version"})
+        pack_artifact(artifact, **fields, metrics=metrics)
+    else:
+        metrics = evaluate_with_outputs(artifact, loss_network, contents, styles, size, baseline, torch_device, url)[0]
     console.print(json.dumps({"contents": [p.name for p in contents], "styles": [p.name for p in styles]}))
     console.print(json.dumps(metrics, indent=2))
+
+
+def import_vgg(
+    encoder: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="encoder_relu4_1.pth (compressed)")],
+    decoder: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="decoder_relu4_1.pth (compressed)")],
+    license_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Their LICENSE file")],
+    out_dir: Annotated[Path, typer.Argument(help="Artifact folder to write")],
+    name: str = "adain",
+    version: str = "vgg16x",
+) -> None:
+    """Import the compressed VGG19 encoder and reconstruction decoder (MIT) as a base AdaIN artifact."""
+    from models.style.importer import import_compressed_vgg
+
+    manifest = import_compressed_vgg(encoder, decoder, license_file, out_dir, name, version, invoked_command())
+    console.print(f"imported {manifest.name}/{manifest.version} into {out_dir}")
 
 
 def import_adain(

@@ -1,4 +1,4 @@
-"""Import the AdaIN authors' public weights (naoto0804/pytorch-AdaIN) as one of our artifacts.
+"""Import public AdaIN weights as our artifacts: the authors' release, or the compressed VGG19 (the shipped base).
 
 ``vgg_normalised.pth`` is all of VGG19 as an ``nn.Sequential`` state dict (``"0.weight"`` … ``"52.bias"``);
 AdaIN uses it up to relu4_1 (layer 30), which is exactly our ``VGGEncoder``. ``decoder.pth`` has our
@@ -7,12 +7,13 @@ AdaIN uses it up to relu4_1 (layer 30), which is exactly our ``VGGEncoder``. ``d
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from models.artifact import ArtifactError, InputSpec, Manifest, Provenance, pack_artifact, sha256_file
 from models.predictor import save_state
 from models.provenance import git_commit
-from models.style.evaluate import prepare_out_dir
+from models.style.packing import prepare_out_dir
 from models.style.loss_network import decoder_from_state, encoder_from_state, is_compressed, read_state_dict
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
 from models.style.starter import style_hyperparameters
@@ -70,6 +71,58 @@ def import_adain(
         provenance=Provenance(
             method=f"imported: {SOURCE}",
             data="MS-COCO contents and WikiArt styles (as released); VGG19 (Simonyan & Zisserman, CC BY 4.0)",
+            command=command,
+            commit=git_commit(),
+        ),
+    )
+
+
+COMPRESSED_SOURCE = (
+    "MingSun-Tse/Collaborative-Distillation (MIT, Copyright (c) 2020 Huan Wang): the VGG19 encoder compressed "
+    "16x, to relu4_1, and its reconstruction decoder"
+)
+LICENSE_FILE = "LICENSE"
+
+
+def import_compressed_vgg(
+    encoder_pth: Path,
+    decoder_pth: Path,
+    license_file: Path,
+    out_folder: Path,
+    name: str = "adain",
+    version: str = "vgg16x",
+    command: str | None = None,
+) -> Manifest:
+    """The compressed VGG19 encoder (to relu4_1) and its reconstruction decoder as an artifact, with their licence.
+
+    The result stylizes only mildly (the decoder was trained to reconstruct, not for AdaIN): it is the base
+    that ``deepcanvas train style --base`` trains a decoder from, and the baseline evaluation compares with.
+    """
+    encoder_state = read_state_dict(encoder_pth)
+    if not is_compressed(encoder_state):
+        raise ValueError(f"{encoder_pth} is not a compressed VGG19 encoder (no conv0/conv11)")
+    encoder, decoder = encoder_from_state(encoder_state), decoder_from_state(read_state_dict(decoder_pth))
+    if encoder.widths != decoder.widths:
+        raise ValueError(f"encoder widths {encoder.widths} and decoder widths {decoder.widths} differ")
+    digests = {"encoder": sha256_file(encoder_pth), "decoder": sha256_file(decoder_pth)}
+    digests["license"] = sha256_file(license_file)
+    prepare_out_dir(out_folder)
+    save_state(encoder, out_folder / ENCODER_FILE, half=False)  # an import reproduces its source exactly
+    save_state(decoder, out_folder / DECODER_FILE, half=False)
+    shutil.copyfile(license_file, out_folder / LICENSE_FILE)
+    return pack_artifact(
+        out_folder,
+        name=name,
+        version=version,
+        task="stylize",
+        architecture=ARCHITECTURE,
+        hyperparameters=style_hyperparameters(encoder.widths) | {"source_sha256": digests},
+        input=InputSpec(size=256),
+        defaults={"alpha": 1.0},
+        provenance=Provenance(
+            method=f"imported: {COMPRESSED_SOURCE} ({encoder_pth.name}, {decoder_pth.name}); "
+            "the decoder reconstructs and is not trained for AdaIN",
+            data="VGG19 (Simonyan & Zisserman) compressed by collaborative distillation on MS-COCO, as released",
             command=command,
             commit=git_commit(),
         ),

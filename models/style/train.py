@@ -1,22 +1,28 @@
-"""Train our AdaIN encoder and decoder with the paper's losses measured by a frozen perceptual loss network.
+"""Train an AdaIN decoder (and, from scratch, an encoder) with the paper's losses from a frozen loss network.
 
-Design: the shipped encoder and decoder are entirely ours (slim ``VGGEncoder``/``Decoder``, He-initialised
-and trained here); the loss network (a compressed VGG19 or ``vgg_normalised``) only measures losses and
-ships nowhere. Per batch of contents c and styles s, with our encoder E, decoder D and loss network L:
+Two designs share this loop:
+
+- **From a base artifact** (``base``, the shipped recipe): the encoder is the base's (the imported compressed
+  VGG19 to relu4_1, ``deepcanvas models import-vgg``) and stays frozen; the decoder starts from the base's
+  decoder (the compressed VGG19's reconstruction decoder, or an earlier trained version) and trains. This is
+  how the AdaIN paper works: a pretrained VGG encoder and a trained decoder. Files other than weights and
+  cards (the encoder's ``LICENSE``) travel from the base into the new artifact.
+- **From scratch** (no base): slim encoder and decoder, He-initialised; 1×1 heads distil the loss network's
+  relu{N}_1 into the encoder so its statistics stay VGG-like. Kept for experiments and tiny tests.
+
+Per batch of contents c and styles s, with encoder E, decoder D and loss network L:
 
 - output g = D(AdaIN(E(c), E(s)));
 - content loss = MSE(L₄(g), AdaIN(L₄(c), L₄(s))) at relu4_1, style loss = Σ_relu{1..4}_1 MSE of channel
   means and stds of L(g) and L(s) (Huang & Belongie 2017, eq. 11-13, with L's features);
-- distillation: 1×1 heads (training-only) read L's relu{N}_1 off E's, so E's statistics stay VGG-like and
-  style interpolation in E's space stays meaningful (relative MSE, averaged over layers);
 - the last ``self_pairs`` pairs of each batch use their content as style, with a pixel MSE, so that
   alpha = 0 (and weak styles) decode back to the content.
 
-λ defaults to 1, not the paper's 10: the compressed VGG19's features are of order 1 at every layer. On
-held-out 256 px pairs (content, style) losses are (1.1, 7.4) for the content photo itself, (3.5, 0) for
-the style image itself and (1.0, 4.3) for plain AdaIN through its reconstruction decoder: a unit of
-content buys only a few units of style, so λ = 10 lets the style win outright (a run with it lost the
-content entirely). λ is a guess to tune with short runs and the held-out grid.
+λ = 1, not the paper's 10: the compressed VGG19's features are of order 1 at every layer, and a unit of
+content buys only a few units of style (λ = 10 lost the content entirely). ``bf16`` runs the networks under
+``torch.autocast`` (bfloat16 convolutions, AMX on this project's CPUs); weights, optimiser and every loss
+stay float32. The learning rate warms up linearly over ``warmup`` steps: the first full-size Adam steps
+wreck a pretrained decoder.
 
 Batches are a pure function of (seed, iteration), so a resumed run sees exactly the batches it would have.
 """
@@ -44,16 +50,14 @@ from torch.utils.data import DataLoader, Dataset
 from models.artifact import Manifest
 from models.predictor import resolve_device
 from models.style.adain import adaptive_instance_normalization
-from models.style.evaluate import (
-    HELD_OUT_CONTENT,
-    HELD_OUT_STYLES,
-    list_images,
-    split_held_out,
-    write_trained_artifact,
-)
+from models.artifact import load_artifact, sha256_file
 from models.style.loss_network import LossNetwork, content_loss, load_loss_network, style_loss
 from models.style.network import Decoder, VGGEncoder
+from models.style.packing import write_trained_artifact
+from models.style.predictor import DECODER_FILE, ENCODER_FILE, widths_from_manifest
+from models.style.split import HELD_OUT_CONTENT, HELD_OUT_STYLES, list_images, split_held_out
 from models.style.starter import calibrate_output, he_initialised
+from models.torch_backend import load_state
 
 log = logging.getLogger("deepcanvas.style.train")
 
@@ -83,6 +87,9 @@ class StyleTrainConfig:
     checkpoint_every: int = 500
     checkpoint: Path | None = None  # default: OUT_DIR.parent / "OUT_DIR-name.checkpoint.pt"
     time_limit_s: float | None = None  # stop (checkpointed) after this long and write the artifact so far
+    base: Path | None = None  # an AdaIN artifact: its encoder (frozen) and decoder (trained on) start the run
+    bf16: bool = False  # bfloat16 autocast for the networks; weights and losses stay float32
+    warmup: int = 0  # linear learning-rate warm-up over this many steps
     eval_size: int = 256
     device: str = "cpu"
     name: str = "adain"
@@ -93,8 +100,11 @@ class StyleTrainConfig:
     def recipe(self) -> dict[str, Any]:
         """The fields that change the result; a checkpoint only resumes a run with the same recipe."""
         keep = {"widths", "batch_size", "crop", "lr", "lr_decay", "style_weight", "content_weight", "seed"}
-        keep |= {"distill_weight", "pixel_weight", "self_pairs", "face_fraction"}
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k in keep}
+        keep |= {"distill_weight", "pixel_weight", "self_pairs", "face_fraction", "bf16", "warmup"}
+        recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k in keep}
+        if self.base is not None:  # the base's weights, not its path, make the result
+            recipe["base_sha256"] = sha256_file(self.base / DECODER_FILE)
+        return recipe
 
     @property
     def checkpoint_path(self) -> Path:
@@ -176,14 +186,40 @@ class StyleBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
 
 class StyleTrainee(nn.Module):
-    """Our encoder and decoder (shipped), plus 1×1 heads from E's relu{N}_1 to L's (training only)."""
+    """Encoder and decoder (shipped), plus 1×1 heads from E's relu{N}_1 to L's when E trains (training only)."""
 
-    def __init__(self, widths: tuple[int, ...], teacher_widths: tuple[int, ...]) -> None:
+    def __init__(
+        self, widths: tuple[int, ...], teacher_widths: tuple[int, ...], base: Path | None = None
+    ) -> None:
         super().__init__()
         self.encoder = he_initialised(VGGEncoder(widths))
         self.decoder = he_initialised(Decoder(widths))
-        self.heads = nn.ModuleList(nn.Conv2d(w, t, (1, 1)) for w, t in zip(widths, teacher_widths, strict=True))
-        calibrate_output(self.encoder, self.decoder)  # untrained outputs start inside [0, 1]
+        self.frozen_encoder = base is not None
+        if base is None:
+            pairs = zip(widths, teacher_widths, strict=True)
+            self.heads = nn.ModuleList(nn.Conv2d(w, t, (1, 1)) for w, t in pairs)
+            calibrate_output(self.encoder, self.decoder)  # untrained outputs start inside [0, 1]
+            return
+        self.heads = nn.ModuleList()
+        manifest = load_artifact(base)
+        cpu = torch.device("cpu")
+        self.encoder.load_state_dict(load_state(base, manifest, ENCODER_FILE, cpu))
+        self.decoder.load_state_dict(load_state(base, manifest, DECODER_FILE, cpu))
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> StyleTrainee:
+        super().train(mode)
+        if self.frozen_encoder:
+            self.encoder.eval()
+        return self
+
+
+def with_base_widths(cfg: StyleTrainConfig) -> StyleTrainConfig:
+    """``cfg`` with the widths of its base artifact's networks, when it has a base."""
+    if cfg.base is None:
+        return cfg
+    return dataclasses.replace(cfg, widths=widths_from_manifest(load_artifact(cfg.base)))
 
 
 def distillation_loss(heads: nn.ModuleList, ours: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
@@ -199,20 +235,24 @@ def training_losses(
 ) -> dict[str, torch.Tensor]:
     """The four unweighted losses of one batch of (content, style) pairs, each (B, 3, S, S)."""
     batch = content.shape[0]
-    ours = model.encoder.encode_with_intermediate(torch.cat([content, style]))  # 4 × (2B, w_n, S/2^n, S/2^n)
+    with torch.set_grad_enabled(not model.frozen_encoder and torch.is_grad_enabled()):
+        ours = model.encoder.encode_with_intermediate(torch.cat([content, style]))  # 4 × (2B, w_n, S/2^n, S/2^n)
+    ours = [feature.float() for feature in ours]  # AdaIN statistics in float32, also under autocast
     target = adaptive_instance_normalization(ours[-1][:batch], ours[-1][batch:])  # (B, w_4, S/8, S/8)
-    output = model.decoder(target)  # (B, 3, S, S), unclamped as in the paper
+    output = model.decoder(target).float()  # (B, 3, S, S), unclamped as in the paper
     with torch.no_grad():
-        teacher = loss_net(torch.cat([content, style]))  # 4 × (2B, C_n, ...)
+        teacher = [t.float() for t in loss_net(torch.cat([content, style]))]  # 4 × (2B, C_n, ...)
         teacher_target = adaptive_instance_normalization(teacher[-1][:batch], teacher[-1][batch:])
-    output_feats = loss_net(output)  # gradients flow through the frozen loss network
+    output_feats = [f.float() for f in loss_net(output)]  # gradients flow through the frozen loss network
     pixel = F.mse_loss(output[batch - self_pairs :], content[batch - self_pairs :]) if self_pairs else output.sum() * 0
-    return {
+    losses = {
         "content": content_loss(output_feats[-1], teacher_target),
         "style": style_loss(output_feats, [t[batch:] for t in teacher]),
-        "distill": distillation_loss(model.heads, ours, teacher),
         "pixel": pixel,
     }
+    if len(model.heads):  # only an encoder that trains is distilled
+        losses["distill"] = distillation_loss(model.heads, ours, teacher)
+    return losses
 
 
 def weighted_total(losses: dict[str, torch.Tensor], cfg: StyleTrainConfig) -> torch.Tensor:
@@ -222,14 +262,18 @@ def weighted_total(losses: dict[str, torch.Tensor], cfg: StyleTrainConfig) -> to
 
 
 def learning_rate(cfg: StyleTrainConfig, iteration: int) -> float:
-    return cfg.lr / (1.0 + cfg.lr_decay * iteration)
+    """Linear warm-up over ``cfg.warmup`` steps, then the release's inverse decay."""
+    warm = min(1.0, (iteration + 1) / cfg.warmup) if cfg.warmup > 0 else 1.0
+    return warm * cfg.lr / (1.0 + cfg.lr_decay * iteration)
 
 
 def train_step(
     model: StyleTrainee, loss_net: LossNetwork, optimizer: torch.optim.Optimizer, batch: Any, cfg: StyleTrainConfig
 ) -> dict[str, float]:
     content, style = (tensor.to(cfg.device, non_blocking=True) for tensor in batch)
-    losses = training_losses(model, loss_net, content, style, cfg.self_pairs)
+    device_type = torch.device(cfg.device).type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        losses = training_losses(model, loss_net, content, style, cfg.self_pairs)
     total = weighted_total(losses, cfg)
     if not math.isfinite(total.item()):
         raise FloatingPointError(f"training loss is {total.item()}: lower lr or style_weight")
@@ -344,13 +388,14 @@ def train_style(cfg: StyleTrainConfig, stop: threading.Event | None = None) -> M
     Setting ``stop`` (the command does on SIGINT/SIGTERM) ends training after the current step with a
     checkpoint and a ``KeyboardInterrupt``; ``cfg.time_limit_s`` ends it the same way but writes the artifact.
     """
+    cfg = with_base_widths(cfg)
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # one crop size: let cuDNN pick the fastest convs
     loss_net = load_loss_network(cfg.loss_network, device)
     torch.manual_seed(cfg.seed)
-    model = StyleTrainee(cfg.widths, loss_net.feature_widths).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    model = StyleTrainee(cfg.widths, loss_net.feature_widths, cfg.base).to(device)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     start, history, window = load_checkpoint(cfg, model, optimizer)
     stop = stop or threading.Event()
     done = fit(cfg, model, loss_net, optimizer, start, (history, window), stop) if start < cfg.iterations else start

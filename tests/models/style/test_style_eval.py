@@ -10,18 +10,14 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+from models.artifact import load_artifact
 from models.style import commands
-from models.style.evaluate import (
-    GRID_PNG,
-    evaluate_style,
-    pair_losses,
-    split_held_out,
-    style_grid,
-    write_style_card,
-)
+from models.style.card import ALPHA_IMAGE, CARD_NAME, GRID_IMAGE, NST_IMAGE, style_grid
+from models.style.evaluate import evaluate_style, pair_losses, spread
 from models.style.importer import import_adain
 from models.style.loss_network import load_loss_network
 from models.style.network import Decoder, VGGEncoder
+from models.style.split import split_held_out
 from models.style.starter import he_initialised
 
 SLIM = (4, 8, 16, 32)
@@ -46,7 +42,7 @@ def test_a_style_scores_zero_style_and_content_loss_against_itself(release: Path
     loss_net = load_loss_network(release / "vgg_normalised.pth", CPU)
     style = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        style_value, content_value = pair_losses(loss_net, style, style, style)
+        [(style_value, content_value)] = pair_losses(loss_net, style, style, style)
     # AdaIN(f(s), f(s)) is f(s) up to the eps inside the std
     assert style_value == pytest.approx(0.0, abs=1e-10) and content_value == pytest.approx(0.0, abs=1e-6)
 
@@ -55,20 +51,27 @@ def test_the_baseline_itself_scores_ratios_of_one(release: Path, tmp_path: Path)
     artifact = tmp_path / "baseline"
     import_adain(release / "vgg_normalised.pth", release / "decoder.pth", artifact)  # the very same networks
     contents, styles = [release / "content_a.png", release / "content_b.png"], [release / "style_a.png"]
-    metrics = evaluate_style(artifact, release / "vgg_normalised.pth", contents, styles, size=32)
+    metrics = evaluate_style(artifact, release / "vgg_normalised.pth", contents, styles, size=32, baseline=artifact)
     assert metrics["style_ratio"] == pytest.approx(1.0) and metrics["content_ratio"] == pytest.approx(1.0)
-    assert metrics["style_loss"] > 0 and metrics["n_pairs"] == 2.0
-    assert metrics["reconstruction_mse"] == pytest.approx(metrics["baseline_reconstruction_mse"])
+    assert metrics["mean_style_loss"] > 0 and metrics["n_pairs"] == 2.0
 
 
-def test_without_a_baseline_decoder_only_our_losses_are_reported(release: Path, tmp_path: Path) -> None:
-    alone = tmp_path / "alone"
-    alone.mkdir()
-    (alone / "vgg_normalised.pth").write_bytes((release / "vgg_normalised.pth").read_bytes())
+def test_without_a_baseline_only_our_losses_are_reported(release: Path, tmp_path: Path) -> None:
     import_adain(release / "vgg_normalised.pth", release / "decoder.pth", tmp_path / "artifact")
     content, style = release / "content_a.png", release / "style_a.png"
-    metrics = evaluate_style(tmp_path / "artifact", alone / "vgg_normalised.pth", [content], [style], size=32)
-    assert "style_loss" in metrics and "style_ratio" not in metrics
+    metrics = evaluate_style(tmp_path / "artifact", release / "vgg_normalised.pth", [content], [style], size=32)
+    assert "mean_style_loss" in metrics and "style_ratio" not in metrics
+
+
+def test_a_stronger_stylizer_has_a_lower_style_ratio_than_the_baseline(release: Path, tmp_path: Path) -> None:
+    # the style image itself as the output has zero style loss: a perfect painter's ratio is 0
+    loss_net = load_loss_network(release / "vgg_normalised.pth", CPU)
+    content = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    style = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        [(as_style, _)] = pair_losses(loss_net, style, content, style)
+        [(as_content, content_value)] = pair_losses(loss_net, content, content, style)
+    assert as_style == pytest.approx(0.0, abs=1e-8) and as_content > 0.0 and content_value == pytest.approx(0.0)
 
 
 def test_the_grid_has_styles_on_the_first_row_and_contents_on_the_first_column() -> None:
@@ -91,20 +94,25 @@ def test_the_grid_has_styles_on_the_first_row_and_contents_on_the_first_column()
     assert red(2, 2) == 204  # content 2 in style 2
 
 
-def test_the_card_tables_every_metric_with_its_target_and_shows_the_grid(tmp_path: Path) -> None:
-    metrics = {"style_loss": 1.5, "style_ratio": 0.4, "content_ratio": 1.7}
-    card = write_style_card(tmp_path, metrics, Image.new("RGB", (16, 16)))
-    text = card.read_text()
-    assert "| style_ratio | 0.4 | <= 0.5 |" in text and "| content_ratio | 1.7 | <= 2 |" in text
-    assert "| style_loss | 1.5 |" in text and f"]({GRID_PNG})" in text and (tmp_path / GRID_PNG).is_file()
-
-
 def test_held_out_images_are_the_named_ones_else_the_last_quarter() -> None:
     named = [Path(f"{name}.jpg") for name in ("avril", "brad_pitt", "lenna")]
-    assert split_held_out(named, ("brad_pitt",)) == ([named[0], named[2]], [named[1]])
+    assert split_held_out(named, ("brad_pitt",), share=0) == ([named[0], named[2]], [named[1]])
     others = [Path(f"{index}.png") for index in range(8)]
-    assert split_held_out(others, ("brad_pitt",)) == (others[:6], others[6:])
-    assert split_held_out(others[:1], ("brad_pitt",)) == (others[:1], [])
+    assert split_held_out(others, ("brad_pitt",), share=0) == (others[:6], others[6:])
+    assert split_held_out(others[:1], ("brad_pitt",), share=0) == (others[:1], [])
+
+
+def test_a_corpus_prefix_does_not_hide_a_named_picture_and_the_hash_share_is_stable() -> None:
+    paths = [Path(f"corpus/GlebSBrykin_la_muse.jpg"), *(Path(f"corpus/photo_{i}.jpg") for i in range(400))]
+    training, held = split_held_out(paths, ("la_muse",))
+    assert paths[0] in held and not set(training) & set(held) and len(training) + len(held) == len(paths)
+    assert 25 <= len(held) <= 80  # about one in eight, by hash of the stem
+    shuffled_held = split_held_out(list(reversed(paths)), ("la_muse",))[1]
+    assert set(shuffled_held) == set(held)  # the folder's order does not matter, only the names
+
+
+def test_spread_picks_evenly_and_keeps_short_lists() -> None:
+    assert spread(list(range(10)), 5) == [0, 2, 4, 6, 8] and spread([1, 2], 5) == [1, 2]
 
 
 @pytest.mark.shared
@@ -114,14 +122,22 @@ def test_the_shared_compressed_baseline_reconstructs_and_stylizes_a_held_out_pai
     from models.style.loss_network import decoder_from_state, encoder_from_state, read_state_dict
     from models.style.starter import make_untrained_style
 
+    from models.style.importer import import_compressed_vgg
+
     weights = shared_dir / "data" / "weights" / "vgg19-16x-compressed"
+    baseline = tmp_path / "vgg16x"
+    import_compressed_vgg(
+        weights / "encoder_relu4_1.pth", weights / "decoder_relu4_1.pth", weights / "LICENSE", baseline
+    )
     artifact = tmp_path / "untrained"
     make_untrained_style(artifact, widths=(8, 16, 32, 64))  # far from any style: the ratios must say so
     content = shared_dir / "data" / "style-transfer" / "content" / "brad_pitt.jpg"
     style = shared_dir / "data" / "style-transfer" / "style" / "la_muse.jpg"
-    metrics = evaluate_style(artifact, weights / "encoder_relu4_1.pth", [content], [style], size=128)
-    assert metrics["baseline_reconstruction_mse"] < 0.01  # the compressed decoder maps onto our layout
-    assert metrics["baseline_style_loss"] < metrics["style_loss"]
+    loss_network = weights / "encoder_relu5_1.pth"
+    reference = evaluate_style(baseline, loss_network, [content], [style], size=128)
+    assert reference["reconstruction_mse"] < 0.01  # the compressed decoder maps onto our layout
+    metrics = evaluate_style(artifact, loss_network, [content], [style], size=128, baseline=baseline)
+    assert metrics["style_ratio"] > 1.0 and metrics["baseline_mean_style_loss"] < metrics["mean_style_loss"]
     assert encoder_from_state(read_state_dict(weights / "encoder_relu4_1.pth")).widths == (16, 32, 64, 128)
     assert decoder_from_state(read_state_dict(weights / "decoder_relu4_1.pth")).widths == (16, 32, 64, 128)
 
@@ -135,8 +151,12 @@ def test_the_eval_command_prints_the_metrics_and_writes_the_card(release: Path, 
         for name in ("a", "b"):
             (tmp_path / kind / f"{name}.png").write_bytes((release / f"{kind}_{name}.png").read_bytes())
     args = [str(tmp_path / "artifact"), str(release / "vgg_normalised.pth"), str(tmp_path / "content")]
-    args += [str(tmp_path / "style"), "--size", "32", "--card-dir", str(tmp_path / "card")]
+    args += [str(tmp_path / "style"), "--size", "32", "--baseline", str(tmp_path / "artifact"), "--card"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert '"style_ratio": 1.0' in result.output and '"b.png"' in result.output  # b is the held-out quarter
-    assert (tmp_path / "card" / "MODEL_CARD.md").is_file()
+    manifest = load_artifact(tmp_path / "artifact")  # re-packed: the card and its pictures are listed and hashed
+    listed = {entry.path for entry in manifest.files}
+    assert {CARD_NAME, GRID_IMAGE, ALPHA_IMAGE, NST_IMAGE} <= listed and manifest.metrics["style_ratio"] == 1.0
+    card = (tmp_path / "artifact" / CARD_NAME).read_text()
+    assert "| style_ratio | 1 | <= 0.45 |" in card and f"]({GRID_IMAGE})" in card

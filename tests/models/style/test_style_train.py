@@ -94,9 +94,10 @@ def test_training_writes_an_artifact_the_predictor_loads_with_held_out_metrics(d
     manifest = train_style(cfg)
     assert manifest.provenance.method.startswith("trained:") and manifest.version == "v1"
     assert manifest.hyperparameters["widths"] == [4, 8, 8, 16] and manifest.hyperparameters["iterations_done"] == 3
-    assert manifest.hyperparameters["held_out"] == ["picture_2.png", "picture_2.png"]
-    assert {"style_loss", "content_loss", "style_ratio", "content_ratio"} <= set(manifest.metrics)
-    assert (cfg.out_dir / "MODEL_CARD.md").is_file() and (cfg.out_dir / "style_grid.png").is_file()
+    assert manifest.hyperparameters["evaluated_on"] == ["picture_2.png", "picture_2.png"]
+    assert {"mean_style_loss", "mean_content_loss", "reconstruction_mse"} <= set(manifest.metrics)
+    listed = {entry.path for entry in manifest.files}  # the card and its pictures travel with the weights
+    assert {"MODEL_CARD.md", "style_grid.jpg", "alpha_sweep.jpg", "nst_vs_adain.jpg"} <= listed
     transfer = StyleTransfer.from_artifact(cfg.out_dir, load_artifact(cfg.out_dir), CPU)
     assert transfer.encoder.widths == (4, 8, 8, 16)
 
@@ -149,9 +150,82 @@ def test_the_train_command_trains_to_the_requested_iteration_and_prints_the_metr
     out_dir = tmp_path / "v2"
     args = [str(data / name) for name in ("content", "style", "vgg_normalised.pth")] + [str(out_dir)]
     options = "--iterations 2 --batch-size 2 --crop 32 --widths 4,8,8,16 --checkpoint-every 1 --no-progress"
-    result = CliRunner().invoke(app, args + options.split())
+    result = CliRunner().invoke(app, args + options.split() + ["--hours", "1", "--bf16", "--warmup", "1"])
     assert result.exit_code == 0, result.output
-    assert '"style_ratio"' in result.output
+    assert '"mean_style_loss"' in result.output
     manifest = load_artifact(out_dir)
     assert manifest.hyperparameters["iterations_done"] == 2
     assert manifest.provenance.command == "deepcanvas train style ..."
+
+
+@pytest.fixture(scope="module")
+def base(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A base artifact as ``import-vgg`` writes one: pretrained-looking encoder and decoder, plus a LICENSE."""
+    from models.style.importer import import_adain
+
+    folder = tmp_path_factory.mktemp("base") / "vgg"
+    torch.manual_seed(1)
+    release = folder.parent / "release"
+    release.mkdir()
+    torch.save(he_initialised(VGGEncoder((4, 8, 8, 16))).state_dict(), release / "vgg.pth")
+    torch.save(he_initialised(Decoder((4, 8, 8, 16))).state_dict(), release / "decoder.pth")
+    import_adain(release / "vgg.pth", release / "decoder.pth", folder, version="vgg")
+    (folder / "LICENSE").write_text("MIT, for the test\n")
+    from models.artifact import pack_artifact, read_manifest
+
+    fields = read_manifest(folder).model_dump(exclude={"files", "schema_version"})
+    pack_artifact(folder, **fields)  # list the LICENSE too
+    return folder
+
+
+def _encoder_state(folder: Path) -> dict[str, torch.Tensor]:
+    return StyleTransfer.from_artifact(folder, load_artifact(folder), CPU).encoder.state_dict()
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_warm_start_trains_only_the_decoder_and_carries_the_licence(
+    data: Path, tmp_path: Path, base: Path, bf16: bool
+) -> None:
+    cfg = _config(data, tmp_path / "v2", base=base, bf16=bf16, widths=(32, 32, 32, 32), lr=1e-3, warmup=2)
+    manifest = train_style(cfg)
+    assert manifest.hyperparameters["widths"] == [4, 8, 8, 16]  # the base's, whatever the config said
+    assert manifest.hyperparameters["frozen_encoder"] and manifest.hyperparameters["bf16"] is bf16
+    assert manifest.hyperparameters["lineage"][-1]["base"] == "adain/vgg"
+    assert (cfg.out_dir / "LICENSE").read_text() == "MIT, for the test\n"
+    assert "LICENSE" in {entry.path for entry in manifest.files}
+    ours, theirs = _encoder_state(cfg.out_dir), _encoder_state(base)
+    # the encoder is frozen: only the float16 rounding of the shipped weights may differ
+    assert all(torch.allclose(ours[key], theirs[key], atol=1e-2, rtol=1e-3) for key in ours)
+    decoder = StyleTransfer.from_artifact(cfg.out_dir, load_artifact(cfg.out_dir), CPU).decoder.state_dict()
+    before = StyleTransfer.from_artifact(base, load_artifact(base), CPU).decoder.state_dict()
+    # Adam moves each weight by about lr per step, well beyond float16 rounding (~3e-4 here)
+    assert max(float((decoder[key] - before[key]).abs().max()) for key in decoder) > 2e-3
+
+
+def test_a_warm_start_from_a_trained_artifact_extends_its_lineage(data: Path, tmp_path: Path, base: Path) -> None:
+    first = train_style(_config(data, tmp_path / "v2", base=base, iterations=2))
+    second = train_style(_config(data, tmp_path / "v3", base=tmp_path / "v2", iterations=2))
+    assert len(first.hyperparameters["lineage"]) == 1
+    assert [run["base"] for run in second.hyperparameters["lineage"]] == ["adain/vgg", "adain/v2"]
+    assert (tmp_path / "v3" / "LICENSE").is_file()  # the licence follows every generation
+
+
+def test_a_resumed_warm_started_bf16_run_ends_where_an_uninterrupted_one_does(
+    data: Path, tmp_path: Path, base: Path
+) -> None:
+    train_style(_config(data, tmp_path / "whole" / "v2", base=base, bf16=True, iterations=4))
+    train_style(_config(data, tmp_path / "parts" / "v2", base=base, bf16=True, iterations=2))
+    train_style(_config(data, tmp_path / "parts" / "v2", base=base, bf16=True, iterations=4))
+    whole = torch.load(tmp_path / "whole" / "v2.checkpoint.pt", map_location="cpu", weights_only=True)
+    parts = torch.load(tmp_path / "parts" / "v2.checkpoint.pt", map_location="cpu", weights_only=True)
+    for key, value in whole["model"].items():
+        assert torch.equal(value, parts["model"][key]), key
+
+
+def test_the_learning_rate_warms_up_linearly_then_decays(data: Path, tmp_path: Path) -> None:
+    from models.style.train import learning_rate
+
+    cfg = _config(data, tmp_path, lr=1e-4, lr_decay=0.0, warmup=4)
+    assert [learning_rate(cfg, i) for i in range(5)] == pytest.approx([2.5e-5, 5e-5, 7.5e-5, 1e-4, 1e-4])
+    decaying = _config(data, tmp_path, lr=1e-4, lr_decay=1.0, warmup=0)
+    assert learning_rate(decaying, 1) == pytest.approx(5e-5)
