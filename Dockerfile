@@ -56,6 +56,7 @@ ARG WHEELS=
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app ./app
+COPY deepcanvas ./deepcanvas
 COPY models ./models
 RUN if [ -n "$WHEELS" ]; then set -- --no-index --find-links /tmp/wheels; else set --; fi \
     && pip install "$@" --no-deps --target /tmp/project . \

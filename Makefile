@@ -31,8 +31,8 @@ browser-deps:
 	fi
 
 lint: install
-	$(BIN)/ruff check app models bench infra tests
-	$(BIN)/ruff format --check app models bench infra tests
+	$(BIN)/ruff check app models bench infra tests deepcanvas
+	$(BIN)/ruff format --check app models bench infra tests deepcanvas
 
 typecheck: install
 	$(BIN)/mypy

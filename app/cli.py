@@ -12,6 +12,7 @@ from rich.table import Table
 
 from app.settings import Settings
 from app.store import ArtifactStore
+from deepcanvas.cli import COMMANDS as CLIENT_COMMANDS
 
 cli = typer.Typer(help="DeepCanvas: face detection, face classification and style transfer over HTTP.")
 models_cli = typer.Typer(help="List, publish and alias model artifacts in a store.")
@@ -23,6 +24,8 @@ cli.add_typer(train_cli, name="train")
 cli.add_typer(eval_cli, name="eval")
 cli.add_typer(data_cli, name="data")
 console = Console()
+for _name, _command in CLIENT_COMMANDS.items():  # detect, classify, stylize, styles: the client, no torch
+    cli.command(_name)(_command)
 
 StoreOption = Annotated[
     str | None, typer.Option("--store", help="Store URI (file:///path or s3://bucket/prefix); default: settings")
@@ -236,6 +239,9 @@ def _register_model_commands() -> None:
     models_cli.command("export")(onnx_export.export_command)
 
 
+LIGHT_COMMANDS = ("serve", "bench", *CLIENT_COMMANDS)
+
+
 def main() -> None:
     import os
     import sys
@@ -246,8 +252,8 @@ def main() -> None:
     # Importing ultralytics sets OMP_NUM_THREADS=1 when it is unset; every process we start would inherit that.
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
-    # Training and evaluation commands import torch, torchvision and ultralytics at once: `serve` and `bench`
-    # start faster without them.
-    if not (len(sys.argv) > 1 and sys.argv[1] in ("serve", "bench")):
+    # Training and evaluation commands import torch, torchvision and ultralytics at once: `serve`, `bench` and
+    # the client's commands start faster without them (and the client's must never need them).
+    if not (len(sys.argv) > 1 and sys.argv[1] in LIGHT_COMMANDS):
         _register_model_commands()
     cli()

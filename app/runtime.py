@@ -12,11 +12,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from app.errors import ActivationFailed, InvalidParameter
+from app.schemas import ParamsDocument, RuntimeParams
 from app.settings import Settings
 from app.store.objects import ObjectMissing, ObjectStore, WriteConflict, update_object
+from deepcanvas.schemas import Document
 from models.artifact import ArtifactError
 
 log = logging.getLogger("deepcanvas.runtime")
@@ -36,47 +38,15 @@ class PreconditionRequired(InvalidParameter):
     status = 428
 
 
-class RuntimeParams(BaseModel):
-    """What operators may change while the service runs."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    detector_conf: float | None = Field(None, ge=0, le=1, description="Default conf; null: the model's own")
-    detector_iou: float | None = Field(None, ge=0, le=1, description="Default NMS IoU; null: the model's own")
-    detector_max_det: int | None = Field(None, ge=1, le=1000, description="Default max_det; null: the model's")
-    classifier_threshold: float = Field(
-        0.5, ge=0, le=1, description="Two-label classifiers answer the second label when its probability ≥ this"
+def default_params(settings: Settings) -> RuntimeParams:
+    """The parameters a replica starts with before the store has a document: the settings' values."""
+    return RuntimeParams(
+        stylize_max_side=settings.stylize_max_side,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_pixels,
+        min_side=settings.min_side,
+        queue_size=settings.queue_size,
     )
-    stylize_alpha: float = Field(1.0, ge=0, le=1, description="Default alpha of POST /stylize")
-    stylize_max_side: int = Field(1024, ge=32, le=8192, description="Default max_side of POST /stylize")
-    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, le=1 << 30)
-    max_pixels: int = Field(40_000_000, ge=1, le=1 << 31)
-    min_side: int = Field(16, ge=1, le=4096)
-    queue_size: int = Field(32, ge=1, le=10_000, description="Requests waiting per model before 503")
-    batch_max_size: int = Field(8, ge=1, le=256, description="Most items one micro-batch runs together")
-    batch_max_wait_ms: float = Field(
-        2.0, ge=0, le=1000, description="How long a busy model waits for more items before running a batch"
-    )
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RuntimeParams:
-        return cls(
-            stylize_max_side=settings.stylize_max_side,
-            max_upload_bytes=settings.max_upload_bytes,
-            max_pixels=settings.max_pixels,
-            min_side=settings.min_side,
-            queue_size=settings.queue_size,
-        )
-
-
-class Document(BaseModel):
-    version: int = Field(0, ge=0)
-    updated_at: datetime | None = None
-    updated_by: str | None = None
-
-
-class ParamsDocument(Document):
-    params: RuntimeParams
 
 
 class ActiveDocument(Document):
@@ -133,7 +103,7 @@ class ParamsService:
     def __init__(self, settings: Settings, objects: ObjectStore) -> None:
         self.settings = settings
         self.objects = objects
-        self.document = ParamsDocument(params=RuntimeParams.from_settings(settings))
+        self.document = ParamsDocument(params=default_params(settings))
         self._lock = asyncio.Lock()
 
     @property

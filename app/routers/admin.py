@@ -6,14 +6,13 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response
-from pydantic import BaseModel, Field
 
 from app.deps import ActiveModelsDep, ManagerDep, ParamsServiceDep, SettingsDep
 from app.errors import DeepCanvasError, NotFound
-from app.runtime import ParamsDocument, parse_if_match
+from app.runtime import parse_if_match
+from app.schemas import ActivateRequest, ActivateResponse, ParamsDocument
 from app.settings import Role
-
-SAFE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+from deepcanvas.schemas import SAFE_NAME
 
 
 class Unauthorized(DeepCanvasError):
@@ -41,19 +40,8 @@ AdminDep = Annotated[str, Depends(require_admin)]
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
-class ActivateRequest(BaseModel):
-    version: str = Field(pattern=SAFE, description="A version or an alias in the configured store", examples=["v2"])
-
-
-class ActivateResponse(BaseModel):
-    name: str
-    role: str
-    version: str
-    previous: str | None
-
-
 def _params_response(document: ParamsDocument, response: Response) -> dict[str, Any]:
-    response.headers["ETag"] = f'"{document.version}"'
+    response.headers["ETag"] = document.etag
     return document.model_dump(mode="json")
 
 
@@ -89,7 +77,7 @@ async def activate_model(
     who: AdminDep,
     manager: ManagerDep,
     active: ActiveModelsDep,
-    name: Annotated[str, Path(pattern=SAFE)],
+    name: Annotated[str, Path(pattern=SAFE_NAME)],
     request: ActivateRequest,
 ) -> ActivateResponse:
     """Load a version from the configured store, verify and warm it, then swap it in atomically."""
@@ -100,7 +88,7 @@ async def activate_model(
 
 @router.post("/models/{name}/rollback", response_model=ActivateResponse)
 async def rollback_model(
-    who: AdminDep, manager: ManagerDep, active: ActiveModelsDep, name: Annotated[str, Path(pattern=SAFE)]
+    who: AdminDep, manager: ManagerDep, active: ActiveModelsDep, name: Annotated[str, Path(pattern=SAFE_NAME)]
 ) -> ActivateResponse:
     """Activate the version that served before the last switch."""
     role = _role(manager, name)

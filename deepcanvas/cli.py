@@ -1,0 +1,185 @@
+"""``deepcanvas detect | classify | stylize | styles``: the client on the command line.
+
+A readable table by default, ``--json`` for scripts. These commands import the client only (no torch,
+no server packages), so they also run as ``python -m deepcanvas`` where only the client is installed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from deepcanvas.client import DEFAULT_URL, Client
+from deepcanvas.errors import APIError, ClientError
+
+client_cli = typer.Typer(help="Call a DeepCanvas service: detect and classify faces, stylize photos.")
+console = Console()
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="DEEPCANVAS_URL", help="The service's base URL")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON answer instead of a table")]
+TimeoutOption = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each answer")]
+RetriesOption = Annotated[
+    int, typer.Option(min=0, help="Retries on 503 (after its Retry-After) or a refused connection")
+]
+PhotoArgument = Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A JPEG, PNG, WebP, BMP or GIF")]
+DrawOption = Annotated[
+    Path | None, typer.Option("--draw", help="Also write the photo with its boxes and labels here (e.g. out.jpg)")
+]
+ConfOption = Annotated[float | None, typer.Option(min=0, max=1, help="Minimum score; default: the service's")]
+
+
+@contextmanager
+def _client(url: str, timeout: float, retries: int) -> Iterator[Client]:
+    """A client whose errors end the command with the service's explanation and exit status 1."""
+    try:
+        with Client(url, timeout=timeout, retries=retries) as client:
+            yield client
+    except APIError as error:
+        retry = f" (retry after {error.retry_after:g} s)" if error.retry_after is not None else ""
+        Console(stderr=True).print(f"[red]error {error.status}[/red]: {error.detail}{retry}", highlight=False)
+        raise typer.Exit(1) from error
+    except ClientError as error:
+        Console(stderr=True).print(f"[red]error[/red]: {error}", highlight=False)
+        raise typer.Exit(1) from error
+
+
+def _print_json(answer: BaseModel) -> None:
+    sys.stdout.write(answer.model_dump_json(indent=2) + "\n")
+
+
+def _faces(count: int) -> str:
+    return f"{count} face" if count == 1 else f"{count} faces"
+
+
+def _box(box: tuple[float, float, float, float] | None) -> str:
+    return "whole image" if box is None else ", ".join(f"{v:.0f}" for v in box)
+
+
+def detect(
+    photo: PhotoArgument,
+    url: UrlOption = DEFAULT_URL,
+    conf: ConfOption = None,
+    max_det: Annotated[int | None, typer.Option(min=1, max=1000, help="Most boxes returned")] = None,
+    imgsz: Annotated[int | None, typer.Option(min=32, max=1920, help="Inference size in pixels")] = None,
+    draw: DrawOption = None,
+    json: JsonOption = False,
+    timeout: TimeoutOption = 60.0,
+    retries: RetriesOption = 3,
+) -> None:
+    """Detect faces in a photo: boxes in its pixels, with scores."""
+    with _client(url, timeout, retries) as client:
+        answer = client.detect(photo, conf=conf, max_det=max_det, imgsz=imgsz)
+    if draw:
+        from deepcanvas.drawing import draw_boxes
+
+        draw_boxes(photo, [(d.box, d.label, d.score) for d in answer.detections], draw)
+    if json:
+        return _print_json(answer)
+    table = Table("#", "box x1, y1, x2, y2", "label", "score", title=f"{photo.name}: {_faces(len(answer.detections))}")
+    for index, found in enumerate(answer.detections, 1):
+        table.add_row(str(index), _box(found.box), found.label, f"{found.score:.3f}")
+    console.print(table)
+    console.print(f"{answer.image.width}×{answer.image.height} px, {answer.model.name} {answer.model.version}")
+
+
+def classify(
+    photo: PhotoArgument,
+    url: UrlOption = DEFAULT_URL,
+    detect_faces: Annotated[
+        bool, typer.Option(help="Detect faces first, or classify the whole photo as one face crop")
+    ] = True,
+    conf: ConfOption = None,
+    draw: DrawOption = None,
+    json: JsonOption = False,
+    timeout: TimeoutOption = 60.0,
+    retries: RetriesOption = 3,
+) -> None:
+    """Classify every face in a photo (or the whole photo as one face): label and probabilities."""
+    with _client(url, timeout, retries) as client:
+        answer = client.classify(photo, detect_faces=detect_faces, conf=conf)
+    if draw:
+        from deepcanvas.drawing import draw_boxes
+
+        draw_boxes(photo, [(f.box, f.label, f.score) for f in answer.faces if f.box is not None], draw)
+    if json:
+        return _print_json(answer)
+    labels = sorted({label for face in answer.faces for label in face.probabilities})
+    table = Table(
+        "#", "box x1, y1, x2, y2", "label", "score", *labels, title=f"{photo.name}: {len(answer.faces)} faces"
+    )
+    for index, face in enumerate(answer.faces, 1):
+        probabilities = [f"{face.probabilities.get(label, 0):.3f}" for label in labels]
+        table.add_row(str(index), _box(face.box), face.label, f"{face.score:.3f}", *probabilities)
+    console.print(table)
+    console.print(f"{answer.model.name} {answer.model.version}")
+
+
+def stylize(
+    photo: PhotoArgument,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the painting (.png, or .jpg for JPEG)")],
+    url: UrlOption = DEFAULT_URL,
+    style_name: Annotated[
+        list[str] | None, typer.Option("--style-name", help="A gallery style (see `styles`); repeat to mix")
+    ] = None,
+    style: Annotated[
+        list[Path] | None, typer.Option("--style", exists=True, dir_okay=False, help="A style image; repeat to mix")
+    ] = None,
+    weights: Annotated[list[float] | None, typer.Option("--weight", help="One per style, in order")] = None,
+    alpha: Annotated[float | None, typer.Option(min=0, max=1, help="0 keeps the photo, 1 paints fully")] = None,
+    preserve_color: Annotated[bool, typer.Option(help="Keep the photo's colours")] = False,
+    method: Annotated[str, typer.Option(help="adain (fast) or nst (slow, needs the torch backend)")] = "adain",
+    max_side: Annotated[int | None, typer.Option(min=32, help="Bound on the output's longer side")] = None,
+    timeout: TimeoutOption = 300.0,
+    retries: RetriesOption = 3,
+) -> None:
+    """Repaint a photo in a gallery style or an uploaded one, and write the image."""
+    if not style_name and not style:
+        raise typer.BadParameter("give --style-name NAME (see `deepcanvas styles`) or --style IMAGE")
+    if method not in ("adain", "nst"):
+        raise typer.BadParameter("--method is adain or nst")
+    encoding: Literal["png", "jpeg"] = "jpeg" if out.suffix.lower() in (".jpg", ".jpeg") else "png"
+    with _client(url, timeout, retries) as client:
+        painted = client.stylize(
+            photo,
+            style=list(style or []),
+            style_name=list(style_name or []),
+            style_weights=weights,
+            alpha=alpha,
+            preserve_color=preserve_color,
+            method="nst" if method == "nst" else "adain",
+            max_side=max_side,
+            format=encoding,
+        )
+    painted.save(out)
+    size = painted.image().size
+    console.print(f"wrote {out} ({size[0]}×{size[1]} px, {painted.model.name} {painted.model.version})")
+
+
+def styles(url: UrlOption = DEFAULT_URL, json: JsonOption = False, timeout: TimeoutOption = 30.0) -> None:
+    """The service's style gallery: names for ``stylize --style-name``."""
+    with _client(url, timeout, 3) as client:
+        answer = client.styles()
+    if json:
+        return _print_json(answer)
+    table = Table("name", "title", "description", title=f"{answer.gallery.name} {answer.gallery.version}")
+    for entry in answer.styles:
+        table.add_row(entry.name, entry.title, entry.description)
+    console.print(table)
+
+
+COMMANDS: dict[str, Callable[..., None]] = {
+    "detect": detect,
+    "classify": classify,
+    "stylize": stylize,
+    "styles": styles,
+}
+for _name, _command in COMMANDS.items():
+    client_cli.command(_name)(_command)

@@ -1,0 +1,301 @@
+"""``Client`` and ``AsyncClient``: the DeepCanvas HTTP API as typed Python calls.
+
+    from deepcanvas import Client
+    with Client("http://127.0.0.1:8000") as dc:
+        faces = dc.classify("photo.jpg").faces
+
+Both send the same ``Call`` objects (``deepcanvas.calls``) under the same retry policy
+(``deepcanvas.retry``); errors are ``deepcanvas.errors`` exceptions carrying the service's ``detail``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from deepcanvas import calls
+from deepcanvas.calls import Call, ImageInput, Stylized
+from deepcanvas.errors import ServiceUnreachable, error_from_response
+from deepcanvas.retry import RetryPolicy, parse_retry_after
+from deepcanvas.schemas import (
+    ActivateResponse,
+    ClassifyResponse,
+    DetectResponse,
+    Health,
+    ModelsResponse,
+    ParamsDocument,
+    Readiness,
+    StylesResponse,
+)
+
+T = TypeVar("T")
+DEFAULT_URL = "http://127.0.0.1:8000"
+Method = Literal["adain", "nst"]
+Format = Literal["png", "jpeg"]
+
+
+class _Base:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float,
+        retries: int,
+        admin_token: str | None,
+        backoff_s: float,
+        max_retry_wait_s: float,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.policy = RetryPolicy(retries, backoff_s, max_retry_wait_s)
+        self._admin_token = admin_token
+
+    def _admin(self) -> dict[str, str]:
+        if not self._admin_token:
+            raise ValueError("admin calls need the client's admin_token (the service's DEEPCANVAS_ADMIN_TOKEN)")
+        return {"Authorization": f"Bearer {self._admin_token}"}
+
+    def _request(self, call: Call[Any]) -> dict[str, Any]:
+        return {"files": call.files or None, "data": call.data or None, "json": call.json, "headers": call.headers}
+
+    def _retry_wait(self, call: Call[Any], response: httpx.Response, attempt: int) -> float:
+        """Seconds to wait before sending an unsuccessful call again; raises its error when it is time to give up."""
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        wait = self.policy.after_response(attempt, response.status_code, retry_after, call.repeatable)
+        if wait is None:
+            raise error_from_response(response, retry_after)
+        return wait
+
+    def _failure(self, call: Call[Any], error: httpx.TransportError, attempt: int) -> float:
+        wait = self.policy.after_error(attempt, error, call.repeatable)
+        if wait is None:
+            message = f"{call.method} {self.base_url}{call.path}: {type(error).__name__}: {error}"
+            raise ServiceUnreachable(message) from error
+        return wait
+
+
+class Client(_Base):
+    """A blocking client; thread-safe, keeps connections alive. Use as a context manager or call ``close()``."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        timeout: float = 60.0,
+        retries: int = 3,
+        admin_token: str | None = None,
+        *,
+        backoff_s: float = 0.5,
+        max_retry_wait_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, timeout, retries, admin_token, backoff_s, max_retry_wait_s)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def send(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(call.method, call.path, **self._request(call))
+            except httpx.TransportError as error:
+                wait = self._failure(call, error, attempt)
+            else:
+                if response.status_code in call.ok_statuses:
+                    return call.read(response)
+                wait = self._retry_wait(call, response, attempt)
+            time.sleep(wait)
+            attempt += 1
+
+    def detect(
+        self,
+        image: ImageInput,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        imgsz: int | None = None,
+    ) -> DetectResponse:
+        """Face boxes in the image's pixels, with scores and labels."""
+        return self.send(calls.detect(image, conf, iou, max_det, imgsz))
+
+    def classify(
+        self,
+        image: ImageInput,
+        detect_faces: bool = True,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        imgsz: int | None = None,
+    ) -> ClassifyResponse:
+        """Label and probabilities for every detected face, or for the whole image as one face."""
+        return self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz))
+
+    def stylize(
+        self,
+        content: ImageInput,
+        style: ImageInput | Sequence[ImageInput] | None = None,
+        style_name: str | Sequence[str] | None = None,
+        style_weights: Sequence[float] | None = None,
+        alpha: float | None = None,
+        preserve_color: bool = False,
+        method: Method = "adain",
+        max_side: int | None = None,
+        format: Format = "png",
+    ) -> Stylized:
+        """``content`` painted in an uploaded style or a gallery style (several: interpolated)."""
+        call = calls.stylize(content, style, style_name, style_weights, alpha, preserve_color, method, max_side, format)
+        return self.send(call)
+
+    def styles(self) -> StylesResponse:
+        return self.send(calls.styles())
+
+    def models(self) -> ModelsResponse:
+        return self.send(calls.models())
+
+    def health(self) -> Health:
+        return self.send(calls.health())
+
+    def readiness(self) -> Readiness:
+        return self.send(calls.readiness())
+
+    def wait_ready(self, timeout: float = 120.0, interval: float = 0.5) -> Readiness:
+        """Poll /readyz until every model is loaded; TimeoutError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                state = self.readiness()
+                if state.ready:
+                    return state
+            except ServiceUnreachable:
+                pass
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.base_url} not ready after {timeout} s")
+            time.sleep(interval)
+
+    def params(self) -> ParamsDocument:
+        """The runtime parameters; pass ``.etag`` to ``update_params``."""
+        return self.send(calls.params(self._admin()))
+
+    def update_params(self, patch: dict[str, Any], etag: str | int) -> ParamsDocument:
+        return self.send(calls.update_params(self._admin(), patch, etag))
+
+    def activate(self, name: str, version: str) -> ActivateResponse:
+        return self.send(calls.activate(self._admin(), name, version))
+
+    def rollback(self, name: str) -> ActivateResponse:
+        return self.send(calls.rollback(self._admin(), name))
+
+
+class AsyncClient(_Base):
+    """The same calls for asyncio code; ``async with AsyncClient(...) as dc: await dc.detect(...)``."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_URL,
+        timeout: float = 60.0,
+        retries: int = 3,
+        admin_token: str | None = None,
+        *,
+        backoff_s: float = 0.5,
+        max_retry_wait_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, timeout, retries, admin_token, backoff_s, max_retry_wait_s)
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def send(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(call.method, call.path, **self._request(call))
+            except httpx.TransportError as error:
+                wait = self._failure(call, error, attempt)
+            else:
+                if response.status_code in call.ok_statuses:
+                    return call.read(response)
+                wait = self._retry_wait(call, response, attempt)
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    async def detect(
+        self,
+        image: ImageInput,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        imgsz: int | None = None,
+    ) -> DetectResponse:
+        """Face boxes in the image's pixels, with scores and labels."""
+        return await self.send(calls.detect(image, conf, iou, max_det, imgsz))
+
+    async def classify(
+        self,
+        image: ImageInput,
+        detect_faces: bool = True,
+        conf: float | None = None,
+        iou: float | None = None,
+        max_det: int | None = None,
+        imgsz: int | None = None,
+    ) -> ClassifyResponse:
+        """Label and probabilities for every detected face, or for the whole image as one face."""
+        return await self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz))
+
+    async def stylize(
+        self,
+        content: ImageInput,
+        style: ImageInput | Sequence[ImageInput] | None = None,
+        style_name: str | Sequence[str] | None = None,
+        style_weights: Sequence[float] | None = None,
+        alpha: float | None = None,
+        preserve_color: bool = False,
+        method: Method = "adain",
+        max_side: int | None = None,
+        format: Format = "png",
+    ) -> Stylized:
+        """``content`` painted in an uploaded style or a gallery style (several: interpolated)."""
+        call = calls.stylize(content, style, style_name, style_weights, alpha, preserve_color, method, max_side, format)
+        return await self.send(call)
+
+    async def styles(self) -> StylesResponse:
+        return await self.send(calls.styles())
+
+    async def models(self) -> ModelsResponse:
+        return await self.send(calls.models())
+
+    async def health(self) -> Health:
+        return await self.send(calls.health())
+
+    async def readiness(self) -> Readiness:
+        return await self.send(calls.readiness())
+
+    async def params(self) -> ParamsDocument:
+        """The runtime parameters; pass ``.etag`` to ``update_params``."""
+        return await self.send(calls.params(self._admin()))
+
+    async def update_params(self, patch: dict[str, Any], etag: str | int) -> ParamsDocument:
+        return await self.send(calls.update_params(self._admin(), patch, etag))
+
+    async def activate(self, name: str, version: str) -> ActivateResponse:
+        return await self.send(calls.activate(self._admin(), name, version))
+
+    async def rollback(self, name: str) -> ActivateResponse:
+        return await self.send(calls.rollback(self._admin(), name))

@@ -1,0 +1,91 @@
+"""What the client raises: the server's status and ``detail`` as a typed exception, or a transport failure."""
+
+from __future__ import annotations
+
+import httpx
+
+
+class ClientError(Exception):
+    """Base of everything the DeepCanvas client raises."""
+
+
+class ServiceUnreachable(ClientError):
+    """No answer from the service: connection refused or reset, or a timeout."""
+
+
+class APIError(ClientError):
+    """The service answered with an error status; ``detail`` is its explanation."""
+
+    def __init__(
+        self, status: int, detail: str, retry_after: float | None = None, request_id: str | None = None
+    ) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+        self.retry_after = retry_after
+        self.request_id = request_id
+
+
+class BadRequest(APIError):
+    """400: an empty, truncated or corrupt image."""
+
+
+class Unauthorized(APIError):
+    """401: an admin call without a bearer token."""
+
+
+class Forbidden(APIError):
+    """403: a wrong admin token."""
+
+
+class NotFound(APIError):
+    """404: an unknown style or model, or admin routes on a service without an admin token."""
+
+
+class Conflict(APIError):
+    """409: the parameters changed since the ETag you sent."""
+
+
+class PayloadTooLarge(APIError):
+    """413: the upload or the image's pixel count is over the service's limit."""
+
+
+class UnsupportedMediaType(APIError):
+    """415: not a JPEG, PNG, WebP, BMP or GIF image."""
+
+
+class InvalidParameter(APIError):
+    """422: a parameter out of range, or a model version that would not load."""
+
+
+class PreconditionRequired(APIError):
+    """428: a parameters update without If-Match."""
+
+
+class ServiceUnavailable(APIError):
+    """503: a model is loading, its queue is full, or the service is shutting down; see ``retry_after``."""
+
+
+ERRORS_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    422: InvalidParameter,
+    428: PreconditionRequired,
+    503: ServiceUnavailable,
+}
+
+
+def error_from_response(response: httpx.Response, retry_after: float | None) -> APIError:
+    """The typed error for an error response, carrying the service's ``detail``."""
+    try:
+        body = response.json()
+        detail = body["detail"] if isinstance(body, dict) and "detail" in body else response.text
+    except ValueError:
+        detail = response.text or response.reason_phrase
+    kind = ERRORS_BY_STATUS.get(response.status_code, APIError)
+    return kind(response.status_code, str(detail), retry_after, response.headers.get("x-request-id"))

@@ -1,0 +1,61 @@
+"""When the client sends a request again, and how long it waits first.
+
+Only what cannot do harm twice is repeated: a request that never reached the service (connection refused),
+and, for calls that are safe to repeat (reads, inference, a conditional parameters update), a 503 or 429,
+whose ``Retry-After`` is honoured. A timeout is never retried: the service may still be working on it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+RETRY_STATUSES = frozenset({429, 503})
+# Failures that prove the request was never sent, so even a call that is not safe to repeat may be.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The service closed a kept-alive connection as we reused it: safe to repeat for repeatable calls only.
+DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date); None if absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 3
+    backoff_s: float = 0.5
+    max_wait_s: float = 30.0
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter, so clients turned away together do not come back together."""
+        return min(self.max_wait_s, self.backoff_s * 2**attempt * random.uniform(0.5, 1.0))
+
+    def after_response(self, attempt: int, status: int, retry_after: float | None, repeatable: bool) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None to give up and raise."""
+        if attempt >= self.retries or not repeatable or status not in RETRY_STATUSES:
+            return None
+        if retry_after is None:
+            return self.backoff(attempt)
+        return retry_after if retry_after <= self.max_wait_s else None
+
+    def after_error(self, attempt: int, error: httpx.TransportError, repeatable: bool) -> float | None:
+        if attempt >= self.retries:
+            return None
+        if isinstance(error, NOT_SENT) or (repeatable and isinstance(error, DROPPED)):
+            return self.backoff(attempt)
+        return None

@@ -1,0 +1,169 @@
+"""The documents the service answers with, defined once: the service returns them, the client parses them.
+
+Field descriptions and examples feed the service's OpenAPI page. Only pydantic here: a user's environment
+that installs the client needs nothing of the service.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Box = tuple[float, float, float, float]
+
+
+class ModelRef(BaseModel):
+    name: str = Field(examples=["face-detector"])
+    version: str = Field(examples=["v1"])
+
+
+class ImageSize(BaseModel):
+    width: int = Field(examples=[1280])
+    height: int = Field(examples=[720])
+
+
+class Detection(BaseModel):
+    box: Box = Field(description="[x1, y1, x2, y2] in the original image's pixels", examples=[[10, 20, 90, 120]])
+    score: float = Field(ge=0, le=1, examples=[0.91])
+    label: str = Field(examples=["face"])
+
+
+class DetectResponse(BaseModel):
+    model: ModelRef
+    image: ImageSize
+    detections: list[Detection]
+
+
+class FaceResult(BaseModel):
+    box: Box | None = Field(description="The face's box, or null when the whole image was one face crop")
+    label: str = Field(
+        description="The gender the face appears to present, one of the model's labels; `unknown` when the score is "
+        "below `min_score`. Never a person's identity.",
+        examples=["female"],
+    )
+    score: float = Field(
+        ge=0,
+        le=1,
+        description="Calibrated probability of the label (of the best label when `unknown`)",
+        examples=[0.97],
+    )
+    probabilities: dict[str, float] = Field(examples=[{"female": 0.97, "male": 0.03}])
+
+
+class ClassifyResponse(BaseModel):
+    model: ModelRef
+    detector: ModelRef | None = Field(description="The detector that found the faces; null without detection")
+    faces: list[FaceResult]
+
+
+class StyleInfo(BaseModel):
+    name: str = Field(examples=["ripples"])
+    title: str = Field(examples=["Ripples"])
+    description: str = ""
+    artist: str | None = Field(
+        None, description="A painting's artist (null for generated textures)", examples=["Vincent van Gogh"]
+    )
+    year: str | None = Field(None, description="When the painting was made", examples=["1889"])
+    url: str = Field(description="Where to fetch the style image", examples=["/styles/ripples/image"])
+
+
+class StylesResponse(BaseModel):
+    gallery: ModelRef
+    styles: list[StyleInfo]
+
+
+class ModelInfo(BaseModel):
+    role: str = Field(examples=["detector"])
+    name: str
+    version: str
+    task: str = Field(examples=["detect"])
+    architecture: str = Field(examples=["yolov5s"])
+    labels: list[str]
+    metrics: dict[str, float]
+    provenance: str = Field(description="How the weights were made")
+
+
+class ModelsResponse(BaseModel):
+    store: str
+    models: list[ModelInfo]
+
+
+class RoleState(BaseModel):
+    name: str
+    ref: str = Field(description="The configured version or alias")
+    state: Literal["loading", "ready", "failed"]
+    version: str | None = None
+    detail: str | None = None
+
+
+class Readiness(BaseModel):
+    ready: bool
+    draining: bool = Field(False, description="True after SIGTERM: finishing in-flight requests only")
+    models: dict[str, RoleState]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(examples=["image: not a JPEG, PNG, WebP, BMP or GIF image"])
+
+
+SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class RuntimeParams(BaseModel):
+    """What operators may change while the service runs."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    detector_conf: float | None = Field(None, ge=0, le=1, description="Default conf; null: the model's own")
+    detector_iou: float | None = Field(None, ge=0, le=1, description="Default NMS IoU; null: the model's own")
+    detector_max_det: int | None = Field(None, ge=1, le=1000, description="Default max_det; null: the model's")
+    classifier_threshold: float = Field(
+        0.5, ge=0, le=1, description="Two-label classifiers answer the second label when its probability ≥ this"
+    )
+    classifier_min_score: float = Field(
+        0.0, ge=0, le=1, description="Default min_score of POST /classify: a face scoring below it is 'unknown'"
+    )
+    stylize_alpha: float = Field(1.0, ge=0, le=1, description="Default alpha of POST /stylize")
+    stylize_max_side: int = Field(1024, ge=32, le=8192, description="Default max_side of POST /stylize")
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, le=1 << 30)
+    max_pixels: int = Field(40_000_000, ge=1, le=1 << 31)
+    min_side: int = Field(16, ge=1, le=4096)
+    queue_size: int = Field(32, ge=1, le=10_000, description="Requests waiting per model before 503")
+    batch_max_size: int = Field(8, ge=1, le=256, description="Most items one micro-batch runs together")
+    batch_max_wait_ms: float = Field(
+        2.0, ge=0, le=1000, description="How long a busy model waits for more items before running a batch"
+    )
+
+
+class Document(BaseModel):
+    version: int = Field(0, ge=0)
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+    @property
+    def etag(self) -> str:
+        """The ETag the service sends with this document, and expects back in If-Match."""
+        return f'"{self.version}"'
+
+
+class ParamsDocument(Document):
+    params: RuntimeParams
+
+
+class ActivateRequest(BaseModel):
+    version: str = Field(
+        pattern=SAFE_NAME, description="A version or an alias in the configured store", examples=["v2"]
+    )
+
+
+class ActivateResponse(BaseModel):
+    name: str
+    role: str
+    version: str
+    previous: str | None

@@ -1,0 +1,170 @@
+"""The retry policy, decided call by call against a scripted transport (the real service: tests/e2e)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+
+from deepcanvas import AsyncClient, Client, ServiceUnavailable, ServiceUnreachable
+from deepcanvas.errors import InvalidParameter, PayloadTooLarge
+from deepcanvas.retry import RetryPolicy, parse_retry_after
+
+DETECTED = {"model": {"name": "d", "version": "v1"}, "image": {"width": 4, "height": 3}, "detections": []}
+ACTIVATED = {"name": "face-gender", "role": "classifier", "version": "v2", "previous": "v1"}
+
+
+def busy() -> httpx.Response:
+    return httpx.Response(503, json={"detail": "queue full"}, headers={"Retry-After": "2"})
+
+
+class Script:
+    """Answers requests with the given responses (or raises the given errors) in order, and records them."""
+
+    def __init__(self, *answers: httpx.Response | Exception) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The client's waits, recorded instead of slept."""
+    waited: list[float] = []
+    monkeypatch.setattr("deepcanvas.client.time.sleep", waited.append)
+    return waited
+
+
+def _client(script: Script, **options: object) -> Client:
+    return Client("http://dc", transport=httpx.MockTransport(script), admin_token="t", **options)  # type: ignore[arg-type]
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    assert parse_retry_after("5") == 5
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=7), usegmt=True), now) == pytest.approx(7)
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=7), usegmt=True), now) == 0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_a_503_is_retried_after_its_retry_after_until_it_succeeds(sleeps: list[float]) -> None:
+    script = Script(busy(), busy(), httpx.Response(200, json=DETECTED))
+    with _client(script, retries=3) as client:
+        assert client.detect(b"jpeg bytes").image.width == 4
+    assert sleeps == [2, 2]
+    assert len(script.requests) == 3
+    assert all(b"jpeg bytes" in r.content for r in script.requests)  # the upload is sent again each time
+
+
+def test_after_the_last_retry_the_503_is_raised_with_detail_and_retry_after(sleeps: list[float]) -> None:
+    script = Script(busy(), busy(), busy())
+    with _client(script, retries=2) as client, pytest.raises(ServiceUnavailable) as raised:
+        client.classify(b"jpeg bytes")
+    assert (raised.value.status, raised.value.detail, raised.value.retry_after) == (503, "queue full", 2)
+    assert len(script.requests) == 3 and sleeps == [2, 2]
+
+
+def test_a_retry_after_longer_than_the_longest_wait_is_raised_at_once(sleeps: list[float]) -> None:
+    script = Script(httpx.Response(503, json={"detail": "loading"}, headers={"Retry-After": "120"}))
+    with _client(script, max_retry_wait_s=30) as client, pytest.raises(ServiceUnavailable) as raised:
+        client.detect(b"x")
+    assert raised.value.retry_after == 120 and sleeps == []
+
+
+def test_a_503_without_retry_after_backs_off_exponentially(sleeps: list[float]) -> None:
+    plain = httpx.Response(503, json={"detail": "busy"})
+    with _client(Script(plain, plain, plain, httpx.Response(200, json=DETECTED)), backoff_s=1) as client:
+        client.detect(b"x")
+    assert [0.5 <= s <= 1 for s in sleeps] == [True, False, False]
+    assert 1 <= sleeps[1] <= 2 and 2 <= sleeps[2] <= 4
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(413, PayloadTooLarge), (422, InvalidParameter)], ids=["too-large", "invalid"]
+)
+def test_client_errors_are_raised_at_once_as_their_type(sleeps: list[float], status: int, error: type) -> None:
+    script = Script(httpx.Response(status, json={"detail": "image: too big"}, headers={"X-Request-ID": "r1"}))
+    with _client(script) as client, pytest.raises(error) as raised:
+        client.detect(b"x")
+    assert (raised.value.status, raised.value.detail, raised.value.request_id) == (status, "image: too big", "r1")
+    assert len(script.requests) == 1 and sleeps == []
+
+
+def test_activation_is_not_repeated_on_503(sleeps: list[float]) -> None:
+    script = Script(busy(), httpx.Response(200, json=ACTIVATED))
+    with _client(script) as client, pytest.raises(ServiceUnavailable):
+        client.activate("face-gender", "v2")
+    assert len(script.requests) == 1 and sleeps == []
+
+
+def test_activation_is_repeated_when_the_connection_was_refused(sleeps: list[float]) -> None:
+    script = Script(httpx.ConnectError("refused"), httpx.Response(200, json=ACTIVATED))
+    with _client(script) as client:
+        assert client.activate("face-gender", "v2").previous == "v1"
+    assert len(script.requests) == 2 and len(sleeps) == 1
+
+
+def test_a_dropped_connection_repeats_inference_but_not_activation(sleeps: list[float]) -> None:
+    dropped = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    with _client(Script(dropped, httpx.Response(200, json=DETECTED))) as client:
+        client.detect(b"x")
+    with _client(Script(dropped, httpx.Response(200, json=ACTIVATED))) as client, pytest.raises(ServiceUnreachable):
+        client.activate("face-gender", "v2")
+
+
+def test_a_timeout_is_never_repeated(sleeps: list[float]) -> None:
+    script = Script(httpx.ReadTimeout("slow"), httpx.Response(200, json=DETECTED))
+    with _client(script) as client, pytest.raises(ServiceUnreachable):
+        client.detect(b"x")
+    assert len(script.requests) == 1 and sleeps == []
+
+
+def test_a_parameters_update_is_conditional_and_so_repeated(sleeps: list[float]) -> None:
+    document = {"version": 4, "params": {}}
+    script = Script(busy(), httpx.Response(200, json=document))
+    with _client(script) as client:
+        assert client.update_params({"detector_conf": 0.4}, 3).etag == '"4"'
+    assert [r.headers["if-match"] for r in script.requests] == ['"3"', '"3"']
+    assert script.requests[0].headers["authorization"] == "Bearer t"
+
+
+def test_admin_calls_without_a_token_fail_before_sending() -> None:
+    script = Script()
+    with Client("http://dc", transport=httpx.MockTransport(script)) as client, pytest.raises(ValueError, match="token"):
+        client.params()
+    assert script.requests == []
+
+
+def test_the_async_client_follows_the_same_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    waited: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
+    script = Script(busy(), httpx.Response(200, json=DETECTED))
+
+    async def run(call: Callable[[AsyncClient], object]) -> object:
+        async with AsyncClient("http://dc", transport=httpx.MockTransport(script)) as client:
+            return await call(client)  # type: ignore[misc]
+
+    assert asyncio.run(run(lambda c: c.detect(b"x"))).image.height == 3  # type: ignore[attr-defined]
+    assert waited == [2] and len(script.requests) == 2
+
+
+def test_policy_gives_up_after_the_configured_retries() -> None:
+    policy = RetryPolicy(retries=2, backoff_s=0.1, max_wait_s=10)
+    assert policy.after_response(1, 503, 3, repeatable=True) == 3
+    assert policy.after_response(2, 503, 3, repeatable=True) is None
+    assert policy.after_response(0, 500, None, repeatable=True) is None
