@@ -79,6 +79,8 @@ class GalleryEntry(BaseModel):
     file: str
     title: str
     description: str = ""
+    artist: str | None = None  # paintings: who painted it, and when
+    year: str | None = None
 
     @field_validator("name", "file")
     @classmethod
@@ -184,3 +186,9 @@ def pack_artifact(folder: Path, **fields: Any) -> Manifest:
     manifest = Manifest(files=[file_entry(p) for p in paths], **fields)
     write_manifest(folder, manifest)
     return manifest
+
+
+def repack_artifact(folder: Path, **changes: Any) -> Manifest:
+    """Re-list and re-hash every file of ``folder`` (a model card written after packing, say), keeping the rest."""
+    fields = read_manifest(folder).model_dump(exclude={"files", "schema_version"}) | changes
+    return pack_artifact(folder, **fields)

@@ -176,8 +176,10 @@ function styleOption(style) {
   img.alt = "";
   img.loading = "lazy";
   const label = el("label", undefined, "style-option");
-  label.title = style.description || style.title;
+  const credit = style.artist ? `${style.artist}${style.year ? `, ${style.year}` : ""}` : "";
+  label.title = [style.title, credit, style.description].filter(Boolean).join(" — ");
   label.append(input, img, el("span", style.title, "style-title"));
+  if (credit) label.append(el("span", credit, "style-artist"));
   return label;
 }
 

@@ -200,3 +200,16 @@ def import_adain(
     expected = {role: digest for role, digest in (("vgg", vgg_sha256), ("decoder", decoder_sha256)) if digest}
     manifest = convert(vgg, decoder, out_dir, name, version, expected, half=half, command=invoked_command())
     console.print(f"imported {manifest.name}/{manifest.version} into {out_dir}")
+
+
+def gallery(
+    corpus: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="The style corpus's paintings folder")],
+    out_dir: Annotated[Path, typer.Argument(help="Artifact folder to write")],
+    name: str = "style-gallery",
+    version: str = "v2",
+) -> None:
+    """Build the style gallery: the procedural textures plus public-domain paintings re-encoded small."""
+    from models.style.paintings import make_painting_gallery
+
+    manifest = make_painting_gallery(corpus, out_dir, name, version)
+    console.print(f"wrote {manifest.name}/{manifest.version} ({len(manifest.gallery)} styles) into {out_dir}")

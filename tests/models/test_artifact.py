@@ -69,3 +69,24 @@ def test_manifest_refuses_unknown_fields_and_bad_hashes() -> None:
     with pytest.raises(ArtifactError):
         parse_manifest(b"{not json")
     assert parse_manifest(json.dumps(base)).name == "n"
+
+
+def test_repacking_lists_a_card_written_after_packing_and_keeps_the_rest(tmp_path: Path) -> None:
+    from models.artifact import repack_artifact
+
+    first = _pack(tmp_path)
+    (tmp_path / "MODEL_CARD.md").write_text("# card\n")
+    again = repack_artifact(tmp_path)
+    assert [e.path for e in again.files] == ["MODEL_CARD.md", "weights.safetensors"]
+    assert again.provenance == first.provenance and again.name == first.name
+    load_artifact(tmp_path)
+
+
+def test_every_file_of_every_embedded_artifact_is_listed_in_its_manifest() -> None:
+    # push and pull copy what the manifest lists: an unlisted model card would be left behind
+    store = Path(__file__).resolve().parents[2] / "models" / "store"
+    for manifest_path in store.glob("*/*/manifest.json"):
+        folder = manifest_path.parent
+        listed = {entry.path for entry in load_artifact(folder).files}
+        present = {p.name for p in folder.iterdir() if p.is_file() and p.name != "manifest.json"}
+        assert present == listed, f"{folder}: unlisted {sorted(present - listed)}"

@@ -69,3 +69,29 @@ def test_loading_a_gallery_refuses_a_model_artifact(tmp_path: Path) -> None:
     manifest = make_untrained_style(tmp_path, widths=(8, 16, 32, 64))
     with pytest.raises(ArtifactError, match="not a style gallery"):
         StyleGallery.from_artifact(tmp_path, manifest)
+
+
+def test_the_painting_gallery_credits_each_painting_and_keeps_it_small(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from models.style.paintings import PAINTING_SIDE, PAINTINGS, make_painting_gallery
+
+    corpus = tmp_path / "paintings"
+    corpus.mkdir()
+    for index, painting in enumerate(PAINTINGS):  # stand-ins for the corpus files, larger than the gallery keeps
+        Image.new("RGB", (900, 600), (index * 20, 90, 200 - index * 20)).save(corpus / painting.corpus_file)
+    manifest = make_painting_gallery(corpus, tmp_path / "gallery")
+    gallery = load_gallery(tmp_path / "gallery", load_artifact(tmp_path / "gallery"))
+    credited = {entry.name: entry for entry in manifest.gallery if entry.artist}
+    assert set(credited) == {painting.name for painting in PAINTINGS}
+    assert len(manifest.gallery) == len(PAINTINGS) + len(GALLERY_STYLES)
+    assert all(entry.year for entry in credited.values())
+    assert max(gallery.image(PAINTINGS[0].name).size) == PAINTING_SIDE
+
+
+@pytest.mark.shared
+def test_every_gallery_painting_is_in_the_shared_corpus(shared_dir: Path) -> None:
+    from models.style.paintings import PAINTINGS
+
+    corpus = shared_dir / "data" / "style-corpus" / "paintings"
+    assert [p.corpus_file for p in PAINTINGS if not (corpus / p.corpus_file).is_file()] == []
