@@ -24,7 +24,9 @@ class TrainState:
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
 
-    def record(self, epoch: int, loss: float, val: dict[str, Any], network: nn.Module) -> bool:
+    def record(
+        self, epoch: int, loss: float, val: dict[str, Any], network: nn.Module, extra: dict[str, float] | None = None
+    ) -> bool:
         """Log an epoch's validation metrics; keep the weights when they are the best yet (returns whether)."""
         score = (float(val["balanced_accuracy"]), float(val.get("roc_auc", 0.5)))
         self.epoch = epoch
@@ -35,6 +37,7 @@ class TrainState:
                 "val_accuracy": val["accuracy"],
                 "val_balanced_accuracy": score[0],
                 "val_roc_auc": score[1],
+                **{key: float(value) for key, value in (extra or {}).items()},
             }
         )
         if score <= self.best_score:

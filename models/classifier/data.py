@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from models.classifier.transforms import Transform, image_to_uint8
+from models.classifier.pipeline import expand_box
+from models.classifier.transforms import BoxCrop, Transform, image_to_uint8
 
 LABELS: tuple[str, ...] = ("female", "male")
 NAME_LISTS = {"female": "female_names.txt", "male": "male_names.txt"}
@@ -28,6 +29,8 @@ class Sample:
     path: Path
     label: int  # index into LABELS
     identity: str
+    source: str = "lfw"  # the slice it is reported in: "lfw", "crops", "portraits"
+    box: tuple[float, ...] | None = None  # face box [x1, y1, x2, y2] in pixels; None: the image is the face crop
 
 
 def identity_of(file_name: str) -> str:
@@ -103,12 +106,34 @@ def class_counts(samples: Sequence[Sample], num_classes: int = len(LABELS)) -> l
     return counts
 
 
-class FaceDataset(Dataset[tuple[torch.Tensor, int]]):
-    """``(image (3, S, S) float, label)`` pairs; the transform decides augmentation and size."""
+def served_crop(margin: float) -> BoxCrop:
+    """Crop a face box grown by ``margin`` per side, clipped to the image: what ``/classify`` feeds the network."""
 
-    def __init__(self, samples: Sequence[Sample], transform: Transform) -> None:
+    def crop(image: Image.Image, box: tuple[float, ...]) -> Image.Image:
+        return image.crop(expand_box(box, margin, image.width, image.height))
+
+    return crop
+
+
+class FaceDataset(Dataset[tuple[torch.Tensor, int]]):
+    """``(image (3, S, S) float, label)`` pairs; the transforms decide augmentation and size.
+
+    A sample with a face box is first cropped by ``box_crop`` (default: as served, 0.1 margin) and then
+    goes through ``boxed_transform`` (default: ``transform``), so training can jitter the box instead of
+    zooming the crop a second time.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        transform: Transform,
+        box_crop: BoxCrop | None = None,
+        boxed_transform: Transform | None = None,
+    ) -> None:
         self.samples = list(samples)
         self.transform = transform
+        self.box_crop = box_crop or served_crop(0.1)
+        self.boxed_transform = boxed_transform or transform
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -116,5 +141,7 @@ class FaceDataset(Dataset[tuple[torch.Tensor, int]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         sample = self.samples[index]
         with Image.open(sample.path) as image:
-            pixels = image_to_uint8(image)  # (3, H, W) uint8
-        return self.transform(pixels), sample.label
+            if sample.box is None:
+                return self.transform(image_to_uint8(image)), sample.label  # (3, H, W) uint8 in
+            crop = self.box_crop(image.convert("RGB"), sample.box)
+        return self.boxed_transform(image_to_uint8(crop)), sample.label

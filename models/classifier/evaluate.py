@@ -14,24 +14,66 @@ from torch.utils.data import DataLoader
 
 from models.artifact import Manifest, load_artifact, write_manifest
 from models.classifier import metrics as M
-from models.classifier.data import FaceDataset, Sample, scan_lfw, split_by_identity
-from models.classifier.pipeline import flip_tta, probabilities
+from models.classifier.calibration import view_probabilities
+from models.classifier.data import FaceDataset, Sample, scan_lfw, served_crop, split_by_identity
+from models.classifier.pipeline import flip_tta, temperature
 from models.classifier.predictor import FaceClassifier
 from models.classifier.transforms import Transform
+from models.classifier.types import DEFAULT_CROP_MARGIN
 
 SPLITS = ("train", "val", "test")
 CARD_NAME = "MODEL_CARD.md"
 CONFUSION_PNG = "confusion_matrix.png"
 ROC_PNG = "roc_curve.png"
-LIMITATIONS = [
+RESPONSIBLE_USE = [
+    "## What the label means, and what it must not be used for",
+    "",
+    "- The label is the gender a face *appears to present* in one photo, in the two classes of the training",
+    "  data (`female`, `male`, as published for LFW and by the natural-face collection's folders). It is",
+    "  not a person's gender identity, sex or any other fact about them, and it says nothing about people",
+    "  who present otherwise. The `score` is the model's probability for that label, not a certainty.",
+    "- Do not use it to make or support decisions about people (access, hiring, policing, benefits, pricing,",
+    "  safety), to verify or infer identity, or to track or profile anyone. Use it for aggregate, non-",
+    "  consequential purposes such as photo organisation or dataset statistics, with `min_score` set so",
+    "  unreliable answers come back as `unknown`.",
+    "",
     "## Limitations",
     "",
-    "- Labels are the binary gender lists published for LFW: they describe perceived presentation of public",
-    "  figures, not anyone's gender identity. Do not use the output for decisions about people.",
-    "- LFW is mostly adult, mostly light-skinned celebrities photographed by the press; accuracy on other",
-    "  populations, ages, poses and image qualities is unmeasured and likely lower.",
-    "- Trained on frontalized LFW3D crops; real detector crops (set `crop_margin`) differ in framing and pose.",
+    "- LFW is mostly adult, mostly light-skinned celebrities photographed by the press; the natural faces add",
+    "  ages and ethnicities but are small (3,230 pictures), labelled by folder (a few labels are wrong) and",
+    "  unlabelled for age and ethnicity, so accuracy per age band or ethnicity is not measured here.",
+    "- Accuracy is lower on children, older people, profiles, heavy occlusion and very small or blurred faces.",
+    "- Trained on frontalized LFW3D crops and detector-style crops; set `crop_margin` to match the detector.",
 ]
+LIMITATIONS = RESPONSIBLE_USE
+
+
+def predict_logits(
+    network: torch.nn.Module,
+    samples: Sequence[Sample],
+    transform: Transform,
+    batch_size: int = 128,
+    flip: bool = False,
+    crop_margin: float = DEFAULT_CROP_MARGIN,
+) -> npt.NDArray[np.float32]:
+    """Logits ``(N, V, C)`` for ``samples`` in order (V = 2 views with ``flip``: the image and its mirror).
+
+    Boxed samples are cropped as ``/classify`` crops them (box grown by ``crop_margin``); ``network`` runs
+    in eval mode.
+    """
+    device = next(network.parameters()).device
+    dataset = FaceDataset(samples, transform, box_crop=served_crop(crop_margin))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    was_training = network.training
+    network.eval()
+    chunks = []
+    with torch.inference_mode():
+        for images, _ in loader:
+            views = torch.stack([images, images.flip(-1)], dim=1) if flip else images[:, None]  # (B, V, 3, S, S)
+            logits = network(views.flatten(0, 1).to(device)).float().cpu()  # (B*V, C)
+            chunks.append(logits.unflatten(0, views.shape[:2]).numpy())  # (B, V, C)
+    network.train(was_training)
+    return np.concatenate(chunks)
 
 
 def predict_probabilities(
@@ -40,23 +82,16 @@ def predict_probabilities(
     transform: Transform,
     batch_size: int = 128,
     flip: bool = False,
+    temperature: float = 1.0,
+    crop_margin: float = DEFAULT_CROP_MARGIN,
 ) -> npt.NDArray[np.float64]:
-    """Softmax probabilities ``(N, num_classes)`` for ``samples``, in order, with ``network`` in eval mode.
+    """Probabilities ``(N, num_classes)`` for ``samples``, in order, as the predictors serve them.
 
-    With ``flip``, each is the mean of the image's and its mirror's probabilities (as the predictors serve it).
+    With ``flip``, each is the mean of the image's and its mirror's probabilities; logits are divided by
+    ``temperature`` first.
     """
-    device = next(network.parameters()).device
-    loader = DataLoader(FaceDataset(samples, transform), batch_size=batch_size, shuffle=False)
-    was_training = network.training
-    network.eval()
-    chunks = []
-    with torch.inference_mode():
-        for images, _ in loader:
-            views = torch.cat([images, images.flip(-1)]) if flip else images  # (B or 2B, 3, S, S)
-            logits = network(views.to(device)).float().cpu().numpy()
-            chunks.append(probabilities(logits, flip))  # (B, C), averaged over the views as the predictors do
-    network.train(was_training)
-    return np.concatenate(chunks).astype(np.float64)
+    logits = predict_logits(network, samples, transform, batch_size, flip, crop_margin)
+    return view_probabilities(logits, temperature).astype(np.float64)
 
 
 def classification_metrics(
@@ -99,7 +134,9 @@ def evaluate_classifier(
     classifier = FaceClassifier.from_artifact(artifact_folder, manifest, torch.device("cpu"))
     samples = split_samples(manifest, data_root, split, seed)
     flip = flip_tta(manifest) if flip is None else flip
-    probabilities = predict_probabilities(classifier.network, samples, classifier.transform, flip=flip)
+    probabilities = predict_probabilities(
+        classifier.network, samples, classifier.transform, flip=flip, temperature=temperature(manifest)
+    )
     result = classification_metrics([s.label for s in samples], probabilities, classifier.labels)
     return {"model": f"{manifest.name}/{manifest.version}", "split": split, "seed": seed, "flip_tta": flip, **result}
 
@@ -176,8 +213,13 @@ def plot_roc_curve(fpr: Sequence[float], tpr: Sequence[float], auc: float, posit
     plt.close(figure)
 
 
-def write_model_card(folder_or_path: Path, metrics: dict[str, Any], manifest: Manifest | None = None) -> Path:
-    """Write a Markdown model card (metrics table, confusion-matrix and ROC PNGs beside it); returns its path."""
+def write_model_card(
+    folder_or_path: Path, metrics: dict[str, Any], manifest: Manifest | None = None, extra: Sequence[str] = ()
+) -> Path:
+    """Write a Markdown model card (metrics table, confusion-matrix and ROC PNGs beside it); returns its path.
+
+    ``extra`` lines (the per-slice and calibration sections) go before the responsible-use text.
+    """
     path = folder_or_path / CARD_NAME if folder_or_path.is_dir() else folder_or_path
     path.parent.mkdir(parents=True, exist_ok=True)
     labels = (
@@ -191,7 +233,7 @@ def write_model_card(folder_or_path: Path, metrics: dict[str, Any], manifest: Ma
         roc = metrics["roc"]
         plot_roc_curve(roc["fpr"], roc["tpr"], metrics["roc_auc"], labels[-1], path.parent / ROC_PNG)
         lines += ["", f"![ROC curve]({ROC_PNG})"]
-    lines += ["", *LIMITATIONS]
+    lines += [*extra, "", *RESPONSIBLE_USE]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -236,18 +278,31 @@ def _metrics_table(metrics: dict[str, Any]) -> list[str]:
     return rows
 
 
-def main(artifact_folder: Path, data_root: Path, split: str = "test", seed: int = 0, record_flip: bool = False) -> None:
+def main(
+    artifact_folder: Path,
+    data_root: Path,
+    split: str = "test",
+    seed: int = 0,
+    record_flip: bool = False,
+    faces_root: Path | None = None,
+    face_boxes: Path | None = None,
+) -> None:
     """Evaluate an artifact on one split, print the metrics and (re)write its model card beside it.
 
+    With ``--faces-root`` and ``--face-boxes`` the card also gets the natural faces' slices, the confusion
+    matrices per slice and the calibration (reliability diagram) on the validation split.
     ``--record-flip`` instead decides flip test-time augmentation on the validation split and, when it helps,
     records it in the manifest with the test metrics it is served with.
     """
     if record_flip:
         print(json.dumps(record_flip_tta(artifact_folder, data_root, seed), indent=2))
         return
-    result = evaluate_classifier(artifact_folder, data_root, split, seed)
-    write_model_card(artifact_folder, result, load_artifact(artifact_folder))
-    print(json.dumps({k: v for k, v in result.items() if k != "roc"}, indent=2))
+    from models.classifier.report import evaluate_report
+
+    faces = (faces_root, face_boxes) if faces_root is not None and face_boxes is not None else None
+    results, calibration = evaluate_report(artifact_folder, data_root, faces, split, seed)
+    print(json.dumps({name: {k: v for k, v in r.items() if k != "roc"} for name, r in results.items()}, indent=2))
+    print(json.dumps({k: v for k, v in calibration.items() if k != "curves"}, indent=2))
 
 
 if __name__ == "__main__":

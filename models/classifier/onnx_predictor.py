@@ -10,7 +10,14 @@ from pathlib import Path
 from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
-from models.classifier.pipeline import check_classifier_manifest, classifications, crop_margin, flip_tta, preprocess
+from models.classifier.pipeline import (
+    check_classifier_manifest,
+    classifications,
+    crop_margin,
+    flip_tta,
+    preprocess,
+    temperature,
+)
 from models.classifier.types import ONNX_FILE, Classification
 from models.onnx_backend import NetworkSession, Runtime, open_session
 
@@ -49,7 +56,8 @@ class OnnxFaceClassifier:
         if not batch:
             return []
         flip = flip_tta(self.manifest)
-        return classifications(self.session.run(preprocess(batch, self.spec, flip)), self.labels, flip)
+        logits = self.session.run(preprocess(batch, self.spec, flip))  # (B or 2B, C)
+        return classifications(logits, self.labels, flip, temperature(self.manifest))
 
     def warmup(self) -> None:
         self.predict([Image.new("RGB", (self.input_size, self.input_size), (128, 128, 128))])

@@ -20,6 +20,7 @@ from models.classifier.pipeline import (
     flip_tta,
     preprocess,
     preprocess_crop,
+    temperature,
 )
 from models.classifier.types import ARCHITECTURE, DEFAULT_CROP_MARGIN, WEIGHTS_FILE, Classification
 from models.torch_backend import load_state
@@ -70,7 +71,8 @@ class FaceClassifier:
         flip = flip_tta(self.manifest)
         with torch.inference_mode():
             images = torch.from_numpy(preprocess(batch, self.spec, flip)).to(self.device)  # (B or 2B, 3, S, S)
-            return classifications(self.network(images).float().cpu().numpy(), self.labels, flip)
+            logits = self.network(images).float().cpu().numpy()  # (B or 2B, C)
+            return classifications(logits, self.labels, flip, temperature(self.manifest))
 
     def warmup(self) -> None:
         self.predict([Image.new("RGB", (self.input_size, self.input_size), (128, 128, 128))])

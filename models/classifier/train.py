@@ -5,6 +5,13 @@ chosen by validation balanced accuracy, the chosen weights evaluated once on the
 checkpoint written after every epoch makes an interrupted run resume where it stopped.
 
     python -m models.classifier.train DATA_ROOT OUT_DIR --epochs 20 --threads 1
+
+With ``--faces-root`` (and the box cache of ``models.classifier.face_boxes``) the natural faces join the
+training mix (``--faces-share`` of each epoch's draws), portraits cropped around jittered detector boxes
+the way ``/classify`` crops them; the epoch is then chosen by the mean of the two validation balanced
+accuracies. ``--base`` warm-starts from a shipped artifact, ``--hours`` bounds the run's wall-clock time
+(warm-up and cosine decay over the budget), ``--bf16`` trains under CPU bfloat16 autocast (float32
+weights). After training a temperature is fitted on the validation split, so served scores are calibrated.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +30,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from safetensors.torch import load_file
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from models.artifact import InputSpec, Manifest, Provenance, pack_artifact
+from models.artifact import InputSpec, Manifest, Provenance, load_artifact, pack_artifact
+from models.classifier import report
 from models.classifier.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from models.classifier.data import LABELS, FaceDataset, Sample, class_counts, scan_lfw, split_by_identity
 from models.classifier.evaluate import (
@@ -35,15 +44,29 @@ from models.classifier.evaluate import (
     predict_probabilities,
     write_model_card,
 )
+from models.classifier.face_boxes import file_sha256
+from models.classifier.faces import FACES_SPLIT, load_faces, slices
 from models.classifier.network import FaceNet
-from models.classifier.predictor import ARCHITECTURE, WEIGHTS_FILE
-from models.classifier.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from models.classifier.predictor import ARCHITECTURE, WEIGHTS_FILE, FaceClassifier
+from models.classifier.schedule import BudgetSchedule
+from models.classifier.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    boxed_train_transform,
+    eval_transform,
+    jittered_crop,
+    train_transform,
+)
 from models.predictor import resolve_device, save_state
 from models.provenance import git_commit, invoked_command
 
 log = logging.getLogger("deepcanvas.classifier.train")
 
-AUGMENTATION = "detector-like crop (reflect pad, zoom 0.75-1.2, shift 6%, rotate 8 deg), flip, jitter, gray, blur"
+AUGMENTATION = (
+    "whole crops: detector-like crop (reflect pad, zoom 0.75-1.2, shift 6%, rotate 8 deg); boxed portraits: "
+    "detector box jittered (scale 0.85-1.25, shift 8%, aspect 0.85-1.18) + served margin, rotate 8 deg; all: "
+    "flip, colour jitter, grayscale 10%, blur 20%, JPEG q30-95 30%"
+)
 
 
 @dataclass
@@ -72,12 +95,25 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     command: str | None = None
+    faces_root: Path | None = None  # natural faces ``{crops,portraits}/{female,male}/*.jpg``
+    face_boxes: Path | None = None  # their cache of face boxes and hashes (models.classifier.face_boxes)
+    faces_share: float = 0.4  # share of each epoch's draws taken from the natural faces
+    base: Path | None = None  # artifact folder to warm-start from (its widths and input size are used)
+    hours: float | None = None  # wall-clock budget; the schedule decays over it
+    bf16: bool = False  # torch.autocast("cpu", bfloat16) for the forward pass; weights stay float32
 
     def recipe(self) -> dict[str, Any]:
         """The fields that change the result; a checkpoint only resumes a run with the same recipe."""
         skip = {"data_root", "out_dir", "threads", "workers", "checkpoint", "name", "version", "device"}
-        skip |= {"progress", "command"}
-        return {k: _plain(v) for k, v in dataclasses.asdict(self).items() if k not in skip}
+        skip |= {"progress", "command", "faces_root", "face_boxes", "base"}
+        recipe = {k: _plain(v) for k, v in dataclasses.asdict(self).items() if k not in skip}
+        if self.faces_root is None:
+            recipe.pop("faces_share")
+        else:
+            recipe["faces_split"] = list(FACES_SPLIT)
+        if self.base is not None:
+            recipe["base"] = self.base.name
+        return recipe
 
     @property
     def checkpoint_path(self) -> Path:
@@ -101,40 +137,83 @@ def load_splits(cfg: TrainConfig) -> tuple[list[Sample], list[Sample], list[Samp
     return train, val, test
 
 
-def class_weights(samples: list[Sample], power: float) -> torch.Tensor:
-    """``(N / (C * n_c)) ** power`` per class: 1 gives each class equal total weight."""
-    counts = torch.tensor(class_counts(samples), dtype=torch.float32).clamp(min=1)
+def load_all_splits(cfg: TrainConfig) -> dict[str, list[Sample]]:
+    """``train``/``val``/``test`` (LFW) and, with natural faces, ``faces_train``/``faces_val``/``faces_test``."""
+    data = dict(zip(("train", "val", "test"), load_splits(cfg), strict=True))
+    if cfg.faces_root is not None:
+        assert cfg.face_boxes is not None, "natural faces need their box cache (face_boxes)"
+        faces = load_faces(cfg.faces_root, cfg.face_boxes, cfg.seed)
+        if cfg.max_train_images is not None and len(faces[0]) > cfg.max_train_images:
+            faces = (random.Random(cfg.seed).sample(faces[0], cfg.max_train_images), *faces[1:])
+        data |= dict(zip(("faces_train", "faces_val", "faces_test"), faces, strict=True))
+    return data
+
+
+def draw_weights(data: dict[str, list[Sample]], share: float) -> list[float]:
+    """Per training sample (LFW first, then natural faces): its weight so the faces get ``share`` of draws."""
+    lfw, faces = data["train"], data.get("faces_train", [])
+    if not faces:
+        return [1.0] * len(lfw)
+    return [(1 - share) / len(lfw)] * len(lfw) + [share / len(faces)] * len(faces)
+
+
+def class_weights(samples: list[Sample], power: float, draws: list[float] | None = None) -> torch.Tensor:
+    """``(N / (C * n_c)) ** power`` per class: 1 gives each class equal total weight.
+
+    With ``draws`` (a weight per sample, as the sampler draws them) the class shares are those drawn.
+    """
+    if draws is None:
+        counts = torch.tensor(class_counts(samples), dtype=torch.float32).clamp(min=1)
+    else:
+        counts = torch.zeros(len(LABELS)).index_add_(0, torch.tensor([s.label for s in samples]), torch.tensor(draws))
+        counts = counts.clamp(min=1e-9)
     return (counts.sum() / (len(counts) * counts)) ** power  # (C,)
 
 
 def make_optimizer(network: nn.Module, cfg: TrainConfig, steps: int) -> tuple[Any, Any]:
-    """AdamW without decay on norms and biases, under a one-cycle (warm-up then cosine) schedule."""
+    """AdamW without decay on norms and biases, under a one-cycle (warm-up then cosine) schedule.
+
+    With an ``hours`` budget the schedule is a ``BudgetSchedule``: it decays over the steps or the budget,
+    whichever ends first, and says when the run is done.
+    """
     decay = [p for p in network.parameters() if p.ndim > 1]
     no_decay = [p for p in network.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.hours is not None:
+        return optimizer, BudgetSchedule(optimizer, cfg.lr, steps, cfg.hours * 3600)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
     return optimizer, scheduler
 
 
 def train_one_epoch(
-    network: nn.Module, loader: DataLoader[Any], loss_fn: nn.Module, optimizer: Any, scheduler: Any, progress: Progress
+    network: nn.Module,
+    loader: DataLoader[Any],
+    loss_fn: nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    progress: Progress,
+    bf16: bool = False,
 ) -> float:
-    """One pass over ``loader`` (the scheduler steps per batch); returns the mean training loss."""
+    """One pass over ``loader`` (the scheduler steps per batch; a spent budget ends it early); mean loss."""
     network.train()
     task = progress.add_task("train", total=len(loader))
-    total = 0.0
+    total, steps = 0.0, 0
     for images, labels in loader:
         images = images.to(memory_format=torch.channels_last)  # (B, 3, S, S), faster convs on CPU
-        loss = loss_fn(network(images), labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = network(images)  # (B, C), bfloat16 under autocast
+        loss = loss_fn(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        total += loss.item()
+        total, steps = total + loss.item(), steps + 1
         progress.update(task, advance=1, description=f"train loss {loss.item():.3f}")
+        if getattr(scheduler, "done", False):
+            break
     progress.remove_task(task)
-    return total / max(len(loader), 1)
+    return total / max(steps, 1)
 
 
 def progress_bar(enabled: bool) -> Progress:
@@ -142,10 +221,25 @@ def progress_bar(enabled: bool) -> Progress:
     return Progress(*columns, disable=not enabled, transient=True)
 
 
-def validate(network: nn.Module, samples: list[Sample], cfg: TrainConfig) -> dict[str, Any]:
+def validate(network: nn.Module, samples: list[Sample], cfg: TrainConfig, temperature: float = 1.0) -> dict[str, Any]:
     transform = eval_transform(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD)
-    probabilities = predict_probabilities(network, samples, transform, flip=cfg.flip_tta)
+    probabilities = predict_probabilities(
+        network, samples, transform, flip=cfg.flip_tta, temperature=temperature, crop_margin=cfg.crop_margin
+    )
     return classification_metrics([s.label for s in samples], probabilities, LABELS)
+
+
+def validate_all(network: nn.Module, data: dict[str, list[Sample]], cfg: TrainConfig) -> dict[str, Any]:
+    """LFW validation metrics; with natural faces, selection by the mean of both balanced accuracies."""
+    val = validate(network, data["val"], cfg)
+    if not data.get("faces_val"):
+        return val
+    faces = validate(network, data["faces_val"], cfg)
+    extra = {"lfw_val_balanced_accuracy": val["balanced_accuracy"], "faces_val_accuracy": faces["accuracy"]}
+    extra["faces_val_balanced_accuracy"] = faces["balanced_accuracy"]
+    mean = (val["balanced_accuracy"] + faces["balanced_accuracy"]) / 2
+    auc = (val.get("roc_auc", 0.5) + faces.get("roc_auc", 0.5)) / 2
+    return {**val, "balanced_accuracy": mean, "roc_auc": auc, "extra": extra}
 
 
 def fit(
@@ -158,39 +252,68 @@ def fit(
     loader: DataLoader[Any],
 ) -> None:
     """Train the remaining epochs, keep the weights with the best validation score, checkpoint each epoch."""
-    weights = class_weights(data["train"], cfg.class_weight_power).to(next(network.parameters()).device)
+    samples = data["train"] + data.get("faces_train", [])
+    draws = draw_weights(data, cfg.faces_share) if data.get("faces_train") else None
+    weights = class_weights(samples, cfg.class_weight_power, draws).to(next(network.parameters()).device)
     loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
     with progress_bar(cfg.progress) as progress:
         for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            if getattr(scheduler, "done", False):
+                break
             torch.manual_seed(cfg.seed * 1000 + epoch)  # per-epoch seeds: a resumed run sees the same batches
             if isinstance(loader.generator, torch.Generator):
                 loader.generator.manual_seed(cfg.seed * 1000 + epoch)
-            loss = train_one_epoch(network, loader, loss_fn, optimizer, scheduler, progress)
-            val = validate(network, data["val"], cfg)
-            best = state.record(epoch, loss, val, network)
+            started = time.monotonic()
+            loss = train_one_epoch(network, loader, loss_fn, optimizer, scheduler, progress, cfg.bf16)
+            seconds = time.monotonic() - started
+            val = validate_all(network, data, cfg)
+            best = state.record(epoch, loss, val, network, val.get("extra"))
             log.info(
-                "epoch %d/%d loss %.4f val acc %.4f bal %.4f%s",
+                "epoch %d/%d loss %.4f val acc %.4f bal %.4f %s(%.0f s train)%s",
                 epoch,
                 cfg.epochs,
                 loss,
                 val["accuracy"],
                 val["balanced_accuracy"],
+                "".join(f"{k} {v:.4f} " for k, v in val.get("extra", {}).items()),
+                seconds,
                 " (best)" if best else "",
             )
             save_checkpoint(cfg.checkpoint_path, cfg.recipe(), state, network, optimizer, scheduler)
 
 
-def make_loader(samples: list[Sample], cfg: TrainConfig) -> DataLoader[Any]:
-    dataset = FaceDataset(samples, train_transform(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD))
+def make_loader(samples: list[Sample], cfg: TrainConfig, draws: list[float] | None = None) -> DataLoader[Any]:
+    """Shuffled batches; with ``draws`` (a weight per sample) an epoch draws ``len(samples)`` by weight."""
+    dataset = FaceDataset(
+        samples,
+        train_transform(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD),
+        box_crop=jittered_crop(cfg.crop_margin),
+        boxed_transform=boxed_train_transform(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD),
+    )
+    generator = torch.Generator().manual_seed(cfg.seed)
+    sampler = None if draws is None else WeightedRandomSampler(draws, len(samples), generator=generator)
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size,
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         drop_last=len(samples) > cfg.batch_size,  # no batch of one for BatchNorm, but keep tiny sets trainable
         num_workers=cfg.workers,
-        generator=torch.Generator().manual_seed(cfg.seed),
+        generator=generator,
         persistent_workers=cfg.workers > 0,
     )
+
+
+def warm_start(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, torch.Tensor] | None]:
+    """With ``cfg.base``: the recipe takes the base's widths and input size; its float32 weights to start from."""
+    if cfg.base is None:
+        return cfg, None
+    manifest = load_artifact(cfg.base)
+    assert manifest.input is not None, f"{cfg.base} has no input spec"
+    base = FaceClassifier.from_artifact(cfg.base, manifest, torch.device("cpu"))
+    widths = tuple(int(w) for w in manifest.hyperparameters["widths"])
+    cfg = dataclasses.replace(cfg, widths=widths, input_size=manifest.input.size)
+    return cfg, base.network.state_dict()
 
 
 def train_classifier(cfg: TrainConfig) -> Manifest:
@@ -198,19 +321,33 @@ def train_classifier(cfg: TrainConfig) -> Manifest:
     assert cfg.epochs >= 1 and cfg.batch_size >= 2, f"need epochs >= 1 and batch_size >= 2, got {cfg}"
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    train, val, test = load_splits(cfg)
-    log.info("images: train %s, val %s, test %s (female, male)", *(class_counts(s) for s in (train, val, test)))
+    cfg, base_state = warm_start(cfg)
+    data = load_all_splits(cfg)
+    for name, samples in data.items():
+        log.info("images %s: %s (female, male)", name, class_counts(samples))
     device = resolve_device(cfg.device)
-    network = FaceNet(cfg.widths, len(LABELS), cfg.dropout).to(device).to(memory_format=torch.channels_last)
-    loader = make_loader(train, cfg)
+    network = FaceNet(cfg.widths, len(LABELS), cfg.dropout)
+    if base_state is not None:
+        network.load_state_dict(base_state)
+    network = network.to(device).to(memory_format=torch.channels_last)
+    draws = draw_weights(data, cfg.faces_share) if data.get("faces_train") else None
+    loader = make_loader(data["train"] + data.get("faces_train", []), cfg, draws)
     optimizer, scheduler = make_optimizer(network, cfg, cfg.epochs * len(loader))
     state = load_checkpoint(cfg.checkpoint_path, cfg.recipe(), network, optimizer, scheduler)
-    fit(cfg, network, {"train": train, "val": val}, state, optimizer, scheduler, loader)
+    fit(cfg, network, data, state, optimizer, scheduler, loader)
     network.load_state_dict(state.best_state)
-    return write_classifier_artifact(cfg, network, state, (train, val, test))
+    return write_classifier_artifact(cfg, network, state, data)
 
 
-OUTPUT_FILES = {WEIGHTS_FILE, "manifest.json", CARD_NAME, CONFUSION_PNG, ROC_PNG}
+OUTPUT_FILES = {
+    WEIGHTS_FILE,
+    "manifest.json",
+    CARD_NAME,
+    CONFUSION_PNG,
+    ROC_PNG,
+    report.SLICES_PNG,
+    report.RELIABILITY_PNG,
+}
 
 
 def prepare_out_dir(out_dir: Path) -> None:
@@ -224,47 +361,86 @@ def prepare_out_dir(out_dir: Path) -> None:
 
 
 def write_classifier_artifact(
-    cfg: TrainConfig, network: nn.Module, state: TrainState, splits: tuple[list[Sample], ...]
+    cfg: TrainConfig, network: nn.Module, state: TrainState, data: dict[str, list[Sample]]
 ) -> Manifest:
-    """Save float16 weights, test them as they will be served, pack the manifest, write the model card."""
+    """Save float16 weights; as they will be served, fit the temperature on the validation split, test every
+    slice once, pack the manifest and write the model card."""
     prepare_out_dir(cfg.out_dir)
     save_state(network, cfg.out_dir / WEIGHTS_FILE, half=True)
     stored = load_file(str(cfg.out_dir / WEIGHTS_FILE))
     network.load_state_dict(
         {key: value.float() if value.is_floating_point() else value for key, value in stored.items()}
     )
-    train, val, test = splits
-    result = {**validate(network, test, cfg), "split": "test"}
+    transform = eval_transform(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD)
+    val = data["val"] + data.get("faces_val", [])
+    calibration = report.calibration_report(network, val, transform, cfg.flip_tta, cfg.crop_margin)
+    tests = {"lfw": data["test"], **slices(data.get("faces_test", []))}
+    results = report.slice_metrics(network, tests, transform, cfg.flip_tta, calibration["temperature"], cfg.crop_margin)
+    train = data["train"] + data.get("faces_train", [])
+    draws = draw_weights(data, cfg.faces_share) if data.get("faces_train") else None
+    hyper = training_hyperparameters(cfg, train, state, draws) | {"temperature": calibration["temperature"]}
+    result = {**results["lfw"], "split": "test"}
+    metrics = manifest_metrics(result, state, len(train), len(val)) | report.flat_metrics(results, calibration)
     manifest = pack_artifact(
         cfg.out_dir,
         name=cfg.name,
         version=cfg.version or cfg.out_dir.name,
         task="classify",
         architecture=ARCHITECTURE,
-        hyperparameters=training_hyperparameters(cfg, train, state),
+        hyperparameters=hyper,
         input=InputSpec(size=cfg.input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD),
         labels=list(LABELS),
-        metrics=manifest_metrics(result, state, len(train), len(val)),
+        metrics=metrics,
         provenance=Provenance(
-            method=f"trained: FaceNet from scratch, {cfg.epochs} epochs, epoch {state.best_epoch} chosen by "
-            "validation balanced accuracy",
-            data=f"LFW3D with LFW gender lists ({cfg.data_root}); people in both lists dropped; identity-disjoint "
-            f"split {list(cfg.split_fractions)} stratified by gender, seed {cfg.seed}",
-            command=cfg.command,
-            commit=git_commit(),
+            method=training_method(cfg, state), data=data_recipe(cfg), command=cfg.command, commit=git_commit()
         ),
     )
-    write_model_card(cfg.out_dir, result, manifest)  # after packing: the card is documentation, not a weight
+    extra = report.card_sections(cfg.out_dir, results, calibration)
+    write_model_card(cfg.out_dir, result, manifest, extra)  # after packing: the card is documentation, not a weight
     return manifest
 
 
-def training_hyperparameters(cfg: TrainConfig, train: list[Sample], state: TrainState) -> dict[str, Any]:
+def training_method(cfg: TrainConfig, state: TrainState) -> str:
+    start = f"warm-started from {cfg.base.name} ({cfg.base})" if cfg.base else "from scratch"
+    budget = f", budget {cfg.hours} h" if cfg.hours else ""
+    bf16 = ", bfloat16 autocast" if cfg.bf16 else ""
+    selection = "mean of LFW and natural-face validation" if cfg.faces_root else "validation"
+    return (
+        f"trained: FaceNet {start}, up to {cfg.epochs} epochs{budget}{bf16}, epoch {state.best_epoch} chosen by "
+        f"{selection} balanced accuracy; temperature scaling fitted on the validation split"
+    )
+
+
+def data_recipe(cfg: TrainConfig) -> str:
+    """Where the data came from and how it was split, with paths relative to the data roots."""
+    lfw = (
+        f"LFW3D with LFW gender lists ({cfg.data_root.name}); people in both lists dropped; identity-disjoint "
+        f"split {list(cfg.split_fractions)} stratified by gender, seed {cfg.seed}"
+    )
+    if cfg.faces_root is None or cfg.face_boxes is None:
+        return lfw
+    return (
+        f"{lfw}. Natural faces ({cfg.faces_root.name}: crops/ used whole, portraits/ cropped around the face "
+        f"box of the teacher detector Ultra-Light RFB-640 with the served margin {cfg.crop_margin}; portraits "
+        f"without a face at score >= 0.7 left out), box cache {cfg.face_boxes.name} sha256 "
+        f"{file_sha256(cfg.face_boxes)[:16]}; split {list(FACES_SPLIT)} stratified by subset and gender, "
+        f"near-duplicate pictures (difference hash within 4 bits) kept in one split, seed {cfg.seed}; "
+        f"{cfg.faces_share:.0%} of each epoch's draws"
+    )
+
+
+def training_hyperparameters(
+    cfg: TrainConfig, train: list[Sample], state: TrainState, draws: list[float] | None = None
+) -> dict[str, Any]:
+    schedule = "OneCycleLR (15% warm-up, cosine)"
+    if cfg.hours is not None:
+        schedule = "5% warm-up, cosine to 2% over the steps or the hours budget, whichever ends first"
     return {
         **cfg.recipe(),
         "optimizer": "AdamW (no decay on norms and biases)",
-        "schedule": "OneCycleLR (15% warm-up, cosine)",
+        "schedule": schedule,
         "loss": "class-weighted cross-entropy",
-        "class_weights": class_weights(train, cfg.class_weight_power).tolist(),
+        "class_weights": class_weights(train, cfg.class_weight_power, draws).tolist(),
         "augmentation": AUGMENTATION,
         "selected_epoch": state.best_epoch,
         "history": state.history,
@@ -294,8 +470,18 @@ def main(
     checkpoint: Path | None = None,
     version: str | None = None,
     progress: bool = True,
+    faces_root: Path | None = None,
+    face_boxes: Path | None = None,
+    faces_share: float = 0.4,
+    base: Path | None = None,
+    hours: float | None = None,
+    bf16: bool = False,
 ) -> None:
-    """Train the face gender classifier and write its artifact to OUT_DIR."""
+    """Train the face gender classifier and write its artifact to OUT_DIR.
+
+    --faces-root adds the natural faces (with their --face-boxes cache from `deepcanvas data classifier-boxes`),
+    --base warm-starts from an artifact folder, --hours bounds the wall-clock time, --bf16 uses CPU autocast.
+    """
     from rich.logging import RichHandler
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)])
@@ -316,6 +502,12 @@ def main(
         version=version,
         progress=progress,
         command=invoked_command(),
+        faces_root=faces_root,
+        face_boxes=face_boxes,
+        faces_share=faces_share,
+        base=base,
+        hours=hours,
+        bf16=bf16,
     )
     manifest = train_classifier(cfg)
     log.info("wrote %s: %s", out_dir, manifest.metrics)

@@ -93,3 +93,57 @@ def tiny_trained(tiny_lfw: TinyLfw, tmp_path_factory: pytest.TempPathFactory) ->
     """A classifier artifact trained on ``tiny_lfw``: (folder, manifest)."""
     out_dir = tmp_path_factory.mktemp("trained") / "v1"
     return out_dir, train_classifier(tiny_config(tiny_lfw.root, out_dir))
+
+
+PORTRAIT_BOX = (20.0, 30.0, 60.0, 80.0)  # where make_tiny_faces draws the face of every portrait
+
+
+def write_portrait(path: Path, female: bool, rng: np.random.Generator) -> None:
+    """An 80x110 'portrait': the learnable disc inside PORTRAIT_BOX on a smooth random background."""
+    coarse = Image.fromarray(rng.integers(30, 220, (4, 3, 3), dtype=np.uint8)).resize((80, 110), Image.BILINEAR)
+    pixels = np.asarray(coarse, dtype=np.float64) + rng.normal(0, 4, (110, 80, 3))  # a scene of its own
+    x1, y1, x2, y2 = (int(v) for v in PORTRAIT_BOX)
+    yy, xx = np.mgrid[y1:y2, x1:x2]
+    disc = (yy - (y1 + y2) / 2) ** 2 / ((y2 - y1) / 2) ** 2 + (xx - (x1 + x2) / 2) ** 2 / ((x2 - x1) / 2) ** 2 < 1
+    colour = np.array([200, 90, 80]) if female else np.array([80, 110, 200])
+    pixels[y1:y2, x1:x2] = np.where(disc[..., None], colour, pixels[y1:y2, x1:x2])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path, quality=95)
+
+
+def make_tiny_faces(root: Path, per_class: int = 8) -> Path:
+    """``root/{crops,portraits}/{female,male}/*.jpg`` like ``faces-gender``; portrait ``p00`` of each class
+    has a near-duplicate copy ``p00-copy`` (re-encoded), and ``noface.jpg`` is a portrait without a face."""
+    rng = np.random.default_rng(1)
+    for label in ("female", "male"):
+        for k in range(per_class):
+            write_face(root / "crops" / label / f"c{k:02d}.jpg", label == "female", rng)
+            write_portrait(root / "portraits" / label / f"p{k:02d}.jpg", label == "female", rng)
+        with Image.open(root / "portraits" / label / "p00.jpg") as original:
+            original.save(root / "portraits" / label / "p00-copy.jpg", quality=70)
+    Image.new("RGB", (80, 110), (110, 110, 110)).save(root / "portraits" / "male" / "noface.jpg")
+    return root
+
+
+def fake_teacher(image: Image.Image) -> tuple[list[float], float] | None:
+    """Finds the drawn face of a tiny portrait, nothing in a flat grey picture."""
+    return None if np.asarray(image).std() < 1 else (list(PORTRAIT_BOX), 0.99)
+
+
+@dataclass(frozen=True)
+class TinyFaces:
+    root: Path
+    cache: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_faces(tmp_path_factory: pytest.TempPathFactory) -> TinyFaces:
+    """Generated natural faces and their box cache (boxes from a fake teacher detector)."""
+    import json
+
+    from models.classifier.face_boxes import build_cache
+
+    root = make_tiny_faces(tmp_path_factory.mktemp("faces-gender"))
+    cache = tmp_path_factory.mktemp("data") / "boxes.json"
+    cache.write_text(json.dumps({"detector": "fake", "files": build_cache(root, fake_teacher)}))
+    return TinyFaces(root, cache)

@@ -96,3 +96,69 @@ def test_training_refuses_an_output_folder_holding_other_files(
     with pytest.raises(FileExistsError):
         train_classifier(tiny_recipe(tiny_lfw.root, tmp_path / "v1", epochs=1))
     assert (tmp_path / "v1" / "notes.txt").read_text() == "keep me"
+
+
+@pytest.fixture(scope="module")
+def trained_with_faces(
+    tiny_lfw: Any, tiny_faces: Any, tiny_recipe: Callable[..., TrainConfig], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Manifest]:
+    out_dir = tmp_path_factory.mktemp("faces") / "v2"
+    cfg = tiny_recipe(
+        tiny_lfw.root, out_dir, faces_root=tiny_faces.root, face_boxes=tiny_faces.cache, hours=0.05, bf16=True
+    )
+    return out_dir, train_classifier(cfg)
+
+
+def test_training_with_natural_faces_reports_each_slice_and_a_fitted_temperature(
+    trained_with_faces: tuple[Path, Manifest], tiny_faces: Any
+) -> None:
+    _, manifest = trained_with_faces
+    metrics = manifest.metrics
+    assert {"faces_balanced_accuracy", "faces_crops_accuracy", "faces_portraits_accuracy", "val_ece_after"} <= set(
+        metrics
+    )
+    assert metrics["faces_n"] == metrics["faces_crops_n"] + metrics["faces_portraits_n"] > 0
+    assert manifest.hyperparameters["temperature"] == metrics["temperature"] > 0
+    assert {"faces_val_balanced_accuracy", "lfw_val_balanced_accuracy"} <= set(manifest.hyperparameters["history"][0])
+    recorded = manifest.provenance.model_dump_json().replace(manifest.provenance.command or "", "")
+    assert str(tiny_faces.root) not in recorded and "faces-gender" in recorded  # names, not machine paths
+
+
+def test_the_card_shows_slices_confusion_matrices_reliability_and_responsible_use(
+    trained_with_faces: tuple[Path, Manifest],
+) -> None:
+    folder, _ = trained_with_faces
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "| faces/portraits |" in card and "| lfw |" in card and "Temperature scaling" in card
+    assert "appears to present" in card and "Do not use it" in card
+    for png in ("confusion_slices.png", "reliability.png", "confusion_matrix.png"):
+        assert png in card and (folder / png).stat().st_size > 0
+
+
+def test_evaluation_with_faces_reproduces_the_training_slices(
+    trained_with_faces: tuple[Path, Manifest], tiny_lfw: Any, tiny_faces: Any
+) -> None:
+    from models.classifier.report import evaluate_report
+
+    folder, manifest = trained_with_faces
+    results, calibration = evaluate_report(folder, tiny_lfw.root, (tiny_faces.root, tiny_faces.cache))
+    assert set(results) == {"lfw", "faces", "faces/crops", "faces/portraits"}
+    assert results["faces"]["balanced_accuracy"] == pytest.approx(manifest.metrics["faces_balanced_accuracy"])
+    # training resizes with torchvision, the served predictor with Pillow (within a grey level): nearly equal
+    assert calibration["ece_after"] == pytest.approx(manifest.metrics["val_ece_after"], abs=0.01)
+    assert calibration["temperature"] == manifest.hyperparameters["temperature"]
+
+
+def test_a_warm_start_begins_from_the_base_weights_with_its_shape(
+    tiny_trained: tuple[Path, Manifest],
+    tiny_lfw: Any,
+    tiny_recipe: Callable[..., TrainConfig],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base, _ = tiny_trained
+    monkeypatch.setattr(train_module, "train_one_epoch", lambda *args, **kwargs: 0.0)  # no step: weights stay
+    manifest = train_classifier(tiny_recipe(tiny_lfw.root, tmp_path / "v2", widths=(2, 2), input_size=40, base=base))
+    assert manifest.hyperparameters["widths"] == [4, 8] and manifest.input is not None and manifest.input.size == 32
+    assert manifest.files[0].sha256 == load_artifact(base).files[0].sha256
+    assert "warm-started" in manifest.provenance.method
