@@ -97,6 +97,14 @@ def crop_decode_side(manager: ModelManager) -> int | None:
     return 2 * slot.manifest.input.size if slot is not None and slot.manifest.input else None
 
 
+UNKNOWN_LABEL = "unknown"
+
+
+def abstain(label: str, score: float, min_score: float) -> str:
+    """``label``, or ``"unknown"`` when its (calibrated) probability is below ``min_score``."""
+    return UNKNOWN_LABEL if score < min_score else label
+
+
 def decide(probabilities: dict[str, float], labels: list[str], threshold: float) -> str:
     """Two labels: the second when its probability reaches ``threshold``; otherwise the most probable."""
     if len(labels) == 2:
@@ -105,8 +113,14 @@ def decide(probabilities: dict[str, float], labels: list[str], threshold: float)
 
 
 async def classify(
-    manager: ModelManager, params: RuntimeParams, image: Image.Image, detect_faces: bool, options: DetectOptions
+    manager: ModelManager,
+    params: RuntimeParams,
+    image: Image.Image,
+    detect_faces: bool,
+    options: DetectOptions,
+    min_score: float | None = None,
 ) -> ClassifyResponse:
+    """Classify each face; a face whose score is below ``min_score`` (default: the runtime's) is ``unknown``."""
     classifier = manager.slot("classifier")
     detector_ref: ModelRef | None = None
     boxes: list[tuple[float, float, float, float] | None] = [None]
@@ -122,9 +136,9 @@ async def classify(
     faces = []
     for box, result in zip(boxes, results, strict=True):
         label = decide(result.probabilities, labels, params.classifier_threshold)
-        faces.append(
-            FaceResult(box=box, label=label, score=result.probabilities[label], probabilities=result.probabilities)
-        )
+        score = result.probabilities[label]
+        label = abstain(label, score, _first(min_score, params.classifier_min_score))
+        faces.append(FaceResult(box=box, label=label, score=score, probabilities=result.probabilities))
     return ClassifyResponse(model=model_ref(classifier), detector=detector_ref, faces=faces)
 
 

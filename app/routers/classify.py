@@ -15,7 +15,20 @@ from app.uploads import read_image
 router = APIRouter(prefix="/classify", tags=["classify"])
 
 
-@router.post("", response_model=ClassifyResponse, responses=ERROR_RESPONSES)
+RESPONSIBLE_USE = (
+    "Classify every detected face (or the whole image as one face) with label probabilities.\n\n"
+    "**What the label means.** The label is the gender a face *appears to present* in this one photo, in the two "
+    "classes of the model's training data (`female`, `male`); it is not a person's gender identity, sex or any "
+    "other fact about them. `score` is the calibrated probability of the label: with `min_score` (or the runtime "
+    "default `classifier_min_score`) a face scoring below it comes back as `unknown`, so unreliable answers can be "
+    "skipped. Accuracy is lower for children, older people, profiles and small or blurred faces; the model card "
+    "(`GET /models`) gives accuracy per slice.\n\n"
+    "**Do not use it** to make or support decisions about people (access, hiring, policing, benefits, pricing, "
+    "safety), to verify or infer identity, or to track or profile anyone."
+)
+
+
+@router.post("", response_model=ClassifyResponse, responses=ERROR_RESPONSES, description=RESPONSIBLE_USE)
 async def classify_faces(
     manager: ManagerDep,
     params: ParamsDep,
@@ -28,10 +41,18 @@ async def classify_faces(
     iou: IouField = None,
     max_det: MaxDetField = None,
     imgsz: ImgszField = None,
+    min_score: Annotated[
+        float | None,
+        Form(
+            ge=0,
+            le=1,
+            description="Faces whose score is below this are labelled `unknown`; default: the runtime parameter",
+        ),
+    ] = None,
 ) -> ClassifyResponse:
     """Classify every detected face (or the whole image as one face) with label probabilities."""
     # Without detection the whole image is shrunk to the classifier's input: decode no more than needed.
     reduce_to = None if detect_faces else services.crop_decode_side(manager)
     decoded = await read_image(image, limits, "image", reduce_to)
     options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
-    return await services.classify(manager, params, decoded, detect_faces, options)
+    return await services.classify(manager, params, decoded, detect_faces, options, min_score)

@@ -104,6 +104,17 @@ def test_params_change_what_requests_get(client: TestClient) -> None:
     assert "deepcanvas_params_version 2.0" in client.get("/metrics").text
 
 
+def test_classifier_min_score_parameter_is_the_default_a_request_may_override(client: TestClient) -> None:
+    def label(**data: str) -> str:
+        form = {"detect_faces": "false", **data}
+        body = client.post("/classify", files={"image": ("p.jpg", PHOTO)}, data=form).json()
+        return str(body["faces"][0]["label"])
+
+    _patch(client, {"classifier_min_score": 0.9})  # the fake says female 0.75: below 0.9
+    assert label() == "unknown"
+    assert label(min_score="0.5") == "female"
+
+
 def test_activate_swaps_versions_and_rollback_returns(client: TestClient, store: Path) -> None:
     def served_version() -> str:
         return client.post("/classify", files={"image": ("p.jpg", PHOTO)}, data={"detect_faces": "false"}).json()[

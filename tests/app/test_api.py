@@ -63,6 +63,27 @@ def test_classify_without_detection_treats_the_image_as_one_face(client: TestCli
     assert [(f["box"], f["label"]) for f in body["faces"]] == [(None, "female")]
 
 
+def test_classify_labels_a_face_below_min_score_unknown_and_keeps_its_score(client: TestClient) -> None:
+    def face(min_score: str) -> dict[str, object]:
+        data = {"detect_faces": "false", "min_score": min_score}
+        return dict(client.post("/classify", files={"image": ("p.jpg", PHOTO)}, data=data).json()["faces"][0])
+
+    unsure = face("0.8")  # the fake says female 0.75
+    assert (unsure["label"], unsure["score"]) == ("unknown", 0.75)
+    assert unsure["probabilities"] == {"female": 0.75, "male": 0.25}
+    assert face("0.7")["label"] == "female"
+
+
+def test_classify_refuses_a_min_score_outside_zero_to_one(client: TestClient) -> None:
+    response = client.post("/classify", files={"image": ("p.jpg", PHOTO)}, data={"min_score": "1.5"})
+    assert response.status_code == 422
+
+
+def test_classify_docs_say_what_the_label_means_and_what_it_must_not_be_used_for(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/classify"]["post"]
+    assert "appears to present" in operation["description"] and "Do not use it" in operation["description"]
+
+
 @pytest.mark.parametrize("fmt, content_type", [("png", "image/png"), ("jpeg", "image/jpeg")])
 def test_stylize_with_a_gallery_style_returns_image_bytes(client: TestClient, fmt: str, content_type: str) -> None:
     response = client.post(
