@@ -5,6 +5,10 @@ schedule, validation on the synthetic split, checkpoints); we own the data (``sy
 artifact (float16 safetensors + manifest, loaded by ``FaceDetector``) and the evaluation on real photos.
 A rerun resumes from ``last.pt`` when a run stopped early, and only repacks when it had finished.
 
+On the CPU ultralytics pins torch to ``cpu_count - 1`` threads (``torch_utils.NUM_THREADS``), one of
+two cores here; ``threads`` overrides it for the whole run (all cores by default). ``base_artifact``
+warm-starts from a shipped version, and the manifest records the chain: base, added epochs, data recipe.
+
     deepcanvas data detector ... && deepcanvas train detector DATA_YAML OUT_DIR --epochs 30 --device cuda
 """
 
@@ -51,10 +55,12 @@ class DetectorTrainConfig:
     patience: int = 100  # epochs without validation improvement before stopping early
     hours: float | None = None  # a time budget: ultralytics fits the epochs (and the LR schedule) into it
     base_artifact: Path | None = None  # start from these weights (any nc: matching layers are copied)
+    threads: int | None = None  # torch threads on the CPU; None: every core (ultralytics would leave one idle)
     cfg: str = CFG
     amp: bool | None = None  # None: mixed precision on CUDA only
     deterministic: bool = True
     cache: bool = False  # keep decoded images in RAM
+    fraction: float = 1.0  # share of the training images used (a smoke run: a few steps of the real data)
     resume: bool = True
     ultralytics_args: dict[str, Any] = field(default_factory=dict)  # any other trainer argument (lr0, mosaic...)
     name: str = "face-detector"
@@ -74,6 +80,9 @@ class DetectorTrainConfig:
 
     def use_amp(self) -> bool:
         return self.device.startswith("cuda") if self.amp is None else self.amp
+
+    def torch_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
 
 
 def prepare_offline_ultralytics() -> None:
@@ -104,6 +113,13 @@ def amp_check_without_download(enabled: bool) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def cpu_threads(threads: int) -> Iterator[None]:
+    """Every ``select_device`` of the run sets ``threads`` torch threads instead of ultralytics' ``cpu_count - 1``."""
+    with mock.patch("ultralytics.utils.torch_utils.NUM_THREADS", threads):
+        yield
+
+
 def trainer_arguments(cfg: DetectorTrainConfig) -> dict[str, Any]:
     return {
         "data": str(cfg.data),
@@ -118,6 +134,7 @@ def trainer_arguments(cfg: DetectorTrainConfig) -> dict[str, Any]:
         **({"time": cfg.hours} if cfg.hours else {}),
         "amp": cfg.use_amp(),
         "cache": cfg.cache,
+        **({"fraction": cfg.fraction} if cfg.fraction < 1 else {}),
         "plots": False,
         "val": True,
         "project": str(cfg.out_dir.resolve()),
@@ -153,7 +170,7 @@ def run_ultralytics(cfg: DetectorTrainConfig) -> Path:
 
     weights = cfg.run_dir / "weights"
     state = run_state(weights / "last.pt") if cfg.resume else "new"
-    with amp_check_without_download(cfg.use_amp()):
+    with amp_check_without_download(cfg.use_amp()), cpu_threads(cfg.torch_threads()):
         if state == "unfinished":
             YOLO(str(weights / "last.pt")).train(resume=True, data=str(cfg.data), workers=cfg.workers)
         elif state == "new":
@@ -204,14 +221,38 @@ def epochs_run(run_dir: Path) -> int:
     return max(0, len(results.read_text().strip().splitlines()) - 1) if results.is_file() else 0
 
 
+def base_record(base_artifact: Path | None) -> dict[str, Any] | None:
+    """The warm start's identity and its own chain of bases, so a manifest tells every step back to scratch."""
+    if base_artifact is None:
+        return None
+    manifest = load_artifact(base_artifact)
+    training = manifest.hyperparameters.get("training") or {}
+    return {
+        "name": manifest.name,
+        "version": manifest.version,
+        "weights_sha256": manifest.file(WEIGHTS_FILE).sha256,
+        "method": manifest.provenance.method,
+        "base": training.get("base"),  # the base's own base, None when it was trained from scratch
+    }
+
+
+def portable_data_path(data_yaml: Path) -> str:
+    """The data file relative to the folder that holds its data set (never this machine's absolute path)."""
+    return f"{data_yaml.resolve().parent.name}/{data_yaml.name}"
+
+
 def recipe_summary(recipe: dict[str, Any], cfg: DetectorTrainConfig) -> str:
-    """One line for the provenance: what the composites were and how long the network trained on them."""
-    base = f", from the artifact {cfg.base_artifact}" if cfg.base_artifact else ", from scratch"
+    """One line for the provenance: what the data was and how long the network trained on it."""
+    base = base_record(cfg.base_artifact)
+    start = f", warm-started from {base['name']}/{base['version']}" if base else ", from scratch"
     epochs = epochs_run(cfg.run_dir) or cfg.epochs
-    budget = f" (a {cfg.hours:g} h budget on {cfg.device})" if cfg.hours else ""
-    training = f"{epochs} epochs at {cfg.imgsz} px{budget}{base}"
+    threads = f", {cfg.torch_threads()} threads" if cfg.device == "cpu" else ""
+    budget = f" (a {cfg.hours:g} h budget on {cfg.device}{threads})" if cfg.hours else ""
+    training = f"{'+' if base else ''}{epochs} epochs at {cfg.imgsz} px{budget}{start}"
     if not recipe:
         return training
+    if "summary" in recipe:  # a mixed data set describes itself
+        return f"{recipe['summary']}; {training}"
     r = recipe["recipe"]
     low, high = (round(f * r["size"]) for f in r["face_side"])
     return (
@@ -220,6 +261,12 @@ def recipe_summary(recipe: dict[str, Any], cfg: DetectorTrainConfig) -> str:
         f"±{r['max_rotation_deg']:g} deg, colour and blur jitter, {len(recipe['backgrounds'])} face-free "
         f"photos and procedural textures, {r['empty_fraction']:.0%} without faces; {training}"
     )
+
+
+def data_kind(recipe: dict[str, Any]) -> str:
+    if recipe.get("kind") == "mixed":
+        return "teacher-labelled real photos and composites"
+    return "synthetic composites"
 
 
 def evaluation_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
@@ -232,6 +279,9 @@ def pack_detector(cfg: DetectorTrainConfig, network: torch.nn.Module, metrics: d
     from ultralytics import __version__ as ultralytics_version
 
     training = {k: v for k, v in trainer_arguments(cfg).items() if k not in ("project", "name", "exist_ok")}
+    training["data"] = portable_data_path(cfg.data)
+    training["threads"] = cfg.torch_threads() if cfg.device == "cpu" else None
+    training["epochs_run"] = epochs_run(cfg.run_dir)
     return pack_artifact(
         cfg.artifact_dir,
         name=cfg.name,
@@ -242,7 +292,7 @@ def pack_detector(cfg: DetectorTrainConfig, network: torch.nn.Module, metrics: d
             "cfg": cfg.cfg,
             "nc": len(LABELS),
             "stride": model_stride(network),
-            "training": {**training, "base_artifact": str(cfg.base_artifact) if cfg.base_artifact else None},
+            "training": {**training, "base": base_record(cfg.base_artifact)},
             "ultralytics": ultralytics_version,
             "data_recipe": recipe,
         },
@@ -251,8 +301,8 @@ def pack_detector(cfg: DetectorTrainConfig, network: torch.nn.Module, metrics: d
         defaults=DEFAULTS,
         metrics=metrics,
         provenance=Provenance(
-            method=f"trained: ultralytics YOLOv5s on synthetic composites ({recipe_summary(recipe, cfg)})",
-            data=f"{cfg.data}" + (f"; faces {recipe['faces']}" if recipe else ""),
+            method=f"trained: ultralytics YOLOv5s on {data_kind(recipe)} ({recipe_summary(recipe, cfg)})",
+            data=portable_data_path(cfg.data) + (f"; faces {recipe['faces']}" if recipe else ""),
             command=cfg.command,
             commit=git_commit(),
         ),

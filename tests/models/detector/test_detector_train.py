@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,10 @@ from models.detector.predictor import DetectRequest, FaceDetector
 from models.detector.synthesize import CompositeRecipe, synthesize_dataset
 from models.detector.train import (
     DetectorTrainConfig,
+    base_record,
+    cpu_threads,
     epochs_run,
+    portable_data_path,
     recipe_summary,
     run_state,
     train_detector,
@@ -105,11 +109,43 @@ def test_run_state_tells_a_resumable_checkpoint_from_a_finished_one(tmp_path: Pa
 
 
 def test_a_time_budget_goes_to_ultralytics_and_the_provenance_counts_the_epochs_run(tmp_path: Path) -> None:
-    cfg = DetectorTrainConfig(data=tmp_path / "data.yaml", out_dir=tmp_path / "run", epochs=300, hours=1.5)
+    cfg = DetectorTrainConfig(data=tmp_path / "data.yaml", out_dir=tmp_path / "run", epochs=300, hours=1.5, threads=2)
     assert trainer_arguments(cfg)["time"] == 1.5
     assert "time" not in trainer_arguments(DetectorTrainConfig(data=cfg.data, out_dir=cfg.out_dir))
-    assert recipe_summary({}, cfg) == "300 epochs at 640 px (a 1.5 h budget on cpu), from scratch"
+    assert recipe_summary({}, cfg) == "300 epochs at 640 px (a 1.5 h budget on cpu, 2 threads), from scratch"
     cfg.run_dir.mkdir(parents=True)
     (cfg.run_dir / "results.csv").write_text("epoch,loss\n1,0.9\n2,0.8\n3,0.7\n")
     assert epochs_run(cfg.run_dir) == 3
-    assert recipe_summary({}, cfg) == "3 epochs at 640 px (a 1.5 h budget on cpu), from scratch"
+    assert recipe_summary({}, cfg) == "3 epochs at 640 px (a 1.5 h budget on cpu, 2 threads), from scratch"
+
+
+def test_cpu_training_uses_every_thread_asked_for_instead_of_one_fewer_than_the_cores() -> None:
+    from ultralytics.utils.torch_utils import select_device
+
+    before = torch.get_num_threads()
+    try:
+        with cpu_threads(3):
+            select_device("cpu", verbose=False)
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    assert DetectorTrainConfig(data=Path("d.yaml"), out_dir=Path("o")).torch_threads() == (os.cpu_count() or 1)
+    assert DetectorTrainConfig(data=Path("d.yaml"), out_dir=Path("o"), threads=2).torch_threads() == 2
+
+
+def test_a_warm_start_records_its_base_and_the_base_of_its_base(
+    tmp_path: Path, starter_detector_artifact: tuple[Path, Manifest]
+) -> None:
+    folder, manifest = starter_detector_artifact
+    cfg = DetectorTrainConfig(data=tmp_path / "set" / "data.yaml", out_dir=tmp_path / "run", base_artifact=folder)
+    record = base_record(folder)
+    assert record is not None and (record["name"], record["version"]) == (manifest.name, manifest.version)
+    assert record["weights_sha256"] == manifest.file("weights.safetensors").sha256 and record["base"] is None
+    assert recipe_summary({}, cfg).endswith(f"warm-started from {manifest.name}/{manifest.version}")
+    assert recipe_summary({}, cfg).startswith("+30 epochs at 640 px")
+
+
+def test_the_data_path_is_recorded_relative_to_its_data_set_folder(tmp_path: Path) -> None:
+    assert portable_data_path(tmp_path / "detector-v2" / "data.yaml") == "detector-v2/data.yaml"
+    summary = recipe_summary({"summary": "1 real photo"}, DetectorTrainConfig(data=Path("d"), out_dir=tmp_path))
+    assert summary.startswith("1 real photo; 30 epochs")
