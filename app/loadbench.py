@@ -1,13 +1,17 @@
-"""Throughput and tail latency under concurrent clients: DeepCanvas against a baseline, in one run.
+"""Throughput and tail latency under concurrent clients: DeepCanvas against a peer, in one run.
 
-Each side runs as its own server process, alone on the machine while measured; clients are asyncio
-tasks in this process sending the same photo in a closed loop for a fixed time.
+The peer is ``baseline`` (``bench/baseline_app.py``, a plain FastAPI app) or ``litserve``
+(``bench/litserve_app.py``, LitServe with its dynamic batching on the same exported networks).
+Each side runs as its own server process group, alone on the machine while measured; clients are
+asyncio tasks in this process sending the same photo in a closed loop for a fixed time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -22,6 +26,7 @@ import psutil
 from app.bench import percentile
 
 ENDPOINTS = ("/detect", "/classify", "/stylize")
+PEERS = ("baseline", "litserve")
 RESPONSE_TIMEOUT_S = 300
 
 
@@ -119,7 +124,10 @@ async def drive(base: str, endpoint: str, request: dict[str, Any], clients: int,
 
 
 def spawn(args: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | env)
+    """A server in a process group of its own (LitServe forks workers), ready on ``/readyz``."""
+    process = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | env, start_new_session=True
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -130,14 +138,31 @@ def spawn(args: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[b
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    process.kill()
+    stop(process)
     raise TimeoutError(f"{args} not ready")
 
 
-def server_args(side: str, store: str, port: int) -> list[str]:
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate the server and every process it started, so none keeps a core or the port."""
+    children: list[psutil.Process] = []
+    with contextlib.suppress(psutil.Error):
+        children = psutil.Process(process.pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(60)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # what did not stop, and workers that outlived their parent
+    process.wait()
+    psutil.wait_procs(children, timeout=30)
+
+
+def server_args(side: str, store: str, port: int, peer_options: tuple[str, ...] = ()) -> list[str]:
     if side == "deepcanvas":
         deepcanvas = str(Path(sys.executable).parent / "deepcanvas")
         return [deepcanvas, "serve", "--host", "127.0.0.1", "--port", str(port), "--store", store]
+    if side == "litserve":
+        return [sys.executable, "-m", "bench.litserve_app", "--port", str(port), *peer_options]
     return [
         sys.executable,
         "-m",
@@ -163,8 +188,9 @@ def measure_side(
     clients: tuple[int, ...],
     seconds: float,
     endpoints: tuple[str, ...],
+    peer_options: tuple[str, ...] = (),
 ) -> tuple[list[LoadResult], float]:
-    process = spawn(server_args(side, store, port), port, {"DEEPCANVAS_STORE": store})
+    process = spawn(server_args(side, store, port, peer_options), port, {"DEEPCANVAS_STORE": store})
     results = []
     try:
         for endpoint in endpoints:
@@ -174,19 +200,24 @@ def measure_side(
                 result = asyncio.run(drive(f"http://127.0.0.1:{port}", endpoint, request, count, seconds))
                 result.side = side
                 results.append(result)
-        rss_mb = psutil.Process(process.pid).memory_info().rss / 2**20
+        rss_mb = resident_mb(process.pid)
     finally:
-        process.terminate()
-        process.wait(60)
+        stop(process)
     return results, rss_mb
 
 
-def compare(results: list[LoadResult]) -> list[dict[str, Any]]:
-    """Throughput ratio DeepCanvas / baseline for every endpoint and client count, and p99/p50."""
+def resident_mb(pid: int) -> float:
+    """Resident memory of a server and the processes it started (LitServe's workers)."""
+    parent = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in (parent, *parent.children(recursive=True))) / 2**20
+
+
+def compare(results: list[LoadResult], peer: str = "baseline") -> list[dict[str, Any]]:
+    """Per endpoint and client count: throughput DeepCanvas / peer, p99 DeepCanvas / peer, and our p99/p50."""
     by_key = {(r.side, r.endpoint, r.clients): r for r in results}
     rows = []
     for (side, endpoint, clients), ours in by_key.items():
-        base = by_key.get(("baseline", endpoint, clients))
+        base = by_key.get((peer, endpoint, clients))
         if side != "deepcanvas" or base is None:
             continue
         rows.append(
@@ -194,6 +225,7 @@ def compare(results: list[LoadResult]) -> list[dict[str, Any]]:
                 "endpoint": endpoint,
                 "clients": clients,
                 "throughput_ratio": round(ours.throughput_rps / max(base.throughput_rps, 1e-9), 2),
+                "p99_ratio": round(ours.p99_ms / max(base.p99_ms, 1e-9), 2),
                 "p99_over_p50": round(ours.p99_ms / ours.p50_ms, 2),
             }
         )
@@ -209,19 +241,24 @@ def run_load_bench(
     clients: tuple[int, ...] = (1, 4, 16),
     seconds: float = 10.0,
     endpoints: tuple[str, ...] = ENDPOINTS,
+    peer: str = "baseline",
+    peer_options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    assert peer in PEERS, f"peer is one of {PEERS}, not {peer!r}"
     results: list[LoadResult] = []
     memory = {}
-    for side in ("baseline", "deepcanvas"):
+    for side in (peer, "deepcanvas"):
         side_results, memory[side] = measure_side(
-            side, store, port, photo, style, max_side, clients, seconds, endpoints
+            side, store, port, photo, style, max_side, clients, seconds, endpoints, peer_options
         )
         results.extend(side_results)
     return {
+        "peer": peer,
+        "peer_options": list(peer_options),
         "seconds_per_point": seconds,
         "results": [asdict(r) for r in results],
         "rss_mb_after_load": {k: round(v, 1) for k, v in memory.items()},
-        "comparison": compare(results),
+        "comparison": compare(results, peer),
     }
 
 
@@ -241,10 +278,17 @@ def print_load_report(report: dict[str, Any], console: Any) -> None:
             str(row["errors"]),
         )
     console.print(table)
-    ratios = Table("endpoint", "clients", "throughput DeepCanvas / baseline", "DeepCanvas p99 / p50")
+    peer = report.get("peer", "baseline")
+    ratios = Table(
+        "endpoint", "clients", f"throughput DeepCanvas / {peer}", f"p99 DeepCanvas / {peer}", "DeepCanvas p99 / p50"
+    )
     for row in report["comparison"]:
         ratios.add_row(
-            row["endpoint"], str(row["clients"]), f"{row['throughput_ratio']:.2f}×", f"{row['p99_over_p50']:.2f}"
+            row["endpoint"],
+            str(row["clients"]),
+            f"{row['throughput_ratio']:.2f}×",
+            f"{row['p99_ratio']:.2f}",
+            f"{row['p99_over_p50']:.2f}",
         )
     console.print(ratios)
     console.print(f"resident memory after load (MB): {report['rss_mb_after_load']}")

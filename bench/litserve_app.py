@@ -1,0 +1,127 @@
+"""The peer a user would deploy instead: LitServe serving the same exported networks on the same engine.
+
+``python -m bench.litserve_app --port N [--max-batch-size 8] [--batch-timeout-ms 5]``, for
+``deepcanvas bench --peer litserve``. One ``LitAPI`` per endpoint, written as LitServe's documentation
+shows: ``decode_request`` reads the multipart upload with PIL, ``predict`` runs a batch through the same
+ONNX predictors (and pre- and post-processing) DeepCanvas runs, on the backend the settings name (the
+benchmark exports the store and sets OpenVINO), ``encode_response`` returns JSON. LitServe's own dynamic
+batching is on: it collects up to ``max_batch_size`` requests or waits ``batch_timeout``, whichever first.
+Each API runs in its own inference worker process; one uvicorn process serves HTTP.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated, Any
+
+import litserve as ls
+import typer
+from fastapi import Response
+from PIL import Image
+
+from app.main import open_artifact_store
+from app.model_plans import build_gallery, build_onnx_classifier, build_onnx_detector, build_onnx_style
+from app.settings import Settings
+from models.detector.types import DetectRequest
+from models.style.types import StylizeRequest
+
+BUILDERS = {"detector": build_onnx_detector, "classifier": build_onnx_classifier, "style": build_onnx_style}
+
+
+def load_predictor(settings: Settings, role: str) -> tuple[Any, Any]:
+    """The role's predictor on the settings' ONNX backend, and its manifest."""
+    name, ref = settings.model_refs[role]  # type: ignore[index]
+    folder, manifest = open_artifact_store(settings).fetch(name, ref)
+    backend = getattr(settings, f"{role}_backend")
+    assert backend != "torch", "the LitServe peer runs the exported networks: export the store first"
+    return BUILDERS[role](folder, manifest, "cpu", runtime=settings.runtime(backend)), manifest
+
+
+def read_upload(upload: Any) -> Image.Image:
+    return Image.open(io.BytesIO(upload.file.read())).convert("RGB")
+
+
+class BatchedAPI(ls.LitAPI):
+    """``predict`` takes a list when batching is on and one item when it is off; the predictors take lists.
+
+    ``decode_request(self, request)`` stays unannotated: LitServe reads the annotation to choose how to parse
+    the body, and without one it hands over the parsed form (a mapping of fields and uploads).
+    """
+
+    predictor: Any
+
+    def predict(self, x: Any) -> Any:
+        if self.max_batch_size > 1:
+            return self.predictor.predict(list(x))
+        return self.predictor.predict([x])[0]
+
+
+class DetectAPI(BatchedAPI):
+    def setup(self, device: str) -> None:
+        self.predictor, manifest = load_predictor(Settings(), "detector")
+        self.defaults = manifest.defaults
+        self.imgsz = manifest.input.size if manifest.input else 640
+
+    def decode_request(self, request) -> DetectRequest:
+        conf, iou = float(self.defaults.get("conf", 0.25)), float(self.defaults.get("iou", 0.45))
+        max_det = int(self.defaults.get("max_det", 300))
+        return DetectRequest(read_upload(request["image"]), conf, iou, max_det, self.imgsz)
+
+    def encode_response(self, output: Any) -> dict[str, Any]:
+        return {"detections": [{"box": d.box, "score": d.score, "label": d.label} for d in output]}
+
+
+class ClassifyAPI(BatchedAPI):
+    """The whole image as one face crop (``detect_faces=false``), as the load benchmark asks of both sides."""
+
+    def setup(self, device: str) -> None:
+        self.predictor, _ = load_predictor(Settings(), "classifier")
+
+    def decode_request(self, request) -> Image.Image:
+        return read_upload(request["image"])
+
+    def encode_response(self, output: Any) -> dict[str, Any]:
+        return {"label": output.label, "score": output.score, "probabilities": output.probabilities}
+
+
+class StylizeAPI(BatchedAPI):
+    def setup(self, device: str) -> None:
+        settings = Settings()
+        self.predictor, _ = load_predictor(settings, "style")
+        name, ref = settings.model_refs["gallery"]
+        self.gallery = build_gallery(*open_artifact_store(settings).fetch(name, ref), "cpu")
+
+    def decode_request(self, request) -> StylizeRequest:
+        style = self.gallery.image(request["style_name"])
+        max_side = int(request.get("max_side", 512))
+        return StylizeRequest(read_upload(request["content"]), (style,), (1.0,), 1.0, False, max_side)
+
+    def encode_response(self, output: Any) -> Response:
+        buffer = io.BytesIO()
+        output.save(buffer, format="PNG", compress_level=1)
+        return Response(buffer.getvalue(), media_type="image/png")
+
+
+def create_server(max_batch_size: int, batch_timeout_s: float) -> ls.LitServer:
+    apis = [
+        api(max_batch_size=max_batch_size, batch_timeout=batch_timeout_s, api_path=path)
+        for api, path in ((DetectAPI, "/detect"), (ClassifyAPI, "/classify"), (StylizeAPI, "/stylize"))
+    ]
+    # /readyz: the path the benchmark polls on every side; LitServe answers it once every worker has set up.
+    return ls.LitServer(apis, accelerator="cpu", workers_per_device=1, timeout=300, healthcheck_path="/readyz")
+
+
+def main(
+    port: Annotated[int, typer.Option(help="Port to bind on 127.0.0.1")] = 8000,
+    max_batch_size: Annotated[
+        int, typer.Option(min=1, help="Most requests per LitServe batch")
+    ] = 8,
+    batch_timeout_ms: Annotated[float, typer.Option(min=0, help="How long LitServe waits to fill a batch")] = 5.0,
+) -> None:
+    """Serve /detect, /classify and /stylize with LitServe."""
+    server = create_server(max_batch_size, batch_timeout_ms / 1000)
+    server.run(host="127.0.0.1", port=port, num_api_servers=1, generate_client_file=False, log_level="warning")
+
+
+if __name__ == "__main__":
+    typer.run(main)
