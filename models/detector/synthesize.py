@@ -31,6 +31,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from rich.progress import Progress
 
+from models.detector.hard_cases import degrade_image, occlude_face
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 RECIPE_FILE = "recipe.json"
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
@@ -63,6 +65,13 @@ class CompositeRecipe:
     blur_probability: float = 0.3
     grayscale_probability: float = 0.1
     jpeg_quality: tuple[int, int] = (75, 95)
+    # Harder cases, off by default (``hard_cases.HARD_RECIPE`` turns them on); see ``models.detector.hard_cases``.
+    crowd_probability: float = 0.0  # share of images with many small faces
+    crowd_faces: tuple[int, int] = (10, 30)
+    crowd_face_side: tuple[float, float] = (12 / 640, 48 / 640)
+    occlusion_probability: float = 0.0  # per face: a band of background or a flat shape over part of it
+    low_light_probability: float = 0.0  # per image: darkened, with sensor noise
+    image_blur_probability: float = 0.0  # per image: defocus or motion-like blur of everything
 
 
 def find_images(paths: Sequence[Path]) -> list[Path]:
@@ -211,8 +220,12 @@ def composite(
     else:
         canvas = procedural_background(rng, size)
     empty = rng.random() < recipe.empty_fraction
-    count = 0 if empty or not faces else int(rng.integers(*recipe.faces_per_image, endpoint=True))
-    low, high = (math.log(fraction * size) for fraction in recipe.face_side)
+    crowd = recipe.crowd_probability > 0 and rng.random() < recipe.crowd_probability
+    per_image, face_side = (
+        (recipe.crowd_faces, recipe.crowd_face_side) if crowd else (recipe.faces_per_image, recipe.face_side)
+    )
+    count = 0 if empty or not faces else int(rng.integers(*per_image, endpoint=True))
+    low, high = (math.log(fraction * size) for fraction in face_side)
     boxes: list[Box] = []
     for _ in range(count):
         side = max(8, round(math.exp(rng.uniform(low, high))))  # log-uniform: as many small faces as large
@@ -222,6 +235,9 @@ def composite(
             x, y = round(box[0] - local[0]), round(box[1] - local[1])  # whole pixels: the box stays exact
             canvas.paste(face, (x, y), face)
             boxes.append((x + local[0], y + local[1], x + local[2], y + local[3]))
+            if recipe.occlusion_probability and rng.random() < recipe.occlusion_probability:
+                occlude_face(canvas, boxes[-1], rng)
+    canvas = degrade_image(canvas, rng, recipe.image_blur_probability, recipe.low_light_probability)
     return canvas, [clip_box(box, size) for box in boxes]
 
 
@@ -301,9 +317,16 @@ def write_data_yaml(root: Path) -> Path:
     return path
 
 
+def relative_paths(paths: Sequence[Path], root: Path | None) -> list[str]:
+    """Paths relative to ``root`` (the data root they came from), so a recipe means the same on any machine."""
+    if root is None:
+        return [p.name for p in paths]
+    return [os.path.relpath(p.resolve(), root.resolve()) for p in paths]
+
+
 def synthesize_dataset(
     out_dir: Path,
-    face_dir: Path,
+    face_dir: Path | Sequence[Path],
     backgrounds: Sequence[Path] = (),
     count: int = 6000,
     recipe: CompositeRecipe | None = None,
@@ -311,22 +334,27 @@ def synthesize_dataset(
     seed: int = 0,
     workers: int = 1,
     progress: bool = True,
+    data_root: Path | None = None,
 ) -> Path:
     """Write ``count`` composites to ``out_dir``, the first ``val_fraction`` for validation; return data.yaml.
 
     ``backgrounds`` are face-free photos (files or folders); procedural textures are always used too.
-    Validation images use faces of people absent from the training images.
+    Validation images use faces of people absent from the training images. The recipe records paths
+    relative to ``data_root`` (default: the folder that holds all the inputs).
     """
     recipe = recipe or CompositeRecipe()
     assert count > 0 and 0 <= val_fraction < 1, f"count {count} must be > 0, val_fraction {val_fraction} in [0, 1)"
-    faces, photos = find_images([face_dir]), find_images(backgrounds)
+    face_dirs = [face_dir] if isinstance(face_dir, Path) else list(face_dir)
+    faces, photos = find_images(face_dirs), find_images(backgrounds)
+    root = data_root or Path(os.path.commonpath([p.resolve() for p in [*face_dirs, *photos]]))
     assert faces, f"no face images under {face_dir}"
     train_faces, val_faces = split_faces_by_identity(faces, val_fraction)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_recipe_file(out_dir, {
         "recipe": dataclasses.asdict(recipe), "count": count, "val_fraction": val_fraction, "seed": seed,
-        "faces": str(face_dir), "n_faces": {"train": len(train_faces), "val": len(val_faces)},
-        "backgrounds": [str(p) for p in photos],
+        "faces": ", ".join(relative_paths(face_dirs, root)),
+        "n_faces": {"train": len(train_faces), "val": len(val_faces)},
+        "backgrounds": relative_paths(photos, root), "data_root": root.name,
     })  # fmt: skip
     for folder in ("images/train", "images/val", "labels/train", "labels/val"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
