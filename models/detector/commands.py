@@ -55,6 +55,33 @@ def synthesize(
     console.print(f"wrote {count} images; data file {data_yaml}")
 
 
+def mixed(
+    out: Annotated[
+        Path, typer.Argument(help="Folder for the data set (outside the repository): data.yaml, recipe.json")
+    ],
+    shared: Annotated[Path, typer.Option(help="The shared data root (../shared): photos, faces, backgrounds")],
+    teacher: Annotated[
+        Path | None, typer.Option(help="Teacher ONNX; default: data/weights/ultralight-face-rfb/version-RFB-640.onnx")
+    ] = None,
+    keep: Annotated[float, typer.Option(min=0.3, max=1.0, help="Teacher score for a face label")] = 0.8,
+    min_side: Annotated[float, typer.Option(min=1, help="Smaller faces (px, in the written view) are greyed out")] = 8,
+    size: Annotated[int, typer.Option(min=64, help="Longest side of written photos and composites")] = 640,
+    views: Annotated[int, typer.Option(min=1, help="Views per training photo: whole, then crops")] = 2,
+    composites: Annotated[int, typer.Option(min=1, help="Composites per face set (LFW3D, natural crops)")] = 1500,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of real photos for validation")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Same seed, same data")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Processes for the composites")] = 1,
+) -> None:
+    """Label real photos with a teacher detector and add hard composites: the mixed detector data set."""
+    from models.detector.mixed import MixedSources, build_mixed_dataset
+    from models.detector.real_photos import LabelPolicy
+
+    policy = LabelPolicy(keep=keep, min_side=min_side, size=size, views=views)
+    sources = MixedSources.from_shared(shared, teacher)
+    data_yaml = build_mixed_dataset(out, sources, composites, policy, None, val_fraction, seed, workers)
+    console.print(f"data file {data_yaml}; recipe {data_yaml.parent / 'recipe.json'}")
+
+
 def train(
     data: Annotated[Path, typer.Argument(help="The data set's data.yaml (from `deepcanvas data detector`)")],
     out: Annotated[Path, typer.Argument(help="Run folder: ultralytics/ (checkpoints) and artifact/")],
@@ -69,8 +96,10 @@ def train(
         float | None, typer.Option(min=0.01, help="Time budget; ultralytics fits the epochs and LR schedule into it")
     ] = None,
     base: Annotated[Path | None, typer.Option(help="Artifact folder to start from instead of random")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Torch threads on the CPU; default: every core")] = None,
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision; default: on CUDA")] = None,
     cache: Annotated[bool, typer.Option(help="Keep decoded images in memory")] = False,
+    fraction: Annotated[float, typer.Option(min=0.001, max=1.0, help="Share of training images (smoke runs)")] = 1.0,
     fresh: Annotated[bool, typer.Option(help="Start over instead of resuming an unfinished run")] = False,
     name: Annotated[str, typer.Option(help="Artifact name")] = "face-detector",
     version: Annotated[str, typer.Option(help="Artifact version")] = "v1",
@@ -92,8 +121,10 @@ def train(
         patience=patience,
         hours=hours,
         base_artifact=base,
+        threads=threads,
         amp=amp,
         cache=cache,
+        fraction=fraction,
         resume=not fresh,
         name=name,
         version=version,
@@ -126,6 +157,51 @@ def evaluate(
     print(json.dumps({k: v for k, v in result.items() if k not in ("pr_curve", "results")}, indent=2))
 
 
+def report(
+    artifact: Annotated[Path, typer.Argument(help="Detector artifact folder")],
+    boxes: Annotated[Path, typer.Argument(help="face-boxes boxes.json (its train split chooses the point)")],
+    teacher: Annotated[Path | None, typer.Option(help="Teacher ONNX, to report its numbers beside ours")] = None,
+    sizes: Annotated[str, typer.Option(help="Input sizes to compare, comma-separated")] = "320,416,480,640",
+    backend: Annotated[
+        str, typer.Option(help="Backend timed for the latency budget: openvino, onnx or torch")
+    ] = "openvino",
+    max_latency_ms: Annotated[float, typer.Option(min=1, help="Budget for one 1280×720 photo")] = 60.0,
+    group_photos: Annotated[
+        list[Path] | None, typer.Option(help="Group photos to draw detections on; repeatable")
+    ] = None,
+    portraits: Annotated[
+        list[Path] | None, typer.Option(help="One-face portraits to count boxes on; repeatable")
+    ] = None,
+    card: Annotated[
+        Path | None, typer.Option(help="Folder for the model card (default: the artifact with --apply)")
+    ] = None,
+    apply: Annotated[
+        bool, typer.Option(help="Ship the chosen conf and imgsz as the artifact's defaults, card inside")
+    ] = False,
+) -> None:
+    """Choose conf and imgsz on the train photos; report test / all beside the teacher; write the model card."""
+    from models.detector.report import apply_operating_point, detector_report, open_predictor, rehash, sweep_table
+    from models.detector.report_card import write_report_card
+
+    images = boxes.parent / "images"
+    size_list = [int(size) for size in sizes.split(",")]
+    result = detector_report(artifact, boxes, images, size_list, teacher, backend, max_latency_ms)
+    print("\n".join(sweep_table(result["sweep"], confs=[row["conf"] for row in result["sweep"]])))
+    summary = {key: result[key] for key in ("operating_point", "train", "test", "all")}
+    if "teacher" in result:
+        summary["teacher"] = {k: v for k, v in result["teacher"].items() if k != "pr_curve"}
+    print(json.dumps(summary, indent=2))
+    if apply:
+        apply_operating_point(artifact, result)
+    out = card or (artifact if apply else None)
+    if out is not None:
+        predict = open_predictor(artifact, "torch")
+        path = write_report_card(out, result, images, predict, group_photos or [], portraits or [])
+        if out == artifact:
+            rehash(artifact)
+        console.print(f"wrote {path}")
+
+
 def import_yolo(
     checkpoint: Annotated[Path, typer.Argument(help="A local ultralytics .pt file (never a URL)")],
     out: Annotated[Path, typer.Argument(help="Folder to write the artifact into")],
@@ -150,8 +226,10 @@ def main() -> None:
     """``python -m models.detector.commands data|train|eval|import-yolo ...`` (before the CLI wiring)."""
     app = typer.Typer(help="Face detector: synthetic data, training, evaluation and checkpoint import.")
     app.command("data")(synthesize)
+    app.command("data-mixed")(mixed)
     app.command("train")(train)
     app.command("eval")(evaluate)
+    app.command("report")(report)
     app.command("import-yolo")(import_yolo)
     app()
 
