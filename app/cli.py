@@ -149,7 +149,7 @@ def starter(
 @cli.command()
 def bench(
     photo: Annotated[Path | None, typer.Option(help="Photo to send; default: a portrait or a generated scene")] = None,
-    mode: Annotated[str, typer.Option(help="latency (HTTP vs in-process), load (vs a baseline app) or all")] = "all",
+    mode: Annotated[str, typer.Option(help="latency (HTTP vs in-process), load (vs a peer server) or all")] = "all",
     repeats: Annotated[int, typer.Option(min=3, help="Latency mode: timed calls per endpoint and side")] = 20,
     seconds: Annotated[float, typer.Option(min=1, help="Load mode: seconds per endpoint and client count")] = 10,
     clients: Annotated[str, typer.Option(help="Load mode: concurrent client counts")] = "1,4,16",
@@ -159,8 +159,14 @@ def bench(
     ] = "torch",
     store: StoreOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report here")] = None,
+    peer: Annotated[
+        str, typer.Option(help="Load mode: baseline (a plain FastAPI app) or litserve (needs --backend onnx|openvino)")
+    ] = "baseline",
+    peer_batch_size: Annotated[int, typer.Option(min=1, help="litserve: its max_batch_size")] = 8,
+    peer_batch_timeout_ms: Annotated[float, typer.Option(min=0, help="litserve: its batch_timeout")] = 5.0,
+    endpoints: Annotated[str, typer.Option(help="Load mode: endpoints to load")] = "/detect,/classify,/stylize",
 ) -> None:
-    """Latency through HTTP next to the same predictor in-process, and throughput against a baseline app."""
+    """Latency through HTTP next to the same predictor in-process, and throughput against a peer server."""
     from app.bench import free_port, load_photo, print_report, run_bench
     from app.loadbench import print_load_report, run_load_bench
 
@@ -168,6 +174,10 @@ def bench(
         raise typer.BadParameter("mode must be latency, load or all")
     if backend not in ("torch", "onnx", "openvino"):
         raise typer.BadParameter("backend must be torch, onnx or openvino")
+    if peer not in ("baseline", "litserve"):
+        raise typer.BadParameter("peer must be baseline or litserve")
+    if peer == "litserve" and backend == "torch":
+        raise typer.BadParameter("--peer litserve serves the exported networks: add --backend openvino (or onnx)")
     settings, image, report = _settings(store), load_photo(photo), {}
     if backend != "torch":
         settings = _exported_settings(settings, backend)
@@ -177,7 +187,19 @@ def bench(
     if mode in ("load", "all"):
         counts = tuple(int(c) for c in clients.split(","))
         style = _first_style(settings)
-        report["load"] = run_load_bench(image, settings.store, style, free_port(), max_side, counts, seconds)
+        peer_options = ("--max-batch-size", str(peer_batch_size), "--batch-timeout-ms", str(peer_batch_timeout_ms))
+        report["load"] = run_load_bench(
+            image,
+            settings.store,
+            style,
+            free_port(),
+            max_side,
+            counts,
+            seconds,
+            tuple(endpoints.split(",")),
+            peer,
+            peer_options if peer == "litserve" else (),
+        )
         print_load_report(report["load"], console)
     console.print_json(json.dumps(report))
     if json_out:
