@@ -12,7 +12,7 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import DataLoader
 
-from models.artifact import Manifest, load_artifact, write_manifest
+from models.artifact import Manifest, load_artifact, repack_artifact, write_manifest
 from models.classifier import metrics as M
 from models.classifier.calibration import view_probabilities
 from models.classifier.data import FaceDataset, Sample, scan_lfw, served_crop, split_by_identity
@@ -169,6 +169,7 @@ def record_flip_tta(artifact_folder: Path, data_root: Path, seed: int = 0) -> di
     )
     write_manifest(artifact_folder, updated)
     write_model_card(artifact_folder, test, load_artifact(artifact_folder))
+    repack_artifact(artifact_folder)  # the rewritten card is hashed again
     return {"recorded": True, **comparison, **metrics}
 
 

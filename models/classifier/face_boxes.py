@@ -19,9 +19,10 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import typer
 from PIL import Image
 
 BOXED_SUBSETS = ("portraits",)  # head-and-shoulder photos: the face is cropped by its box
@@ -110,7 +111,12 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def main(data_root: Path, cache: Path, detector: Path, min_score: float = 0.7) -> None:  # pragma: no cover - CLI glue
+def main(
+    data_root: Path,
+    cache: Path,
+    detector: Annotated[Path, typer.Option(help="The teacher detector's ONNX file (never shipped)")],
+    min_score: float = 0.7,
+) -> None:
     """Detect the face of every portrait under DATA_ROOT and hash every image; write the JSON CACHE."""
     entries = build_cache(data_root, TeacherDetector(detector, min_score))
     missed = [k for k, v in entries.items() if k.split("/")[0] in BOXED_SUBSETS and v["box"] is None]

@@ -32,7 +32,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
-from models.artifact import InputSpec, Manifest, Provenance, load_artifact, pack_artifact
+from models.artifact import InputSpec, Manifest, Provenance, load_artifact, pack_artifact, repack_artifact
 from models.classifier import report
 from models.classifier.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from models.classifier.data import LABELS, FaceDataset, Sample, class_counts, scan_lfw, split_by_identity
@@ -395,9 +395,8 @@ def write_classifier_artifact(
             method=training_method(cfg, state), data=data_recipe(cfg), command=cfg.command, commit=git_commit()
         ),
     )
-    extra = report.card_sections(cfg.out_dir, results, calibration)
-    write_model_card(cfg.out_dir, result, manifest, extra)  # after packing: the card is documentation, not a weight
-    return manifest
+    write_model_card(cfg.out_dir, result, manifest, report.card_sections(cfg.out_dir, results, calibration))
+    return repack_artifact(cfg.out_dir)  # the card and its plots are listed and hashed too, so they travel
 
 
 def training_method(cfg: TrainConfig, state: TrainState) -> str:

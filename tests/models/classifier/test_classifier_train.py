@@ -38,7 +38,14 @@ def test_training_manifest_records_metrics_recipe_and_provenance(tiny_trained: t
     assert hyper["widths"] == [4, 8] and hyper["input_size"] == 32 and 1 <= hyper["selected_epoch"] <= 2
     assert manifest.input is not None and manifest.input.size == 32
     assert manifest.provenance.method.startswith("trained")
-    assert [f.path for f in manifest.files] == ["weights.safetensors"]
+    assert {f.path for f in manifest.files} == {
+        "weights.safetensors",
+        "MODEL_CARD.md",
+        "confusion_matrix.png",
+        "roc_curve.png",
+        "confusion_slices.png",
+        "reliability.png",
+    }
 
 
 def test_training_writes_a_model_card_beside_the_artifact(tiny_trained: tuple[Path, Manifest]) -> None:
@@ -77,7 +84,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_matches_an_uninterru
     resumed = train_classifier(cfg)
     assert calls == ["resumed", "epoch", "epoch"]  # epochs 2 and 3 only
     assert resumed.hyperparameters["history"] == whole.hyperparameters["history"]
-    assert resumed.files[0].sha256 == whole.files[0].sha256
+    assert resumed.file("weights.safetensors").sha256 == whole.file("weights.safetensors").sha256
 
 
 def test_a_checkpoint_of_another_recipe_is_refused(
@@ -160,5 +167,5 @@ def test_a_warm_start_begins_from_the_base_weights_with_its_shape(
     monkeypatch.setattr(train_module, "train_one_epoch", lambda *args, **kwargs: 0.0)  # no step: weights stay
     manifest = train_classifier(tiny_recipe(tiny_lfw.root, tmp_path / "v2", widths=(2, 2), input_size=40, base=base))
     assert manifest.hyperparameters["widths"] == [4, 8] and manifest.input is not None and manifest.input.size == 32
-    assert manifest.files[0].sha256 == load_artifact(base).files[0].sha256
+    assert manifest.file("weights.safetensors").sha256 == load_artifact(base).file("weights.safetensors").sha256
     assert "warm-started" in manifest.provenance.method
