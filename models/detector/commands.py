@@ -195,8 +195,13 @@ def report(
         apply_operating_point(artifact, result)
     out = card or (artifact if apply else None)
     if out is not None:
+        from models.artifact import load_artifact
+
+        provenance = load_artifact(artifact).provenance
+        header = [f"- Provenance: {provenance.method}", f"- Command: `{provenance.command}`"]
+        header += [f"- Commit: {provenance.commit}", f"- Report: `{invoked_command()}`"]
         predict = open_predictor(artifact, "torch")
-        path = write_report_card(out, result, images, predict, group_photos or [], portraits or [])
+        path = write_report_card(out, result, images, predict, group_photos or [], portraits or [], header)
         if out == artifact:
             rehash(artifact)
         console.print(f"wrote {path}")
