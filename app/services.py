@@ -219,7 +219,14 @@ async def _stylize_nst(
 def list_styles(manager: ModelManager) -> StylesResponse:
     slot = manager.slot("gallery")
     styles = [
-        StyleInfo(name=e.name, title=e.title, description=e.description, url=f"/styles/{e.name}/image")
+        StyleInfo(
+            name=e.name,
+            title=e.title,
+            description=e.description,
+            artist=e.artist,
+            year=e.year,
+            url=f"/styles/{e.name}/image",
+        )
         for e in slot.manifest.gallery
     ]
     return StylesResponse(gallery=model_ref(slot), styles=styles)

@@ -52,7 +52,7 @@ def lineage(cfg: StyleTrainConfig, done: int) -> list[dict[str, Any]]:
         base = load_artifact(cfg.base)
         chain = list(base.hyperparameters.get("lineage", []))
         base_name = f"{base.name}/{base.version}"
-    run = {"base": base_name, "iterations": done, "crop": cfg.crop, "batch_size": cfg.batch_size}
+    run: dict[str, Any] = {"base": base_name, "iterations": done, "crop": cfg.crop, "batch_size": cfg.batch_size}
     run |= {"style_weight": cfg.style_weight, "lr": cfg.lr, "bf16": cfg.bf16, "device": cfg.device}
     return [*chain, run]
 
@@ -85,8 +85,16 @@ def write_trained_artifact(
     manifest = pack_artifact(cfg.out_dir, **fields)
     if not contents or not styles:  # a single content or style image: nothing was held out to evaluate on
         return manifest
-    metrics = write_evaluation(cfg.out_dir, manifest, cfg.loss_network, contents, styles, cfg.eval_size,
-                               baseline=cfg.base, device=torch.device(cfg.device))
+    metrics = write_evaluation(
+        cfg.out_dir,
+        manifest,
+        cfg.loss_network,
+        contents,
+        styles,
+        cfg.eval_size,
+        baseline=cfg.base,
+        device=torch.device(cfg.device),
+    )
     return pack_artifact(cfg.out_dir, **fields, metrics=metrics)  # the card and its pictures are hashed too
 
 

@@ -86,6 +86,8 @@ def test_stylize_paints_with_gallery_styles_and_uploaded_styles(
 ) -> None:
     styles = httpx.get(f"{live_server.url}/styles").json()["styles"]
     assert len(styles) >= 2
+    painted = [s for s in styles if s["artist"]]  # the public-domain paintings, credited
+    assert len(painted) >= 8 and all(s["year"] for s in painted)
     name, data = photos[0]
     response = httpx.post(
         f"{live_server.url}/stylize",
