@@ -113,9 +113,7 @@ def create_server(max_batch_size: int, batch_timeout_s: float) -> ls.LitServer:
 
 def main(
     port: Annotated[int, typer.Option(help="Port to bind on 127.0.0.1")] = 8000,
-    max_batch_size: Annotated[
-        int, typer.Option(min=1, help="Most requests per LitServe batch")
-    ] = 8,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="Most requests per LitServe batch")] = 8,
     batch_timeout_ms: Annotated[float, typer.Option(min=0, help="How long LitServe waits to fill a batch")] = 5.0,
 ) -> None:
     """Serve /detect, /classify and /stylize with LitServe."""

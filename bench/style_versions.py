@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import statistics
 import time
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 

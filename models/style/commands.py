@@ -66,11 +66,19 @@ def train(
     ),
     base: Annotated[
         Path | None,
-        typer.Option(exists=True, file_okay=False, help="AdaIN artifact to start from: its encoder frozen, its decoder trained on"),
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="AdaIN artifact to start from: its encoder frozen, its decoder trained on",
+        ),
     ] = None,
-    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast for the networks (weights and losses stay float32)")] = False,
+    bf16: Annotated[
+        bool, typer.Option(help="bfloat16 autocast for the networks (weights and losses stay float32)")
+    ] = False,
     warmup: Annotated[int, typer.Option(min=0, help="Linear learning-rate warm-up steps")] = 0,
-    hours: Annotated[float | None, typer.Option(min=0.0, help="Time budget; then checkpoint and write the artifact")] = None,
+    hours: Annotated[
+        float | None, typer.Option(min=0.0, help="Time budget; then checkpoint and write the artifact")
+    ] = None,
     lr: float = 1e-4,
     lr_decay: float = 5e-5,
     style_weight: Annotated[float, typer.Option(help="λ, the style loss weight")] = 1.0,
@@ -90,7 +98,7 @@ def train(
     version: Annotated[str | None, typer.Option(help="Default: OUT_DIR's name")] = None,
     progress: bool = True,
 ) -> None:
-    """Train an AdaIN decoder from --base (or encoder and decoder from scratch), resuming a checkpoint, into an artifact."""
+    """Train an AdaIN decoder from --base (or both networks from scratch), resuming a checkpoint, into an artifact."""
     from models.style.train import StyleTrainConfig, train_style
 
     cfg = StyleTrainConfig(

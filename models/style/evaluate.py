@@ -155,7 +155,9 @@ def evaluate_with_outputs(
         contents = torch.cat([square_image(p, size, device) for p in content_images])  # (Nc, 3, S, S)
         styles = [square_image(p, size, device) for p in style_images]
         ours, outputs = pairwise_losses(http_stylizer(url) if url else stylizer, loss_net, contents, styles)
-        reference = pairwise_losses(artifact_stylizer(baseline, device)[1], loss_net, contents, styles)[0] if baseline else None
+        reference = (
+            pairwise_losses(artifact_stylizer(baseline, device)[1], loss_net, contents, styles)[0] if baseline else None
+        )
         metrics = summarise(ours, reference)
         rebuilt = transfer.decoder(transfer.encoder(contents)).clamp(0.0, 1.0)
         metrics["reconstruction_mse"] = F.mse_loss(rebuilt, contents).item()

@@ -13,8 +13,8 @@ from pathlib import Path
 from models.artifact import ArtifactError, InputSpec, Manifest, Provenance, pack_artifact, sha256_file
 from models.predictor import save_state
 from models.provenance import git_commit
-from models.style.packing import prepare_out_dir
 from models.style.loss_network import decoder_from_state, encoder_from_state, is_compressed, read_state_dict
+from models.style.packing import prepare_out_dir
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
 from models.style.starter import style_hyperparameters
 

@@ -47,10 +47,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from models.artifact import Manifest
+from models.artifact import Manifest, load_artifact, sha256_file
 from models.predictor import resolve_device
 from models.style.adain import adaptive_instance_normalization
-from models.artifact import load_artifact, sha256_file
 from models.style.loss_network import LossNetwork, content_loss, load_loss_network, style_loss
 from models.style.network import Decoder, VGGEncoder
 from models.style.packing import write_trained_artifact
@@ -188,9 +187,7 @@ class StyleBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 class StyleTrainee(nn.Module):
     """Encoder and decoder (shipped), plus 1×1 heads from E's relu{N}_1 to L's when E trains (training only)."""
 
-    def __init__(
-        self, widths: tuple[int, ...], teacher_widths: tuple[int, ...], base: Path | None = None
-    ) -> None:
+    def __init__(self, widths: tuple[int, ...], teacher_widths: tuple[int, ...], base: Path | None = None) -> None:
         super().__init__()
         self.encoder = he_initialised(VGGEncoder(widths))
         self.decoder = he_initialised(Decoder(widths))

@@ -103,7 +103,7 @@ def test_held_out_images_are_the_named_ones_else_the_last_quarter() -> None:
 
 
 def test_a_corpus_prefix_does_not_hide_a_named_picture_and_the_hash_share_is_stable() -> None:
-    paths = [Path(f"corpus/GlebSBrykin_la_muse.jpg"), *(Path(f"corpus/photo_{i}.jpg") for i in range(400))]
+    paths = [Path("corpus/GlebSBrykin_la_muse.jpg"), *(Path(f"corpus/photo_{i}.jpg") for i in range(400))]
     training, held = split_held_out(paths, ("la_muse",))
     assert paths[0] in held and not set(training) & set(held) and len(training) + len(held) == len(paths)
     assert 25 <= len(held) <= 80  # about one in eight, by hash of the stem
@@ -119,10 +119,9 @@ def test_spread_picks_evenly_and_keeps_short_lists() -> None:
 def test_the_shared_compressed_baseline_reconstructs_and_stylizes_a_held_out_pair(
     shared_dir: Path, tmp_path: Path
 ) -> None:
+    from models.style.importer import import_compressed_vgg
     from models.style.loss_network import decoder_from_state, encoder_from_state, read_state_dict
     from models.style.starter import make_untrained_style
-
-    from models.style.importer import import_compressed_vgg
 
     weights = shared_dir / "data" / "weights" / "vgg19-16x-compressed"
     baseline = tmp_path / "vgg16x"
