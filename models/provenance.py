@@ -34,5 +34,5 @@ def invoked_command() -> str:
 
 
 def portable_path(path: Path) -> str:
-    """``path`` relative to the checkout (``../shared/data/...`` for the shared data), never a machine's absolute path."""
+    """``path`` relative to the checkout (``../shared/data/...`` for shared data), never an absolute path."""
     return Path(os.path.relpath(Path(path).resolve(), REPO_ROOT)).as_posix()
