@@ -7,6 +7,7 @@ store and times ``predict`` on the same decoded image. Prints a table and JSON w
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import socket
@@ -26,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.imaging import ImageLimits, decode_image
+from app.loadbench import percentile, replay, request_for
 from app.settings import Settings
 
 
@@ -36,15 +38,15 @@ class Timing:
     http_p95_ms: float
     inprocess_median_ms: float
     inprocess_p95_ms: float
+    raw_median_ms: float  # through HTTP from a raw keep-alive client: the server's cost without httpx's
 
     @property
     def ratio(self) -> float:
         return self.http_median_ms / self.inprocess_median_ms
 
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    @property
+    def raw_ratio(self) -> float:
+        return self.raw_median_ms / self.inprocess_median_ms
 
 
 def time_calls(call: Callable[[], Any], repeats: int, warmup: int = 2) -> list[float]:
@@ -139,6 +141,8 @@ def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> 
         for endpoint, call in remote.items():
             http = time_calls(call, repeats)
             direct = time_calls(local[endpoint], repeats)
+            request = request_for(endpoint, photo, style_name, max_side)
+            raw = asyncio.run(replay(f"http://127.0.0.1:{port}", endpoint, request, repeats))
             timings.append(
                 Timing(
                     endpoint,
@@ -146,6 +150,7 @@ def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> 
                     percentile(http, 0.95),
                     statistics.median(direct),
                     percentile(direct, 0.95),
+                    statistics.median(raw),
                 )
             )
         rss_after_mb = psutil.Process(process.pid).memory_info().rss / 2**20
@@ -158,12 +163,21 @@ def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> 
         "startup_to_ready_s": round(startup_s, 2),
         "server_rss_mb_ready": round(rss_mb, 1),
         "server_rss_mb_after": round(rss_after_mb, 1),
-        "endpoints": [asdict(t) | {"ratio": round(t.ratio, 3)} for t in timings],
+        "endpoints": [asdict(t) | {"ratio": round(t.ratio, 3), "raw_ratio": round(t.raw_ratio, 3)} for t in timings],
     }
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:
-    table = Table("endpoint", "HTTP p50 ms", "HTTP p95 ms", "in-process p50 ms", "in-process p95 ms", "ratio p50")
+    table = Table(
+        "endpoint",
+        "HTTP p50 ms",
+        "HTTP p95 ms",
+        "in-process p50 ms",
+        "in-process p95 ms",
+        "ratio p50",
+        "raw-client HTTP p50 ms",
+        "raw ratio",
+    )
     for row in report["endpoints"]:
         table.add_row(
             row["endpoint"],
@@ -172,6 +186,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"{row['inprocess_median_ms']:.1f}",
             f"{row['inprocess_p95_ms']:.1f}",
             f"{row['ratio']:.3f}",
+            f"{row['raw_median_ms']:.1f}",
+            f"{row['raw_ratio']:.3f}",
         )
     console.print(table)
     console.print(

@@ -12,7 +12,7 @@ import re
 import httpx
 import pytest
 
-from app.loadbench import drive, read_response, request_for
+from app.loadbench import drive, read_response, replay, request_for
 from tests.support.servers import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -51,6 +51,18 @@ def test_a_stylized_image_body_is_read_to_its_end_before_the_next_request(
     request = request_for("/stylize", sample_photo_bytes, style, 64)
     result = asyncio.run(drive(live_server.url, "/stylize", request, clients=1, seconds=1.0))
     assert result.errors == 0 and result.requests >= 2  # the second answer parsed: the first body was consumed
+
+
+def test_replay_times_one_request_after_another_and_fails_on_an_error(
+    live_server: LiveServer, sample_photo_bytes: bytes
+) -> None:
+    before = served(live_server, "/classify", 200)
+    request = request_for("/classify", sample_photo_bytes, "unused", 64)
+    samples = asyncio.run(replay(live_server.url, "/classify", request, repeats=5, warmup=2))
+    assert len(samples) == 5 and all(s > 0 for s in samples)
+    assert served(live_server, "/classify", 200) - before == 7
+    with pytest.raises(RuntimeError, match="415"):
+        asyncio.run(replay(live_server.url, "/detect", {"files": {"image": ("n.txt", b"text")}}, repeats=1))
 
 
 @pytest.mark.parametrize(
