@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -184,7 +185,8 @@ async def stylize(
         max_side=_first(options.max_side, params.stylize_max_side),
     )
     [painted] = await slot.predict([request])
-    data, content_type = encode_image(painted, options.format)
+    # Off the event loop: a PNG takes milliseconds to compress, during which no other request would be read.
+    data, content_type = await asyncio.to_thread(encode_image, painted, options.format)
     return data, content_type, model_ref(slot)
 
 
@@ -212,7 +214,8 @@ async def _stylize_nst(
         max_side=min(options.max_side or settings.nst_max_side, settings.nst_max_side),
     )
     [painted] = await slot.run(lambda predictor: predictor.predict([request]))
-    data, content_type = encode_image(painted, options.format)
+    # Off the event loop: a PNG takes milliseconds to compress, during which no other request would be read.
+    data, content_type = await asyncio.to_thread(encode_image, painted, options.format)
     return data, content_type, model_ref(slot)
 
 
