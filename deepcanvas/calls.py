@@ -100,8 +100,9 @@ def classify(
     iou: float | None,
     max_det: int | None,
     imgsz: int | None,
+    min_score: float | None = None,
 ) -> Call[ClassifyResponse]:
-    form = _form(detect_faces=detect_faces, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    form = _form(detect_faces=detect_faces, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_score=min_score)
     return Call("POST", "/classify", _model(ClassifyResponse), files=[("image", image_file(image))], data=form)
 
 

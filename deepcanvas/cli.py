@@ -97,6 +97,9 @@ def classify(
         bool, typer.Option(help="Detect faces first, or classify the whole photo as one face crop")
     ] = True,
     conf: ConfOption = None,
+    min_score: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Label a face 'unknown' when its score is below this")
+    ] = None,
     draw: DrawOption = None,
     json: JsonOption = False,
     timeout: TimeoutOption = 60.0,
@@ -104,7 +107,7 @@ def classify(
 ) -> None:
     """Classify every face in a photo (or the whole photo as one face): label and probabilities."""
     with _client(url, timeout, retries) as client:
-        answer = client.classify(photo, detect_faces=detect_faces, conf=conf)
+        answer = client.classify(photo, detect_faces=detect_faces, conf=conf, min_score=min_score)
     if draw:
         from deepcanvas.drawing import draw_boxes
 

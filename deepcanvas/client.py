@@ -136,9 +136,13 @@ class Client(_Base):
         iou: float | None = None,
         max_det: int | None = None,
         imgsz: int | None = None,
+        min_score: float | None = None,
     ) -> ClassifyResponse:
-        """Label and probabilities for every detected face, or for the whole image as one face."""
-        return self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz))
+        """Label and probabilities for every detected face, or for the whole image as one face.
+
+        A face whose score is below ``min_score`` (default: the service's) is labelled ``"unknown"``.
+        """
+        return self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz, min_score))
 
     def stylize(
         self,
@@ -255,9 +259,13 @@ class AsyncClient(_Base):
         iou: float | None = None,
         max_det: int | None = None,
         imgsz: int | None = None,
+        min_score: float | None = None,
     ) -> ClassifyResponse:
-        """Label and probabilities for every detected face, or for the whole image as one face."""
-        return await self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz))
+        """Label and probabilities for every detected face, or for the whole image as one face.
+
+        A face whose score is below ``min_score`` (default: the service's) is labelled ``"unknown"``.
+        """
+        return await self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz, min_score))
 
     async def stylize(
         self,

@@ -80,6 +80,9 @@ def test_classify_returns_typed_faces_with_and_without_detection(client: Client,
     assert set(whole.faces[0].probabilities) == set(labels)
     detected = client.classify(sample_photo_bytes, conf=0.05)
     assert detected.detector is not None and all(f.box is not None for f in detected.faces)
+    # a probability is at most 1: min_score 1.0 abstains on every face, keeping its score
+    unsure = client.classify(sample_photo_bytes, detect_faces=False, min_score=1.0)
+    assert unsure.faces[0].label == "unknown" and unsure.faces[0].score == pytest.approx(whole.faces[0].score)
 
 
 def test_stylize_returns_the_painting_and_the_model_that_painted_it(client: Client, tmp_path: Path) -> None:
