@@ -72,14 +72,20 @@ def jpeg_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def make_gallery_artifact(folder: Path, name: str = "style-gallery", version: str = "v1") -> Manifest:
-    """Write each gallery style as ``<name>.jpg`` into ``folder`` and pack the ``style-gallery`` manifest."""
+def write_procedural_styles(folder: Path) -> list[GalleryEntry]:
+    """Write each procedural style as ``<name>.jpg`` into ``folder``; their gallery entries."""
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for style in GALLERY_STYLES:
         file = f"{style.name}.jpg"
         (folder / file).write_bytes(jpeg_bytes(render_style(style)))
         entries.append(GalleryEntry(name=style.name, file=file, title=style.title, description=style.description))
+    return entries
+
+
+def make_gallery_artifact(folder: Path, name: str = "style-gallery", version: str = "v1") -> Manifest:
+    """Write each gallery style as ``<name>.jpg`` into ``folder`` and pack the ``style-gallery`` manifest."""
+    entries = write_procedural_styles(folder)
     return pack_artifact(
         folder,
         name=name,

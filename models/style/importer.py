@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from models.artifact import ArtifactError, InputSpec, Manifest, Provenance, pack_artifact, sha256_file
 from models.predictor import save_state
 from models.provenance import git_commit
 from models.style.loss_network import decoder_from_state, encoder_from_state, is_compressed, read_state_dict
+from models.style.network import Decoder, VGGEncoder
 from models.style.packing import prepare_out_dir
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
 from models.style.starter import style_hyperparameters
@@ -28,6 +30,33 @@ def check_sha256(path: Path, expected: str | None) -> str:
     if expected is not None and digest != expected.lower():
         raise ArtifactError(f"{path}: sha256 {digest} differs from the expected {expected}")
     return digest
+
+
+def write_imported(
+    encoder: VGGEncoder,
+    decoder: Decoder,
+    out_folder: Path,
+    manifest_fields: dict[str, Any],
+    half: bool = False,
+    extra_files: tuple[Path, ...] = (),
+) -> Manifest:
+    """Save matching imported networks (and files such as a licence) into ``out_folder`` and pack the artifact."""
+    if encoder.widths != decoder.widths:
+        raise ValueError(f"encoder widths {encoder.widths} and decoder widths {decoder.widths} differ")
+    prepare_out_dir(out_folder)
+    save_state(encoder, out_folder / ENCODER_FILE, half=half)
+    save_state(decoder, out_folder / DECODER_FILE, half=half)
+    for path in extra_files:
+        shutil.copyfile(path, out_folder / path.name)
+    hyperparameters = style_hyperparameters(encoder.widths) | manifest_fields.pop("hyperparameters", {})
+    return pack_artifact(
+        out_folder,
+        task="stylize",
+        architecture=ARCHITECTURE,
+        hyperparameters=hyperparameters,
+        defaults={"alpha": 1.0},
+        **manifest_fields,
+    )
 
 
 def import_adain(
@@ -54,34 +83,25 @@ def import_adain(
     if is_compressed(vgg_state):
         raise ValueError(f"{vgg_pth} is a compressed VGG19, not the release's vgg_normalised.pth")
     encoder, decoder = encoder_from_state(vgg_state), decoder_from_state(read_state_dict(decoder_pth))
-    if encoder.widths != decoder.widths:
-        raise ValueError(f"encoder widths {encoder.widths} and decoder widths {decoder.widths} differ")
-    prepare_out_dir(out_folder)
-    save_state(encoder, out_folder / ENCODER_FILE, half=half)
-    save_state(decoder, out_folder / DECODER_FILE, half=half)
-    return pack_artifact(
-        out_folder,
-        name=name,
-        version=version,
-        task="stylize",
-        architecture=ARCHITECTURE,
-        hyperparameters=style_hyperparameters(encoder.widths) | {"source_sha256": digests},
-        input=InputSpec(size=512),  # the release was trained on 512 px images cropped to 256
-        defaults={"alpha": 1.0},
-        provenance=Provenance(
+    fields = {
+        "name": name,
+        "version": version,
+        "hyperparameters": {"source_sha256": digests},
+        "input": InputSpec(size=512),  # the release was trained on 512 px images cropped to 256
+        "provenance": Provenance(
             method=f"imported: {SOURCE}",
             data="MS-COCO contents and WikiArt styles (as released); VGG19 (Simonyan & Zisserman, CC BY 4.0)",
             command=command,
             commit=git_commit(),
         ),
-    )
+    }
+    return write_imported(encoder, decoder, out_folder, fields, half=half)
 
 
 COMPRESSED_SOURCE = (
     "MingSun-Tse/Collaborative-Distillation (MIT, Copyright (c) 2020 Huan Wang): the VGG19 encoder compressed "
     "16x, to relu4_1, and its reconstruction decoder"
 )
-LICENSE_FILE = "LICENSE"
 
 
 def import_compressed_vgg(
@@ -102,28 +122,20 @@ def import_compressed_vgg(
     if not is_compressed(encoder_state):
         raise ValueError(f"{encoder_pth} is not a compressed VGG19 encoder (no conv0/conv11)")
     encoder, decoder = encoder_from_state(encoder_state), decoder_from_state(read_state_dict(decoder_pth))
-    if encoder.widths != decoder.widths:
-        raise ValueError(f"encoder widths {encoder.widths} and decoder widths {decoder.widths} differ")
     digests = {"encoder": sha256_file(encoder_pth), "decoder": sha256_file(decoder_pth)}
     digests["license"] = sha256_file(license_file)
-    prepare_out_dir(out_folder)
-    save_state(encoder, out_folder / ENCODER_FILE, half=False)  # an import reproduces its source exactly
-    save_state(decoder, out_folder / DECODER_FILE, half=False)
-    shutil.copyfile(license_file, out_folder / LICENSE_FILE)
-    return pack_artifact(
-        out_folder,
-        name=name,
-        version=version,
-        task="stylize",
-        architecture=ARCHITECTURE,
-        hyperparameters=style_hyperparameters(encoder.widths) | {"source_sha256": digests},
-        input=InputSpec(size=256),
-        defaults={"alpha": 1.0},
-        provenance=Provenance(
+    fields = {
+        "name": name,
+        "version": version,
+        "hyperparameters": {"source_sha256": digests},
+        "input": InputSpec(size=256),
+        "provenance": Provenance(
             method=f"imported: {COMPRESSED_SOURCE} ({encoder_pth.name}, {decoder_pth.name}); "
             "the decoder reconstructs and is not trained for AdaIN",
             data="VGG19 (Simonyan & Zisserman) compressed by collaborative distillation on MS-COCO, as released",
             command=command,
             commit=git_commit(),
         ),
-    )
+    }
+    # an import reproduces its source exactly: float32
+    return write_imported(encoder, decoder, out_folder, fields, extra_files=(license_file,))

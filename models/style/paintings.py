@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from models.artifact import GalleryEntry, Manifest, Provenance, pack_artifact
-from models.style.gallery import GALLERY_STYLES, jpeg_bytes, render_style
+from models.style.gallery import jpeg_bytes, write_procedural_styles
 
 PAINTING_SIDE = 384  # the longer side of a gallery painting: AdaIN reads only its feature statistics
 
@@ -105,13 +105,7 @@ def painting_image(corpus: Path, painting: Painting, side: int = PAINTING_SIDE) 
 
 def make_painting_gallery(corpus: Path, folder: Path, name: str = "style-gallery", version: str = "v2") -> Manifest:
     """The procedural styles plus the public-domain paintings, as one ``style-gallery`` artifact in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for style in GALLERY_STYLES:
-        (folder / f"{style.name}.jpg").write_bytes(jpeg_bytes(render_style(style)))
-        entries.append(
-            GalleryEntry(name=style.name, file=f"{style.name}.jpg", title=style.title, description=style.description)
-        )
+    entries = write_procedural_styles(folder)
     for painting in PAINTINGS:
         (folder / f"{painting.name}.jpg").write_bytes(jpeg_bytes(painting_image(corpus, painting)))
         entries.append(
