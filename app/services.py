@@ -35,6 +35,7 @@ class DetectOptions:
     iou: float | None = None
     max_det: int | None = None
     imgsz: int | None = None
+    min_size: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def _detect_request(slot: ModelSlot, params: RuntimeParams, image: Image.Image, 
         iou=float(_first(options.iou, params.detector_iou, defaults.get("iou"), 0.45)),
         max_det=int(_first(options.max_det, params.detector_max_det, defaults.get("max_det"), 300)),
         imgsz=int(_first(options.imgsz, size)),
+        min_size=float(_first(options.min_size, params.detector_min_size, defaults.get("min_size"), 0.0)),
     )
 
 

@@ -87,9 +87,14 @@ def _model(kind: type[T]) -> Callable[[httpx.Response], T]:
 
 
 def detect(
-    image: ImageInput, conf: float | None, iou: float | None, max_det: int | None, imgsz: int | None
+    image: ImageInput,
+    conf: float | None,
+    iou: float | None,
+    max_det: int | None,
+    imgsz: int | None,
+    min_size: float | None = None,
 ) -> Call[DetectResponse]:
-    form = _form(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    form = _form(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size)
     return Call("POST", "/detect", _model(DetectResponse), files=[("image", image_file(image))], data=form)
 
 

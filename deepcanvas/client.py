@@ -124,9 +124,10 @@ class Client(_Base):
         iou: float | None = None,
         max_det: int | None = None,
         imgsz: int | None = None,
+        min_size: float | None = None,
     ) -> DetectResponse:
-        """Face boxes in the image's pixels, with scores and labels."""
-        return self.send(calls.detect(image, conf, iou, max_det, imgsz))
+        """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels."""
+        return self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size))
 
     def classify(
         self,
@@ -247,9 +248,10 @@ class AsyncClient(_Base):
         iou: float | None = None,
         max_det: int | None = None,
         imgsz: int | None = None,
+        min_size: float | None = None,
     ) -> DetectResponse:
-        """Face boxes in the image's pixels, with scores and labels."""
-        return await self.send(calls.detect(image, conf, iou, max_det, imgsz))
+        """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels."""
+        return await self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size))
 
     async def classify(
         self,

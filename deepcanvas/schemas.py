@@ -123,6 +123,9 @@ class RuntimeParams(BaseModel):
     detector_conf: float | None = Field(None, ge=0, le=1, description="Default conf; null: the model's own")
     detector_iou: float | None = Field(None, ge=0, le=1, description="Default NMS IoU; null: the model's own")
     detector_max_det: int | None = Field(None, ge=1, le=1000, description="Default max_det; null: the model's")
+    detector_min_size: float | None = Field(
+        None, ge=0, le=10000, description="Default smallest face side in pixels; null: the model's"
+    )
     classifier_threshold: float = Field(
         0.5, ge=0, le=1, description="Two-label classifiers answer the second label when its probability ≥ this"
     )

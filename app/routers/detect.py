@@ -19,6 +19,16 @@ ConfField = Annotated[
 ]
 IouField = Annotated[float | None, Form(ge=0, le=1, description="NMS IoU threshold", examples=[0.45])]
 MaxDetField = Annotated[int | None, Form(ge=1, le=1000, description="Most detections returned", examples=[100])]
+MinSizeField = Annotated[
+    float | None,
+    Form(
+        ge=0,
+        le=10000,
+        description="Smallest face returned: boxes whose shorter side is below this many of the photo's pixels are "
+        "dropped; 0 returns every box; default: the runtime parameter, else the model's",
+        examples=[24],
+    ),
+]
 ImgszField = Annotated[
     int | None,
     Form(ge=32, le=1920, description="Inference size in pixels, rounded up to a multiple of 32", examples=[640]),
@@ -35,8 +45,9 @@ async def detect_faces(
     iou: IouField = None,
     max_det: MaxDetField = None,
     imgsz: ImgszField = None,
+    min_size: MinSizeField = None,
 ) -> DetectResponse:
     """Detect faces: boxes in the original image's pixels, with scores and labels."""
     decoded = await read_image(image, limits, "image")
-    options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size)
     return await services.detect(manager, params, decoded, options)

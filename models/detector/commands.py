@@ -178,6 +178,9 @@ def report(
     apply: Annotated[
         bool, typer.Option(help="Ship the chosen conf and imgsz as the artifact's defaults, card inside")
     ] = False,
+    min_size: Annotated[
+        float, typer.Option(min=0, help="Shipped smallest face side in the photo's pixels (0: every box)")
+    ] = 0.0,
 ) -> None:
     """Choose conf and imgsz on the train photos; report test / all beside the teacher; write the model card."""
     from models.detector.report import apply_operating_point, detector_report, open_predictor, rehash, sweep_table
@@ -185,7 +188,7 @@ def report(
 
     images = boxes.parent / "images"
     size_list = [int(size) for size in sizes.split(",")]
-    result = detector_report(artifact, boxes, images, size_list, teacher, backend, max_latency_ms)
+    result = detector_report(artifact, boxes, images, size_list, teacher, backend, max_latency_ms, min_size)
     print("\n".join(sweep_table(result["sweep"], confs=[row["conf"] for row in result["sweep"]])))
     summary = {key: result[key] for key in ("operating_point", "train", "test", "all")}
     if "teacher" in result:

@@ -145,13 +145,20 @@ def read_boxes(boxes_json: Path, split: str | None = None) -> dict[str, FloatArr
 
 
 def detect_all(
-    detector: FaceDetector, images_dir: Path, truth: dict[str, FloatArray], imgsz: int, iou: float
+    detector: FaceDetector,
+    images_dir: Path,
+    truth: dict[str, FloatArray],
+    imgsz: int,
+    iou: float,
+    min_size: float = 0.0,
 ) -> list[ImageResult]:
     """Run the detector on each photo, one at a time, at the curve's low confidence floor."""
     results = []
     for name, ground_truth in truth.items():
         with Image.open(images_dir / name) as image:
-            request = DetectRequest(image=image.convert("RGB"), conf=CURVE_CONF, iou=iou, max_det=300, imgsz=imgsz)
+            request = DetectRequest(
+                image=image.convert("RGB"), conf=CURVE_CONF, iou=iou, max_det=300, imgsz=imgsz, min_size=min_size
+            )
             (detections,) = detector.predict([request])
         boxes = np.array([d.box for d in detections], dtype=np.float64).reshape(-1, 4)
         scores = np.array([d.score for d in detections], dtype=np.float64)

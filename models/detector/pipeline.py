@@ -76,6 +76,7 @@ def to_detections(pred: np.ndarray, request: DetectRequest, placement: Letterbox
     return [
         Detection(box=(x1, y1, x2, y2), score=score, label=labels[label])
         for (x1, y1, x2, y2), score, label in zip(boxes, scores, classes, strict=True)
+        if min(x2 - x1, y2 - y1) >= request.min_size
     ]
 
 

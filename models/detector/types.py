@@ -12,13 +12,17 @@ ONNX_FILE = "model.onnx"
 
 @dataclass(frozen=True)
 class DetectRequest:
-    """One image and its thresholds; ``imgsz`` is the network's square input side in pixels."""
+    """One image and its thresholds; ``imgsz`` is the network's square input side in pixels.
+
+    ``min_size`` drops boxes whose shorter side is below it, in the original image's pixels (0 keeps all).
+    """
 
     image: Image.Image
     conf: float
     iou: float
     max_det: int
     imgsz: int
+    min_size: float = 0.0
 
 
 @dataclass(frozen=True)

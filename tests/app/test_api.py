@@ -50,6 +50,14 @@ def test_detect_returns_boxes_in_original_pixels_with_the_model_version(client: 
     assert body["detections"] == [{"box": [80.0, 60.0, 160.0, 120.0], "score": 0.9, "label": "face"}]
 
 
+def test_detect_drops_faces_smaller_than_min_size(client: TestClient) -> None:
+    photo = {"image": ("p.jpg", PHOTO, "image/jpeg")}
+    kept = client.post("/detect", files=photo, data={"min_size": "60"})  # the fake's box is 80×60
+    dropped = client.post("/detect", files=photo, data={"min_size": "61"})
+    assert len(kept.json()["detections"]) == 1 and dropped.json()["detections"] == []
+    assert client.post("/detect", files=photo, data={"min_size": "-1"}).status_code == 422
+
+
 def test_classify_detects_faces_first_by_default(client: TestClient) -> None:
     body = client.post("/classify", files={"image": ("p.jpg", PHOTO)}).json()
     assert body["detector"] == {"name": "face-detector", "version": "v1"}

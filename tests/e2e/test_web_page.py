@@ -152,6 +152,8 @@ def test_stylize_with_a_gallery_style_shows_the_result_and_a_download_link(
     upload_photo(page, photo)
     names = gallery_radios(page)
     chosen = names[-1]
+    # the public-domain paintings are credited under their thumbnails
+    expect(page.locator("#gallery label:has(input[value='starry-night'])")).to_contain_text("Vincent van Gogh, 1889")
     page.locator(f"#gallery label:has(input[value='{chosen}'])").click()
     page.locator("#alpha").fill("0.5")
     expect(page.locator("#alpha-value")).to_have_text("0.50")

@@ -137,3 +137,24 @@ def test_requests_run_batched_per_canvas_shape_and_come_back_in_order() -> None:
     for (width, height), (found,) in zip(sizes, results, strict=True):
         centre = ((found.box[0] + found.box[2]) / 2, (found.box[1] + found.box[3]) / 2)
         assert centre == pytest.approx((width / 2, height / 2), abs=1.0)  # mapped back to its own image
+
+
+def test_detections_smaller_than_the_requests_min_size_are_dropped() -> None:
+    from PIL import Image
+
+    from models.detector.pipeline import to_detections
+    from models.detector.types import DetectRequest
+
+    # two anchors on an unscaled canvas, as (1, 4 + 1, A) cx, cy, w, h, score: a 40×30 and a 10×8 box
+    pred = np.array([[[100.0, 50.0], [100.0, 50.0], [40.0, 10.0], [30.0, 8.0], [0.9, 0.8]]], dtype=np.float32)
+    placement = Letterbox(scale=1.0, pad_x=0.0, pad_y=0.0, width=200, height=200)
+    image = Image.new("RGB", (200, 200))
+
+    def sides(min_size: float) -> list[tuple[float, float]]:
+        request = DetectRequest(image=image, conf=0.25, iou=0.45, max_det=10, imgsz=200, min_size=min_size)
+        found = to_detections(pred, request, placement, ["face"])
+        return [(d.box[2] - d.box[0], d.box[3] - d.box[1]) for d in found]
+
+    assert sorted(sides(0.0)) == [(10.0, 8.0), (40.0, 30.0)]
+    assert sorted(sides(8.0)) == [(10.0, 8.0), (40.0, 30.0)]  # the shorter side at the floor is kept
+    assert sides(8.5) == [(40.0, 30.0)] and sides(31.0) == []
