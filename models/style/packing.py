@@ -11,6 +11,7 @@ import torch
 from models.artifact import MANIFEST_NAME, InputSpec, Manifest, Provenance, load_artifact, pack_artifact
 from models.predictor import save_state
 from models.provenance import git_commit, portable_path
+from models.style.evaluate import evaluation_images, write_evaluation
 from models.style.network import Decoder, VGGEncoder
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
 from models.style.starter import style_hyperparameters
@@ -61,8 +62,6 @@ def write_trained_artifact(
     cfg: StyleTrainConfig, encoder: VGGEncoder, decoder: Decoder, done: int, history: list[dict[str, float]]
 ) -> Manifest:
     """Pack float16 weights, evaluate them as served on held-out pairs, write the card, re-pack with metrics."""
-    from models.style.evaluate import evaluation_images, write_evaluation
-
     prepare_out_dir(cfg.out_dir)
     save_state(encoder, cfg.out_dir / ENCODER_FILE)
     save_state(decoder, cfg.out_dir / DECODER_FILE)
