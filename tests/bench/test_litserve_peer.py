@@ -53,16 +53,19 @@ def peer(exported_copy: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def test_the_peer_detects_what_the_same_predictor_detects_in_process(
-    peer: tuple[str, psutil.Process], exported_copy: Path, sample_photo_bytes: bytes, tmp_path: Path
+    peer: tuple[str, psutil.Process], exported_copy: Path, shared_dir: Path, tmp_path: Path
 ) -> None:
     url, _ = peer
+    # a portrait whose face the shipped detector finds at its defaults (brad_pitt, upscaled to 640 px, it misses)
+    sample_photo_bytes = (shared_dir / "data" / "style-transfer" / "content" / "lenna.jpg").read_bytes()
     answer = httpx.post(f"{url}/detect", files={"image": ("p.jpg", sample_photo_bytes)}, timeout=60).json()
     settings = Settings(store=exported_copy.as_uri(), detector_backend="openvino", cache_dir=tmp_path)
     detector, manifest = load_predictor(settings, "detector")
     image = Image.open(io.BytesIO(sample_photo_bytes)).convert("RGB")
     defaults = manifest.defaults
     conf, iou = float(defaults.get("conf", 0.25)), float(defaults.get("iou", 0.45))
-    request = DetectRequest(image, conf, iou, int(defaults.get("max_det", 300)), manifest.input.size)
+    min_size = float(defaults.get("min_size", 0.0))
+    request = DetectRequest(image, conf, iou, int(defaults.get("max_det", 300)), manifest.input.size, min_size)
     [expected] = detector.predict([request])
     assert len(answer["detections"]) == len(expected) > 0
     for found, wanted in zip(answer["detections"], expected, strict=True):

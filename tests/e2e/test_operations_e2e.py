@@ -118,7 +118,9 @@ def test_switching_versions_under_load_fails_no_request(replicas: tuple[LiveServ
 
 def test_sigterm_drains_then_exits(embedded_store: Path, tmp_path: Path) -> None:
     server = LiveServer.start(
-        store=embedded_store.as_uri(), env={"DEEPCANVAS_CACHE_DIR": str(tmp_path), "DEEPCANVAS_NST_ITERATIONS": "40"}
+        # enough NST steps that the request is still running when SIGTERM arrives (a few seconds on 2 cores)
+        store=embedded_store.as_uri(),
+        env={"DEEPCANVAS_CACHE_DIR": str(tmp_path), "DEEPCANVAS_NST_ITERATIONS": "100"},
     )
     server.wait_ready()
     style = httpx.get(f"{server.url}/styles").json()["styles"][0]["name"]
@@ -128,7 +130,7 @@ def test_sigterm_drains_then_exits(embedded_store: Path, tmp_path: Path) -> None
         result["nst"] = httpx.post(
             f"{server.url}/stylize",
             files={"content": ("p.jpg", PHOTO)},
-            data={"style_name": style, "method": "nst", "max_side": "160"},
+            data={"style_name": style, "method": "nst", "max_side": "256"},
             timeout=120,
         )
 
