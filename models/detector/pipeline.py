@@ -42,7 +42,9 @@ def group_by_canvas(batch: list[DetectRequest], stride: int) -> dict[tuple[int, 
     """Request indices by (input size, canvas height, canvas width): each group is one batched forward."""
     groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
     for index, request in enumerate(batch):
-        size = input_size(request.imgsz, stride)
+        # never upscale past the photo's own longest side (rounded up to the stride): a small portrait's face,
+        # blown up, grows beyond the faces the detector was trained on (ultralytics' scaleup=False)
+        size = input_size(min(request.imgsz, max(request.image.size)), stride)
         groups[(size, *canvas_shape(*request.image.size, size, stride))].append(index)
     return groups
 

@@ -158,3 +158,18 @@ def test_detections_smaller_than_the_requests_min_size_are_dropped() -> None:
     assert sorted(sides(0.0)) == [(10.0, 8.0), (40.0, 30.0)]
     assert sorted(sides(8.0)) == [(10.0, 8.0), (40.0, 30.0)]  # the shorter side at the floor is kept
     assert sides(8.5) == [(40.0, 30.0)] and sides(31.0) == []
+
+
+def test_a_photo_smaller_than_imgsz_is_not_upscaled_past_its_own_side() -> None:
+    from PIL import Image
+
+    from models.detector.pipeline import group_by_canvas
+    from models.detector.types import DetectRequest
+
+    def groups(width: int, height: int) -> list[tuple[int, int, int]]:
+        request = DetectRequest(image=Image.new("RGB", (width, height)), conf=0.25, iou=0.45, max_det=10, imgsz=640)
+        return list(group_by_canvas([request], 32))
+
+    assert groups(512, 512) == [(512, 512, 512)]  # a 512 px portrait runs at 512, as it is
+    assert groups(500, 375) == [(512, 384, 512)]  # its own side rounded up to the stride
+    assert groups(1280, 720) == [(640, 384, 640)]  # larger photos still shrink to imgsz
