@@ -69,6 +69,9 @@ def detect(
     conf: ConfOption = None,
     max_det: Annotated[int | None, typer.Option(min=1, max=1000, help="Most boxes returned")] = None,
     imgsz: Annotated[int | None, typer.Option(min=32, max=1920, help="Inference size in pixels")] = None,
+    min_size: Annotated[
+        float | None, typer.Option(min=0, help="Smallest face returned, in the photo's pixels (0: every box)")
+    ] = None,
     draw: DrawOption = None,
     json: JsonOption = False,
     timeout: TimeoutOption = 60.0,
@@ -76,7 +79,7 @@ def detect(
 ) -> None:
     """Detect faces in a photo: boxes in its pixels, with scores."""
     with _client(url, timeout, retries) as client:
-        answer = client.detect(photo, conf=conf, max_det=max_det, imgsz=imgsz)
+        answer = client.detect(photo, conf=conf, max_det=max_det, imgsz=imgsz, min_size=min_size)
     if draw:
         from deepcanvas.drawing import draw_boxes
 

@@ -36,6 +36,11 @@ def test_detect_json_is_the_services_document(live_server: LiveServer, photo: Pa
     assert code == 0, output
     answer = DetectResponse.model_validate_json(output)
     assert answer.detections and answer.image.width == Image.open(photo).width
+    # a floor as large as the photo leaves no box
+    code, output = _run(
+        "detect", str(photo), "--url", live_server.url, "--conf", "0.05", "--json", "--min-size", "9999"
+    )
+    assert code == 0 and DetectResponse.model_validate_json(output).detections == []
 
 
 def test_detect_prints_a_table_and_draws_the_boxes(live_server: LiveServer, photo: Path, tmp_path: Path) -> None:
