@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.artifact import MANIFEST_NAME, file_entry, load_artifact, read_manifest, write_manifest
+from models.artifact import load_artifact, repack_artifact, write_manifest
 from models.detector.evaluate import (
     ImageResult,
     detect_all,
@@ -201,7 +201,5 @@ def apply_operating_point(artifact: Path, report: dict[str, Any]) -> None:
 
 def rehash(folder: Path) -> None:
     """List and hash every file of the artifact folder (the card's pictures included) in its manifest."""
-    manifest = read_manifest(folder)  # not verified: the card's files are new
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_NAME)
-    write_manifest(folder, manifest.model_copy(update={"files": [file_entry(p) for p in paths]}))
+    repack_artifact(folder)  # from the unverified manifest: the card's files are new
     load_artifact(folder)

@@ -159,7 +159,7 @@ def evaluate(
     """Losses of an artifact and of a baseline artifact on the held-out content × style pairs, and their ratios."""
     import torch
 
-    from models.artifact import load_artifact, pack_artifact
+    from models.artifact import load_artifact, repack_artifact
     from models.style.evaluate import evaluate_with_outputs, evaluation_images, write_evaluation
 
     contents, styles = evaluation_images(content_dir, style_dir)
@@ -169,8 +169,7 @@ def evaluate(
     if card:
         manifest = load_artifact(artifact)
         metrics = write_evaluation(artifact, manifest, loss_network, contents, styles, size, baseline, torch_device)
-        fields = manifest.model_dump(exclude={"files", "metrics", "schema_version"})
-        pack_artifact(artifact, **fields, metrics=metrics)
+        repack_artifact(artifact, metrics=metrics)  # the card and its pictures are listed and hashed
     else:
         metrics = evaluate_with_outputs(artifact, loss_network, contents, styles, size, baseline, torch_device, url)[0]
     console.print(json.dumps({"contents": [p.name for p in contents], "styles": [p.name for p in styles]}))

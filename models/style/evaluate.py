@@ -28,7 +28,6 @@ from models.style.adain import calc_mean_std
 from models.style.card import write_style_card
 from models.style.images import image_to_tensor, tensor_to_image
 from models.style.loss_network import LossNetwork, load_loss_network
-from models.style.network import Decoder, VGGEncoder
 from models.style.predictor import StyleTransfer
 from models.style.split import held_out_contents, held_out_styles
 
@@ -60,10 +59,13 @@ def square_image(path: Path, size: int, device: torch.device) -> torch.Tensor:
     return image_to_tensor(square, device)
 
 
-def adain_stylizer(encoder: VGGEncoder, decoder: Decoder) -> Stylizer:
-    """Plain AdaIN (alpha 1) through ``encoder`` and ``decoder``, clamped to [0, 1]."""
-    transfer = StyleTransfer(encoder, decoder, None, torch.device("cpu"))  # type: ignore[arg-type]
+def adain_stylizer(transfer: StyleTransfer) -> Stylizer:
+    """Plain AdaIN (alpha 1) through ``transfer``'s networks, clamped to [0, 1]."""
     return lambda content, style: transfer.stylize(content, [style], [1.0], 1.0)
+
+
+def load_transfer(folder: Path, device: torch.device) -> StyleTransfer:
+    return StyleTransfer.from_artifact(folder, load_artifact(folder), device).eval()
 
 
 def http_stylizer(url: str, timeout: float = 120.0) -> Stylizer:
@@ -131,11 +133,6 @@ def summarise(ours: list[tuple[float, float]], baseline: list[tuple[float, float
     return metrics
 
 
-def artifact_stylizer(folder: Path, device: torch.device) -> tuple[StyleTransfer, Stylizer]:
-    transfer = StyleTransfer.from_artifact(folder, load_artifact(folder), device).eval()
-    return transfer, adain_stylizer(transfer.encoder, transfer.decoder)
-
-
 def evaluate_with_outputs(
     artifact_folder: Path,
     loss_network: Path,
@@ -147,17 +144,32 @@ def evaluate_with_outputs(
     url: str | None = None,
 ) -> tuple[dict[str, float], torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """The metrics (module docstring), and the contents, styles and outputs (one (Nc, 3, S, S) per style)."""
-    assert content_images and style_images, "need at least one content and one style image"
     device = device or torch.device("cpu")
-    transfer, stylizer = artifact_stylizer(artifact_folder, device)
+    transfer = load_transfer(artifact_folder, device)
+    return evaluate_transfer(transfer, loss_network, content_images, style_images, size, baseline, url)
+
+
+def evaluate_transfer(
+    transfer: StyleTransfer,
+    loss_network: Path,
+    content_images: Sequence[Path],
+    style_images: Sequence[Path],
+    size: int = 256,
+    baseline: Path | None = None,
+    url: str | None = None,
+) -> tuple[dict[str, float], torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """``evaluate_with_outputs`` for networks already loaded (on their device)."""
+    assert content_images and style_images, "need at least one content and one style image"
+    device = transfer.device
     loss_net = load_loss_network(loss_network, device)
     with torch.inference_mode():
         contents = torch.cat([square_image(p, size, device) for p in content_images])  # (Nc, 3, S, S)
         styles = [square_image(p, size, device) for p in style_images]
-        ours, outputs = pairwise_losses(http_stylizer(url) if url else stylizer, loss_net, contents, styles)
-        reference = (
-            pairwise_losses(artifact_stylizer(baseline, device)[1], loss_net, contents, styles)[0] if baseline else None
-        )
+        stylizer = http_stylizer(url) if url else adain_stylizer(transfer)
+        ours, outputs = pairwise_losses(stylizer, loss_net, contents, styles)
+        reference = None
+        if baseline is not None:
+            reference = pairwise_losses(adain_stylizer(load_transfer(baseline, device)), loss_net, contents, styles)[0]
         metrics = summarise(ours, reference)
         rebuilt = transfer.decoder(transfer.encoder(contents)).clamp(0.0, 1.0)
         metrics["reconstruction_mse"] = F.mse_loss(rebuilt, contents).item()
@@ -188,10 +200,7 @@ def write_evaluation(
     device: torch.device | None = None,
 ) -> dict[str, float]:
     """Evaluate the artifact in ``out_dir`` and write its model card and pictures there; returns the metrics."""
-    device = device or torch.device("cpu")
-    metrics, content_t, style_t, outputs = evaluate_with_outputs(
-        out_dir, loss_network, contents, styles, size, baseline, device
-    )
-    transfer = StyleTransfer.from_artifact(out_dir, load_artifact(out_dir), device).eval()
+    transfer = load_transfer(out_dir, device or torch.device("cpu"))
+    metrics, content_t, style_t, outputs = evaluate_transfer(transfer, loss_network, contents, styles, size, baseline)
     write_style_card(out_dir, manifest, metrics, (content_t, style_t, outputs), transfer)
     return metrics

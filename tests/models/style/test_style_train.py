@@ -171,10 +171,9 @@ def base(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save(he_initialised(Decoder((4, 8, 8, 16))).state_dict(), release / "decoder.pth")
     import_adain(release / "vgg.pth", release / "decoder.pth", folder, version="vgg")
     (folder / "LICENSE").write_text("MIT, for the test\n")
-    from models.artifact import pack_artifact, read_manifest
+    from models.artifact import repack_artifact
 
-    fields = read_manifest(folder).model_dump(exclude={"files", "schema_version"})
-    pack_artifact(folder, **fields)  # list the LICENSE too
+    repack_artifact(folder)  # list the LICENSE too
     return folder
 
 
