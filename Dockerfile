@@ -155,7 +155,8 @@ COPY --from=project /opt/overlay/ /
 # so the service never imports torch; method=nst answers 422.
 ENV DEEPCANVAS_DETECTOR_BACKEND=openvino \
     DEEPCANVAS_CLASSIFIER_BACKEND=openvino \
-    DEEPCANVAS_STYLE_BACKEND=openvino
+    DEEPCANVAS_STYLE_BACKEND=openvino \
+    DEEPCANVAS_EMBEDDER_BACKEND=openvino
 
 # --- the full image (the default target) ----------------------------------------------------------------
 # The runtime venv: no pip, setuptools or wheel.

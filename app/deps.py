@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.identities.gallery import IdentityGallery
 from app.imaging import ImageLimits
 from app.manager import ModelManager
 from app.runtime import ActiveModels, ParamsService, RuntimeParams
@@ -36,6 +37,11 @@ async def get_active_models(request: Request) -> ActiveModels:
     return active
 
 
+async def get_gallery(request: Request) -> IdentityGallery:
+    gallery: IdentityGallery = request.app.state.gallery
+    return gallery
+
+
 async def get_params(service: Annotated[ParamsService, Depends(get_params_service)]) -> RuntimeParams:
     """The parameters in force for this request (one consistent snapshot)."""
     return service.params
@@ -51,3 +57,4 @@ ParamsServiceDep = Annotated[ParamsService, Depends(get_params_service)]
 ActiveModelsDep = Annotated[ActiveModels, Depends(get_active_models)]
 ParamsDep = Annotated[RuntimeParams, Depends(get_params)]
 ImageLimitsDep = Annotated[ImageLimits, Depends(get_image_limits)]
+GalleryDep = Annotated[IdentityGallery, Depends(get_gallery)]

@@ -81,6 +81,13 @@ class Overloaded(DeepCanvasError):
     retry_after = 1
 
 
+class DatabaseUnavailable(DeepCanvasError):
+    """The identity database cannot be reached; reads that need it wait, /identify serves from memory."""
+
+    status = 503
+    retry_after = 5
+
+
 def _json_error(status: int, detail: str, retry_after: int | None = None) -> JSONResponse:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)

@@ -12,9 +12,12 @@ from fastapi import FastAPI
 
 from app.body_limit import BodyLimitMiddleware
 from app.errors import document_errors_as_strings, install_error_handlers
+from app.identities.database import open_engine
+from app.identities.gallery import IdentityGallery
+from app.identities.service import embedder_version
 from app.lifecycle import DrainMiddleware, ShutdownGate
 from app.manager import ModelManager, SlotPlan
-from app.routers import admin, catalog, classify, detect, health, stylize, web
+from app.routers import admin, catalog, classify, detect, health, identify, identities, stylize, web
 from app.runtime import ActiveModels, ParamsService, adopt_stored_versions, poll_store
 from app.settings import Settings
 from app.store import ArtifactStore, open_object_store
@@ -22,8 +25,9 @@ from app.telemetry import EmfEmitter, ServiceMetrics, TelemetryMiddleware
 
 log = logging.getLogger("deepcanvas")
 
-DESCRIPTION = """Face detection (YOLOv5s), face classification (a compact CNN) and style transfer
-(AdaIN, and classical neural style transfer) over HTTP. Errors are JSON: `{"detail": "..."}`."""
+DESCRIPTION = """Face detection (YOLOv5s), face classification (a compact CNN), face recognition against an
+enrolment gallery (dlib's ResNet descriptors) and style transfer (AdaIN, and classical neural style transfer)
+over HTTP. Errors are JSON: `{"detail": "..."}`."""
 
 
 def open_artifact_store(settings: Settings) -> ArtifactStore:
@@ -53,12 +57,15 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
         batch_limits=lambda: (params.params.batch_max_size, params.params.batch_max_wait_ms / 1000),
     )
     active = ActiveModels(manager, store.objects)
+    gallery = IdentityGallery(open_engine(settings.identity_database_url))  # connects on first use
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_torch(settings)
         tasks = [asyncio.create_task(_start(params, active), name="load-models")]
         tasks.append(asyncio.create_task(poll_store(params, active, settings.params_poll_s), name="poll-store"))
+        sync = gallery.keep_in_sync(lambda: embedder_version(manager), settings.identity_poll_s)
+        tasks.append(asyncio.create_task(sync, name="sync-identities"))
         try:
             yield
         finally:
@@ -66,9 +73,11 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             manager.close()
+            gallery.close()
 
     app = FastAPI(title="DeepCanvas", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings, app.state.manager, app.state.params, app.state.active = settings, manager, params, active
+    app.state.gallery = gallery
     app.state.gate = ShutdownGate()
     app.state.metrics = ServiceMetrics(lambda: manager, lambda: params.document.version)
     install_error_handlers(app)
@@ -79,7 +88,7 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     app.add_middleware(DrainMiddleware, gate=app.state.gate)
     emf = EmfEmitter(settings.emf_namespace, settings.service_name) if settings.emf_enabled else None
     app.add_middleware(TelemetryMiddleware, metrics=app.state.metrics, emf=emf)
-    for module in (health, detect, classify, stylize, catalog, admin, web):
+    for module in (health, detect, classify, identify, identities, stylize, catalog, admin, web):
         app.include_router(module.router)
     return app
 

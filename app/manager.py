@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from app.errors import ModelNotReady, Overloaded
-from app.settings import Role, Settings
+from app.settings import OPTIONAL_ROLES, Role, Settings
 from app.store import ArtifactStore
 from app.store.objects import StoreUnavailable
 from models.artifact import ArtifactError, Manifest
@@ -31,7 +31,7 @@ from models.artifact import ArtifactError, Manifest
 log = logging.getLogger("deepcanvas.models")
 R = TypeVar("R")
 Builder = Callable[[Path, Manifest, str], Any]
-State = Literal["loading", "ready", "failed"]
+State = Literal["loading", "ready", "failed", "absent"]
 LOAD_ERRORS = (ArtifactError, ValueError, RuntimeError, OSError)
 
 # The inferences one request ran: (model name, version, seconds), read by telemetry after the response.
@@ -155,6 +155,10 @@ def _timed(call: Callable[[Any], R], predictor: Any) -> tuple[R, float]:
     return call(predictor), time.perf_counter() - started
 
 
+class ModelAbsent(ArtifactError):
+    """An optional role's model is not in the store at all (the service runs without it)."""
+
+
 @dataclass
 class RoleStatus:
     state: State = "loading"
@@ -198,7 +202,8 @@ class ModelManager:
 
     @property
     def ready(self) -> bool:
-        return all(s.state == "ready" for s in self.status.values())
+        """Every role loaded; an optional role whose model the store lacks does not count."""
+        return all(s.state in ("ready", "absent") for s in self.status.values())
 
     def slot(self, name: str) -> ModelSlot:
         slot = self.slots.get(name)
@@ -218,7 +223,7 @@ class ModelManager:
     async def retry_failed(self) -> None:
         """Try again every role that never loaded (its artifact may have been published since)."""
         for role, status in self.status.items():
-            if status.state == "failed":
+            if status.state in ("failed", "absent"):
                 with contextlib.suppress(*LOAD_ERRORS):
                     await self.activate(role, status.ref)
 
@@ -233,10 +238,14 @@ class ModelManager:
                     else await asyncio.to_thread(self._build_role, role, ref)
                 )
             except LOAD_ERRORS as error:
+                was = status.state
                 if status.version is None:
-                    status.state = "failed"
+                    status.state = "absent" if isinstance(error, ModelAbsent) else "failed"
                 status.detail = f"{status.name}:{ref}: {error}"
-                log.error("model %s (%s:%s) refused: %s", role, status.name, ref, error)
+                if not isinstance(error, ModelAbsent):
+                    log.error("model %s (%s:%s) refused: %s", role, status.name, ref, error)
+                elif was != "absent":
+                    log.info("model %s (%s) is not in the store; running without it", role, status.name)
                 raise
             self.slots.update(slots)  # one dict update: a request sees either the old or the new slots
             first = next(iter(slots.values()))
@@ -260,6 +269,8 @@ class ModelManager:
     def _build_role(self, role: Role, ref: str) -> dict[str, ModelSlot]:
         started = time.perf_counter()
         name = self.status[role].name
+        if role in OPTIONAL_ROLES and name not in self.store.names():
+            raise ModelAbsent(f"the store {self.store.uri} has no {name}")
         folder, manifest = self.store.fetch(name, ref)
         slots = {}
         for plan in (p for p in self.plans if p.role == role):

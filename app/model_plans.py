@@ -1,7 +1,7 @@
 """Which predictors the service builds from each role's artifact, on which backend.
 
 Imports stay lazy: torch is heavy, and a service whose models all run on ONNX Runtime or OpenVINO
-(``DEEPCANVAS_{DETECTOR,CLASSIFIER,STYLE}_BACKEND=onnx|openvino``) must start without torch installed.
+(``DEEPCANVAS_{DETECTOR,CLASSIFIER,STYLE,EMBEDDER}_BACKEND=onnx|openvino``) must start without torch installed.
 A missing backend package becomes an ``ArtifactError``, so the role reports it as failed.
 """
 
@@ -66,6 +66,16 @@ def build_onnx_style(folder: Path, manifest: Manifest, device: str, runtime: Run
     return style.from_artifact(folder, manifest, device, runtime)
 
 
+def build_embedder(folder: Path, manifest: Manifest, device: str) -> Any:
+    embedder = _predictor_class("models.identity.predictor", "FaceEmbedder")
+    return embedder.from_artifact(folder, manifest, _device(device))
+
+
+def build_onnx_embedder(folder: Path, manifest: Manifest, device: str, runtime: Runtime | None = None) -> Any:
+    embedder = _predictor_class("models.identity.onnx_predictor", "OnnxFaceEmbedder")
+    return embedder.from_artifact(folder, manifest, device, runtime)
+
+
 def build_gallery(folder: Path, manifest: Manifest, device: str) -> Any:
     from models.style.gallery import StyleGallery
 
@@ -87,12 +97,13 @@ def default_plans(settings: Settings | None = None) -> list[SlotPlan]:
     gradients, so it exists only on the torch style backend: with ``style_backend=onnx`` or ``openvino`` there is no
     ``nst`` slot and ``services.stylize`` answers method=nst with a 422.
     """
-    backend: dict[str, Backend] = {"detector": "torch", "classifier": "torch", "style": "torch"}
+    backend: dict[str, Backend] = {"detector": "torch", "classifier": "torch", "style": "torch", "embedder": "torch"}
     if settings is not None:
         backend = {
             "detector": settings.detector_backend,
             "classifier": settings.classifier_backend,
             "style": settings.style_backend,
+            "embedder": settings.embedder_backend,
         }
     plans = [
         SlotPlan("detector", "detector", _builder(backend["detector"], build_detector, build_onnx_detector, settings)),
@@ -105,4 +116,5 @@ def default_plans(settings: Settings | None = None) -> list[SlotPlan]:
     ]
     if backend["style"] == "torch":
         plans.append(SlotPlan("nst", "style", build_nst))
-    return [*plans, SlotPlan("gallery", "gallery", build_gallery)]
+    embedder = _builder(backend["embedder"], build_embedder, build_onnx_embedder, settings)
+    return [*plans, SlotPlan("gallery", "gallery", build_gallery), SlotPlan("embedder", "embedder", embedder)]

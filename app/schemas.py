@@ -18,6 +18,11 @@ from deepcanvas.schemas import (
     ErrorResponse,
     FaceResult,
     Health,
+    IdentifiedFace,
+    IdentifyResponse,
+    IdentityInfo,
+    IdentityMatch,
+    IdentityPage,
     ImageSize,
     ModelInfo,
     ModelRef,
@@ -28,6 +33,8 @@ from deepcanvas.schemas import (
     RuntimeParams,
     StyleInfo,
     StylesResponse,
+    VerifiedFace,
+    VerifyResponse,
 )
 
 __all__ = [
@@ -41,6 +48,11 @@ __all__ = [
     "ErrorResponse",
     "FaceResult",
     "Health",
+    "IdentifiedFace",
+    "IdentifyResponse",
+    "IdentityInfo",
+    "IdentityMatch",
+    "IdentityPage",
     "ImageSize",
     "ModelInfo",
     "ModelRef",
@@ -51,6 +63,8 @@ __all__ = [
     "RuntimeParams",
     "StyleInfo",
     "StylesResponse",
+    "VerifiedFace",
+    "VerifyResponse",
 ]
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -15,11 +15,14 @@ from models.onnx_backend import Engine, Precision, Runtime
 
 EMBEDDED_STORE = Path(__file__).resolve().parent.parent / "models" / "store"
 
-Role = Literal["detector", "classifier", "style", "gallery"]
+Role = Literal["detector", "classifier", "style", "gallery", "embedder"]
 # torch runs the networks from safetensors weights; onnx runs ONNX Runtime and openvino runs OpenVINO on
 # the artifact's exported .onnx files (``deepcanvas models export``): neither needs torch or ultralytics.
 Backend = Literal["torch", "onnx", "openvino"]
-ROLES: tuple[Role, ...] = ("detector", "classifier", "style", "gallery")
+ROLES: tuple[Role, ...] = ("detector", "classifier", "style", "gallery", "embedder")
+# Roles a store may lack: the service then runs without them (state "absent", readiness unaffected) and their
+# routes answer 503 saying so. The embedder is one: stores made before identity have no face-embedder.
+OPTIONAL_ROLES: frozenset[Role] = frozenset({"embedder"})
 
 
 def _check_model_ref(value: str) -> str:
@@ -55,6 +58,7 @@ class Settings(BaseSettings):
     classifier: ModelRef = "face-gender:stable"
     style: ModelRef = "adain:stable"
     gallery: ModelRef = "style-gallery:stable"
+    embedder: ModelRef = "face-embedder:stable"
 
     device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N")
     torch_threads: int = Field(0, ge=0, le=256, description="Intra-op threads; 0 keeps torch's default")
@@ -66,6 +70,9 @@ class Settings(BaseSettings):
     )
     style_backend: Backend = Field(
         "torch", description="Runs AdaIN: torch, or onnx / openvino (need encoder.onnx, decoder.onnx; no method=nst)"
+    )
+    embedder_backend: Backend = Field(
+        "torch", description="Runs the face embedder: torch, or onnx / openvino (need its exported .onnx)"
     )
     onnx_threads: int = Field(
         0, ge=0, le=256, description="Intra-op threads per ONNX Runtime or OpenVINO model; 0 keeps the engine's"
@@ -91,6 +98,15 @@ class Settings(BaseSettings):
     params_poll_s: float = Field(10.0, gt=0, le=3600, description="How often replicas re-read the store's documents")
     grace_period_s: float = Field(20.0, ge=0, le=600, description="SIGTERM: time in-flight requests get to finish")
 
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of the identity database (postgresql+psycopg://user:pass@host/db); "
+        "unset: a SQLite file identities.sqlite3 in cache_dir",
+    )
+    identity_poll_s: float = Field(
+        5.0, gt=0, le=3600, description="How often each replica reads new and deleted enrolments from the database"
+    )
+
     emf_enabled: bool = Field(False, description="Write CloudWatch Embedded Metric Format lines to stdout")
     emf_namespace: str = Field("DeepCanvas", min_length=1, max_length=255)
     service_name: str = Field("deepcanvas", min_length=1, max_length=64)
@@ -103,6 +119,21 @@ class Settings(BaseSettings):
     def _check_store(cls, value: str) -> str:
         if not (value.startswith("file://") or value.startswith("s3://")):
             raise ValueError("store must be a file:// or s3:// URI")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                backend = make_url(value.get_secret_value()).get_backend_name()
+            except ArgumentError as error:
+                raise ValueError(f"database_url is not a SQLAlchemy URL: {error}") from None
+            if backend not in ("sqlite", "postgresql"):
+                raise ValueError(f"database_url: {backend} is not supported; use sqlite or postgresql(+psycopg)")
         return value
 
     @field_validator("device")
@@ -122,13 +153,20 @@ class Settings(BaseSettings):
     @property
     def uses_torch(self) -> bool:
         """Whether any model runs on torch (else the service never imports it)."""
-        return "torch" in (self.detector_backend, self.classifier_backend, self.style_backend)
+        return "torch" in (self.detector_backend, self.classifier_backend, self.style_backend, self.embedder_backend)
 
     def runtime(self, backend: Backend) -> Runtime:
         """How an ONNX backend runs its networks: engine, threads, precision."""
         assert backend != "torch", "the torch backend has no ONNX runtime"
         engine: Engine = "openvino" if backend == "openvino" else "onnxruntime"
         return Runtime(engine, self.onnx_threads, self.openvino_precision)
+
+    @property
+    def identity_database_url(self) -> str:
+        """The identity database's SQLAlchemy URL (with its password: never log it)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.cache_dir / 'identities.sqlite3'}"
 
     @cached_property
     def model_refs(self) -> dict[Role, tuple[str, str]]:

@@ -28,6 +28,9 @@ class Detection(BaseModel):
     box: Box = Field(description="[x1, y1, x2, y2] in the original image's pixels", examples=[[10, 20, 90, 120]])
     score: float = Field(ge=0, le=1, examples=[0.91])
     label: str = Field(examples=["face"])
+    landmarks: list[tuple[float, float]] | None = Field(
+        None, description="With landmarks=true: the embedder's 5 points (x, y), dlib's order; absent otherwise"
+    )
 
 
 class DetectResponse(BaseModel):
@@ -93,7 +96,9 @@ class ModelsResponse(BaseModel):
 class RoleState(BaseModel):
     name: str
     ref: str = Field(description="The configured version or alias")
-    state: Literal["loading", "ready", "failed"]
+    state: Literal["loading", "ready", "failed", "absent"] = Field(
+        description="absent: an optional model (the face embedder) that the store does not have"
+    )
     version: str | None = None
     detail: str | None = None
 
@@ -170,3 +175,60 @@ class ActivateResponse(BaseModel):
     role: str
     version: str
     previous: str | None
+
+
+IDENTITY_NAME_MAX = 100
+
+
+class IdentityInfo(BaseModel):
+    id: str = Field(description="The identity's id", examples=["3f2a9c0d6b1e4f7a8c5d2e1f0a9b8c7d"])
+    name: str = Field(examples=["Ada Lovelace"])
+    faces: int = Field(description="Enrolled faces that /identify compares (made by the serving embedder)")
+    stale_faces: int = Field(
+        0,
+        description="Faces made by another embedder version: kept, never compared; enrol new photos to use them",
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class IdentityPage(BaseModel):
+    identities: list[IdentityInfo]
+    total: int = Field(description="Enrolled identities in all")
+    limit: int
+    offset: int
+
+
+class IdentityMatch(BaseModel):
+    id: str
+    name: str
+    similarity: float = Field(description="Cosine similarity of the descriptors, in [-1, 1]", examples=[0.93])
+
+
+class IdentifiedFace(BaseModel):
+    box: Box = Field(description="[x1, y1, x2, y2] in the original image's pixels")
+    identity: IdentityMatch | None = Field(description="The best match, or null when it is below the threshold")
+    candidates: list[IdentityMatch] = Field(description="The top_k identities, best first, whatever their score")
+
+
+class IdentifyResponse(BaseModel):
+    model: ModelRef = Field(description="The embedder that made the descriptors")
+    detector: ModelRef
+    threshold: float = Field(description="The similarity a match needed")
+    gallery_size: int = Field(description="Enrolled faces compared (the default threshold depends on it)")
+    faces: list[IdentifiedFace]
+
+
+class VerifiedFace(BaseModel):
+    box: Box
+    faces_found: int = Field(description="Faces the detector found in this photo")
+    largest: bool = Field(description="True when the photo had several faces and the largest was compared")
+
+
+class VerifyResponse(BaseModel):
+    same: bool = Field(description="distance <= threshold")
+    distance: float = Field(description="Euclidean distance of the L2-normalised descriptors, in [0, 2]")
+    threshold: float
+    model: ModelRef
+    a: VerifiedFace
+    b: VerifiedFace

@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from app import services
 from app.deps import ImageLimitsDep, ManagerDep, ParamsDep
+from app.identities.service import Photo, add_landmarks
 from app.schemas import ERROR_RESPONSES, DetectResponse
 from app.uploads import read_image
 
@@ -35,7 +36,7 @@ ImgszField = Annotated[
 ]
 
 
-@router.post("", response_model=DetectResponse, responses=ERROR_RESPONSES)
+@router.post("", response_model=DetectResponse, response_model_exclude_none=True, responses=ERROR_RESPONSES)
 async def detect_faces(
     manager: ManagerDep,
     params: ParamsDep,
@@ -46,8 +47,10 @@ async def detect_faces(
     max_det: MaxDetField = None,
     imgsz: ImgszField = None,
     min_size: MinSizeField = None,
+    landmarks: Annotated[bool, Form(description="Add the face embedder's 5 landmarks to every box")] = False,
 ) -> DetectResponse:
     """Detect faces: boxes in the original image's pixels, with scores and labels."""
     decoded = await read_image(image, limits, "image")
     options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size)
-    return await services.detect(manager, params, decoded, options)
+    detected = await services.detect(manager, params, decoded, options)
+    return await add_landmarks(manager, Photo("image", decoded), detected) if landmarks else detected

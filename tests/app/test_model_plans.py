@@ -13,8 +13,10 @@ from app.main import create_app
 from app.model_plans import (
     build_classifier,
     build_detector,
+    build_embedder,
     build_nst,
     build_onnx_detector,
+    build_onnx_embedder,
     build_onnx_style,
     build_style,
     default_plans,
@@ -31,7 +33,7 @@ def builders(settings: Settings | None) -> dict[str, object]:
 
 def test_plans_default_to_torch_with_an_nst_slot() -> None:
     plans = builders(None)
-    assert list(plans) == ["detector", "classifier", "style", "nst", "gallery"]
+    assert list(plans) == ["detector", "classifier", "style", "nst", "gallery", "embedder"]
     assert (plans["detector"], plans["classifier"], plans["style"], plans["nst"]) == (
         build_detector,
         build_classifier,
@@ -43,7 +45,7 @@ def test_plans_default_to_torch_with_an_nst_slot() -> None:
 
 def test_each_role_takes_its_own_backend_and_onnx_style_has_no_nst_slot() -> None:
     plans = builders(Settings(detector_backend="onnx", style_backend="openvino", onnx_threads=2))
-    assert list(plans) == ["detector", "classifier", "style", "gallery"]
+    assert list(plans) == ["detector", "classifier", "style", "gallery", "embedder"]
     detector, style = plans["detector"], plans["style"]
     assert (
         isinstance(detector, partial)
@@ -56,6 +58,13 @@ def test_each_role_takes_its_own_backend_and_onnx_style_has_no_nst_slot() -> Non
     assert plans["classifier"] is build_classifier
 
 
+def test_the_embedder_takes_its_own_backend() -> None:
+    assert builders(None)["embedder"] is build_embedder
+    embedder = builders(Settings(embedder_backend="openvino"))["embedder"]
+    assert isinstance(embedder, partial) and embedder.func is build_onnx_embedder
+    assert embedder.keywords == {"runtime": Runtime("openvino", precision="auto")}
+
+
 def test_backends_come_from_the_environment_and_unknown_ones_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEEPCANVAS_CLASSIFIER_BACKEND", "onnx")
     settings = Settings()
@@ -66,7 +75,7 @@ def test_backends_come_from_the_environment_and_unknown_ones_are_refused(monkeyp
     )
     assert (
         settings.uses_torch
-        and not Settings(**{f"{r}_backend": "onnx" for r in ("detector", "classifier", "style")}).uses_torch
+        and not Settings(**{f"{r}_backend": "onnx" for r in ("detector", "classifier", "style", "embedder")}).uses_torch
     )  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         Settings(style_backend="tensorrt")  # type: ignore[arg-type]

@@ -1,0 +1,113 @@
+"""One replica's view of the enrolments: the database behind, an in-memory index in front, kept in sync.
+
+Writes go to the database first and then into this replica's index at once (read-your-writes); every
+``identity_poll_s`` the replica reads what others wrote and deleted since its cursor. When the database is
+away, writes and listings answer 503 (``DatabaseUnavailable``) while /identify keeps answering from the last
+index. The schema is upgraded on first contact, so a replica that starts while the database is down
+catches up once it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+import numpy as np
+from sqlalchemy import Engine
+
+from app.errors import DatabaseUnavailable
+from app.identities import repository
+from app.identities.database import database_errors, describe, migrate
+from app.identities.index import FaceIndex
+from app.identities.repository import IdentityRecord
+
+log = logging.getLogger("deepcanvas.identities")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class IdentityGallery:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.index: FaceIndex | None = None  # None until the first load from the database
+        self._cursor = 0
+        self._migrated = False
+        self._apply = asyncio.Lock()  # index swaps, in order: a poll and a local write never interleave
+
+    async def ensure_schema(self) -> None:
+        """Upgrade the database to the latest schema, once per process (at start, or when it is back)."""
+        if not self._migrated:
+            with database_errors(self.engine):
+                await asyncio.to_thread(migrate, self.engine)
+            self._migrated = True
+            log.info("identity database %s at the latest schema", describe(self.engine))
+
+    async def _call(self, function: Callable[Concatenate[Engine, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+        await self.ensure_schema()
+        with database_errors(self.engine):
+            return await asyncio.to_thread(function, self.engine, *args, **kwargs)
+
+    def loaded_index(self) -> FaceIndex:
+        """The index to search; before the first load from the database there is none to answer with."""
+        if self.index is None:
+            raise DatabaseUnavailable("the identity index has not been loaded from the database yet; retry shortly")
+        return self.index
+
+    async def refresh(self, embedder: str) -> None:
+        """Read what changed since the cursor (everything, for a new embedder version) into the index."""
+        async with self._apply:
+            current = self.index if self.index is not None and self.index.embedder == embedder else None
+            base, cursor = (current, self._cursor) if current is not None else (FaceIndex(embedder), 0)
+            changes = await self._call(repository.changes_since, cursor, embedder)
+            self.index, self._cursor = base.with_changes(changes.faces, changes.deleted), changes.revision
+
+    async def _ensure_index(self, embedder: str) -> None:
+        if self.index is None or self.index.embedder != embedder:
+            await self.refresh(embedder)
+
+    async def enrol(self, name: str, descriptors: list[np.ndarray], embedder: str) -> IdentityRecord:
+        await self._ensure_index(embedder)
+        identity_id, faces = await self._call(repository.enrol, name, descriptors, embedder)
+        await self._add_local(faces)
+        return await self.get(identity_id, embedder)
+
+    async def add_faces(self, identity_id: str, descriptors: list[np.ndarray], embedder: str) -> IdentityRecord:
+        await self._ensure_index(embedder)
+        faces = await self._call(repository.add_faces, identity_id, descriptors, embedder)
+        await self._add_local(faces)
+        return await self.get(identity_id, embedder)
+
+    async def _add_local(self, faces: list[repository.StoredFace]) -> None:
+        async with self._apply:
+            if self.index is not None and faces:
+                self.index = self.index.with_changes(faces)
+
+    async def delete(self, identity_id: str) -> None:
+        await self._call(repository.delete, identity_id)
+        async with self._apply:
+            if self.index is not None:
+                self.index = self.index.with_changes([], [identity_id])
+
+    async def get(self, identity_id: str, embedder: str) -> IdentityRecord:
+        return await self._call(repository.get, identity_id, embedder)
+
+    async def page(self, limit: int, offset: int, embedder: str) -> tuple[list[IdentityRecord], int]:
+        return await self._call(repository.page, limit, offset, embedder)
+
+    async def keep_in_sync(self, embedder: Callable[[], str | None], interval: float) -> None:
+        """Upgrade the schema, then poll forever; an outage is logged and the last index keeps serving."""
+        while True:
+            current = embedder()
+            try:
+                await self.ensure_schema()
+                if current is not None:
+                    await self.refresh(current)
+            except DatabaseUnavailable:
+                pass  # logged by database_errors; reads keep the last index
+            # Until the first load (models still loading, database away), look again soon.
+            await asyncio.sleep(interval if self.index is not None else min(interval, 0.5))
+
+    def close(self) -> None:
+        self.engine.dispose()

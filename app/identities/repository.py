@@ -1,0 +1,170 @@
+"""Reads and writes of the identity database; plain functions over an engine, run off the event loop.
+
+Consistency across replicas rests on the revision counter (``tables``): writers are serialised by its row
+lock, so once a reader sees the counter at ``c``, every write up to ``c`` is committed and visible. A reader
+that asks for faces with ``cursor < revision <= c`` and deletions with ``revision > cursor`` misses nothing,
+even under READ COMMITTED and across separate statements.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy import delete as delete_rows
+from sqlalchemy.orm import Session
+
+from app.errors import NotFound
+from app.identities.tables import FaceRow, IdentityRow, Revision
+
+
+@dataclass(frozen=True)
+class IdentityRecord:
+    id: str
+    name: str
+    faces: int  # faces made by the serving embedder (the ones /identify compares)
+    other_faces: int  # faces made by another embedder version: kept, never compared
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredFace:
+    id: str
+    identity_id: str
+    name: str
+    descriptor: np.ndarray  # (D,) float32, L2-normalised
+
+
+@dataclass(frozen=True)
+class Changes:
+    revision: int  # the counter these changes bring a reader up to
+    faces: list[StoredFace]  # new faces of the asked embedder, of identities not deleted
+    deleted: list[str]  # identities deleted since the cursor
+
+
+def _next_revision(session: Session) -> int:
+    """Take the next revision; the row lock this takes serialises writers until commit."""
+    session.execute(update(Revision).where(Revision.id == 1).values(value=Revision.value + 1))
+    return int(session.execute(select(Revision.value).where(Revision.id == 1)).scalar_one())
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _live(session: Session, identity_id: str) -> IdentityRow:
+    row = session.get(IdentityRow, identity_id)
+    if row is None or row.deleted_at is not None:
+        raise NotFound(f"no identity {identity_id!r}")
+    return row
+
+
+def _face_rows(
+    identity_id: str, descriptors: list[np.ndarray], embedder: str, now: datetime, rev: int
+) -> list[FaceRow]:
+    return [
+        FaceRow(
+            id=_new_id(),
+            identity_id=identity_id,
+            embedder=embedder,
+            descriptor=np.asarray(d, dtype="<f4").tobytes(),
+            created_at=now,
+            revision=rev,
+        )
+        for d in descriptors
+    ]
+
+
+def _stored(rows: list[FaceRow], name: str) -> list[StoredFace]:
+    return [StoredFace(r.id, r.identity_id, name, np.frombuffer(r.descriptor, dtype="<f4")) for r in rows]
+
+
+def enrol(engine: Engine, name: str, descriptors: list[np.ndarray], embedder: str) -> tuple[str, list[StoredFace]]:
+    """A new identity with these faces; returns its id and the stored faces."""
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        rev = _next_revision(session)
+        identity = IdentityRow(id=_new_id(), name=name, created_at=now, updated_at=now, revision=rev)
+        session.add(identity)
+        session.flush()
+        faces = _face_rows(identity.id, descriptors, embedder, now, rev)
+        session.add_all(faces)
+        return identity.id, _stored(faces, name)
+
+
+def add_faces(engine: Engine, identity_id: str, descriptors: list[np.ndarray], embedder: str) -> list[StoredFace]:
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        rev = _next_revision(session)
+        identity = _live(session, identity_id)  # after the lock: a concurrent delete is either done or waits
+        identity.updated_at, identity.revision = now, rev
+        faces = _face_rows(identity_id, descriptors, embedder, now, rev)
+        session.add_all(faces)
+        return _stored(faces, identity.name)
+
+
+def delete(engine: Engine, identity_id: str) -> None:
+    """Erase the identity's faces and name; a tombstone row tells other replicas to drop it."""
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        rev = _next_revision(session)
+        identity = _live(session, identity_id)
+        session.execute(delete_rows(FaceRow).where(FaceRow.identity_id == identity_id))
+        identity.name, identity.deleted_at, identity.updated_at, identity.revision = "", now, now, rev
+
+
+def _counts(session: Session, ids: list[str], embedder: str) -> dict[tuple[str, bool], int]:
+    same = FaceRow.embedder == embedder
+    query = (
+        select(FaceRow.identity_id, same, func.count())
+        .where(FaceRow.identity_id.in_(ids))
+        .group_by(FaceRow.identity_id, same)
+    )
+    return {(identity_id, bool(is_same)): int(n) for identity_id, is_same, n in session.execute(query)}
+
+
+def _records(session: Session, rows: list[IdentityRow], embedder: str) -> list[IdentityRecord]:
+    counts = _counts(session, [r.id for r in rows], embedder) if rows else {}
+    return [
+        IdentityRecord(
+            r.id, r.name, counts.get((r.id, True), 0), counts.get((r.id, False), 0), r.created_at, r.updated_at
+        )
+        for r in rows
+    ]
+
+
+def get(engine: Engine, identity_id: str, embedder: str) -> IdentityRecord:
+    with Session(engine) as session:
+        [record] = _records(session, [_live(session, identity_id)], embedder)
+        return record
+
+
+def page(engine: Engine, limit: int, offset: int, embedder: str) -> tuple[list[IdentityRecord], int]:
+    """Live identities by creation time (then id), and how many there are in all."""
+    live = IdentityRow.deleted_at.is_(None)
+    with Session(engine) as session:
+        total = int(session.execute(select(func.count()).select_from(IdentityRow).where(live)).scalar_one())
+        query = select(IdentityRow).where(live).order_by(IdentityRow.created_at, IdentityRow.id)
+        rows = list(session.execute(query.limit(limit).offset(offset)).scalars())
+        return _records(session, rows, embedder), total
+
+
+def changes_since(engine: Engine, cursor: int, embedder: str) -> Changes:
+    """What a replica at ``cursor`` lacks: faces of ``embedder`` up to the counter, and deletions."""
+    with Session(engine) as session:
+        upto = int(session.execute(select(Revision.value).where(Revision.id == 1)).scalar_one())
+        faces = session.execute(
+            select(FaceRow.id, FaceRow.identity_id, IdentityRow.name, FaceRow.descriptor)
+            .join(IdentityRow, IdentityRow.id == FaceRow.identity_id)
+            .where(FaceRow.embedder == embedder, FaceRow.revision > cursor, FaceRow.revision <= upto)
+            .where(IdentityRow.deleted_at.is_(None))
+        )
+        stored = [StoredFace(f, i, n, np.frombuffer(d, dtype="<f4")) for f, i, n, d in faces]
+        deleted = session.execute(
+            select(IdentityRow.id).where(IdentityRow.deleted_at.is_not(None), IdentityRow.revision > cursor)
+        )
+        return Changes(upto, stored, list(deleted.scalars()))

@@ -1,0 +1,204 @@
+"""What the identity endpoints do, between the routers (HTTP) and the manager's detector and embedder.
+
+A photo becomes faces by the service's detector (``face-detector:stable``), each face a descriptor by the
+embedder role (``face-embedder:stable``); enrolments go to the gallery (database + index), queries to the
+index. Descriptors are only ever compared with descriptors of the same embedder version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from app.errors import InvalidParameter, ModelNotReady
+from app.identities.gallery import IdentityGallery
+from app.identities.repository import IdentityRecord
+from app.identities.thresholds import Thresholds, thresholds_of
+from app.manager import ModelManager, ModelSlot
+from app.runtime import RuntimeParams
+from app.schemas import (
+    DetectResponse,
+    IdentifiedFace,
+    IdentifyResponse,
+    IdentityInfo,
+    IdentityMatch,
+    IdentityPage,
+    VerifiedFace,
+    VerifyResponse,
+)
+from app.services import DetectOptions, detect, model_ref
+from deepcanvas.schemas import IDENTITY_NAME_MAX, Box
+from models.identity.types import EmbedRequest, FaceEmbedding
+
+
+@dataclass(frozen=True)
+class Photo:
+    field: str  # how the error names it: the upload's file name, or the form field
+    image: Image.Image
+
+
+def embedder_slot(manager: ModelManager) -> ModelSlot:
+    """The embedder's slot, or a 503 saying why identity is unavailable."""
+    slot = manager.slots.get("embedder")
+    if slot is None:
+        status = manager.status["embedder"]
+        why = status.detail or f"{status.name}:{status.ref} is {status.state}"
+        raise ModelNotReady(f"identity needs the face embedder, which is not loaded: {why}")
+    return slot
+
+
+def embedder_id(slot: ModelSlot) -> str:
+    """The version stamp stored with each descriptor."""
+    return f"{slot.manifest.name}/{slot.manifest.version}"
+
+
+def embedder_version(manager: ModelManager) -> str | None:
+    """The serving embedder's version stamp, or None while it is not loaded."""
+    slot = manager.slots.get("embedder")
+    return embedder_id(slot) if slot is not None else None
+
+
+def check_name(name: str) -> str:
+    cleaned = name.strip()
+    if not cleaned or len(cleaned) > IDENTITY_NAME_MAX:
+        raise InvalidParameter(f"name: must be 1 to {IDENTITY_NAME_MAX} characters (not only spaces)")
+    return cleaned
+
+
+async def _boxes(manager: ModelManager, params: RuntimeParams, photo: Photo) -> list[Box]:
+    detected = await detect(manager, params, photo.image, DetectOptions())
+    return [d.box for d in detected.detections]
+
+
+async def _embed(slot: ModelSlot, pairs: list[tuple[Photo, Box]], descriptor: bool = True) -> list[FaceEmbedding]:
+    arrays = {id(p): np.asarray(p.image) for p, _ in pairs}  # (H, W, 3) uint8 RGB, once per photo
+    requests = [EmbedRequest(image=arrays[id(p)], box=box, descriptor=descriptor) for p, box in pairs]
+    return list(await slot.predict(requests))
+
+
+async def _one_face_each(manager: ModelManager, params: RuntimeParams, photos: list[Photo]) -> list[np.ndarray]:
+    """Each photo's single face's descriptor; a photo with no face or several is a 422 naming it."""
+    slot = embedder_slot(manager)
+    pairs = []
+    for photo in photos:
+        boxes = await _boxes(manager, params, photo)
+        if len(boxes) != 1:
+            found = "no face" if not boxes else f"{len(boxes)} faces"
+            raise InvalidParameter(f"{photo.field}: {found} found; an enrolment photo needs exactly one face")
+        pairs.append((photo, boxes[0]))
+    return [_descriptor(e) for e in await _embed(slot, pairs)]
+
+
+def _descriptor(embedding: FaceEmbedding) -> np.ndarray:
+    assert embedding.descriptor is not None, "the embedder returned no descriptor although one was asked"
+    return embedding.descriptor
+
+
+def identity_info(record: IdentityRecord) -> IdentityInfo:
+    return IdentityInfo(
+        id=record.id,
+        name=record.name,
+        faces=record.faces,
+        stale_faces=record.other_faces,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+async def enrol(
+    manager: ModelManager, gallery: IdentityGallery, params: RuntimeParams, name: str, photos: list[Photo]
+) -> IdentityInfo:
+    name = check_name(name)
+    descriptors = await _one_face_each(manager, params, photos)
+    return identity_info(await gallery.enrol(name, descriptors, embedder_id(embedder_slot(manager))))
+
+
+async def add_faces(
+    manager: ModelManager, gallery: IdentityGallery, params: RuntimeParams, identity_id: str, photos: list[Photo]
+) -> IdentityInfo:
+    embedder = embedder_id(embedder_slot(manager))
+    await gallery.get(identity_id, embedder)  # 404 before any inference for an unknown id
+    descriptors = await _one_face_each(manager, params, photos)
+    return identity_info(await gallery.add_faces(identity_id, descriptors, embedder))
+
+
+async def list_identities(manager: ModelManager, gallery: IdentityGallery, limit: int, offset: int) -> IdentityPage:
+    records, total = await gallery.page(limit, offset, embedder_id(embedder_slot(manager)))
+    return IdentityPage(identities=[identity_info(r) for r in records], total=total, limit=limit, offset=offset)
+
+
+async def get_identity(manager: ModelManager, gallery: IdentityGallery, identity_id: str) -> IdentityInfo:
+    return identity_info(await gallery.get(identity_id, embedder_id(embedder_slot(manager))))
+
+
+def thresholds(slot: ModelSlot) -> Thresholds:
+    return thresholds_of(slot.manifest)
+
+
+async def identify(
+    manager: ModelManager,
+    gallery: IdentityGallery,
+    params: RuntimeParams,
+    photo: Photo,
+    top_k: int,
+    threshold: float | None,
+) -> IdentifyResponse:
+    """Every face in the photo, matched against the enrolled faces of the serving embedder version."""
+    slot = embedder_slot(manager)
+    index = gallery.loaded_index()
+    if index.embedder != embedder_id(slot):
+        await gallery.refresh(embedder_id(slot))  # a new embedder version: never compare across versions
+        index = gallery.loaded_index()
+    detected = await detect(manager, params, photo.image, DetectOptions())
+    boxes = [d.box for d in detected.detections]
+    embeddings = await _embed(slot, [(photo, b) for b in boxes])
+    limit = threshold if threshold is not None else thresholds(slot).identify_similarity(index.size)
+    queries = np.stack([_descriptor(e) for e in embeddings]) if embeddings else np.zeros((0, index.dim), np.float32)
+    faces = []
+    for box, matches in zip(boxes, index.search(queries, top_k), strict=True):
+        candidates = [IdentityMatch(id=m.identity_id, name=m.name, similarity=m.similarity) for m in matches]
+        best = candidates[0] if candidates and candidates[0].similarity >= limit else None
+        faces.append(IdentifiedFace(box=box, identity=best, candidates=candidates))
+    return IdentifyResponse(
+        model=model_ref(slot), detector=detected.model, threshold=limit, gallery_size=index.size, faces=faces
+    )
+
+
+def _area(box: Box) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+async def _largest_face(manager: ModelManager, params: RuntimeParams, photo: Photo) -> tuple[Box, VerifiedFace]:
+    boxes = await _boxes(manager, params, photo)
+    if not boxes:
+        raise InvalidParameter(f"{photo.field}: no face found")
+    box = max(boxes, key=_area)
+    return box, VerifiedFace(box=box, faces_found=len(boxes), largest=len(boxes) > 1)
+
+
+async def verify(
+    manager: ModelManager, params: RuntimeParams, photo_a: Photo, photo_b: Photo, threshold: float | None
+) -> VerifyResponse:
+    """Whether two photos show the same person: one face each, or each photo's largest face (flagged)."""
+    slot = embedder_slot(manager)
+    box_a, face_a = await _largest_face(manager, params, photo_a)
+    box_b, face_b = await _largest_face(manager, params, photo_b)
+    a, b = await _embed(slot, [(photo_a, box_a), (photo_b, box_b)])
+    distance = float(np.linalg.norm(_descriptor(a) - _descriptor(b)))
+    limit = threshold if threshold is not None else thresholds(slot).verify_distance
+    return VerifyResponse(
+        same=distance <= limit, distance=distance, threshold=limit, model=model_ref(slot), a=face_a, b=face_b
+    )
+
+
+async def add_landmarks(manager: ModelManager, photo: Photo, detected: DetectResponse) -> DetectResponse:
+    """``detected`` with the embedder's 5 landmarks on every box."""
+    slot = embedder_slot(manager)
+    embeddings = await _embed(slot, [(photo, d.box) for d in detected.detections], descriptor=False)
+    detections = [
+        d.model_copy(update={"landmarks": [(float(x), float(y)) for x, y in e.landmarks]})
+        for d, e in zip(detected.detections, embeddings, strict=True)
+    ]
+    return detected.model_copy(update={"detections": detections})

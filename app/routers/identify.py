@@ -1,0 +1,51 @@
+"""POST /identify (who is in this photo?) and POST /verify (do two photos show the same person?)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form
+
+from app.deps import GalleryDep, ImageLimitsDep, ManagerDep, ParamsDep
+from app.identities import service
+from app.identities.service import Photo
+from app.routers.detect import ImageField
+from app.schemas import ERROR_RESPONSES, IdentifyResponse, VerifyResponse
+from app.uploads import read_image
+
+router = APIRouter(tags=["identify"])
+
+
+@router.post("/identify", response_model=IdentifyResponse, responses=ERROR_RESPONSES)
+async def identify(
+    manager: ManagerDep,
+    gallery: GalleryDep,
+    params: ParamsDep,
+    limits: ImageLimitsDep,
+    image: ImageField,
+    top_k: Annotated[int, Form(ge=1, le=100, description="Candidates per face, best first")] = 5,
+    threshold: Annotated[
+        float | None,
+        Form(ge=-1, le=1, description="Similarity a match needs; default: calibrated for the gallery's size"),
+    ] = None,
+) -> IdentifyResponse:
+    """Every face in the photo with its enrolled identity (null when none is similar enough) and candidates."""
+    photo = Photo("image", await read_image(image, limits, "image"))
+    return await service.identify(manager, gallery, params, photo, top_k, threshold)
+
+
+@router.post("/verify", response_model=VerifyResponse, responses=ERROR_RESPONSES)
+async def verify(
+    manager: ManagerDep,
+    params: ParamsDep,
+    limits: ImageLimitsDep,
+    image_a: ImageField,
+    image_b: ImageField,
+    threshold: Annotated[
+        float | None, Form(ge=0, le=2, description="Largest distance still 'same'; default: the calibrated one")
+    ] = None,
+) -> VerifyResponse:
+    """Whether two photos show the same person (each photo's largest face, flagged when it had several)."""
+    photo_a = Photo("image_a", await read_image(image_a, limits, "image_a"))
+    photo_b = Photo("image_b", await read_image(image_b, limits, "image_b"))
+    return await service.verify(manager, params, photo_a, photo_b, threshold)

@@ -1,0 +1,98 @@
+"""The enrolment gallery: /identities (admin token). Names and descriptors of people are personal data, so
+listing them needs the token too; /identify and /verify (``app.routers.identify``) do not."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+
+from app.deps import GalleryDep, ImageLimitsDep, ManagerDep, ParamsDep
+from app.errors import InvalidParameter
+from app.identities import service
+from app.identities.service import Photo
+from app.imaging import ImageLimits
+from app.routers.admin import AdminDep
+from app.schemas import ERROR_RESPONSES, ErrorResponse, IdentityInfo, IdentityPage
+from app.uploads import read_image
+from deepcanvas.schemas import IDENTITY_NAME_MAX
+
+router = APIRouter(prefix="/identities", tags=["identities"])
+
+MAX_PHOTOS = 20
+IdentityId = Annotated[str, Path(min_length=1, max_length=64, description="The id POST /identities returned")]
+Photos = Annotated[
+    list[UploadFile], File(description=f"1 to {MAX_PHOTOS} photos of the person, exactly one face in each")
+]
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    401: {"model": ErrorResponse, "description": "Missing admin token (403: a wrong one)"},
+    404: {"model": ErrorResponse, "description": "No such identity"},
+}
+
+
+async def read_photos(uploads: list[UploadFile], limits: ImageLimits) -> list[Photo]:
+    if not 1 <= len(uploads) <= MAX_PHOTOS:
+        raise InvalidParameter(f"image: send 1 to {MAX_PHOTOS} photos, not {len(uploads)}")
+    photos = []
+    for i, upload in enumerate(uploads):
+        field = f"image {upload.filename!r}" if upload.filename else f"image #{i + 1}"
+        photos.append(Photo(field, await read_image(upload, limits, field)))
+    return photos
+
+
+@router.post("", status_code=201, response_model=IdentityInfo, responses=RESPONSES)
+async def enrol(
+    who: AdminDep,
+    manager: ManagerDep,
+    gallery: GalleryDep,
+    params: ParamsDep,
+    limits: ImageLimitsDep,
+    name: Annotated[str, Form(max_length=IDENTITY_NAME_MAX, examples=["Ada Lovelace"])],
+    image: Photos,
+) -> IdentityInfo:
+    """Enrol a person: a name and photos with exactly one face each (only descriptors are stored)."""
+    photos = await read_photos(image, limits)
+    return await service.enrol(manager, gallery, params, name, photos)
+
+
+@router.post("/{identity_id}/faces", response_model=IdentityInfo, responses=RESPONSES)
+async def add_faces(
+    who: AdminDep,
+    manager: ManagerDep,
+    gallery: GalleryDep,
+    params: ParamsDep,
+    limits: ImageLimitsDep,
+    identity_id: IdentityId,
+    image: Photos,
+) -> IdentityInfo:
+    """Add photos of an enrolled person."""
+    photos = await read_photos(image, limits)
+    return await service.add_faces(manager, gallery, params, identity_id, photos)
+
+
+@router.get("", response_model=IdentityPage, responses=RESPONSES)
+async def list_identities(
+    who: AdminDep,
+    manager: ManagerDep,
+    gallery: GalleryDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Identities per page")] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Identities to skip")] = 0,
+) -> IdentityPage:
+    """Enrolled identities, oldest first, a page at a time."""
+    return await service.list_identities(manager, gallery, limit, offset)
+
+
+@router.get("/{identity_id}", response_model=IdentityInfo, responses=RESPONSES)
+async def get_identity(
+    who: AdminDep, manager: ManagerDep, gallery: GalleryDep, identity_id: IdentityId
+) -> IdentityInfo:
+    """One enrolled identity."""
+    return await service.get_identity(manager, gallery, identity_id)
+
+
+@router.delete("/{identity_id}", status_code=204, response_class=Response, responses=RESPONSES)
+async def delete_identity(who: AdminDep, gallery: GalleryDep, identity_id: IdentityId) -> Response:
+    """Delete a person: name and descriptors erased; no replica matches them after its next poll."""
+    await gallery.delete(identity_id)
+    return Response(status_code=204)

@@ -1,0 +1,208 @@
+"""The identity routes in-process: real app, manager, SQLite database and index; fake detector and embedder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.identity_fakes import add_fake_embedder, identity_plans, people_photo
+
+TOKEN = "s3cret-token"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+ADA, BOB, CY, STRANGER, NOBODY = (200, 30, 30), (30, 200, 30), (30, 30, 200), (90, 90, 10), (0, 0, 0)
+
+
+def _settings(tmp_path: Path, **overrides: object) -> Settings:
+    store = tmp_path / "store"
+    if not store.exists():
+        make_fake_store(store)
+        add_fake_embedder(store)
+    return Settings(  # type: ignore[arg-type]
+        store=store.as_uri(), cache_dir=tmp_path / "cache", admin_token=TOKEN, identity_poll_s=0.2, **overrides
+    )
+
+
+def _ready(client: TestClient) -> TestClient:
+    deadline = time.monotonic() + 10
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/readyz").json()
+        time.sleep(0.02)
+    return client
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(_settings(tmp_path), identity_plans())) as client:
+        yield _ready(client)
+
+
+def photos(*people: tuple[int, int, int], name: str = "p") -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("image", (f"{name}{i}.png", people_photo(person), "image/png")) for i, person in enumerate(people)]
+
+
+def enrol(client: TestClient, name: str, *people: tuple[int, int, int]) -> dict[str, object]:
+    response = client.post("/identities", data={"name": name}, files=photos(*people), headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def identify(client: TestClient, *people: tuple[int, int, int], **data: str) -> list[dict[str, object]]:
+    files = {"image": ("q.png", people_photo(*people), "image/png")}
+    response = client.post("/identify", files=files, data=data)
+    assert response.status_code == 200, response.text
+    return list(response.json()["faces"])
+
+
+def test_an_enrolled_person_is_named_and_a_stranger_is_not(client: TestClient) -> None:
+    ada = enrol(client, "Ada Lovelace", ADA, ADA)
+    assert (ada["name"], ada["faces"]) == ("Ada Lovelace", 2)
+    enrol(client, "Bob", BOB)
+    faces = identify(client, ADA, NOBODY, STRANGER)
+    assert [f["box"] for f in faces] == [[8, 8, 56, 56], [136, 8, 184, 56]]
+    assert faces[0]["identity"] == {"id": ada["id"], "name": "Ada Lovelace", "similarity": pytest.approx(1.0)}
+    assert faces[1]["identity"] is None
+    assert [c["name"] for c in faces[0]["candidates"]] == ["Ada Lovelace", "Bob"]  # type: ignore[union-attr]
+
+
+def test_identify_uses_the_calibrated_threshold_for_the_gallery_size_unless_asked(client: TestClient) -> None:
+    enrol(client, "Ada", ADA)
+    response = client.post("/identify", files={"image": ("q.png", people_photo(BOB))}).json()
+    assert (response["threshold"], response["gallery_size"]) == (0.80, 1)
+    assert identify(client, BOB, threshold="-1")[0]["identity"]["name"] == "Ada"  # type: ignore[index]
+    assert len(identify(client, ADA, top_k="1")[0]["candidates"]) == 1  # type: ignore[arg-type]
+    for bad in ({"threshold": "1.5"}, {"top_k": "0"}):
+        answer = client.post("/identify", files={"image": ("q.png", people_photo(ADA))}, data=bad)
+        assert answer.status_code == 422 and next(iter(bad)) in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(("people", "found"), [((NOBODY,), "no face"), (((ADA), (BOB)), "2 faces")])
+def test_enrolment_refuses_a_photo_without_exactly_one_face_and_names_it(
+    client: TestClient, people: tuple[tuple[int, int, int], ...], found: str
+) -> None:
+    files = [*photos(ADA), ("image", ("group.png", people_photo(*people), "image/png"))]
+    response = client.post("/identities", data={"name": "Ada"}, files=files, headers=ADMIN)
+    assert response.status_code == 422
+    assert "'group.png'" in response.json()["detail"] and found in response.json()["detail"]
+    assert client.get("/identities", headers=ADMIN).json()["total"] == 0
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101])
+def test_enrolment_refuses_an_empty_or_too_long_name(client: TestClient, name: str) -> None:
+    response = client.post("/identities", data={"name": name}, files=photos(ADA), headers=ADMIN)
+    assert response.status_code == 422 and "name" in response.json()["detail"]
+
+
+def test_identity_routes_need_the_admin_token(client: TestClient) -> None:
+    assert client.post("/identities", data={"name": "Ada"}, files=photos(ADA)).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.get("/identities", headers=wrong).status_code == 403
+    assert client.delete("/identities/abc", headers=wrong).status_code == 403
+    assert "Bearer" in client.get("/identities").json()["detail"]
+
+
+def test_listing_pages_through_identities_oldest_first(client: TestClient) -> None:
+    ids = [enrol(client, name, colour)["id"] for name, colour in (("A", ADA), ("B", BOB), ("C", CY))]
+    first = client.get("/identities", params={"limit": 2}, headers=ADMIN).json()
+    second = client.get("/identities", params={"limit": 2, "offset": 2}, headers=ADMIN).json()
+    assert [i["id"] for i in first["identities"] + second["identities"]] == ids
+    assert (first["total"], first["limit"], second["offset"]) == (3, 2, 2)
+    for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}, {"limit": "many"}):
+        response = client.get("/identities", params=bad, headers=ADMIN)
+        assert response.status_code == 422 and next(iter(bad)) in response.json()["detail"]
+
+
+def test_faces_added_to_an_identity_are_counted_and_matched(client: TestClient) -> None:
+    ada = enrol(client, "Ada", ADA)
+    response = client.post(f"/identities/{ada['id']}/faces", files=photos(CY), headers=ADMIN)
+    assert response.status_code == 200 and response.json()["faces"] == 2
+    assert identify(client, CY)[0]["identity"]["id"] == ada["id"]  # type: ignore[index]
+    assert client.get(f"/identities/{ada['id']}", headers=ADMIN).json()["faces"] == 2
+
+
+def test_a_deleted_identity_is_gone_and_never_matched_again(client: TestClient) -> None:
+    ada = enrol(client, "Ada", ADA)
+    assert client.delete(f"/identities/{ada['id']}", headers=ADMIN).status_code == 204
+    assert identify(client, ADA)[0] == {"box": [8, 8, 56, 56], "identity": None, "candidates": []}
+    time.sleep(0.5)  # a few polls of the database later, still gone
+    assert identify(client, ADA)[0]["candidates"] == []
+    assert client.get(f"/identities/{ada['id']}", headers=ADMIN).status_code == 404
+    assert client.delete(f"/identities/{ada['id']}", headers=ADMIN).status_code == 404
+    assert client.post(f"/identities/{ada['id']}/faces", files=photos(ADA), headers=ADMIN).status_code == 404
+
+
+def test_unknown_ids_are_404_with_a_detail(client: TestClient) -> None:
+    response = client.get("/identities/0123456789abcdef", headers=ADMIN)
+    assert response.status_code == 404 and "0123456789abcdef" in response.json()["detail"]
+
+
+def test_verify_compares_the_largest_faces_and_says_when_it_chose(client: TestClient) -> None:
+    def verify(a: bytes, b: bytes) -> dict[str, object]:
+        files = {"image_a": ("a.png", a), "image_b": ("b.png", b)}
+        response = client.post("/verify", files=files)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    same = verify(people_photo(ADA), people_photo(ADA))
+    assert (same["same"], same["distance"], same["threshold"]) == (True, pytest.approx(0.0, abs=1e-6), 0.55)
+    assert same["a"] == {"box": [8, 8, 56, 56], "faces_found": 1, "largest": False}
+    other = verify(people_photo(ADA), people_photo(BOB, CY))
+    assert other["same"] is False and other["distance"] > 1  # type: ignore[operator]
+    assert other["b"]["faces_found"] == 2 and other["b"]["largest"] is True  # type: ignore[index]
+    empty = client.post(
+        "/verify", files={"image_a": ("a.png", people_photo(ADA)), "image_b": ("b.png", people_photo(NOBODY))}
+    )
+    assert empty.status_code == 422 and "image_b: no face" in empty.json()["detail"]
+
+
+def test_detect_adds_five_landmarks_per_face_only_when_asked(client: TestClient) -> None:
+    files = {"image": ("p.png", people_photo(ADA, BOB))}
+    plain = client.post("/detect", files=files).json()["detections"]
+    marked = client.post("/detect", files=files, data={"landmarks": "true"}).json()["detections"]
+    assert "landmarks" not in plain[0]
+    assert [len(d["landmarks"]) for d in marked] == [5, 5]
+    assert marked[1]["landmarks"][2] == [96.0, 32.0]  # the fake's centre point of the second face
+
+
+def test_without_an_embedder_in_the_store_the_service_is_ready_and_identity_says_why(tmp_path: Path) -> None:
+    store = make_fake_store(tmp_path / "store")
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", admin_token=TOKEN)  # type: ignore[arg-type]
+    with TestClient(create_app(settings, fake_plans())) as client:
+        ready = _ready(client).get("/readyz").json()
+        assert ready["models"]["embedder"]["state"] == "absent"
+        response = client.post("/identify", files={"image": ("q.png", people_photo(ADA))})
+        assert response.status_code == 503 and "face embedder" in response.json()["detail"]
+        assert "face-embedder" in response.json()["detail"] and response.headers["retry-after"]
+        assert client.get("/identities", headers=ADMIN).status_code == 503
+
+
+def test_descriptors_of_another_embedder_version_are_never_compared(client: TestClient, tmp_path: Path) -> None:
+    ada = enrol(client, "Ada", ADA)
+    add_fake_embedder(tmp_path / "store", "v2", alias=None)
+    response = client.post("/admin/models/face-embedder/activate", json={"version": "v2"}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    assert identify(client, ADA)[0]["candidates"] == []
+    record = client.get(f"/identities/{ada['id']}", headers=ADMIN).json()
+    assert (record["faces"], record["stale_faces"]) == (0, 1)
+
+
+def test_a_database_outage_answers_503_for_writes_and_identify_keeps_serving(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    with TestClient(create_app(settings, identity_plans())) as client:
+        ada = enrol(_ready(client), "Ada", ADA)
+        database = settings.cache_dir / "identities.sqlite3"
+        client.app.state.gallery.engine.dispose()  # type: ignore[attr-defined]
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{database}{suffix}").unlink(missing_ok=True)  # the schema is gone: every query fails
+        response = client.post("/identities", data={"name": "Bob"}, files=photos(BOB), headers=ADMIN)
+        assert response.status_code == 503 and response.headers["retry-after"] == "5"
+        assert "database" in response.json()["detail"]
+        assert client.get("/identities", headers=ADMIN).status_code == 503
+        time.sleep(0.5)  # polls fail meanwhile
+        assert identify(client, ADA)[0]["identity"]["id"] == ada["id"]  # type: ignore[index]
