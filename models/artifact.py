@@ -21,7 +21,7 @@ SCHEMA_VERSION: Literal[1] = 1
 # Names, versions, aliases and file names share one safe alphabet: no slashes, no "..", no URLs.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-Task = Literal["detect", "classify", "stylize", "style-gallery"]
+Task = Literal["detect", "classify", "stylize", "style-gallery", "embed"]
 
 
 class ArtifactError(Exception):

@@ -186,3 +186,68 @@ def _layer(reader: Reader) -> DlibLayer:
 def _multipliers(reader: Reader) -> None:
     for _ in range(4):  # learning-rate and weight-decay multipliers of weights and biases
         reader.real()
+
+
+def read_shape_predictor(path: Path) -> dict[str, np.ndarray]:
+    """Parse a dlib ``shape_predictor`` file into arrays (all trees must have the same depth).
+
+    ``initial_shape`` (P, 2); per cascade c and tree t: ``split_idx`` (C, T, S, 2) feature pixel pairs,
+    ``thresholds`` (C, T, S), ``leaves`` (C, T, S + 1, P, 2) shape deltas; per cascade and feature pixel f:
+    ``anchor_idx`` (C, F) the landmark it hangs off and ``deltas`` (C, F, 2) its offset in mean-shape units.
+    """
+    reader = Reader(path.read_bytes(), path.name)
+    reader.expect(1, "shape predictor version")
+    initial = reader.matrix()
+    if initial.shape[1] != 1 or initial.size % 2:
+        raise reader.fail(f"initial shape of size {initial.shape} is not a column of (x, y) pairs")
+    points = initial.size // 2
+    splits, thresholds, leaves = [], [], []
+    for _ in range(reader.length(1000)):
+        cascade_splits, cascade_thresholds, cascade_leaves = [], [], []
+        for _ in range(reader.length(100_000)):
+            tree_splits = [(reader.integer(), reader.integer(), reader.real()) for _ in range(reader.length(1 << 16))]
+            tree_leaves = [reader.matrix() for _ in range(reader.length(1 << 17))]
+            if len(tree_leaves) != len(tree_splits) + 1 or any(leaf.size != 2 * points for leaf in tree_leaves):
+                raise reader.fail(f"a tree with {len(tree_splits)} splits and {len(tree_leaves)} leaves")
+            cascade_splits.append([(a, b) for a, b, _ in tree_splits])
+            cascade_thresholds.append([t for _, _, t in tree_splits])
+            cascade_leaves.append(np.stack(tree_leaves).reshape(-1, points, 2))
+        splits.append(cascade_splits)
+        thresholds.append(cascade_thresholds)
+        leaves.append(cascade_leaves)
+    anchors = [[reader.integer() for _ in range(reader.length())] for _ in range(reader.length(1000))]
+    deltas = [[(reader.real(), reader.real()) for _ in range(reader.length())] for _ in range(reader.length(1000))]
+    reader.done()
+    try:
+        arrays = {
+            "initial_shape": initial.reshape(points, 2),
+            "split_idx": np.array(splits, np.int32),
+            "thresholds": np.array(thresholds, np.float32),
+            "leaves": np.array(leaves, np.float32),
+            "anchor_idx": np.array(anchors, np.int32),
+            "deltas": np.array(deltas, np.float32),
+        }
+    except ValueError as error:  # ragged: trees of different depths, cascades of different sizes
+        raise DlibFormatError(f"{path.name}: the cascade is not regular ({error})") from error
+    check_shape_predictor(arrays, path.name)
+    return arrays
+
+
+def check_shape_predictor(arrays: dict[str, np.ndarray], where: str) -> None:
+    """Refuse arrays whose shapes or indices disagree (a corrupt file or artifact)."""
+    cascades, trees, nodes = arrays["thresholds"].shape
+    features = arrays["anchor_idx"].shape[1]
+    points = arrays["initial_shape"].shape[0]
+    expected = {
+        "split_idx": (cascades, trees, nodes, 2),
+        "leaves": (cascades, trees, nodes + 1, points, 2),
+        "anchor_idx": (cascades, features),
+        "deltas": (cascades, features, 2),
+    }
+    for key, shape in expected.items():
+        if arrays[key].shape != shape:
+            raise DlibFormatError(f"{where}: {key} has shape {arrays[key].shape}, expected {shape}")
+    if arrays["split_idx"].min() < 0 or arrays["split_idx"].max() >= features:
+        raise DlibFormatError(f"{where}: a split refers to a feature pixel outside 0..{features - 1}")
+    if arrays["anchor_idx"].min() < 0 or arrays["anchor_idx"].max() >= points:
+        raise DlibFormatError(f"{where}: a feature pixel hangs off a landmark outside 0..{points - 1}")

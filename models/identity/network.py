@@ -19,7 +19,7 @@ from torch import nn
 
 from models.identity.dlib_format import DlibFormatError, DlibLayer, DlibNetwork
 
-ARCHITECTURE = "dlib-resnet29-face-v1"
+from models.identity.types import ARCHITECTURE  # noqa: F401  (re-exported)
 MEAN = (122.782, 117.001, 104.298)
 INPUT_SCALE = 256.0
 CHIP_SIZE = 150
