@@ -248,6 +248,7 @@ def _register_model_commands() -> None:
     from models.classifier import face_boxes as classifier_boxes
     from models.classifier import train as classifier_train
     from models.detector import commands as detector
+    from models.identity import commands as identity
     from models.style import commands as style
 
     train_cli.command("classifier")(classifier_train.main)
@@ -263,6 +264,7 @@ def _register_model_commands() -> None:
     eval_cli.command("style")(style.evaluate)
     models_cli.command("import-adain")(style.import_adain)
     models_cli.command("import-vgg")(style.import_vgg)
+    models_cli.command("import-dlib")(identity.import_dlib)
     models_cli.command("gallery")(style.gallery)
     models_cli.command("export")(onnx_export.export_command)
 

@@ -4,7 +4,9 @@
   head (B, 4 + nc, A); B, H and W dynamic (sides multiples of the stride);
 - classifier -> ``model.onnx``: (B, 3, S, S) normalised crops -> (B, num_classes) logits; B dynamic;
 - style -> ``encoder.onnx`` (B, 3, H, W) -> relu4_1 features and ``decoder.onnx`` features -> (B, 3, H, W),
-  B, H and W dynamic (image sides multiples of 8); the AdaIN math stays outside, in numpy.
+  B, H and W dynamic (image sides multiples of 8); the AdaIN math stays outside, in numpy;
+- embed -> ``resnet.onnx``: (B, 3, 150, 150) aligned RGB chips in [0, 255] -> (B, 128) raw descriptors;
+  B dynamic; landmarks, alignment and normalisation stay outside, in numpy.
 
 The exporter is ``torch.onnx.export`` with ``dynamo=True`` (torch.export + onnxscript), weights inside the
 file. Each export is checked against the torch network on its example before the manifest lists it. The
@@ -163,7 +165,22 @@ def export_style(folder: Path, manifest: Manifest) -> tuple[list[str], dict[str,
     return [ENCODER_ONNX, DECODER_ONNX], {"input": "image (B, 3, H, W) float32 in [0, 1], H and W multiples of 8"}
 
 
-EXPORTERS: dict[str, Exporter] = {"detect": export_detector, "classify": export_classifier, "stylize": export_style}
+def export_embedder(folder: Path, manifest: Manifest) -> tuple[list[str], dict[str, Any]]:
+    from models.identity.predictor import FaceEmbedder
+    from models.identity.types import ONNX_FILE
+
+    network = FaceEmbedder.from_artifact(folder, manifest, CPU).network
+    chips = torch.rand(2, 3, 150, 150) * 255
+    export_network(network, chips, folder / ONNX_FILE, ("chips", "descriptors"), {0: batch_dim()})
+    return [ONNX_FILE], {"input": "chips (B, 3, 150, 150) float32 RGB in [0, 255]", "output": "raw descriptors"}
+
+
+EXPORTERS: dict[str, Exporter] = {
+    "detect": export_detector,
+    "classify": export_classifier,
+    "stylize": export_style,
+    "embed": export_embedder,
+}
 
 
 def export_command(

@@ -1,0 +1,79 @@
+"""Face chips: 5 landmarks -> similarity transform -> a 150 px chip, like dlib's ``get_face_chip``.
+
+dlib's ``get_face_chip_details`` fits a similarity from its 5-point template (padded by ``padding`` on
+every side) to the landmarks; ``extract_image_chip`` samples the chip bilinearly, pixels whose
+neighbourhood leaves the image black. When the face is more than twice the chip's size it first halves
+the image (dlib uses a pyramid; we use a 2x2 box filter per halving).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.identity.landmarks import similarity_matrices
+
+CHIP_SIZE = 150
+PADDING = 0.25
+# dlib's 5-point template in the unit square: outer and inner corner of the left eye (in the image),
+# of the right eye, and the base of the nose; the order of the shape predictor's points.
+TEMPLATE = np.array(
+    [
+        (0.8595674595992, 0.2134981538014),
+        (0.6460604764104, 0.2289674387677),
+        (0.1205750620789, 0.2137274526848),
+        (0.3340850613712, 0.2290642403242),
+        (0.4901123135679, 0.6277975316475),
+    ]
+)
+
+
+def chip_transform(points: np.ndarray, size: int = CHIP_SIZE, padding: float = PADDING) -> np.ndarray:
+    """The (2, 3) affine map from chip pixel (x, y, 1) to image pixel (x, y) for one face's 5 points."""
+    chip_points = (padding + TEMPLATE) / (2 * padding + 1) * size
+    matrix, translation = similarity_matrices(chip_points, np.asarray(points, np.float64))
+    # dlib keeps the fit's centre, rotation and scale but spreads the chip's `size` pixels over
+    # `size * scale - 1` image pixels (its chip rectangle), then maps corner to corner.
+    scale = float(np.hypot(*matrix[:, 0]))
+    centre = matrix @ np.array([size / 2, size / 2]) + translation
+    rotation = matrix / scale
+    step = (size * scale - 1) / (size - 1)
+    linear = rotation * step
+    offset = centre - linear @ np.array([(size - 1) / 2, (size - 1) / 2])
+    return np.concatenate([linear, offset[:, None]], 1)
+
+
+def extract_chip(image: np.ndarray, points: np.ndarray, size: int = CHIP_SIZE, padding: float = PADDING) -> np.ndarray:
+    """The aligned (size, size, 3) uint8 chip of the face whose 5 landmarks are ``points`` (x, y)."""
+    affine = chip_transform(points, size, padding)
+    image = np.asarray(image)
+    while np.hypot(*affine[:, 0]) > 2 and min(image.shape[:2]) >= 4:  # halve the image, not the chip
+        image = halve(image)
+        affine = affine / 2
+        affine[:, 2] -= 0.25  # pixel centres of the halved image sit between the original pairs
+    return bilinear(image, affine, size)
+
+
+def halve(image: np.ndarray) -> np.ndarray:
+    rows, cols = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    block = image[:rows, :cols].astype(np.float32)
+    mean = (block[0::2, 0::2] + block[1::2, 0::2] + block[0::2, 1::2] + block[1::2, 1::2]) / 4
+    return np.clip(mean + 0.5, 0, 255).astype(np.uint8)
+
+
+def bilinear(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
+    """Sample ``image`` at ``affine @ (x, y, 1)`` for every chip pixel; black where a neighbour is outside."""
+    grid = np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1).reshape(-1, 2).astype(np.float64)
+    where = grid @ affine[:, :2].T + affine[:, 2]
+    left, top = np.floor(where[:, 0]).astype(np.intp), np.floor(where[:, 1]).astype(np.intp)
+    inside = (left >= 0) & (top >= 0) & (left + 1 < image.shape[1]) & (top + 1 < image.shape[0])
+    left, top = np.clip(left, 0, image.shape[1] - 2), np.clip(top, 0, image.shape[0] - 2)
+    dx, dy = (where[:, 0] - left)[:, None], (where[:, 1] - top)[:, None]
+    pixels = image.astype(np.float32)
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, -1)
+    value = (
+        (1 - dy) * ((1 - dx) * pixels[top, left] + dx * pixels[top, left + 1])
+        + dy * ((1 - dx) * pixels[top + 1, left] + dx * pixels[top + 1, left + 1])
+    )
+    value = np.where(inside[:, None], value, 0.0)
+    return np.clip(value, 0, 255).astype(np.uint8).reshape(size, size, 3)

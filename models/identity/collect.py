@@ -1,0 +1,127 @@
+"""Run the pipeline over every LFW image once and cache what the evaluation needs under a cache folder.
+
+- ``detections.json``: our detector's boxes (x1, y1, x2, y2, score) per image (keyed by the detector's sha256);
+- ``hog.json``: dlib's HOG detector's boxes per image (the box convention dlib's shape predictor was trained
+  on; dlib is a test/measurement dependency only), for measuring the box mapping;
+- ``descriptors-<key>.npz``: per image, the face nearest the image centre: landmarks and raw descriptors of
+  its chip and of the mirrored chip (keyed by the artifact's weights and its box mapping).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from models.artifact import Manifest, load_artifact
+from models.identity.align import extract_chip
+from models.identity.lfw import image_path
+from models.identity.pipeline import FacePipeline
+
+Progress = Callable[[str], None]
+
+
+def load_rgb(root: Path, key: str) -> np.ndarray:
+    with Image.open(image_path(root, key)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _cached(path: Path, build: Callable[[], Any]) -> Any:
+    if path.is_file():
+        return json.loads(path.read_text())
+    value = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+    return value
+
+
+def detector_boxes(detector_folder: Path, root: Path, keys: list[str], cache: Path, log: Progress) -> dict[str, list]:
+    """Our detector's boxes for every image, at the artifact's default operating point."""
+    from models.detector.predictor import FaceDetector
+    from models.detector.types import DetectRequest
+
+    manifest = load_artifact(detector_folder)
+    digest = manifest.file("weights.safetensors").sha256[:12]
+
+    def build() -> dict[str, list]:
+        detector = FaceDetector.from_artifact(detector_folder, manifest, __import__("torch").device("cpu"))
+        d = manifest.defaults
+        found: dict[str, list] = {}
+        for index, key in enumerate(keys):
+            with Image.open(image_path(root, key)) as image:
+                request = DetectRequest(image.convert("RGB"), d["conf"], d["iou"], d["max_det"], manifest.input.size if manifest.input else 640, d.get("min_size", 0.0))
+                found[key] = [[*det.box, det.score] for det in detector.predict([request])[0]]
+            if index % 500 == 0:
+                log(f"detector: {index}/{len(keys)}")
+        return found
+
+    return _cached(cache / f"detections-{manifest.name}-{manifest.version}-{digest}.json", build)
+
+
+def hog_boxes(root: Path, keys: list[str], cache: Path, log: Progress) -> dict[str, list]:
+    """dlib's HOG detector's rectangles (left, top, right, bottom), upsampling once, as dlib's pipeline does."""
+
+    def build() -> dict[str, list]:
+        import dlib  # measurement only (the dev extra); never a serving dependency
+
+        detector = dlib.get_frontal_face_detector()
+        found: dict[str, list] = {}
+        for index, key in enumerate(keys):
+            found[key] = [[r.left(), r.top(), r.right(), r.bottom()] for r in detector(load_rgb(root, key), 1)]
+            if index % 500 == 0:
+                log(f"hog: {index}/{len(keys)}")
+        return found
+
+    return _cached(cache / "hog.json", build)
+
+
+def central_box(boxes: list[list[float]], shape: tuple[int, ...]) -> list[float] | None:
+    """The box whose centre is nearest the image centre (LFW centres the named person), or None."""
+    if not boxes:
+        return None
+    centre = np.array([shape[1] / 2, shape[0] / 2])
+    return min(boxes, key=lambda b: float(np.hypot(*(np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) - centre))))
+
+
+def descriptors(
+    folder: Path, manifest: Manifest, root: Path, boxes: dict[str, list], cache: Path, log: Progress
+) -> dict[str, np.ndarray]:
+    """Per image key (in ``boxes`` order): ``found`` flag, ``landmarks`` (5, 2), ``raw`` and ``mirrored`` (128,)."""
+    from models.identity.onnx_predictor import OnnxFaceEmbedder
+    from models.onnx_backend import Runtime
+
+    mapping = json.dumps(manifest.hyperparameters.get("box_mapping"), sort_keys=True)
+    weights = manifest.file("resnet.safetensors").sha256
+    key = hashlib.sha256(f"{weights}{mapping}{sorted(boxes)[:3]}{len(boxes)}".encode()).hexdigest()[:12]
+    path = cache / f"descriptors-{key}.npz"
+    if path.is_file():
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
+    embedder = OnnxFaceEmbedder.from_artifact(folder, manifest, "cpu", Runtime("onnxruntime"))
+    pipeline: FacePipeline = embedder.pipeline
+    keys = sorted(boxes)
+    found = np.zeros(len(keys), bool)
+    points = np.zeros((len(keys), 5, 2), np.float32)
+    raw = np.zeros((len(keys), 128), np.float32)
+    mirrored = np.zeros((len(keys), 128), np.float32)
+    for index, image_key in enumerate(keys):
+        image = load_rgb(root, image_key)
+        box = central_box(boxes[image_key], image.shape)
+        if box is None:
+            continue
+        found[index] = True
+        points[index] = pipeline.points(image, np.array([box[:4]]))[0]
+        chip = extract_chip(image, points[index]).transpose(2, 0, 1)[None].astype(np.float32)
+        raw[index] = embedder.forward(chip)[0]
+        mirrored[index] = embedder.forward(np.ascontiguousarray(chip[..., ::-1]))[0]
+        if index % 500 == 0:
+            log(f"descriptors: {index}/{len(keys)}")
+    result = {"keys": np.array(keys), "found": found, "landmarks": points, "raw": raw, "mirrored": mirrored}
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **result)
+    return result
