@@ -13,6 +13,8 @@ from rich.table import Table
 from app.settings import Settings
 from app.store import ArtifactStore
 from deepcanvas.cli import COMMANDS as CLIENT_COMMANDS
+from deepcanvas.identity_cli import COMMANDS as IDENTITY_COMMANDS
+from deepcanvas.identity_cli import identities_cli
 
 cli = typer.Typer(help="DeepCanvas: face detection, face classification and style transfer over HTTP.")
 models_cli = typer.Typer(help="List, publish and alias model artifacts in a store.")
@@ -24,8 +26,9 @@ cli.add_typer(train_cli, name="train")
 cli.add_typer(eval_cli, name="eval")
 cli.add_typer(data_cli, name="data")
 console = Console()
-for _name, _command in CLIENT_COMMANDS.items():  # detect, classify, stylize, styles: the client, no torch
+for _name, _command in (CLIENT_COMMANDS | IDENTITY_COMMANDS).items():  # the client's commands: no torch
     cli.command(_name)(_command)
+cli.add_typer(identities_cli, name="identities")
 
 StoreOption = Annotated[
     str | None, typer.Option("--store", help="Store URI (file:///path or s3://bucket/prefix); default: settings")
@@ -269,7 +272,7 @@ def _register_model_commands() -> None:
     models_cli.command("export")(onnx_export.export_command)
 
 
-LIGHT_COMMANDS = ("serve", "bench", *CLIENT_COMMANDS)
+LIGHT_COMMANDS = ("serve", "bench", "identities", *CLIENT_COMMANDS, *IDENTITY_COMMANDS)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Generic, Literal, TypeAlias, TypeVar
+from urllib.parse import quote
 
 import httpx
 from PIL import Image
@@ -18,11 +19,15 @@ from deepcanvas.schemas import (
     ClassifyResponse,
     DetectResponse,
     Health,
+    IdentifyResponse,
+    IdentityInfo,
+    IdentityPage,
     ModelRef,
     ModelsResponse,
     ParamsDocument,
     Readiness,
     StylesResponse,
+    VerifyResponse,
 )
 
 ImageInput: TypeAlias = str | os.PathLike[str] | bytes | IO[bytes] | Image.Image
@@ -93,8 +98,9 @@ def detect(
     max_det: int | None,
     imgsz: int | None,
     min_size: float | None = None,
+    landmarks: bool = False,
 ) -> Call[DetectResponse]:
-    form = _form(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size)
+    form = _form(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size, landmarks=landmarks or None)
     return Call("POST", "/detect", _model(DetectResponse), files=[("image", image_file(image))], data=form)
 
 
@@ -178,3 +184,45 @@ def activate(admin: dict[str, str], name: str, version: str) -> Call[ActivateRes
 
 def rollback(admin: dict[str, str], name: str) -> Call[ActivateResponse]:
     return Call("POST", f"/admin/models/{name}/rollback", _model(ActivateResponse), repeatable=False, headers=admin)
+
+
+def _photos(images: ImageInput | Sequence[ImageInput]) -> list[tuple[str, FileField]]:
+    many = images if isinstance(images, list | tuple) else [images]
+    return [("image", image_file(image, f"image{i}")) for i, image in enumerate(many)]
+
+
+def enrol(admin: dict[str, str], name: str, images: ImageInput | Sequence[ImageInput]) -> Call[IdentityInfo]:
+    """Not repeatable: a second send would enrol the person twice."""
+    files, form = _photos(images), {"name": name}
+    ok = frozenset({201})
+    return Call("POST", "/identities", _model(IdentityInfo), False, files, form, headers=admin, ok_statuses=ok)
+
+
+def add_faces(admin: dict[str, str], identity_id: str, images: ImageInput | Sequence[ImageInput]) -> Call[IdentityInfo]:
+    path = f"/identities/{quote(identity_id, safe='')}/faces"
+    return Call("POST", path, _model(IdentityInfo), repeatable=False, files=_photos(images), headers=admin)
+
+
+def identities(admin: dict[str, str], limit: int, offset: int) -> Call[IdentityPage]:
+    form = {"limit": limit, "offset": offset}
+    return Call("GET", f"/identities?{httpx.QueryParams(form)}", _model(IdentityPage), headers=admin)
+
+
+def identity(admin: dict[str, str], identity_id: str) -> Call[IdentityInfo]:
+    return Call("GET", f"/identities/{quote(identity_id, safe='')}", _model(IdentityInfo), headers=admin)
+
+
+def delete_identity(admin: dict[str, str], identity_id: str) -> Call[None]:
+    """Repeatable: deleting twice leaves the same state (the second answers 404)."""
+    path = f"/identities/{quote(identity_id, safe='')}"
+    return Call("DELETE", path, lambda _: None, headers=admin, ok_statuses=frozenset({204}))
+
+
+def identify(image: ImageInput, top_k: int | None, threshold: float | None) -> Call[IdentifyResponse]:
+    form = _form(top_k=top_k, threshold=threshold)
+    return Call("POST", "/identify", _model(IdentifyResponse), files=[("image", image_file(image))], data=form)
+
+
+def verify(image_a: ImageInput, image_b: ImageInput, threshold: float | None) -> Call[VerifyResponse]:
+    files = [("image_a", image_file(image_a, "image_a")), ("image_b", image_file(image_b, "image_b"))]
+    return Call("POST", "/verify", _model(VerifyResponse), files=files, data=_form(threshold=threshold))

@@ -37,16 +37,16 @@ ConfOption = Annotated[float | None, typer.Option(min=0, max=1, help="Minimum sc
 
 
 @contextmanager
-def _client(url: str, timeout: float, retries: int) -> Iterator[Client]:
+def _client(url: str, timeout: float, retries: int, admin_token: str | None = None) -> Iterator[Client]:
     """A client whose errors end the command with the service's explanation and exit status 1."""
     try:
-        with Client(url, timeout=timeout, retries=retries) as client:
+        with Client(url, timeout=timeout, retries=retries, admin_token=admin_token) as client:
             yield client
     except APIError as error:
         retry = f" (retry after {error.retry_after:g} s)" if error.retry_after is not None else ""
         Console(stderr=True).print(f"[red]error {error.status}[/red]: {error.detail}{retry}", highlight=False)
         raise typer.Exit(1) from error
-    except ClientError as error:
+    except (ClientError, ValueError) as error:  # ValueError: an admin call without a token
         Console(stderr=True).print(f"[red]error[/red]: {error}", highlight=False)
         raise typer.Exit(1) from error
 

@@ -20,6 +20,7 @@ import httpx
 from deepcanvas import calls
 from deepcanvas.calls import Call, ImageInput, Stylized
 from deepcanvas.errors import ServiceUnreachable, error_from_response
+from deepcanvas.identity_client import AsyncIdentityMethods, IdentityMethods
 from deepcanvas.retry import RetryPolicy, parse_retry_after
 from deepcanvas.schemas import (
     ActivateResponse,
@@ -77,7 +78,7 @@ class _Base:
         return wait
 
 
-class Client(_Base):
+class Client(_Base, IdentityMethods):
     """A blocking client; thread-safe, keeps connections alive. Use as a context manager or call ``close()``."""
 
     def __init__(
@@ -125,9 +126,12 @@ class Client(_Base):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_size: float | None = None,
+        landmarks: bool = False,
     ) -> DetectResponse:
-        """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels."""
-        return self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size))
+        """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels.
+
+        ``landmarks=True`` adds the face embedder's 5 points to each box."""
+        return self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size, landmarks))
 
     def classify(
         self,
@@ -201,7 +205,7 @@ class Client(_Base):
         return self.send(calls.rollback(self._admin(), name))
 
 
-class AsyncClient(_Base):
+class AsyncClient(_Base, AsyncIdentityMethods):
     """The same calls for asyncio code; ``async with AsyncClient(...) as dc: await dc.detect(...)``."""
 
     def __init__(
@@ -249,9 +253,12 @@ class AsyncClient(_Base):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_size: float | None = None,
+        landmarks: bool = False,
     ) -> DetectResponse:
-        """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels."""
-        return await self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size))
+        """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels.
+
+        ``landmarks=True`` adds the face embedder's 5 points to each box."""
+        return await self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size, landmarks))
 
     async def classify(
         self,

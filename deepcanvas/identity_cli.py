@@ -1,0 +1,211 @@
+"""``deepcanvas identities … | identify | verify``: the identity calls on the command line (client only).
+
+``identities import-lfw ROOT`` enrols people from a folder of ``ROOT/<First_Last>/*.jpg`` (the LFW layout)
+through the API, for demos and benchmarks: a photo the service refuses (no face, several faces) is skipped
+and the person's next photo tried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from deepcanvas.cli import (
+    JsonOption,
+    PhotoArgument,
+    RetriesOption,
+    TimeoutOption,
+    UrlOption,
+    _box,
+    _client,
+    _print_json,
+    console,
+)
+from deepcanvas.client import DEFAULT_URL, Client
+from deepcanvas.errors import APIError
+from deepcanvas.schemas import IdentityInfo
+
+identities_cli = typer.Typer(help="Enrol, list and delete the people /identify can name (admin token).")
+TokenOption = Annotated[
+    str | None, typer.Option("--admin-token", envvar="DEEPCANVAS_ADMIN_TOKEN", help="The service's admin token")
+]
+PhotosArgument = Annotated[
+    list[Path], typer.Argument(exists=True, dir_okay=False, help="Photos with exactly one face each")
+]
+
+
+def _identity_table(identities: list[IdentityInfo], title: str) -> Table:
+    table = Table("id", "name", "faces", "stale faces", "enrolled", title=title)
+    for i in identities:
+        table.add_row(i.id, i.name, str(i.faces), str(i.stale_faces), f"{i.created_at:%Y-%m-%d %H:%M}")
+    return table
+
+
+@identities_cli.command("list")
+def list_identities(
+    url: UrlOption = DEFAULT_URL,
+    admin_token: TokenOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    json: JsonOption = False,
+) -> None:
+    """Enrolled people, oldest first, a page at a time."""
+    with _client(url, 30.0, 3, admin_token) as client:
+        page = client.identities(limit, offset)
+    if json:
+        return _print_json(page)
+    end = offset + len(page.identities)
+    console.print(_identity_table(page.identities, f"{offset + 1 if page.identities else 0}–{end} of {page.total}"))
+
+
+@identities_cli.command("show")
+def show(
+    identity_id: str, url: UrlOption = DEFAULT_URL, admin_token: TokenOption = None, json: JsonOption = False
+) -> None:
+    """One enrolled person."""
+    with _client(url, 30.0, 3, admin_token) as client:
+        found = client.identity(identity_id)
+    _print_json(found) if json else console.print(_identity_table([found], found.name))
+
+
+@identities_cli.command("enrol")
+def enrol(
+    name: str,
+    photos: PhotosArgument,
+    url: UrlOption = DEFAULT_URL,
+    admin_token: TokenOption = None,
+    json: JsonOption = False,
+    timeout: TimeoutOption = 120.0,
+) -> None:
+    """Enrol a person: a name and photos with exactly one face each."""
+    with _client(url, timeout, 3, admin_token) as client:
+        made = client.enrol(name, list(photos))
+    _print_json(made) if json else console.print(f"enrolled {made.name} as {made.id} ({made.faces} faces)")
+
+
+@identities_cli.command("add-faces")
+def add_faces(
+    identity_id: str,
+    photos: PhotosArgument,
+    url: UrlOption = DEFAULT_URL,
+    admin_token: TokenOption = None,
+    json: JsonOption = False,
+    timeout: TimeoutOption = 120.0,
+) -> None:
+    """Add photos of an enrolled person."""
+    with _client(url, timeout, 3, admin_token) as client:
+        found = client.add_faces(identity_id, list(photos))
+    _print_json(found) if json else console.print(f"{found.name} ({found.id}) now has {found.faces} faces")
+
+
+@identities_cli.command("delete")
+def delete(identity_id: str, url: UrlOption = DEFAULT_URL, admin_token: TokenOption = None) -> None:
+    """Delete a person: name and descriptors erased, never matched again."""
+    with _client(url, 30.0, 3, admin_token) as client:
+        client.delete_identity(identity_id)
+    console.print(f"deleted {identity_id}")
+
+
+def _enrol_from_folder(client: Client, folder: Path, per_person: int) -> IdentityInfo | None:
+    """Enrol ``folder``'s person from its first photos with one face; None if it has too few."""
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    chosen: list[Path] = []
+    for photo in photos:
+        try:
+            faces = len(client.detect(photo).detections)
+        except APIError as error:
+            if error.status >= 500:
+                raise
+            continue  # not an image the service reads: skip it
+        if faces == 1:
+            chosen.append(photo)
+        if len(chosen) == per_person:
+            return client.enrol(folder.name.replace("_", " "), chosen)
+    return None
+
+
+@identities_cli.command("import-lfw")
+def import_lfw(
+    root: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="ROOT/<First_Last>/*.jpg (LFW layout)")],
+    url: UrlOption = DEFAULT_URL,
+    admin_token: TokenOption = None,
+    per_person: Annotated[int, typer.Option(min=1, max=20, help="Photos enrolled per person")] = 1,
+    people: Annotated[int | None, typer.Option(min=1, help="Enrol at most this many people (folder order)")] = None,
+    timeout: TimeoutOption = 120.0,
+    retries: RetriesOption = 3,
+) -> None:
+    """Enrol LFW people from a folder through the API (for demos and benchmarks; never ship the result)."""
+    folders = sorted(p for p in root.iterdir() if p.is_dir())[: people or None]
+    enrolled = skipped = 0
+    with _client(url, timeout, retries, admin_token) as client:
+        for folder in folders:
+            made = _enrol_from_folder(client, folder, per_person)
+            enrolled, skipped = (enrolled + 1, skipped) if made else (enrolled, skipped + 1)
+    console.print(f"enrolled {enrolled} people from {root}; skipped {skipped} without {per_person} one-face photos")
+
+
+def identify(
+    photo: PhotoArgument,
+    url: UrlOption = DEFAULT_URL,
+    top_k: Annotated[int | None, typer.Option(min=1, max=100, help="Candidates per face")] = None,
+    threshold: Annotated[float | None, typer.Option(min=-1, max=1, help="Similarity a name needs")] = None,
+    draw: Annotated[Path | None, typer.Option("--draw", help="Also write the photo with names drawn here")] = None,
+    json: JsonOption = False,
+    timeout: TimeoutOption = 60.0,
+    retries: RetriesOption = 3,
+) -> None:
+    """Who is in this photo: each face's enrolled identity, or unknown."""
+    with _client(url, timeout, retries) as client:
+        answer = client.identify(photo, top_k=top_k, threshold=threshold)
+    named = [
+        (f.box, f.identity.name if f.identity else "unknown", f.identity.similarity if f.identity else 0.0)
+        for f in answer.faces
+    ]
+    if draw:
+        from deepcanvas.drawing import draw_boxes
+
+        draw_boxes(photo, named, draw)
+    if json:
+        return _print_json(answer)
+    table = Table("#", "box x1, y1, x2, y2", "identity", "similarity", "candidates", title=photo.name)
+    for index, (face, (_, name, similarity)) in enumerate(zip(answer.faces, named, strict=True), 1):
+        candidates = ", ".join(f"{c.name} {c.similarity:.2f}" for c in face.candidates)
+        table.add_row(str(index), _box(face.box), name, f"{similarity:.3f}" if face.identity else "", candidates)
+    console.print(table)
+    console.print(
+        f"threshold {answer.threshold:.3f}, {answer.gallery_size} faces enrolled, "
+        f"{answer.model.name} {answer.model.version}"
+    )
+
+
+def verify(
+    photo_a: PhotoArgument,
+    photo_b: PhotoArgument,
+    url: UrlOption = DEFAULT_URL,
+    threshold: Annotated[float | None, typer.Option(min=0, max=2, help="Largest distance still 'same'")] = None,
+    json: JsonOption = False,
+    timeout: TimeoutOption = 60.0,
+    retries: RetriesOption = 3,
+) -> None:
+    """Whether two photos show the same person (each photo's largest face)."""
+    with _client(url, timeout, retries) as client:
+        answer = client.verify(photo_a, photo_b, threshold=threshold)
+    if json:
+        return _print_json(answer)
+    verdict = "same person" if answer.same else "different people"
+    notes = [
+        f"{p.name}: largest of {f.faces_found} faces"
+        for p, f in ((photo_a, answer.a), (photo_b, answer.b))
+        if f.largest
+    ]
+    console.print(
+        f"{verdict}: distance {answer.distance:.3f} (threshold {answer.threshold:.3f})"
+        + "".join(f"; {n}" for n in notes)
+    )
+
+
+COMMANDS: dict[str, Callable[..., None]] = {"identify": identify, "verify": verify}

@@ -1,0 +1,83 @@
+"""The identity calls of ``Client`` and ``AsyncClient``: enrol people, list and delete them, identify, verify.
+
+Mixins, so the two clients get the same methods without growing past one screen each; both provide
+``send`` and ``_admin`` (enrolment and listing need the admin token, identify and verify do not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from deepcanvas import calls
+from deepcanvas.calls import Call, ImageInput
+from deepcanvas.schemas import IdentifyResponse, IdentityInfo, IdentityPage, VerifyResponse
+
+T = TypeVar("T")
+Images = ImageInput | Sequence[ImageInput]
+
+
+class IdentityMethods:
+    def send(self, call: Call[T]) -> T:
+        raise NotImplementedError
+
+    def _admin(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def enrol(self, name: str, images: Images) -> IdentityInfo:
+        """Enrol a person from photos with exactly one face each (admin); never retried (it is not idempotent)."""
+        return self.send(calls.enrol(self._admin(), name, images))
+
+    def add_faces(self, identity_id: str, images: Images) -> IdentityInfo:
+        return self.send(calls.add_faces(self._admin(), identity_id, images))
+
+    def identities(self, limit: int = 100, offset: int = 0) -> IdentityPage:
+        return self.send(calls.identities(self._admin(), limit, offset))
+
+    def identity(self, identity_id: str) -> IdentityInfo:
+        return self.send(calls.identity(self._admin(), identity_id))
+
+    def delete_identity(self, identity_id: str) -> None:
+        self.send(calls.delete_identity(self._admin(), identity_id))
+
+    def identify(self, image: ImageInput, top_k: int | None = None, threshold: float | None = None) -> IdentifyResponse:
+        """Every face in the photo with its enrolled identity (None below the threshold) and candidates."""
+        return self.send(calls.identify(image, top_k, threshold))
+
+    def verify(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None) -> VerifyResponse:
+        """Whether two photos show the same person (each photo's largest face)."""
+        return self.send(calls.verify(image_a, image_b, threshold))
+
+
+class AsyncIdentityMethods:
+    async def send(self, call: Call[T]) -> T:
+        raise NotImplementedError
+
+    def _admin(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    async def enrol(self, name: str, images: Images) -> IdentityInfo:
+        """Enrol a person from photos with exactly one face each (admin); never retried (it is not idempotent)."""
+        return await self.send(calls.enrol(self._admin(), name, images))
+
+    async def add_faces(self, identity_id: str, images: Images) -> IdentityInfo:
+        return await self.send(calls.add_faces(self._admin(), identity_id, images))
+
+    async def identities(self, limit: int = 100, offset: int = 0) -> IdentityPage:
+        return await self.send(calls.identities(self._admin(), limit, offset))
+
+    async def identity(self, identity_id: str) -> IdentityInfo:
+        return await self.send(calls.identity(self._admin(), identity_id))
+
+    async def delete_identity(self, identity_id: str) -> None:
+        await self.send(calls.delete_identity(self._admin(), identity_id))
+
+    async def identify(
+        self, image: ImageInput, top_k: int | None = None, threshold: float | None = None
+    ) -> IdentifyResponse:
+        """Every face in the photo with its enrolled identity (None below the threshold) and candidates."""
+        return await self.send(calls.identify(image, top_k, threshold))
+
+    async def verify(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None) -> VerifyResponse:
+        """Whether two photos show the same person (each photo's largest face)."""
+        return await self.send(calls.verify(image_a, image_b, threshold))

@@ -1,0 +1,110 @@
+"""The identity calls of ``Client``/``AsyncClient`` and the ``deepcanvas identities | identify | verify`` commands
+against the real service (embedded store, SQLite database), on real LFW faces."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from app.cli import cli
+from deepcanvas import AsyncClient, Client
+from deepcanvas.errors import InvalidParameter, NotFound, Unauthorized
+from deepcanvas.schemas import IdentityPage
+from tests.support.servers import LiveServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.shared]
+TOKEN = "client-token"
+
+
+@pytest.fixture(scope="module")
+def server(embedded_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    env = {
+        "DEEPCANVAS_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+        "DEEPCANVAS_ADMIN_TOKEN": TOKEN,
+        "DEEPCANVAS_EMBEDDER_BACKEND": "openvino",
+    }
+    with LiveServer.ready(embedded_store.as_uri(), env) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def lfw(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "lfw-funneled" / "images"
+
+
+def photos(lfw: Path, person: str) -> list[Path]:
+    return sorted((lfw / person).glob("*.jpg"))
+
+
+def test_the_client_enrols_identifies_verifies_and_deletes(server: LiveServer, lfw: Path) -> None:
+    serena, arnold = photos(lfw, "Serena_Williams"), photos(lfw, "Arnold_Schwarzenegger")
+    with Client(server.url, admin_token=TOKEN) as dc:
+        made = dc.enrol("Serena Williams", serena[:2])
+        assert (made.name, made.faces) == ("Serena Williams", 2)
+        assert dc.add_faces(made.id, serena[2].read_bytes()).faces == 3
+        page = dc.identities(limit=10)
+        assert isinstance(page, IdentityPage) and made.id in [i.id for i in page.identities]
+        assert dc.identity(made.id).faces == 3
+        [face] = dc.identify(serena[5]).faces
+        assert face.identity is not None and face.identity.id == made.id
+        assert dc.identify(arnold[0]).faces[0].identity is None
+        assert dc.verify(serena[4], serena[6]).same and not dc.verify(serena[4], arnold[1]).same
+        with pytest.raises(InvalidParameter, match="no face"):
+            dc.enrol("Nobody", Image.new("RGB", (200, 200), (90, 90, 90)))
+        dc.delete_identity(made.id)
+        with pytest.raises(NotFound):
+            dc.identity(made.id)
+        assert dc.identify(serena[5]).faces[0].identity is None
+    with Client(server.url) as anonymous, pytest.raises(ValueError, match="admin_token"):
+        anonymous.identities()
+    with Client(server.url, admin_token="wrong") as wrong, pytest.raises(Exception) as raised:
+        wrong.identities()
+    assert getattr(raised.value, "status", None) == 403 and not isinstance(raised.value, Unauthorized)
+
+
+def test_the_async_client_has_the_same_calls(server: LiveServer, lfw: Path) -> None:
+    jennifer = photos(lfw, "Jennifer_Aniston")
+
+    async def run() -> tuple[str, str | None]:
+        async with AsyncClient(server.url, admin_token=TOKEN) as dc:
+            made = await dc.enrol("Jennifer Aniston", jennifer[:1])
+            answer = await dc.identify(jennifer[3], top_k=1)
+            await dc.delete_identity(made.id)
+            found = answer.faces[0].identity
+            return made.id, found.id if found else None
+
+    made, found = asyncio.run(run())
+    assert found == made
+
+
+def test_the_cli_imports_lfw_people_then_names_and_draws_them(server: LiveServer, lfw: Path, tmp_path: Path) -> None:
+    root = tmp_path / "lfw"
+    for person in ("Gerhard_Schroeder", "Jennifer_Aniston", "Serena_Williams"):
+        (root / person).mkdir(parents=True)
+        for photo in photos(lfw, person)[:3]:
+            (root / person / photo.name).symlink_to(photo)
+    base = ["--url", server.url]
+    admin = [*base, "--admin-token", TOKEN]
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "enrolled 3 people" in run("identities", "import-lfw", str(root), *admin, "--per-person", "2")
+    listed = IdentityPage.model_validate_json(run("identities", "list", *admin, "--json"))
+    names = {i.name for i in listed.identities}
+    assert {"Gerhard Schroeder", "Jennifer Aniston", "Serena Williams"} <= names
+    drawn = tmp_path / "named.jpg"
+    query = photos(lfw, "Gerhard_Schroeder")[5]
+    assert "Gerhard Schroeder" in run("identify", str(query), *base, "--draw", str(drawn))
+    assert Image.open(drawn).size == Image.open(query).size
+    gerhard = photos(lfw, "Gerhard_Schroeder")
+    assert "same person" in run("verify", str(gerhard[6]), str(gerhard[7]), *base)
+    refused = CliRunner().invoke(cli, ["identities", "list", *base])
+    assert refused.exit_code == 1 and "admin_token" in refused.output
