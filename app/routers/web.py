@@ -14,7 +14,11 @@ router = APIRouter(tags=["web"], include_in_schema=False)
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 # Only these files are served: a fixed list, so no path a client sends can reach the file system.
-ASSETS = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+ASSETS = {
+    "app.js": "text/javascript; charset=utf-8",
+    "identify.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
 
 # Everything from this origin only; images may also be object URLs (uploads, results) or data: URIs.
 CONTENT_SECURITY_POLICY = "; ".join(
