@@ -34,7 +34,7 @@ def photos(request: pytest.FixtureRequest) -> list[tuple[str, bytes]]:
 def test_readyz_reports_every_model_ready(live_server: LiveServer) -> None:
     body = httpx.get(f"{live_server.url}/readyz").json()
     assert body["ready"] is True
-    assert set(body["models"]) == {"detector", "classifier", "style", "gallery"}
+    assert set(body["models"]) == {"detector", "classifier", "style", "gallery", "embedder"}
     assert all(m["state"] == "ready" and m["version"] for m in body["models"].values())
 
 
@@ -134,7 +134,7 @@ def test_classical_nst_returns_an_image_within_its_bounds(
 def test_models_lists_every_role_with_provenance(live_server: LiveServer) -> None:
     body = httpx.get(f"{live_server.url}/models").json()
     roles = {m["role"]: m for m in body["models"]}
-    assert set(roles) == {"detector", "classifier", "style", "gallery"}
+    assert set(roles) == {"detector", "classifier", "style", "gallery", "embedder"}
     assert roles["detector"]["architecture"] == "yolov5s" and roles["detector"]["labels"] == ["face"]
     assert all(m["provenance"] for m in roles.values())
 
