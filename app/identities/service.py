@@ -8,6 +8,7 @@ index. Descriptors are only ever compared with descriptors of the same embedder 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 from PIL import Image
@@ -96,14 +97,19 @@ def _descriptor(embedding: FaceEmbedding) -> np.ndarray:
     return embedding.descriptor
 
 
+def _utc(moment: datetime) -> datetime:
+    """SQLite returns stored times without their zone; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def identity_info(record: IdentityRecord) -> IdentityInfo:
     return IdentityInfo(
         id=record.id,
         name=record.name,
         faces=record.faces,
         stale_faces=record.other_faces,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
+        created_at=_utc(record.created_at),
+        updated_at=_utc(record.updated_at),
     )
 
 
@@ -153,6 +159,8 @@ async def identify(
         index = gallery.loaded_index()
     detected = await detect(manager, params, photo.image, DetectOptions())
     boxes = [d.box for d in detected.detections]
+    if not boxes:
+        raise InvalidParameter(f"{photo.field}: no face found")
     embeddings = await _embed(slot, [(photo, b) for b in boxes])
     limit = threshold if threshold is not None else thresholds(slot).identify_similarity(index.size)
     queries = np.stack([_descriptor(e) for e in embeddings]) if embeddings else np.zeros((0, index.dim), np.float32)

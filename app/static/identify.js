@@ -13,10 +13,8 @@ function renderIdentified(result) {
   const boxes = $("identify-boxes");
   const list = $("identify-list");
   const named = result.faces.filter((face) => face.identity).length;
-  $("identify-summary").textContent =
-    result.faces.length === 0
-      ? "No face found in this photo."
-      : `${result.faces.length} face${result.faces.length > 1 ? "s" : ""} found, ${named} named.`;
+  const count = result.faces.length;
+  $("identify-summary").textContent = `${count} face${count > 1 ? "s" : ""} found, ${named} named.`;
   result.faces.forEach((face, i) => {
     const text = identityText(face);
     const [x1, y1, x2, y2] = face.box.map(Math.round);
@@ -51,9 +49,10 @@ async function identifyPhoto(file) {
     setStatus($("identify-summary").textContent);
   } catch (error) {
     if (token !== identifyState.request) return;
-    $("identify-summary").textContent = "This photo could not be identified.";
-    showError(error.message);
-    setStatus("");
+    const noFace = /\(422\): image: no face found/.test(error.message); // an answer, not a failure
+    $("identify-summary").textContent = noFace ? "No face found in this photo." : "This photo could not be identified.";
+    if (!noFace) showError(error.message);
+    setStatus(noFace ? "No face found in this photo." : "");
   }
 }
 

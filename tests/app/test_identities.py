@@ -63,7 +63,10 @@ def identify(client: TestClient, *people: tuple[int, int, int], **data: str) -> 
 def test_an_enrolled_person_is_named_and_a_stranger_is_not(client: TestClient) -> None:
     ada = enrol(client, "Ada Lovelace", ADA, ADA)
     assert (ada["name"], ada["faces"]) == ("Ada Lovelace", 2)
+    assert str(ada["created_at"]).endswith(("Z", "+00:00"))
     enrol(client, "Bob", BOB)
+    empty = client.post("/identify", files={"image": ("q.png", people_photo(NOBODY))})
+    assert empty.status_code == 422 and empty.json()["detail"] == "image: no face found"
     faces = identify(client, ADA, NOBODY, STRANGER)
     assert [f["box"] for f in faces] == [[8, 8, 56, 56], [136, 8, 184, 56]]
     assert faces[0]["identity"] == {"id": ada["id"], "name": "Ada Lovelace", "similarity": pytest.approx(1.0)}

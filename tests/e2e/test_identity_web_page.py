@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.e2e.browser_support import CHROMIUM, PageErrors, launch_chromium, screenshot
@@ -79,3 +80,14 @@ def test_who_is_this_says_why_when_the_photo_is_not_an_image(page: Page, tmp_pat
     page.set_input_files("#identify-input", str(text))
     expect(page.locator("#identify-summary")).to_have_text("This photo could not be identified.")
     expect(page.locator("#alert")).to_contain_text("Identifying the photo failed (415)")
+
+
+def test_who_is_this_says_when_a_photo_has_no_face(page: Page, tmp_path: Path) -> None:
+    errors = PageErrors.watch(page)
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (200, 160), (120, 130, 140)).save(blank)
+    page.goto("/")
+    page.set_input_files("#identify-input", str(blank))
+    expect(page.locator("#identify-summary")).to_have_text("No face found in this photo.")
+    expect(page.locator("#alert")).to_have_text("")
+    assert [m for m in errors.messages if "422" not in m] == []  # the browser logs the 422 response itself
