@@ -16,6 +16,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -42,7 +43,8 @@ def open_engine(url: str, timeout_s: float = 5.0) -> Engine:
         return engine
     return create_engine(
         url,
-        connect_args={"connect_timeout": max(1, round(timeout_s))},
+        # A query that hangs (a partitioned network) must end in a 503, not hold a request for ever.
+        connect_args={"connect_timeout": max(1, round(timeout_s)), "options": "-c statement_timeout=15000"},
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=5,
@@ -68,7 +70,12 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     with _migration_lock(engine) as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        try:
+            command.upgrade(config, "head")
+        except CommandError as error:
+            # A newer release migrated the database (a rolling deploy): migrations only add to the schema,
+            # so this release's queries still work on it. Leave it as it is.
+            log.warning("identity database schema is newer than this release (%s); using it as is", error)
         connection.commit()
 
 

@@ -106,6 +106,8 @@ class IdentityGallery:
                     await self.refresh(current)
             except DatabaseUnavailable:
                 pass  # logged by database_errors; reads keep the last index
+            except Exception:  # a bug must not end the replica's sync for good: log it, try again next time
+                log.exception("identity sync failed")
             # Until the first load (models still loading, database away), look again soon.
             await asyncio.sleep(interval if self.index is not None else min(interval, 0.5))
 
