@@ -104,7 +104,7 @@ def test_an_enrolment_through_one_replica_is_named_by_the_other_within_the_poll_
         return found is not None and found["id"] == serena["id"]
 
     waited = seconds_until(b_names_her, POLL_S + 5)
-    assert waited <= POLL_S + 1.5  # the poll interval, plus one detection and embedding on a shared CPU
+    assert waited <= POLL_S + 2.5  # the poll interval, plus an identify request or two on a busy shared CPU
     stranger = replicas.photos("Jennifer_Aniston")[0]
     assert identified(replicas.b, stranger) is None
 
