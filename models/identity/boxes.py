@@ -9,7 +9,7 @@ on both halves; the number of passes is chosen on ``choose``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,9 @@ from models.identity.lfw import half, person
 from models.identity.pipeline import BoxMapping, FacePipeline
 
 
-def matched_boxes(detections: dict[str, list], hog: dict[str, list], keys: list[str], shapes: dict[str, tuple]) -> dict[str, tuple]:
+def matched_boxes(
+    detections: dict[str, list], hog: dict[str, list], keys: list[str], shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, tuple]:
     """Per image, (our central box, the HOG box overlapping it most) where both exist and overlap."""
     pairs = {}
     for key in keys:
@@ -46,7 +48,9 @@ def fit_mapping(pairs: dict[str, tuple]) -> BoxMapping:
     size = ours[:, 2:] - ours[:, :2]
     offset = np.median(((hog[:, :2] + hog[:, 2:]) / 2 - (ours[:, :2] + ours[:, 2:]) / 2) / size, 0)
     scale = np.median((hog[:, 2:] - hog[:, :2]) / size, 0)
-    return BoxMapping((round(float(offset[0]), 4), round(float(offset[1]), 4)), (round(float(scale[0]), 4), round(float(scale[1]), 4)))
+    return BoxMapping(
+        (round(float(offset[0]), 4), round(float(offset[1]), 4)), (round(float(scale[0]), 4), round(float(scale[1]), 4))
+    )
 
 
 Loader = Callable[[str], np.ndarray]
@@ -67,7 +71,7 @@ def landmark_error(pipeline: FacePipeline, load: Loader, pairs: dict[str, tuple]
 def measure_mapping(
     pipeline: FacePipeline,
     load: Loader,
-    shapes: dict[str, tuple[int, ...]],
+    shapes: Mapping[str, tuple[int, ...]],
     detections: dict[str, list],
     hog: dict[str, list],
 ) -> dict[str, Any]:
@@ -84,7 +88,9 @@ def measure_mapping(
         "mapped, 2 passes": BoxMapping(fitted.offset, fitted.scale, 2),
     }
     errors = {
-        label: {name: landmark_error(FacePipeline(pipeline.landmarks, mapping, False), load, pairs[name]) for name in pairs}
+        label: {
+            name: landmark_error(FacePipeline(pipeline.landmarks, mapping, False), load, pairs[name]) for name in pairs
+        }
         for label, mapping in candidates.items()
     }
     chosen = min(("mapped, 1 pass", "mapped, 2 passes"), key=lambda label: errors[label]["choose"])

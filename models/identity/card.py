@@ -12,6 +12,7 @@ from models.artifact import load_artifact
 
 CARD_NAME = "MODEL_CARD.md"
 ROC_NAME = "roc.png"
+DEFAULT_COMMAND = "deepcanvas eval identity models/store/face-embedder/v1 ../shared/data/lfw-funneled --calibrate"
 
 
 def plot_roc(curve: dict[str, Any], result: dict[str, Any], threshold: float, path: Path) -> None:
@@ -42,7 +43,10 @@ def _pct(value: float | None) -> str:
 
 
 def open_set_rows(report: dict[str, Any]) -> list[str]:
-    rows = ["| gallery (faces) | half | similarity | correct-accept | wrong-name | unknown-accepted |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| gallery (faces) | half | similarity | correct-accept | wrong-name | unknown-accepted |",
+        "|---|---|---|---|---|---|",
+    ]
     ident = report["identification"]
     for name in ("choose", "report"):
         for table in ident["tables"][name]:
@@ -67,8 +71,8 @@ def write_card(folder: Path, report: dict[str, Any], roc_png: Path, command: str
     lines = [
         f"# Model card: {manifest.name}/{manifest.version}",
         "",
-        "Face identity for DeepCanvas: dlib's 128-d face-recognition ResNet and its 5-point landmark model, read by our",
-        "own importer (`deepcanvas models import-dlib`), served on torch, ONNX Runtime or OpenVINO.",
+        "Face identity for DeepCanvas: dlib's 128-d face-recognition ResNet and its 5-point landmark model, read by",
+        "our own importer (`deepcanvas models import-dlib`), served on torch, ONNX Runtime or OpenVINO.",
         "",
         "## What it is for, and not for",
         "- For: recognising people **who have enrolled with their consent** in a gallery the operator controls",
@@ -80,18 +84,21 @@ def write_card(folder: Path, report: dict[str, Any], roc_png: Path, command: str
         "## Provenance",
         f"- {manifest.provenance.method}",
         f"- Training data (as stated by the author): {manifest.provenance.data}",
-        f"- Source sha256: ResNet `{sources['resnet']}`, 5 points `{sources['landmarks']}`, LICENSE `{sources['license']}`"
+        f"- Source sha256: ResNet `{sources['resnet']}`, 5 points `{sources['landmarks']}`,"
+        f" LICENSE `{sources['license']}`"
         " (CC0 1.0, in this folder and hashed in the manifest).",
         "- Our reader reproduces dlib: descriptors within 2.3e-7 of dlib's on the same chips, landmarks within a pixel",
         "  (dlib rounds to whole pixels), chips pixel for pixel (`tests/models/identity/test_dlib_oracle.py`).",
         "",
         "## How it was measured",
-        f"- Command: `{command or 'deepcanvas eval identity models/store/face-embedder/v1 ../shared/data/lfw-funneled --calibrate'}`",
-        f"- Data: deep-funneled LFW, {report['images']} images; `pairs.txt` lists {verification['pairs_listed']} pairs, "
-        f"{verification['pairs_usable']} have both images here, {verification['pairs_covered']} had a face found in both "
+        f"- Command: `{command or DEFAULT_COMMAND}`",
+        f"- Data: deep-funneled LFW, {report['images']} images; `pairs.txt` lists {verification['pairs_listed']}"
+        f" pairs, {verification['pairs_usable']} have both images here, {verification['pairs_covered']} had a face"
+        " found in both "
         f"by our detector (`{report['detector']}`, the face nearest the image centre).",
-        "- LFW identities were excluded from the ResNet's training (author's statement); LFW is used here for evaluation"
-        " and for choosing thresholds only. Identities are split in two halves by a hash of the name: thresholds are"
+        "- LFW identities were excluded from the ResNet's training (author's statement); LFW is used here for"
+        " evaluation and for choosing thresholds only. Identities are split in two halves by a hash of the name:"
+        " thresholds are"
         " chosen on `choose` and reported on `report`.",
         "",
         "## Verification (LFW pairs)",
@@ -110,8 +117,9 @@ def write_card(folder: Path, report: dict[str, Any], roc_png: Path, command: str
         "## Identification",
         f"- Closed set, one photo enrolled per person ({ident['rank1']['people']} people), the "
         f"{ident['rank1']['queries']} other photos queried: rank-1 **{_pct(ident['rank1']['accuracy'])}**.",
-        f"- Target scenario (report half, {ident['five_by_three']['draws']} random draws): 5 people enrolled from 3 photos"
-        f" each, threshold {ident['five_by_three']['threshold']}: **{_pct(ident['five_by_three']['named_correctly'])}**"
+        f"- Target scenario (report half, {ident['five_by_three']['draws']} random draws): 5 people enrolled from 3"
+        f" photos each, threshold {ident['five_by_three']['threshold']}:"
+        f" **{_pct(ident['five_by_three']['named_correctly'])}**"
         f" of their other photos named correctly, **{_pct(ident['five_by_three']['others_null'])}** of other people's"
         " faces answered null.",
         f"- `identify_similarity` per gallery size: the lowest similarity from which on at most "
@@ -134,8 +142,8 @@ def write_card(folder: Path, report: dict[str, Any], roc_png: Path, command: str
         "",
         "## Measured limits, and what we could not measure",
         f"- Box mapping: our detector's boxes are mapped to the boxes dlib's 5-point model was trained on (dlib's HOG"
-        f" detector's), measured on the `choose` half: `{mapping.get('box_mapping')}`; landmark error against the points"
-        f" on dlib's own boxes, in eye distances: `{mapping.get('landmark_error')}`.",
+        f" detector's), measured on the `choose` half: `{mapping.get('box_mapping')}`; landmark error against the"
+        f" points on dlib's own boxes, in eye distances: `{mapping.get('landmark_error')}`.",
         "- Head turn (|nose - eye midpoint| / eye distance, the larger of the pair) at the shipped distance:",
         "",
         "| turn | pairs | accuracy |",

@@ -54,7 +54,14 @@ def detector_boxes(detector_folder: Path, root: Path, keys: list[str], cache: Pa
         found: dict[str, list] = {}
         for index, key in enumerate(keys):
             with Image.open(image_path(root, key)) as image:
-                request = DetectRequest(image.convert("RGB"), d["conf"], d["iou"], d["max_det"], manifest.input.size if manifest.input else 640, d.get("min_size", 0.0))
+                request = DetectRequest(
+                    image.convert("RGB"),
+                    d["conf"],
+                    d["iou"],
+                    d["max_det"],
+                    manifest.input.size if manifest.input else 640,
+                    d.get("min_size", 0.0),
+                )
                 found[key] = [[*det.box, det.score] for det in detector.predict([request])[0]]
             if index % 500 == 0:
                 log(f"detector: {index}/{len(keys)}")
@@ -123,5 +130,5 @@ def descriptors(
             log(f"descriptors: {index}/{len(keys)}")
     result = {"keys": np.array(keys), "found": found, "landmarks": points, "raw": raw, "mirrored": mirrored}
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **result)
+    np.savez(path, **result)  # type: ignore[arg-type]
     return result

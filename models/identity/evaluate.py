@@ -95,7 +95,9 @@ def evaluate_identity(
     if not calibrate:
         verify_distance = float(manifest.hyperparameters["thresholds"]["verify_distance"])
     identification = identification_report(vectors, found, [str(k) for k in data["keys"]])
-    thresholds = shipped_thresholds(identification, verify_distance) if calibrate else manifest.hyperparameters["thresholds"]
+    thresholds = (
+        shipped_thresholds(identification, verify_distance) if calibrate else manifest.hyperparameters["thresholds"]
+    )
     curve = roc(chosen["distances"], chosen["same"])
     report |= {
         "verification": {

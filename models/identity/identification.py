@@ -46,9 +46,11 @@ def rank1(vectors: np.ndarray, people: dict[str, list[int]]) -> dict[str, Any]:
     return {"accuracy": correct, "people": len(names), "queries": len(queries)}
 
 
-def open_set(vectors: np.ndarray, people: dict[str, list[int]], size: int, draws: int, rng: np.random.Generator) -> dict[str, Any]:
+def open_set(
+    vectors: np.ndarray, people: dict[str, list[int]], size: int, draws: int, rng: np.random.Generator
+) -> dict[str, Any]:
     """Pooled rates per threshold for galleries of ``size`` people (one photo each) from ``people``."""
-    totals = {"correct_accept": 0.0, "wrong_name": 0.0, "unknown_accepted": 0.0}
+    totals = {key: np.zeros(len(SIMILARITY_GRID)) for key in ("correct_accept", "wrong_name", "unknown_accepted")}
     names = sorted(people)
     counts = [0, 0]
     for _ in range(draws):
@@ -83,7 +85,9 @@ def open_set(vectors: np.ndarray, people: dict[str, list[int]], size: int, draws
     }
 
 
-def five_by_three(vectors: np.ndarray, people: dict[str, list[int]], threshold: float, rng: np.random.Generator, draws: int = 200) -> dict[str, Any]:
+def five_by_three(
+    vectors: np.ndarray, people: dict[str, list[int]], threshold: float, rng: np.random.Generator, draws: int = 200
+) -> dict[str, Any]:
     """5 people enrolled from 3 photos each: share of their other photos named right, of others' answered null."""
     eligible = sorted(n for n, photos in people.items() if len(photos) >= 4)
     named_right = known = null = unknown = 0
@@ -145,8 +149,12 @@ def identification_report(vectors: np.ndarray, found: np.ndarray, keys: list[str
 
 def shipped_thresholds(identification: dict[str, Any], verify_distance: float) -> dict[str, Any]:
     """The contract's ``hyperparameters.thresholds``; 10,000 faces extrapolated from the 100 -> 1,000 step."""
-    entries = [{"gallery_size": row["gallery_size"], "similarity": row["similarity"]} for row in identification["chosen"]]
+    entries = [
+        {"gallery_size": row["gallery_size"], "similarity": row["similarity"]} for row in identification["chosen"]
+    ]
     if len(entries) >= 3 and entries[-1]["gallery_size"] == 1000:
         step = entries[-1]["similarity"] - entries[-2]["similarity"]
-        entries.append({"gallery_size": 10000, "similarity": round(min(entries[-1]["similarity"] + max(step, 0.0), 0.98), 3)})
+        entries.append(
+            {"gallery_size": 10000, "similarity": round(min(entries[-1]["similarity"] + max(step, 0.0), 0.98), 3)}
+        )
     return {"verify_distance": verify_distance, "identify_similarity": entries}

@@ -40,7 +40,8 @@ class BoxMapping:
     @classmethod
     def from_hyperparameters(cls, hyperparameters: dict[str, Any]) -> BoxMapping:
         raw = hyperparameters.get("box_mapping", {})
-        return cls(tuple(raw.get("offset", (0.0, 0.0))), tuple(raw.get("scale", (1.0, 1.0))), int(raw.get("passes", 1)))  # type: ignore[arg-type]
+        (ox, oy), (sx, sy) = raw.get("offset", (0.0, 0.0)), raw.get("scale", (1.0, 1.0))
+        return cls((float(ox), float(oy)), (float(sx), float(sy)), int(raw.get("passes", 1)))
 
     def rects(self, boxes: np.ndarray) -> np.ndarray:
         """(N, 4) x1, y1, x2, y2 -> (N, 4) dlib left, top, right, bottom."""
@@ -75,7 +76,9 @@ class FacePipeline:
         except Exception as error:  # safetensors' own errors, missing keys, inconsistent shapes
             raise ArtifactError(f"{manifest.name}/{manifest.version}: cannot read {LANDMARKS_FILE}: {error}") from error
         hyperparameters = manifest.hyperparameters
-        return cls(landmarks, BoxMapping.from_hyperparameters(hyperparameters), bool(hyperparameters.get("flip_average")))
+        return cls(
+            landmarks, BoxMapping.from_hyperparameters(hyperparameters), bool(hyperparameters.get("flip_average"))
+        )
 
     def points(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(N, 5, 2) landmarks for the detector boxes of one image."""
