@@ -22,6 +22,7 @@ from models.identity.card import plot_roc, write_card
 from models.identity.collect import descriptors, detector_boxes, hog_boxes, load_rgb
 from models.identity.identification import identification_report, shipped_thresholds
 from models.identity.lfw import image_keys, image_path, read_pairs
+from models.identity.low_light import low_light
 from models.identity.metrics import roc, ten_fold
 from models.identity.pipeline import FacePipeline, normalise
 
@@ -113,6 +114,7 @@ def evaluate_identity(
         "identification": identification,
         "thresholds": thresholds,
         "limits": limits(chosen, data, index),
+        "low_light": low_light(artifact, manifest, root, chosen["covered_pairs"], detections, verify_distance),
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "identity-report.json").write_text(json.dumps(report, indent=2, default=float))
