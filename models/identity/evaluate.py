@@ -27,7 +27,7 @@ from models.identity.metrics import roc, ten_fold
 from models.identity.pipeline import FacePipeline, normalise
 
 Progress = Callable[[str], None]
-HOG_EVERY = 3
+HOG_EVERY = 4
 
 
 def verification(vectors: np.ndarray, found: np.ndarray, index: dict[str, int], root: Path) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def evaluate_identity(
     detections = detector_boxes(detector, root, keys, cache, log)
     report: dict[str, Any] = {"images": len(keys), "detector": str(detector)}
     if calibrate:
-        hog = hog_boxes(root, keys[::HOG_EVERY], cache, log)  # a third of the images: enough for 4 numbers
+        hog = hog_boxes(root, keys[::HOG_EVERY], cache, log)  # a quarter of the images: enough for 4 numbers
         shapes = {key: Image.open(image_path(root, key)).size[::-1] for key in keys}
         pipeline = FacePipeline.from_artifact(artifact, manifest)
         report["box_mapping"] = measure_mapping(pipeline, lambda k: load_rgb(root, k), shapes, detections, hog)

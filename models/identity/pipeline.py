@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from models.artifact import ArtifactError, Manifest
-from models.identity.align import CHIP_SIZE, PADDING, extract_chip
+from models.identity.align import extract_chip
 from models.identity.landmarks import ShapePredictor
 from models.identity.types import ARCHITECTURE, DESCRIPTOR_SIZE, LANDMARKS_FILE, EmbedRequest, FaceEmbedding
 
@@ -141,6 +141,3 @@ def check_embedder_manifest(manifest: Manifest) -> None:
     if manifest.task != "embed" or manifest.architecture != ARCHITECTURE:
         where = f"{manifest.name}/{manifest.version}"
         raise ArtifactError(f"{where}: not a face embedder ({manifest.task}, {manifest.architecture!r})")
-
-
-CHIP = {"size": CHIP_SIZE, "padding": PADDING}
