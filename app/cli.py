@@ -265,6 +265,7 @@ def _register_model_commands() -> None:
     models_cli.command("import-yolo")(detector.import_yolo)
     train_cli.command("style")(style.train)
     eval_cli.command("style")(style.evaluate)
+    eval_cli.command("identity")(identity.evaluate)
     models_cli.command("import-adain")(style.import_adain)
     models_cli.command("import-vgg")(style.import_vgg)
     models_cli.command("import-dlib")(identity.import_dlib)

@@ -71,9 +71,8 @@ def bilinear(image: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
     pixels = image.astype(np.float32)
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[..., None], 3, -1)
-    value = (
-        (1 - dy) * ((1 - dx) * pixels[top, left] + dx * pixels[top, left + 1])
-        + dy * ((1 - dx) * pixels[top + 1, left] + dx * pixels[top + 1, left + 1])
+    value = (1 - dy) * ((1 - dx) * pixels[top, left] + dx * pixels[top, left + 1]) + dy * (
+        (1 - dx) * pixels[top + 1, left] + dx * pixels[top + 1, left + 1]
     )
     value = np.where(inside[:, None], value, 0.0)
     return np.clip(value, 0, 255).astype(np.uint8).reshape(size, size, 3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,20 @@ from PIL import Image
 from models.artifact import Manifest, load_artifact
 from models.identity.align import extract_chip
 from models.identity.lfw import image_path
-from models.identity.pipeline import FacePipeline
+from models.identity.pipeline import FacePipeline, run_batched
+from models.onnx_backend import Runtime
 
 Progress = Callable[[str], None]
+CHUNK = 256  # images per detector call and per descriptor batch
 
 
 def load_rgb(root: Path, key: str) -> np.ndarray:
     with Image.open(image_path(root, key)) as image:
         return np.asarray(image.convert("RGB"))
+
+
+def keys_digest(keys: list[str]) -> str:
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:10]
 
 
 def _cached(path: Path, build: Callable[[], Any]) -> Any:
@@ -41,26 +48,43 @@ def _cached(path: Path, build: Callable[[], Any]) -> Any:
 
 
 def detector_boxes(detector_folder: Path, root: Path, keys: list[str], cache: Path, log: Progress) -> dict[str, list]:
-    """Our detector's boxes for every image, at the artifact's default operating point."""
-    from models.detector.predictor import FaceDetector
-    from models.detector.types import DetectRequest
+    """Our detector's boxes for every image at the artifact's default operating point, on OpenVINO (float32).
+
+    The artifact is exported to ONNX in a copy under ``cache`` when it has no ``model.onnx``; the ONNX
+    detector is the same network (the repository's parity tests hold it to torch's boxes).
+    """
+    from models.detector.onnx_predictor import OnnxFaceDetector
+    from models.detector.types import ONNX_FILE, DetectRequest
 
     manifest = load_artifact(detector_folder)
     digest = manifest.file("weights.safetensors").sha256[:12]
 
     def build() -> dict[str, list]:
-        detector = FaceDetector.from_artifact(detector_folder, manifest, __import__("torch").device("cpu"))
-        d = manifest.defaults
+        folder = detector_folder
+        if not any(entry.path == ONNX_FILE for entry in manifest.files):
+            folder = cache / f"detector-{digest}"
+            if not (folder / ONNX_FILE).is_file():
+                from models.onnx_export import export_artifact
+
+                shutil.rmtree(folder, ignore_errors=True)
+                shutil.copytree(detector_folder, folder)
+                export_artifact(folder)
+        exported = load_artifact(folder)
+        detector = OnnxFaceDetector.from_artifact(folder, exported, "cpu", Runtime("openvino", precision="f32"))
+        d, size = manifest.defaults, manifest.input.size if manifest.input else 640
         found: dict[str, list] = {}
-        for index, key in enumerate(keys):
-            with Image.open(image_path(root, key)) as image:
-                request = DetectRequest(image.convert("RGB"), d["conf"], d["iou"], d["max_det"], manifest.input.size if manifest.input else 640, d.get("min_size", 0.0))
-                found[key] = [[*det.box, det.score] for det in detector.predict([request])[0]]
-            if index % 500 == 0:
-                log(f"detector: {index}/{len(keys)}")
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            images = [Image.open(image_path(root, key)).convert("RGB") for key in chunk]
+            requests = [
+                DetectRequest(i, d["conf"], d["iou"], d["max_det"], size, d.get("min_size", 0.0)) for i in images
+            ]
+            for key, detections in zip(chunk, detector.predict(requests), strict=True):
+                found[key] = [[*det.box, det.score] for det in detections]
+            log(f"detector: {start + len(chunk)}/{len(keys)}")
         return found
 
-    return _cached(cache / f"detections-{manifest.name}-{manifest.version}-{digest}.json", build)
+    return _cached(cache / f"detections-{manifest.name}-{manifest.version}-{digest}-{keys_digest(keys)}.json", build)
 
 
 def hog_boxes(root: Path, keys: list[str], cache: Path, log: Progress) -> dict[str, list]:
@@ -77,7 +101,7 @@ def hog_boxes(root: Path, keys: list[str], cache: Path, log: Progress) -> dict[s
                 log(f"hog: {index}/{len(keys)}")
         return found
 
-    return _cached(cache / "hog.json", build)
+    return _cached(cache / f"hog-{keys_digest(keys)}.json", build)
 
 
 def central_box(boxes: list[list[float]], shape: tuple[int, ...]) -> list[float] | None:
@@ -91,37 +115,43 @@ def central_box(boxes: list[list[float]], shape: tuple[int, ...]) -> list[float]
 def descriptors(
     folder: Path, manifest: Manifest, root: Path, boxes: dict[str, list], cache: Path, log: Progress
 ) -> dict[str, np.ndarray]:
-    """Per image key (in ``boxes`` order): ``found`` flag, ``landmarks`` (5, 2), ``raw`` and ``mirrored`` (128,)."""
+    """Per image key (sorted): ``found`` flag, ``landmarks`` (5, 2), ``raw`` and ``mirrored`` (128,) descriptors.
+
+    The ResNet runs on OpenVINO in float32 (the ONNX export of the artifact; within 1e-4 of torch).
+    """
     from models.identity.onnx_predictor import OnnxFaceEmbedder
-    from models.onnx_backend import Runtime
 
     mapping = json.dumps(manifest.hyperparameters.get("box_mapping"), sort_keys=True)
     weights = manifest.file("resnet.safetensors").sha256
-    key = hashlib.sha256(f"{weights}{mapping}{sorted(boxes)[:3]}{len(boxes)}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{weights}{mapping}{keys_digest(sorted(boxes))}".encode()).hexdigest()[:12]
     path = cache / f"descriptors-{key}.npz"
     if path.is_file():
         with np.load(path) as data:
             return {name: data[name] for name in data.files}
-    embedder = OnnxFaceEmbedder.from_artifact(folder, manifest, "cpu", Runtime("onnxruntime"))
+    embedder = OnnxFaceEmbedder.from_artifact(folder, manifest, "cpu", Runtime("openvino", precision="f32"))
     pipeline: FacePipeline = embedder.pipeline
     keys = sorted(boxes)
     found = np.zeros(len(keys), bool)
     points = np.zeros((len(keys), 5, 2), np.float32)
     raw = np.zeros((len(keys), 128), np.float32)
     mirrored = np.zeros((len(keys), 128), np.float32)
-    for index, image_key in enumerate(keys):
-        image = load_rgb(root, image_key)
-        box = central_box(boxes[image_key], image.shape)
-        if box is None:
-            continue
-        found[index] = True
-        points[index] = pipeline.points(image, np.array([box[:4]]))[0]
-        chip = extract_chip(image, points[index]).transpose(2, 0, 1)[None].astype(np.float32)
-        raw[index] = embedder.forward(chip)[0]
-        mirrored[index] = embedder.forward(np.ascontiguousarray(chip[..., ::-1]))[0]
-        if index % 500 == 0:
-            log(f"descriptors: {index}/{len(keys)}")
+    for start in range(0, len(keys), CHUNK):
+        rows, chips = [], []
+        for index in range(start, min(start + CHUNK, len(keys))):
+            image = load_rgb(root, keys[index])
+            box = central_box(boxes[keys[index]], image.shape)
+            if box is None:
+                continue
+            found[index] = True
+            points[index] = pipeline.points(image, np.array([box[:4]]))[0]
+            rows.append(index)
+            chips.append(extract_chip(image, points[index]))
+        if chips:
+            array = np.stack(chips).transpose(0, 3, 1, 2).astype(np.float32)
+            raw[rows] = run_batched(array, embedder.forward)
+            mirrored[rows] = run_batched(np.ascontiguousarray(array[..., ::-1]), embedder.forward)
+        log(f"descriptors: {min(start + CHUNK, len(keys))}/{len(keys)}")
     result = {"keys": np.array(keys), "found": found, "landmarks": points, "raw": raw, "mirrored": mirrored}
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **result)
+    np.savez(path, **result)  # type: ignore[arg-type]
     return result

@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 from models.artifact import InputSpec, Manifest, Provenance, pack_artifact, sha256_file
 from models.identity.align import CHIP_SIZE, PADDING
 from models.identity.dlib_format import read_resnet, read_shape_predictor
-from models.identity.network import MEAN, INPUT_SCALE, resnet_from_dlib
+from models.identity.network import INPUT_SCALE, MEAN, resnet_from_dlib
 from models.identity.types import ARCHITECTURE, LANDMARKS_FILE, LICENSE_FILE, RESNET_FILE
 from models.provenance import git_commit
 from models.torch_backend import save_state
@@ -39,7 +39,12 @@ PLACEHOLDER_THRESHOLDS: dict[str, Any] = {
 
 
 def import_dlib(
-    resnet_dat: Path, landmarks_dat: Path, license_file: Path, out_dir: Path, version: str = "v1", command: str | None = None
+    resnet_dat: Path,
+    landmarks_dat: Path,
+    license_file: Path,
+    out_dir: Path,
+    version: str = "v1",
+    command: str | None = None,
 ) -> Manifest:
     """Write the ``face-embedder`` artifact into ``out_dir`` (created; refused when it holds other files)."""
     network = resnet_from_dlib(read_resnet(resnet_dat))

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.identity.dlib_format import DlibFormatError, DlibLayer, DlibNetwork
-
 from models.identity.types import ARCHITECTURE  # noqa: F401  (re-exported)
+
 MEAN = (122.782, 117.001, 104.298)
 INPUT_SCALE = 256.0
 CHIP_SIZE = 150
@@ -89,13 +89,11 @@ class DlibFaceResNet(nn.Module):
         self.conv = nn.Conv2d(3, 32, 7, 2, 0)
         self.affine = Affine(32)
         widths = [32, *(width for width, _ in BLOCKS)]
-        self.blocks = nn.Sequential(
-            *(Residual(widths[i], width, down) for i, (width, down) in enumerate(BLOCKS))
-        )
+        self.blocks = nn.Sequential(*(Residual(widths[i], width, down) for i, (width, down) in enumerate(BLOCKS)))
         self.fc = nn.Linear(256, 128, bias=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images - self.mean) / INPUT_SCALE
+        x = (images - self.get_buffer("mean")) / INPUT_SCALE
         x = F.max_pool2d(F.relu(self.affine(self.conv(x))), 3, 2)
         x = self.blocks(x)
         return self.fc(x.mean(dim=(2, 3)))
@@ -113,7 +111,9 @@ def resnet_from_dlib(network: DlibNetwork) -> DlibFaceResNet:
     tags = [layer.tag for layer in network.layers]
     if tags != expected_tags():
         raise DlibFormatError(f"the layers {tags[:8]}… are not dlib's face ResNet ({len(tags)} layers)")
-    if network.size != (CHIP_SIZE, CHIP_SIZE) or any(abs(a - b) > 1e-3 for a, b in zip(network.mean, MEAN)):
+    if network.size != (CHIP_SIZE, CHIP_SIZE) or any(
+        abs(a - b) > 1e-3 for a, b in zip(network.mean, MEAN, strict=True)
+    ):
         raise DlibFormatError(f"input {network.size} mean {network.mean} is not the face ResNet's")
     module = DlibFaceResNet()
     convs = iter(layer for layer in network.layers if layer.tag == "con")
@@ -137,7 +137,12 @@ def _load_conv(conv: nn.Conv2d, layer: DlibLayer) -> None:
     filters, rows, cols, stride, _, padding, _ = layer.settings
     weight, bias = conv.weight, conv.bias
     assert bias is not None
-    if (filters, rows, cols, stride, padding) != (conv.out_channels, *conv.kernel_size, *conv.stride[:1], conv.padding[0]):
+    if (filters, rows, cols, stride, padding) != (
+        conv.out_channels,
+        *conv.kernel_size,
+        *conv.stride[:1],
+        conv.padding[0],
+    ):
         raise DlibFormatError(f"conv {layer.settings} does not match {conv}")
     if layer.params.size != weight.numel() + bias.numel():
         raise DlibFormatError(f"conv {layer.settings} has {layer.params.size} parameters, expected more or fewer")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from models.artifact import ArtifactError, Manifest
-from models.identity.align import CHIP_SIZE, PADDING, extract_chip
+from models.identity.align import extract_chip
 from models.identity.landmarks import ShapePredictor
 from models.identity.types import ARCHITECTURE, DESCRIPTOR_SIZE, LANDMARKS_FILE, EmbedRequest, FaceEmbedding
 
@@ -40,7 +40,8 @@ class BoxMapping:
     @classmethod
     def from_hyperparameters(cls, hyperparameters: dict[str, Any]) -> BoxMapping:
         raw = hyperparameters.get("box_mapping", {})
-        return cls(tuple(raw.get("offset", (0.0, 0.0))), tuple(raw.get("scale", (1.0, 1.0))), int(raw.get("passes", 1)))  # type: ignore[arg-type]
+        (ox, oy), (sx, sy) = raw.get("offset", (0.0, 0.0)), raw.get("scale", (1.0, 1.0))
+        return cls((float(ox), float(oy)), (float(sx), float(sy)), int(raw.get("passes", 1)))
 
     def rects(self, boxes: np.ndarray) -> np.ndarray:
         """(N, 4) x1, y1, x2, y2 -> (N, 4) dlib left, top, right, bottom."""
@@ -75,7 +76,9 @@ class FacePipeline:
         except Exception as error:  # safetensors' own errors, missing keys, inconsistent shapes
             raise ArtifactError(f"{manifest.name}/{manifest.version}: cannot read {LANDMARKS_FILE}: {error}") from error
         hyperparameters = manifest.hyperparameters
-        return cls(landmarks, BoxMapping.from_hyperparameters(hyperparameters), bool(hyperparameters.get("flip_average")))
+        return cls(
+            landmarks, BoxMapping.from_hyperparameters(hyperparameters), bool(hyperparameters.get("flip_average"))
+        )
 
     def points(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """(N, 5, 2) landmarks for the detector boxes of one image."""
@@ -138,6 +141,3 @@ def check_embedder_manifest(manifest: Manifest) -> None:
     if manifest.task != "embed" or manifest.architecture != ARCHITECTURE:
         where = f"{manifest.name}/{manifest.version}"
         raise ArtifactError(f"{where}: not a face embedder ({manifest.task}, {manifest.architecture!r})")
-
-
-CHIP = {"size": CHIP_SIZE, "padding": PADDING}
