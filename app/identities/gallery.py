@@ -70,18 +70,18 @@ class IdentityGallery:
     async def enrol(self, name: str, descriptors: list[np.ndarray], embedder: str) -> IdentityRecord:
         await self._ensure_index(embedder)
         identity_id, faces = await self._call(repository.enrol, name, descriptors, embedder)
-        await self._add_local(faces)
+        await self._add_local(faces, embedder)
         return await self.get(identity_id, embedder)
 
     async def add_faces(self, identity_id: str, descriptors: list[np.ndarray], embedder: str) -> IdentityRecord:
         await self._ensure_index(embedder)
         faces = await self._call(repository.add_faces, identity_id, descriptors, embedder)
-        await self._add_local(faces)
+        await self._add_local(faces, embedder)
         return await self.get(identity_id, embedder)
 
-    async def _add_local(self, faces: list[repository.StoredFace]) -> None:
-        async with self._apply:
-            if self.index is not None and faces:
+    async def _add_local(self, faces: list[repository.StoredFace], embedder: str) -> None:
+        async with self._apply:  # an index of another version (switched meanwhile) reloads them itself
+            if self.index is not None and self.index.embedder == embedder and faces:
                 self.index = self.index.with_changes(faces)
 
     async def delete(self, identity_id: str) -> None:
