@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from app.deps import get_gallery
+from app.identities.database import open_engine
+from app.identities.gallery import IdentityGallery
 from app.main import create_app
 from app.settings import Settings
 from tests.support.fakes import fake_plans, make_fake_store
@@ -209,3 +212,18 @@ def test_a_database_outage_answers_503_for_writes_and_identify_keeps_serving(tmp
         assert client.get("/identities", headers=ADMIN).status_code == 503
         time.sleep(0.5)  # polls fail meanwhile
         assert identify(client, ADA)[0]["identity"]["id"] == ada["id"]  # type: ignore[index]
+
+
+def test_an_unreachable_postgresql_answers_503_with_retry_after_not_500(client: TestClient) -> None:
+    away = IdentityGallery(open_engine("postgresql+psycopg://deepcanvas@127.0.0.1:1/identities", timeout_s=1))
+    client.app.dependency_overrides[get_gallery] = lambda: away  # type: ignore[attr-defined]
+    try:
+        enrolled = client.post("/identities", data={"name": "Ada"}, files=photos(ADA), headers=ADMIN)
+        listed = client.get("/identities", headers=ADMIN)
+        identified = client.post("/identify", files={"image": ("q.png", people_photo(ADA))})
+    finally:
+        client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
+        away.close()
+    for response in (enrolled, listed, identified):
+        assert response.status_code == 503 and response.headers["retry-after"] == "5", response.text
+    assert "database" in enrolled.json()["detail"] and "not been loaded" in identified.json()["detail"]
