@@ -324,11 +324,16 @@ check_memory() {
     fi
 }
 
-# The database container answers pg_isready; where the service has the identity routes (listed in its
-# OpenAPI document), GET /identities answers 200 and the service's migrations created its tables.
+# The database container answers pg_isready and the service's container connects to it; where the service
+# has the identity routes (listed in its OpenAPI document), GET /identities answers 200 and the service's
+# migrations created its tables.
 check_database() {
     compose exec -T postgres sh -c \
         'pg_isready --host=127.0.0.1 --port="$POSTGRES_PORT" --username="$POSTGRES_USER" --dbname="$POSTGRES_DB"'
+    # The service image holds the driver and reaches the database with the URL compose gives it.
+    compose exec -T deepcanvas python -c 'import os, sqlalchemy
+with sqlalchemy.create_engine(os.environ["DEEPCANVAS_DATABASE_URL"]).connect() as connection:
+    print("service image -> database:", connection.execute(sqlalchemy.text("SELECT version()")).scalar())'
     expect_200 "GET /openapi.json" "$SERVICE/openapi.json"
     if ! python3 -c 'import json, sys; sys.exit("/identities" not in json.load(sys.stdin)["paths"])' \
         <"$WORK/body"; then
