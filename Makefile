@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := False
 export AWS_EMF_ENVIRONMENT ?= local
 
-.PHONY: install serve test lint typecheck browser-deps postgres-deps clean starter infra container-smoke container-smoke-slim
+.PHONY: install serve test lint typecheck browser-deps db-deps clean starter infra container-smoke container-smoke-slim
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,9 @@ browser-deps:
 		|| echo "chromium could not be installed: browser tests will skip"; \
 	fi
 
-# PostgreSQL for the identity database tests (a throw-away cluster per test module): Debian's package.
-postgres-deps:
+# PostgreSQL for the database tests (they start a throwaway cluster with initdb): Debian's package, installed
+# when missing and we may (root with apt).
+db-deps:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
 		|| echo "postgresql could not be installed: PostgreSQL tests will skip"; \
@@ -44,7 +45,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: install browser-deps postgres-deps lint typecheck
+test: install browser-deps db-deps lint typecheck
 	$(BIN)/python -m pytest
 
 # Synthesize every CDK stack offline into infra/cdk.out and lint the templates.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import tempfile
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,21 @@ ModelRef = Annotated[str, AfterValidator(_check_model_ref)]
 def split_model_ref(value: str) -> tuple[str, str]:
     name, _, ref = value.partition(":")
     return name, ref
+
+
+def postgresql_url(parts: dict[str, Any]) -> str:
+    """``postgresql+psycopg://USER:PASSWORD@HOST:PORT/NAME`` from the ``database_*`` settings, each part
+    percent-encoded (a generated password may hold ``@``, ``:`` or ``/``)."""
+
+    def part(key: str, default: object = "") -> str:
+        value = parts.get(key, default)
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value or "")
+        return quote(text, safe="")
+
+    user, password = part("database_user"), part("database_password")
+    credentials = f"{user}:{password}@" if password else f"{user}@" if user else ""
+    host, port, name = part("database_host"), part("database_port", 5432), part("database_name", "deepcanvas")
+    return f"postgresql+psycopg://{credentials}{host}:{port}/{name}"
 
 
 class Settings(BaseSettings):
@@ -106,6 +122,13 @@ class Settings(BaseSettings):
     identity_poll_s: float = Field(
         5.0, gt=0, le=3600, description="How often each replica reads new and deleted enrolments from the database"
     )
+    # On ECS the database arrives in parts (host, port and name as environment, user and password as secrets
+    # from Secrets Manager): the URL is assembled from them when DATABASE_URL itself is not set.
+    database_host: str | None = Field(None, description="PostgreSQL host; builds database_url when that is unset")
+    database_port: int = Field(5432, ge=1, le=65535, description="PostgreSQL port (with database_host)")
+    database_name: str = Field("deepcanvas", min_length=1, description="PostgreSQL database (with database_host)")
+    database_user: str | None = Field(None, description="PostgreSQL user (with database_host)")
+    database_password: SecretStr | None = Field(None, description="PostgreSQL password (with database_host)")
 
     emf_enabled: bool = Field(False, description="Write CloudWatch Embedded Metric Format lines to stdout")
     emf_namespace: str = Field("DeepCanvas", min_length=1, max_length=255)
@@ -113,6 +136,13 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _database_url_from_parts(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("database_url") and data.get("database_host"):
+            return {**data, "database_url": postgresql_url(data)}
+        return data
 
     @field_validator("store")
     @classmethod

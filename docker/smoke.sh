@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Container smoke test: every image builds, docker-compose.yml starts, and the service answers /detect,
-# /classify and /stylize from the seeded S3 store. Tears the stack down on exit; non-zero on failure.
+# /classify and /stylize from the seeded S3 store; PostgreSQL answers pg_isready, and where the service has
+# the identity routes, GET /identities answers from it. Tears the stack down (volumes included) on exit;
+# non-zero on failure.
 # With --slim: builds the slim target instead (OpenVINO, no torch), runs it alone on the host network
 # from its baked store, calls each endpoint, checks that method=nst answers 422 and that the container's
 # resident memory stays within SLIM_MAX_RSS_MB.
@@ -14,7 +16,7 @@
 # and starts dockerd (host networking only; stopped again at the end).
 # Environment: BASE_IMAGE (offline default: deepcanvas-base:bookworm, built here once), TORCH_SPEC, EXTRAS,
 # READY_TIMEOUT_S, HOST_PYTHON (whose pip prepares the wheel folders; default .venv/bin/python, else python3),
-# SLIM_MAX_RSS_MB (default 800).
+# SLIM_MAX_RSS_MB (default 800), POSTGRES_PORT (default 55432) and the compose file's other POSTGRES_*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,10 +30,12 @@ esac
 if [ -n "$SMOKE_ONLINE" ]; then
     BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim-bookworm}"
     PROMETHEUS_BASE_IMAGE="${PROMETHEUS_BASE_IMAGE:-debian:bookworm-slim}"
+    POSTGRES_BASE_IMAGE="${POSTGRES_BASE_IMAGE:-debian:bookworm-slim}"
     TORCH_SPEC="${TORCH_SPEC:-torch torchvision}"
 else
     BASE_IMAGE="${BASE_IMAGE:-deepcanvas-base:bookworm}"
     PROMETHEUS_BASE_IMAGE="${PROMETHEUS_BASE_IMAGE:-$BASE_IMAGE}"
+    POSTGRES_BASE_IMAGE="${POSTGRES_BASE_IMAGE:-$BASE_IMAGE}"
     # The pair whose wheels this machine's package index holds.
     TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
 fi
@@ -43,6 +47,12 @@ SLIM_MAX_RSS_MB="${SLIM_MAX_RSS_MB:-800}"
 SLIM_CONTAINER=deepcanvas-slim-smoke
 SERVICE=http://127.0.0.1:8000
 PROMETHEUS=http://127.0.0.1:9090
+# The compose file's defaults, exported so the checks below and compose agree; a fresh admin token per run
+# (the identity routes that write need it).
+export POSTGRES_USER="${POSTGRES_USER:-deepcanvas}" POSTGRES_DB="${POSTGRES_DB:-deepcanvas}"
+export POSTGRES_PORT="${POSTGRES_PORT:-55432}"
+DEEPCANVAS_ADMIN_TOKEN="${DEEPCANVAS_ADMIN_TOKEN:-smoke-$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+export DEEPCANVAS_ADMIN_TOKEN
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0 COMPOSE_PROJECT_NAME=deepcanvas-smoke
 
 WORK="$(mktemp -d)"
@@ -162,6 +172,11 @@ build_s3_image() {
         -t deepcanvas-s3:local docker/s3
 }
 
+build_postgres_image() {
+    docker build --network host --build-arg BASE_IMAGE="$POSTGRES_BASE_IMAGE" \
+        -t deepcanvas-postgres:local docker/postgres
+}
+
 build_prometheus_image() {
     docker build --network host --build-arg BASE_IMAGE="$PROMETHEUS_BASE_IMAGE" \
         -t deepcanvas-prometheus:local docker/prometheus
@@ -177,8 +192,17 @@ check_port_free() {
     fi
 }
 
+# Likewise a cluster on the host listening on the database's port.
+check_database_port_free() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/$POSTGRES_PORT") 2>/dev/null; then
+        echo "something already listens on 127.0.0.1:$POSTGRES_PORT; stop it or set POSTGRES_PORT" >&2
+        return 1
+    fi
+}
+
 start_stack() {
     check_port_free
+    check_database_port_free
     STACK_UP=1
     compose up --detach --no-build
 }
@@ -300,6 +324,33 @@ check_memory() {
     fi
 }
 
+# The database container answers pg_isready and the service's container connects to it; where the service
+# has the identity routes (listed in its OpenAPI document), GET /identities answers 200 and the service's
+# migrations created its tables.
+check_database() {
+    compose exec -T postgres sh -c \
+        'pg_isready --host=127.0.0.1 --port="$POSTGRES_PORT" --username="$POSTGRES_USER" --dbname="$POSTGRES_DB"'
+    # The service image holds the driver and reaches the database with the URL compose gives it.
+    compose exec -T deepcanvas python -c 'import os, sqlalchemy
+with sqlalchemy.create_engine(os.environ["DEEPCANVAS_DATABASE_URL"]).connect() as connection:
+    print("service image -> database:", connection.execute(sqlalchemy.text("SELECT version()")).scalar())'
+    expect_200 "GET /openapi.json" "$SERVICE/openapi.json"
+    if ! python3 -c 'import json, sys; sys.exit("/identities" not in json.load(sys.stdin)["paths"])' \
+        <"$WORK/body"; then
+        echo "the service has no /identities route: database checks through the service skipped"
+        return
+    fi
+    expect_200 "GET /identities" -H "Authorization: Bearer $DEEPCANVAS_ADMIN_TOKEN" "$SERVICE/identities"
+    echo "  $(head -c 300 "$WORK/body")"
+    local tables
+    tables="$(compose exec -T postgres sh -c 'PGPASSWORD="$POSTGRES_PASSWORD" psql --no-psqlrc --tuples-only \
+        --no-align --host=127.0.0.1 --port="$POSTGRES_PORT" --username="$POSTGRES_USER" --dbname="$POSTGRES_DB" \
+        --command="SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"' |
+        tr -s '\r\n' '  ')"
+    [ -n "$tables" ] || { echo "the service created no tables in $POSTGRES_DB" >&2; return 1; }
+    echo "tables in $POSTGRES_DB: $tables"
+}
+
 scrape_health() {
     curl -s "$PROMETHEUS/api/v1/targets" | python3 -c '
 import json, sys
@@ -375,7 +426,9 @@ fi
 phase build-service build_service_image
 phase build-s3 build_s3_image
 phase build-prometheus build_prometheus_image
+phase build-postgres build_postgres_image
 phase compose-up start_stack
 phase ready wait_until_ready
 phase endpoints call_endpoints
+phase database check_database
 phase prometheus check_prometheus

@@ -1,4 +1,4 @@
-"""The CDK app: builds the six stacks from the context and synthesizes them, offline, without the cdk CLI.
+"""The CDK app: builds the seven stacks from the context and synthesizes them, offline, without the cdk CLI.
 
     python -m infra.app --outdir infra/cdk.out [-c image_tag=abc123 -c nat_gateways=2 ...]
 
@@ -19,6 +19,7 @@ from typing import Any
 import aws_cdk as cdk
 
 from infra.config import DeployConfig
+from infra.stacks.database import DatabaseStack
 from infra.stacks.network import NetworkStack
 from infra.stacks.observability import ObservabilityStack
 from infra.stacks.pipeline import PipelineStack
@@ -42,13 +43,22 @@ class DeepCanvasApp:
     storage: StorageStack
     registry: RegistryStack
     network: NetworkStack
+    database: DatabaseStack
     service: ServiceStack
     observability: ObservabilityStack
     pipeline: PipelineStack
 
     @property
     def stacks(self) -> list[cdk.Stack]:
-        return [self.storage, self.registry, self.network, self.service, self.observability, self.pipeline]
+        return [
+            self.storage,
+            self.registry,
+            self.network,
+            self.database,
+            self.service,
+            self.observability,
+            self.pipeline,
+        ]
 
 
 def build_app(outdir: str | Path | None = None, context: Mapping[str, Any] | None = None) -> DeepCanvasApp:
@@ -58,6 +68,9 @@ def build_app(outdir: str | Path | None = None, context: Mapping[str, Any] | Non
     storage = StorageStack(app, f"{PREFIX}-Storage", description="DeepCanvas model store")
     registry = RegistryStack(app, f"{PREFIX}-Registry", keep_images=config.keep_images, description="DeepCanvas images")
     network = NetworkStack(app, f"{PREFIX}-Network", nat_gateways=config.nat_gateways, description="DeepCanvas VPC")
+    database = DatabaseStack(
+        app, f"{PREFIX}-Database", config=config, vpc=network.vpc, description="DeepCanvas identity database"
+    )
     service = ServiceStack(
         app,
         f"{PREFIX}-Service",
@@ -65,6 +78,8 @@ def build_app(outdir: str | Path | None = None, context: Mapping[str, Any] | Non
         vpc=network.vpc,
         bucket=storage.bucket,
         repository=registry.repository,
+        database=database.instance,
+        database_secret=database.secret,
         description="DeepCanvas inference service on ECS Fargate",
     )
     observability = ObservabilityStack(
@@ -73,6 +88,7 @@ def build_app(outdir: str | Path | None = None, context: Mapping[str, Any] | Non
         config=config,
         service=service.service,
         target_group=service.target_group,
+        database=database.instance,
         description="DeepCanvas alarms and dashboard",
     )
     pipeline = PipelineStack(
@@ -84,7 +100,7 @@ def build_app(outdir: str | Path | None = None, context: Mapping[str, Any] | Non
         description="DeepCanvas delivery pipeline",
     )
     cdk.Tags.of(app).add("project", "deepcanvas")
-    return DeepCanvasApp(app, config, storage, registry, network, service, observability, pipeline)
+    return DeepCanvasApp(app, config, storage, registry, network, database, service, observability, pipeline)
 
 
 def parse_context(pairs: Sequence[str]) -> dict[str, str]:

@@ -24,6 +24,14 @@ ALB_IDLE_TIMEOUT_S = 60
 STOP_TIMEOUT_MARGIN_S = 10
 FARGATE_MAX_STOP_TIMEOUT_S = 120
 
+# The identity database (RDS PostgreSQL): the service reads these as DEEPCANVAS_DATABASE_* (app/settings.py).
+DATABASE_NAME = "deepcanvas"
+DATABASE_USER = "deepcanvas"
+DATABASE_PORT = 5432
+# RDS keeps automated backups 1..35 days; gp3 volumes start at 20 GiB.
+MAX_BACKUP_RETENTION_DAYS = 35
+MIN_DB_STORAGE_GIB = 20
+
 PLACEHOLDER_CONNECTION_ARN = (
     "arn:aws:codeconnections:us-east-1:123456789012:connection/00000000-0000-0000-0000-000000000000"
 )
@@ -63,6 +71,17 @@ def _as_float(key: str, value: Any) -> float:
     return number
 
 
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise ValueError(f"context {key!r} must be true or false, got {value!r}")
+
+
 def _as_text(key: str, value: Any) -> str:
     if not isinstance(value, str | int) or not str(value).strip():
         raise ValueError(f"context {key!r} must be a non-empty string, got {value!r}")
@@ -87,6 +106,17 @@ class DeployConfig:
     alarm_p99_latency_s: float = 5.0
     alarm_5xx_percent: float = 5.0
     alarm_utilisation_percent: float = 85.0
+    db_instance_type: str = "t4g.medium"
+    # MAJOR.MINOR; RDS applies later minors in the maintenance window (auto minor version upgrade).
+    db_engine_version: str = "17.9"
+    db_allocated_storage_gib: int = 20
+    db_max_allocated_storage_gib: int = 100
+    db_multi_az: bool = True
+    db_backup_retention_days: int = 7
+    db_deletion_protection: bool = True
+    alarm_db_free_storage_gib: float = 2.0
+    # About 75% of max_connections on a t4g.medium (RDS: memory / 9.5 MB): raise it with a larger instance.
+    alarm_db_connections: int = 300
     alarm_email: str | None = None
     certificate_arn: str | None = None
     connection_arn: str = PLACEHOLDER_CONNECTION_ARN
@@ -104,6 +134,7 @@ class DeployConfig:
             )
         if self.nat_gateways < 1:
             raise ValueError("nat_gateways must be at least 1: tasks in private subnets reach ECR through NAT")
+        self._check_database()
 
     def _check_capacity(self) -> None:
         if not 1 <= self.min_capacity <= self.max_capacity:
@@ -111,12 +142,33 @@ class DeployConfig:
         if not 1 <= self.cpu_target_percent <= 100:
             raise ValueError(f"cpu_target_percent must be in 1..100, got {self.cpu_target_percent}")
 
+    def _check_database(self) -> None:
+        if not 1 <= self.db_backup_retention_days <= MAX_BACKUP_RETENTION_DAYS:
+            raise ValueError(
+                f"db_backup_retention_days must be in 1..{MAX_BACKUP_RETENTION_DAYS}, "
+                f"got {self.db_backup_retention_days}"
+            )
+        if not MIN_DB_STORAGE_GIB <= self.db_allocated_storage_gib <= self.db_max_allocated_storage_gib:
+            raise ValueError(
+                f"need {MIN_DB_STORAGE_GIB} <= db_allocated_storage_gib <= db_max_allocated_storage_gib, got "
+                f"{self.db_allocated_storage_gib}..{self.db_max_allocated_storage_gib}"
+            )
+        major, dot, minor = self.db_engine_version.partition(".")
+        if not (major.isdigit() and dot and minor.isdigit()):
+            raise ValueError(f"db_engine_version must be a PostgreSQL MAJOR.MINOR, got {self.db_engine_version!r}")
+        if self.alarm_db_connections < 1:
+            raise ValueError("alarm_db_connections must be at least 1")
+
     def _check_fargate_size(self) -> None:
         if self.cpu not in FARGATE_MEMORY_MIB:
             raise ValueError(f"cpu must be one of Fargate's sizes {sorted(FARGATE_MEMORY_MIB)}, got {self.cpu}")
         low, high, step = FARGATE_MEMORY_MIB[self.cpu]
         if not (low <= self.memory <= high and (self.memory - low) % step == 0):
             raise ValueError(f"memory {self.memory} MiB is not valid with cpu {self.cpu}: {low}..{high} by {step}")
+
+    @property
+    def db_major_version(self) -> str:
+        return self.db_engine_version.partition(".")[0]
 
     @property
     def stop_timeout_s(self) -> int:
@@ -144,4 +196,6 @@ def _coerce(key: str, annotation: Any, raw: Any) -> Any:
         return _as_int(key, raw)
     if kind == "float":
         return _as_float(key, raw)
+    if kind == "bool":
+        return _as_bool(key, raw)
     return _as_text(key, raw)

@@ -1,4 +1,5 @@
-"""The network: a two-AZ VPC, public subnets for the load balancer, private ones for the tasks."""
+"""The network: a two-AZ VPC, public subnets for the load balancer, private ones for the tasks, isolated ones
+(no route to the internet) for the database."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ class NetworkStack(Stack):
             subnet_configuration=[
                 ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
                 ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=22),
+                # Last, so adding it kept the CIDRs of the subnets above.
+                ec2.SubnetConfiguration(name="database", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24),
             ],
         )
         # Weights are hundreds of MB per task start: a free gateway endpoint beats NAT data charges.

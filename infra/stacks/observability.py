@@ -1,4 +1,4 @@
-"""Observability: alarms on the load balancer and the service, one SNS topic for them, and a dashboard."""
+"""Observability: alarms on the load balancer, the service and the database, one SNS topic, and a dashboard."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_rds as rds
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
@@ -16,10 +17,11 @@ from constructs import Construct
 from infra.config import DeployConfig
 
 PERIOD = Duration.minutes(1)
+GIB = 1024**3
 
 
 class ObservabilityStack(Stack):
-    """Five alarms, each notifying the alarm topic on ALARM and on OK, and a dashboard of the same metrics."""
+    """Eight alarms, each notifying the alarm topic on ALARM and on OK, and a dashboard of the same metrics."""
 
     def __init__(
         self,
@@ -29,6 +31,7 @@ class ObservabilityStack(Stack):
         config: DeployConfig,
         service: ecs.FargateService,
         target_group: elbv2.ApplicationTargetGroup,
+        database: rds.DatabaseInstance,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -52,13 +55,23 @@ class ObservabilityStack(Stack):
         self.memory = service.metric_memory_utilization(period=PERIOD)
         self.unhealthy_hosts = metrics.unhealthy_host_count(statistic="Maximum", period=PERIOD)
         self.healthy_hosts = metrics.healthy_host_count(statistic="Minimum", period=PERIOD)
+        self.db_cpu = database.metric_cpu_utilization(period=PERIOD)
+        self.db_free_storage = database.metric_free_storage_space(statistic="Minimum", period=PERIOD)
+        self.db_connections = database.metric_database_connections(statistic="Maximum", period=PERIOD)
         self.alarms = self._alarms()
         for alarm in self.alarms:
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
             alarm.add_ok_action(cloudwatch_actions.SnsAction(self.topic))
         self.dashboard = self._dashboard()
 
-    def _alarm(self, name: str, metric: cloudwatch.IMetric, threshold: float, description: str) -> cloudwatch.Alarm:
+    def _alarm(
+        self,
+        name: str,
+        metric: cloudwatch.IMetric,
+        threshold: float,
+        description: str,
+        comparison: cloudwatch.ComparisonOperator = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+    ) -> cloudwatch.Alarm:
         # Three of five minutes: one slow request or one noisy minute does not page anyone.
         return cloudwatch.Alarm(
             self,
@@ -67,7 +80,7 @@ class ObservabilityStack(Stack):
             threshold=threshold,
             evaluation_periods=5,
             datapoints_to_alarm=3,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            comparison_operator=comparison,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=description,
         )
@@ -88,6 +101,28 @@ class ObservabilityStack(Stack):
             self._alarm("CpuUtilisation", self.cpu, busy, f"service CPU over {busy}%"),
             self._alarm("MemoryUtilisation", self.memory, busy, f"service memory over {busy}%"),
             self._alarm("UnhealthyHosts", self.unhealthy_hosts, 0, "a task fails the /readyz health check"),
+            *self._database_alarms(),
+        ]
+
+    def _database_alarms(self) -> list[cloudwatch.Alarm]:
+        config = self.config
+        busy, free_gib, connections = (
+            config.alarm_utilisation_percent,
+            config.alarm_db_free_storage_gib,
+            config.alarm_db_connections,
+        )
+        return [
+            self._alarm("DatabaseCpu", self.db_cpu, busy, f"database CPU over {busy}%"),
+            self._alarm(
+                "DatabaseFreeStorage",
+                self.db_free_storage,
+                free_gib * GIB,
+                f"database free storage under {free_gib} GiB (storage autoscaling has reached its maximum?)",
+                cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            ),
+            self._alarm(
+                "DatabaseConnections", self.db_connections, connections, f"over {connections} database connections"
+            ),
         ]
 
     def _dashboard(self) -> cloudwatch.Dashboard:
@@ -100,5 +135,10 @@ class ObservabilityStack(Stack):
         dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Service CPU and memory (%)", left=[self.cpu, self.memory], width=12),
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms), width=12),
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Database CPU (%)", left=[self.db_cpu], width=8),
+            cloudwatch.GraphWidget(title="Database free storage (bytes)", left=[self.db_free_storage], width=8),
+            cloudwatch.GraphWidget(title="Database connections", left=[self.db_connections], width=8),
         )
         return dashboard

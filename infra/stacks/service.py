@@ -10,6 +10,7 @@ from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_rds as rds
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
@@ -18,6 +19,8 @@ from infra.config import (
     ALB_IDLE_TIMEOUT_S,
     CONTAINER_NAME,
     CONTAINER_PORT,
+    DATABASE_NAME,
+    DATABASE_PORT,
     HEALTH_CHECK_PATH,
     MODELS_PREFIX,
     DeployConfig,
@@ -37,10 +40,14 @@ class ServiceStack(Stack):
         vpc: ec2.IVpc,
         bucket: s3.IBucket,
         repository: ecr.IRepository,
+        database: rds.DatabaseInstance,
+        database_secret: secretsmanager.ISecret,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
+        self.database = database
+        self.database_secret = database_secret
         self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
         self.admin_token = secretsmanager.Secret(
             self,
@@ -50,6 +57,8 @@ class ServiceStack(Stack):
         )
         self.task_definition = self._task_definition(bucket, repository)
         self.service = self._fargate_service()
+        # The database's one ingress rule: from the tasks' security group, on its port (the rule lives here).
+        self.service.connections.allow_to(database, ec2.Port.tcp(DATABASE_PORT), "DeepCanvas tasks to the database")
         self.load_balancer = elbv2.ApplicationLoadBalancer(
             self,
             "LoadBalancer",
@@ -73,6 +82,18 @@ class ServiceStack(Stack):
             "DEEPCANVAS_S3_REGION": Aws.REGION,
             "DEEPCANVAS_EMF_ENABLED": "true",
             "DEEPCANVAS_GRACE_PERIOD_S": str(self.config.grace_period_s),
+            # The service assembles DEEPCANVAS_DATABASE_URL from these and the two secrets below.
+            "DEEPCANVAS_DATABASE_HOST": self.database.db_instance_endpoint_address,
+            "DEEPCANVAS_DATABASE_PORT": self.database.db_instance_endpoint_port,
+            "DEEPCANVAS_DATABASE_NAME": DATABASE_NAME,
+        }
+
+    def _container_secrets(self) -> dict[str, ecs.Secret]:
+        # Injected by the execution role at task start: the task role itself may read no secret.
+        return {
+            "DEEPCANVAS_ADMIN_TOKEN": ecs.Secret.from_secrets_manager(self.admin_token),
+            "DEEPCANVAS_DATABASE_USER": ecs.Secret.from_secrets_manager(self.database_secret, "username"),
+            "DEEPCANVAS_DATABASE_PASSWORD": ecs.Secret.from_secrets_manager(self.database_secret, "password"),
         }
 
     def _task_definition(self, bucket: s3.IBucket, repository: ecr.IRepository) -> ecs.FargateTaskDefinition:
@@ -93,7 +114,7 @@ class ServiceStack(Stack):
             image=ecs.ContainerImage.from_ecr_repository(repository, self.config.image_tag),
             port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT, protocol=ecs.Protocol.TCP)],
             environment=self._container_environment(bucket),
-            secrets={"DEEPCANVAS_ADMIN_TOKEN": ecs.Secret.from_secrets_manager(self.admin_token)},
+            secrets=self._container_secrets(),
             logging=ecs.LogDrivers.aws_logs(stream_prefix=CONTAINER_NAME, log_group=log_group),
             # SIGTERM, then grace_period_s for in-flight requests, then a margin before SIGKILL.
             stop_timeout=Duration.seconds(self.config.stop_timeout_s),

@@ -57,3 +57,12 @@ def policy_statements_of_role(template: Template, role_logical_id: str) -> list[
         if {"Ref": role_logical_id} in roles:
             statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
     return statements
+
+
+def exported_value(template: Template, import_value: Any) -> Any:
+    """What an ``Fn::ImportValue`` of another stack's export resolves to in that stack's ``template``."""
+    name = import_value["Fn::ImportValue"]
+    for output in template.to_json().get("Outputs", {}).values():
+        if output.get("Export", {}).get("Name") == name:
+            return output["Value"]
+    raise AssertionError(f"no export named {name!r}")

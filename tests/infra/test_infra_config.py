@@ -28,6 +28,15 @@ def test_cli_strings_are_coerced_to_the_field_types() -> None:
     assert config.image_tag == "abc123"
 
 
+def test_database_defaults_suit_production_and_flags_read_as_booleans() -> None:
+    config = DeployConfig.from_mapping({})
+    assert (config.db_multi_az, config.db_deletion_protection, config.db_backup_retention_days) == (True, True, 7)
+    assert config.db_major_version == "17"
+    relaxed = DeployConfig.from_mapping({"db_multi_az": "false", "db_deletion_protection": "no"})
+    assert (relaxed.db_multi_az, relaxed.db_deletion_protection) == (False, False)
+    assert DeployConfig.from_mapping({"db_multi_az": False}).db_multi_az is False
+
+
 def test_stop_timeout_leaves_a_margin_after_the_grace_period() -> None:
     config = DeployConfig.from_mapping({"grace_period_s": 45})
     assert config.stop_timeout_s == 45 + STOP_TIMEOUT_MARGIN_S
@@ -46,6 +55,13 @@ def test_stop_timeout_leaves_a_margin_after_the_grace_period() -> None:
         ({"keep_images": "many"}, "non-negative integer"),
         ({"alarm_p99_latency_s": "0"}, "positive"),
         ({"image_tag": "  "}, "non-empty"),
+        ({"db_multi_az": "maybe"}, "true or false"),
+        ({"db_backup_retention_days": 0}, "db_backup_retention_days"),
+        ({"db_backup_retention_days": 36}, "db_backup_retention_days"),
+        ({"db_allocated_storage_gib": 10}, "db_allocated_storage_gib"),
+        ({"db_allocated_storage_gib": 200, "db_max_allocated_storage_gib": 100}, "db_max_allocated_storage_gib"),
+        ({"db_engine_version": "17"}, "MAJOR.MINOR"),
+        ({"alarm_db_connections": 0}, "alarm_db_connections"),
     ],
 )
 def test_impossible_deployments_are_refused_with_the_reason(context: dict[str, object], message: str) -> None:

@@ -24,13 +24,21 @@ CONTEXT: dict[str, Any] = {
     "image_tag": "0123abcd",
     "min_capacity": "2",
     "max_capacity": "6",
+    "db_multi_az": "false",
+    "db_deletion_protection": "false",
+    "db_backup_retention_days": "14",
+    "db_instance_type": "m7g.large",
 }
 
 
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Template]:
     built = build_app(Path(tmp_path_factory.mktemp("cdk.out.context")), CONTEXT)
-    return {"service": Template.from_stack(built.service), "network": Template.from_stack(built.network)}
+    return {
+        "service": Template.from_stack(built.service),
+        "network": Template.from_stack(built.network),
+        "database": Template.from_stack(built.database),
+    }
 
 
 def test_a_certificate_serves_https_and_redirects_http(templates: dict[str, Template]) -> None:
@@ -64,9 +72,15 @@ def test_capacity_and_nat_gateways_follow_the_context(templates: dict[str, Templ
     )
 
 
+def test_database_size_availability_and_protection_follow_the_context(templates: dict[str, Template]) -> None:
+    instance = only_resource(templates["database"], "AWS::RDS::DBInstance")
+    assert (instance["MultiAZ"], instance["DeletionProtection"]) == (False, False)
+    assert (instance["BackupRetentionPeriod"], instance["DBInstanceClass"]) == (14, "db.m7g.large")
+
+
 def test_command_line_synthesizes_every_stack_with_context_pairs(tmp_path: Path) -> None:
     main(["--outdir", str(tmp_path), "-c", "image_tag=feedbeef"])
-    assert len(list(tmp_path.glob("*.template.json"))) == 6
+    assert len(list(tmp_path.glob("*.template.json"))) == 7
     template = json.loads((tmp_path / "DeepCanvas-Service.template.json").read_text())
     (task,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition"]
     assert as_text(task["Properties"]["ContainerDefinitions"][0]["Image"]).endswith(":feedbeef")

@@ -1,4 +1,4 @@
-"""The VPC: two AZs, public and private subnets, NAT gateways as configured, S3 without NAT."""
+"""The VPC: two AZs, public, private and isolated subnets, NAT gateways as configured, S3 without NAT."""
 
 from __future__ import annotations
 
@@ -18,11 +18,23 @@ def template(deepcanvas: DeepCanvasApp) -> Template:
     return Template.from_stack(deepcanvas.network)
 
 
-def test_vpc_has_a_public_and_a_private_subnet_in_each_of_two_azs(template: Template) -> None:
-    subnets = resources_of(template, "AWS::EC2::Subnet").values()
-    public = [s for s in subnets if s["Properties"].get("MapPublicIpOnLaunch") is True]
-    private = [s for s in subnets if s["Properties"].get("MapPublicIpOnLaunch") is False]
-    assert (len(public), len(private)) == (2, 2)
+def test_vpc_has_a_public_a_private_and_an_isolated_subnet_in_each_of_two_azs(template: Template) -> None:
+    subnets = resources_of(template, "AWS::EC2::Subnet")
+    public = [i for i, s in subnets.items() if s["Properties"].get("MapPublicIpOnLaunch") is True]
+    private = [i for i, s in subnets.items() if s["Properties"].get("MapPublicIpOnLaunch") is False]
+    assert (len(public), len(private)) == (2, 4)
+    table_of = {
+        a["Properties"]["SubnetId"]["Ref"]: a["Properties"]["RouteTableId"]["Ref"]
+        for a in resources_of(template, "AWS::EC2::SubnetRouteTableAssociation").values()
+    }
+    routed = {r["Properties"]["RouteTableId"]["Ref"] for r in resources_of(template, "AWS::EC2::Route").values()}
+    isolated = [subnet for subnet in private if table_of[subnet] not in routed]
+    assert len(isolated) == 2, "the database subnets must have no route out"
+
+
+def test_adding_the_database_subnets_kept_the_existing_cidrs(template: Template) -> None:
+    cidrs = sorted(s["Properties"]["CidrBlock"] for s in resources_of(template, "AWS::EC2::Subnet").values())
+    assert cidrs == ["10.0.0.0/24", "10.0.1.0/24", "10.0.12.0/24", "10.0.13.0/24", "10.0.4.0/22", "10.0.8.0/22"]
 
 
 def test_nat_gateway_count_defaults_to_one(template: Template) -> None:

@@ -1,4 +1,5 @@
-"""Alarms: 5xx rate, p99 latency, CPU, memory, unhealthy hosts, each notifying the SNS topic; a dashboard."""
+"""Alarms: 5xx rate, p99 latency, CPU, memory, unhealthy hosts and the database's CPU, free storage and
+connections, each notifying the SNS topic; a dashboard."""
 
 from __future__ import annotations
 
@@ -40,6 +41,9 @@ def test_there_is_one_alarm_per_signal(alarms: list[dict[str, Any]]) -> None:
             ["CPUUtilization"],
             ["MemoryUtilization"],
             ["UnHealthyHostCount"],
+            ["CPUUtilization"],
+            ["FreeStorageSpace"],
+            ["DatabaseConnections"],
         ]
     )
 
@@ -64,8 +68,38 @@ def test_latency_alarm_watches_the_99th_percentile(alarms: list[dict[str, Any]])
     assert latency["ExtendedStatistic"] == "p99"
 
 
+def _database_alarm(alarms: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    (alarm,) = [a for a in alarms if a.get("Namespace") == "AWS/RDS" and a.get("MetricName") == metric]
+    return alarm
+
+
+def test_database_alarms_watch_the_instance_at_the_configured_thresholds(
+    alarms: list[dict[str, Any]], deepcanvas: DeepCanvasApp
+) -> None:
+    config = deepcanvas.config
+    cpu = _database_alarm(alarms, "CPUUtilization")
+    assert (cpu["Threshold"], cpu["ComparisonOperator"]) == (config.alarm_utilisation_percent, "GreaterThanThreshold")
+    connections = _database_alarm(alarms, "DatabaseConnections")
+    assert (connections["Threshold"], connections["Statistic"]) == (config.alarm_db_connections, "Maximum")
+    storage = _database_alarm(alarms, "FreeStorageSpace")
+    assert storage["ComparisonOperator"] == "LessThanThreshold"
+    assert storage["Threshold"] == config.alarm_db_free_storage_gib * 1024**3
+    assert storage["Statistic"] == "Minimum"
+    for alarm in (cpu, connections, storage):
+        (dimension,) = alarm["Dimensions"]
+        assert dimension["Name"] == "DBInstanceIdentifier"
+        assert "Fn::ImportValue" in dimension["Value"], "the alarm must name the database stack's instance"
+
+
 def test_dashboard_shows_the_alarmed_metrics(template: Template) -> None:
     (dashboard,) = resources_of(template, "AWS::CloudWatch::Dashboard").values()
     body = str(dashboard["Properties"]["DashboardBody"])
-    for metric in ("HTTPCode_Target_5XX_Count", "TargetResponseTime", "CPUUtilization", "MemoryUtilization"):
+    for metric in (
+        "HTTPCode_Target_5XX_Count",
+        "TargetResponseTime",
+        "CPUUtilization",
+        "MemoryUtilization",
+        "FreeStorageSpace",
+        "DatabaseConnections",
+    ):
         assert metric in body

@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from tests.infra.cdk_support import as_list, as_text, only_resource, policy_statements_of_role, require_cdk
+from tests.infra.cdk_support import (
+    as_list,
+    as_text,
+    exported_value,
+    only_resource,
+    policy_statements_of_role,
+    require_cdk,
+)
 
 require_cdk()
 
@@ -69,3 +76,21 @@ def test_execution_role_reads_the_admin_secret_and_pulls_images(template: Templa
     assert ("secretsmanager:GetSecretValue", str({"Ref": secret_id})) in granted
     assert any(action == "ecr:BatchGetImage" for action, _ in granted)
     assert not any(action.startswith(("s3:", "cloudwatch:")) for action, _ in granted)
+
+
+def test_execution_role_reads_only_the_admin_and_database_secrets(
+    template: Template, deepcanvas: DeepCanvasApp
+) -> None:
+    database = Template.from_stack(deepcanvas.database)
+    (admin_id,) = template.find_resources("AWS::SecretsManager::Secret")
+    (attachment_id,) = database.find_resources("AWS::SecretsManager::SecretTargetAttachment")
+    readable = []
+    for statement in _role_statements(template, "ExecutionRoleArn"):
+        if any(action.startswith("secretsmanager:") for action in as_list(statement["Action"])):
+            assert set(as_list(statement["Action"])) <= {
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:DescribeSecret",
+            }
+            for resource in as_list(statement["Resource"]):
+                readable.append(exported_value(database, resource) if "Fn::ImportValue" in resource else resource)
+    assert sorted(map(str, readable)) == sorted(map(str, [{"Ref": admin_id}, {"Ref": attachment_id}]))

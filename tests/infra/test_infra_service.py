@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from tests.infra.cdk_support import as_text, only_resource, require_cdk, resources_of
+from tests.infra.cdk_support import as_text, exported_value, only_resource, require_cdk, resources_of
 
 require_cdk()
 
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
 from infra.app import DeepCanvasApp  # noqa: E402
-from infra.config import CONTAINER_PORT  # noqa: E402
+from infra.config import CONTAINER_PORT, DATABASE_NAME  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,37 @@ def test_admin_token_is_a_generated_secret_injected_as_a_container_secret(
     assert len(secrets) == 1
     (secret_id, secret), *_ = secrets.items()
     assert "GenerateSecretString" in secret["Properties"]
-    assert container["Secrets"] == [{"Name": "DEEPCANVAS_ADMIN_TOKEN", "ValueFrom": {"Ref": secret_id}}]
+    assert {"Name": "DEEPCANVAS_ADMIN_TOKEN", "ValueFrom": {"Ref": secret_id}} in container["Secrets"]
+
+
+def test_database_endpoint_is_environment_and_its_credentials_are_secrets(
+    container: dict[str, Any], deepcanvas: DeepCanvasApp
+) -> None:
+    database = Template.from_stack(deepcanvas.database)
+    (instance_id,) = database.find_resources("AWS::RDS::DBInstance")
+    environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert exported_value(database, environment["DEEPCANVAS_DATABASE_HOST"]) == {
+        "Fn::GetAtt": [instance_id, "Endpoint.Address"]
+    }
+    assert exported_value(database, environment["DEEPCANVAS_DATABASE_PORT"]) == {
+        "Fn::GetAtt": [instance_id, "Endpoint.Port"]
+    }
+    assert environment["DEEPCANVAS_DATABASE_NAME"] == DATABASE_NAME
+    assert not {"DEEPCANVAS_DATABASE_URL", "DEEPCANVAS_DATABASE_USER", "DEEPCANVAS_DATABASE_PASSWORD"} & set(
+        environment
+    )
+    # Fields of the instance's own secret (its attachment adds host and port to the same secret).
+    (attachment_id,) = database.find_resources("AWS::SecretsManager::SecretTargetAttachment")
+    secrets = {
+        item["Name"]: item["ValueFrom"]["Fn::Join"][1]
+        for item in container["Secrets"]
+        if "Fn::Join" in item["ValueFrom"]
+    }
+    assert set(secrets) == {"DEEPCANVAS_DATABASE_USER", "DEEPCANVAS_DATABASE_PASSWORD"}
+    for name, field in (("DEEPCANVAS_DATABASE_USER", "username"), ("DEEPCANVAS_DATABASE_PASSWORD", "password")):
+        secret, suffix = secrets[name]
+        assert exported_value(database, secret) == {"Ref": attachment_id}
+        assert suffix == f":{field}::"
 
 
 def test_image_comes_from_the_registry_with_the_context_tag(container: dict[str, Any]) -> None:
