@@ -45,12 +45,25 @@ def chip_transform(points: np.ndarray, size: int = CHIP_SIZE, padding: float = P
 def extract_chip(image: np.ndarray, points: np.ndarray, size: int = CHIP_SIZE, padding: float = PADDING) -> np.ndarray:
     """The aligned (size, size, 3) uint8 chip of the face whose 5 landmarks are ``points`` (x, y)."""
     affine = chip_transform(points, size, padding)
-    image = np.asarray(image)
+    image, affine = crop_around(np.asarray(image), affine, size)
     while np.hypot(*affine[:, 0]) > 2 and min(image.shape[:2]) >= 4:  # halve the image, not the chip
         image = halve(image)
         affine = affine / 2
         affine[:, 2] -= 0.25  # pixel centres of the halved image sit between the original pairs
     return bilinear(image, affine, size)
+
+
+def crop_around(image: np.ndarray, affine: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The part of ``image`` the chip samples (plus a 2 px margin), and the affine map into that part."""
+    corners = np.array([[0, 0, 1], [size - 1, 0, 1], [0, size - 1, 1], [size - 1, size - 1, 1]], np.float64)
+    where = corners @ affine.T  # (4, 2) image (x, y)
+    x0, y0 = (np.floor(where.min(0)) - 2).astype(int).clip(0, [image.shape[1], image.shape[0]])
+    x1, y1 = (np.ceil(where.max(0)) + 3).astype(int).clip(0, [image.shape[1], image.shape[0]])
+    if x1 - x0 < 2 or y1 - y0 < 2:  # the chip lies outside the photo: all black, like dlib
+        return image[:2, :2] * 0, affine + np.array([[0, 0, -1e6], [0, 0, -1e6]])
+    shifted = affine.copy()
+    shifted[:, 2] -= (x0, y0)
+    return image[y0:y1, x0:x1], shifted
 
 
 def halve(image: np.ndarray) -> np.ndarray:

@@ -157,7 +157,8 @@ def write_card(folder: Path, report: dict[str, Any], roc_png: Path, command: str
         " real low-light photos are not measured.",
         "- Profile faces: LFW holds few; the detector and the 5-point model are frontal-biased, and we did not measure"
         " true profiles. Children: LFW has almost no children; not measured. Low light: not measured on real low-light"
-        " photos. Skin tone, age and sex groups: not measured (LFW is mostly adult, light-skinned, male press photos).",
+        " photos. Skin tone, age and sex groups: not measured"
+        " (LFW's press photos are known to show mostly adult, light-skinned men).",
         "",
     ]
     path = folder / CARD_NAME

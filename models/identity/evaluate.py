@@ -96,7 +96,8 @@ def evaluate_identity(
     verify_distance = round(float(np.mean(chosen["ten_fold"]["thresholds"])), 4)
     if not calibrate:
         verify_distance = float(manifest.hyperparameters["thresholds"]["verify_distance"])
-    identification = identification_report(vectors, found, [str(k) for k in data["keys"]])
+    shipped = None if calibrate else manifest.hyperparameters["thresholds"]["identify_similarity"]
+    identification = identification_report(vectors, found, [str(k) for k in data["keys"]], shipped)
     thresholds = (
         shipped_thresholds(identification, verify_distance) if calibrate else manifest.hyperparameters["thresholds"]
     )

@@ -115,7 +115,14 @@ def five_by_three(
     }
 
 
-def identification_report(vectors: np.ndarray, found: np.ndarray, keys: list[str]) -> dict[str, Any]:
+def identification_report(
+    vectors: np.ndarray, found: np.ndarray, keys: list[str], shipped: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Rank-1, the open-set tables and thresholds chosen on ``choose``, and the 5 x 3 scenario on ``report``.
+
+    The scenario runs at the threshold for 15 enrolled faces of ``shipped`` (an artifact's
+    ``identify_similarity``) when given, else of the thresholds chosen here.
+    """
     rng = np.random.default_rng(SEED)
     people = by_person(found, keys)
     halves = {name: {n: p for n, p in people.items() if half(n) == name} for name in ("choose", "report")}
@@ -136,7 +143,8 @@ def identification_report(vectors: np.ndarray, found: np.ndarray, keys: list[str
                 "choose": {key: choose_row[key][at] for key in ("correct_accept", "wrong_name", "unknown_accepted")},
             }
         )
-    faces_15 = max((row for row in chosen if row["gallery_size"] <= 15), key=lambda row: row["gallery_size"])
+    table = shipped or chosen
+    faces_15 = max((row for row in table if row["gallery_size"] <= 15), key=lambda row: row["gallery_size"])
     return {
         "people": {name: len(members) for name, members in halves.items()},
         "rank1": rank1(vectors, people),

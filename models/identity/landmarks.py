@@ -50,12 +50,18 @@ class ShapePredictor:
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         check_shape_predictor(arrays, "shape predictor")
         self.initial = arrays["initial_shape"].astype(np.float32)
-        self.split_idx = arrays["split_idx"].astype(np.intp)
-        self.thresholds = arrays["thresholds"].astype(np.float32)
-        self.leaves = arrays["leaves"].astype(np.float32)
         self.anchor_idx = arrays["anchor_idx"].astype(np.intp)
         self.deltas = arrays["deltas"].astype(np.float32)
-        self.depth = int(np.log2(self.thresholds.shape[2] + 1))
+        cascades, trees, splits = arrays["thresholds"].shape
+        self.splits = splits
+        self.depth = int(np.log2(splits + 1))
+        # flat per cascade, so that every lookup is one np.take: node n of tree t is t * splits + n
+        self.first = arrays["split_idx"][..., 0].reshape(cascades, trees * splits).astype(np.intp)
+        self.second = arrays["split_idx"][..., 1].reshape(cascades, trees * splits).astype(np.intp)
+        self.thresholds = arrays["thresholds"].reshape(cascades, trees * splits).astype(np.float32)
+        self.leaves = arrays["leaves"].reshape(cascades, trees * (splits + 1), -1).astype(np.float32)
+        self.tree_nodes = np.arange(trees) * splits
+        self.tree_leaves = np.arange(trees) * (splits + 1)
 
     @classmethod
     def from_safetensors(cls, path: Path) -> ShapePredictor:
@@ -70,26 +76,26 @@ class ShapePredictor:
     def predict(self, image: np.ndarray, rects: np.ndarray) -> np.ndarray:
         """``rects`` (N, 4) as dlib's (left, top, right, bottom), floats allowed; image (H, W, 3) uint8 or (H, W)."""
         rects = np.asarray(rects, np.float64).reshape(-1, 4)
-        gray = intensity(image)
-        height, width = gray.shape
+        count, (height, width) = len(rects), image.shape[:2]
         origin, size = rects[:, None, :2], (rects[:, 2:] - rects[:, :2])[:, None, :]  # (N, 1, 2)
-        shape = np.repeat(self.initial[None], len(rects), 0)  # (N, P, 2) in box units
-        trees = np.arange(self.thresholds.shape[1])
-        for cascade in range(self.thresholds.shape[0]):
+        shape = np.repeat(self.initial[None], count, 0)  # (N, P, 2) in box units
+        rows = np.arange(count)[:, None] * self.deltas.shape[1]  # each face's offset into the flat pixel values
+        for cascade in range(len(self.thresholds)):
             turn, _ = similarity_matrices(self.initial[None], shape)  # (N, 2, 2)
             offsets = np.einsum("nij,fj->nfi", turn, self.deltas[cascade])  # (N, F, 2)
             unit = offsets + shape[:, self.anchor_idx[cascade]]
             pixels = np.floor(unit * size + origin + 0.5).astype(np.intp)  # dlib rounds to the nearest pixel
             x, y = pixels[..., 0], pixels[..., 1]
             inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-            values = np.where(inside, gray[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)], 0.0)  # (N, F)
-            node = np.zeros((len(rects), len(trees)), np.intp)
+            sampled = intensity(image[np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)])  # only the F pixels
+            values = np.where(inside, sampled, np.float32(0.0)).ravel()  # (N * F,)
+            node = np.zeros((count, len(self.tree_nodes)), np.intp)
             for _ in range(self.depth):
-                pair = self.split_idx[cascade, trees, node]  # (N, T, 2)
-                rows = np.arange(len(rects))[:, None]
-                difference = values[rows, pair[..., 0]] - values[rows, pair[..., 1]]
-                left = difference > self.thresholds[cascade, trees, node]
-                node = np.where(left, 2 * node + 1, 2 * node + 2)
-            leaf = node - self.thresholds.shape[2]
-            shape = shape + self.leaves[cascade, trees, leaf].sum(1, dtype=np.float32)
+                flat = self.tree_nodes + node  # (N, T)
+                difference = values.take(rows + self.first[cascade].take(flat)) - values.take(
+                    rows + self.second[cascade].take(flat)
+                )
+                node = 2 * node + 1 + (difference <= self.thresholds[cascade].take(flat))  # left child if above
+            leaves = self.leaves[cascade].take(self.tree_leaves + node - self.splits, axis=0)  # (N, T, P * 2)
+            shape = shape + leaves.sum(1, dtype=np.float32).reshape(shape.shape)
         return (shape * size + origin).astype(np.float32)

@@ -88,3 +88,17 @@ def test_bad_requests_are_refused_with_a_reason(artifact: Path, photos: dict[str
     with pytest.raises(ValueError, match="uint8 RGB"):
         embedder.predict([EmbedRequest(image.astype(np.float32), CENTRE_BOX)])
     embedder.warmup()
+
+
+def test_a_face_on_a_large_photo_gives_the_same_chip(artifact: Path, photos: dict[str, np.ndarray]) -> None:
+    from models.identity.align import extract_chip
+
+    embedder = OnnxFaceEmbedder.from_artifact(artifact, load_artifact(artifact))
+    image = photos["Colin_Powell_0040"]
+    points = embedder.pipeline.points(image, np.array([CENTRE_BOX]))[0]
+    large = np.asarray(Image.fromarray(image).resize((1000, 1000), Image.Resampling.BICUBIC))  # halved twice
+    chip, large_chip = extract_chip(image, points), extract_chip(large, points * 4 + 1.5)
+    assert np.abs(chip.astype(np.float32) - large_chip).mean() < 6.0
+    found = embedder.predict([EmbedRequest(image, CENTRE_BOX), EmbedRequest(large, tuple(4 * v for v in CENTRE_BOX))])
+    assert found[0].descriptor is not None and found[1].descriptor is not None
+    assert float(found[0].descriptor @ found[1].descriptor) > 0.95
