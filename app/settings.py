@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 from functools import cached_property
 from pathlib import Path
@@ -18,8 +19,15 @@ EMBEDDED_STORE = Path(__file__).resolve().parent.parent / "models" / "store"
 Role = Literal["detector", "classifier", "style", "gallery"]
 # torch runs the networks from safetensors weights; onnx runs ONNX Runtime and openvino runs OpenVINO on
 # the artifact's exported .onnx files (``deepcanvas models export``): neither needs torch or ultralytics.
-Backend = Literal["torch", "onnx", "openvino"]
+# auto (the default) picks, per artifact, OpenVINO where installed, else ONNX Runtime, else torch, and only
+# where the artifact has its ONNX files (``app.engines``).
+Backend = Literal["auto", "torch", "onnx", "openvino"]
+BACKEND_HELP = "auto (OpenVINO, else ONNX Runtime, where the artifact has its ONNX files; else torch), torch, onnx"
 ROLES: tuple[Role, ...] = ("detector", "classifier", "style", "gallery")
+# Measured on the 2-core machine (docs/benchmarks.md): batches barely cheapen a detector or AdaIN image on two
+# cores but make a request wait for the whole batch, so those run alone; the classifier's 1 ms network
+# amortises its per-call cost over a batch. A slot not listed gets the runtime parameters' limits.
+BATCH_LIMITS: dict[str, tuple[int, float]] = {"detector": (1, 0.0), "classifier": (8, 2.0), "style": (1, 0.0)}
 
 
 def _check_model_ref(value: str) -> str:
@@ -58,14 +66,19 @@ class Settings(BaseSettings):
 
     device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N")
     torch_threads: int = Field(0, ge=0, le=256, description="Intra-op threads; 0 keeps torch's default")
-    detector_backend: Backend = Field(
-        "torch", description="Runs the detector: torch, or onnx / openvino (need model.onnx)"
-    )
-    classifier_backend: Backend = Field(
-        "torch", description="Runs the classifier: torch, or onnx / openvino (need model.onnx)"
-    )
+    detector_backend: Backend = Field("auto", description=f"Runs the detector: {BACKEND_HELP}, openvino")
+    classifier_backend: Backend = Field("auto", description=f"Runs the classifier: {BACKEND_HELP}, openvino")
     style_backend: Backend = Field(
-        "torch", description="Runs AdaIN: torch, or onnx / openvino (need encoder.onnx, decoder.onnx; no method=nst)"
+        "auto", description=f"Runs AdaIN: {BACKEND_HELP}, openvino (onnx and openvino disable method=nst)"
+    )
+    weights_precision: Literal["auto", "float32"] = Field(
+        "auto",
+        description="auto: an artifact's int8 ONNX files where its manifest's defaults.precision is int8; float32",
+    )
+    batch_limits: dict[str, tuple[int, float]] = Field(
+        default_factory=lambda: dict(BATCH_LIMITS),
+        description="Per model slot: (most items per micro-batch, ms a busy model waits for more); runtime "
+        "parameters batch_max_size and batch_max_wait_ms cap them",
     )
     onnx_threads: int = Field(
         0, ge=0, le=256, description="Intra-op threads per ONNX Runtime or OpenVINO model; 0 keeps the engine's"
@@ -121,14 +134,15 @@ class Settings(BaseSettings):
 
     @property
     def uses_torch(self) -> bool:
-        """Whether any model runs on torch (else the service never imports it)."""
-        return "torch" in (self.detector_backend, self.classifier_backend, self.style_backend)
+        """Whether a model may run on torch (explicitly, or ``auto`` with torch installed)."""
+        backends = (self.detector_backend, self.classifier_backend, self.style_backend)
+        return "torch" in backends or ("auto" in backends and importlib.util.find_spec("torch") is not None)
 
-    def runtime(self, backend: Backend) -> Runtime:
-        """How an ONNX backend runs its networks: engine, threads, precision."""
-        assert backend != "torch", "the torch backend has no ONNX runtime"
+    def runtime(self, backend: Backend | Engine, int8: bool = False) -> Runtime:
+        """How an ONNX backend (or engine) runs its networks: engine, threads, precision, int8 files."""
+        assert backend not in ("torch", "auto"), f"the {backend} backend has no one ONNX runtime"
         engine: Engine = "openvino" if backend == "openvino" else "onnxruntime"
-        return Runtime(engine, self.onnx_threads, self.openvino_precision)
+        return Runtime(engine, self.onnx_threads, self.openvino_precision, int8)
 
     @cached_property
     def model_refs(self) -> dict[Role, tuple[str, str]]:
