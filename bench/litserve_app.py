@@ -23,6 +23,7 @@ from app.main import open_artifact_store
 from app.model_plans import build_gallery, build_onnx_classifier, build_onnx_detector, build_onnx_style
 from app.settings import Settings
 from models.detector.types import DetectRequest
+from models.style.style_cache import StyleStatistics
 from models.style.types import StylizeRequest
 
 BUILDERS = {"detector": build_onnx_detector, "classifier": build_onnx_classifier, "style": build_onnx_style}
@@ -85,9 +86,18 @@ class ClassifyAPI(BatchedAPI):
 
 
 class StylizeAPI(BatchedAPI):
+    """``plain``: the predictor encodes every style on every request, as a LitAPI written from LitServe's
+    documentation would (DeepCanvas's predictor caches style statistics; the same-network table keeps it)."""
+
+    def __init__(self, plain: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plain = plain
+
     def setup(self, device: str) -> None:
         settings = Settings()
         self.predictor, _ = load_predictor(settings, "style")
+        if self.plain:
+            self.predictor.statistics = StyleStatistics(capacity=0)
         name, ref = settings.model_refs["gallery"]
         self.gallery = build_gallery(*open_artifact_store(settings).fetch(name, ref), "cpu")
 
@@ -102,10 +112,12 @@ class StylizeAPI(BatchedAPI):
         return Response(buffer.getvalue(), media_type="image/png")
 
 
-def create_server(max_batch_size: int, batch_timeout_s: float) -> ls.LitServer:
+def create_server(max_batch_size: int, batch_timeout_s: float, plain: bool = False) -> ls.LitServer:
+    batching = {"max_batch_size": max_batch_size, "batch_timeout": batch_timeout_s}
     apis = [
-        api(max_batch_size=max_batch_size, batch_timeout=batch_timeout_s, api_path=path)
-        for api, path in ((DetectAPI, "/detect"), (ClassifyAPI, "/classify"), (StylizeAPI, "/stylize"))
+        DetectAPI(api_path="/detect", **batching),
+        ClassifyAPI(api_path="/classify", **batching),
+        StylizeAPI(plain=plain, api_path="/stylize", **batching),
     ]
     # /readyz: the path the benchmark polls on every side; LitServe answers it once every worker has set up.
     return ls.LitServer(apis, accelerator="cpu", workers_per_device=1, timeout=300, healthcheck_path="/readyz")
@@ -115,9 +127,10 @@ def main(
     port: Annotated[int, typer.Option(help="Port to bind on 127.0.0.1")] = 8000,
     max_batch_size: Annotated[int, typer.Option(min=1, help="Most requests per LitServe batch")] = 8,
     batch_timeout_ms: Annotated[float, typer.Option(min=0, help="How long LitServe waits to fill a batch")] = 5.0,
+    plain: Annotated[bool, typer.Option(help="Encode every style on every request (no statistics cache)")] = False,
 ) -> None:
     """Serve /detect, /classify and /stylize with LitServe."""
-    server = create_server(max_batch_size, batch_timeout_ms / 1000)
+    server = create_server(max_batch_size, batch_timeout_ms / 1000, plain)
     server.run(host="127.0.0.1", port=port, num_api_servers=1, generate_client_file=False, log_level="warning")
 
 

@@ -26,7 +26,7 @@ import typer
 from torch.export import Dim
 
 from models.artifact import ArtifactError, Manifest, file_entry, load_artifact, write_manifest
-from models.onnx_weights import store_weights_as_fp16
+from models.onnx_weights import store_weights_as_fp16, uses_fp16_storage
 
 OPSET = 18
 CPU = torch.device("cpu")
@@ -66,7 +66,7 @@ def exporter_versions(path: Path) -> dict[str, Any]:
     return {
         "opset": int(opset),
         "exporter": "torch.onnx.export(dynamo=True)",
-        "weights": "float16 storage, float32 compute",
+        "weights": "float16 storage, float32 compute" if uses_fp16_storage(path) else "float32",
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxscript": onnxscript.__version__,
@@ -91,8 +91,12 @@ def export_network(
         verbose=False,
     )
     check_export(module, example, path)
+    exact = path.read_bytes()
     store_weights_as_fp16(path)
-    check_export(module, example, path)  # the file as shipped, float16-stored weights and all
+    try:
+        check_export(module, example, path)  # the file as shipped, float16-stored weights and all
+    except ArtifactError:
+        path.write_bytes(exact)  # a network float16 weights cannot hold keeps float32 ones
 
 
 def check_export(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:

@@ -17,6 +17,8 @@ import numpy as np
 # Tensors smaller than this stay float32 (biases, scales, shapes): casting them would save nothing.
 MIN_ELEMENTS = 1024
 SUFFIX = "__fp16"
+RELATIVE_ERROR = 2.0**-10  # twice float16's rounding error: any normal float16 number passes
+TINY = 2.0**-24  # float16's smallest step: weights this small may flush to zero
 
 
 def store_weights_as_fp16(path: Path) -> int:
@@ -32,7 +34,12 @@ def store_weights_as_fp16(path: Path) -> int:
         if tensor.data_type != TensorProto.FLOAT or int(np.prod(tensor.dims)) < MIN_ELEMENTS:
             kept.append(tensor)
             continue
-        half = numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float16), tensor.name + SUFFIX)
+        values = numpy_helper.to_array(tensor)
+        halved = values.astype(np.float16)
+        if not fits_float16(values, halved):
+            kept.append(tensor)
+            continue
+        half = numpy_helper.from_array(halved, tensor.name + SUFFIX)
         kept.append(half)
         casts.append(helper.make_node("Cast", [half.name], [tensor.name], to=TensorProto.FLOAT))
     del graph.initializer[:]
@@ -43,6 +50,25 @@ def store_weights_as_fp16(path: Path) -> int:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return len(casts)
+
+
+def fits_float16(values: np.ndarray, halved: np.ndarray) -> bool:
+    """Whether float16 holds ``values`` to float16's own precision: no overflow, no weight lost to underflow.
+
+    A BatchNorm folded into a conv can scale weights far outside float16's range (a channel with a tiny
+    variance); such a tensor stays float32.
+    """
+    if not np.isfinite(halved).all():
+        return False
+    error = np.abs(halved.astype(np.float32) - values)
+    return bool((error <= RELATIVE_ERROR * np.abs(values) + TINY).all())
+
+
+def uses_fp16_storage(path: Path) -> bool:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return any(tensor.name.endswith(SUFFIX) for tensor in model.graph.initializer)
 
 
 def load_with_fp32_weights(path: Path) -> Any:

@@ -46,7 +46,7 @@ class StyleStatistics(Generic[T]):
     """
 
     def __init__(self, capacity: int = CAPACITY) -> None:
-        assert capacity >= 1, f"capacity must be >= 1, got {capacity}"
+        assert capacity >= 0, f"capacity must be >= 0 (0: cache nothing), got {capacity}"
         self.capacity = capacity
         self.hits = 0
         self.misses = 0
@@ -57,7 +57,7 @@ class StyleStatistics(Generic[T]):
 
     def get(self, key: StyleKey | None, compute: Callable[[], tuple[T, T]]) -> tuple[T, T]:
         """The statistics for ``key``; ``key=None`` (a style recoloured per request) computes without caching."""
-        if key is None:
+        if key is None or self.capacity == 0:
             return compute()
         entry = self._entries.get(key)
         if entry is not None:
