@@ -250,6 +250,7 @@ def _register_model_commands() -> None:
     from models.classifier import quantize as classifier_quantize
     from models.classifier import train as classifier_train
     from models.detector import commands as detector
+    from models.detector import quantize as detector_quantize
     from models.style import commands as style
 
     train_cli.command("classifier")(classifier_train.main)
@@ -268,6 +269,7 @@ def _register_model_commands() -> None:
     models_cli.command("gallery")(style.gallery)
     models_cli.command("export")(onnx_export.export_command)
     models_cli.command("quantize-classifier")(classifier_quantize.quantize_command)
+    models_cli.command("quantize-detector")(detector_quantize.quantize_command)
 
 
 LIGHT_COMMANDS = ("serve", "bench", *CLIENT_COMMANDS)

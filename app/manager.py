@@ -179,13 +179,15 @@ class RoleStatus:
 class SlotPlan:
     """Which slot a role's artifact feeds, how to build the slot's predictor, and on which engine.
 
-    ``engine(manifest)`` says which engine ``build`` will use for that artifact, and why (None: not known).
+    ``engine(manifest)`` says which engine ``build`` will use for that artifact, and why (None: not known);
+    ``warmup`` false skips the predictor's warm-up at load (a slot whose first call may pay for it instead).
     """
 
     slot: str
     role: Role
     build: Builder
     engine: Callable[[Manifest], EngineChoice] | None = None
+    warmup: bool = True
 
 
 class ModelManager:
@@ -291,7 +293,7 @@ class ModelManager:
         slots = {}
         for plan in (p for p in self.plans if p.role == role):
             predictor = plan.build(folder, manifest, self.settings.device)
-            if self.settings.warmup and hasattr(predictor, "warmup"):
+            if self.settings.warmup and plan.warmup and hasattr(predictor, "warmup"):
                 predictor.warmup()
             limits = partial(self.slot_batch_limits, plan.slot)
             engine = plan.engine(manifest) if plan.engine else None

@@ -135,5 +135,7 @@ def default_plans(settings: Settings | None = None) -> list[SlotPlan]:
     settings = settings or Settings()
     plans = [network_plan(role, settings) for role in ("detector", "classifier", "style")]
     if nst_available(settings):
-        plans.append(SlotPlan("nst", "style", build_nst, lambda _: NST_ENGINE))
+        # No warm-up: autograd's first backward pass takes seconds (8.7 s measured on a busy 2-core machine),
+        # which would delay readiness for a method whose every request takes seconds anyway.
+        plans.append(SlotPlan("nst", "style", build_nst, lambda _: NST_ENGINE, warmup=False))
     return [*plans, SlotPlan("gallery", "gallery", build_gallery, lambda _: GALLERY_ENGINE)]

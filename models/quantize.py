@@ -40,11 +40,18 @@ class QuantizationResult:
         return 100 * (self.float_score - self.int8_score)
 
 
-def quantize_file(source: Path, target: Path, calibration: Sequence[np.ndarray], preset: str = "mixed") -> None:
+def quantize_file(
+    source: Path,
+    target: Path,
+    calibration: Sequence[np.ndarray],
+    preset: str = "mixed",
+    ignored_types: Sequence[str] = (),
+) -> None:
     """NNCF's post-training quantization of the ONNX file ``source`` into ``target`` (QDQ int8).
 
     ``mixed``: symmetric weights, asymmetric activations (NNCF's advice for networks with ReLU and
-    non-centred inputs); the statistics come from ``calibration`` (each one input batch).
+    non-centred inputs); the statistics come from ``calibration`` (each one input batch). Operations of
+    ``ignored_types`` stay float (e.g. a detection head's box decoding, whose outputs are pixel coordinates).
     """
     import nncf
     import onnx
@@ -57,6 +64,7 @@ def quantize_file(source: Path, target: Path, calibration: Sequence[np.ndarray],
         dataset,
         preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
         subset_size=sum(len(batch) for batch in calibration),
+        ignored_scope=nncf.IgnoredScope(types=list(ignored_types), validate=False) if ignored_types else None,
     )
     onnx.save(quantized, str(target))
 
@@ -68,6 +76,7 @@ def quantize_artifact(
     score: Callable[[bool], float],
     metric: str,
     max_drop: float = MAX_DROP,
+    ignored_types: Sequence[str] = (),
 ) -> QuantizationResult:
     """Write int8 twins of ``onnx_files``, measure ``score(False)`` (float) and ``score(True)`` (int8), ship or not.
 
@@ -80,7 +89,7 @@ def quantize_artifact(
         raise ArtifactError(f"{manifest.name}/{manifest.version}: no {', '.join(missing)}; export it first")
     twins = [int8_file(path) for path in onnx_files]
     for path, twin in zip(onnx_files, twins, strict=True):
-        quantize_file(folder / path, folder / twin, calibration(path))
+        quantize_file(folder / path, folder / twin, calibration(path), ignored_types=ignored_types)
     # Listed (and hashed) before measuring, so the predictors open them as they would when served.
     measured = repack_with(folder, manifest, twins, {})
     float_score, int8_score = score(False), score(True)

@@ -54,7 +54,7 @@ def test_an_explicit_backend_is_kept_and_named_as_the_reason(backend: str, engin
 
 
 def test_int8_files_run_only_where_the_manifest_makes_them_the_default_and_settings_allow() -> None:
-    manifest = load_artifact(EMBEDDED_STORE / "face-gender" / "v4")
+    manifest = load_artifact(EMBEDDED_STORE / "face-gender" / "v3")  # float files only
     twin = manifest.file("model.onnx").model_copy(update={"path": int8_file("model.onnx")})
     shipped = manifest.model_copy(update={"files": [*manifest.files, twin]})
     default = shipped.model_copy(update={"defaults": {**shipped.defaults, "precision": "int8"}})
@@ -98,6 +98,13 @@ def test_nst_without_an_nst_slot_is_a_clear_422(tmp_path: Path) -> None:
     assert response.json()["detail"] == (
         "method=nst needs torch (NST needs autograd); this service runs style_backend=onnx without it"
     )
+
+
+def test_the_shipped_classifier_runs_its_int8_file_by_default() -> None:
+    manifest = load_artifact(EMBEDDED_STORE / "face-gender" / "v4")
+    assert choose_engine("auto", manifest, NETWORKS["classifier"].onnx_files, "X").precision == "int8"
+    # the card's two numbers: int8 shipped only within half a point of float32
+    assert manifest.metrics["float32_val_balanced_accuracy"] - manifest.metrics["int8_val_balanced_accuracy"] <= 0.005
 
 
 def test_the_embedded_store_serves_every_network_on_the_fastest_engine_and_says_so(tmp_path: Path) -> None:
