@@ -25,10 +25,10 @@ Backend = Literal["auto", "torch", "onnx", "openvino"]
 BACKEND_HELP = "auto (OpenVINO, else ONNX Runtime, where the artifact has its ONNX files; else torch), torch, onnx"
 ROLES: tuple[Role, ...] = ("detector", "classifier", "style", "gallery")
 # Chosen by `python -m bench.batch_cost` (per-image cost of a batch against single calls, in-process, default
-# engines; indicative: measured on a busy 2-core machine): the detector's image costs 19% less in a batch of 4
-# (and 29% in one of 8, whose wait widened the tail at 16 clients before), the classifier's 61% less in a batch
-# of 8 (63% at 16), AdaIN's no less (its predictor runs requests one by one). A slot not listed gets the runtime
-# parameters' limits, which also cap these.
+# engines; indicative: two runs on a busy 2-core machine, docs/benchmarks.md): the detector's image costs 19-32%
+# less in a batch of 4 (a batch of 8, a little cheaper still, widened the tail at 16 clients before), the
+# classifier's 45-61% less in a batch of 8, AdaIN's no less (its predictor runs requests one by one). A slot not
+# listed gets the runtime parameters' limits, which also cap these.
 BATCH_LIMITS: dict[str, tuple[int, float]] = {"detector": (4, 2.0), "classifier": (8, 2.0), "style": (1, 0.0)}
 
 
