@@ -86,7 +86,8 @@ class NetworkEngines:
     onnx_files: tuple[str, ...]
 
 
-NETWORKS: dict[str, NetworkEngines] = {
+# A role with a network: its settings need a ``<role>_backend`` field (``Backend``, default ``auto``).
+NETWORKS: dict[Role, NetworkEngines] = {
     "detector": NetworkEngines(build_detector, build_onnx_detector, ("model.onnx",)),
     "classifier": NetworkEngines(build_classifier, build_onnx_classifier, ("model.onnx",)),
     "style": NetworkEngines(build_style, build_onnx_style, ("encoder.onnx", "decoder.onnx")),
@@ -133,7 +134,7 @@ def default_plans(settings: Settings | None = None) -> list[SlotPlan]:
     answers method=nst with a 422.
     """
     settings = settings or Settings()
-    plans = [network_plan(role, settings) for role in ("detector", "classifier", "style")]
+    plans = [network_plan(role, settings) for role in NETWORKS]
     if nst_available(settings):
         # No warm-up: autograd's first backward pass takes seconds (8.7 s measured on a busy 2-core machine),
         # which would delay readiness for a method whose every request takes seconds anyway.

@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     @property
     def uses_torch(self) -> bool:
         """Whether a model may run on torch (explicitly, or ``auto`` with torch installed)."""
-        backends = (self.detector_backend, self.classifier_backend, self.style_backend)
+        backends = {value for name, value in self if name.endswith("_backend")}
         return "torch" in backends or ("auto" in backends and importlib.util.find_spec("torch") is not None)
 
     def runtime(self, backend: Backend | Engine, int8: bool = False) -> Runtime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,43 @@ def test_the_embedded_store_serves_every_network_on_the_fastest_engine_and_says_
     assert engines_by_slot["nst"] == ("torch", "torch: NST needs autograd")
     assert engines_by_slot["gallery"][0] == "none"
     assert {m["role"]: m["engine"] for m in body["models"]}["detector"] == "openvino"
+
+
+def test_each_slot_has_its_own_batch_limits_capped_by_the_runtime_parameters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEEPCANVAS_BATCH_LIMITS", '{"detector": [2, 5.0], "classifier": [32, 1.0]}')
+    store = make_fake_store(tmp_path / "store")
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache")
+    assert settings.batch_limits == {"detector": (2, 5.0), "classifier": (32, 1.0)}
+    manager = create_app(settings, fake_plans()).state.manager
+    manager.batch_limits = lambda: (8, 0.002)  # the runtime parameters: 8 items, 2 ms
+    assert manager.slot_batch_limits("detector") == (2, 0.002)  # its own size, the parameters' shorter wait
+    assert manager.slot_batch_limits("classifier") == (8, 0.001)  # capped to 8, its own shorter wait
+    assert manager.slot_batch_limits("style") == (8, 0.002)  # not listed: the runtime parameters'
+
+
+def test_the_default_batch_limits_run_the_detector_and_adain_alone_and_batch_the_classifier() -> None:
+    limits = Settings().batch_limits
+    assert limits["style"][0] == 1 and limits["classifier"][0] > limits["detector"][0] >= 1
+
+
+def test_gallery_style_statistics_are_computed_when_the_models_load(tmp_path: Path) -> None:
+    settings = Settings(cache_dir=tmp_path / "cache", warmup=False, style_backend="onnx")
+    with TestClient(create_app(settings)) as client:
+        while client.get("/readyz").status_code != 200:
+            pass
+        manager = client.app.state.manager  # type: ignore[attr-defined]
+        gallery = manager.slots["gallery"].predictor
+        statistics = manager.slots["style"].predictor.statistics
+        deadline = time.monotonic() + 60
+        while len(statistics) < len(gallery.names()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(statistics) == len(gallery.names()) and statistics.misses == len(gallery.names())
+        response = client.post(
+            "/stylize",
+            files={"content": ("p.jpg", face_like_photo(64, 48))},
+            data={"style_name": gallery.names()[0], "max_side": "256"},
+        )
+        assert response.status_code == 200
+        assert statistics.hits == 1 and statistics.misses == len(gallery.names())  # the content alone was encoded
