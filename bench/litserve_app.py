@@ -1,11 +1,12 @@
 """The peer a user would deploy instead: LitServe serving the same exported networks on the same engine.
 
-``python -m bench.litserve_app --port N [--max-batch-size 8] [--batch-timeout-ms 5]``, for
+``python -m bench.litserve_app --port N [--max-batch-size 8] [--batch-timeout-ms 5] [--plain]``, for
 ``deepcanvas bench --peer litserve``. One ``LitAPI`` per endpoint, written as LitServe's documentation
 shows: ``decode_request`` reads the multipart upload with PIL, ``predict`` runs a batch through the same
-ONNX predictors (and pre- and post-processing) DeepCanvas runs, on the backend the settings name (the
-benchmark exports the store and sets OpenVINO), ``encode_response`` returns JSON. LitServe's own dynamic
-batching is on: it collects up to ``max_batch_size`` requests or waits ``batch_timeout``, whichever first.
+ONNX predictors (and pre- and post-processing) DeepCanvas runs, on the float ONNX files of the store's
+artifacts and the engine the settings name (``auto``: OpenVINO), ``encode_response`` returns JSON. LitServe's
+own dynamic batching is on: it collects up to ``max_batch_size`` requests or waits ``batch_timeout``, whichever
+first.
 Each API runs in its own inference worker process; one uvicorn process serves HTTP.
 """
 
@@ -34,8 +35,9 @@ def load_predictor(settings: Settings, role: str) -> tuple[Any, Any]:
     name, ref = settings.model_refs[role]  # type: ignore[index]
     folder, manifest = open_artifact_store(settings).fetch(name, ref)
     backend = getattr(settings, f"{role}_backend")
-    assert backend != "torch", "the LitServe peer runs the exported networks: export the store first"
-    return BUILDERS[role](folder, manifest, "cpu", runtime=settings.runtime(backend)), manifest
+    assert backend != "torch", "the LitServe peer runs the exported networks (set the backends to onnx or openvino)"
+    engine = "openvino" if backend == "auto" else backend  # the peer serves the float files: no int8 here
+    return BUILDERS[role](folder, manifest, "cpu", runtime=settings.runtime(engine)), manifest
 
 
 def read_upload(upload: Any) -> Image.Image:
