@@ -22,7 +22,7 @@ from PIL import Image
 
 from app.main import open_artifact_store
 from app.model_plans import build_gallery, build_onnx_classifier, build_onnx_detector, build_onnx_style
-from app.settings import Settings
+from app.settings import Backend, Settings
 from models.detector.types import DetectRequest
 from models.style.style_cache import StyleStatistics
 from models.style.types import StylizeRequest
@@ -36,7 +36,7 @@ def load_predictor(settings: Settings, role: str) -> tuple[Any, Any]:
     folder, manifest = open_artifact_store(settings).fetch(name, ref)
     backend = getattr(settings, f"{role}_backend")
     assert backend != "torch", "the LitServe peer runs the exported networks (set the backends to onnx or openvino)"
-    engine = "openvino" if backend == "auto" else backend  # the peer serves the float files: no int8 here
+    engine: Backend = "openvino" if backend == "auto" else backend  # the peer serves the float files: no int8
     return BUILDERS[role](folder, manifest, "cpu", runtime=settings.runtime(engine)), manifest
 
 
