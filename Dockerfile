@@ -10,7 +10,8 @@
 #   TORCH_INDEX_URL  where torch and torchvision come from when building online
 #   TORCH_SPEC       which torch and torchvision to install (pin a pair here)
 #   WHEELS           a wheel folder in the build context (e.g. docker/wheels): install offline from it alone
-#   EXTRAS           the project's optional dependency groups to install, comma-separated (default: serve,torch)
+#   EXTRAS           the project's optional dependency groups to install, comma-separated
+#                    (default: serve,torch,openvino: every network on OpenVINO, NST on torch)
 #   STORE_DIR        the store folder baked into the image (default: the embedded starter store)
 #
 # The slim target needs the export, onnx and openvino extras too (onnx, onnxscript, onnxruntime, openvino):
@@ -39,7 +40,7 @@ COPY pyproject.toml /tmp/pyproject.toml
 # The project's dependencies alone (its code comes later): pyproject.toml's, plus those of EXTRAS.
 # ultralytics asks for opencv-python, whose GUI build needs libGL and X libraries: the headless build is
 # the same cv2 without them. triton (pulled in by CUDA builds of torch) serves only torch.compile.
-ARG EXTRAS=serve,torch
+ARG EXTRAS=serve,torch,openvino
 RUN python -c 'import os, tomllib; p = tomllib.load(open("/tmp/pyproject.toml", "rb"))["project"]; \
 extras = [e for e in os.environ["EXTRAS"].split(",") if e]; \
 print("\n".join(p["dependencies"] + [r for e in extras for r in p["optional-dependencies"][e]]))' \
@@ -101,7 +102,8 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
 CMD ["deepcanvas", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
 # --- slim: docker build --target slim -------------------------------------------------------------------
-# Every network of the baked store exported to ONNX, on the torch image (the style gallery holds none).
+# Every network of the baked store as ONNX files: the embedded store ships them; an artifact of another
+# STORE_DIR that has none is exported here, on the torch image (the style gallery holds no network).
 FROM dependencies AS export
 ARG WHEELS=
 # The export extra's own packages; its deepcanvas[torch] is the dependencies stage already.
@@ -118,7 +120,8 @@ ENV YOLO_OFFLINE=1 \
     MPLCONFIGDIR=/tmp/matplotlib
 RUN set -e; for manifest in /opt/deepcanvas/store/*/*/manifest.json; do \
         task="$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["task"])' "$manifest")"; \
-        [ "$task" = style-gallery ] || deepcanvas models export "${manifest%/manifest.json}"; \
+        onnx="$(python -c 'import json, sys; print(any(f["path"].endswith(".onnx") for f in json.load(open(sys.argv[1]))["files"]))' "$manifest")"; \
+        [ "$task" = style-gallery ] || [ "$onnx" = True ] || deepcanvas models export "${manifest%/manifest.json}"; \
     done; \
     chmod -R a+rX,go-w /opt/deepcanvas/store
 
@@ -151,12 +154,8 @@ LABEL org.opencontainers.image.description="Face detection, face classification 
 COPY --from=slim-venv /opt/venv /opt/venv
 COPY --from=export /opt/deepcanvas/store /opt/deepcanvas/store
 COPY --from=project /opt/overlay/ /
-# Every network on OpenVINO (the faster engine on x86 CPUs; set the backends to onnx for ONNX Runtime),
-# so the service never imports torch; method=nst answers 422.
-ENV DEEPCANVAS_DETECTOR_BACKEND=openvino \
-    DEEPCANVAS_CLASSIFIER_BACKEND=openvino \
-    DEEPCANVAS_STYLE_BACKEND=openvino \
-    DEEPCANVAS_EMBEDDER_BACKEND=openvino
+# The default backends (auto) run every network on OpenVINO here, and torch is not installed: the service
+# never imports it, and method=nst answers 422 (GET /models says which engine runs what, and why).
 
 # --- the full image (the default target) ----------------------------------------------------------------
 # The runtime venv: no pip, setuptools or wheel.

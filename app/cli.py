@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -155,43 +156,48 @@ def bench(
     mode: Annotated[str, typer.Option(help="latency (HTTP vs in-process), load (vs a peer server) or all")] = "all",
     repeats: Annotated[int, typer.Option(min=3, help="Latency mode: timed calls per endpoint and side")] = 20,
     seconds: Annotated[float, typer.Option(min=1, help="Load mode: seconds per endpoint and client count")] = 10,
-    clients: Annotated[str, typer.Option(help="Load mode: concurrent client counts")] = "1,4,16",
+    clients: Annotated[str, typer.Option(help="Load mode: concurrent client counts")] = "1,16",
     max_side: Annotated[int, typer.Option(min=32, help="Stylize output bound")] = 512,
     backend: Annotated[
-        str, typer.Option(help="torch, or onnx / openvino (export a copy of the store first)")
-    ] = "torch",
+        str,
+        typer.Option(
+            help="auto (the defaults), torch, onnx or openvino: what DeepCanvas runs; with --peer litserve, the "
+            "engine of the same-network table (auto: openvino)"
+        ),
+    ] = "auto",
     store: StoreOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report here")] = None,
     peer: Annotated[
-        str, typer.Option(help="Load mode: baseline (a plain FastAPI app) or litserve (needs --backend onnx|openvino)")
+        str,
+        typer.Option(
+            help="Load mode: baseline (a plain FastAPI app) or litserve (two tables: same network, as shipped)"
+        ),
     ] = "baseline",
-    peer_batch_size: Annotated[int, typer.Option(min=1, help="litserve: its max_batch_size")] = 8,
-    peer_batch_timeout_ms: Annotated[float, typer.Option(min=0, help="litserve: its batch_timeout")] = 5.0,
+    peer_batch_size: Annotated[int, typer.Option(min=1, help="litserve: its max_batch_size")] = 2,
+    peer_batch_timeout_ms: Annotated[float, typer.Option(min=0, help="litserve: its batch_timeout")] = 1.0,
     endpoints: Annotated[str, typer.Option(help="Load mode: endpoints to load")] = "/detect,/classify,/stylize",
 ) -> None:
     """Latency through HTTP next to the same predictor in-process, and throughput against a peer server."""
     from app.bench import free_port, load_photo, print_report, run_bench
-    from app.loadbench import print_load_report, run_load_bench
+    from app.loadbench import SCENARIO_TITLES, litserve_scenarios, print_load_report, run_load_bench
 
     if mode not in ("latency", "load", "all"):
         raise typer.BadParameter("mode must be latency, load or all")
-    if backend not in ("torch", "onnx", "openvino"):
-        raise typer.BadParameter("backend must be torch, onnx or openvino")
+    if backend not in ("auto", "torch", "onnx", "openvino"):
+        raise typer.BadParameter("backend must be auto, torch, onnx or openvino")
     if peer not in ("baseline", "litserve"):
         raise typer.BadParameter("peer must be baseline or litserve")
     if peer == "litserve" and backend == "torch":
-        raise typer.BadParameter("--peer litserve serves the exported networks: add --backend openvino (or onnx)")
-    settings, image, report = _settings(store), load_photo(photo), {}
-    if backend != "torch":
-        settings = _exported_settings(settings, backend)
+        raise typer.BadParameter("--peer litserve serves the exported networks: --backend auto, openvino or onnx")
+    settings, image, report = _backend_settings(_settings(store), backend), load_photo(photo), {}
     if mode in ("latency", "all"):
         report["latency"] = run_bench(image, repeats, max_side, settings)
         print_report(report["latency"], console)
     if mode in ("load", "all"):
         counts = tuple(int(c) for c in clients.split(","))
         style = _first_style(settings)
-        peer_options = ("--max-batch-size", str(peer_batch_size), "--batch-timeout-ms", str(peer_batch_timeout_ms))
-        report["load"] = run_load_bench(
+        run = partial(
+            run_load_bench,
             image,
             settings.store,
             style,
@@ -200,39 +206,34 @@ def bench(
             counts,
             seconds,
             tuple(endpoints.split(",")),
-            peer,
-            peer_options if peer == "litserve" else (),
         )
-        print_load_report(report["load"], console)
+        if peer == "baseline":
+            report["load"] = run(peer)
+            print_load_report(report["load"], console)
+        else:
+            options = ("--max-batch-size", str(peer_batch_size), "--batch-timeout-ms", str(peer_batch_timeout_ms))
+            engine = "openvino" if backend == "auto" else backend
+            for name, envs in litserve_scenarios(engine).items():
+                plain = ("--plain",) if name == "as_shipped" else ()
+                report[name] = run(peer, (*options, *plain), envs)
+                print_load_report(report[name], console, SCENARIO_TITLES[name])
     console.print_json(json.dumps(report))
     if json_out:
         json_out.write_text(json.dumps(report, indent=2))
 
 
-def _exported_settings(settings: Settings, backend: str) -> Settings:
-    """A temporary copy of a local store with every network exported to ONNX, served on ``backend``.
+def _backend_settings(settings: Settings, backend: str) -> Settings:
+    """The settings with every network on ``backend`` (the store's artifacts carry their ONNX files).
 
-    The settings go to the server through the environment, so both sides of the benchmark use them.
+    They reach the server through the environment, so the in-process and the HTTP side use the same.
     """
     import os
-    import shutil
-    import tempfile
-    from urllib.parse import unquote, urlparse
 
-    from models.artifact import load_artifact
-    from models.onnx_export import export_artifact
-
-    source = Path(unquote(urlparse(settings.store).path))
-    if not settings.store.startswith("file://"):
-        raise typer.BadParameter(f"--backend {backend} exports a local store: give --store file:///path")
-    copy = Path(tempfile.mkdtemp(prefix="deepcanvas-onnx-")) / "store"
-    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("_runtime"))
-    for manifest_path in sorted(copy.glob("*/*/manifest.json")):
-        if load_artifact(manifest_path.parent).task != "style-gallery":
-            export_artifact(manifest_path.parent)
+    if backend == "auto":
+        return settings
     for role in ("DETECTOR", "CLASSIFIER", "STYLE"):
         os.environ[f"DEEPCANVAS_{role}_BACKEND"] = backend
-    os.environ["DEEPCANVAS_STORE"] = copy.as_uri()
+    os.environ["DEEPCANVAS_STORE"] = settings.store
     return Settings()
 
 
@@ -249,9 +250,11 @@ def _register_model_commands() -> None:
     from models import onnx_export
     from models.classifier import evaluate as classifier_eval
     from models.classifier import face_boxes as classifier_boxes
+    from models.classifier import quantize as classifier_quantize
     from models.classifier import train as classifier_train
     from models.detector import commands as detector
     from models.identity import commands as identity
+    from models.detector import quantize as detector_quantize
     from models.style import commands as style
 
     train_cli.command("classifier")(classifier_train.main)
@@ -271,6 +274,8 @@ def _register_model_commands() -> None:
     models_cli.command("import-dlib")(identity.import_dlib)
     models_cli.command("gallery")(style.gallery)
     models_cli.command("export")(onnx_export.export_command)
+    models_cli.command("quantize-classifier")(classifier_quantize.quantize_command)
+    models_cli.command("quantize-detector")(detector_quantize.quantize_command)
 
 
 LIGHT_COMMANDS = ("serve", "bench", "identities", *CLIENT_COMMANDS, *IDENTITY_COMMANDS)

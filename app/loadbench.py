@@ -217,8 +217,9 @@ def measure_side(
     seconds: float,
     endpoints: tuple[str, ...],
     peer_options: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> tuple[list[LoadResult], float]:
-    process = spawn(server_args(side, store, port, peer_options), port, {"DEEPCANVAS_STORE": store})
+    process = spawn(server_args(side, store, port, peer_options), port, {"DEEPCANVAS_STORE": store} | (env or {}))
     results = []
     try:
         for endpoint in endpoints:
@@ -271,18 +272,23 @@ def run_load_bench(
     endpoints: tuple[str, ...] = ENDPOINTS,
     peer: str = "baseline",
     peer_options: tuple[str, ...] = (),
+    envs: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
+    """Both sides, one after the other; ``envs`` adds environment variables per side (its settings)."""
     assert peer in PEERS, f"peer is one of {PEERS}, not {peer!r}"
+    envs = envs or {}
     results: list[LoadResult] = []
     memory = {}
     for side in (peer, "deepcanvas"):
+        options = peer_options if side == peer else ()
         side_results, memory[side] = measure_side(
-            side, store, port, photo, style, max_side, clients, seconds, endpoints, peer_options
+            side, store, port, photo, style, max_side, clients, seconds, endpoints, options, envs.get(side)
         )
         results.extend(side_results)
     return {
         "peer": peer,
         "peer_options": list(peer_options),
+        "settings": envs,
         "seconds_per_point": seconds,
         "results": [asdict(r) for r in results],
         "rss_mb_after_load": {k: round(v, 1) for k, v in memory.items()},
@@ -290,9 +296,37 @@ def run_load_bench(
     }
 
 
-def print_load_report(report: dict[str, Any], console: Any) -> None:
+# DeepCanvas's defaults, spelled out so that settings in the benchmark's own environment do not leak in.
+SHIPPED_DEFAULTS = {f"DEEPCANVAS_{role}_BACKEND": "auto" for role in ("DETECTOR", "CLASSIFIER", "STYLE")} | {
+    "DEEPCANVAS_WEIGHTS_PRECISION": "auto"
+}
+SCENARIO_TITLES = {
+    "same_network": "Same network and engine on both sides (the serving layer alone)",
+    "as_shipped": "As shipped: DeepCanvas's artifacts and defaults against LitServe serving the float networks",
+}
+
+
+def litserve_scenarios(engine: str) -> dict[str, dict[str, dict[str, str]]]:
+    """The two comparisons of ``--peer litserve``, as each side's environment.
+
+    ``same_network``: both sides run the float ONNX networks on ``engine`` through the same predictors
+    (the serving layers alone). ``as_shipped``: DeepCanvas with its defaults (``auto`` engines, the int8 files
+    the manifests make the default, gallery statistics cached) against LitServe serving the float networks
+    on ``engine`` as ``bench/litserve_app.py`` documents (``--plain``: no style statistics cache).
+    """
+    float_on_engine = {f"DEEPCANVAS_{role}_BACKEND": engine for role in ("DETECTOR", "CLASSIFIER", "STYLE")}
+    float_on_engine["DEEPCANVAS_WEIGHTS_PRECISION"] = "float32"
+    return {
+        "same_network": {"litserve": float_on_engine, "deepcanvas": float_on_engine},
+        "as_shipped": {"litserve": float_on_engine, "deepcanvas": SHIPPED_DEFAULTS},
+    }
+
+
+def print_load_report(report: dict[str, Any], console: Any, title: str | None = None) -> None:
     from rich.table import Table
 
+    if title:
+        console.rule(title)
     table = Table("side", "endpoint", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors")
     for row in report["results"]:
         table.add_row(

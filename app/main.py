@@ -19,6 +19,7 @@ from app.lifecycle import DrainMiddleware, ShutdownGate
 from app.manager import ModelManager, SlotPlan
 from app.routers import admin, catalog, classify, detect, health, identify, identities, stylize, web
 from app.runtime import ActiveModels, ParamsService, adopt_stored_versions, poll_store
+from app.services import remember_gallery_styles
 from app.settings import Settings
 from app.store import ArtifactStore, open_object_store
 from app.telemetry import EmfEmitter, ServiceMetrics, TelemetryMiddleware
@@ -36,7 +37,7 @@ def open_artifact_store(settings: Settings) -> ArtifactStore:
 
 
 def _configure_torch(settings: Settings) -> None:
-    if settings.torch_threads and settings.uses_torch:  # an all-ONNX service may run without torch installed
+    if settings.torch_threads and settings.uses_torch:  # a service may run without torch installed
         import torch
 
         torch.set_num_threads(settings.torch_threads)
@@ -110,3 +111,10 @@ async def _start(params: ParamsService, active: ActiveModels) -> None:
         await params.refresh()
         await adopt_stored_versions(active)
     await active.manager.load_all()
+    side = params.params.stylize_max_side
+    try:
+        count = await remember_gallery_styles(active.manager, side)
+    except Exception as error:  # a cache warm-up only: requests compute what it could not
+        log.warning("gallery style statistics not precomputed: %s", error)
+    else:
+        log.info("style statistics of %d gallery styles computed at load (max_side %d)", count, side)

@@ -17,11 +17,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from app.engines import EngineChoice
 from app.errors import ModelNotReady, Overloaded
 from app.settings import OPTIONAL_ROLES, Role, Settings
 from app.store import ArtifactStore
@@ -54,6 +56,7 @@ class ModelSlot:
     queue_limit: Callable[[], int]
     batch_limits: Callable[[], tuple[int, float]] = lambda: (1, 0.0)
     load_seconds: float = 0.0
+    engine: EngineChoice | None = None
     pending: int = 0
     executor: ThreadPoolExecutor = field(init=False)
     _waiting: deque[tuple[Any, asyncio.Future[Any]]] = field(init=False, default_factory=deque)
@@ -140,6 +143,13 @@ class ModelSlot:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+def describe_engine(engine: EngineChoice | None) -> str:
+    if engine is None:
+        return "an engine its plan does not name"
+    precision = f" {engine.precision}" if engine.precision != "none" else ""
+    return f"{engine.engine}{precision} ({engine.reason})"
+
+
 def _predict(items: list[Any]) -> Callable[[Any], list[Any]]:
     return lambda predictor: predictor.predict(items)
 
@@ -171,11 +181,17 @@ class RoleStatus:
 
 @dataclass(frozen=True)
 class SlotPlan:
-    """Which slot a role's artifact feeds, and how to build the slot's predictor."""
+    """Which slot a role's artifact feeds, how to build the slot's predictor, and on which engine.
+
+    ``engine(manifest)`` says which engine ``build`` will use for that artifact, and why (None: not known);
+    ``warmup`` false skips the predictor's warm-up at load (a slot whose first call may pay for it instead).
+    """
 
     slot: str
     role: Role
     build: Builder
+    engine: Callable[[Manifest], EngineChoice] | None = None
+    warmup: bool = True
 
 
 class ModelManager:
@@ -193,7 +209,7 @@ class ModelManager:
         self.store = store
         self.plans = plans
         self.queue_limit = queue_limit
-        self.batch_limits = batch_limits
+        self.batch_limits = batch_limits  # the runtime parameters' limits: they cap each slot's own
         self.slots: dict[str, ModelSlot] = {}
         self.status: dict[Role, RoleStatus] = {
             role: RoleStatus(name=name, ref=ref) for role, (name, ref) in settings.model_refs.items()
@@ -210,6 +226,16 @@ class ModelManager:
         if slot is None:
             raise ModelNotReady(f"model {name!r} is not loaded yet; retry shortly")
         return slot
+
+    def has_plan(self, slot: str) -> bool:
+        """Whether this service builds ``slot`` at all (a slot planned but not loaded yet is not ready)."""
+        return any(plan.slot == slot for plan in self.plans)
+
+    def slot_batch_limits(self, slot: str) -> tuple[int, float]:
+        """The slot's (batch size, wait in s): its settings' limits, capped by the runtime parameters'."""
+        size, wait = self.batch_limits()
+        own = self.settings.batch_limits.get(slot)
+        return (min(size, own[0]), min(wait, own[1] / 1000)) if own else (size, wait)
 
     def role_of(self, model_name: str) -> Role | None:
         return next((role for role, s in self.status.items() if s.name == model_name), None)
@@ -252,7 +278,10 @@ class ModelManager:
             if status.version != first.manifest.version:
                 status.previous = status.version
             status.state, status.version, status.detail = "ready", first.manifest.version, None
-            log.info("model %s ready: %s/%s in %.2fs", role, status.name, status.version, first.load_seconds)
+            engines = "; ".join(f"{s.name} on {describe_engine(s.engine)}" for s in slots.values())
+            log.info(
+                "model %s ready: %s/%s in %.2fs: %s", role, status.name, status.version, first.load_seconds, engines
+            )
             return first.manifest.version
 
     async def _build_with_retries(self, role: Role, ref: str) -> dict[str, ModelSlot]:
@@ -275,9 +304,11 @@ class ModelManager:
         slots = {}
         for plan in (p for p in self.plans if p.role == role):
             predictor = plan.build(folder, manifest, self.settings.device)
-            if self.settings.warmup and hasattr(predictor, "warmup"):
+            if self.settings.warmup and plan.warmup and hasattr(predictor, "warmup"):
                 predictor.warmup()
-            slots[plan.slot] = ModelSlot(plan.slot, manifest, predictor, self.queue_limit, self.batch_limits)
+            limits = partial(self.slot_batch_limits, plan.slot)
+            engine = plan.engine(manifest) if plan.engine else None
+            slots[plan.slot] = ModelSlot(plan.slot, manifest, predictor, self.queue_limit, limits, engine=engine)
         for slot in slots.values():
             slot.load_seconds = time.perf_counter() - started
         return slots

@@ -1,7 +1,7 @@
-"""Which predictors the service builds from each role's artifact, on which backend.
+"""Which predictors the service builds from each role's artifact, on which engine.
 
-Imports stay lazy: torch is heavy, and a service whose models all run on ONNX Runtime or OpenVINO
-(``DEEPCANVAS_{DETECTOR,CLASSIFIER,STYLE,EMBEDDER}_BACKEND=onnx|openvino``) must start without torch installed.
+Imports stay lazy: torch is heavy, and a service whose models all run on ONNX Runtime or OpenVINO (the
+default ``auto`` wherever the artifacts carry ONNX files) must start without torch installed.
 A missing backend package becomes an ``ArtifactError``, so the role reports it as failed.
 """
 
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.engines import EngineChoice, choose_engine, installed
 from app.manager import Builder, SlotPlan
-from app.settings import Backend, Settings
+from app.settings import Role, Settings
 from models.artifact import ArtifactError, Manifest
 from models.onnx_backend import Runtime
 
@@ -82,39 +83,71 @@ def build_gallery(folder: Path, manifest: Manifest, device: str) -> Any:
     return StyleGallery.from_artifact(folder, manifest)  # images only: no device, no backend
 
 
-def _builder(
-    backend: Backend, torch_builder: Builder, onnx_builder: Callable[..., Any], settings: Settings | None
-) -> Builder:
-    if backend == "torch":
-        return torch_builder
-    return partial(onnx_builder, runtime=settings.runtime(backend) if settings else Runtime())
+@dataclass(frozen=True)
+class NetworkEngines:
+    """How one role's network runs on each engine: a new role (or architecture) plugs in here.
+
+    ``torch`` builds the torch predictor (None: the role has none, its artifacts run only on ONNX files);
+    ``onnx`` builds the ONNX predictor with a ``runtime=`` keyword; ``onnx_files`` are the files it opens.
+    """
+
+    torch: Builder | None
+    onnx: Callable[..., Any]
+    onnx_files: tuple[str, ...]
+
+
+# A role with a network: its settings need a ``<role>_backend`` field (``Backend``, default ``auto``).
+NETWORKS: dict[Role, NetworkEngines] = {
+    "detector": NetworkEngines(build_detector, build_onnx_detector, ("model.onnx",)),
+    "classifier": NetworkEngines(build_classifier, build_onnx_classifier, ("model.onnx",)),
+    "style": NetworkEngines(build_style, build_onnx_style, ("encoder.onnx", "decoder.onnx")),
+    "embedder": NetworkEngines(build_embedder, build_onnx_embedder, ("resnet.onnx",)),
+}
+NST_ENGINE = EngineChoice("torch", "torch: NST needs autograd")
+GALLERY_ENGINE = EngineChoice("none", "style images only, no network", "none")
+
+
+def network_plan(role: Role, settings: Settings) -> SlotPlan:
+    """The role's slot on the engine its backend setting chooses for each artifact (``app.engines``)."""
+    network = NETWORKS[role]
+    backend = getattr(settings, f"{role}_backend")
+
+    def choose(manifest: Manifest) -> EngineChoice:
+        setting = f"DEEPCANVAS_{role.upper()}_BACKEND"
+        return choose_engine(backend, manifest, network.onnx_files, setting, settings.weights_precision == "auto")
+
+    def build(folder: Path, manifest: Manifest, device: str) -> Any:
+        choice = choose(manifest)
+        if choice.engine == "torch":
+            if network.torch is None:
+                raise ArtifactError(
+                    f"{manifest.name}/{manifest.version}: {role} runs only on ONNX files; {choice.reason}"
+                )
+            if not installed("torch"):
+                raise ArtifactError(f"{manifest.name}/{manifest.version}: {choice.reason}, and torch is not installed")
+            return network.torch(folder, manifest, device)
+        runtime = settings.runtime(choice.engine, int8=choice.precision == "int8")  # type: ignore[arg-type]
+        return network.onnx(folder, manifest, device, runtime=runtime)
+
+    return SlotPlan(role, role, build, choose)
+
+
+def nst_available(settings: Settings) -> bool:
+    """NST needs torch's autograd: on the torch style backend, or ``auto`` with torch installed."""
+    return settings.style_backend == "torch" or (settings.style_backend == "auto" and installed("torch"))
 
 
 def default_plans(settings: Settings | None = None) -> list[SlotPlan]:
-    """One slot per role, each on the backend ``settings`` names (torch without settings).
+    """One slot per role, each on the engine ``settings`` choose per artifact (default settings: ``auto``).
 
     NST gets its own slot (and encoder copy) so a slow optimisation never blocks AdaIN requests. It needs
-    gradients, so it exists only on the torch style backend: with ``style_backend=onnx`` or ``openvino`` there is no
-    ``nst`` slot and ``services.stylize`` answers method=nst with a 422.
+    gradients, so it exists only where torch runs (``nst_available``): elsewhere ``services.stylize``
+    answers method=nst with a 422.
     """
-    backend: dict[str, Backend] = {"detector": "torch", "classifier": "torch", "style": "torch", "embedder": "torch"}
-    if settings is not None:
-        backend = {
-            "detector": settings.detector_backend,
-            "classifier": settings.classifier_backend,
-            "style": settings.style_backend,
-            "embedder": settings.embedder_backend,
-        }
-    plans = [
-        SlotPlan("detector", "detector", _builder(backend["detector"], build_detector, build_onnx_detector, settings)),
-        SlotPlan(
-            "classifier",
-            "classifier",
-            _builder(backend["classifier"], build_classifier, build_onnx_classifier, settings),
-        ),
-        SlotPlan("style", "style", _builder(backend["style"], build_style, build_onnx_style, settings)),
-    ]
-    if backend["style"] == "torch":
-        plans.append(SlotPlan("nst", "style", build_nst))
-    embedder = _builder(backend["embedder"], build_embedder, build_onnx_embedder, settings)
-    return [*plans, SlotPlan("gallery", "gallery", build_gallery), SlotPlan("embedder", "embedder", embedder)]
+    settings = settings or Settings()
+    plans = [network_plan(role, settings) for role in NETWORKS]
+    if nst_available(settings):
+        # No warm-up: autograd's first backward pass takes seconds (8.7 s measured on a busy 2-core machine),
+        # which would delay readiness for a method whose every request takes seconds anyway.
+        plans.append(SlotPlan("nst", "style", build_nst, lambda _: NST_ENGINE, warmup=False))
+    return [*plans, SlotPlan("gallery", "gallery", build_gallery, lambda _: GALLERY_ENGINE)]

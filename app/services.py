@@ -16,6 +16,7 @@ from app.schemas import (
     ClassifyResponse,
     Detection,
     DetectResponse,
+    EngineInfo,
     FaceResult,
     ImageSize,
     ModelInfo,
@@ -200,10 +201,9 @@ async def _stylize_nst(
     weights: tuple[float, ...],
     options: StylizeOptions,
 ) -> tuple[bytes, str, ModelRef]:
-    if settings.style_backend != "torch":
-        raise InvalidParameter(
-            f"method=nst needs the torch backend; this service runs style_backend={settings.style_backend}"
-        )
+    if not manager.has_plan("nst"):
+        running = f"style_backend={settings.style_backend}"
+        raise InvalidParameter(f"method=nst needs torch (NST needs autograd); this service runs {running} without it")
     if len(styles) != 1:
         raise InvalidParameter("method=nst takes exactly one style")
     if options.preserve_color or options.alpha not in (None, 1.0):
@@ -219,6 +219,17 @@ async def _stylize_nst(
     # Off the event loop: a PNG takes milliseconds to compress, during which no other request would be read.
     data, content_type = await asyncio.to_thread(encode_image, painted, options.format)
     return data, content_type, model_ref(slot)
+
+
+async def remember_gallery_styles(manager: ModelManager, max_side: int) -> int:
+    """Encode every gallery style once now, so ``style_name`` requests run only the content's encoder and the
+    decoder; returns how many (0 when the style predictor keeps no statistics, or a model is not loaded)."""
+    style, gallery = manager.slots.get("style"), manager.slots.get("gallery")
+    if style is None or gallery is None or not hasattr(style.predictor, "remember_styles"):
+        return 0
+    images = [gallery.predictor.image(name) for name in gallery.predictor.names()]
+    await style.run(lambda predictor: predictor.remember_styles(images, max_side))
+    return len(images)
 
 
 def list_styles(manager: ModelManager) -> StylesResponse:
@@ -262,6 +273,12 @@ def list_models(manager: ModelManager) -> ModelsResponse:
                 labels=m.labels,
                 metrics=m.metrics,
                 provenance=m.provenance.method,
+                engine=slot.engine.engine if slot.engine else None,
             )
         )
-    return ModelsResponse(store=manager.store.uri, models=models)
+    engines = [
+        EngineInfo(slot=plan.slot, role=plan.role, engine=e.engine, precision=e.precision, reason=e.reason)
+        for plan in manager.plans
+        if (slot := manager.slots.get(plan.slot)) is not None and (e := slot.engine) is not None
+    ]
+    return ModelsResponse(store=manager.store.uri, models=models, engines=engines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 from functools import cached_property
 from pathlib import Path
@@ -19,11 +20,20 @@ EMBEDDED_STORE = Path(__file__).resolve().parent.parent / "models" / "store"
 Role = Literal["detector", "classifier", "style", "gallery", "embedder"]
 # torch runs the networks from safetensors weights; onnx runs ONNX Runtime and openvino runs OpenVINO on
 # the artifact's exported .onnx files (``deepcanvas models export``): neither needs torch or ultralytics.
-Backend = Literal["torch", "onnx", "openvino"]
+# auto (the default) picks, per artifact, OpenVINO where installed, else ONNX Runtime, else torch, and only
+# where the artifact has its ONNX files (``app.engines``).
+Backend = Literal["auto", "torch", "onnx", "openvino"]
+BACKEND_HELP = "auto (OpenVINO, else ONNX Runtime, where the artifact has its ONNX files; else torch), torch, onnx"
 ROLES: tuple[Role, ...] = ("detector", "classifier", "style", "gallery", "embedder")
 # Roles a store may lack: the service then runs without them (state "absent", readiness unaffected) and their
 # routes answer 503 saying so. The embedder is one: stores made before identity have no face-embedder.
 OPTIONAL_ROLES: frozenset[Role] = frozenset({"embedder"})
+# Chosen by `python -m bench.batch_cost` (per-image cost of a batch against single calls, in-process, default
+# engines; indicative: two runs on a busy 2-core machine, docs/benchmarks.md): the detector's image costs 19-32%
+# less in a batch of 4 (a batch of 8, a little cheaper still, widened the tail at 16 clients before), the
+# classifier's 45-61% less in a batch of 8, AdaIN's no less (its predictor runs requests one by one). A slot not
+# listed gets the runtime parameters' limits, which also cap these.
+BATCH_LIMITS: dict[str, tuple[int, float]] = {"detector": (4, 2.0), "classifier": (8, 2.0), "style": (1, 0.0)}
 
 
 def _check_model_ref(value: str) -> str:
@@ -78,18 +88,21 @@ class Settings(BaseSettings):
 
     device: str = Field("cpu", description="torch device: cpu, cuda or cuda:N")
     torch_threads: int = Field(0, ge=0, le=256, description="Intra-op threads; 0 keeps torch's default")
-    detector_backend: Backend = Field(
-        "torch", description="Runs the detector: torch, or onnx / openvino (need model.onnx)"
-    )
-    classifier_backend: Backend = Field(
-        "torch", description="Runs the classifier: torch, or onnx / openvino (need model.onnx)"
-    )
+    detector_backend: Backend = Field("auto", description=f"Runs the detector: {BACKEND_HELP}, openvino")
+    classifier_backend: Backend = Field("auto", description=f"Runs the classifier: {BACKEND_HELP}, openvino")
     style_backend: Backend = Field(
-        "torch", description="Runs AdaIN: torch, or onnx / openvino (need encoder.onnx, decoder.onnx; no method=nst)"
+        "auto", description=f"Runs AdaIN: {BACKEND_HELP}, openvino (onnx and openvino disable method=nst)"
     )
-    embedder_backend: Backend = Field(
-        "torch", description="Runs the face embedder: torch, or onnx / openvino (need its exported .onnx)"
+    weights_precision: Literal["auto", "float32"] = Field(
+        "auto",
+        description="auto: an artifact's int8 ONNX files where its manifest's defaults.precision is int8; float32",
     )
+    batch_limits: dict[str, tuple[int, float]] = Field(
+        default_factory=lambda: dict(BATCH_LIMITS),
+        description="Per model slot: (most items per micro-batch, ms a busy model waits for more); runtime "
+        "parameters batch_max_size and batch_max_wait_ms cap them",
+    )
+    embedder_backend: Backend = Field("auto", description=f"Runs the face embedder: {BACKEND_HELP}, openvino")
     onnx_threads: int = Field(
         0, ge=0, le=256, description="Intra-op threads per ONNX Runtime or OpenVINO model; 0 keeps the engine's"
     )
@@ -182,14 +195,15 @@ class Settings(BaseSettings):
 
     @property
     def uses_torch(self) -> bool:
-        """Whether any model runs on torch (else the service never imports it)."""
-        return "torch" in (self.detector_backend, self.classifier_backend, self.style_backend, self.embedder_backend)
+        """Whether a model may run on torch (explicitly, or ``auto`` with torch installed)."""
+        backends = {value for name, value in self if name.endswith("_backend")}
+        return "torch" in backends or ("auto" in backends and importlib.util.find_spec("torch") is not None)
 
-    def runtime(self, backend: Backend) -> Runtime:
-        """How an ONNX backend runs its networks: engine, threads, precision."""
-        assert backend != "torch", "the torch backend has no ONNX runtime"
+    def runtime(self, backend: Backend | Engine, int8: bool = False) -> Runtime:
+        """How an ONNX backend (or engine) runs its networks: engine, threads, precision, int8 files."""
+        assert backend not in ("torch", "auto"), f"the {backend} backend has no one ONNX runtime"
         engine: Engine = "openvino" if backend == "openvino" else "onnxruntime"
-        return Runtime(engine, self.onnx_threads, self.openvino_precision)
+        return Runtime(engine, self.onnx_threads, self.openvino_precision, int8)
 
     @property
     def identity_database_url(self) -> str:

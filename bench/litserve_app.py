@@ -1,11 +1,12 @@
 """The peer a user would deploy instead: LitServe serving the same exported networks on the same engine.
 
-``python -m bench.litserve_app --port N [--max-batch-size 8] [--batch-timeout-ms 5]``, for
+``python -m bench.litserve_app --port N [--max-batch-size 8] [--batch-timeout-ms 5] [--plain]``, for
 ``deepcanvas bench --peer litserve``. One ``LitAPI`` per endpoint, written as LitServe's documentation
 shows: ``decode_request`` reads the multipart upload with PIL, ``predict`` runs a batch through the same
-ONNX predictors (and pre- and post-processing) DeepCanvas runs, on the backend the settings name (the
-benchmark exports the store and sets OpenVINO), ``encode_response`` returns JSON. LitServe's own dynamic
-batching is on: it collects up to ``max_batch_size`` requests or waits ``batch_timeout``, whichever first.
+ONNX predictors (and pre- and post-processing) DeepCanvas runs, on the float ONNX files of the store's
+artifacts and the engine the settings name (``auto``: OpenVINO), ``encode_response`` returns JSON. LitServe's
+own dynamic batching is on: it collects up to ``max_batch_size`` requests or waits ``batch_timeout``, whichever
+first.
 Each API runs in its own inference worker process; one uvicorn process serves HTTP.
 """
 
@@ -21,8 +22,9 @@ from PIL import Image
 
 from app.main import open_artifact_store
 from app.model_plans import build_gallery, build_onnx_classifier, build_onnx_detector, build_onnx_style
-from app.settings import Settings
+from app.settings import Backend, Settings
 from models.detector.types import DetectRequest
+from models.style.style_cache import StyleStatistics
 from models.style.types import StylizeRequest
 
 BUILDERS = {"detector": build_onnx_detector, "classifier": build_onnx_classifier, "style": build_onnx_style}
@@ -33,8 +35,9 @@ def load_predictor(settings: Settings, role: str) -> tuple[Any, Any]:
     name, ref = settings.model_refs[role]  # type: ignore[index]
     folder, manifest = open_artifact_store(settings).fetch(name, ref)
     backend = getattr(settings, f"{role}_backend")
-    assert backend != "torch", "the LitServe peer runs the exported networks: export the store first"
-    return BUILDERS[role](folder, manifest, "cpu", runtime=settings.runtime(backend)), manifest
+    assert backend != "torch", "the LitServe peer runs the exported networks (set the backends to onnx or openvino)"
+    engine: Backend = "openvino" if backend == "auto" else backend  # the peer serves the float files: no int8
+    return BUILDERS[role](folder, manifest, "cpu", runtime=settings.runtime(engine)), manifest
 
 
 def read_upload(upload: Any) -> Image.Image:
@@ -85,9 +88,18 @@ class ClassifyAPI(BatchedAPI):
 
 
 class StylizeAPI(BatchedAPI):
+    """``plain``: the predictor encodes every style on every request, as a LitAPI written from LitServe's
+    documentation would (DeepCanvas's predictor caches style statistics; the same-network table keeps it)."""
+
+    def __init__(self, plain: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plain = plain
+
     def setup(self, device: str) -> None:
         settings = Settings()
         self.predictor, _ = load_predictor(settings, "style")
+        if self.plain:
+            self.predictor.statistics = StyleStatistics(capacity=0)
         name, ref = settings.model_refs["gallery"]
         self.gallery = build_gallery(*open_artifact_store(settings).fetch(name, ref), "cpu")
 
@@ -102,10 +114,12 @@ class StylizeAPI(BatchedAPI):
         return Response(buffer.getvalue(), media_type="image/png")
 
 
-def create_server(max_batch_size: int, batch_timeout_s: float) -> ls.LitServer:
+def create_server(max_batch_size: int, batch_timeout_s: float, plain: bool = False) -> ls.LitServer:
+    batching = {"max_batch_size": max_batch_size, "batch_timeout": batch_timeout_s}
     apis = [
-        api(max_batch_size=max_batch_size, batch_timeout=batch_timeout_s, api_path=path)
-        for api, path in ((DetectAPI, "/detect"), (ClassifyAPI, "/classify"), (StylizeAPI, "/stylize"))
+        DetectAPI(api_path="/detect", **batching),
+        ClassifyAPI(api_path="/classify", **batching),
+        StylizeAPI(plain=plain, api_path="/stylize", **batching),
     ]
     # /readyz: the path the benchmark polls on every side; LitServe answers it once every worker has set up.
     return ls.LitServer(apis, accelerator="cpu", workers_per_device=1, timeout=300, healthcheck_path="/readyz")
@@ -115,9 +129,10 @@ def main(
     port: Annotated[int, typer.Option(help="Port to bind on 127.0.0.1")] = 8000,
     max_batch_size: Annotated[int, typer.Option(min=1, help="Most requests per LitServe batch")] = 8,
     batch_timeout_ms: Annotated[float, typer.Option(min=0, help="How long LitServe waits to fill a batch")] = 5.0,
+    plain: Annotated[bool, typer.Option(help="Encode every style on every request (no statistics cache)")] = False,
 ) -> None:
     """Serve /detect, /classify and /stylize with LitServe."""
-    server = create_server(max_batch_size, batch_timeout_ms / 1000)
+    server = create_server(max_batch_size, batch_timeout_ms / 1000, plain)
     server.run(host="127.0.0.1", port=port, num_api_servers=1, generate_client_file=False, log_level="warning")
 
 

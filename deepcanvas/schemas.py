@@ -86,11 +86,23 @@ class ModelInfo(BaseModel):
     labels: list[str]
     metrics: dict[str, float]
     provenance: str = Field(description="How the weights were made")
+    engine: str | None = Field(None, description="What runs the network", examples=["openvino"])
+
+
+class EngineInfo(BaseModel):
+    """Which engine runs one model slot (a role's network, or NST beside AdaIN), at which precision, and why."""
+
+    slot: str = Field(examples=["detector"])
+    role: str = Field(examples=["detector"])
+    engine: str = Field(examples=["openvino"], description="openvino, onnxruntime, torch, or none (no network)")
+    precision: str = Field(examples=["float32"], description="The weights run: float32, int8, or none")
+    reason: str = Field(examples=["auto: the fastest engine installed (openvino)"])
 
 
 class ModelsResponse(BaseModel):
     store: str
     models: list[ModelInfo]
+    engines: list[EngineInfo] = Field(default_factory=list, description="One entry per loaded model slot")
 
 
 class RoleState(BaseModel):

@@ -39,7 +39,7 @@ else
     # The pair whose wheels this machine's package index holds.
     TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
 fi
-EXTRAS="${EXTRAS:-serve,torch}"
+EXTRAS="${EXTRAS:-serve,torch,openvino}"
 READY_TIMEOUT_S="${READY_TIMEOUT_S:-300}"
 HOST_PYTHON="${HOST_PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}"
 DOCKERD_LOG="${DOCKERD_LOG:-/tmp/deepcanvas-dockerd.log}"

@@ -87,3 +87,21 @@ def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     colour = _symmetric_sqrt(_correlation(target_norm))  # (C, C)
     transferred = colour @ whiten @ source_norm  # (C, Hs*Ws), correlation of the target
     return (transferred * target_std + target_mean).view(source.shape).to(source.dtype)
+
+
+def interpolate_statistics(
+    content_feat: torch.Tensor, style_stats: list[tuple[torch.Tensor, torch.Tensor]], weights: list[float]
+) -> torch.Tensor:
+    """``interpolate_styles`` from each style's (mean, std) instead of its features (AdaIN is linear in them).
+
+    The serving predictors cache a style's statistics, so a known style skips the encoder.
+    """
+    assert len(style_stats) == len(weights) > 0, "need one weight per style and at least one style"
+    assert all(w >= 0 for w in weights) and sum(weights) > 0, f"weights must be >= 0, not all 0: {weights}"
+    total = float(sum(weights))
+    content_mean, content_std = calc_mean_std(content_feat)  # (1, C, 1, 1) each
+    normalized = (content_feat - content_mean) / content_std  # (1, C, H, W)
+    mean, std = torch.zeros_like(content_mean), torch.zeros_like(content_std)
+    for (style_mean, style_std), weight in zip(style_stats, weights, strict=True):
+        mean, std = mean + (weight / total) * style_mean, std + (weight / total) * style_std
+    return normalized * std + mean

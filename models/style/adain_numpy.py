@@ -76,3 +76,17 @@ def coral(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     colour = _symmetric_sqrt(_correlation(target_norm))  # (C, C)
     transferred = colour @ whiten @ source_norm  # (C, Hs*Ws), correlation of the target
     return (transferred * target_std + target_mean).reshape(source.shape).astype(source.dtype)
+
+
+def interpolate_statistics(
+    content_feat: np.ndarray, style_stats: list[tuple[np.ndarray, np.ndarray]], weights: list[float]
+) -> np.ndarray:
+    """``interpolate_styles`` from each style's (mean, std) instead of its features (AdaIN is linear in them)."""
+    assert len(style_stats) == len(weights) > 0, "need one weight per style and at least one style"
+    assert all(w >= 0 for w in weights) and sum(weights) > 0, f"weights must be >= 0, not all 0: {weights}"
+    total = float(sum(weights))
+    content_mean, content_std = calc_mean_std(content_feat)  # (1, C, 1, 1) each
+    normalized = (content_feat - content_mean) / content_std  # (1, C, H, W)
+    mean = sum((w / total) * m for (m, _), w in zip(style_stats, weights, strict=True))
+    std = sum((w / total) * s for (_, s), w in zip(style_stats, weights, strict=True))
+    return (normalized * std + mean).astype(content_feat.dtype)

@@ -15,8 +15,9 @@ from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
 from models.onnx_backend import NetworkSession, Runtime, open_session
-from models.style.adain_numpy import coral, interpolate_styles
+from models.style.adain_numpy import calc_mean_std, coral, interpolate_statistics
 from models.style.sizing import array_to_image, image_to_array, resize_for_network
+from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys
 from models.style.types import ARCHITECTURE, DECODER_ONNX, ENCODER_ONNX, StylizeRequest, warmup_request
 
 
@@ -27,6 +28,7 @@ class OnnxStyleTransfer:
         self.encoder = encoder
         self.decoder = decoder
         self.manifest = manifest
+        self.statistics: StyleStatistics[np.ndarray] = StyleStatistics()
 
     @classmethod
     def from_artifact(
@@ -50,9 +52,15 @@ class OnnxStyleTransfer:
     def warmup(self) -> None:
         self.predict([warmup_request()])
 
+    def remember_styles(self, styles: list[Image.Image], max_side: int) -> None:
+        """Encode ``styles`` now (the gallery, at load), so requests naming them at ``max_side`` skip the encoder."""
+        content = Image.new("RGB", (32, 32))
+        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side) for style in styles])
+
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
         content, styles = self.preprocess(request)
-        return array_to_image(self.stylize(content, styles, list(request.weights), request.alpha))
+        keys = request_style_keys(request)
+        return array_to_image(self.stylize(content, styles, list(request.weights), request.alpha, keys))
 
     def preprocess(self, request: StylizeRequest) -> tuple[np.ndarray, list[np.ndarray]]:
         """Content (1, 3, H, W) and styles (1, 3, Hs, Ws), sized by ``max_side``; styles recoloured if asked."""
@@ -64,11 +72,26 @@ class OnnxStyleTransfer:
             styles = [np.clip(coral(style[0], content[0]), 0.0, 1.0)[None] for style in styles]
         return content, styles
 
-    def stylize(self, content: np.ndarray, styles: list[np.ndarray], weights: list[float], alpha: float) -> np.ndarray:
-        """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1]."""
+    def stylize(
+        self,
+        content: np.ndarray,
+        styles: list[np.ndarray],
+        weights: list[float],
+        alpha: float,
+        keys: list[StyleKey | None] | None = None,
+    ) -> np.ndarray:
+        """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1].
+
+        ``keys`` name the styles in the statistics cache (None: compute them, cache nothing).
+        """
         assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
         content_feat = self.encoder.run(content)  # (1, C4, H/8, W/8)
-        style_feats = [self.encoder.run(style) for style in styles]  # each (1, C4, Hs/8, Ws/8)
-        target = interpolate_styles(content_feat, style_feats, weights)  # one style: plain AdaIN
+        keys = keys or [None] * len(styles)
+        style_stats = [self._style_statistics(style, key) for style, key in zip(styles, keys, strict=True)]
+        target = interpolate_statistics(content_feat, style_stats, weights)  # one style: plain AdaIN
         blended = alpha * target + (1.0 - alpha) * content_feat
         return np.clip(self.decoder.run(blended), 0.0, 1.0)  # (1, 3, H, W)
+
+    def _style_statistics(self, style: np.ndarray, key: StyleKey | None) -> tuple[np.ndarray, np.ndarray]:
+        """The style's relu4_1 (mean, std), each (1, C4, 1, 1): from the cache, else from the encoder."""
+        return self.statistics.get(key, lambda: calc_mean_std(self.encoder.run(style)))

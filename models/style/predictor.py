@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
-from models.style.adain import coral, interpolate_styles
+from models.style.adain import calc_mean_std, coral, interpolate_statistics
 from models.style.images import image_to_tensor, resize_for_network, tensor_to_image
 from models.style.network import Decoder, VGGEncoder
+from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys
 from models.style.types import (
     ARCHITECTURE,
     DECODER_FILE,
@@ -59,6 +60,7 @@ class StyleTransfer:
         self.decoder = decoder
         self.manifest = manifest
         self.device = device
+        self.statistics: StyleStatistics[torch.Tensor] = StyleStatistics()
 
     @classmethod
     def from_artifact(cls, folder: Path, manifest: Manifest, device: torch.device) -> StyleTransfer:
@@ -80,9 +82,15 @@ class StyleTransfer:
     def warmup(self) -> None:
         self.predict([warmup_request()])
 
+    def remember_styles(self, styles: list[Image.Image], max_side: int) -> None:
+        """Encode ``styles`` now (the gallery, at load), so requests naming them at ``max_side`` skip the encoder."""
+        content = Image.new("RGB", (32, 32))
+        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side) for style in styles])
+
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
         content, styles = self.preprocess(request)
-        output = self.stylize(content, styles, list(request.weights), request.alpha)  # (1, 3, H, W)
+        keys = request_style_keys(request)
+        output = self.stylize(content, styles, list(request.weights), request.alpha, keys)  # (1, 3, H, W)
         return tensor_to_image(output)
 
     def preprocess(self, request: StylizeRequest) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -96,12 +104,25 @@ class StyleTransfer:
         return content, styles
 
     def stylize(
-        self, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float], alpha: float
+        self,
+        content: torch.Tensor,
+        styles: list[torch.Tensor],
+        weights: list[float],
+        alpha: float,
+        keys: list[StyleKey | None] | None = None,
     ) -> torch.Tensor:
-        """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1]."""
+        """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1].
+
+        ``keys`` name the styles in the statistics cache (None: compute them, cache nothing).
+        """
         assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
         content_feat = self.encoder(content)  # (1, C4, H/8, W/8)
-        style_feats = [self.encoder(style) for style in styles]  # each (1, C4, Hs/8, Ws/8)
-        target = interpolate_styles(content_feat, style_feats, weights)  # one style: plain AdaIN
+        keys = keys or [None] * len(styles)
+        style_stats = [self._style_statistics(style, key) for style, key in zip(styles, keys, strict=True)]
+        target = interpolate_statistics(content_feat, style_stats, weights)  # one style: plain AdaIN
         blended = alpha * target + (1.0 - alpha) * content_feat
         return self.decoder(blended).clamp(0.0, 1.0)  # (1, 3, H, W)
+
+    def _style_statistics(self, style: torch.Tensor, key: StyleKey | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The style's relu4_1 (mean, std), each (1, C4, 1, 1): from the cache, else from the encoder."""
+        return self.statistics.get(key, lambda: calc_mean_std(self.encoder(style)))

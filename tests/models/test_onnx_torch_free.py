@@ -104,5 +104,5 @@ def test_onnx_predictors_and_the_service_run_without_torch(
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["boxes"] == 3 and abs(report["probability_sum"] - 1) < 1e-6 and report["stylized"] == [64, 40]
     assert report["http"] == {"detect": 200, "classify": 200, "stylize": 200}
-    assert report["nst"][0] == 422 and "torch backend" in report["nst"][1]
+    assert report["nst"][0] == 422 and "needs torch" in report["nst"][1]
     assert report["hidden_modules_loaded"] == []
