@@ -253,8 +253,8 @@ def _register_model_commands() -> None:
     from models.classifier import quantize as classifier_quantize
     from models.classifier import train as classifier_train
     from models.detector import commands as detector
-    from models.identity import commands as identity
     from models.detector import quantize as detector_quantize
+    from models.identity import commands as identity
     from models.style import commands as style
 
     train_cli.command("classifier")(classifier_train.main)

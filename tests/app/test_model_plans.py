@@ -24,7 +24,12 @@ DETECTOR = EMBEDDED_STORE / "face-detector" / "v3"
 
 def test_every_role_defaults_to_auto_and_nst_exists_where_torch_is_installed() -> None:
     settings = Settings()
-    backends = (settings.detector_backend, settings.classifier_backend, settings.style_backend, settings.embedder_backend)
+    backends = (
+        settings.detector_backend,
+        settings.classifier_backend,
+        settings.style_backend,
+        settings.embedder_backend,
+    )
     assert backends == ("auto",) * 4
     plans = default_plans(settings)
     assert [plan.slot for plan in plans] == ["detector", "classifier", "style", "embedder", "nst", "gallery"]
