@@ -244,14 +244,14 @@ def _first_style(settings: Settings) -> str:
 def _register_model_commands() -> None:
     """The models package's own command functions; their heavy imports happen only when one runs."""
     from models import onnx_export
-    from models.classifier import evaluate as classifier_eval
     from models.classifier import face_boxes as classifier_boxes
+    from models.classifier import report as classifier_report
     from models.classifier import train as classifier_train
     from models.detector import commands as detector
     from models.style import commands as style
 
     train_cli.command("classifier")(classifier_train.main)
-    eval_cli.command("classifier")(classifier_eval.main)
+    eval_cli.command("classifier")(classifier_report.main)
     data_cli.command("classifier-boxes")(classifier_boxes.main)
     train_cli.command("detector")(detector.train)
     eval_cli.command("detector")(detector.evaluate)

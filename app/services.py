@@ -48,6 +48,16 @@ class StylizeOptions:
     method: Literal["adain", "nst"]
     max_side: int | None
     format: Literal["png", "jpeg"]
+    preserve_detail: float = 0.0
+    max_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Stylized:
+    data: bytes
+    content_type: str
+    model: ModelRef
+    nst_steps: int | None = None  # method=nst: the L-BFGS steps its time budget allowed
 
 
 def model_ref(slot: ModelSlot) -> ModelRef:
@@ -171,8 +181,8 @@ def _style_weights(count: int, weights: tuple[float, ...] | None) -> tuple[float
 
 async def stylize(
     manager: ModelManager, settings: Settings, params: RuntimeParams, content: Image.Image, options: StylizeOptions
-) -> tuple[bytes, str, ModelRef]:
-    """Returns the encoded image, its content type and the model that painted it."""
+) -> Stylized:
+    """The encoded image, its content type and the model that painted it."""
     styles = _style_images(manager, options)
     weights = _style_weights(len(styles), options.weights)
     if options.method == "nst":
@@ -185,11 +195,12 @@ async def stylize(
         alpha=_first(options.alpha, params.stylize_alpha),
         preserve_color=options.preserve_color,
         max_side=_first(options.max_side, params.stylize_max_side),
+        preserve_detail=options.preserve_detail,
     )
     [painted] = await slot.predict([request])
     # Off the event loop: a PNG takes milliseconds to compress, during which no other request would be read.
     data, content_type = await asyncio.to_thread(encode_image, painted, options.format)
-    return data, content_type, model_ref(slot)
+    return Stylized(data, content_type, model_ref(slot))
 
 
 async def _stylize_nst(
@@ -199,26 +210,29 @@ async def _stylize_nst(
     styles: list[Image.Image],
     weights: tuple[float, ...],
     options: StylizeOptions,
-) -> tuple[bytes, str, ModelRef]:
+) -> Stylized:
     if settings.style_backend != "torch":
         raise InvalidParameter(
             f"method=nst needs the torch backend; this service runs style_backend={settings.style_backend}"
         )
     if len(styles) != 1:
         raise InvalidParameter("method=nst takes exactly one style")
-    if options.preserve_color or options.alpha not in (None, 1.0):
-        raise InvalidParameter("method=nst does not support alpha or preserve_color; use method=adain")
+    if options.preserve_color or options.alpha not in (None, 1.0) or options.preserve_detail:
+        raise InvalidParameter("method=nst does not support alpha, preserve_color or preserve_detail; use method=adain")
+    if options.max_seconds is not None and options.max_seconds > settings.nst_max_seconds:
+        raise InvalidParameter(f"max_seconds: must be at most {settings.nst_max_seconds:g}")
     slot = manager.slot("nst")
     request = NSTRequest(
         content=content,
         style=styles[0],
         iterations=settings.nst_iterations,
         max_side=min(options.max_side or settings.nst_max_side, settings.nst_max_side),
+        max_seconds=options.max_seconds or settings.nst_max_seconds,
     )
-    [painted] = await slot.run(lambda predictor: predictor.predict([request]))
+    [result] = await slot.run(lambda predictor: predictor.predict([request]))
     # Off the event loop: a PNG takes milliseconds to compress, during which no other request would be read.
-    data, content_type = await asyncio.to_thread(encode_image, painted, options.format)
-    return data, content_type, model_ref(slot)
+    data, content_type = await asyncio.to_thread(encode_image, result.image, options.format)
+    return Stylized(data, content_type, model_ref(slot), nst_steps=result.steps)
 
 
 def list_styles(manager: ModelManager) -> StylesResponse:

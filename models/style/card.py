@@ -10,7 +10,7 @@ from PIL import Image
 
 from models.artifact import Manifest
 from models.style.images import tensor_to_image
-from models.style.nst import NeuralStyleTransfer, optimise_image
+from models.style.nst import NeuralStyleTransfer, paint
 from models.style.predictor import StyleTransfer
 
 CARD_NAME = "MODEL_CARD.md"
@@ -51,11 +51,13 @@ def alpha_sweep(transfer: StyleTransfer, content: torch.Tensor, style: torch.Ten
     return strip([content, *outputs, style])
 
 
-def nst_beside_adain(transfer: StyleTransfer, content: torch.Tensor, style: torch.Tensor) -> Image.Image:
+def nst_beside_adain(
+    transfer: StyleTransfer, folder: Path, content: torch.Tensor, style: torch.Tensor
+) -> Image.Image:
     with torch.inference_mode():
         adain = transfer.stylize(content, [style], [1.0], 1.0)
-    nst = NeuralStyleTransfer(transfer.encoder, transfer.manifest, transfer.device)
-    painted, _ = optimise_image(nst.encoder, content, style, NST_ITERATIONS)
+    nst = NeuralStyleTransfer.from_artifact(folder, transfer.manifest, transfer.device)
+    painted, _ = paint(nst.network, content, style, NST_ITERATIONS)
     return strip([content, style, adain, painted])
 
 
@@ -78,7 +80,7 @@ def write_style_card(
     grid.save(out_dir / GRID_IMAGE, quality=88)
     first_content, second_style = contents[:1], styles[min(1, len(styles) - 1)]
     alpha_sweep(transfer, first_content, styles[0]).save(out_dir / ALPHA_IMAGE, quality=88)
-    nst_beside_adain(transfer, first_content, second_style).save(out_dir / NST_IMAGE, quality=88)
+    nst_beside_adain(transfer, out_dir, first_content, second_style).save(out_dir / NST_IMAGE, quality=88)
     recipe = {k: v for k, v in manifest.hyperparameters.items() if k not in {"history", "lineage"}}
     lines = [
         f"# Model card: {manifest.name} {manifest.version}",

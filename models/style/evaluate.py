@@ -7,7 +7,9 @@ compressed VGG19 with its ``_aux`` heads, VGG19's widths):
 - ``content``: MSE of relu4_1 between L(output) and L(content photo);
 - ``*_ratio``: the median over pairs of ours / baseline's, the baseline being plain AdaIN through another
   artifact (the imported compressed VGG19 and its reconstruction decoder); ``mean_*`` the means of the losses;
-- ``reconstruction_mse``: pixel MSE of decode(encode(content)), what alpha = 0 returns.
+- ``reconstruction_mse``: pixel MSE of decode(encode(content)), what alpha = 0 returns;
+- ``own_painting_share``, ``colour_hist_distance``, ``palette_spread``: does each painting leave its own
+  manner (manner.py).
 
 Outputs come from a ``Stylizer``: the artifact's own networks, or the HTTP API of a running service.
 """
@@ -28,6 +30,7 @@ from models.style.adain import calc_mean_std
 from models.style.card import write_style_card
 from models.style.images import image_to_tensor, tensor_to_image
 from models.style.loss_network import LossNetwork, load_loss_network
+from models.style.manner import manner_metrics
 from models.style.predictor import StyleTransfer
 from models.style.split import held_out_contents, held_out_styles
 
@@ -47,6 +50,14 @@ def spread(paths: Sequence[Path], count: int) -> list[Path]:
 def evaluation_images(content_dir: Path, style_dir: Path, count: int = EVAL_COUNT) -> tuple[list[Path], list[Path]]:
     """The held-out contents and styles evaluation uses (split.py), ``count`` of each."""
     return spread(held_out_contents(content_dir), count), spread(held_out_styles(style_dir), count)
+
+
+def validation_images(content_dir: Path, style_dir: Path, count: int = EVAL_COUNT) -> tuple[list[Path], list[Path]]:
+    """Held-out contents and styles that evaluation does not report, ``count`` of each: for choosing settings."""
+    contents, styles = evaluation_images(content_dir, style_dir)
+    other_contents = [p for p in held_out_contents(content_dir) if p not in contents]
+    other_styles = [p for p in held_out_styles(style_dir) if p not in styles]
+    return spread(other_contents, count), spread(other_styles, count)
 
 
 def square_image(path: Path, size: int, device: torch.device) -> torch.Tensor:
@@ -170,7 +181,7 @@ def evaluate_transfer(
         reference = None
         if baseline is not None:
             reference = pairwise_losses(adain_stylizer(load_transfer(baseline, device)), loss_net, contents, styles)[0]
-        metrics = summarise(ours, reference)
+        metrics = summarise(ours, reference) | manner_metrics(loss_net, styles, outputs)
         rebuilt = transfer.decoder(transfer.encoder(contents)).clamp(0.0, 1.0)
         metrics["reconstruction_mse"] = F.mse_loss(rebuilt, contents).item()
     return metrics, contents, styles, outputs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -15,9 +15,7 @@ from models.style.evaluate import evaluation_images, write_evaluation
 from models.style.network import Decoder, VGGEncoder
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
 from models.style.starter import style_hyperparameters
-
-if TYPE_CHECKING:
-    from models.style.train import StyleTrainConfig
+from models.style.train_config import StyleTrainConfig
 
 CARD_NAME = "MODEL_CARD.md"
 WEIGHT_FILES = frozenset({ENCODER_FILE, DECODER_FILE})
@@ -82,7 +80,7 @@ def write_trained_artifact(
         "provenance": _training_provenance(cfg, done),
     }
     manifest = pack_artifact(cfg.out_dir, **fields)
-    if not contents or not styles:  # a single content or style image: nothing was held out to evaluate on
+    if not cfg.evaluate or not contents or not styles:  # asked not to, or nothing was held out to evaluate on
         return manifest
     metrics = write_evaluation(
         cfg.out_dir,

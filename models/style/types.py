@@ -29,8 +29,9 @@ class StylizeRequest:
     """One stylization: a content image, one or more styles mixed by ``weights``, and a strength ``alpha``.
 
     ``alpha`` in [0, 1] blends the AdaIN target (1) with the content's own features (0);
-    ``preserve_color`` recolours each style to the content's colours first; the output's longer
-    side is at most ``max_side``.
+    ``preserve_color`` recolours each style to the content's colours first; ``preserve_detail`` in [0, 1]
+    blends the photo's own structure back into the decoder (``adain.detail_preserving_decode``); the
+    output's longer side is at most ``max_side``.
     """
 
     content: Image.Image
@@ -39,6 +40,7 @@ class StylizeRequest:
     alpha: float
     preserve_color: bool
     max_side: int
+    preserve_detail: float = 0.0
 
 
 def warmup_request() -> StylizeRequest:
@@ -53,11 +55,21 @@ class NSTRequest:
 
     content: Image.Image
     style: Image.Image
-    iterations: int
+    iterations: int  # at most this many L-BFGS steps
     max_side: int
+    max_seconds: float | None = None  # and at most this long
     content_weight: float = CONTENT_WEIGHT
     style_weight: float = STYLE_WEIGHT
     tv_weight: float = TV_WEIGHT
+
+
+@dataclass(frozen=True)
+class NSTResult:
+    """An NST output, the optimiser steps it took and the seconds it ran."""
+
+    image: Image.Image
+    steps: int
+    seconds: float
 
 
 def widths_from_manifest(manifest: Manifest) -> tuple[int, int, int, int]:
