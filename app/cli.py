@@ -263,6 +263,7 @@ def _register_model_commands() -> None:
     eval_cli.command("style")(style.evaluate)
     models_cli.command("import-adain")(style.import_adain)
     models_cli.command("import-vgg")(style.import_vgg)
+    models_cli.command("attach-nst")(style.attach_nst)
     models_cli.command("gallery")(style.gallery)
     models_cli.command("export")(onnx_export.export_command)
 

@@ -51,9 +51,7 @@ def alpha_sweep(transfer: StyleTransfer, content: torch.Tensor, style: torch.Ten
     return strip([content, *outputs, style])
 
 
-def nst_beside_adain(
-    transfer: StyleTransfer, folder: Path, content: torch.Tensor, style: torch.Tensor
-) -> Image.Image:
+def nst_beside_adain(transfer: StyleTransfer, folder: Path, content: torch.Tensor, style: torch.Tensor) -> Image.Image:
     with torch.inference_mode():
         adain = transfer.stylize(content, [style], [1.0], 1.0)
     nst = NeuralStyleTransfer.from_artifact(folder, transfer.manifest, transfer.device)

@@ -213,6 +213,18 @@ def import_vgg(
     console.print(f"imported {manifest.name}/{manifest.version} into {out_dir}")
 
 
+def attach_nst(
+    artifact: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="AdaIN artifact folder (edited)")],
+    encoder: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="encoder_relu5_1.pth (compressed)")],
+    license_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Its LICENSE file")],
+) -> None:
+    """Add the compressed VGG19 to relu5_1 (MIT) to a style artifact: method=nst's loss network."""
+    from models.style.importer import attach_nst_network
+
+    manifest = attach_nst_network(artifact, encoder, license_file)
+    console.print(f"{manifest.name}/{manifest.version}: NST network {manifest.hyperparameters['nst_network']}")
+
+
 def import_adain(
     vgg: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The release's vgg_normalised.pth")],
     decoder: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The release's decoder.pth")],

@@ -99,7 +99,8 @@ def plot_curves(points: list[CurvePoint], path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(6, 4))
     for knob, marker in (("alpha", "o"), ("preserve_detail", "s")):
-        line = [p for p in points if p.knob == knob or (knob == "preserve_detail" and p.value == 1.0 and p.knob == "alpha")]
+        # both lines start from the default (alpha 1, preserve_detail 0)
+        line = [p for p in points if p.knob == knob or (p.knob == "alpha" and p.value == 1.0)]
         line.sort(key=lambda p: p.style_loss)
         axes.plot([p.style_loss for p in line], [p.identity_distance for p in line], marker=marker, label=knob)
         for p in line:
