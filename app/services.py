@@ -48,7 +48,6 @@ class StylizeOptions:
     method: Literal["adain", "nst"]
     max_side: int | None
     format: Literal["png", "jpeg"]
-    preserve_detail: float = 0.0
     max_seconds: float | None = None
 
 
@@ -195,7 +194,6 @@ async def stylize(
         alpha=_first(options.alpha, params.stylize_alpha),
         preserve_color=options.preserve_color,
         max_side=_first(options.max_side, params.stylize_max_side),
-        preserve_detail=options.preserve_detail,
     )
     [painted] = await slot.predict([request])
     # Off the event loop: a PNG takes milliseconds to compress, during which no other request would be read.
@@ -217,8 +215,8 @@ async def _stylize_nst(
         )
     if len(styles) != 1:
         raise InvalidParameter("method=nst takes exactly one style")
-    if options.preserve_color or options.alpha not in (None, 1.0) or options.preserve_detail:
-        raise InvalidParameter("method=nst does not support alpha, preserve_color or preserve_detail; use method=adain")
+    if options.preserve_color or options.alpha not in (None, 1.0):
+        raise InvalidParameter("method=nst does not support alpha or preserve_color; use method=adain")
     if options.max_seconds is not None and options.max_seconds > settings.nst_max_seconds:
         raise InvalidParameter(f"max_seconds: must be at most {settings.nst_max_seconds:g}")
     slot = manager.slot("nst")

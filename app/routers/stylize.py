@@ -38,9 +38,6 @@ async def stylize_image(
         float | None, Form(ge=0, le=1, description="0 keeps the content, 1 paints fully; default from parameters")
     ] = None,
     preserve_color: Annotated[bool, Form(description="Keep the photo's colours")] = False,
-    preserve_detail: Annotated[
-        float, Form(ge=0, le=1, description="0 paints freely; up to 1 keeps the photo's fine structure (faces)")
-    ] = 0.0,
     method: Annotated[
         Literal["adain", "nst"], Form(description="adain (fast) or nst (classical Gatys optimisation, slow)")
     ] = "adain",
@@ -66,7 +63,6 @@ async def stylize_image(
         method=method,
         max_side=max_side,
         format=format,
-        preserve_detail=preserve_detail,
         max_seconds=max_seconds,
     )
     painted = await services.stylize(manager, settings, params, photo, options)

@@ -171,6 +171,7 @@ def evaluate(
     split: Annotated[
         str, typer.Option(help="test: the reported held-out pairs; validation: other held-out images, for choosing")
     ] = "test",
+    nst_pairs: Annotated[int, typer.Option(min=0, help="With --card: measure method=nst beside AdaIN on N pairs")] = 0,
     device: str = "cpu",
 ) -> None:
     """Losses of an artifact and of a baseline artifact on the held-out content × style pairs, and their ratios."""
@@ -190,7 +191,9 @@ def evaluate(
     torch_device = torch.device(device)
     if card:
         manifest = load_artifact(artifact)
-        metrics = write_evaluation(artifact, manifest, loss_network, contents, styles, size, baseline, torch_device)
+        metrics = write_evaluation(
+            artifact, manifest, loss_network, contents, styles, size, baseline, torch_device, nst_pairs
+        )
         repack_artifact(artifact, metrics=metrics)  # the card and its pictures are listed and hashed
     else:
         metrics = evaluate_with_outputs(artifact, loss_network, contents, styles, size, baseline, torch_device, url)[0]
@@ -217,10 +220,16 @@ def attach_nst(
     artifact: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="AdaIN artifact folder (edited)")],
     encoder: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="encoder_relu5_1.pth (compressed)")],
     license_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Its LICENSE file")],
+    out: Annotated[Path | None, typer.Option(help="Write a new version here instead of editing ARTIFACT")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="With --out: the new version's name (default: OUT's name)")
+    ] = None,
 ) -> None:
     """Add the compressed VGG19 to relu5_1 (MIT) to a style artifact: method=nst's loss network."""
-    from models.style.importer import attach_nst_network
+    from models.style.importer import attach_nst_network, copy_as_version
 
+    if out is not None:
+        artifact = copy_as_version(artifact, out, version or out.name)
     manifest = attach_nst_network(artifact, encoder, license_file)
     console.print(f"{manifest.name}/{manifest.version}: NST network {manifest.hyperparameters['nst_network']}")
 

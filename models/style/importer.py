@@ -22,7 +22,7 @@ from models.artifact import (
     sha256_file,
 )
 from models.predictor import save_state
-from models.provenance import git_commit
+from models.provenance import git_commit, invoked_command
 from models.style.loss_network import decoder_from_state, encoder_from_state, is_compressed, read_state_dict
 from models.style.network import Decoder, VGGEncoder
 from models.style.nst_network import NST_NETWORK_FILE, nst_network_from_compressed, nst_network_shape
@@ -165,6 +165,22 @@ def attach_nst_network(artifact: Path, encoder_relu5_1: Path, license_file: Path
         shutil.copyfile(license_file, licence)
     elif licence.read_bytes() != license_file.read_bytes():
         raise ArtifactError(f"{artifact} already holds another LICENSE; this network's is {license_file}")
-    hyperparameters = load_artifact(artifact).hyperparameters
+    manifest = load_artifact(artifact)
     shape = nst_network_shape(network) | {"source": f"{encoder_relu5_1.name} (sha256 {sha256_file(encoder_relu5_1)})"}
-    return repack_artifact(artifact, hyperparameters=hyperparameters | {"nst_network": shape})
+    what = f"{NST_NETWORK_FILE}: the compressed VGG19 to relu5_1 ({encoder_relu5_1.name}, MIT) for method=nst"
+    provenance = manifest.provenance.model_copy(update={"method": f"{manifest.provenance.method}; {what}"})
+    return repack_artifact(
+        artifact, hyperparameters=manifest.hyperparameters | {"nst_network": shape}, provenance=provenance
+    )
+
+
+def copy_as_version(source: Path, out_dir: Path, version: str) -> Path:
+    """Copy the artifact ``source`` into ``out_dir`` as ``version`` (same weights), recording where it came from."""
+    manifest = load_artifact(source)
+    prepare_out_dir(out_dir)
+    for entry in manifest.files:
+        shutil.copyfile(source / entry.path, out_dir / entry.path)
+    method = f"{manifest.provenance.method}; as {version}: the AdaIN weights of {manifest.name}/{manifest.version}"
+    provenance = manifest.provenance.model_copy(update={"method": method, "command": invoked_command()})
+    repack_artifact(out_dir, version=version, provenance=provenance)
+    return out_dir

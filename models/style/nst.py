@@ -9,6 +9,7 @@ The optimisation stops after ``iterations`` L-BFGS steps or ``max_seconds``, whi
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from models.style.types import (
 )
 
 MAX_ITERATIONS = 2000
-LBFGS_CHUNK = 10  # L-BFGS steps between looks at the clock
+LBFGS_CHUNK = 10  # most L-BFGS steps between looks at the clock (each look costs one extra evaluation)
 
 __all__ = ["MAX_ITERATIONS", "EncoderFeatures", "NSTLoss", "NeuralStyleTransfer", "gram_matrix", "paint"]
 
@@ -135,9 +136,13 @@ def paint(
             loss.backward()
             return loss
 
-        steps = 0
+        steps, started = 0, time.monotonic()
         while steps < iterations and time.monotonic() < deadline:
-            chunk = min(LBFGS_CHUNK, iterations - steps)
+            # as many steps as the time left allows at the pace so far (one at first), at most a chunk
+            left = deadline - time.monotonic()
+            pace = (time.monotonic() - started) / steps if steps else math.inf
+            affordable = int(left / pace) if math.isfinite(left) and steps else (LBFGS_CHUNK if steps else 1)
+            chunk = max(1, min(LBFGS_CHUNK, iterations - steps, affordable))
             # both: LBFGS derives max_eval from max_iter only when it is built
             optimiser.param_groups[0].update(max_iter=chunk, max_eval=chunk * 3)
             before = optimiser.state[image].get("n_iter", 0) if image in optimiser.state else 0

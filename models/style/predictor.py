@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
-from models.style.adain import coral, detail_preserving_decode, interpolate_styles
+from models.style.adain import coral, interpolate_styles
 from models.style.images import image_to_tensor, resize_for_network, tensor_to_image
 from models.style.network import Decoder, VGGEncoder
 from models.style.types import (
@@ -82,7 +82,7 @@ class StyleTransfer:
 
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
         content, styles = self.preprocess(request)
-        output = self.stylize(content, styles, list(request.weights), request.alpha, request.preserve_detail)
+        output = self.stylize(content, styles, list(request.weights), request.alpha)  # (1, 3, H, W)
         return tensor_to_image(output)
 
     def preprocess(self, request: StylizeRequest) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -96,20 +96,12 @@ class StyleTransfer:
         return content, styles
 
     def stylize(
-        self,
-        content: torch.Tensor,
-        styles: list[torch.Tensor],
-        weights: list[float],
-        alpha: float,
-        preserve_detail: float = 0.0,
+        self, content: torch.Tensor, styles: list[torch.Tensor], weights: list[float], alpha: float
     ) -> torch.Tensor:
-        """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1] (1, 3, H, W).
-
-        ``preserve_detail`` > 0 blends the content's structure into the decoder (``detail_preserving_decode``).
-        """
+        """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1]."""
         assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
         content_feat = self.encoder(content)  # (1, C4, H/8, W/8)
         style_feats = [self.encoder(style) for style in styles]  # each (1, C4, Hs/8, Ws/8)
         target = interpolate_styles(content_feat, style_feats, weights)  # one style: plain AdaIN
         blended = alpha * target + (1.0 - alpha) * content_feat
-        return detail_preserving_decode(self.decoder, blended, content_feat, preserve_detail).clamp(0.0, 1.0)
+        return self.decoder(blended).clamp(0.0, 1.0)  # (1, 3, H, W)

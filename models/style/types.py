@@ -29,9 +29,8 @@ class StylizeRequest:
     """One stylization: a content image, one or more styles mixed by ``weights``, and a strength ``alpha``.
 
     ``alpha`` in [0, 1] blends the AdaIN target (1) with the content's own features (0);
-    ``preserve_color`` recolours each style to the content's colours first; ``preserve_detail`` in [0, 1]
-    blends the photo's own structure back into the decoder (``adain.detail_preserving_decode``); the
-    output's longer side is at most ``max_side``.
+    ``preserve_color`` recolours each style to the content's colours first; the output's longer
+    side is at most ``max_side``.
     """
 
     content: Image.Image
@@ -40,7 +39,6 @@ class StylizeRequest:
     alpha: float
     preserve_color: bool
     max_side: int
-    preserve_detail: float = 0.0
 
 
 def warmup_request() -> StylizeRequest:

@@ -9,12 +9,12 @@ import torch
 from PIL import Image
 
 from models.artifact import load_artifact
-from models.style.network import VGGEncoder
 from models.style.importer import attach_nst_network
+from models.style.network import VGGEncoder
 from models.style.nst import EncoderFeatures, NeuralStyleTransfer, gram_matrix, nst_losses, paint, total_variation
 from models.style.nst_network import NST_NETWORK_FILE, NSTNetwork
-from models.style.types import NSTRequest
 from models.style.starter import make_untrained_style
+from models.style.types import NSTRequest
 
 SLIM = (8, 16, 32, 64)
 

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 from models.artifact import load_artifact
 from models.style import commands
 from models.style.card import ALPHA_IMAGE, CARD_NAME, GRID_IMAGE, NST_IMAGE, style_grid
-from models.style.evaluate import evaluate_style, pair_losses, spread
+from models.style.evaluate import evaluate_style, spread
 from models.style.importer import import_adain
 from models.style.loss_network import load_loss_network
+from models.style.measures import pair_losses
 from models.style.network import Decoder, VGGEncoder
 from models.style.split import split_held_out
 from models.style.starter import he_initialised
@@ -157,5 +158,7 @@ def test_the_eval_command_prints_the_metrics_and_writes_the_card(release: Path, 
     manifest = load_artifact(tmp_path / "artifact")  # re-packed: the card and its pictures are listed and hashed
     listed = {entry.path for entry in manifest.files}
     assert {CARD_NAME, GRID_IMAGE, ALPHA_IMAGE, NST_IMAGE} <= listed and manifest.metrics["style_ratio"] == 1.0
+    assert manifest.metrics["nst_pairs"] == 1 and manifest.metrics["nst_median_steps"] >= 1
+    assert "own_painting_share" in manifest.metrics
     card = (tmp_path / "artifact" / CARD_NAME).read_text()
     assert "| style_ratio | 1 | <= 0.45 |" in card and f"]({GRID_IMAGE})" in card
