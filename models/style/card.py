@@ -145,5 +145,7 @@ def _detail_section() -> list[str]:
         "Face photos × held-out paintings: median dlib identity distance between photo and output (below 0.6",
         "dlib calls them the same person) against the median style loss, for alpha lowered from 1 (preserve_detail",
         "0) and for preserve_detail raised from 0 (alpha 1). A curve lower at the same style loss keeps identity",
-        "better at equal style strength.",
+        "better at equal style strength. preserve_detail (`adain.detail_preserving_decode`: the photo's decoder",
+        "features at relu3_1 and relu2_1 resolution, re-normalised to the painted ones, blended in) lies above",
+        "alpha's curve, so the service has no such knob: lower `alpha` to keep a face (`models/style/detail.py`).",
     ]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from models.artifact import (
+    MANIFEST_NAME,
     ArtifactError,
     InputSpec,
     Manifest,
@@ -178,8 +179,8 @@ def copy_as_version(source: Path, out_dir: Path, version: str) -> Path:
     """Copy the artifact ``source`` into ``out_dir`` as ``version`` (same weights), recording where it came from."""
     manifest = load_artifact(source)
     prepare_out_dir(out_dir)
-    for entry in manifest.files:
-        shutil.copyfile(source / entry.path, out_dir / entry.path)
+    for name in [MANIFEST_NAME, *(entry.path for entry in manifest.files)]:
+        shutil.copyfile(source / name, out_dir / name)
     method = f"{manifest.provenance.method}; as {version}: the AdaIN weights of {manifest.name}/{manifest.version}"
     provenance = manifest.provenance.model_copy(update={"method": method, "command": invoked_command()})
     repack_artifact(out_dir, version=version, provenance=provenance)

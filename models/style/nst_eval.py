@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from models.style.card import strip
 from models.style.loss_network import LossNetwork
@@ -57,9 +58,8 @@ def nst_comparison(
     }
 
 
-def _stack(rows: list) -> object:  # type: ignore[type-arg]
-    from PIL import Image
-
+def _stack(rows: list[Image.Image]) -> Image.Image:
+    """Picture rows one under another."""
     canvas = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), (255, 255, 255))
     top = 0
     for row in rows:

@@ -152,6 +152,7 @@ def test_the_eval_command_prints_the_metrics_and_writes_the_card(release: Path, 
             (tmp_path / kind / f"{name}.png").write_bytes((release / f"{kind}_{name}.png").read_bytes())
     args = [str(tmp_path / "artifact"), str(release / "vgg_normalised.pth"), str(tmp_path / "content")]
     args += [str(tmp_path / "style"), "--size", "32", "--baseline", str(tmp_path / "artifact"), "--card"]
+    args += ["--nst-pairs", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert '"style_ratio": 1.0' in result.output and '"b.png"' in result.output  # b is the held-out quarter
@@ -161,4 +162,4 @@ def test_the_eval_command_prints_the_metrics_and_writes_the_card(release: Path, 
     assert manifest.metrics["nst_pairs"] == 1 and manifest.metrics["nst_median_steps"] >= 1
     assert "own_painting_share" in manifest.metrics
     card = (tmp_path / "artifact" / CARD_NAME).read_text()
-    assert "| style_ratio | 1 | <= 0.45 |" in card and f"]({GRID_IMAGE})" in card
+    assert "| style_ratio | 1 | <= 0.40 |" in card and f"]({GRID_IMAGE})" in card
