@@ -11,7 +11,15 @@ from PIL import Image
 from models.artifact import load_artifact
 from models.style.importer import attach_nst_network
 from models.style.network import VGGEncoder
-from models.style.nst import EncoderFeatures, NeuralStyleTransfer, gram_matrix, nst_losses, paint, total_variation
+from models.style.nst import (
+    EncoderFeatures,
+    NeuralStyleTransfer,
+    coarse_to_fine,
+    gram_matrix,
+    nst_losses,
+    paint,
+    total_variation,
+)
 from models.style.nst_network import NST_NETWORK_FILE, NSTNetwork
 from models.style.starter import make_untrained_style
 from models.style.types import NSTRequest
@@ -148,3 +156,9 @@ def test_predict_works_inside_inference_mode_and_returns_rgb_at_the_resized_cont
     assert result.image.mode == "RGB" and result.image.size == (48, 24) and 1 <= result.steps <= 2
     assert all(p.grad is None and not p.requires_grad for p in predictor.network.parameters())
     predictor.warmup()
+
+
+def test_large_images_start_at_half_size_and_count_the_steps_of_both_stages(encoder: EncoderFeatures) -> None:
+    content, style = _smooth_image(8, 288), _smooth_image(9, 64)
+    image, steps = coarse_to_fine(encoder, content, style, 6, None, (1.0, 1.0, 1.0))
+    assert image.shape == content.shape and 2 <= steps <= 6
