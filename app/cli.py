@@ -248,9 +248,9 @@ def _first_style(settings: Settings) -> str:
 def _register_model_commands() -> None:
     """The models package's own command functions; their heavy imports happen only when one runs."""
     from models import onnx_export
-    from models.classifier import evaluate as classifier_eval
     from models.classifier import face_boxes as classifier_boxes
     from models.classifier import quantize as classifier_quantize
+    from models.classifier import report as classifier_report
     from models.classifier import train as classifier_train
     from models.detector import commands as detector
     from models.detector import quantize as detector_quantize
@@ -258,7 +258,7 @@ def _register_model_commands() -> None:
     from models.style import commands as style
 
     train_cli.command("classifier")(classifier_train.main)
-    eval_cli.command("classifier")(classifier_eval.main)
+    eval_cli.command("classifier")(classifier_report.main)
     data_cli.command("classifier-boxes")(classifier_boxes.main)
     train_cli.command("detector")(detector.train)
     eval_cli.command("detector")(detector.evaluate)
@@ -272,6 +272,7 @@ def _register_model_commands() -> None:
     models_cli.command("import-adain")(style.import_adain)
     models_cli.command("import-vgg")(style.import_vgg)
     models_cli.command("import-dlib")(identity.import_dlib)
+    models_cli.command("attach-nst")(style.attach_nst)
     models_cli.command("gallery")(style.gallery)
     models_cli.command("export")(onnx_export.export_command)
     models_cli.command("quantize-classifier")(classifier_quantize.quantize_command)

@@ -49,6 +49,15 @@ class StylizeOptions:
     method: Literal["adain", "nst"]
     max_side: int | None
     format: Literal["png", "jpeg"]
+    max_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Stylized:
+    data: bytes
+    content_type: str
+    model: ModelRef
+    nst_steps: int | None = None  # method=nst: the L-BFGS steps its time budget allowed
 
 
 def model_ref(slot: ModelSlot) -> ModelRef:
@@ -172,8 +181,8 @@ def _style_weights(count: int, weights: tuple[float, ...] | None) -> tuple[float
 
 async def stylize(
     manager: ModelManager, settings: Settings, params: RuntimeParams, content: Image.Image, options: StylizeOptions
-) -> tuple[bytes, str, ModelRef]:
-    """Returns the encoded image, its content type and the model that painted it."""
+) -> Stylized:
+    """The encoded image, its content type and the model that painted it."""
     styles = _style_images(manager, options)
     weights = _style_weights(len(styles), options.weights)
     if options.method == "nst":
@@ -190,7 +199,7 @@ async def stylize(
     [painted] = await slot.predict([request])
     # Off the event loop: a PNG takes milliseconds to compress, during which no other request would be read.
     data, content_type = await asyncio.to_thread(encode_image, painted, options.format)
-    return data, content_type, model_ref(slot)
+    return Stylized(data, content_type, model_ref(slot))
 
 
 async def _stylize_nst(
@@ -200,7 +209,7 @@ async def _stylize_nst(
     styles: list[Image.Image],
     weights: tuple[float, ...],
     options: StylizeOptions,
-) -> tuple[bytes, str, ModelRef]:
+) -> Stylized:
     if not manager.has_plan("nst"):
         running = f"style_backend={settings.style_backend}"
         raise InvalidParameter(f"method=nst needs torch (NST needs autograd); this service runs {running} without it")
@@ -208,17 +217,20 @@ async def _stylize_nst(
         raise InvalidParameter("method=nst takes exactly one style")
     if options.preserve_color or options.alpha not in (None, 1.0):
         raise InvalidParameter("method=nst does not support alpha or preserve_color; use method=adain")
+    if options.max_seconds is not None and options.max_seconds > settings.nst_max_seconds:
+        raise InvalidParameter(f"max_seconds: must be at most {settings.nst_max_seconds:g}")
     slot = manager.slot("nst")
     request = NSTRequest(
         content=content,
         style=styles[0],
         iterations=settings.nst_iterations,
         max_side=min(options.max_side or settings.nst_max_side, settings.nst_max_side),
+        max_seconds=options.max_seconds or settings.nst_max_seconds,
     )
-    [painted] = await slot.run(lambda predictor: predictor.predict([request]))
+    [result] = await slot.run(lambda predictor: predictor.predict([request]))
     # Off the event loop: a PNG takes milliseconds to compress, during which no other request would be read.
-    data, content_type = await asyncio.to_thread(encode_image, painted, options.format)
-    return data, content_type, model_ref(slot)
+    data, content_type = await asyncio.to_thread(encode_image, result.image, options.format)
+    return Stylized(data, content_type, model_ref(slot), nst_steps=result.steps)
 
 
 async def remember_gallery_styles(manager: ModelManager, max_side: int) -> int:

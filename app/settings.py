@@ -120,8 +120,9 @@ class Settings(BaseSettings):
 
     stylize_max_side: int = Field(1024, ge=32, le=8192, description="Default bound on a stylized image's side")
     stylize_max_side_limit: int = Field(2048, ge=32, le=8192, description="Largest max_side a client may ask")
-    nst_max_side: int = Field(256, ge=32, le=2048, description="Bound on the side of an NST output")
-    nst_iterations: int = Field(40, ge=1, le=2000, description="Optimisation steps of classical NST")
+    nst_max_side: int = Field(512, ge=32, le=2048, description="Bound on the side of an NST output")
+    nst_iterations: int = Field(500, ge=1, le=2000, description="Most L-BFGS steps of classical NST")
+    nst_max_seconds: float = Field(55.0, gt=0, le=600, description="Most seconds of one NST optimisation")
 
     admin_token: SecretStr | None = Field(None, description="Bearer token of /admin; unset disables /admin")
     params_poll_s: float = Field(10.0, gt=0, le=3600, description="How often replicas re-read the store's documents")

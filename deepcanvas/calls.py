@@ -37,11 +37,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Stylized:
-    """The painted image as the service encoded it, and the style model that painted it."""
+    """The painted image as the service encoded it, the style model that painted it, and NST's step count."""
 
     data: bytes
     media_type: str
     model: ModelRef
+    nst_steps: int | None = None  # method=nst: the optimiser steps its time budget allowed
 
     def image(self) -> Image.Image:
         return Image.open(io.BytesIO(self.data))
@@ -119,7 +120,8 @@ def classify(
 
 def _stylized(response: httpx.Response) -> Stylized:
     model = ModelRef(name=response.headers.get("x-model-name", ""), version=response.headers.get("x-model-version", ""))
-    return Stylized(response.content, response.headers.get("content-type", ""), model)
+    steps = response.headers.get("x-nst-steps")
+    return Stylized(response.content, response.headers.get("content-type", ""), model, int(steps) if steps else None)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -138,11 +140,13 @@ def stylize(
     method: Literal["adain", "nst"],
     max_side: int | None,
     format: Literal["png", "jpeg"],
+    max_seconds: float | None = None,
 ) -> Call[Stylized]:
     """One content photo; styles as uploaded images, gallery names, or both (several: interpolated)."""
     files = [("content", image_file(content, "content"))]
     files += [("style", image_file(s, "style")) for s in _as_list(style)]
     form = _form(alpha=alpha, preserve_color=preserve_color, method=method, max_side=max_side, format=format)
+    form |= _form(max_seconds=max_seconds)
     form |= {"style_name": _as_list(style_name), "style_weights": [str(w) for w in _as_list(style_weights)]}
     return Call("POST", "/stylize", _stylized, files=files, data={k: v for k, v in form.items() if v != []})
 

@@ -143,6 +143,7 @@ def stylize(
     preserve_color: Annotated[bool, typer.Option(help="Keep the photo's colours")] = False,
     method: Annotated[str, typer.Option(help="adain (fast) or nst (slow, needs the torch backend)")] = "adain",
     max_side: Annotated[int | None, typer.Option(min=32, help="Bound on the output's longer side")] = None,
+    max_seconds: Annotated[float | None, typer.Option(min=0.1, help="--method nst: its time budget")] = None,
     timeout: TimeoutOption = 300.0,
     retries: RetriesOption = 3,
 ) -> None:
@@ -163,10 +164,12 @@ def stylize(
             method="nst" if method == "nst" else "adain",
             max_side=max_side,
             format=encoding,
+            max_seconds=max_seconds,
         )
     painted.save(out)
     size = painted.image().size
-    console.print(f"wrote {out} ({size[0]}×{size[1]} px, {painted.model.name} {painted.model.version})")
+    steps = f", {painted.nst_steps} NST steps" if painted.nst_steps is not None else ""
+    console.print(f"wrote {out} ({size[0]}×{size[1]} px, {painted.model.name} {painted.model.version}{steps})")
 
 
 def styles(url: UrlOption = DEFAULT_URL, json: JsonOption = False, timeout: TimeoutOption = 30.0) -> None:

@@ -160,9 +160,15 @@ class Client(_Base, IdentityMethods):
         method: Method = "adain",
         max_side: int | None = None,
         format: Format = "png",
+        max_seconds: float | None = None,
     ) -> Stylized:
-        """``content`` painted in an uploaded style or a gallery style (several: interpolated)."""
-        call = calls.stylize(content, style, style_name, style_weights, alpha, preserve_color, method, max_side, format)
+        """``content`` painted in an uploaded style or a gallery style (several: interpolated).
+
+        ``max_seconds`` bounds method=nst's optimisation; ``Stylized.nst_steps`` says how many steps it took.
+        """
+        call = calls.stylize(
+            content, style, style_name, style_weights, alpha, preserve_color, method, max_side, format, max_seconds
+        )
         return self.send(call)
 
     def styles(self) -> StylesResponse:
@@ -287,9 +293,15 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         method: Method = "adain",
         max_side: int | None = None,
         format: Format = "png",
+        max_seconds: float | None = None,
     ) -> Stylized:
-        """``content`` painted in an uploaded style or a gallery style (several: interpolated)."""
-        call = calls.stylize(content, style, style_name, style_weights, alpha, preserve_color, method, max_side, format)
+        """``content`` painted in an uploaded style or a gallery style (several: interpolated).
+
+        ``max_seconds`` bounds method=nst's optimisation; ``Stylized.nst_steps`` says how many steps it took.
+        """
+        call = calls.stylize(
+            content, style, style_name, style_weights, alpha, preserve_color, method, max_side, format, max_seconds
+        )
         return await self.send(call)
 
     async def styles(self) -> StylesResponse:

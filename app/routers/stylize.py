@@ -45,6 +45,9 @@ async def stylize_image(
         int | None, Form(ge=32, le=8192, description="Bound on the output's longer side", examples=[768])
     ] = None,
     format: Annotated[Literal["png", "jpeg"], Form(description="Output encoding")] = "png",
+    max_seconds: Annotated[
+        float | None, Form(gt=0, description="method=nst: time budget; the steps taken come back in X-NST-Steps")
+    ] = None,
 ) -> Response:
     """Stylize ``content`` with an uploaded style or gallery styles; returns the image bytes."""
     if max_side is not None and max_side > settings.stylize_max_side_limit:
@@ -60,7 +63,10 @@ async def stylize_image(
         method=method,
         max_side=max_side,
         format=format,
+        max_seconds=max_seconds,
     )
-    data, content_type, model = await services.stylize(manager, settings, params, photo, options)
-    headers = {"X-Model-Name": model.name, "X-Model-Version": model.version}
-    return Response(content=data, media_type=content_type, headers=headers)
+    painted = await services.stylize(manager, settings, params, photo, options)
+    headers = {"X-Model-Name": painted.model.name, "X-Model-Version": painted.model.version}
+    if painted.nst_steps is not None:
+        headers["X-NST-Steps"] = str(painted.nst_steps)
+    return Response(content=painted.data, media_type=painted.content_type, headers=headers)

@@ -277,36 +277,3 @@ def _metrics_table(metrics: dict[str, Any]) -> list[str]:
         elif isinstance(value, int) and not isinstance(value, bool):
             rows.append(f"| {key} | {value} |")
     return rows
-
-
-def main(
-    artifact_folder: Path,
-    data_root: Path,
-    split: str = "test",
-    seed: int = 0,
-    record_flip: bool = False,
-    faces_root: Path | None = None,
-    face_boxes: Path | None = None,
-) -> None:
-    """Evaluate an artifact on one split, print the metrics and (re)write its model card beside it.
-
-    With ``--faces-root`` and ``--face-boxes`` the card also gets the natural faces' slices, the confusion
-    matrices per slice and the calibration (reliability diagram) on the validation split.
-    ``--record-flip`` instead decides flip test-time augmentation on the validation split and, when it helps,
-    records it in the manifest with the test metrics it is served with.
-    """
-    if record_flip:
-        print(json.dumps(record_flip_tta(artifact_folder, data_root, seed), indent=2))
-        return
-    from models.classifier.report import evaluate_report
-
-    faces = (faces_root, face_boxes) if faces_root is not None and face_boxes is not None else None
-    results, calibration = evaluate_report(artifact_folder, data_root, faces, split, seed)
-    print(json.dumps({name: {k: v for k, v in r.items() if k != "roc"} for name, r in results.items()}, indent=2))
-    print(json.dumps({k: v for k, v in calibration.items() if k != "curves"}, indent=2))
-
-
-if __name__ == "__main__":
-    import typer
-
-    typer.run(main)

@@ -3,10 +3,12 @@
 Slices: ``lfw`` (the identity-disjoint LFW split) and, when the natural faces are given, ``faces`` (their
 own disjoint split) with each labelled subset (``faces/crops``, ``faces/portraits``). Calibration is
 measured on the validation split (both sources together), where the temperature is also fitted.
+``main`` is ``deepcanvas eval classifier``: this module sits above ``evaluate.py`` (it imports it, never back).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import torch
 from models.artifact import load_artifact, repack_artifact
 from models.classifier import calibration as C
 from models.classifier.data import LABELS, Sample, scan_lfw, split_by_identity
-from models.classifier.evaluate import classification_metrics, predict_logits, write_model_card
+from models.classifier.evaluate import classification_metrics, predict_logits, record_flip_tta, write_model_card
 from models.classifier.faces import load_faces, slices
 from models.classifier.pipeline import crop_margin, flip_tta, temperature
 from models.classifier.predictor import FaceClassifier
@@ -180,3 +182,34 @@ def plot_confusion_grid(results: dict[str, dict[str, Any]], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def main(
+    artifact_folder: Path,
+    data_root: Path,
+    split: str = "test",
+    seed: int = 0,
+    record_flip: bool = False,
+    faces_root: Path | None = None,
+    face_boxes: Path | None = None,
+) -> None:
+    """Evaluate an artifact on one split, print the metrics and (re)write its model card beside it.
+
+    With ``--faces-root`` and ``--face-boxes`` the card also gets the natural faces' slices, the confusion
+    matrices per slice and the calibration (reliability diagram) on the validation split.
+    ``--record-flip`` instead decides flip test-time augmentation on the validation split and, when it helps,
+    records it in the manifest with the test metrics it is served with.
+    """
+    if record_flip:
+        print(json.dumps(record_flip_tta(artifact_folder, data_root, seed), indent=2))
+        return
+    faces = (faces_root, face_boxes) if faces_root is not None and face_boxes is not None else None
+    results, calibration = evaluate_report(artifact_folder, data_root, faces, split, seed)
+    print(json.dumps({name: {k: v for k, v in r.items() if k != "roc"} for name, r in results.items()}, indent=2))
+    print(json.dumps({k: v for k, v in calibration.items() if k != "curves"}, indent=2))
+
+
+if __name__ == "__main__":
+    import typer
+
+    typer.run(main)

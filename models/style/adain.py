@@ -105,3 +105,31 @@ def interpolate_statistics(
     for (style_mean, style_std), weight in zip(style_stats, weights, strict=True):
         mean, std = mean + (weight / total) * style_mean, std + (weight / total) * style_std
     return normalized * std + mean
+
+
+# Where the decoder reaches relu3_1's and relu2_1's resolutions: after its first and second upsampling.
+DECODER_DETAIL_SPLITS = (4, 17)
+
+
+def detail_preserving_decode(
+    decoder: torch.nn.Sequential, target: torch.Tensor, content_feat: torch.Tensor, preserve: float
+) -> torch.Tensor:
+    """Decode ``target`` (1, C4, h, w), blending in the content's structure where the decoder is at relu3_1
+    and relu2_1 resolution: there its activations become ``(1 - preserve) · stylized + preserve ·
+    AdaIN(content's, stylized)`` — the photo's reconstruction path re-normalised to the painting's channel
+    statistics, so colours and texture statistics stay the painting's while edges come from the photo.
+    """
+    assert 0.0 <= preserve <= 1.0, f"preserve must be in [0, 1], got {preserve}"
+    if preserve == 0.0:
+        return decoder(target)
+    stylized, content = target, content_feat
+    start = 0
+    for split in DECODER_DETAIL_SPLITS:
+        for layer in list(decoder)[start:split]:
+            stylized, content = layer(stylized), layer(content)
+        blended = adaptive_instance_normalization(content, stylized)  # (1, C, H', W'), stylized's statistics
+        stylized = (1.0 - preserve) * stylized + preserve * blended
+        start = split
+    for layer in list(decoder)[start:]:
+        stylized = layer(stylized)
+    return stylized

@@ -24,6 +24,13 @@ console = Console()
 ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
 
 
+def _layer_weights(text: str) -> tuple[float, float, float, float]:
+    parts = [float(part) for part in text.split(",")]
+    if len(parts) != 4 or min(parts) < 0 or max(parts) <= 0:
+        raise typer.BadParameter(f"style layer weights must be 4 non-negative comma-separated numbers, not {text!r}")
+    return (parts[0], parts[1], parts[2], parts[3])
+
+
 def _widths(text: str) -> tuple[int, int, int, int]:
     parts = [int(part) for part in text.split(",")]
     if len(parts) != 4 or min(parts) <= 0:
@@ -82,6 +89,9 @@ def train(
     lr: float = 1e-4,
     lr_decay: float = 5e-5,
     style_weight: Annotated[float, typer.Option(help="λ, the style loss weight")] = 1.0,
+    style_layer_weights: Annotated[
+        str, typer.Option(help="Weights of relu1_1,relu2_1,relu3_1,relu4_1 in the style loss")
+    ] = "1,1,1,1",
     content_weight: float = 1.0,
     distill_weight: float = 1.0,
     pixel_weight: float = 10.0,
@@ -97,9 +107,11 @@ def train(
     name: str = "adain",
     version: Annotated[str | None, typer.Option(help="Default: OUT_DIR's name")] = None,
     progress: bool = True,
+    evaluate: Annotated[bool, typer.Option(help="Evaluate on the reported held-out pairs and write the card")] = True,
 ) -> None:
     """Train an AdaIN decoder from --base (or both networks from scratch), resuming a checkpoint, into an artifact."""
-    from models.style.train import StyleTrainConfig, train_style
+    from models.style.train import train_style
+    from models.style.train_config import StyleTrainConfig
 
     cfg = StyleTrainConfig(
         content_dir=content_dir,
@@ -113,6 +125,7 @@ def train(
         lr=lr,
         lr_decay=lr_decay,
         style_weight=style_weight,
+        style_layer_weights=_layer_weights(style_layer_weights),
         content_weight=content_weight,
         distill_weight=distill_weight,
         pixel_weight=pixel_weight,
@@ -133,6 +146,7 @@ def train(
         version=version,
         progress=progress,
         command=invoked_command(),
+        evaluate=evaluate,
     )
     try:
         with stop_requests() as stop:
@@ -154,21 +168,32 @@ def evaluate(
     ] = None,
     url: Annotated[str | None, typer.Option(help="Stylize through this running service's POST /stylize")] = None,
     card: Annotated[bool, typer.Option(help="(Re)write the artifact's model card and pictures, and re-pack")] = False,
+    split: Annotated[
+        str, typer.Option(help="test: the reported held-out pairs; validation: other held-out images, for choosing")
+    ] = "test",
+    nst_pairs: Annotated[int, typer.Option(min=0, help="With --card: measure method=nst beside AdaIN on N pairs")] = 0,
     device: str = "cpu",
 ) -> None:
     """Losses of an artifact and of a baseline artifact on the held-out content × style pairs, and their ratios."""
     import torch
 
     from models.artifact import load_artifact, repack_artifact
-    from models.style.evaluate import evaluate_with_outputs, evaluation_images, write_evaluation
+    from models.style.evaluate import evaluate_with_outputs, evaluation_images, validation_images, write_evaluation
 
-    contents, styles = evaluation_images(content_dir, style_dir)
+    if split not in ("test", "validation"):
+        raise typer.BadParameter(f"split must be test or validation, not {split!r}")
+    if card and split != "test":
+        raise typer.BadParameter("the card reports the test split only")
+    pick = evaluation_images if split == "test" else validation_images
+    contents, styles = pick(content_dir, style_dir)
     if not contents or not styles:
         raise typer.BadParameter("need at least two images in each of CONTENT_DIR and STYLE_DIR")
     torch_device = torch.device(device)
     if card:
         manifest = load_artifact(artifact)
-        metrics = write_evaluation(artifact, manifest, loss_network, contents, styles, size, baseline, torch_device)
+        metrics = write_evaluation(
+            artifact, manifest, loss_network, contents, styles, size, baseline, torch_device, nst_pairs
+        )
         repack_artifact(artifact, metrics=metrics)  # the card and its pictures are listed and hashed
     else:
         metrics = evaluate_with_outputs(artifact, loss_network, contents, styles, size, baseline, torch_device, url)[0]
@@ -189,6 +214,24 @@ def import_vgg(
 
     manifest = import_compressed_vgg(encoder, decoder, license_file, out_dir, name, version, invoked_command())
     console.print(f"imported {manifest.name}/{manifest.version} into {out_dir}")
+
+
+def attach_nst(
+    artifact: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="AdaIN artifact folder (edited)")],
+    encoder: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="encoder_relu5_1.pth (compressed)")],
+    license_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Its LICENSE file")],
+    out: Annotated[Path | None, typer.Option(help="Write a new version here instead of editing ARTIFACT")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="With --out: the new version's name (default: OUT's name)")
+    ] = None,
+) -> None:
+    """Add the compressed VGG19 to relu5_1 (MIT) to a style artifact: method=nst's loss network."""
+    from models.style.importer import attach_nst_network, copy_as_version
+
+    if out is not None:
+        artifact = copy_as_version(artifact, out, version or out.name)
+    manifest = attach_nst_network(artifact, encoder, license_file)
+    console.print(f"{manifest.name}/{manifest.version}: NST network {manifest.hyperparameters['nst_network']}")
 
 
 def import_adain(

@@ -7,7 +7,9 @@ compressed VGG19 with its ``_aux`` heads, VGG19's widths):
 - ``content``: MSE of relu4_1 between L(output) and L(content photo);
 - ``*_ratio``: the median over pairs of ours / baseline's, the baseline being plain AdaIN through another
   artifact (the imported compressed VGG19 and its reconstruction decoder); ``mean_*`` the means of the losses;
-- ``reconstruction_mse``: pixel MSE of decode(encode(content)), what alpha = 0 returns.
+- ``reconstruction_mse``: pixel MSE of decode(encode(content)), what alpha = 0 returns;
+- ``own_painting_share``, ``colour_hist_distance``, ``palette_spread``: does each painting leave its own
+  manner (manner.py).
 
 Outputs come from a ``Stylizer``: the artifact's own networks, or the HTTP API of a running service.
 """
@@ -24,10 +26,13 @@ from PIL import Image
 from torch.nn import functional as F
 
 from models.artifact import Manifest, load_artifact
-from models.style.adain import calc_mean_std
 from models.style.card import write_style_card
 from models.style.images import image_to_tensor, tensor_to_image
 from models.style.loss_network import LossNetwork, load_loss_network
+from models.style.manner import manner_metrics
+from models.style.measures import pair_losses, square_image
+from models.style.nst import NeuralStyleTransfer
+from models.style.nst_eval import nst_comparison
 from models.style.predictor import StyleTransfer
 from models.style.split import held_out_contents, held_out_styles
 
@@ -49,14 +54,12 @@ def evaluation_images(content_dir: Path, style_dir: Path, count: int = EVAL_COUN
     return spread(held_out_contents(content_dir), count), spread(held_out_styles(style_dir), count)
 
 
-def square_image(path: Path, size: int, device: torch.device) -> torch.Tensor:
-    """The center square of the image at ``path``, resized to (1, 3, size, size) in [0, 1]."""
-    with Image.open(path) as image:
-        rgb = image.convert("RGB")
-    side = min(rgb.size)
-    left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
-    square = rgb.resize((size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side))
-    return image_to_tensor(square, device)
+def validation_images(content_dir: Path, style_dir: Path, count: int = EVAL_COUNT) -> tuple[list[Path], list[Path]]:
+    """Held-out contents and styles that evaluation does not report, ``count`` of each: for choosing settings."""
+    contents, styles = evaluation_images(content_dir, style_dir)
+    other_contents = [p for p in held_out_contents(content_dir) if p not in contents]
+    other_styles = [p for p in held_out_styles(style_dir) if p not in styles]
+    return spread(other_contents, count), spread(other_styles, count)
 
 
 def adain_stylizer(transfer: StyleTransfer) -> Stylizer:
@@ -86,24 +89,6 @@ def http_stylizer(url: str, timeout: float = 120.0) -> Stylizer:
             return image_to_tensor(image.convert("RGB"), content.device)
 
     return stylize
-
-
-def pair_losses(
-    loss_net: LossNetwork, outputs: torch.Tensor, contents: torch.Tensor, style: torch.Tensor
-) -> list[tuple[float, float]]:
-    """(style loss, content loss) per output (N, 3, S, S), for contents (N, 3, S, S) and one style (1, 3, S, S)."""
-    style_stats = [calc_mean_std(f) for f in loss_net(style)]  # 4 × ((1, C, 1, 1), (1, C, 1, 1))
-    content_feat = loss_net(contents)[-1]  # (N, 512, S/8, S/8)
-    output_feats = loss_net(outputs)
-    losses = []
-    for index in range(outputs.shape[0]):
-        style_value = 0.0
-        for feature, (style_mean, style_std) in zip(output_feats, style_stats, strict=True):
-            mean, std = calc_mean_std(feature[index : index + 1])
-            style_value += (F.mse_loss(mean, style_mean) + F.mse_loss(std, style_std)).item()
-        content_value = F.mse_loss(output_feats[-1][index], content_feat[index]).item()
-        losses.append((style_value, content_value))
-    return losses
 
 
 def pairwise_losses(
@@ -170,7 +155,7 @@ def evaluate_transfer(
         reference = None
         if baseline is not None:
             reference = pairwise_losses(adain_stylizer(load_transfer(baseline, device)), loss_net, contents, styles)[0]
-        metrics = summarise(ours, reference)
+        metrics = summarise(ours, reference) | manner_metrics(loss_net, styles, outputs)
         rebuilt = transfer.decoder(transfer.encoder(contents)).clamp(0.0, 1.0)
         metrics["reconstruction_mse"] = F.mse_loss(rebuilt, contents).item()
     return metrics, contents, styles, outputs
@@ -198,9 +183,17 @@ def write_evaluation(
     size: int,
     baseline: Path | None = None,
     device: torch.device | None = None,
+    nst_pairs: int = 0,
 ) -> dict[str, float]:
-    """Evaluate the artifact in ``out_dir`` and write its model card and pictures there; returns the metrics."""
+    """Evaluate the artifact in ``out_dir`` and write its model card and pictures there; returns the metrics.
+
+    ``nst_pairs`` > 0 also measures classical NST beside AdaIN on that many held-out pairs (nst_eval.py).
+    """
     transfer = load_transfer(out_dir, device or torch.device("cpu"))
     metrics, content_t, style_t, outputs = evaluate_transfer(transfer, loss_network, contents, styles, size, baseline)
+    if nst_pairs > 0:
+        nst = NeuralStyleTransfer.from_artifact(out_dir, manifest, transfer.device)
+        loss_net = load_loss_network(loss_network, transfer.device)
+        metrics |= nst_comparison(transfer, nst, loss_net, (content_t, style_t), out_dir, nst_pairs)
     write_style_card(out_dir, manifest, metrics, (content_t, style_t, outputs), transfer)
     return metrics

@@ -11,11 +11,22 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from models.artifact import ArtifactError, InputSpec, Manifest, Provenance, pack_artifact, sha256_file
+from models.artifact import (
+    MANIFEST_NAME,
+    ArtifactError,
+    InputSpec,
+    Manifest,
+    Provenance,
+    load_artifact,
+    pack_artifact,
+    repack_artifact,
+    sha256_file,
+)
 from models.predictor import save_state
-from models.provenance import git_commit
+from models.provenance import git_commit, invoked_command
 from models.style.loss_network import decoder_from_state, encoder_from_state, is_compressed, read_state_dict
 from models.style.network import Decoder, VGGEncoder
+from models.style.nst_network import NST_NETWORK_FILE, nst_network_from_compressed, nst_network_shape
 from models.style.packing import prepare_out_dir
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
 from models.style.starter import style_hyperparameters
@@ -139,3 +150,38 @@ def import_compressed_vgg(
     }
     # an import reproduces its source exactly: float32
     return write_imported(encoder, decoder, out_folder, fields, extra_files=(license_file,))
+
+
+def attach_nst_network(artifact: Path, encoder_relu5_1: Path, license_file: Path) -> Manifest:
+    """Write the compressed VGG19 to relu5_1 into ``artifact`` as its NST loss network, and re-pack it.
+
+    The weights are MIT (MingSun-Tse/Collaborative-Distillation): their ``LICENSE`` travels in the artifact.
+    Versions trained from this artifact inherit the file (``packing.inherited_files``).
+    """
+    load_artifact(artifact)  # refuses a folder that is not a valid artifact
+    network = nst_network_from_compressed(encoder_relu5_1)
+    save_state(network, artifact / NST_NETWORK_FILE)
+    licence = artifact / "LICENSE"
+    if not licence.exists():
+        shutil.copyfile(license_file, licence)
+    elif licence.read_bytes() != license_file.read_bytes():
+        raise ArtifactError(f"{artifact} already holds another LICENSE; this network's is {license_file}")
+    manifest = load_artifact(artifact)
+    shape = nst_network_shape(network) | {"source": f"{encoder_relu5_1.name} (sha256 {sha256_file(encoder_relu5_1)})"}
+    what = f"{NST_NETWORK_FILE}: the compressed VGG19 to relu5_1 ({encoder_relu5_1.name}, MIT) for method=nst"
+    provenance = manifest.provenance.model_copy(update={"method": f"{manifest.provenance.method}; {what}"})
+    return repack_artifact(
+        artifact, hyperparameters=manifest.hyperparameters | {"nst_network": shape}, provenance=provenance
+    )
+
+
+def copy_as_version(source: Path, out_dir: Path, version: str) -> Path:
+    """Copy the artifact ``source`` into ``out_dir`` as ``version`` (same weights), recording where it came from."""
+    manifest = load_artifact(source)
+    prepare_out_dir(out_dir)
+    for name in [MANIFEST_NAME, *(entry.path for entry in manifest.files)]:
+        shutil.copyfile(source / name, out_dir / name)
+    method = f"{manifest.provenance.method}; as {version}: the AdaIN weights of {manifest.name}/{manifest.version}"
+    provenance = manifest.provenance.model_copy(update={"method": method, "command": invoked_command()})
+    repack_artifact(out_dir, version=version, provenance=provenance)
+    return out_dir

@@ -167,12 +167,16 @@ def content_loss(output_feat: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return F.mse_loss(output_feat, target)
 
 
-def style_loss(output_feats: Sequence[torch.Tensor], style_feats: Sequence[torch.Tensor]) -> torch.Tensor:
-    """AdaIN's style loss: Σ over layers of MSE of channel means plus MSE of channel stds (eq. 13)."""
+def style_loss(
+    output_feats: Sequence[torch.Tensor], style_feats: Sequence[torch.Tensor], weights: Sequence[float] | None = None
+) -> torch.Tensor:
+    """AdaIN's style loss: Σ over layers (times ``weights``, default 1) of MSE of channel means and stds (eq. 13)."""
     assert len(output_feats) == len(style_feats) > 0, "need the same layers of output and style"
+    weights = weights if weights is not None else [1.0] * len(output_feats)
+    assert len(weights) == len(output_feats), f"need one weight per layer, got {len(weights)}"
     total = torch.zeros((), device=output_feats[0].device)
-    for output_feat, style_feat in zip(output_feats, style_feats, strict=True):
+    for output_feat, style_feat, weight in zip(output_feats, style_feats, weights, strict=True):
         output_mean, output_std = calc_mean_std(output_feat)  # (N, C, 1, 1) each
         style_mean, style_std = calc_mean_std(style_feat)
-        total = total + F.mse_loss(output_mean, style_mean) + F.mse_loss(output_std, style_std)
+        total = total + weight * (F.mse_loss(output_mean, style_mean) + F.mse_loss(output_std, style_std))
     return total

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -13,19 +13,19 @@ from models.predictor import save_state
 from models.provenance import git_commit, portable_path
 from models.style.evaluate import evaluation_images, write_evaluation
 from models.style.network import Decoder, VGGEncoder
+from models.style.nst_network import NST_NETWORK_FILE
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
 from models.style.starter import style_hyperparameters
-
-if TYPE_CHECKING:
-    from models.style.train import StyleTrainConfig
+from models.style.train_config import StyleTrainConfig
 
 CARD_NAME = "MODEL_CARD.md"
 WEIGHT_FILES = frozenset({ENCODER_FILE, DECODER_FILE})
+# the NST loss network (nst_network.py) is not trained here: a trained version inherits it from its base
 _OWN_FILES = WEIGHT_FILES | {MANIFEST_NAME, CARD_NAME}
 
 
 def _is_artifact_file(name: str) -> bool:
-    return name in _OWN_FILES or name == "LICENSE" or name.endswith((".png", ".jpg", ".onnx"))
+    return name in _OWN_FILES or name in ("LICENSE", NST_NETWORK_FILE) or name.endswith((".png", ".jpg", ".onnx"))
 
 
 def prepare_out_dir(out_dir: Path) -> None:
@@ -71,6 +71,8 @@ def write_trained_artifact(
     hyperparameters = style_hyperparameters(cfg.widths) | cfg.recipe() | {"iterations_done": done}
     hyperparameters |= {"evaluated_on": [p.name for p in contents + styles], "history": history}
     hyperparameters |= {"lineage": lineage(cfg, done), "frozen_encoder": cfg.base is not None}
+    if cfg.base is not None and "nst_network" in load_artifact(cfg.base).hyperparameters:
+        hyperparameters["nst_network"] = load_artifact(cfg.base).hyperparameters["nst_network"]
     fields: dict[str, Any] = {
         "name": cfg.name,
         "version": cfg.version or cfg.out_dir.name,
@@ -82,7 +84,7 @@ def write_trained_artifact(
         "provenance": _training_provenance(cfg, done),
     }
     manifest = pack_artifact(cfg.out_dir, **fields)
-    if not contents or not styles:  # a single content or style image: nothing was held out to evaluate on
+    if not cfg.evaluate or not contents or not styles:  # asked not to, or nothing was held out to evaluate on
         return manifest
     metrics = write_evaluation(
         cfg.out_dir,

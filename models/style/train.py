@@ -47,7 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from models.artifact import Manifest, load_artifact, sha256_file
+from models.artifact import Manifest, load_artifact
 from models.predictor import resolve_device
 from models.style.adain import adaptive_instance_normalization
 from models.style.loss_network import LossNetwork, content_loss, load_loss_network, style_loss
@@ -56,58 +56,10 @@ from models.style.packing import write_trained_artifact
 from models.style.predictor import DECODER_FILE, ENCODER_FILE, widths_from_manifest
 from models.style.split import HELD_OUT_CONTENT, HELD_OUT_STYLES, list_images, split_held_out
 from models.style.starter import calibrate_output, he_initialised
+from models.style.train_config import StyleTrainConfig
 from models.torch_backend import load_state
 
 log = logging.getLogger("deepcanvas.style.train")
-
-
-@dataclass
-class StyleTrainConfig:
-    content_dir: Path
-    style_dir: Path
-    loss_network: Path
-    out_dir: Path
-    widths: tuple[int, int, int, int] = (32, 64, 128, 256)
-    iterations: int = 160_000  # the paper's schedule at batch 8
-    batch_size: int = 8
-    crop: int = 256
-    lr: float = 1e-4
-    lr_decay: float = 5e-5  # lr / (1 + decay * iteration), as the AdaIN release
-    style_weight: float = 1.0  # λ: the module docstring says why not the paper's 10
-    content_weight: float = 1.0
-    distill_weight: float = 1.0
-    pixel_weight: float = 10.0
-    self_pairs: int = 1
-    faces_dir: Path | None = None  # small face crops (LFW3D), upsampled, mixed into the contents
-    face_fraction: float = 0.25
-    seed: int = 0
-    threads: int = 1
-    workers: int = 0
-    checkpoint_every: int = 500
-    checkpoint: Path | None = None  # default: OUT_DIR.parent / "OUT_DIR-name.checkpoint.pt"
-    time_limit_s: float | None = None  # stop (checkpointed) after this long and write the artifact so far
-    base: Path | None = None  # an AdaIN artifact: its encoder (frozen) and decoder (trained on) start the run
-    bf16: bool = False  # bfloat16 autocast for the networks; weights and losses stay float32
-    warmup: int = 0  # linear learning-rate warm-up over this many steps
-    eval_size: int = 256
-    device: str = "cpu"
-    name: str = "adain"
-    version: str | None = None  # default: OUT_DIR's name
-    progress: bool = True
-    command: str | None = None
-
-    def recipe(self) -> dict[str, Any]:
-        """The fields that change the result; a checkpoint only resumes a run with the same recipe."""
-        keep = {"widths", "batch_size", "crop", "lr", "lr_decay", "style_weight", "content_weight", "seed"}
-        keep |= {"distill_weight", "pixel_weight", "self_pairs", "face_fraction", "bf16", "warmup"}
-        recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k in keep}
-        if self.base is not None:  # the base's weights, not its path, make the result
-            recipe["base_sha256"] = sha256_file(self.base / DECODER_FILE)
-        return recipe
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.checkpoint or self.out_dir.parent / f"{self.out_dir.name}.checkpoint.pt"
 
 
 @dataclass(frozen=True)
@@ -228,7 +180,12 @@ def distillation_loss(heads: nn.ModuleList, ours: list[torch.Tensor], teacher: l
 
 
 def training_losses(
-    model: StyleTrainee, loss_net: LossNetwork, content: torch.Tensor, style: torch.Tensor, self_pairs: int
+    model: StyleTrainee,
+    loss_net: LossNetwork,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    self_pairs: int,
+    layer_weights: tuple[float, ...] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The four unweighted losses of one batch of (content, style) pairs, each (B, 3, S, S)."""
     batch = content.shape[0]
@@ -244,7 +201,7 @@ def training_losses(
     pixel = F.mse_loss(output[batch - self_pairs :], content[batch - self_pairs :]) if self_pairs else output.sum() * 0
     losses = {
         "content": content_loss(output_feats[-1], teacher_target),
-        "style": style_loss(output_feats, [t[batch:] for t in teacher]),
+        "style": style_loss(output_feats, [t[batch:] for t in teacher], layer_weights),
         "pixel": pixel,
     }
     if len(model.heads):  # only an encoder that trains is distilled
@@ -270,7 +227,7 @@ def train_step(
     content, style = (tensor.to(cfg.device, non_blocking=True) for tensor in batch)
     device_type = torch.device(cfg.device).type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
-        losses = training_losses(model, loss_net, content, style, cfg.self_pairs)
+        losses = training_losses(model, loss_net, content, style, cfg.self_pairs, cfg.style_layer_weights)
     total = weighted_total(losses, cfg)
     if not math.isfinite(total.item()):
         raise FloatingPointError(f"training loss is {total.item()}: lower lr or style_weight")

@@ -142,6 +142,8 @@ PARAMETER_CASES = [
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "style_weights": ["1", "2"]}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "style_weights": "-1"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": ["red", "red"], "method": "nst"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "method": "nst", "max_seconds": "9999"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "method": "nst", "max_seconds": "0"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO), "style": ("s.png", PHOTO)}, {"style_name": "red"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO), "style": ("s.txt", b"not an image")}, {}, 415),
 ]

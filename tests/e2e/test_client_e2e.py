@@ -92,6 +92,14 @@ def test_stylize_returns_the_painting_and_the_model_that_painted_it(client: Clie
     assert painted.image().size == (64, 48)
     uploaded = client.stylize(face_like_photo(320, 240), style=Image.new("RGB", (64, 64), "red"), max_side=64)
     assert uploaded.save(tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
+    assert painted.nst_steps is None  # AdaIN: one pass
+
+
+def test_classical_nst_through_the_client_reports_its_steps(client: Client) -> None:
+    style = client.styles().styles[0].name
+    painted = client.stylize(face_like_photo(96, 64), style_name=style, method="nst", max_side=48, max_seconds=2)
+    assert painted.image().size == (48, 32)
+    assert painted.nst_steps is not None and painted.nst_steps >= 1
 
 
 def test_health_readiness_and_models(client: Client) -> None:

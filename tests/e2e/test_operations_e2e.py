@@ -118,9 +118,13 @@ def test_switching_versions_under_load_fails_no_request(replicas: tuple[LiveServ
 
 def test_sigterm_drains_then_exits(embedded_store: Path, tmp_path: Path) -> None:
     server = LiveServer.start(
-        # enough NST steps that the request is still running when SIGTERM arrives (a few seconds on 2 cores)
+        # an NST request that runs for its whole time budget, so it is still running when SIGTERM arrives
         store=embedded_store.as_uri(),
-        env={"DEEPCANVAS_CACHE_DIR": str(tmp_path), "DEEPCANVAS_NST_ITERATIONS": "100"},
+        env={
+            "DEEPCANVAS_CACHE_DIR": str(tmp_path),
+            "DEEPCANVAS_NST_ITERATIONS": "2000",
+            "DEEPCANVAS_NST_MAX_SECONDS": "6",
+        },
     )
     server.wait_ready()
     style = httpx.get(f"{server.url}/styles").json()["styles"][0]["name"]

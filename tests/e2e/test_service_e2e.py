@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import httpx
@@ -116,19 +117,22 @@ def test_stylize_paints_with_gallery_styles_and_uploaded_styles(
     assert uploaded.headers["x-model-name"]
 
 
-def test_classical_nst_returns_an_image_within_its_bounds(
+def test_classical_nst_returns_an_image_within_its_bounds_and_its_step_count(
     live_server: LiveServer, photos: list[tuple[str, bytes]]
 ) -> None:
     name, data = photos[0]
     style = httpx.get(f"{live_server.url}/styles").json()["styles"][0]["name"]
+    started = time.monotonic()
     response = httpx.post(
         f"{live_server.url}/stylize",
         files={"content": (name, data)},
-        data={"style_name": style, "method": "nst", "max_side": "96"},
+        data={"style_name": style, "method": "nst", "max_side": "96", "max_seconds": "3"},
         timeout=300,
     )
     assert response.status_code == 200, response.text
     assert max(Image.open(io.BytesIO(response.content)).size) <= 96
+    assert int(response.headers["x-nst-steps"]) >= 1
+    assert time.monotonic() - started < 30  # the budget bounds the optimisation (plus decoding and queueing)
 
 
 def test_models_lists_every_role_with_provenance(live_server: LiveServer) -> None:

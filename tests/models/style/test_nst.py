@@ -9,20 +9,31 @@ import torch
 from PIL import Image
 
 from models.artifact import load_artifact
+from models.style.importer import attach_nst_network
 from models.style.network import VGGEncoder
-from models.style.nst import NeuralStyleTransfer, NSTRequest, gram_matrix, nst_losses, optimise_image, total_variation
+from models.style.nst import (
+    EncoderFeatures,
+    NeuralStyleTransfer,
+    coarse_to_fine,
+    gram_matrix,
+    nst_losses,
+    paint,
+    total_variation,
+)
+from models.style.nst_network import NST_NETWORK_FILE, NSTNetwork
 from models.style.starter import make_untrained_style
+from models.style.types import NSTRequest
 
 SLIM = (8, 16, 32, 64)
 
 
 @pytest.fixture(scope="module")
-def encoder() -> VGGEncoder:
+def encoder() -> EncoderFeatures:
     torch.manual_seed(0)
     frozen = VGGEncoder(SLIM).eval()
     for parameter in frozen.parameters():
         parameter.requires_grad_(False)
-    return frozen
+    return EncoderFeatures(frozen)
 
 
 def _smooth_image(seed: int, side: int = 32) -> torch.Tensor:
@@ -45,36 +56,109 @@ def test_total_variation_is_zero_for_a_flat_image_and_grows_with_noise() -> None
     assert float(total_variation(flat + 0.01 * torch.randn_like(flat))) < float(total_variation(torch.rand_like(flat)))
 
 
-def test_content_and_style_losses_vanish_when_the_image_is_both_targets(encoder: VGGEncoder) -> None:
+def test_content_and_style_losses_vanish_when_the_image_is_both_targets(encoder: EncoderFeatures) -> None:
     image = _smooth_image(1)
     with torch.no_grad():
-        grams = [gram_matrix(f) for f in encoder.encode_with_intermediate(image)]
-        same = nst_losses(encoder, image, encoder(image), grams, (1.0, 1e3, 10.0))
-        other = nst_losses(encoder, _smooth_image(2), encoder(image), grams, (1.0, 1e3, 10.0))
+        styles, content = encoder(image)
+        grams = [gram_matrix(f) for f in styles]
+        same = nst_losses(encoder, image, content, grams, (1.0, 1.0, 1.0))
+        other = nst_losses(encoder, _smooth_image(2), content, grams, (1.0, 1.0, 1.0))
     assert float(same.content) == 0.0 and float(same.style) < 1e-9
     assert float(other.content) > 0.0 and float(other.style) > 0.0
 
 
-def test_nst_loss_decreases_over_exactly_the_requested_adam_steps(encoder: VGGEncoder) -> None:
+def _objective(network: torch.nn.Module, image: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> float:
+    with torch.no_grad():
+        grams = [gram_matrix(f) for f in network(style)[0]]
+        return float(nst_losses(network, image, network(content)[1], grams, (1.0, 1.0, 1.0)).total)
+
+
+def test_lbfgs_lowers_the_objective_within_the_step_bound(encoder: EncoderFeatures) -> None:
     content, style = _smooth_image(3), _smooth_image(4)
-    image, history = optimise_image(encoder, content, style, iterations=8)
-    assert len(history) == 8
-    assert history[-1] < 0.9 * history[0]
+    image, steps = paint(encoder, content, style, iterations=12, weights=(1.0, 1.0, 1.0))
+    assert 1 <= steps <= 12
+    assert _objective(encoder, image, content, style) < 0.9 * _objective(encoder, content, content, style)
     assert image.shape == content.shape and float(image.min()) >= 0.0 and float(image.max()) <= 1.0
-    assert not torch.equal(image, content)
 
 
-def test_optimisation_refuses_an_encoder_whose_weights_would_train() -> None:
+def test_the_time_budget_stops_the_optimisation_early(encoder: EncoderFeatures) -> None:
+    _, steps = paint(encoder, _smooth_image(3, 64), _smooth_image(4, 64), iterations=2000, max_seconds=0.0)
+    assert steps <= 10  # one chunk of L-BFGS steps at most, then the clock is read
+
+
+def test_optimisation_refuses_a_network_whose_weights_would_train() -> None:
     with pytest.raises(AssertionError, match="freeze"):
-        optimise_image(VGGEncoder(SLIM), _smooth_image(5), _smooth_image(6), iterations=1)
+        paint(EncoderFeatures(VGGEncoder(SLIM)), _smooth_image(5), _smooth_image(6), iterations=1)
+
+
+def _fake_relu5_1(path: Path, widths: tuple[int, ...] = SLIM) -> Path:
+    """A compressed encoder_relu5_1.pth layout with random weights, under the file's own key names."""
+    torch.manual_seed(1)
+    shapes = {"conv0": (3, 3, 1, 1)}
+    names = ("conv11", "conv12", "conv21", "conv22", "conv31", "conv32", "conv33", "conv34", "conv41")
+    stage = (0, 0, 1, 1, 2, 2, 2, 2, 3)
+    previous = 3
+    for name, index in zip(names, stage, strict=True):
+        shapes[name] = (widths[index], previous, 3, 3)
+        previous = widths[index]
+    shapes |= {n: (widths[3], widths[3], 3, 3) for n in ("conv42", "conv43", "conv44", "conv51")}
+    aux = {"conv11_aux": 0, "conv21_aux": 1, "conv31_aux": 2, "conv41_aux": 3, "conv51_aux": 3}
+    shapes |= {n: (4 * widths[i], widths[i], 1, 1) for n, i in aux.items()}
+    state = {}
+    for name, shape in shapes.items():
+        state[f"{name}.weight"] = torch.randn(shape) * (2.0 / (shape[1] * shape[2] * shape[3])) ** 0.5
+        state[f"{name}.bias"] = torch.zeros(shape[0])
+    torch.save({"epoch": 0, "model": state}, path)
+    return path
+
+
+def test_an_attached_relu5_1_network_is_what_the_predictor_optimises_over(tmp_path: Path) -> None:
+    folder = tmp_path / "adain"
+    make_untrained_style(folder, widths=SLIM)
+    licence = tmp_path / "LICENSE"
+    licence.write_text("MIT")
+    manifest = attach_nst_network(folder, _fake_relu5_1(tmp_path / "encoder_relu5_1.pth"), licence)
+    assert {f.path for f in manifest.files} >= {NST_NETWORK_FILE, "LICENSE"}
+    predictor = NeuralStyleTransfer.from_artifact(folder, load_artifact(folder), torch.device("cpu"))
+    assert isinstance(predictor.network, NSTNetwork)
+    styles, content = predictor.network(_smooth_image(7))
+    assert [f.shape[1] for f in styles] == [32, 64, 128, 256, 256]  # the aux heads' widths, five layers
+    assert content.shape[1] == SLIM[3]  # relu4_2, slim
+    [result] = predictor.predict(
+        [
+            NSTRequest(
+                Image.new("RGB", (40, 40), (200, 120, 40)),
+                Image.new("RGB", (40, 40), (20, 60, 200)),
+                iterations=3,
+                max_side=40,
+            )
+        ]
+    )
+    assert result.image.size == (40, 40) and 1 <= result.steps <= 3
+
+
+def test_attaching_refuses_a_file_that_is_not_a_relu5_1_encoder(tmp_path: Path) -> None:
+    folder = tmp_path / "adain"
+    make_untrained_style(folder, widths=SLIM)
+    torch.save({"conv0.weight": torch.zeros(3, 3, 1, 1)}, tmp_path / "other.pth")
+    (tmp_path / "LICENSE").write_text("MIT")
+    with pytest.raises(ValueError, match="relu5_1"):
+        attach_nst_network(folder, tmp_path / "other.pth", tmp_path / "LICENSE")
 
 
 def test_predict_works_inside_inference_mode_and_returns_rgb_at_the_resized_content_size(tmp_path: Path) -> None:
     make_untrained_style(tmp_path, widths=SLIM)
     predictor = NeuralStyleTransfer.from_artifact(tmp_path, load_artifact(tmp_path), torch.device("cpu")).eval()
+    assert isinstance(predictor.network, EncoderFeatures)  # no NST network in the artifact: its AdaIN encoder
     content, style = Image.new("RGB", (90, 50), (200, 120, 40)), Image.new("RGB", (30, 40), (20, 60, 200))
     with torch.inference_mode():  # a caller's habit for predictors must not break the optimisation
-        [output] = predictor.predict([NSTRequest(content, style, iterations=2, max_side=48)])
-    assert output.mode == "RGB" and output.size == (48, 24)
-    assert all(p.grad is None and not p.requires_grad for p in predictor.encoder.parameters())
+        [result] = predictor.predict([NSTRequest(content, style, iterations=2, max_side=48)])
+    assert result.image.mode == "RGB" and result.image.size == (48, 24) and 1 <= result.steps <= 2
+    assert all(p.grad is None and not p.requires_grad for p in predictor.network.parameters())
     predictor.warmup()
+
+
+def test_large_images_start_at_half_size_and_count_the_steps_of_both_stages(encoder: EncoderFeatures) -> None:
+    content, style = _smooth_image(8, 288), _smooth_image(9, 64)
+    image, steps = coarse_to_fine(encoder, content, style, 6, None, (1.0, 1.0, 1.0))
+    assert image.shape == content.shape and 2 <= steps <= 6

@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 from models.artifact import load_artifact
 from models.style import commands
 from models.style.card import ALPHA_IMAGE, CARD_NAME, GRID_IMAGE, NST_IMAGE, style_grid
-from models.style.evaluate import evaluate_style, pair_losses, spread
+from models.style.evaluate import evaluate_style, evaluation_images, spread, validation_images
 from models.style.importer import import_adain
 from models.style.loss_network import load_loss_network
+from models.style.measures import pair_losses
 from models.style.network import Decoder, VGGEncoder
-from models.style.split import split_held_out
+from models.style.split import held_out_contents, held_out_styles, split_held_out
 from models.style.starter import he_initialised
 
 SLIM = (4, 8, 16, 32)
@@ -151,11 +152,27 @@ def test_the_eval_command_prints_the_metrics_and_writes_the_card(release: Path, 
             (tmp_path / kind / f"{name}.png").write_bytes((release / f"{kind}_{name}.png").read_bytes())
     args = [str(tmp_path / "artifact"), str(release / "vgg_normalised.pth"), str(tmp_path / "content")]
     args += [str(tmp_path / "style"), "--size", "32", "--baseline", str(tmp_path / "artifact"), "--card"]
+    args += ["--nst-pairs", "1"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert '"style_ratio": 1.0' in result.output and '"b.png"' in result.output  # b is the held-out quarter
     manifest = load_artifact(tmp_path / "artifact")  # re-packed: the card and its pictures are listed and hashed
     listed = {entry.path for entry in manifest.files}
     assert {CARD_NAME, GRID_IMAGE, ALPHA_IMAGE, NST_IMAGE} <= listed and manifest.metrics["style_ratio"] == 1.0
+    assert manifest.metrics["nst_pairs"] == 1 and manifest.metrics["nst_median_steps"] >= 1
+    assert "own_painting_share" in manifest.metrics
     card = (tmp_path / "artifact" / CARD_NAME).read_text()
-    assert "| style_ratio | 1 | <= 0.45 |" in card and f"]({GRID_IMAGE})" in card
+    assert "| style_ratio | 1 | <= 0.40 |" in card and f"]({GRID_IMAGE})" in card
+
+
+def test_validation_images_are_held_out_and_never_the_reported_ones(tmp_path: Path) -> None:
+    for kind in ("content", "style"):
+        (tmp_path / kind).mkdir()
+        for index in range(200):  # about 25 held out by hash: 8 reported, the rest for validation
+            (tmp_path / kind / f"image_{index:03d}.jpg").write_bytes(b"")
+    reported = evaluation_images(tmp_path / "content", tmp_path / "style")
+    chosen_on = validation_images(tmp_path / "content", tmp_path / "style", count=3)
+    for test, validation, held in zip(
+        reported, chosen_on, (held_out_contents(tmp_path / "content"), held_out_styles(tmp_path / "style")), strict=True
+    ):
+        assert validation and set(validation) <= set(held) and not set(validation) & set(test)

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from models.artifact import load_artifact
-from models.style.nst import NeuralStyleTransfer
+from models.style.nst import EncoderFeatures, NeuralStyleTransfer
 from models.style.predictor import StyleTransfer
 from models.style.starter import make_untrained_style
 
@@ -22,7 +22,8 @@ def test_starter_artifact_loads_back_through_load_artifact_and_both_predictors(t
     assert manifest.defaults == {"alpha": 1.0} and manifest.input is not None and manifest.input.size == 256
     assert manifest.provenance.method == "untrained: random initialisation (seed 0)"
     assert StyleTransfer.from_artifact(tmp_path, manifest, torch.device("cpu")).encoder.widths == (8, 16, 32, 64)
-    assert NeuralStyleTransfer.from_artifact(tmp_path, manifest, torch.device("cpu")).encoder.widths == (8, 16, 32, 64)
+    nst = NeuralStyleTransfer.from_artifact(tmp_path, manifest, torch.device("cpu"))
+    assert isinstance(nst.network, EncoderFeatures) and nst.network.encoder.widths == (8, 16, 32, 64)
 
 
 def test_default_starter_is_float16_and_a_few_megabytes(tmp_path: Path) -> None:

@@ -97,7 +97,8 @@ def test_training_writes_an_artifact_the_predictor_loads_with_held_out_metrics(d
     assert manifest.hyperparameters["evaluated_on"] == ["picture_2.png", "picture_2.png"]
     assert {"mean_style_loss", "mean_content_loss", "reconstruction_mse"} <= set(manifest.metrics)
     listed = {entry.path for entry in manifest.files}  # the card and its pictures travel with the weights
-    assert {"MODEL_CARD.md", "style_grid.jpg", "alpha_sweep.jpg", "nst_vs_adain.jpg"} <= listed
+    assert {"MODEL_CARD.md", "style_grid.jpg", "alpha_sweep.jpg"} <= listed  # NST: eval style --nst-pairs
+    assert 0.0 <= manifest.metrics["own_painting_share"] <= 1.0
     transfer = StyleTransfer.from_artifact(cfg.out_dir, load_artifact(cfg.out_dir), CPU)
     assert transfer.encoder.widths == (4, 8, 8, 16)
 

@@ -1,0 +1,66 @@
+"""The recipe of an AdaIN training run: what ``train.py`` trains and ``packing.py`` records in the artifact.
+
+Its own module so that the training loop and the artifact writer both import it and not each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.artifact import sha256_file
+from models.style.types import DECODER_FILE
+
+
+@dataclass
+class StyleTrainConfig:
+    content_dir: Path
+    style_dir: Path
+    loss_network: Path
+    out_dir: Path
+    widths: tuple[int, int, int, int] = (32, 64, 128, 256)
+    iterations: int = 160_000  # the paper's schedule at batch 8
+    batch_size: int = 8
+    crop: int = 256
+    lr: float = 1e-4
+    lr_decay: float = 5e-5  # lr / (1 + decay * iteration), as the AdaIN release
+    style_weight: float = 1.0  # λ: train.py's docstring says why not the paper's 10
+    style_layer_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # relu1_1 … relu4_1 in the sum
+    content_weight: float = 1.0
+    distill_weight: float = 1.0
+    pixel_weight: float = 10.0
+    self_pairs: int = 1
+    faces_dir: Path | None = None  # small face crops (LFW3D), upsampled, mixed into the contents
+    face_fraction: float = 0.25
+    seed: int = 0
+    threads: int = 1
+    workers: int = 0
+    checkpoint_every: int = 500
+    checkpoint: Path | None = None  # default: OUT_DIR.parent / "OUT_DIR-name.checkpoint.pt"
+    time_limit_s: float | None = None  # stop (checkpointed) after this long and write the artifact so far
+    base: Path | None = None  # an AdaIN artifact: its encoder (frozen) and decoder (trained on) start the run
+    bf16: bool = False  # bfloat16 autocast for the networks; weights and losses stay float32
+    warmup: int = 0  # linear learning-rate warm-up over this many steps
+    eval_size: int = 256
+    device: str = "cpu"
+    name: str = "adain"
+    version: str | None = None  # default: OUT_DIR's name
+    progress: bool = True
+    command: str | None = None
+    evaluate: bool = True  # evaluate on the reported held-out pairs and write the card (off for sweeps)
+
+    def recipe(self) -> dict[str, Any]:
+        """The fields that change the result; a checkpoint only resumes a run with the same recipe."""
+        keep = {"widths", "batch_size", "crop", "lr", "lr_decay", "style_weight", "content_weight", "seed"}
+        keep |= {"distill_weight", "pixel_weight", "self_pairs", "face_fraction", "bf16", "warmup"}
+        keep |= {"style_layer_weights"}
+        recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k in keep}
+        if self.base is not None:  # the base's weights, not its path, make the result
+            recipe["base_sha256"] = sha256_file(self.base / DECODER_FILE)
+        return recipe
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.checkpoint or self.out_dir.parent / f"{self.out_dir.name}.checkpoint.pt"
