@@ -119,7 +119,16 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> tu
     detector, classifier, style, gallery = build("detector"), build("classifier"), build("style"), build("gallery")
     style_name = gallery.names()[0]
     size = detector.manifest.input.size if detector.manifest.input else 640
-    detect = DetectRequest(image=image, conf=0.25, iou=0.45, max_det=300, imgsz=size)
+    defaults = detector.manifest.defaults  # the service's own defaults: tiling included when they turn it on
+    detect = DetectRequest(
+        image=image,
+        conf=float(defaults.get("conf", 0.25)),
+        iou=float(defaults.get("iou", 0.45)),
+        max_det=int(defaults.get("max_det", 300)),
+        imgsz=size,
+        min_size=float(defaults.get("min_size", 0.0)),
+        tile=str(defaults.get("tile", "off")),
+    )
     stylize = StylizeRequest(image, (gallery.image(style_name),), (1.0,), 1.0, False, max_side)
     calls = {
         "/detect": lambda: detector.predict([detect]),

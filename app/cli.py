@@ -259,6 +259,7 @@ def _register_model_commands() -> None:
     data_cli.command("detector")(detector.synthesize)
     data_cli.command("detector-mixed")(detector.mixed)
     models_cli.command("import-yolo")(detector.import_yolo)
+    models_cli.command("import-rfb")(detector.import_rfb)
     train_cli.command("style")(style.train)
     eval_cli.command("style")(style.evaluate)
     models_cli.command("import-adain")(style.import_adain)

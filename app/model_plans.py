@@ -8,6 +8,7 @@ A missing backend package becomes an ``ArtifactError``, so the role reports it a
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -17,6 +18,8 @@ from app.manager import Builder, SlotPlan
 from app.settings import Backend, Settings
 from models.artifact import ArtifactError, Manifest
 from models.onnx_backend import Runtime
+
+logger = logging.getLogger(__name__)
 
 
 def _predictor_class(module: str, name: str) -> Any:
@@ -32,6 +35,11 @@ def _device(name: str) -> Any:
 
 
 def build_detector(folder: Path, manifest: Manifest, device: str) -> Any:
+    if _predictor_class("models.detector.rfb_predictor", "ships_as_onnx")(manifest):
+        # the artifact's network exists only as ONNX: run it on ONNX Runtime, and say so (/models, the log)
+        note = "the torch backend runs this ONNX-only architecture on onnxruntime"
+        logger.warning("%s/%s: %s", manifest.name, manifest.version, note)
+        return build_onnx_detector(folder, manifest, device, Runtime(), note)
     detector = _predictor_class("models.detector.predictor", "FaceDetector")
     return detector.from_artifact(folder, manifest, _device(device))
 
@@ -51,7 +59,13 @@ def build_nst(folder: Path, manifest: Manifest, device: str) -> Any:
     return nst.from_artifact(folder, manifest, _device(device))
 
 
-def build_onnx_detector(folder: Path, manifest: Manifest, device: str, runtime: Runtime | None = None) -> Any:
+def build_onnx_detector(
+    folder: Path, manifest: Manifest, device: str, runtime: Runtime | None = None, note: str = ""
+) -> Any:
+    """The artifact's own architecture (YOLO export or imported RFB) on an ONNX engine, as its manifest says."""
+    if _predictor_class("models.detector.rfb_predictor", "ships_as_onnx")(manifest):
+        detector = _predictor_class("models.detector.rfb_predictor", "RfbFaceDetector")
+        return detector.from_artifact(folder, manifest, device, runtime, note)
     detector = _predictor_class("models.detector.onnx_predictor", "OnnxFaceDetector")
     return detector.from_artifact(folder, manifest, device, runtime)
 

@@ -36,6 +36,7 @@ class DetectOptions:
     max_det: int | None = None
     imgsz: int | None = None
     min_size: float | None = None
+    tile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ def _detect_request(slot: ModelSlot, params: RuntimeParams, image: Image.Image, 
         max_det=int(_first(options.max_det, params.detector_max_det, defaults.get("max_det"), 300)),
         imgsz=int(_first(options.imgsz, size)),
         min_size=float(_first(options.min_size, params.detector_min_size, defaults.get("min_size"), 0.0)),
+        tile=str(_first(options.tile, defaults.get("tile"), "off")),
     )
 
 
@@ -262,6 +264,7 @@ def list_models(manager: ModelManager) -> ModelsResponse:
                 labels=m.labels,
                 metrics=m.metrics,
                 provenance=m.provenance.method,
+                backend=getattr(slot.predictor, "backend", None),
             )
         )
     return ModelsResponse(store=manager.store.uri, models=models)

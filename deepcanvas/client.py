@@ -125,9 +125,13 @@ class Client(_Base):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_size: float | None = None,
+        tile: str | None = None,
     ) -> DetectResponse:
-        """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels."""
-        return self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size))
+        """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels.
+
+        ``tile`` (``auto``, ``on``, ``off``; default: the model's) also reads a large photo as overlapping tiles.
+        """
+        return self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size, tile))
 
     def classify(
         self,
@@ -138,12 +142,13 @@ class Client(_Base):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_score: float | None = None,
+        tile: str | None = None,
     ) -> ClassifyResponse:
         """Label and probabilities for every detected face, or for the whole image as one face.
 
         A face whose score is below ``min_score`` (default: the service's) is labelled ``"unknown"``.
         """
-        return self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz, min_score))
+        return self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz, min_score, tile))
 
     def stylize(
         self,
@@ -249,9 +254,13 @@ class AsyncClient(_Base):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_size: float | None = None,
+        tile: str | None = None,
     ) -> DetectResponse:
-        """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels."""
-        return await self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size))
+        """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels.
+
+        ``tile`` (``auto``, ``on``, ``off``; default: the model's) also reads a large photo as overlapping tiles.
+        """
+        return await self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size, tile))
 
     async def classify(
         self,
@@ -262,12 +271,13 @@ class AsyncClient(_Base):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_score: float | None = None,
+        tile: str | None = None,
     ) -> ClassifyResponse:
         """Label and probabilities for every detected face, or for the whole image as one face.
 
         A face whose score is below ``min_score`` (default: the service's) is labelled ``"unknown"``.
         """
-        return await self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz, min_score))
+        return await self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz, min_score, tile))
 
     async def stylize(
         self,

@@ -83,6 +83,9 @@ class ModelInfo(BaseModel):
     labels: list[str]
     metrics: dict[str, float]
     provenance: str = Field(description="How the weights were made")
+    backend: str | None = Field(
+        default=None, description="The engine running it, when the artifact decides (an ONNX-only network)"
+    )
 
 
 class ModelsResponse(BaseModel):

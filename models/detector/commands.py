@@ -230,6 +230,23 @@ def import_yolo(
     console.print(f"wrote {out}: {manifest.name}/{manifest.version}, {len(manifest.labels)} labels")
 
 
+def import_rfb(
+    onnx_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="version-RFB-640.onnx (MIT)")],
+    license_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Its LICENSE file")],
+    out: Annotated[Path, typer.Argument(help="Artifact folder to write (replaced)")],
+    name: Annotated[str, typer.Option(help="Artifact name")] = "face-detector",
+    version: Annotated[str, typer.Option(help="Artifact version")] = "v4",
+    boxes: Annotated[
+        Path | None, typer.Option(help="face-boxes boxes.json: measure the box framing map on its train photos")
+    ] = None,
+) -> None:
+    """Import the Ultra-Light RFB face detector (ONNX, MIT) as a detector artifact, its LICENSE hashed in."""
+    from models.detector.rfb_import import import_rfb as write
+
+    manifest = write(onnx_file, license_file, out, name, version, boxes, invoked_command())
+    console.print(f"wrote {out}: {manifest.name}/{manifest.version} ({manifest.architecture})")
+
+
 def main() -> None:
     """``python -m models.detector.commands data|train|eval|import-yolo ...`` (before the CLI wiring)."""
     app = typer.Typer(help="Face detector: synthetic data, training, evaluation and checkpoint import.")
@@ -239,6 +256,7 @@ def main() -> None:
     app.command("eval")(evaluate)
     app.command("report")(report)
     app.command("import-yolo")(import_yolo)
+    app.command("import-rfb")(import_rfb)
     app()
 
 

@@ -15,6 +15,8 @@ class DetectRequest:
     """One image and its thresholds; ``imgsz`` is the network's square input side in pixels.
 
     ``min_size`` drops boxes whose shorter side is below it, in the original image's pixels (0 keeps all).
+    ``tile``: ``off``, ``auto`` (large photos are also read as overlapping tiles) or ``on`` (any photo larger
+    than the input); see ``models.detector.tiling``.
     """
 
     image: Image.Image
@@ -23,6 +25,7 @@ class DetectRequest:
     max_det: int
     imgsz: int
     min_size: float = 0.0
+    tile: str = "off"
 
 
 @dataclass(frozen=True)
