@@ -71,13 +71,19 @@ def mixed(
     val_fraction: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of real photos for validation")] = 0.1,
     seed: Annotated[int, typer.Option(help="Same seed, same data")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Processes for the composites")] = 1,
+    hard_negatives_from: Annotated[
+        Path | None, typer.Option(help="Detector artifact whose false faces (teacher-rejected) become views")
+    ] = None,
 ) -> None:
-    """Label real photos with a teacher detector and add hard composites: the mixed detector data set."""
+    """Label real photos with a teacher detector and add hard composites: the mixed detector data set.
+
+    The validation photos (``models/detector/validation``) are never written.
+    """
     from models.detector.mixed import MixedSources, build_mixed_dataset
     from models.detector.real_photos import LabelPolicy
 
     policy = LabelPolicy(keep=keep, min_side=min_side, size=size, views=views)
-    sources = MixedSources.from_shared(shared, teacher)
+    sources = MixedSources.from_shared(shared, teacher, hard_negatives_from)
     data_yaml = build_mixed_dataset(out, sources, composites, policy, None, val_fraction, seed, workers)
     console.print(f"data file {data_yaml}; recipe {data_yaml.parent / 'recipe.json'}")
 
