@@ -128,6 +128,7 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> tu
         imgsz=size,
         min_size=float(defaults.get("min_size", 0.0)),
         tile=str(defaults.get("tile", "off")),
+        tile_above=float(defaults.get("tile_above", 1.5)),
     )
     stylize = StylizeRequest(image, (gallery.image(style_name),), (1.0,), 1.0, False, max_side)
     calls = {

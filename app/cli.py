@@ -248,6 +248,7 @@ def _register_model_commands() -> None:
     from models.classifier import face_boxes as classifier_boxes
     from models.classifier import train as classifier_train
     from models.detector import commands as detector
+    from models.detector.validation import commands as detector_validation
     from models.style import commands as style
 
     train_cli.command("classifier")(classifier_train.main)
@@ -260,6 +261,8 @@ def _register_model_commands() -> None:
     data_cli.command("detector-mixed")(detector.mixed)
     models_cli.command("import-yolo")(detector.import_yolo)
     models_cli.command("import-rfb")(detector.import_rfb)
+    data_cli.command("detector-validation")(detector_validation.build)
+    eval_cli.command("detector-validation")(detector_validation.evaluate)
     train_cli.command("style")(style.train)
     eval_cli.command("style")(style.evaluate)
     models_cli.command("import-adain")(style.import_adain)

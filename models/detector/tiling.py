@@ -1,7 +1,8 @@
 """Large photos read as overlapping tiles plus the whole view, merged by NMS; for every detector.
 
 A 1,600 px crowd photo shrinks to the network's input side and its 20-pixel faces to 8: too small to
-find. ``tile="auto"`` also reads a photo more than ``TILE_ABOVE`` times the input side as a grid of
+find. ``tile="auto"`` also reads a photo more than ``tile_above`` (default ``TILE_ABOVE``) times the
+input side as a grid of
 overlapping tiles (at most ``MAX_TILES``, which bounds the latency at ``1 + MAX_TILES`` forwards), and
 ``tile="on"`` any photo larger than the input side. A tile's box that touches a border shared with
 another tile is dropped: the face it cuts shows whole in the neighbouring tile (the overlap) or in the
@@ -52,7 +53,7 @@ def request_tiles(request: DetectRequest, side: int) -> list[Tile]:
     """The tiles a request is read as, for a network whose input side is ``side`` pixels."""
     if request.tile == "off":
         return []
-    above = TILE_ABOVE if request.tile == "auto" else 1.0
+    above = request.tile_above if request.tile == "auto" else 1.0
     return tiles(request.image.width, request.image.height, side, above)
 
 
@@ -115,9 +116,3 @@ def merge_views(request: DetectRequest, found: list[list[Detection]], parts: lis
                 pooled.append(Detection(box=box, score=d.score, label=d.label))
     merged = merge_detections(pooled, request.iou, request.max_det)
     return [d for d in merged if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= request.min_size]
-
-
-def tile_count(width: int, height: int, side: int, mode: str) -> int:
-    """How many forwards a photo costs: 1 for the whole view, plus its tiles (for reports)."""
-    above = TILE_ABOVE if mode == "auto" else 1.0
-    return 1 + (0 if mode == "off" else len(tiles(width, height, side, above)))

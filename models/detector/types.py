@@ -15,8 +15,8 @@ class DetectRequest:
     """One image and its thresholds; ``imgsz`` is the network's square input side in pixels.
 
     ``min_size`` drops boxes whose shorter side is below it, in the original image's pixels (0 keeps all).
-    ``tile``: ``off``, ``auto`` (large photos are also read as overlapping tiles) or ``on`` (any photo larger
-    than the input); see ``models.detector.tiling``.
+    ``tile``: ``off``, ``auto`` (photos whose longer side exceeds ``tile_above`` input sides are also read as
+    overlapping tiles) or ``on`` (any photo larger than the input); see ``models.detector.tiling``.
     """
 
     image: Image.Image
@@ -26,6 +26,7 @@ class DetectRequest:
     imgsz: int
     min_size: float = 0.0
     tile: str = "off"
+    tile_above: float = 1.5  # auto: tile photos whose longer side exceeds this many input sides
 
 
 @dataclass(frozen=True)

@@ -70,16 +70,20 @@ def label_photo(teacher: FaceTeacher, path: Path, convention: BoxConvention) -> 
 
 
 def apply_corrections(photos: dict[str, dict[str, Any]], corrections: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Photos dropped, boxes (by index in ``faces``) made ignore regions, boxes added, as a person decided."""
+    """What a person decided on the contact sheets: photos dropped; per photo, teacher faces dropped (not a
+    face: an ear, a cat) or made ignore regions (ambiguous), ignore regions made faces, faces added."""
     for name in corrections.get("drop", {}):
         photos.pop(name, None)
     for name, change in corrections.get("edit", {}).items():
         entry = photos[name]
-        to_ignore = set(change.get("faces_to_ignore", []))
-        entry["ignore"] += [box for i, box in enumerate(entry["faces"]) if i in to_ignore]
-        entry["faces"] = [box for i, box in enumerate(entry["faces"]) if i not in to_ignore]
-        entry["faces"] += change.get("add_faces", [])
-        entry["ignore"] = [b for i, b in enumerate(entry["ignore"]) if i not in set(change.get("drop_ignore", []))]
+        faces, ignore = entry["faces"], entry["ignore"]
+        to_ignore, dropped = set(change.get("faces_to_ignore", [])), set(change.get("drop_faces", []))
+        promoted = set(change.get("ignore_to_faces", []))
+        entry["faces"] = [box for i, box in enumerate(faces) if i not in to_ignore | dropped]
+        entry["faces"] += [box for i, box in enumerate(ignore) if i in promoted] + change.get("add_faces", [])
+        entry["ignore"] = [box for i, box in enumerate(ignore) if i not in promoted]
+        entry["ignore"] += [box for i, box in enumerate(faces) if i in to_ignore]
+        entry["corrected"] = change.get("note", "corrected by eye")
     return photos
 
 
