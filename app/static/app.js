@@ -256,7 +256,9 @@ async function loadModels() {
   };
   try {
     const { models } = await (await request("/models", {}, "Listing the models")).json();
-    table.replaceChildren(...models.map((m) => row([m.role, m.name, m.version, m.architecture, m.provenance])));
+    // an artifact that decides its own engine (an ONNX-only detector under the torch backend) says which
+    const architecture = (m) => (m.backend ? `${m.architecture} (runs on ${m.backend})` : m.architecture);
+    table.replaceChildren(...models.map((m) => row([m.role, m.name, m.version, architecture(m), m.provenance])));
   } catch (error) {
     table.replaceChildren(row([error.message]));
   }

@@ -49,6 +49,9 @@ def evaluate(
     apply: Annotated[bool, typer.Option(help="Write the chosen defaults, metrics and card section")] = False,
     doc: Annotated[Path | None, typer.Option(help="Markdown file to put the comparison in")] = None,
     json_out: Annotated[Path | None, typer.Option(help="Write every number here as JSON")] = None,
+    reuse: Annotated[
+        Path | None, typer.Option(help="Numbers of an earlier run (its --json-out): report and apply, no measuring")
+    ] = None,
 ) -> None:
     """Choose each artifact's conf, input size and tiling on the validation set, and compare them."""
     from models.detector.validation.choose import evaluate_artifact, nan_to_none
@@ -57,11 +60,17 @@ def evaluate(
     from models.provenance import invoked_command
 
     photos = read_validation(boxes)
-    reports = [
-        nan_to_none(evaluate_artifact(a, shared, photos, backend, max_latency_ms, face_boxes)) for a in artifacts
-    ]
+    if reuse is not None:
+        reports = json.loads(reuse.read_text())
+        assert len(reports) == len(artifacts), f"{reuse} holds {len(reports)} reports for {len(artifacts)} artifacts"
+    else:
+        reports = [
+            nan_to_none(evaluate_artifact(a, shared, photos, backend, max_latency_ms, face_boxes)) for a in artifacts
+        ]
+        for report in reports:
+            report["command"] = invoked_command()
     preface = [
-        f"Measured by `{invoked_command()}`: {len(photos)} validation photos, "
+        f"Measured by `{reports[0].get('command', invoked_command())}`: {len(photos)} validation photos, "
         f"{reports[0]['details']['faces']} faces of 24 px or more (boxes: the RFB teacher, tiled, checked by eye; "
         "so the RFB's own numbers are optimistic here, and the hand-drawn face-boxes column is the independent "
         f"check). Latency: median CPU time (wall-clock beside it) for one 1280×720 group photo on {backend}, "
