@@ -2,9 +2,8 @@
 
 A 1,600 px crowd photo shrinks to the network's input side and its 20-pixel faces to 8: too small to
 find. ``tile="auto"`` also reads a photo more than ``tile_above`` (default ``TILE_ABOVE``) times the
-input side as a grid of
-overlapping tiles (at most ``MAX_TILES``, which bounds the latency at ``1 + MAX_TILES`` forwards), and
-``tile="on"`` any photo larger than the input side. A tile's box that touches a border shared with
+input side as a grid of overlapping tiles (at most ``MAX_TILES``, which bounds the latency at
+``1 + MAX_TILES`` forwards), and ``tile="on"`` any photo larger than the input side. A tile's box that touches a border shared with
 another tile is dropped: the face it cuts shows whole in the neighbouring tile (the overlap) or in the
 whole view. The teacher that labels training photos uses the same grid.
 """
@@ -13,16 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Literal, get_args
 
 import numpy as np
 
 from models.detector.boxes import greedy_nms
 from models.detector.types import Detection, DetectRequest
 
-TileMode = Literal["auto", "on", "off"]
-TILE_MODES: tuple[str, ...] = get_args(TileMode)
-TILE_ABOVE = 1.5  # auto: tile photos whose longer side exceeds this many input sides
+TILE_ABOVE = 1.5  # auto, unless the request says otherwise: photos over this many input sides
 TILE_OVERLAP = 0.25
 MAX_TILES = 4
 EDGE_PX = 2.0  # a tile box this close to an inner tile border is cut by it
