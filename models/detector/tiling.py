@@ -16,9 +16,8 @@ from collections.abc import Callable
 import numpy as np
 
 from models.detector.boxes import greedy_nms
-from models.detector.types import Detection, DetectRequest
+from models.detector.types import TILE_ABOVE, Detection, DetectRequest
 
-TILE_ABOVE = 1.5  # auto, unless the request says otherwise: photos over this many input sides
 TILE_OVERLAP = 0.25
 MAX_TILES = 4
 EDGE_PX = 2.0  # a tile box this close to an inner tile border is cut by it

@@ -8,6 +8,7 @@ from PIL import Image
 
 WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
+TILE_ABOVE = 1.5  # tile="auto" by default: photos whose longer side exceeds this many input sides
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class DetectRequest:
     imgsz: int
     min_size: float = 0.0
     tile: str = "off"
-    tile_above: float = 1.5  # auto: tile photos whose longer side exceeds this many input sides
+    tile_above: float = TILE_ABOVE
 
 
 @dataclass(frozen=True)
