@@ -3,9 +3,9 @@
 A 1,600 px crowd photo shrinks to the network's input side and its 20-pixel faces to 8: too small to
 find. ``tile="auto"`` also reads a photo more than ``tile_above`` (default ``TILE_ABOVE``) times the
 input side as a grid of overlapping tiles (at most ``MAX_TILES``, which bounds the latency at
-``1 + MAX_TILES`` forwards), and ``tile="on"`` any photo larger than the input side. A tile's box that touches a border shared with
-another tile is dropped: the face it cuts shows whole in the neighbouring tile (the overlap) or in the
-whole view. The teacher that labels training photos uses the same grid.
+``1 + MAX_TILES`` forwards), and ``tile="on"`` any photo larger than the input side. A tile's box that
+touches a border shared with another tile is dropped: the face it cuts shows whole in the neighbouring
+tile (the overlap) or in the whole view. The teacher that labels training photos uses the same grid.
 """
 
 from __future__ import annotations
