@@ -37,10 +37,11 @@ YOLO_SIZES = (320, 480, 640)
 TILINGS = ({"tile": "off"}, {"tile": "auto", "tile_above": 1.5}, {"tile": "auto", "tile_above": 2.0})
 
 
-def configurations(manifest: Any) -> list[dict[str, Any]]:
-    sizes = [int(manifest.hyperparameters["input_width"])] if ships_as_onnx(manifest) else list(YOLO_SIZES)
+def configurations(manifest: Any, sizes: tuple[int, ...] = YOLO_SIZES) -> list[dict[str, Any]]:
+    """Every (input size, tiling) to try: the RFB export has one input size, YOLO takes ``sizes``."""
+    chosen = [int(manifest.hyperparameters["input_width"])] if ships_as_onnx(manifest) else list(sizes)
     iou = float(manifest.defaults.get("iou", 0.45))
-    return [{"imgsz": s, **t, "iou": iou, "max_det": 300} for s in sizes for t in TILINGS]
+    return [{"imgsz": s, **t, "iou": iou, "max_det": 300} for s in chosen for t in TILINGS]
 
 
 def sweep(
@@ -107,10 +108,11 @@ def evaluate_artifact(
     backend: str,
     max_latency_ms: float,
     face_boxes: Path | None,
+    sizes: tuple[int, ...] = YOLO_SIZES,
 ) -> dict[str, Any]:
     manifest = load_artifact(artifact)
     predict = open_detector(artifact, backend)
-    swept = sweep(predict, shared, photos, configurations(manifest))
+    swept = sweep(predict, shared, photos, configurations(manifest, sizes))
     rows = [row for row, _ in swept]
     chosen = choose(rows, max_latency_ms)
     results = next(results for row, results in swept if row is chosen)

@@ -49,6 +49,7 @@ def evaluate(
     apply: Annotated[bool, typer.Option(help="Write the chosen defaults, metrics and card section")] = False,
     doc: Annotated[Path | None, typer.Option(help="Markdown file to put the comparison in")] = None,
     json_out: Annotated[Path | None, typer.Option(help="Write every number here as JSON")] = None,
+    sizes: Annotated[str, typer.Option(help="YOLO input sizes to try, comma-separated")] = "320,480,640",
     reuse: Annotated[
         Path | None, typer.Option(help="Numbers of an earlier run (its --json-out): report and apply, no measuring")
     ] = None,
@@ -60,12 +61,14 @@ def evaluate(
     from models.provenance import invoked_command
 
     photos = read_validation(boxes)
+    size_list = tuple(int(size) for size in sizes.split(","))
     if reuse is not None:
         reports = json.loads(reuse.read_text())
         assert len(reports) == len(artifacts), f"{reuse} holds {len(reports)} reports for {len(artifacts)} artifacts"
     else:
         reports = [
-            nan_to_none(evaluate_artifact(a, shared, photos, backend, max_latency_ms, face_boxes)) for a in artifacts
+            nan_to_none(evaluate_artifact(a, shared, photos, backend, max_latency_ms, face_boxes, size_list))
+            for a in artifacts
         ]
         for report in reports:
             report["command"] = invoked_command()
