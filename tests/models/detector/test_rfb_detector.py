@@ -123,3 +123,30 @@ def test_the_torch_backend_runs_the_onnx_only_detector_on_onnxruntime_and_says_s
     rfb = build_detector(rfb_artifact, load_artifact(rfb_artifact), "cpu")
     assert isinstance(rfb, RfbFaceDetector)
     assert rfb.backend.startswith("onnxruntime") and "torch backend" in rfb.backend
+
+
+@pytest.mark.shared
+def test_the_imported_detector_runs_without_torch_installed(rfb_artifact: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.models.test_onnx_torch_free import REPO, WITHOUT_TORCH
+
+    script = WITHOUT_TORCH + textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from PIL import Image
+        from app.model_plans import build_onnx_detector
+        from models.artifact import load_artifact
+        from models.detector.types import DetectRequest
+        from models.onnx_backend import Runtime
+        folder = Path({str(rfb_artifact)!r})
+        detector = build_onnx_detector(folder, load_artifact(folder), "cpu", Runtime(engine="openvino"))
+        detector.predict([DetectRequest(Image.new("RGB", (1600, 900)), 0.5, 0.3, 10, 640, 24.0, "auto")])
+        assert "torch" not in sys.modules
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
