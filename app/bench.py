@@ -105,7 +105,7 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> tu
     """The same predictors, built from the same store, called directly on the decoded image."""
     from app.main import open_artifact_store
     from app.model_plans import default_plans
-    from models.detector.types import DetectRequest
+    from models.detector.types import TILE_ABOVE, DetectRequest
     from models.style.types import StylizeRequest
 
     store = open_artifact_store(settings)
@@ -128,7 +128,7 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> tu
         imgsz=size,
         min_size=float(defaults.get("min_size", 0.0)),
         tile=str(defaults.get("tile", "off")),
-        tile_above=float(defaults.get("tile_above", 1.5)),
+        tile_above=float(defaults.get("tile_above", TILE_ABOVE)),
     )
     stylize = StylizeRequest(image, (gallery.image(style_name),), (1.0,), 1.0, False, max_side)
     calls = {

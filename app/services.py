@@ -25,7 +25,7 @@ from app.schemas import (
     StylesResponse,
 )
 from app.settings import Settings
-from models.detector.types import DetectRequest
+from models.detector.types import TILE_ABOVE, DetectRequest
 from models.style.types import NSTRequest, StylizeRequest
 
 
@@ -71,7 +71,7 @@ def _detect_request(slot: ModelSlot, params: RuntimeParams, image: Image.Image, 
         imgsz=int(_first(options.imgsz, size)),
         min_size=float(_first(options.min_size, params.detector_min_size, defaults.get("min_size"), 0.0)),
         tile=str(_first(options.tile, defaults.get("tile"), "off")),
-        tile_above=float(defaults.get("tile_above", 1.5)),
+        tile_above=float(defaults.get("tile_above", TILE_ABOVE)),
     )
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from app.main import open_artifact_store
 from app.model_plans import build_gallery, build_onnx_classifier, build_onnx_detector, build_onnx_style
 from app.settings import Settings
-from models.detector.types import DetectRequest
+from models.detector.types import TILE_ABOVE, DetectRequest
 from models.style.types import StylizeRequest
 
 BUILDERS = {"detector": build_onnx_detector, "classifier": build_onnx_classifier, "style": build_onnx_style}
@@ -65,7 +65,7 @@ class DetectAPI(BatchedAPI):
     def decode_request(self, request) -> DetectRequest:
         conf, iou = float(self.defaults.get("conf", 0.25)), float(self.defaults.get("iou", 0.45))
         max_det, min_size = int(self.defaults.get("max_det", 300)), float(self.defaults.get("min_size", 0.0))
-        tile, tile_above = str(self.defaults.get("tile", "off")), float(self.defaults.get("tile_above", 1.5))
+        tile, tile_above = str(self.defaults.get("tile", "off")), float(self.defaults.get("tile_above", TILE_ABOVE))
         image = read_upload(request["image"])  # tiling: the artifact's choice, as the service makes it
         return DetectRequest(image, conf, iou, max_det, self.imgsz, min_size, tile, tile_above)
 

@@ -33,8 +33,8 @@ TileField = Annotated[
     Literal["auto", "on", "off"] | None,
     Form(
         description="Read a large photo also as overlapping tiles, merged with the whole view (finds small faces; "
-        "at most 5 network passes): auto (photos over 1.5 input sides), on (over 1 input side) or off; "
-        "default: the model's",
+        "at most 5 network passes): auto (photos over the model's `tile_above` input sides, 1.5 unless its "
+        "manifest says otherwise), on (over 1 input side) or off; default: the model's",
         examples=["auto"],
     ),
 ]
