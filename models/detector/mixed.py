@@ -28,7 +28,7 @@ from rich.console import Console
 from models.detector.evaluate import read_boxes
 from models.detector.hard_negatives import student_from_artifact, write_hard_negatives
 from models.detector.pseudo_labels import BoxConvention, convention_report, fit_convention, match_pairs
-from models.detector.real_photos import LabelPolicy, PhotoCounts, is_validation, write_photo_views
+from models.detector.real_photos import YOLO_VAL_SALT, LabelPolicy, PhotoCounts, is_validation, write_photo_views
 from models.detector.synthesize import (
     RECIPE_FILE,
     CompositeRecipe,
@@ -242,7 +242,8 @@ def build_mixed_dataset(
                 continue  # a validation photo: never a training or a YOLO-val view
             stem = f"{folder.name}-{path.stem}"
             write_photo_views(out / "real", teacher, path, stem, policy, val_fraction, seed, counts)
-            if student is not None and folder in sources.mine_in and not is_validation(path, val_fraction):
+            yolo_val = is_validation(path, val_fraction, YOLO_VAL_SALT)
+            if student is not None and folder in sources.mine_in and not yolo_val:
                 write_hard_negatives(out / "real", teacher, student, path, stem, policy, negatives)
         console.print(f"{folder.name}: {counts}; hard negatives {negatives}")
     record = mixed_record(sources, policy, composites, val_fraction, seed, teacher_report, composite_reports)
