@@ -105,7 +105,7 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> tu
     """The same predictors, built from the same store, called directly on the decoded image."""
     from app.main import open_artifact_store
     from app.model_plans import default_plans
-    from models.detector.types import DetectRequest
+    from models.detector.types import TILE_ABOVE, DetectRequest
     from models.style.types import StylizeRequest
 
     store = open_artifact_store(settings)
@@ -119,7 +119,17 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> tu
     detector, classifier, style, gallery = build("detector"), build("classifier"), build("style"), build("gallery")
     style_name = gallery.names()[0]
     size = detector.manifest.input.size if detector.manifest.input else 640
-    detect = DetectRequest(image=image, conf=0.25, iou=0.45, max_det=300, imgsz=size)
+    defaults = detector.manifest.defaults  # the service's own defaults: tiling included when they turn it on
+    detect = DetectRequest(
+        image=image,
+        conf=float(defaults.get("conf", 0.25)),
+        iou=float(defaults.get("iou", 0.45)),
+        max_det=int(defaults.get("max_det", 300)),
+        imgsz=size,
+        min_size=float(defaults.get("min_size", 0.0)),
+        tile=str(defaults.get("tile", "off")),
+        tile_above=float(defaults.get("tile_above", TILE_ABOVE)),
+    )
     stylize = StylizeRequest(image, (gallery.image(style_name),), (1.0,), 1.0, False, max_side)
     calls = {
         "/detect": lambda: detector.predict([detect]),

@@ -254,6 +254,7 @@ def _register_model_commands() -> None:
     from models.classifier import train as classifier_train
     from models.detector import commands as detector
     from models.detector import quantize as detector_quantize
+    from models.detector.validation import commands as detector_validation
     from models.identity import commands as identity
     from models.style import commands as style
 
@@ -266,6 +267,9 @@ def _register_model_commands() -> None:
     data_cli.command("detector")(detector.synthesize)
     data_cli.command("detector-mixed")(detector.mixed)
     models_cli.command("import-yolo")(detector.import_yolo)
+    models_cli.command("import-rfb")(detector.import_rfb)
+    data_cli.command("detector-validation")(detector_validation.build)
+    eval_cli.command("detector-validation")(detector_validation.evaluate)
     train_cli.command("style")(style.train)
     eval_cli.command("style")(style.evaluate)
     eval_cli.command("identity")(identity.evaluate)

@@ -8,16 +8,19 @@ A missing backend package becomes an ``ArtifactError``, so the role reports it a
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.engines import EngineChoice, choose_engine, installed
+from app.engines import AUTO_ORDER, EngineChoice, choose_engine, installed
 from app.manager import Builder, SlotPlan
 from app.settings import Role, Settings
 from models.artifact import ArtifactError, Manifest
 from models.onnx_backend import Runtime
+
+logger = logging.getLogger(__name__)
 
 
 def _predictor_class(module: str, name: str) -> Any:
@@ -33,6 +36,11 @@ def _device(name: str) -> Any:
 
 
 def build_detector(folder: Path, manifest: Manifest, device: str) -> Any:
+    if _predictor_class("models.detector.rfb_predictor", "ships_as_onnx")(manifest):
+        # the artifact's network exists only as ONNX: run it on ONNX Runtime, and say so (/models, the log)
+        note = "the torch backend runs this ONNX-only architecture on onnxruntime"
+        logger.warning("%s/%s: %s", manifest.name, manifest.version, note)
+        return build_onnx_detector(folder, manifest, device, Runtime(), note)
     detector = _predictor_class("models.detector.predictor", "FaceDetector")
     return detector.from_artifact(folder, manifest, _device(device))
 
@@ -52,7 +60,13 @@ def build_nst(folder: Path, manifest: Manifest, device: str) -> Any:
     return nst.from_artifact(folder, manifest, _device(device))
 
 
-def build_onnx_detector(folder: Path, manifest: Manifest, device: str, runtime: Runtime | None = None) -> Any:
+def build_onnx_detector(
+    folder: Path, manifest: Manifest, device: str, runtime: Runtime | None = None, note: str = ""
+) -> Any:
+    """The artifact's own architecture (YOLO export or imported RFB) on an ONNX engine, as its manifest says."""
+    if _predictor_class("models.detector.rfb_predictor", "ships_as_onnx")(manifest):
+        detector = _predictor_class("models.detector.rfb_predictor", "RfbFaceDetector")
+        return detector.from_artifact(folder, manifest, device, runtime, note)
     detector = _predictor_class("models.detector.onnx_predictor", "OnnxFaceDetector")
     return detector.from_artifact(folder, manifest, device, runtime)
 
@@ -94,11 +108,16 @@ class NetworkEngines:
     torch: Builder | None
     onnx: Callable[..., Any]
     onnx_files: tuple[str, ...]
+    onnx_only: Callable[[Manifest], bool] = lambda _: False  # an architecture imported as ONNX, never on torch
+
+
+def _ships_as_onnx(manifest: Manifest) -> bool:
+    return bool(_predictor_class("models.detector.rfb_predictor", "ships_as_onnx")(manifest))
 
 
 # A role with a network: its settings need a ``<role>_backend`` field (``Backend``, default ``auto``).
 NETWORKS: dict[Role, NetworkEngines] = {
-    "detector": NetworkEngines(build_detector, build_onnx_detector, ("model.onnx",)),
+    "detector": NetworkEngines(build_detector, build_onnx_detector, ("model.onnx",), _ships_as_onnx),
     "classifier": NetworkEngines(build_classifier, build_onnx_classifier, ("model.onnx",)),
     "style": NetworkEngines(build_style, build_onnx_style, ("encoder.onnx", "decoder.onnx")),
     "embedder": NetworkEngines(build_embedder, build_onnx_embedder, ("resnet.onnx",)),
@@ -114,7 +133,13 @@ def network_plan(role: Role, settings: Settings) -> SlotPlan:
 
     def choose(manifest: Manifest) -> EngineChoice:
         setting = f"DEEPCANVAS_{role.upper()}_BACKEND"
-        return choose_engine(backend, manifest, network.onnx_files, setting, settings.weights_precision == "auto")
+        choice = choose_engine(backend, manifest, network.onnx_files, setting, settings.weights_precision == "auto")
+        if choice.engine == "torch" and network.onnx_only(manifest):
+            for engine in AUTO_ORDER:
+                if installed(engine):
+                    note = f"{manifest.architecture} ships only as ONNX, so it runs on {engine}"
+                    return EngineChoice(engine, f"{choice.reason}, but {note}", choice.precision)
+        return choice
 
     def build(folder: Path, manifest: Manifest, device: str) -> Any:
         choice = choose(manifest)

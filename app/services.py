@@ -26,7 +26,7 @@ from app.schemas import (
     StylesResponse,
 )
 from app.settings import Settings
-from models.detector.types import DetectRequest
+from models.detector.types import TILE_ABOVE, DetectRequest
 from models.style.types import NSTRequest, StylizeRequest
 
 
@@ -37,6 +37,7 @@ class DetectOptions:
     max_det: int | None = None
     imgsz: int | None = None
     min_size: float | None = None
+    tile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ def _detect_request(slot: ModelSlot, params: RuntimeParams, image: Image.Image, 
         max_det=int(_first(options.max_det, params.detector_max_det, defaults.get("max_det"), 300)),
         imgsz=int(_first(options.imgsz, size)),
         min_size=float(_first(options.min_size, params.detector_min_size, defaults.get("min_size"), 0.0)),
+        tile=str(_first(options.tile, defaults.get("tile"), "off")),
+        tile_above=float(defaults.get("tile_above", TILE_ABOVE)),
     )
 
 

@@ -58,10 +58,13 @@ def raw_networks(store: Path, batch: int, seconds: float, device_name: str = "cu
 
     from models.artifact import load_artifact
     from models.detector.predictor import FaceDetector
+    from models.detector.rfb_predictor import ships_as_onnx
     from models.style.predictor import StyleTransfer
 
     device = torch.device(device_name)
-    detector_folder = next((store / "face-detector").glob("v*"))
+    # the raw torch network of a YOLO version (an imported ONNX-only detector has none to time on the GPU here)
+    yolo = [f for f in sorted((store / "face-detector").glob("v*")) if not ships_as_onnx(load_artifact(f))]
+    detector_folder = yolo[0]
     style_folder = next((store / "adain").glob("v*"))
     detector = FaceDetector.from_artifact(detector_folder, load_artifact(detector_folder), device)
     style = StyleTransfer.from_artifact(style_folder, load_artifact(style_folder), device)

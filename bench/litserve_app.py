@@ -23,7 +23,7 @@ from PIL import Image
 from app.main import open_artifact_store
 from app.model_plans import build_gallery, build_onnx_classifier, build_onnx_detector, build_onnx_style
 from app.settings import Backend, Settings
-from models.detector.types import DetectRequest
+from models.detector.types import TILE_ABOVE, DetectRequest
 from models.style.style_cache import StyleStatistics
 from models.style.types import StylizeRequest
 
@@ -68,7 +68,9 @@ class DetectAPI(BatchedAPI):
     def decode_request(self, request) -> DetectRequest:
         conf, iou = float(self.defaults.get("conf", 0.25)), float(self.defaults.get("iou", 0.45))
         max_det, min_size = int(self.defaults.get("max_det", 300)), float(self.defaults.get("min_size", 0.0))
-        return DetectRequest(read_upload(request["image"]), conf, iou, max_det, self.imgsz, min_size)
+        tile, tile_above = str(self.defaults.get("tile", "off")), float(self.defaults.get("tile_above", TILE_ABOVE))
+        image = read_upload(request["image"])  # tiling: the artifact's choice, as the service makes it
+        return DetectRequest(image, conf, iou, max_det, self.imgsz, min_size, tile, tile_above)
 
     def encode_response(self, output: Any) -> dict[str, Any]:
         return {"detections": [{"box": d.box, "score": d.score, "label": d.label} for d in output]}

@@ -99,9 +99,12 @@ def detect(
     max_det: int | None,
     imgsz: int | None,
     min_size: float | None = None,
+    tile: str | None = None,
     landmarks: bool = False,
 ) -> Call[DetectResponse]:
-    form = _form(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size, landmarks=landmarks or None)
+    form = _form(
+        conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size, tile=tile, landmarks=landmarks or None
+    )
     return Call("POST", "/detect", _model(DetectResponse), files=[("image", image_file(image))], data=form)
 
 
@@ -113,8 +116,11 @@ def classify(
     max_det: int | None,
     imgsz: int | None,
     min_score: float | None = None,
+    tile: str | None = None,
 ) -> Call[ClassifyResponse]:
-    form = _form(detect_faces=detect_faces, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_score=min_score)
+    form = _form(
+        detect_faces=detect_faces, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_score=min_score, tile=tile
+    )
     return Call("POST", "/classify", _model(ClassifyResponse), files=[("image", image_file(image))], data=form)
 
 

@@ -34,6 +34,10 @@ DrawOption = Annotated[
     Path | None, typer.Option("--draw", help="Also write the photo with its boxes and labels here (e.g. out.jpg)")
 ]
 ConfOption = Annotated[float | None, typer.Option(min=0, max=1, help="Minimum score; default: the service's")]
+TileOption = Annotated[
+    str | None,
+    typer.Option(help="auto, on or off: also read a large photo as overlapping tiles; default: the model's"),
+]
 
 
 @contextmanager
@@ -72,6 +76,7 @@ def detect(
     min_size: Annotated[
         float | None, typer.Option(min=0, help="Smallest face returned, in the photo's pixels (0: every box)")
     ] = None,
+    tile: TileOption = None,
     draw: DrawOption = None,
     json: JsonOption = False,
     timeout: TimeoutOption = 60.0,
@@ -79,7 +84,7 @@ def detect(
 ) -> None:
     """Detect faces in a photo: boxes in its pixels, with scores."""
     with _client(url, timeout, retries) as client:
-        answer = client.detect(photo, conf=conf, max_det=max_det, imgsz=imgsz, min_size=min_size)
+        answer = client.detect(photo, conf=conf, max_det=max_det, imgsz=imgsz, min_size=min_size, tile=tile)
     if draw:
         from deepcanvas.drawing import draw_boxes
 
@@ -103,6 +108,7 @@ def classify(
     min_score: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Label a face 'unknown' when its score is below this")
     ] = None,
+    tile: TileOption = None,
     draw: DrawOption = None,
     json: JsonOption = False,
     timeout: TimeoutOption = 60.0,
@@ -110,7 +116,7 @@ def classify(
 ) -> None:
     """Classify every face in a photo (or the whole photo as one face): label and probabilities."""
     with _client(url, timeout, retries) as client:
-        answer = client.classify(photo, detect_faces=detect_faces, conf=conf, min_score=min_score)
+        answer = client.classify(photo, detect_faces=detect_faces, conf=conf, min_score=min_score, tile=tile)
     if draw:
         from deepcanvas.drawing import draw_boxes
 

@@ -126,12 +126,15 @@ class Client(_Base, IdentityMethods):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_size: float | None = None,
+        tile: str | None = None,
         landmarks: bool = False,
     ) -> DetectResponse:
         """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels.
 
-        ``landmarks=True`` adds the face embedder's 5 points to each box."""
-        return self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size, landmarks))
+        ``tile`` (``auto``, ``on``, ``off``; default: the model's) also reads a large photo as overlapping tiles;
+        ``landmarks=True`` adds the face embedder's 5 points to each box.
+        """
+        return self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size, tile, landmarks))
 
     def classify(
         self,
@@ -142,12 +145,13 @@ class Client(_Base, IdentityMethods):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_score: float | None = None,
+        tile: str | None = None,
     ) -> ClassifyResponse:
         """Label and probabilities for every detected face, or for the whole image as one face.
 
         A face whose score is below ``min_score`` (default: the service's) is labelled ``"unknown"``.
         """
-        return self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz, min_score))
+        return self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz, min_score, tile))
 
     def stylize(
         self,
@@ -259,12 +263,15 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_size: float | None = None,
+        tile: str | None = None,
         landmarks: bool = False,
     ) -> DetectResponse:
         """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels.
 
-        ``landmarks=True`` adds the face embedder's 5 points to each box."""
-        return await self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size, landmarks))
+        ``tile`` (``auto``, ``on``, ``off``; default: the model's) also reads a large photo as overlapping tiles;
+        ``landmarks=True`` adds the face embedder's 5 points to each box.
+        """
+        return await self.send(calls.detect(image, conf, iou, max_det, imgsz, min_size, tile, landmarks))
 
     async def classify(
         self,
@@ -275,12 +282,13 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_score: float | None = None,
+        tile: str | None = None,
     ) -> ClassifyResponse:
         """Label and probabilities for every detected face, or for the whole image as one face.
 
         A face whose score is below ``min_score`` (default: the service's) is labelled ``"unknown"``.
         """
-        return await self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz, min_score))
+        return await self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz, min_score, tile))
 
     async def stylize(
         self,

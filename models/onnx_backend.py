@@ -51,6 +51,8 @@ class NetworkSession(Protocol):
 
     def run(self, array: np.ndarray) -> np.ndarray: ...
 
+    def run_named(self, array: np.ndarray) -> dict[str, np.ndarray]: ...
+
 
 def engine_module(name: str) -> Any:
     """The engine's package (imported on first use); ``ArtifactError`` when it is not installed."""
@@ -110,6 +112,12 @@ class OrtSession:
         feed = {self.input_name: np.ascontiguousarray(array, dtype=np.float32)}
         return np.asarray(self.session.run(None, feed)[0])
 
+    def run_named(self, array: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output by name, for networks with more than one (the RFB detector's scores and boxes)."""
+        feed = {self.input_name: np.ascontiguousarray(array, dtype=np.float32)}
+        names = [output.name for output in self.session.get_outputs()]
+        return dict(zip(names, (np.asarray(a) for a in self.session.run(names, feed)), strict=True))
+
 
 class OpenVinoSession:
     """An OpenVINO compiled model and its one infer request; one caller at a time, like every predictor."""
@@ -127,6 +135,11 @@ class OpenVinoSession:
     def run(self, array: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: np.ascontiguousarray(array, dtype=np.float32)})
         return np.array(result[self.output], dtype=np.float32)  # a copy: the request reuses its output buffer
+
+    def run_named(self, array: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output by name, for networks with more than one (the RFB detector's scores and boxes)."""
+        result = self.request.infer({0: np.ascontiguousarray(array, dtype=np.float32)})
+        return {port.get_any_name(): np.array(result[port], dtype=np.float32) for port in self.compiled.outputs}
 
 
 def int8_file(path: str) -> str:

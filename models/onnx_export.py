@@ -28,6 +28,7 @@ import typer
 from torch.export import Dim
 
 from models.artifact import ArtifactError, Manifest, file_entry, load_artifact, write_manifest
+from models.detector.rfb import ARCHITECTURE as RFB_ARCHITECTURE
 from models.onnx_weights import store_weights_as_fp16, uses_fp16_storage
 
 OPSET = 18
@@ -43,6 +44,8 @@ Exporter = Callable[[Path, Manifest], tuple[list[str], dict[str, Any]]]
 def export_artifact(folder: Path) -> Manifest:
     """Add ONNX files to the local artifact in ``folder`` and re-pack its manifest; returns the new manifest."""
     manifest = load_artifact(folder)
+    if manifest.architecture in SHIPPED_AS_ONNX:
+        return manifest  # an imported ONNX network (the RFB detector): its model.onnx is the artifact itself
     exporter = EXPORTERS.get(manifest.task)
     if exporter is None:
         raise ArtifactError(f"{manifest.name}/{manifest.version}: a {manifest.task!r} artifact has no network")
@@ -174,6 +177,9 @@ def export_style(folder: Path, manifest: Manifest) -> tuple[list[str], dict[str,
     return [ENCODER_ONNX, DECODER_ONNX], {"input": "image (B, 3, H, W) float32 in [0, 1], H and W multiples of 8"}
 
 
+SHIPPED_AS_ONNX = {RFB_ARCHITECTURE}  # imported as ONNX: nothing to export
+
+
 def export_embedder(folder: Path, manifest: Manifest) -> tuple[list[str], dict[str, Any]]:
     from models.identity.predictor import FaceEmbedder
     from models.identity.types import ONNX_FILE
@@ -204,5 +210,5 @@ def export_command(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from error
     onnx_files = [entry.path for entry in manifest.files if entry.path.endswith(".onnx")]
-    opset = manifest.hyperparameters["onnx"]["opset"]
+    opset = manifest.hyperparameters.get("onnx", {}).get("opset", "as imported")
     typer.echo(f"exported {manifest.name}/{manifest.version}: {', '.join(onnx_files)} (opset {opset})")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form
 
 from app import services
 from app.deps import ImageLimitsDep, ManagerDep, ParamsDep
-from app.routers.detect import ConfField, ImageField, ImgszField, IouField, MaxDetField, MinSizeField
+from app.routers.detect import ConfField, ImageField, ImgszField, IouField, MaxDetField, MinSizeField, TileField
 from app.schemas import ERROR_RESPONSES, ClassifyResponse
 from app.uploads import read_image
 
@@ -42,6 +42,7 @@ async def classify_faces(
     max_det: MaxDetField = None,
     imgsz: ImgszField = None,
     min_size: MinSizeField = None,
+    tile: TileField = None,
     min_score: Annotated[
         float | None,
         Form(
@@ -55,5 +56,5 @@ async def classify_faces(
     # Without detection the whole image is shrunk to the classifier's input: decode no more than needed.
     reduce_to = None if detect_faces else services.crop_decode_side(manager)
     decoded = await read_image(image, limits, "image", reduce_to)
-    options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size)
+    options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size, tile=tile)
     return await services.classify(manager, params, decoded, detect_faces, options, min_score)

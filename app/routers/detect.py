@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
 
@@ -30,6 +30,15 @@ MinSizeField = Annotated[
         examples=[24],
     ),
 ]
+TileField = Annotated[
+    Literal["auto", "on", "off"] | None,
+    Form(
+        description="Read a large photo also as overlapping tiles, merged with the whole view (finds small faces; "
+        "at most 5 network passes): auto (photos over the model's `tile_above` input sides, 1.5 unless its "
+        "manifest says otherwise), on (over 1 input side) or off; default: the model's",
+        examples=["auto"],
+    ),
+]
 ImgszField = Annotated[
     int | None,
     Form(ge=32, le=1920, description="Inference size in pixels, rounded up to a multiple of 32", examples=[640]),
@@ -48,9 +57,10 @@ async def detect_faces(
     imgsz: ImgszField = None,
     min_size: MinSizeField = None,
     landmarks: Annotated[bool, Form(description="Add the face embedder's 5 landmarks to every box")] = False,
+    tile: TileField = None,
 ) -> DetectResponse:
     """Detect faces: boxes in the original image's pixels, with scores and labels."""
     decoded = await read_image(image, limits, "image")
-    options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size)
+    options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size, tile=tile)
     detected = await services.detect(manager, params, decoded, options)
     return await add_landmarks(manager, Photo("image", decoded), detected) if landmarks else detected

@@ -256,7 +256,9 @@ async function loadModels() {
   };
   try {
     const { models } = await (await request("/models", {}, "Listing the models")).json();
-    table.replaceChildren(...models.map((m) => row([m.role, m.name, m.version, m.architecture, m.provenance])));
+    // the engine that runs each network (auto picks it per artifact; an ONNX-only detector never runs on torch)
+    const architecture = (m) => (m.engine ? `${m.architecture} (runs on ${m.engine})` : m.architecture);
+    table.replaceChildren(...models.map((m) => row([m.role, m.name, m.version, architecture(m), m.provenance])));
   } catch (error) {
     table.replaceChildren(row([error.message]));
   }

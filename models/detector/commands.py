@@ -71,13 +71,19 @@ def mixed(
     val_fraction: Annotated[float, typer.Option(min=0.0, max=0.5, help="Share of real photos for validation")] = 0.1,
     seed: Annotated[int, typer.Option(help="Same seed, same data")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Processes for the composites")] = 1,
+    hard_negatives_from: Annotated[
+        Path | None, typer.Option(help="Detector artifact whose false faces (teacher-rejected) become views")
+    ] = None,
 ) -> None:
-    """Label real photos with a teacher detector and add hard composites: the mixed detector data set."""
+    """Label real photos with a teacher detector and add hard composites: the mixed detector data set.
+
+    The validation photos (``models/detector/validation``) are never written.
+    """
     from models.detector.mixed import MixedSources, build_mixed_dataset
     from models.detector.real_photos import LabelPolicy
 
     policy = LabelPolicy(keep=keep, min_side=min_side, size=size, views=views)
-    sources = MixedSources.from_shared(shared, teacher)
+    sources = MixedSources.from_shared(shared, teacher, hard_negatives_from)
     data_yaml = build_mixed_dataset(out, sources, composites, policy, None, val_fraction, seed, workers)
     console.print(f"data file {data_yaml}; recipe {data_yaml.parent / 'recipe.json'}")
 
@@ -230,6 +236,23 @@ def import_yolo(
     console.print(f"wrote {out}: {manifest.name}/{manifest.version}, {len(manifest.labels)} labels")
 
 
+def import_rfb(
+    onnx_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="version-RFB-640.onnx (MIT)")],
+    license_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Its LICENSE file")],
+    out: Annotated[Path, typer.Argument(help="Artifact folder to write (replaced)")],
+    name: Annotated[str, typer.Option(help="Artifact name")] = "face-detector",
+    version: Annotated[str, typer.Option(help="Artifact version")] = "v4",
+    boxes: Annotated[
+        Path | None, typer.Option(help="face-boxes boxes.json: measure the box framing map on its train photos")
+    ] = None,
+) -> None:
+    """Import the Ultra-Light RFB face detector (ONNX, MIT) as a detector artifact, its LICENSE hashed in."""
+    from models.detector.rfb_import import import_rfb as write
+
+    manifest = write(onnx_file, license_file, out, name, version, boxes, invoked_command())
+    console.print(f"wrote {out}: {manifest.name}/{manifest.version} ({manifest.architecture})")
+
+
 def main() -> None:
     """``python -m models.detector.commands data|train|eval|import-yolo ...`` (before the CLI wiring)."""
     app = typer.Typer(help="Face detector: synthetic data, training, evaluation and checkpoint import.")
@@ -239,6 +262,7 @@ def main() -> None:
     app.command("eval")(evaluate)
     app.command("report")(report)
     app.command("import-yolo")(import_yolo)
+    app.command("import-rfb")(import_rfb)
     app()
 
 

@@ -26,8 +26,9 @@ from PIL import Image
 from rich.console import Console
 
 from models.detector.evaluate import read_boxes
+from models.detector.hard_negatives import student_from_artifact, write_hard_negatives
 from models.detector.pseudo_labels import BoxConvention, convention_report, fit_convention, match_pairs
-from models.detector.real_photos import LabelPolicy, PhotoCounts, write_photo_views
+from models.detector.real_photos import YOLO_VAL_SALT, LabelPolicy, PhotoCounts, is_validation, write_photo_views
 from models.detector.synthesize import (
     RECIPE_FILE,
     CompositeRecipe,
@@ -38,6 +39,7 @@ from models.detector.synthesize import (
     write_atomically,
 )
 from models.detector.teacher import FaceTeacher
+from models.provenance import portable_path
 
 console = Console(stderr=True)
 BACKGROUND_REJECT = 0.5  # a background with a teacher detection this sure may hold a face: left out
@@ -68,10 +70,17 @@ class MixedSources:
     faces: dict[str, Path]  # face crops per composite set
     boxes_json: Path | None = None  # face-boxes, for the teacher's convention (train photos only)
     hand_checked_backgrounds: list[Path] = field(default_factory=list)
+    held_out: set[str] = field(default_factory=set)  # validation photos (relative to ``shared``): never written
+    hard_negatives_from: Path | None = None  # a detector artifact whose false faces become training views
+    mine_in: list[Path] = field(default_factory=list)  # photo folders mined for them (scenes and crowds)
 
     @classmethod
-    def from_shared(cls, shared: Path, teacher: Path | None = None) -> MixedSources:
-        """The layout of ``../shared``: what the issue lists, and nothing evaluated on."""
+    def from_shared(
+        cls, shared: Path, teacher: Path | None = None, hard_negatives_from: Path | None = None
+    ) -> MixedSources:
+        """The layout of ``../shared``: what the issue lists, and nothing evaluated on (the validation set)."""
+        from models.detector.validation.labels import validation_photos
+
         data = shared / "data"
         photos = [
             data / "crowd-photos",
@@ -89,6 +98,9 @@ class MixedSources:
             faces={"lfw3d": data / "lfw3d" / "images", "natural": data / "faces-gender" / "crops"},
             boxes_json=data / "face-boxes" / "boxes.json",
             hand_checked_backgrounds=face_free_shared_backgrounds(data / "style-transfer"),
+            held_out=set(validation_photos(shared)),
+            hard_negatives_from=hard_negatives_from,
+            mine_in=[p for p in photos if p.is_dir() and p.parent.name != "faces-gender"],  # not stock portraits
         )
 
 
@@ -221,12 +233,19 @@ def build_mixed_dataset(
         composite_reports[name]["recipe"] = json.loads((root / RECIPE_FILE).read_text())
         console.print(f"composites-{name}: {report}")
     photo_counts: dict[str, PhotoCounts] = {}
+    student = student_from_artifact(sources.hard_negatives_from) if sources.hard_negatives_from else None
     for folder in sources.photos:
         counts = photo_counts.setdefault(relative_paths([folder], sources.shared)[0], PhotoCounts())
+        negatives = photo_counts.setdefault(f"hard negatives: {counts_key(folder, sources)}", PhotoCounts())
         for path in find_images([folder]):
+            if relative_paths([path], sources.shared)[0] in sources.held_out:
+                continue  # a validation photo: never a training or a YOLO-val view
             stem = f"{folder.name}-{path.stem}"
             write_photo_views(out / "real", teacher, path, stem, policy, val_fraction, seed, counts)
-        console.print(f"{folder.name}: {counts}")
+            yolo_val = is_validation(path, val_fraction, YOLO_VAL_SALT)
+            if student is not None and folder in sources.mine_in and not yolo_val:
+                write_hard_negatives(out / "real", teacher, student, path, stem, policy, negatives)
+        console.print(f"{folder.name}: {counts}; hard negatives {negatives}")
     record = mixed_record(sources, policy, composites, val_fraction, seed, teacher_report, composite_reports)
     record |= {"photos": {k: dataclasses.asdict(v) for k, v in photo_counts.items()}}
     record |= {
@@ -238,6 +257,10 @@ def build_mixed_dataset(
     record["summary"] = summary(record)
     write_atomically(out / RECIPE_FILE, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
     return write_mixed_yaml(out, [f"composites-{name}" for name in sources.faces])
+
+
+def counts_key(folder: Path, sources: MixedSources) -> str:
+    return relative_paths([folder], sources.shared)[0]
 
 
 def mixed_record(
@@ -268,6 +291,8 @@ def mixed_record(
         "composites_per_face_set": composites,
         "composites": composite_reports,
         "faces": ", ".join(relative_paths(list(sources.faces.values()), sources.shared)),
+        "held_out_validation_photos": len(sources.held_out),
+        "hard_negatives_from": portable_path(sources.hard_negatives_from) if sources.hard_negatives_from else None,
     }
 
 
@@ -276,11 +301,14 @@ def summary(record: dict[str, Any]) -> str:
     photos = sum(c["photos"] for c in record["photos"].values())
     faces = sum(c["faces"] for c in record["photos"].values())
     views = sum(c["views"] for c in record["photos"].values())
+    negatives = sum(c["views"] for k, c in record["photos"].items() if k.startswith("hard negatives"))
     sets = ", ".join(record["composites"])
+    mined = f"; {negatives} of the views around false faces of {record['hard_negatives_from']}" if negatives else ""
     return (
         f"{photos} real photos ({views} views, {faces} faces) labelled by the teacher "
         f"{Path(record['teacher']['file']).name} "
-        f"at score >= {record['teacher']['keep_score']:g}, unsure and tiny detections greyed out; "
+        f"at score >= {record['teacher']['keep_score']:g}, unsure and tiny detections greyed out{mined}; "
         f"{record['composites_per_face_set']} hard composites of {record['size']} px per face set ({sets}) on "
-        f"{len(record['backgrounds']['accepted'])} teacher-checked backgrounds; boxes in the face-boxes convention"
+        f"{len(record['backgrounds']['accepted'])} teacher-checked backgrounds; boxes in the face-boxes convention; "
+        f"{record.get('held_out_validation_photos', 0)} validation photos left out"
     )

@@ -12,6 +12,7 @@ import numpy as np
 
 from models.artifact import ArtifactError, Manifest
 from models.detector.pipeline import check_detector_manifest, detect, input_size, warmup_request
+from models.detector.tiling import detect_tiled
 from models.detector.types import ONNX_FILE, Detection, DetectRequest
 from models.onnx_backend import NetworkSession, Runtime, onnx_metadata, open_session
 
@@ -46,8 +47,10 @@ class OnnxFaceDetector:
         return input_size(imgsz, self.stride)
 
     def predict(self, batch: list[DetectRequest]) -> list[list[Detection]]:
-        """Detections for each request, in order; one session run per distinct input size."""
-        return detect(batch, self.stride, self.labels, self.forward)
+        """Detections for each request, in order; large photos also as tiles; one run per canvas shape."""
+        return detect_tiled(
+            batch, lambda r: r.imgsz, lambda views: detect(views, self.stride, self.labels, self.forward)
+        )
 
     def forward(self, images: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) letterboxed images -> (B, 4 + nc, A) decoded head output."""

@@ -14,6 +14,7 @@ import torch
 from models.artifact import ArtifactError, Manifest
 from models.detector.network import build_yolo, decoded_predictions, fuse_for_inference, model_stride
 from models.detector.pipeline import check_detector_manifest, detect, input_size, warmup_request
+from models.detector.tiling import detect_tiled
 from models.detector.types import WEIGHTS_FILE, Detection, DetectRequest
 from models.torch_backend import load_state
 
@@ -53,8 +54,10 @@ class FaceDetector:
 
     @torch.inference_mode()
     def predict(self, batch: list[DetectRequest]) -> list[list[Detection]]:
-        """Detections for each request, in order; one forward per distinct input size."""
-        return detect(batch, self.stride, self.labels, self.forward)
+        """Detections for each request, in order; large photos also as tiles; one forward per canvas shape."""
+        return detect_tiled(
+            batch, lambda r: r.imgsz, lambda views: detect(views, self.stride, self.labels, self.forward)
+        )
 
     def forward(self, images: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) letterboxed images -> (B, 4 + nc, A) decoded head output, on the CPU for NMS."""

@@ -44,9 +44,17 @@ class PhotoCounts:
     photos_with_ignored: int = 0
 
 
-def is_validation(path: Path, val_fraction: float) -> bool:
-    """A stable split by file name, the same on every machine."""
-    return zlib.crc32(path.name.encode()) % 1000 < 1000 * val_fraction
+def is_validation(path: Path, val_fraction: float, salt: str = "") -> bool:
+    """A stable split by file name, the same on every machine (``salt`` draws another split of the same size).
+
+    Unsalted, it is the split detector-mixed held out of training up to face-detector v3: those photos are now
+    the detector validation set (``models.detector.validation``) and never written; the YOLO ``val`` folder,
+    which only picks the best epoch, is drawn from the rest with ``YOLO_VAL_SALT``.
+    """
+    return zlib.crc32((salt + path.name).encode()) % 1000 < 1000 * val_fraction
+
+
+YOLO_VAL_SALT = "yolo-val:"
 
 
 def label_photo(teacher: FaceTeacher, photo: Image.Image, policy: LabelPolicy) -> tuple[Image.Image, np.ndarray, int]:
@@ -116,7 +124,7 @@ def write_photo_views(
     counts: PhotoCounts,
 ) -> None:
     """Label one photo and write its views (validation photos: the whole photo only)."""
-    split = "val" if is_validation(path, val_fraction) else "train"
+    split = "val" if is_validation(path, val_fraction, YOLO_VAL_SALT) else "train"
     with Image.open(path) as opened:
         photo, faces, greyed = label_photo(teacher, opened, policy)
     counts.photos += 1

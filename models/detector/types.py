@@ -8,6 +8,7 @@ from PIL import Image
 
 WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
+TILE_ABOVE = 1.5  # tile="auto" by default: photos whose longer side exceeds this many input sides
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,8 @@ class DetectRequest:
     """One image and its thresholds; ``imgsz`` is the network's square input side in pixels.
 
     ``min_size`` drops boxes whose shorter side is below it, in the original image's pixels (0 keeps all).
+    ``tile``: ``off``, ``auto`` (photos whose longer side exceeds ``tile_above`` input sides are also read as
+    overlapping tiles) or ``on`` (any photo larger than the input); see ``models.detector.tiling``.
     """
 
     image: Image.Image
@@ -23,6 +26,8 @@ class DetectRequest:
     max_det: int
     imgsz: int
     min_size: float = 0.0
+    tile: str = "off"
+    tile_above: float = TILE_ABOVE
 
 
 @dataclass(frozen=True)

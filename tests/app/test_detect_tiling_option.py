@@ -1,0 +1,75 @@
+"""The ``tile`` option of /detect and /classify, and the engine an ONNX-only detector runs on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.manager import SlotPlan
+from app.model_plans import network_plan
+from app.settings import EMBEDDED_STORE, Settings
+from models.artifact import load_artifact
+from tests.support.fakes import FakeDetector, fake_plans, make_fake_store
+from tests.support.images import face_like_photo
+
+PHOTO = {"image": ("p.jpg", face_like_photo(320, 240), "image/jpeg")}
+
+
+class RecordingDetector(FakeDetector):
+    def __init__(self, manifest: Any) -> None:
+        super().__init__(manifest, 0.0)
+        self.requests: list[Any] = []
+
+    def predict(self, batch: list[Any]) -> list[Any]:
+        self.requests.extend(batch)
+        return super().predict(batch)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[TestClient, list[RecordingDetector]]]:
+    built: list[RecordingDetector] = []
+
+    def build(folder: Path, manifest: Any, device: str) -> RecordingDetector:
+        built.append(RecordingDetector(manifest))
+        return built[-1]
+
+    plans = [SlotPlan("detector", "detector", build), *fake_plans()[1:]]
+    settings = Settings(store=make_fake_store(tmp_path / "store").as_uri(), cache_dir=tmp_path / "cache")
+    with TestClient(create_app(settings, plans)) as client:
+        for _ in range(500):
+            if client.get("/readyz").status_code == 200:
+                break
+        yield client, built
+
+
+def test_tile_reaches_the_detector_and_defaults_to_the_models_choice(
+    served: tuple[TestClient, list[RecordingDetector]],
+) -> None:
+    client, built = served
+    assert client.post("/detect", files=PHOTO, data={"tile": "on"}).status_code == 200
+    assert client.post("/detect", files=PHOTO).status_code == 200
+    assert client.post("/classify", files=PHOTO, data={"tile": "off"}).status_code == 200
+    tiles = [request.tile for request in built[-1].requests if request.image.size == (320, 240)]
+    assert tiles == ["on", "off", "off"]  # the fake artifact's manifest sets no tiling: off
+
+
+def test_an_unknown_tile_mode_is_a_422_with_a_detail(served: tuple[TestClient, list[RecordingDetector]]) -> None:
+    client, _ = served
+    response = client.post("/detect", files=PHOTO, data={"tile": "sideways"})
+    assert response.status_code == 422 and "detail" in response.json()
+
+
+def test_an_onnx_only_detector_never_runs_on_torch_and_the_plan_says_why() -> None:
+    rfb = load_artifact(EMBEDDED_STORE / "face-detector" / "v4")
+    yolo = load_artifact(EMBEDDED_STORE / "face-detector" / "v3")
+    choose = network_plan("detector", Settings(detector_backend="torch")).engine
+    assert choose is not None
+    choice = choose(rfb)
+    assert choice.engine in {"openvino", "onnxruntime"}
+    assert choice.reason.startswith("DEEPCANVAS_DETECTOR_BACKEND=torch, but ultralight-rfb ships only as ONNX")
+    assert choose(yolo).engine == "torch"  # a YOLO artifact keeps the backend it was given

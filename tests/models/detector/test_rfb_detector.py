@@ -1,0 +1,152 @@
+"""The imported RFB detector: its import writes a self-describing artifact, and it serves the detector contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.model_plans import build_detector, build_onnx_detector
+from models.artifact import ArtifactError, Manifest, load_artifact, sha256_file
+from models.detector.rfb import ARCHITECTURE
+from models.detector.rfb_import import import_rfb
+from models.detector.rfb_predictor import RfbFaceDetector
+from models.detector.types import DetectRequest
+from models.onnx_backend import Runtime
+
+WEIGHTS = Path("data/weights/ultralight-face-rfb")
+
+
+def fake_manifest(mapping: dict[str, float] | None = None) -> Manifest:
+    return Manifest.model_validate(
+        {
+            "name": "face-detector",
+            "version": "vtest",
+            "task": "detect",
+            "architecture": ARCHITECTURE,
+            "hyperparameters": {"input_width": 64, "input_height": 48, "box_convention": {"mapping": mapping or {}}},
+            "labels": ["face"],
+            "files": [],
+            "provenance": {"method": "test"},
+        }
+    )
+
+
+class FakeNetwork:
+    """Three priors: a sure face in the top-left quarter, a near-duplicate of it, and a weak one."""
+
+    def __init__(self) -> None:
+        self.inputs: list[np.ndarray] = []
+
+    def __call__(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        self.inputs.append(tensor)
+        scores = np.array([[[0.05, 0.95], [0.2, 0.8], [0.6, 0.4]]], dtype=np.float32)
+        boxes = np.array([[[0.0, 0.0, 0.5, 0.5], [0.01, 0.0, 0.5, 0.5], [0.5, 0.5, 0.6, 0.6]]], dtype=np.float32)
+        return {"scores": scores, "boxes": boxes}
+
+
+def detector(mapping: dict[str, float] | None = None) -> tuple[RfbFaceDetector, FakeNetwork]:
+    network = FakeNetwork()
+    return RfbFaceDetector(network, fake_manifest(mapping), 64, 48, "fake"), network
+
+
+def test_the_photo_is_stretched_to_the_input_and_normalised_as_the_manifest_says() -> None:
+    rfb, network = detector()
+    rfb.predict([DetectRequest(Image.new("RGB", (200, 100), (127, 127, 127)), 0.5, 0.3, 10, 640)])
+    assert network.inputs[0].shape == (1, 3, 48, 64) and np.allclose(network.inputs[0], 0)
+
+
+def test_boxes_come_back_in_photo_pixels_after_conf_and_nms() -> None:
+    rfb, _ = detector()
+    [found] = rfb.predict([DetectRequest(Image.new("RGB", (200, 100)), 0.5, 0.3, 10, 640)])
+    assert [d.score for d in found] == pytest.approx([0.95])  # the duplicate suppressed, the weak one under conf
+    assert found[0].box == pytest.approx((0.0, 0.0, 100.0, 50.0)) and found[0].label == "face"
+
+
+def test_min_size_and_max_det_hold_as_for_yolo() -> None:
+    rfb, _ = detector()
+    photo = Image.new("RGB", (200, 100))
+    assert rfb.predict([DetectRequest(photo, 0.3, 0.3, 10, 640, min_size=60.0)]) == [[]]  # 50 px: too small
+    assert len(rfb.predict([DetectRequest(photo, 0.3, 0.9, 1, 640)])[0]) == 1
+
+
+def test_the_served_boxes_follow_the_manifests_box_convention() -> None:
+    rfb, _ = detector({"scale_w": 1.0, "scale_h": 0.5, "shift_x": 0.0, "shift_y": 0.25})
+    [found] = rfb.predict([DetectRequest(Image.new("RGB", (200, 100)), 0.9, 0.3, 10, 640)])
+    assert found[0].box == pytest.approx((0.0, 25.0, 100.0, 50.0))  # half as tall, centre a quarter lower
+
+
+def test_an_rfb_manifest_without_its_input_size_is_refused(tmp_path: Path) -> None:
+    manifest = fake_manifest().model_copy(update={"hyperparameters": {}})
+    with pytest.raises(ArtifactError, match="input width and height"):
+        RfbFaceDetector.from_artifact(tmp_path, manifest)
+
+
+@pytest.fixture(scope="module")
+def rfb_artifact(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rfb") / "v4"
+    weights = shared_dir / WEIGHTS
+    import_rfb(weights / "version-RFB-640.onnx", weights / "LICENSE", out)
+    return out
+
+
+@pytest.mark.shared
+def test_the_import_hashes_the_licence_and_records_the_source(rfb_artifact: Path, shared_dir: Path) -> None:
+    manifest = load_artifact(rfb_artifact)  # verifies every listed file's hash
+    assert {entry.path for entry in manifest.files} == {"LICENSE", "model.onnx"}
+    assert (rfb_artifact / "LICENSE").read_bytes() == (shared_dir / WEIGHTS / "LICENSE").read_bytes()
+    source = manifest.hyperparameters["source_sha256"]
+    assert source["onnx"] == sha256_file(shared_dir / WEIGHTS / "version-RFB-640.onnx")
+    assert manifest.architecture == ARCHITECTURE and manifest.hyperparameters["input_width"] == 640
+    assert json.loads((rfb_artifact / "manifest.json").read_text())["defaults"]["tile"] == "auto"
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_the_imported_detector_finds_the_one_face_of_a_portrait(
+    rfb_artifact: Path, shared_dir: Path, engine: str
+) -> None:
+    manifest = load_artifact(rfb_artifact)
+    rfb = build_onnx_detector(rfb_artifact, manifest, "cpu", Runtime(engine=engine))  # type: ignore[arg-type]
+    with Image.open(shared_dir / "data/style-transfer/content/brad_pitt.jpg") as photo:
+        [found] = rfb.predict([DetectRequest(photo.convert("RGB"), 0.7, 0.3, 10, 640, 24.0, "auto")])
+    assert len(found) == 1 and found[0].score > 0.9
+    x1, y1, x2, y2 = found[0].box
+    assert 150 < (x1 + x2) / 2 < 350 and 100 < (y1 + y2) / 2 < 350  # the face is in the middle of the photo
+
+
+@pytest.mark.shared
+def test_the_torch_backend_runs_the_onnx_only_detector_on_onnxruntime_and_says_so(rfb_artifact: Path) -> None:
+    rfb = build_detector(rfb_artifact, load_artifact(rfb_artifact), "cpu")
+    assert isinstance(rfb, RfbFaceDetector)
+    assert rfb.backend.startswith("onnxruntime") and "torch backend" in rfb.backend
+
+
+@pytest.mark.shared
+def test_the_imported_detector_runs_without_torch_installed(rfb_artifact: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.models.test_onnx_torch_free import REPO, WITHOUT_TORCH
+
+    script = WITHOUT_TORCH + textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from PIL import Image
+        from app.model_plans import build_onnx_detector
+        from models.artifact import load_artifact
+        from models.detector.types import DetectRequest
+        from models.onnx_backend import Runtime
+        folder = Path({str(rfb_artifact)!r})
+        detector = build_onnx_detector(folder, load_artifact(folder), "cpu", Runtime(engine="openvino"))
+        detector.predict([DetectRequest(Image.new("RGB", (1600, 900)), 0.5, 0.3, 10, 640, 24.0, "auto")])
+        assert "torch" not in sys.modules
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
