@@ -35,8 +35,13 @@ def _device(name: str) -> Any:
     return resolve_device(name)
 
 
+def _ships_as_onnx(manifest: Manifest) -> bool:
+    """Whether the artifact's network exists only as ONNX (an imported architecture): never on torch."""
+    return bool(_predictor_class("models.detector.rfb_predictor", "ships_as_onnx")(manifest))
+
+
 def build_detector(folder: Path, manifest: Manifest, device: str) -> Any:
-    if _predictor_class("models.detector.rfb_predictor", "ships_as_onnx")(manifest):
+    if _ships_as_onnx(manifest):
         # the artifact's network exists only as ONNX: run it on ONNX Runtime, and say so (/models, the log)
         note = "the torch backend runs this ONNX-only architecture on onnxruntime"
         logger.warning("%s/%s: %s", manifest.name, manifest.version, note)
@@ -64,7 +69,7 @@ def build_onnx_detector(
     folder: Path, manifest: Manifest, device: str, runtime: Runtime | None = None, note: str = ""
 ) -> Any:
     """The artifact's own architecture (YOLO export or imported RFB) on an ONNX engine, as its manifest says."""
-    if _predictor_class("models.detector.rfb_predictor", "ships_as_onnx")(manifest):
+    if _ships_as_onnx(manifest):
         detector = _predictor_class("models.detector.rfb_predictor", "RfbFaceDetector")
         return detector.from_artifact(folder, manifest, device, runtime, note)
     detector = _predictor_class("models.detector.onnx_predictor", "OnnxFaceDetector")
@@ -109,10 +114,6 @@ class NetworkEngines:
     onnx: Callable[..., Any]
     onnx_files: tuple[str, ...]
     onnx_only: Callable[[Manifest], bool] = lambda _: False  # an architecture imported as ONNX, never on torch
-
-
-def _ships_as_onnx(manifest: Manifest) -> bool:
-    return bool(_predictor_class("models.detector.rfb_predictor", "ships_as_onnx")(manifest))
 
 
 # A role with a network: its settings need a ``<role>_backend`` field (``Backend``, default ``auto``).
