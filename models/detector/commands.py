@@ -245,11 +245,20 @@ def import_rfb(
     boxes: Annotated[
         Path | None, typer.Option(help="face-boxes boxes.json: measure the box framing map on its train photos")
     ] = None,
+    coarse: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="version-RFB-320.onnx: a second, coarse pass for faces filling the photo"
+        ),
+    ] = None,
+    coarse_min_share: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Coarse boxes join from this share of the photo's shorter side")
+    ] = 0.3,
 ) -> None:
     """Import the Ultra-Light RFB face detector (ONNX, MIT) as a detector artifact, its LICENSE hashed in."""
     from models.detector.rfb_import import import_rfb as write
 
-    manifest = write(onnx_file, license_file, out, name, version, boxes, invoked_command())
+    manifest = write(onnx_file, license_file, out, name, version, boxes, invoked_command(), coarse, coarse_min_share)
     console.print(f"wrote {out}: {manifest.name}/{manifest.version} ({manifest.architecture})")
 
 

@@ -7,6 +7,11 @@ manifest states the whole contract a loader needs: architecture, input width and
 box convention and what a score means. Given the hand-drawn ``face-boxes``, the import measures the
 mapping from the network's framing (WIDER FACE: narrow, forehead to chin) to the face-boxes framing the
 YOLO detectors learnt, fitted on its ``train`` photos only, and serves boxes in that framing.
+
+``coarse`` adds the authors' smaller export (RFB-320, same training, same licence) as ``coarse.onnx``: the
+predictor reads the whole photo with it too and keeps its faces of at least ``min_share`` of the photo's
+shorter side, the close-ups the 640 px network misses (a face filling the frame outgrows its largest
+priors). The framing map measured for the main export applies to both.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ from typing import Any
 
 from models.artifact import ArtifactError, InputSpec, Manifest, Provenance, pack_artifact, sha256_file
 from models.detector.rfb import ARCHITECTURE, PIXEL_MEAN, PIXEL_SCALE
-from models.detector.types import ONNX_FILE
+from models.detector.types import COARSE_ONNX_FILE, ONNX_FILE
 from models.provenance import git_commit
 
 SOURCE = "Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB (MIT, Copyright (c) 2019 linzai)"
 LICENSE_FILE = "LICENSE"
 # Until a validation set chooses them (``deepcanvas eval detector-validation --apply``).
 IMPORT_DEFAULTS: dict[str, Any] = {"conf": 0.7, "iou": 0.3, "max_det": 300, "min_size": 24.0, "tile": "auto"}
+COARSE_MIN_SHARE = 0.3  # the coarse pass's boxes join when their shorter side is this share of the photo's
 
 
 def write_without_initializer_inputs(source: Path, target: Path) -> int:
@@ -78,9 +84,12 @@ def import_rfb(
     version: str = "v4",
     boxes_json: Path | None = None,
     command: str | None = None,
+    coarse_file: Path | None = None,
+    coarse_min_share: float = COARSE_MIN_SHARE,
 ) -> Manifest:
     """Write the artifact into ``out`` (replaced whole, so no stale file is listed) and return its manifest."""
     width, height = onnx_input_size(onnx_file)
+    sources = [onnx_file.name] + ([coarse_file.name] if coarse_file else [])
     convention = measure_convention(onnx_file, boxes_json)
     served = "face-boxes (hand-drawn dlib framing)" if convention.get("measured") else "the network's own"
     hyperparameters = {
@@ -96,6 +105,19 @@ def import_rfb(
         "engines": "ONNX Runtime or OpenVINO only: the torch backend runs it on ONNX Runtime",
         "source_sha256": {"onnx": sha256_file(onnx_file), "license": sha256_file(license_file)},
     }
+    if coarse_file is not None:
+        coarse_width, coarse_height = onnx_input_size(coarse_file)
+        if coarse_width >= width:
+            raise ArtifactError(f"{coarse_file}: the coarse export must take a smaller input than {width}x{height}")
+        hyperparameters["coarse"] = {
+            "file": COARSE_ONNX_FILE,
+            "input_width": coarse_width,
+            "input_height": coarse_height,
+            "min_share": coarse_min_share,
+            "why": "the whole photo read again at the smaller input, where faces that fill a close-up fit the "
+            "network's largest priors; only its boxes of at least min_share of the photo's shorter side join",
+            "source_sha256": sha256_file(coarse_file),
+        }
     fields: dict[str, Any] = {
         "name": name,
         "version": version,
@@ -106,7 +128,8 @@ def import_rfb(
         "labels": ["face"],
         "defaults": dict(IMPORT_DEFAULTS),
         "provenance": Provenance(
-            method=f"imported: {SOURCE} ({onnx_file.name}), trained by its authors on WIDER FACE; weights unchanged",
+            method=f"imported: {SOURCE} ({', '.join(sources)}), trained by its authors on WIDER FACE; "
+            "weights unchanged",
             data="WIDER FACE (its authors' training)",
             command=command,
             commit=git_commit(),
@@ -118,6 +141,8 @@ def import_rfb(
         hyperparameters["weights_listed_as_inputs_removed"] = write_without_initializer_inputs(
             onnx_file, folder / ONNX_FILE
         )
+        if coarse_file is not None:
+            write_without_initializer_inputs(coarse_file, folder / COARSE_ONNX_FILE)
         shutil.copyfile(license_file, folder / LICENSE_FILE)
         manifest = pack_artifact(folder, **fields)
         if out.exists():

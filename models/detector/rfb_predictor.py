@@ -4,13 +4,18 @@ Torch-free: the artifact ships the authors' ONNX file (fixed input, priors decod
 ONNX Runtime or OpenVINO only; the service's torch backend runs it on ONNX Runtime and says so
 (``backend``). The same post-processing contract as the YOLO predictors: ``conf`` (here the network's face
 probability), NMS at the request's IoU, ``max_det``, boxes in the photo's pixels, ``min_size`` on them, and
-tiling of large photos (``models.detector.tiling``). Boxes are served in the convention the manifest
-records (``hyperparameters.box_convention.served``): the teacher's WIDER-FACE framing mapped to the
-hand-drawn face-boxes framing the YOLO detectors learnt, so either architecture frames a face alike.
+tiling of large photos (``models.detector.tiling``). An artifact may also ship a smaller, coarser export
+(``coarse.onnx``, the authors' RFB-320): it reads the whole photo once more at its smaller input, where a
+face that fills a close-up portrait fits the network's largest priors (at 640 px such a face outgrows them
+and is missed); only its boxes of at least ``min_share`` of the photo's shorter side join the merge.
+Boxes are served in the convention the manifest records (``hyperparameters.box_convention.served``): the
+teacher's WIDER-FACE framing mapped to the hand-drawn face-boxes framing the YOLO detectors learnt, so either
+architecture frames a face alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +24,9 @@ from PIL import Image
 from models.artifact import ArtifactError, Manifest
 from models.detector.boxes import greedy_nms
 from models.detector.pseudo_labels import BoxConvention
-from models.detector.rfb import ARCHITECTURE, RfbRun, rfb_forward
-from models.detector.tiling import detect_tiled
-from models.detector.types import ONNX_FILE, Detection, DetectRequest
+from models.detector.rfb import ARCHITECTURE, RfbRun, pooled_input, rfb_forward, rfb_input
+from models.detector.tiling import detect_tiled, merge_detections
+from models.detector.types import COARSE_ONNX_FILE, ONNX_FILE, Detection, DetectRequest
 from models.onnx_backend import Runtime, open_session
 
 SCORE_FLOOR = 0.01  # below this the network's softmax says background; never worth an NMS pass
@@ -38,10 +43,27 @@ def served_convention(manifest: Manifest) -> BoxConvention:
     return BoxConvention(**mapping) if mapping else BoxConvention()
 
 
+def recorded_input(manifest: Manifest, spec: dict[str, object]) -> tuple[int, int]:
+    """(width, height) recorded in ``spec`` (the manifest's hyperparameters, or its ``coarse`` entry)."""
+    width, height = spec.get("input_width"), spec.get("input_height")
+    if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+        raise ArtifactError(f"{manifest.name}/{manifest.version}: the manifest records no input width and height")
+    return width, height
+
+
+class Coarse:
+    """The second, smaller export: its run, input size and the share of the shorter side its boxes need."""
+
+    def __init__(self, run: RfbRun, width: int, height: int, min_share: float) -> None:
+        self.run, self.width, self.height, self.min_share = run, width, height, min_share
+
+
 class RfbFaceDetector:
     """The RFB detector on an ONNX engine; one instance serves one thread at a time."""
 
-    def __init__(self, run: RfbRun, manifest: Manifest, width: int, height: int, backend: str) -> None:
+    def __init__(
+        self, run: RfbRun, manifest: Manifest, width: int, height: int, backend: str, coarse: Coarse | None = None
+    ) -> None:
         assert manifest.labels == ["face"], "the RFB detector finds one class: face"
         self.run = run
         self.manifest = manifest
@@ -49,6 +71,7 @@ class RfbFaceDetector:
         self.width, self.height = width, height
         self.convention = served_convention(manifest)
         self.backend = backend
+        self.coarse = coarse
 
     @classmethod
     def from_artifact(
@@ -57,13 +80,15 @@ class RfbFaceDetector:
         """Open the artifact's ``model.onnx`` on ``runtime``'s engine; ``note`` says why this engine, if asked."""
         if not ships_as_onnx(manifest) or manifest.task != "detect":
             raise ArtifactError(f"{manifest.name}/{manifest.version}: not an {ARCHITECTURE} detector")
-        size = manifest.hyperparameters.get("input_width"), manifest.hyperparameters.get("input_height")
-        if not all(isinstance(side, int) and side > 0 for side in size):
-            raise ArtifactError(f"{manifest.name}/{manifest.version}: the manifest records no input width and height")
+        width, height = recorded_input(manifest, manifest.hyperparameters)
         runtime = runtime or Runtime()
         session = open_session(folder, manifest, ONNX_FILE, device, runtime)
         backend = runtime.engine + (f" ({note})" if note else "")
-        return cls(session.run_named, manifest, int(size[0]), int(size[1]), backend)  # type: ignore[arg-type]
+        coarse = None
+        if isinstance(spec := manifest.hyperparameters.get("coarse"), dict):
+            coarse_session = open_session(folder, manifest, COARSE_ONNX_FILE, device, runtime)
+            coarse = Coarse(coarse_session.run_named, *recorded_input(manifest, spec), float(spec["min_share"]))
+        return cls(session.run_named, manifest, width, height, backend, coarse)
 
     def eval(self) -> RfbFaceDetector:
         return self  # an inference session has no training mode
@@ -74,10 +99,51 @@ class RfbFaceDetector:
 
     def predict(self, batch: list[DetectRequest]) -> list[list[Detection]]:
         """Detections for each request, in order; large photos also as tiles; one run per view (batch 1)."""
-        return detect_tiled(batch, lambda _: self.width, lambda views: [self.detect_one(r) for r in views])
+        if self.coarse is None:
+            return detect_tiled(batch, lambda _: self.width, lambda views: [self.detect_one(r) for r in views])
+        coarse = self.coarse
+        inputs: dict[int, np.ndarray] = {}  # each whole view's fine input, which the coarse pass pools
+
+        def fine(view: DetectRequest) -> list[Detection]:
+            array = inputs[id(view.image)] = rfb_input(view.image, self.width, self.height)
+            return self.detect(self.run, self.width, self.height, view, array)
+
+        found = detect_tiled(
+            [dataclasses.replace(r, min_size=0.0) for r in batch],
+            lambda _: self.width,
+            lambda views: [fine(view) for view in views],
+        )
+        return [
+            self.with_coarse(request, fine_found, coarse, inputs.get(id(request.image)))
+            for request, fine_found in zip(batch, found, strict=True)
+        ]
+
+    def with_coarse(
+        self, request: DetectRequest, found: list[Detection], coarse: Coarse, fine_input: np.ndarray | None
+    ) -> list[Detection]:
+        """``found`` and the coarse pass's large faces, merged by NMS; then ``min_size``."""
+        least = coarse.min_share * min(request.image.size)
+        array = None if fine_input is None else pooled_input(fine_input, coarse.width, coarse.height)
+        large = self.detect(
+            coarse.run, coarse.width, coarse.height, dataclasses.replace(request, min_size=least), array
+        )
+        merged = merge_detections(found + large, request.iou, request.max_det)
+        return [d for d in merged if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= request.min_size]
 
     def detect_one(self, request: DetectRequest) -> list[Detection]:
-        boxes, scores = rfb_forward(self.run, request.image, self.width, self.height, max(request.conf, SCORE_FLOOR))
+        return self.detect(self.run, self.width, self.height, request)
+
+    def detect(
+        self,
+        run: RfbRun,
+        input_width: int,
+        input_height: int,
+        request: DetectRequest,
+        array: np.ndarray | None = None,
+    ) -> list[Detection]:
+        """One pass of ``run`` over the request's image (or its ready ``array``): NMS, served framing, ``min_size``."""
+        floor = max(request.conf, SCORE_FLOOR)
+        boxes, scores = rfb_forward(run, request.image, input_width, input_height, floor, array)
         order = np.argsort(-scores, kind="stable")
         boxes, scores = boxes[order], scores[order]
         kept = greedy_nms(boxes, request.iou, request.max_det)

@@ -51,17 +51,20 @@ def detector_boxes(detector_folder: Path, root: Path, keys: list[str], cache: Pa
     """Our detector's boxes for every image at the artifact's default operating point, on OpenVINO (float32).
 
     The artifact is exported to ONNX in a copy under ``cache`` when it has no ``model.onnx``; the ONNX
-    detector is the same network (the repository's parity tests hold it to torch's boxes).
+    detector is the same network (the repository's parity tests hold it to torch's boxes). An imported
+    ONNX-only architecture (the RFB) runs as it ships, its tiling and coarse pass included.
     """
     from models.detector.onnx_predictor import OnnxFaceDetector
-    from models.detector.types import ONNX_FILE, DetectRequest
+    from models.detector.rfb_predictor import RfbFaceDetector, ships_as_onnx
+    from models.detector.types import ONNX_FILE, TILE_ABOVE, DetectRequest
 
     manifest = load_artifact(detector_folder)
-    digest = manifest.file("weights.safetensors").sha256[:12]
+    onnx_only = ships_as_onnx(manifest)
+    digest = manifest.file(ONNX_FILE if onnx_only else "weights.safetensors").sha256[:12]
 
     def build() -> dict[str, list]:
         folder = detector_folder
-        if not any(entry.path == ONNX_FILE for entry in manifest.files):
+        if not onnx_only and not any(entry.path == ONNX_FILE for entry in manifest.files):
             folder = cache / f"detector-{digest}"
             if not (folder / ONNX_FILE).is_file():
                 from models.onnx_export import export_artifact
@@ -69,15 +72,21 @@ def detector_boxes(detector_folder: Path, root: Path, keys: list[str], cache: Pa
                 shutil.rmtree(folder, ignore_errors=True)
                 shutil.copytree(detector_folder, folder)
                 export_artifact(folder)
-        exported = load_artifact(folder)
-        detector = OnnxFaceDetector.from_artifact(folder, exported, "cpu", Runtime("openvino", precision="f32"))
+        exported, runtime = load_artifact(folder), Runtime("openvino", precision="f32")
+        detector = (
+            RfbFaceDetector.from_artifact(folder, exported, "cpu", runtime)
+            if onnx_only
+            else OnnxFaceDetector.from_artifact(folder, exported, "cpu", runtime)
+        )
         d, size = manifest.defaults, manifest.input.size if manifest.input else 640
+        tiling = {"tile": d.get("tile", "off"), "tile_above": float(d.get("tile_above", TILE_ABOVE))}
         found: dict[str, list] = {}
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start : start + CHUNK]
             images = [Image.open(image_path(root, key)).convert("RGB") for key in chunk]
             requests = [
-                DetectRequest(i, d["conf"], d["iou"], d["max_det"], size, d.get("min_size", 0.0)) for i in images
+                DetectRequest(i, d["conf"], d["iou"], d["max_det"], size, d.get("min_size", 0.0), **tiling)
+                for i in images
             ]
             for key, detections in zip(chunk, detector.predict(requests), strict=True):
                 found[key] = [[*det.box, det.score] for det in detections]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ def test_the_baseline_detects_the_portraits_face_with_the_embedded_stable_detect
     embedded_store: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DEEPCANVAS_STORE", embedded_store.as_uri())
-    stable = load_artifact(embedded_store / "face-detector" / "v4")  # the imported RFB: no ultralytics YOLO there
+    version = json.loads((embedded_store / "face-detector" / "aliases.json").read_text())["stable"]
+    stable = load_artifact(embedded_store / "face-detector" / version)  # the imported RFB: no ultralytics YOLO
     assert stable.architecture == "ultralight-rfb"
     photo = (shared_dir / "data/style-transfer/content/brad_pitt.jpg").read_bytes()
     with TestClient(create_baseline()) as client:

@@ -72,8 +72,14 @@ def evaluate(
         ]
         for report in reports:
             report["command"] = invoked_command()
+    runs: dict[str, list[str]] = {}  # each command and the artifacts it measured (a --reuse may combine runs)
+    for report in reports:
+        runs.setdefault(report.get("command", invoked_command()), []).append(report["artifact"])
+    measured_by = " and ".join(
+        f"`{command}`" + (f" ({', '.join(names)})" if len(runs) > 1 else "") for command, names in runs.items()
+    )
     preface = [
-        f"Measured by `{reports[0].get('command', invoked_command())}`: {len(photos)} validation photos, "
+        f"Measured by {measured_by}: {len(photos)} validation photos, "
         f"{reports[0]['details']['faces']} faces of 24 px or more (boxes: the RFB teacher, tiled, checked by eye; "
         "so the RFB's own numbers are optimistic here, and the hand-drawn face-boxes column is the independent "
         f"check). Latency: median CPU time (wall-clock beside it) for one 1280×720 group photo on {backend}, "

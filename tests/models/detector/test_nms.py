@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torchvision
 from torchvision.ops import batched_nms as torchvision_batched_nms
 
-from models.detector.boxes import batched_nms, box_iou, cxcywh_to_xyxy, non_max_suppression
+from models.detector import boxes as boxes_module
+from models.detector.boxes import batched_nms, box_iou, cxcywh_to_xyxy, greedy_nms, non_max_suppression
 
 
 def head_output(anchors: list[tuple[float, float, float, float, list[float]]]) -> np.ndarray:
@@ -47,6 +49,21 @@ def test_batched_nms_keeps_exactly_the_boxes_torchvision_keeps_in_the_same_order
     ours = order[batched_nms(boxes[order], labels[order], iou, max_det=1000)]
     theirs = torchvision_batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels), iou)
     assert 10 < len(ours) < 300  # a crowd: some boxes suppressed, some kept
+    assert ours.tolist() == theirs.tolist()
+
+
+@pytest.mark.parametrize("matrix_up_to", [0, 10_000])  # the box-by-box walk, then the pairwise matrix
+@pytest.mark.parametrize(("seed", "iou", "max_det"), [(5, 0.3, 1000), (6, 0.45, 1000), (7, 0.45, 5)])
+def test_both_greedy_nms_paths_keep_torchvisions_boxes(
+    monkeypatch: pytest.MonkeyPatch, matrix_up_to: int, seed: int, iou: float, max_det: int
+) -> None:
+    monkeypatch.setattr(boxes_module, "MATRIX_NMS_MAX", matrix_up_to)
+    boxes, scores, _ = random_boxes(np.random.default_rng(seed), 400, 1)
+    boxes[:3] = 0.0  # empty boxes: an undefined IoU suppresses nothing, as in torchvision
+    order = np.argsort(-scores)
+    ours = order[greedy_nms(boxes[order], iou, max_det)]
+    theirs = torchvision.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), iou)[:max_det]
+    assert 5 <= len(ours) < 400
     assert ours.tolist() == theirs.tolist()
 
 

@@ -13,7 +13,7 @@ from app.model_plans import build_detector, build_onnx_detector
 from models.artifact import ArtifactError, Manifest, load_artifact, sha256_file
 from models.detector.rfb import ARCHITECTURE
 from models.detector.rfb_import import import_rfb
-from models.detector.rfb_predictor import RfbFaceDetector
+from models.detector.rfb_predictor import Coarse, RfbFaceDetector
 from models.detector.types import DetectRequest
 from models.onnx_backend import Runtime
 
@@ -79,6 +79,41 @@ def test_the_served_boxes_follow_the_manifests_box_convention() -> None:
     assert found[0].box == pytest.approx((0.0, 25.0, 100.0, 50.0))  # half as tall, centre a quarter lower
 
 
+class CloseUpNetwork:
+    """The coarse export: one sure face filling most of the photo, and one small face it also sees."""
+
+    def __call__(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        scores = np.array([[[0.1, 0.9], [0.1, 0.9]]], dtype=np.float32)
+        boxes = np.array([[[0.1, 0.1, 0.9, 0.9], [0.0, 0.0, 0.1, 0.1]]], dtype=np.float32)
+        return {"scores": scores, "boxes": boxes}
+
+
+def test_the_coarse_pass_adds_the_faces_that_fill_the_photo_and_only_those() -> None:
+    rfb = RfbFaceDetector(FakeNetwork(), fake_manifest(), 64, 48, "fake", Coarse(CloseUpNetwork(), 32, 24, 0.3))
+    [found] = rfb.predict([DetectRequest(Image.new("RGB", (200, 100)), 0.5, 0.3, 10, 640, min_size=24.0)])
+    boxes = sorted(d.box for d in found)
+    # the fine pass's face, and the coarse pass's close-up (80 px of 100); its 10 px face is below 0.3 x 100
+    assert boxes == [pytest.approx((0.0, 0.0, 100.0, 50.0)), pytest.approx((20.0, 10.0, 180.0, 90.0))]
+
+
+def test_without_a_coarse_export_the_close_up_is_not_invented() -> None:
+    rfb, _ = detector()
+    [found] = rfb.predict([DetectRequest(Image.new("RGB", (200, 100)), 0.5, 0.3, 10, 640, min_size=24.0)])
+    assert [d.box for d in found] == [pytest.approx((0.0, 0.0, 100.0, 50.0))]
+
+
+@pytest.mark.shared
+def test_a_coarse_export_no_smaller_than_the_main_one_is_refused(shared_dir: Path, tmp_path: Path) -> None:
+    weights = shared_dir / WEIGHTS
+    with pytest.raises(ArtifactError, match="smaller input"):
+        import_rfb(
+            weights / "version-RFB-320.onnx",
+            weights / "LICENSE",
+            tmp_path / "v",
+            coarse_file=weights / "version-RFB-640.onnx",
+        )
+
+
 def test_an_rfb_manifest_without_its_input_size_is_refused(tmp_path: Path) -> None:
     manifest = fake_manifest().model_copy(update={"hyperparameters": {}})
     with pytest.raises(ArtifactError, match="input width and height"):
@@ -118,6 +153,38 @@ def test_the_imported_detector_finds_the_one_face_of_a_portrait(
     assert 150 < (x1 + x2) / 2 < 350 and 100 < (y1 + y2) / 2 < 350  # the face is in the middle of the photo
 
 
+@pytest.fixture(scope="module")
+def coarse_artifact(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rfb") / "v5"
+    weights = shared_dir / WEIGHTS
+    import_rfb(weights / "version-RFB-640.onnx", weights / "LICENSE", out, coarse_file=weights / "version-RFB-320.onnx")
+    return out
+
+
+CLOSE_UP = "data/faces-gender/portraits/male/portrait-72293_1280.jpg"  # 256×225, the face fills it
+
+
+@pytest.mark.shared
+def test_a_face_filling_a_close_up_is_found_with_the_coarse_export_and_missed_without(
+    rfb_artifact: Path, coarse_artifact: Path, shared_dir: Path
+) -> None:
+    manifest = load_artifact(coarse_artifact)
+    assert {entry.path for entry in manifest.files} == {"LICENSE", "model.onnx", "coarse.onnx"}
+    coarse = manifest.hyperparameters["coarse"]
+    assert coarse["source_sha256"] == sha256_file(shared_dir / WEIGHTS / "version-RFB-320.onnx")
+    assert (coarse["input_width"], coarse["input_height"]) == (320, 240)
+    with Image.open(shared_dir / CLOSE_UP) as opened:
+        photo = opened.convert("RGB")
+    request = DetectRequest(photo, 0.6, 0.3, 10, 640, 24.0, "auto")
+    without = build_onnx_detector(rfb_artifact, load_artifact(rfb_artifact), "cpu").predict([request])[0]
+    [found] = build_onnx_detector(coarse_artifact, manifest, "cpu").predict([request])
+    large = [d for d in found if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) > 120]
+    assert not [d for d in without if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) > 120]
+    assert len(large) == 1
+    x1, y1, x2, y2 = large[0].box
+    assert 80 < (x1 + x2) / 2 < 180 and 60 < (y1 + y2) / 2 < 170  # the face is in the middle of the photo
+
+
 @pytest.mark.shared
 def test_the_torch_backend_runs_the_onnx_only_detector_on_onnxruntime_and_says_so(rfb_artifact: Path) -> None:
     rfb = build_detector(rfb_artifact, load_artifact(rfb_artifact), "cpu")
@@ -150,3 +217,13 @@ def test_the_imported_detector_runs_without_torch_installed(rfb_artifact: Path) 
     )
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_the_coarse_input_is_the_fine_input_averaged_over_whole_blocks() -> None:
+    from models.detector.rfb import pooled_input
+
+    fine = np.random.default_rng(0).normal(size=(1, 3, 48, 64)).astype(np.float32)
+    pooled = pooled_input(fine, 32, 24)
+    assert pooled is not None and pooled.shape == (1, 3, 24, 32) and pooled.dtype == np.float32
+    np.testing.assert_allclose(pooled[0, 1, 5, 7], fine[0, 1, 10:12, 14:16].mean(), rtol=1e-6)
+    assert pooled_input(fine, 30, 24) is None  # 64 is not a multiple of 30: the photo is resized instead
