@@ -127,7 +127,8 @@ class RfbFaceDetector:
         large = self.detect(
             coarse.run, coarse.width, coarse.height, dataclasses.replace(request, min_size=least), array
         )
-        merged = merge_detections(found + large, request.iou, request.max_det)
+        # found is already merged (one view's NMS, or the tiles' merge): only coarse boxes call for another
+        merged = merge_detections(found + large, request.iou, request.max_det) if large else found
         return [d for d in merged if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= request.min_size]
 
     def detect_one(self, request: DetectRequest) -> list[Detection]:
