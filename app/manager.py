@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import deque
@@ -273,7 +274,11 @@ class ModelManager:
                 elif was != "absent":
                     log.info("model %s (%s) is not in the store; running without it", role, status.name)
                 raise
+            replaced = any(slot in self.slots for slot in slots)
             self.slots.update(slots)  # one dict update: a request sees either the old or the new slots
+            if replaced and gc.get_freeze_count():
+                # the start-up freeze (app.main) would keep the replaced predictors' reference cycles forever
+                gc.unfreeze()
             first = next(iter(slots.values()))
             if status.version != first.manifest.version:
                 status.previous = status.version

@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     min_side: int = Field(16, ge=1, description="Smallest accepted image side in pixels")
     queue_size: int = Field(32, ge=1, le=10_000, description="Requests waiting per model before 503")
 
+    freeze_heap: bool = Field(
+        True,
+        description="Once the models are loaded, keep everything loaded out of the garbage collector's full "
+        "collections (gc.freeze): under load those stalled requests for tens to hundreds of milliseconds",
+    )
     stylize_max_side: int = Field(1024, ge=32, le=8192, description="Default bound on a stylized image's side")
     stylize_max_side_limit: int = Field(2048, ge=32, le=8192, description="Largest max_side a client may ask")
     nst_max_side: int = Field(512, ge=32, le=2048, description="Bound on the side of an NST output")

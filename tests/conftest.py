@@ -14,6 +14,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "False")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo-config-"))
 os.environ.setdefault("AWS_EMF_ENVIRONMENT", "local")
+# Every in-process app of the suite would freeze the test process's heap (app.main.settle_heap) and keep the
+# cycles of each test's models forever; tests/app/test_heap_freeze.py covers the freeze itself.
+os.environ.setdefault("DEEPCANVAS_FREEZE_HEAP", "false")
 
 from tests.support.images import face_like_photo
 from tests.support.servers import LiveServer, MotoServer, start_moto_server
