@@ -112,6 +112,8 @@ async def _start(params: ParamsService, active: ActiveModels) -> None:
         await params.refresh()
         await adopt_stored_versions(active)
     await active.manager.load_all()
+    # Deferred warm-ups (NST) start at once, on their slots' threads, beside the gallery statistics below.
+    deferred = asyncio.create_task(active.manager.warm_deferred(), name="deferred-warm-up")
     side = params.params.stylize_max_side
     try:
         count = await remember_gallery_styles(active.manager, side)
@@ -119,6 +121,9 @@ async def _start(params: ParamsService, active: ActiveModels) -> None:
         log.warning("gallery style statistics not precomputed: %s", error)
     else:
         log.info("style statistics of %d gallery styles computed at load (max_side %d)", count, side)
+    warmed = await deferred
+    if warmed:
+        log.info("deferred warm-up done: %s", ", ".join(warmed))
     if active.manager.settings.freeze_heap:
         settle_heap()
 

@@ -318,6 +318,25 @@ class ModelManager:
             slot.load_seconds = time.perf_counter() - started
         return slots
 
+    async def warm_deferred(self) -> list[str]:
+        """Warm up, on their own threads, the loaded slots whose plan skipped the warm-up at load; their names.
+
+        Readiness does not wait for these (NST's first backward pass takes seconds); a request arriving
+        meanwhile queues behind the warm-up on the slot's thread instead of paying for it inside its budget.
+        """
+        warmed = []
+        for plan in (p for p in self.plans if not p.warmup and self.settings.warmup):
+            slot = self.slots.get(plan.slot)
+            if slot is None or not hasattr(slot.predictor, "warmup"):
+                continue
+            try:  # on the slot's own thread, not counted as an inference
+                await asyncio.get_running_loop().run_in_executor(slot.executor, slot.predictor.warmup)
+            except Exception as error:  # a warm-up only: the first request pays for it instead
+                log.warning("deferred warm-up of %s failed: %s", plan.slot, error)
+                continue
+            warmed.append(plan.slot)
+        return warmed
+
     def describe(self) -> dict[Role, RoleStatus]:
         return self.status
 

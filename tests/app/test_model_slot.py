@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from app.errors import Overloaded
-from app.manager import ModelSlot, inferences
+from app.manager import ModelManager, ModelSlot, SlotPlan, inferences
+from app.settings import Settings
 from models.artifact import Manifest
 
 
@@ -145,3 +146,50 @@ def test_run_is_bounded_too(queue: int) -> None:
 
     outcomes = asyncio.run(scenario())
     assert sum(isinstance(o, Overloaded) for o in outcomes) == 3 - queue
+
+
+class SlowToWarm(Doubler):
+    """A predictor whose warm-up is deferred past readiness (NST's first backward pass); records where it ran."""
+
+    def __init__(self, fails: bool = False) -> None:
+        super().__init__(delay=0.0)
+        self.fails = fails
+        self.warmed_on: list[int] = []
+
+    def warmup(self) -> None:
+        self.warmed_on.append(threading.get_ident())
+        if self.fails:
+            raise RuntimeError("no memory for the warm-up")
+        self.predict([1])  # on the slot's thread, like any call
+
+
+def _manager(slots: dict[str, ModelSlot], warmup: bool = True) -> ModelManager:
+    plans = [
+        SlotPlan("nst", "style", lambda *_: None, warmup=False),
+        SlotPlan("style", "style", lambda *_: None, warmup=True),
+    ]
+    manager = ModelManager(Settings(warmup=warmup), None, plans, lambda: 10)  # type: ignore[arg-type]
+    manager.slots.update(slots)
+    return manager
+
+
+def test_a_deferred_warm_up_runs_after_load_on_the_slots_own_thread() -> None:
+    deferred, eager = SlowToWarm(), SlowToWarm()
+    manager = _manager({"nst": _slot(deferred), "style": _slot(eager)})
+    assert asyncio.run(manager.warm_deferred()) == ["nst"]
+    assert len(deferred.warmed_on) == 1 and deferred.warmed_on[0] != threading.get_ident()
+    assert eager.warmed_on == []  # warmed at load already: not again
+
+
+def test_a_failing_deferred_warm_up_is_logged_not_raised_and_the_slot_still_serves() -> None:
+    broken = SlowToWarm(fails=True)
+    slot = _slot(broken)
+    manager = _manager({"nst": slot})
+    assert asyncio.run(manager.warm_deferred()) == []
+    assert asyncio.run(slot.predict([3])) == [6]
+
+
+def test_no_deferred_warm_up_when_warm_ups_are_off() -> None:
+    deferred = SlowToWarm()
+    assert asyncio.run(_manager({"nst": _slot(deferred)}, warmup=False).warm_deferred()) == []
+    assert deferred.warmed_on == []
