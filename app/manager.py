@@ -324,8 +324,10 @@ class ModelManager:
         Readiness does not wait for these (NST's first backward pass takes seconds); a request arriving
         meanwhile queues behind the warm-up on the slot's thread instead of paying for it inside its budget.
         """
-        warmed = []
-        for plan in (p for p in self.plans if not p.warmup and self.settings.warmup):
+        warmed: list[str] = []
+        if not self.settings.warmup:
+            return warmed
+        for plan in (p for p in self.plans if not p.warmup):
             slot = self.slots.get(plan.slot)
             if slot is None or not hasattr(slot.predictor, "warmup"):
                 continue

@@ -126,29 +126,41 @@ def greedy_nms(boxes: np.ndarray, iou: float, max_det: int) -> np.ndarray:
     Stops once ``max_det`` are kept: later boxes could not enter the result anyway. As in torchvision,
     an undefined IoU (two empty boxes) suppresses nothing.
     """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, k]) for k in range(4))
-    areas = (x2 - x1) * (y2 - y1)  # as box_iou computes them (an inverted box has a negative area)
+    columns = _columns(boxes)
     remaining = np.arange(len(boxes))
     kept: list[int] = []
     while remaining.size and len(kept) < max_det:
         best, rest = remaining[0], remaining[1:]
         kept.append(int(best))
-        # box_iou written out on flat coordinate arrays: a crowd's NMS walks hundreds of boxes per kept one
-        width = np.maximum(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0.0)
-        height = np.maximum(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0.0)
-        intersection = width * height
-        with np.errstate(divide="ignore", invalid="ignore"):
-            remaining = rest[~(intersection / (areas[best] + areas[rest] - intersection) > iou)]
+        remaining = rest[~(_iou_with(columns, best, rest) > iou)]
     return np.array(kept, dtype=np.int64)
 
 
-def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of one (4,) x1,y1,x2,y2 box with each of (n, 4) boxes; (n,)."""
-    top_left = np.maximum(box[:2], others[:, :2])  # (n, 2)
-    bottom_right = np.minimum(box[2:], others[:, 2:])  # (n, 2)
-    intersection = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)  # (n,)
-    area = np.prod(box[2:] - box[:2])
-    areas = np.prod(others[:, 2:] - others[:, :2], axis=1)  # (n,)
+Columns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # x1, y1, x2, y2, area
+
+
+def _columns(boxes: np.ndarray) -> Columns:
+    """(n, 4) x1,y1,x2,y2 boxes as flat float64 coordinate arrays and areas (an inverted box's is negative)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[:, k]) for k in range(4))
+    return x1, y1, x2, y2, (x2 - x1) * (y2 - y1)
+
+
+def _iou_with(columns: Columns, one: int, others: np.ndarray) -> np.ndarray:
+    """IoU of box ``one`` with each box of the index array ``others``; NaN where it is undefined (0 / 0).
+
+    On flat coordinate arrays: a crowd's NMS calls this once per kept box over hundreds of boxes, where the
+    per-call overhead of (n, 2) slices and reductions cost more than the arithmetic.
+    """
+    x1, y1, x2, y2, areas = columns
+    width = np.maximum(np.minimum(x2[one], x2[others]) - np.maximum(x1[one], x1[others]), 0.0)
+    height = np.maximum(np.minimum(y2[one], y2[others]) - np.maximum(y1[one], y1[others]), 0.0)
+    intersection = width * height
     with np.errstate(divide="ignore", invalid="ignore"):
-        return intersection / (area + areas - intersection)
+        return intersection / (areas[one] + areas[others] - intersection)
+
+
+def box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU of one (4,) x1,y1,x2,y2 box with each of (n, 4) boxes; (n,). The formula NMS uses."""
+    columns = _columns(np.concatenate([np.reshape(box, (1, 4)), np.reshape(others, (-1, 4))]))
+    return _iou_with(columns, 0, np.arange(1, len(columns[0])))

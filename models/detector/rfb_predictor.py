@@ -25,7 +25,7 @@ from models.artifact import ArtifactError, Manifest
 from models.detector.boxes import greedy_nms
 from models.detector.pseudo_labels import BoxConvention
 from models.detector.rfb import ARCHITECTURE, RfbRun, pooled_input, rfb_forward, rfb_input
-from models.detector.tiling import detect_tiled, merge_detections
+from models.detector.tiling import at_least, detect_tiled, merge_detections
 from models.detector.types import COARSE_ONNX_FILE, ONNX_FILE, Detection, DetectRequest
 from models.onnx_backend import Runtime, open_session
 
@@ -51,11 +51,14 @@ def recorded_input(manifest: Manifest, spec: dict[str, object]) -> tuple[int, in
     return width, height
 
 
+@dataclasses.dataclass(frozen=True)
 class Coarse:
     """The second, smaller export: its run, input size and the share of the shorter side its boxes need."""
 
-    def __init__(self, run: RfbRun, width: int, height: int, min_share: float) -> None:
-        self.run, self.width, self.height, self.min_share = run, width, height, min_share
+    run: RfbRun
+    width: int
+    height: int
+    min_share: float
 
 
 class RfbFaceDetector:
@@ -129,7 +132,7 @@ class RfbFaceDetector:
         )
         # found is already merged (one view's NMS, or the tiles' merge): only coarse boxes call for another
         merged = merge_detections(found + large, request.iou, request.max_det) if large else found
-        return [d for d in merged if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= request.min_size]
+        return at_least(merged, request.min_size)
 
     def detect_one(self, request: DetectRequest) -> list[Detection]:
         return self.detect(self.run, self.width, self.height, request)

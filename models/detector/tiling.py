@@ -109,5 +109,9 @@ def merge_views(request: DetectRequest, found: list[list[Detection]], parts: lis
             box = (d.box[0] + left, d.box[1] + top, d.box[2] + left, d.box[3] + top)
             if not cut_by_inner_border(box, tile, width, height):
                 pooled.append(Detection(box=box, score=d.score, label=d.label))
-    merged = merge_detections(pooled, request.iou, request.max_det)
-    return [d for d in merged if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= request.min_size]
+    return at_least(merge_detections(pooled, request.iou, request.max_det), request.min_size)
+
+
+def at_least(found: list[Detection], min_size: float) -> list[Detection]:
+    """The detections whose box's shorter side is at least ``min_size`` pixels (applied to merged, whole faces)."""
+    return [d for d in found if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= min_size]

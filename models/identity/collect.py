@@ -56,11 +56,11 @@ def detector_boxes(detector_folder: Path, root: Path, keys: list[str], cache: Pa
     """
     from models.detector.onnx_predictor import OnnxFaceDetector
     from models.detector.rfb_predictor import RfbFaceDetector, ships_as_onnx
-    from models.detector.types import ONNX_FILE, TILE_ABOVE, DetectRequest
+    from models.detector.types import ONNX_FILE, TILE_ABOVE, WEIGHTS_FILE, DetectRequest
 
     manifest = load_artifact(detector_folder)
     onnx_only = ships_as_onnx(manifest)
-    digest = manifest.file(ONNX_FILE if onnx_only else "weights.safetensors").sha256[:12]
+    digest = manifest.file(ONNX_FILE if onnx_only else WEIGHTS_FILE).sha256[:12]
 
     def build() -> dict[str, list]:
         folder = detector_folder
