@@ -277,6 +277,7 @@ def _register_model_commands() -> None:
     models_cli.command("import-vgg")(style.import_vgg)
     models_cli.command("import-dlib")(identity.import_dlib)
     models_cli.command("attach-nst")(style.attach_nst)
+    models_cli.command("match-decoder")(style.match_decoder)
     models_cli.command("gallery")(style.gallery)
     models_cli.command("export")(onnx_export.export_command)
     models_cli.command("quantize-classifier")(classifier_quantize.quantize_command)

@@ -27,7 +27,7 @@ from app.schemas import (
 )
 from app.settings import Settings
 from models.detector.types import TILE_ABOVE, DetectRequest
-from models.style.types import NSTRequest, StylizeRequest
+from models.style.types import NSTRequest, StylizeRequest, matching_settings
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class StylizeOptions:
     max_side: int | None
     format: Literal["png", "jpeg"]
     max_seconds: float | None = None
+    manner: float | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,9 @@ async def stylize(
     if options.method == "nst":
         return await _stylize_nst(manager, settings, content, styles, weights, options)
     slot = manager.slot("style")
+    if options.manner and matching_settings(slot.manifest) is None:
+        where = f"{slot.manifest.name}/{slot.manifest.version}"
+        raise InvalidParameter(f"manner: {where} has no decoder-side matching; use 0 or a style model that has it")
     request = StylizeRequest(
         content=content,
         styles=tuple(styles),
@@ -198,6 +202,7 @@ async def stylize(
         alpha=_first(options.alpha, params.stylize_alpha),
         preserve_color=options.preserve_color,
         max_side=_first(options.max_side, params.stylize_max_side),
+        manner=options.manner,
     )
     [painted] = await slot.predict([request])
     # Off the event loop: a PNG takes milliseconds to compress, during which no other request would be read.
@@ -218,8 +223,8 @@ async def _stylize_nst(
         raise InvalidParameter(f"method=nst needs torch (NST needs autograd); this service runs {running} without it")
     if len(styles) != 1:
         raise InvalidParameter("method=nst takes exactly one style")
-    if options.preserve_color or options.alpha not in (None, 1.0):
-        raise InvalidParameter("method=nst does not support alpha or preserve_color; use method=adain")
+    if options.preserve_color or options.alpha not in (None, 1.0) or options.manner is not None:
+        raise InvalidParameter("method=nst does not support alpha, preserve_color or manner; use method=adain")
     if options.max_seconds is not None and options.max_seconds > settings.nst_max_seconds:
         raise InvalidParameter(f"max_seconds: must be at most {settings.nst_max_seconds:g}")
     slot = manager.slot("nst")

@@ -147,12 +147,13 @@ def stylize(
     max_side: int | None,
     format: Literal["png", "jpeg"],
     max_seconds: float | None = None,
+    manner: float | None = None,
 ) -> Call[Stylized]:
     """One content photo; styles as uploaded images, gallery names, or both (several: interpolated)."""
     files = [("content", image_file(content, "content"))]
     files += [("style", image_file(s, "style")) for s in _as_list(style)]
     form = _form(alpha=alpha, preserve_color=preserve_color, method=method, max_side=max_side, format=format)
-    form |= _form(max_seconds=max_seconds)
+    form |= _form(max_seconds=max_seconds, manner=manner)
     form |= {"style_name": _as_list(style_name), "style_weights": [str(w) for w in _as_list(style_weights)]}
     return Call("POST", "/stylize", _stylized, files=files, data={k: v for k, v in form.items() if v != []})
 

@@ -150,6 +150,9 @@ def stylize(
     method: Annotated[str, typer.Option(help="adain (fast) or nst (slow, needs the torch backend)")] = "adain",
     max_side: Annotated[int | None, typer.Option(min=32, help="Bound on the output's longer side")] = None,
     max_seconds: Annotated[float | None, typer.Option(min=0.1, help="--method nst: its time budget")] = None,
+    manner: Annotated[
+        float | None, typer.Option(min=0, max=1, help="How strongly each painting's own palette and marks are kept")
+    ] = None,
     timeout: TimeoutOption = 300.0,
     retries: RetriesOption = 3,
 ) -> None:
@@ -171,6 +174,7 @@ def stylize(
             max_side=max_side,
             format=encoding,
             max_seconds=max_seconds,
+            manner=manner,
         )
     painted.save(out)
     size = painted.image().size

@@ -165,14 +165,16 @@ class Client(_Base, IdentityMethods):
         max_side: int | None = None,
         format: Format = "png",
         max_seconds: float | None = None,
+        manner: float | None = None,
     ) -> Stylized:
         """``content`` painted in an uploaded style or a gallery style (several: interpolated).
 
         ``max_seconds`` bounds method=nst's optimisation; ``Stylized.nst_steps`` says how many steps it took.
+        ``manner`` (0-1, style models that support it): how strongly each painting's own palette and marks are
+        matched at every scale; the model's default when None.
         """
-        call = calls.stylize(
-            content, style, style_name, style_weights, alpha, preserve_color, method, max_side, format, max_seconds
-        )
+        options = (alpha, preserve_color, method, max_side, format, max_seconds, manner)
+        call = calls.stylize(content, style, style_name, style_weights, *options)
         return self.send(call)
 
     def styles(self) -> StylesResponse:
@@ -302,14 +304,16 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         max_side: int | None = None,
         format: Format = "png",
         max_seconds: float | None = None,
+        manner: float | None = None,
     ) -> Stylized:
         """``content`` painted in an uploaded style or a gallery style (several: interpolated).
 
         ``max_seconds`` bounds method=nst's optimisation; ``Stylized.nst_steps`` says how many steps it took.
+        ``manner`` (0-1, style models that support it): how strongly each painting's own palette and marks are
+        matched at every scale; the model's default when None.
         """
-        call = calls.stylize(
-            content, style, style_name, style_weights, alpha, preserve_color, method, max_side, format, max_seconds
-        )
+        options = (alpha, preserve_color, method, max_side, format, max_seconds, manner)
+        call = calls.stylize(content, style, style_name, style_weights, *options)
         return await self.send(call)
 
     async def styles(self) -> StylesResponse:

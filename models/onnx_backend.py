@@ -9,6 +9,7 @@ OpenVINO, at which inference precision.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -52,6 +53,8 @@ class NetworkSession(Protocol):
     def run(self, array: np.ndarray) -> np.ndarray: ...
 
     def run_named(self, array: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def run_inputs(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 
 
 def engine_module(name: str) -> Any:
@@ -102,7 +105,8 @@ class OrtSession:
 
     def __init__(self, session: Any) -> None:
         self.session = session
-        self.input_name = session.get_inputs()[0].name
+        self.input_names = [node.name for node in session.get_inputs()]
+        self.input_name = self.input_names[0]
 
     @property
     def output_shape(self) -> tuple[int | str | None, ...]:
@@ -117,6 +121,12 @@ class OrtSession:
         feed = {self.input_name: np.ascontiguousarray(array, dtype=np.float32)}
         names = [output.name for output in self.session.get_outputs()]
         return dict(zip(names, (np.asarray(a) for a in self.session.run(names, feed)), strict=True))
+
+    def run_inputs(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Every output, in order, for a network of several inputs (given in its input order)."""
+        names = self.input_names
+        feed = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in zip(names, arrays, strict=True)}
+        return [np.asarray(a) for a in self.session.run(None, feed)]
 
 
 class OpenVinoSession:
@@ -140,6 +150,12 @@ class OpenVinoSession:
         """Every output by name, for networks with more than one (the RFB detector's scores and boxes)."""
         result = self.request.infer({0: np.ascontiguousarray(array, dtype=np.float32)})
         return {port.get_any_name(): np.array(result[port], dtype=np.float32) for port in self.compiled.outputs}
+
+    def run_inputs(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Every output, in order, for a network of several inputs (given in its input order)."""
+        assert len(arrays) == len(self.compiled.inputs), f"{len(self.compiled.inputs)} inputs, got {len(arrays)}"
+        result = self.request.infer({i: np.ascontiguousarray(a, dtype=np.float32) for i, a in enumerate(arrays)})
+        return [np.array(result[port], dtype=np.float32) for port in self.compiled.outputs]
 
 
 def int8_file(path: str) -> str:
@@ -173,8 +189,8 @@ def _open_onnxruntime(file: Path, where: str, path: str, device: str, threads: i
     if device != "cpu" and CUDA_PROVIDER not in session.get_providers():
         # onnxruntime falls back to the CPU silently when the CUDA libraries fail to load
         raise ArtifactError(f"{where}: {CUDA_PROVIDER} failed to start for {path}; check the CUDA installation")
-    if len(session.get_inputs()) != 1:
-        raise ArtifactError(f"{where}: {path} must take exactly one input")
+    if not session.get_inputs():
+        raise ArtifactError(f"{where}: {path} takes no input")
     return OrtSession(session)
 
 
@@ -202,8 +218,8 @@ def _open_openvino(file: Path, where: str, path: str, device: str, runtime: Runt
         raise ArtifactError(f"device {device!r} is not supported by the OpenVINO backend here: use cpu")
     try:
         model = _openvino_core().read_model(str(file))
-        if len(model.inputs) != 1:
-            raise ArtifactError(f"{where}: {path} must take exactly one input")
+        if not model.inputs:
+            raise ArtifactError(f"{where}: {path} takes no input")
         compiled = _openvino_core().compile_model(model, "CPU", openvino_config(runtime))
     except ArtifactError:
         raise

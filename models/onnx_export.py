@@ -18,7 +18,7 @@ records the opset and the exporter's versions.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -82,37 +82,49 @@ def export_network(
     module: torch.nn.Module, example: torch.Tensor, path: Path, names: tuple[str, str], dims: dict[int, Any]
 ) -> None:
     """Export ``module`` (one tensor in, one out) with the dynamic ``dims`` of its input, then check it."""
-    input_name, output_name = names
+    export_graph(module, (example,), path, ((names[0],), (names[1],)), (dims,))
+
+
+def export_graph(
+    module: torch.nn.Module,
+    examples: tuple[torch.Tensor, ...],
+    path: Path,
+    names: tuple[Sequence[str], Sequence[str]],
+    dims: tuple[dict[int, Any], ...],
+) -> None:
+    """Export ``module`` (tensors in, a tensor or a tuple out; ``names``: inputs', outputs') with each input's
+    dynamic ``dims``, then check it."""
     torch.onnx.export(
         module,
-        (example,),
+        examples,
         str(path),
-        input_names=[input_name],
-        output_names=[output_name],
+        input_names=list(names[0]),
+        output_names=list(names[1]),
         opset_version=OPSET,
         dynamo=True,
         external_data=False,  # one self-contained file per network, hashed in the manifest
-        dynamic_shapes=(dims,),
+        dynamic_shapes=dims,
         verbose=False,
     )
-    check_export(module, example, path)
+    check_export(module, examples, path)
     exact = path.read_bytes()
     store_weights_as_fp16(path)
     try:
-        check_export(module, example, path)  # the file as shipped, float16-stored weights and all
+        check_export(module, examples, path)  # the file as shipped, float16-stored weights and all
     except ArtifactError:
         path.write_bytes(exact)  # a network float16 weights cannot hold keeps float32 ones
 
 
-def check_export(module: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
-    """Refuse an exported graph whose output on ``example`` differs from the torch module's."""
+def check_export(module: torch.nn.Module, examples: tuple[torch.Tensor, ...], path: Path) -> None:
+    """Refuse an exported graph whose first output on ``examples`` differs from the torch module's."""
     import onnxruntime as ort
 
     with torch.inference_mode():
-        expected = module(example)
+        expected = module(*examples)
     expected = (expected[0] if isinstance(expected, tuple | list) else expected).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    [got] = session.run(None, {session.get_inputs()[0].name: example.numpy()})
+    feed = {node.name: example.numpy() for node, example in zip(session.get_inputs(), examples, strict=True)}
+    got = session.run(None, feed)[0]
     error = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
     if not error <= TOLERANCE * (1 + float(np.abs(expected).max())):
         path.unlink()
@@ -163,7 +175,7 @@ def export_classifier(folder: Path, manifest: Manifest) -> tuple[list[str], dict
 def export_style(folder: Path, manifest: Manifest) -> tuple[list[str], dict[str, Any]]:
     from models.style.predictor import StyleTransfer
     from models.style.sizing import MIN_SIDE, SIDE_MULTIPLE
-    from models.style.types import DECODER_ONNX, ENCODER_ONNX
+    from models.style.types import DECODER_ONNX, ENCODER_ONNX, MATCHING_DECODER_ONNX
 
     style = StyleTransfer.from_artifact(folder, manifest, CPU)
     image = torch.rand(2, 3, 6 * SIDE_MULTIPLE, 5 * SIDE_MULTIPLE)  # (2, 3, 48, 40)
@@ -174,7 +186,18 @@ def export_style(folder: Path, manifest: Manifest) -> tuple[list[str], dict[str,
         features = style.encoder(image).clone()  # (2, C4, 6, 5)
     feature_dims = {0: batch_dim(), 2: Dim("feature_rows", **steps), 3: Dim("feature_cols", **steps)}
     export_network(style.decoder, features, folder / DECODER_ONNX, ("features", "image"), feature_dims)
-    return [ENCODER_ONNX, DECODER_ONNX], {"input": "image (B, 3, H, W) float32 in [0, 1], H and W multiples of 8"}
+    details = {"input": "image (B, 3, H, W) float32 in [0, 1], H and W multiples of 8"}
+    if style.matching is None:
+        return [ENCODER_ONNX, DECODER_ONNX], details
+    # decoder-side matching (models.style.matching): the targets and the strength are inputs too
+    batch = feature_dims[0]
+    stats = torch.rand(2, style.matching.width) + 0.5
+    examples = (features, stats, stats.flip(0), torch.tensor([[0.5], [1.0]]))
+    names = ("features", "means", "stds", "strength"), ("image", "own_means", "own_stds")
+    dims = (feature_dims, {0: batch}, {0: batch}, {0: batch})
+    export_graph(style.matching, examples, folder / MATCHING_DECODER_ONNX, names, dims)
+    matching = "features, means, stds, strength -> image, own_means, own_stds"
+    return [ENCODER_ONNX, DECODER_ONNX, MATCHING_DECODER_ONNX], details | {"matching_decoder": matching}
 
 
 SHIPPED_AS_ONNX = {RFB_ARCHITECTURE}  # imported as ONNX: nothing to export

@@ -48,6 +48,16 @@ async def stylize_image(
     max_seconds: Annotated[
         float | None, Form(gt=0, description="method=nst: time budget; the steps taken come back in X-NST-Steps")
     ] = None,
+    manner: Annotated[
+        float | None,
+        Form(
+            ge=0,
+            le=1,
+            description="How strongly each painting's own palette and marks are matched at every scale of the "
+            "decoder (0: plain AdaIN decoding); default: the style model's. Style models without decoder-side "
+            "matching (GET /models) accept only 0",
+        ),
+    ] = None,
 ) -> Response:
     """Stylize ``content`` with an uploaded style or gallery styles; returns the image bytes."""
     if max_side is not None and max_side > settings.stylize_max_side_limit:
@@ -64,6 +74,7 @@ async def stylize_image(
         max_side=max_side,
         format=format,
         max_seconds=max_seconds,
+        manner=manner,
     )
     painted = await services.stylize(manager, settings, params, photo, options)
     headers = {"X-Model-Name": painted.model.name, "X-Model-Version": painted.model.version}

@@ -203,6 +203,7 @@ function stylizeForm(choice) {
   if (choice.dataset.upload) form.append("style", state.styleFile);
   else form.append("style_name", choice.value);
   form.append("alpha", $("alpha").value);
+  if (Number($("manner").value) > 0) form.append("manner", $("manner").value);
   form.append("preserve_color", $("preserve-color").checked ? "true" : "false");
   form.append("format", "png");
   return form;
@@ -283,6 +284,9 @@ function init() {
   $("style-input").addEventListener("change", (event) => chooseStyleFile(event.target.files[0]));
   $("alpha").addEventListener("input", (event) => {
     $("alpha-value").textContent = Number(event.target.value).toFixed(2);
+  });
+  $("manner").addEventListener("input", (event) => {
+    $("manner-value").textContent = Number(event.target.value).toFixed(2);
   });
   $("stylize-button").addEventListener("click", stylize);
   // A file the browser cannot show: hide the broken picture, the server's answer still says why.

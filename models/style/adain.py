@@ -89,6 +89,19 @@ def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (transferred * target_std + target_mean).view(source.shape).to(source.dtype)
 
 
+def mix_statistics(
+    style_stats: list[tuple[torch.Tensor, torch.Tensor]], weights: list[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``weights``-average (normalised to 1) of several styles' (mean, std) statistics."""
+    assert len(style_stats) == len(weights) > 0, "need one weight per style and at least one style"
+    assert all(w >= 0 for w in weights) and sum(weights) > 0, f"weights must be >= 0, not all 0: {weights}"
+    total = float(sum(weights))
+    mean, std = torch.zeros_like(style_stats[0][0]), torch.zeros_like(style_stats[0][1])
+    for (style_mean, style_std), weight in zip(style_stats, weights, strict=True):
+        mean, std = mean + (weight / total) * style_mean, std + (weight / total) * style_std
+    return mean, std
+
+
 def interpolate_statistics(
     content_feat: torch.Tensor, style_stats: list[tuple[torch.Tensor, torch.Tensor]], weights: list[float]
 ) -> torch.Tensor:
@@ -96,14 +109,9 @@ def interpolate_statistics(
 
     The serving predictors cache a style's statistics, so a known style skips the encoder.
     """
-    assert len(style_stats) == len(weights) > 0, "need one weight per style and at least one style"
-    assert all(w >= 0 for w in weights) and sum(weights) > 0, f"weights must be >= 0, not all 0: {weights}"
-    total = float(sum(weights))
+    mean, std = mix_statistics(style_stats, weights)
     content_mean, content_std = calc_mean_std(content_feat)  # (1, C, 1, 1) each
     normalized = (content_feat - content_mean) / content_std  # (1, C, H, W)
-    mean, std = torch.zeros_like(content_mean), torch.zeros_like(content_std)
-    for (style_mean, style_std), weight in zip(style_stats, weights, strict=True):
-        mean, std = mean + (weight / total) * style_mean, std + (weight / total) * style_std
     return normalized * std + mean
 
 

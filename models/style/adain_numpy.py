@@ -78,15 +78,23 @@ def coral(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (transferred * target_std + target_mean).reshape(source.shape).astype(source.dtype)
 
 
+def mix_statistics(
+    style_stats: list[tuple[np.ndarray, np.ndarray]], weights: list[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``weights``-average (normalised to 1) of several styles' (mean, std) statistics."""
+    assert len(style_stats) == len(weights) > 0, "need one weight per style and at least one style"
+    assert all(w >= 0 for w in weights) and sum(weights) > 0, f"weights must be >= 0, not all 0: {weights}"
+    total = float(sum(weights))
+    mean = sum((w / total) * m for (m, _), w in zip(style_stats, weights, strict=True))
+    std = sum((w / total) * s for (_, s), w in zip(style_stats, weights, strict=True))
+    return np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+
 def interpolate_statistics(
     content_feat: np.ndarray, style_stats: list[tuple[np.ndarray, np.ndarray]], weights: list[float]
 ) -> np.ndarray:
     """``interpolate_styles`` from each style's (mean, std) instead of its features (AdaIN is linear in them)."""
-    assert len(style_stats) == len(weights) > 0, "need one weight per style and at least one style"
-    assert all(w >= 0 for w in weights) and sum(weights) > 0, f"weights must be >= 0, not all 0: {weights}"
-    total = float(sum(weights))
+    mean, std = mix_statistics(style_stats, weights)
     content_mean, content_std = calc_mean_std(content_feat)  # (1, C, 1, 1) each
     normalized = (content_feat - content_mean) / content_std  # (1, C, H, W)
-    mean = sum((w / total) * m for (m, _), w in zip(style_stats, weights, strict=True))
-    std = sum((w / total) * s for (_, s), w in zip(style_stats, weights, strict=True))
     return (normalized * std + mean).astype(content_feat.dtype)

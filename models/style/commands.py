@@ -172,6 +172,9 @@ def evaluate(
         str, typer.Option(help="test: the reported held-out pairs; validation: other held-out images, for choosing")
     ] = "test",
     nst_pairs: Annotated[int, typer.Option(min=0, help="With --card: measure method=nst beside AdaIN on N pairs")] = 0,
+    manner: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Decoder-side matching strength (default: the artifact's)")
+    ] = None,
     device: str = "cpu",
 ) -> None:
     """Losses of an artifact and of a baseline artifact on the held-out content × style pairs, and their ratios."""
@@ -184,6 +187,8 @@ def evaluate(
         raise typer.BadParameter(f"split must be test or validation, not {split!r}")
     if card and split != "test":
         raise typer.BadParameter("the card reports the test split only")
+    if card and manner is not None:
+        raise typer.BadParameter("the card reports the artifact's default manner (and a sweep of others)")
     pick = evaluation_images if split == "test" else validation_images
     contents, styles = pick(content_dir, style_dir)
     if not contents or not styles:
@@ -196,7 +201,10 @@ def evaluate(
         )
         repack_artifact(artifact, metrics=metrics)  # the card and its pictures are listed and hashed
     else:
-        metrics = evaluate_with_outputs(artifact, loss_network, contents, styles, size, baseline, torch_device, url)[0]
+        evaluated = evaluate_with_outputs(
+            artifact, loss_network, contents, styles, size, baseline, torch_device, url, manner
+        )
+        metrics = evaluated[0]
     console.print(json.dumps({"contents": [p.name for p in contents], "styles": [p.name for p in styles]}))
     console.print(json.dumps(metrics, indent=2))
 
@@ -232,6 +240,32 @@ def attach_nst(
         artifact = copy_as_version(artifact, out, version or out.name)
     manifest = attach_nst_network(artifact, encoder, license_file)
     console.print(f"{manifest.name}/{manifest.version}: NST network {manifest.hyperparameters['nst_network']}")
+
+
+def match_decoder(
+    artifact: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="AdaIN artifact folder (edited)")],
+    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="How far each matched layer moves (0 to 1)")],
+    layers: Annotated[
+        str | None, typer.Option(help="Decoder ReLU indices, comma-separated (default: every ReLU)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write a new version here instead of editing ARTIFACT")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="With --out: the new version's name (default: OUT's name)")
+    ] = None,
+) -> None:
+    """Match the decoder's activations to the painting's own at its ReLUs (models/style/matching.py); same weights."""
+    from models.style.importer import attach_matching, copy_as_version
+
+    if out is not None:
+        artifact = copy_as_version(artifact, out, version or out.name)
+    chosen = [int(part) for part in layers.split(",")] if layers else None
+    try:
+        manifest = attach_matching(artifact, strength, chosen)
+    except AssertionError as error:
+        raise typer.BadParameter(str(error)) from error
+    console.print(
+        f"{manifest.name}/{manifest.version}: decoder_matching {manifest.hyperparameters['decoder_matching']}"
+    )
 
 
 def import_adain(

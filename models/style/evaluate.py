@@ -39,6 +39,8 @@ from models.style.split import held_out_contents, held_out_styles
 # (content (1, 3, S, S), style (1, 3, S, S)) -> output (1, 3, S, S) in [0, 1]
 Stylizer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 EVAL_COUNT = 8  # held-out contents and styles evaluated: 64 pairs
+MANNER_SWEEP = (0.0, 0.25, 0.5, 1.0)  # the card's manner table (artifacts with decoder-side matching)
+SWEPT_METRICS = ("style_ratio", "content_ratio", "own_painting_share", "colour_hist_distance")
 
 
 def spread(paths: Sequence[Path], count: int) -> list[Path]:
@@ -62,16 +64,16 @@ def validation_images(content_dir: Path, style_dir: Path, count: int = EVAL_COUN
     return spread(other_contents, count), spread(other_styles, count)
 
 
-def adain_stylizer(transfer: StyleTransfer) -> Stylizer:
-    """Plain AdaIN (alpha 1) through ``transfer``'s networks, clamped to [0, 1]."""
-    return lambda content, style: transfer.stylize(content, [style], [1.0], 1.0)
+def adain_stylizer(transfer: StyleTransfer, manner: float | None = None) -> Stylizer:
+    """AdaIN (alpha 1, ``manner`` or the artifact's default) through ``transfer``'s networks, clamped to [0, 1]."""
+    return lambda content, style: transfer.stylize(content, [style], [1.0], 1.0, None, manner)
 
 
 def load_transfer(folder: Path, device: torch.device) -> StyleTransfer:
     return StyleTransfer.from_artifact(folder, load_artifact(folder), device).eval()
 
 
-def http_stylizer(url: str, timeout: float = 120.0) -> Stylizer:
+def http_stylizer(url: str, timeout: float = 120.0, manner: float | None = None) -> Stylizer:
     """AdaIN through a running service's ``POST /stylize``, the way a user calls it (PNG in, PNG out)."""
     import httpx
 
@@ -83,6 +85,7 @@ def http_stylizer(url: str, timeout: float = 120.0) -> Stylizer:
     def stylize(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         files = {"content": ("content.png", png(content), "image/png"), "style": ("style.png", png(style), "image/png")}
         data = {"alpha": "1", "max_side": str(content.shape[-1]), "format": "png"}
+        data |= {"manner": str(manner)} if manner is not None else {}
         response = httpx.post(f"{url.rstrip('/')}/stylize", files=files, data=data, timeout=timeout)
         response.raise_for_status()
         with Image.open(io.BytesIO(response.content)) as image:
@@ -127,11 +130,12 @@ def evaluate_with_outputs(
     baseline: Path | None = None,
     device: torch.device | None = None,
     url: str | None = None,
+    manner: float | None = None,
 ) -> tuple[dict[str, float], torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """The metrics (module docstring), and the contents, styles and outputs (one (Nc, 3, S, S) per style)."""
     device = device or torch.device("cpu")
     transfer = load_transfer(artifact_folder, device)
-    return evaluate_transfer(transfer, loss_network, content_images, style_images, size, baseline, url)
+    return evaluate_transfer(transfer, loss_network, content_images, style_images, size, baseline, url, manner)
 
 
 def evaluate_transfer(
@@ -142,15 +146,17 @@ def evaluate_transfer(
     size: int = 256,
     baseline: Path | None = None,
     url: str | None = None,
+    manner: float | None = None,
 ) -> tuple[dict[str, float], torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-    """``evaluate_with_outputs`` for networks already loaded (on their device)."""
+    """``evaluate_with_outputs`` for networks already loaded (on their device); ``manner``: the decoder-side
+    matching's strength (None: the artifact's default)."""
     assert content_images and style_images, "need at least one content and one style image"
     device = transfer.device
     loss_net = load_loss_network(loss_network, device)
     with torch.inference_mode():
         contents = torch.cat([square_image(p, size, device) for p in content_images])  # (Nc, 3, S, S)
         styles = [square_image(p, size, device) for p in style_images]
-        stylizer = http_stylizer(url) if url else adain_stylizer(transfer)
+        stylizer = http_stylizer(url, manner=manner) if url else adain_stylizer(transfer, manner)
         ours, outputs = pairwise_losses(stylizer, loss_net, contents, styles)
         reference = None
         if baseline is not None:
@@ -191,6 +197,10 @@ def write_evaluation(
     """
     transfer = load_transfer(out_dir, device or torch.device("cpu"))
     metrics, content_t, style_t, outputs = evaluate_transfer(transfer, loss_network, contents, styles, size, baseline)
+    if transfer.matching is not None:  # the trade-off a user's manner chooses, on the same pairs
+        for manner in MANNER_SWEEP:
+            swept = evaluate_transfer(transfer, loss_network, contents, styles, size, baseline, manner=manner)[0]
+            metrics |= {f"manner_{manner:g}_{key}": swept[key] for key in SWEPT_METRICS if key in swept}
     if nst_pairs > 0:
         nst = NeuralStyleTransfer.from_artifact(out_dir, manifest, transfer.device)
         loss_net = load_loss_network(loss_network, transfer.device)

@@ -8,6 +8,7 @@ AdaIN uses it up to relu4_1 (layer 30), which is exactly our ``VGGEncoder``. ``d
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,13 @@ from models.artifact import (
 from models.predictor import save_state
 from models.provenance import git_commit, invoked_command
 from models.style.loss_network import decoder_from_state, encoder_from_state, is_compressed, read_state_dict
+from models.style.matching import MatchingDecoder, relu_layers
 from models.style.network import Decoder, VGGEncoder
 from models.style.nst_network import NST_NETWORK_FILE, nst_network_from_compressed, nst_network_shape
 from models.style.packing import prepare_out_dir
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
 from models.style.starter import style_hyperparameters
+from models.style.types import MATCHING_KEY, widths_from_manifest
 
 SOURCE = "naoto0804/pytorch-AdaIN release (MIT): vgg_normalised.pth truncated at relu4_1, and decoder.pth"
 ROLES = ("vgg", "decoder")  # the keys of expected_sha256
@@ -173,6 +176,23 @@ def attach_nst_network(artifact: Path, encoder_relu5_1: Path, license_file: Path
     return repack_artifact(
         artifact, hyperparameters=manifest.hyperparameters | {"nst_network": shape}, provenance=provenance
     )
+
+
+def attach_matching(artifact: Path, strength: float, layers: Sequence[int] | None = None) -> Manifest:
+    """Make ``artifact``'s decoder match the painting's statistics after ``layers`` (default: every ReLU) at
+    ``strength`` (``models.style.matching``), record it in ``hyperparameters.decoder_matching``, re-export the
+    ONNX files (the decoder's then takes the targets) and re-pack. The weights are unchanged."""
+    from models.onnx_export import export_artifact
+
+    manifest = load_artifact(artifact)
+    decoder = Decoder(widths_from_manifest(manifest))
+    matching = MatchingDecoder(decoder, layers if layers is not None else relu_layers(decoder))
+    settings = matching.settings(strength)
+    what = f"decoder-side matching after {len(settings.layers)} decoder ReLUs at strength {strength:g}"
+    provenance = manifest.provenance.model_copy(update={"method": f"{manifest.provenance.method}; {what}"})
+    hyperparameters = manifest.hyperparameters | {MATCHING_KEY: settings.as_entry()}
+    repack_artifact(artifact, hyperparameters=hyperparameters, provenance=provenance)
+    return export_artifact(artifact)
 
 
 def copy_as_version(source: Path, out_dir: Path, version: str) -> Path:

@@ -15,20 +15,40 @@ from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
 from models.onnx_backend import NetworkSession, Runtime, open_session
-from models.style.adain_numpy import calc_mean_std, coral, interpolate_statistics
+from models.style.adain_numpy import calc_mean_std, coral, interpolate_statistics, mix_statistics
 from models.style.sizing import array_to_image, image_to_array, resize_for_network
 from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys
-from models.style.types import ARCHITECTURE, DECODER_ONNX, ENCODER_ONNX, StylizeRequest, warmup_request
+from models.style.types import (
+    ARCHITECTURE,
+    DECODER_ONNX,
+    ENCODER_ONNX,
+    MATCHING_DECODER_ONNX,
+    StylizeRequest,
+    matching_settings,
+    warmup_request,
+)
 
 
 class OnnxStyleTransfer:
     """AdaIN predictor on an ONNX engine: ``predict(list[StylizeRequest]) -> list[PIL.Image.Image]`` (RGB)."""
 
-    def __init__(self, encoder: NetworkSession, decoder: NetworkSession, manifest: Manifest) -> None:
+    def __init__(
+        self,
+        encoder: NetworkSession,
+        decoder: NetworkSession,
+        manifest: Manifest,
+        matching: NetworkSession | None = None,
+    ) -> None:
+        """``matching``: the artifact's matching decoder (``models.style.matching``), when it has one."""
         self.encoder = encoder
         self.decoder = decoder
         self.manifest = manifest
         self.statistics: StyleStatistics[np.ndarray] = StyleStatistics()
+        self.decoder_statistics: StyleStatistics[np.ndarray] = StyleStatistics()  # filled when manner > 0
+        self.matching = matching
+        settings = matching_settings(manifest)
+        self.matching_strength = settings.strength if settings else 0.0
+        self.matching_width = settings.width if settings else 0
 
     @classmethod
     def from_artifact(
@@ -40,7 +60,9 @@ class OnnxStyleTransfer:
             raise ArtifactError(f"{where}: architecture {manifest.architecture!r} is not {ARCHITECTURE!r}")
         encoder = open_session(folder, manifest, ENCODER_ONNX, device, runtime)
         decoder = open_session(folder, manifest, DECODER_ONNX, device, runtime)
-        return cls(encoder, decoder, manifest)
+        has_matching = matching_settings(manifest) is not None
+        matching = open_session(folder, manifest, MATCHING_DECODER_ONNX, device, runtime) if has_matching else None
+        return cls(encoder, decoder, manifest, matching)
 
     def eval(self) -> OnnxStyleTransfer:
         return self  # inference sessions have no training mode
@@ -55,12 +77,14 @@ class OnnxStyleTransfer:
     def remember_styles(self, styles: list[Image.Image], max_side: int) -> None:
         """Encode ``styles`` now (the gallery, at load), so requests naming them at ``max_side`` skip the encoder."""
         content = Image.new("RGB", (32, 32))
-        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side) for style in styles])
+        manner = 1.0 if self.matching is not None else None  # the decoder's statistics too, when it matches
+        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side, manner) for style in styles])
 
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
         content, styles = self.preprocess(request)
         keys = request_style_keys(request)
-        return array_to_image(self.stylize(content, styles, list(request.weights), request.alpha, keys))
+        weights = list(request.weights)
+        return array_to_image(self.stylize(content, styles, weights, request.alpha, keys, request.manner))
 
     def preprocess(self, request: StylizeRequest) -> tuple[np.ndarray, list[np.ndarray]]:
         """Content (1, 3, H, W) and styles (1, 3, Hs, Ws), sized by ``max_side``; styles recoloured if asked."""
@@ -79,10 +103,12 @@ class OnnxStyleTransfer:
         weights: list[float],
         alpha: float,
         keys: list[StyleKey | None] | None = None,
+        manner: float | None = None,
     ) -> np.ndarray:
         """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1].
 
-        ``keys`` name the styles in the statistics cache (None: compute them, cache nothing).
+        ``keys`` name the styles in the statistics cache (None: compute them, cache nothing); ``manner`` the
+        decoder-side matching's strength (None: the artifact's default).
         """
         assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
         content_feat = self.encoder.run(content)  # (1, C4, H/8, W/8)
@@ -90,8 +116,28 @@ class OnnxStyleTransfer:
         style_stats = [self._style_statistics(style, key) for style, key in zip(styles, keys, strict=True)]
         target = interpolate_statistics(content_feat, style_stats, weights)  # one style: plain AdaIN
         blended = alpha * target + (1.0 - alpha) * content_feat
-        return np.clip(self.decoder.run(blended), 0.0, 1.0)  # (1, 3, H, W)
+        strength = alpha * (self.matching_strength if manner is None else manner)  # alpha 0: the reconstruction
+        if self.matching is None or strength == 0.0:
+            assert self.matching is not None or not manner, "this artifact's decoder does not match"
+            return np.clip(self.decoder.run(blended), 0.0, 1.0)  # (1, 3, H, W)
+        matching = self.matching
+        pairs = zip(styles, keys, strict=True)
+        means, stds = mix_statistics([self._decoder_statistics(matching, s, k) for s, k in pairs], weights)
+        return matching.run_inputs([blended, means, stds, np.full((1, 1), strength, np.float32)])[0]
 
     def _style_statistics(self, style: np.ndarray, key: StyleKey | None) -> tuple[np.ndarray, np.ndarray]:
         """The style's relu4_1 (mean, std), each (1, C4, 1, 1): from the cache, else from the encoder."""
         return self.statistics.get(key, lambda: calc_mean_std(self.encoder.run(style)))
+
+    def _decoder_statistics(
+        self, matching: NetworkSession, style: np.ndarray, key: StyleKey | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The (1, ΣC) means and stds of the decoder's own decoding of the style, at the matched layers."""
+
+        def compute() -> tuple[np.ndarray, np.ndarray]:
+            zeros = np.zeros((1, self.matching_width), np.float32)
+            features = self.encoder.run(style)
+            _, means, stds = matching.run_inputs([features, zeros, zeros + 1.0, np.zeros((1, 1), np.float32)])
+            return means, stds
+
+        return self.decoder_statistics.get(key, compute)

@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
-from models.style.adain import calc_mean_std, coral, interpolate_statistics
+from models.style.adain import calc_mean_std, coral, interpolate_statistics, mix_statistics
 from models.style.images import image_to_tensor, resize_for_network, tensor_to_image
+from models.style.matching import MatchingDecoder
 from models.style.network import Decoder, VGGEncoder
 from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys
 from models.style.types import (
@@ -22,6 +23,7 @@ from models.style.types import (
     DECODER_FILE,
     ENCODER_FILE,
     StylizeRequest,
+    matching_settings,
     warmup_request,
     widths_from_manifest,
 )
@@ -61,6 +63,13 @@ class StyleTransfer:
         self.manifest = manifest
         self.device = device
         self.statistics: StyleStatistics[torch.Tensor] = StyleStatistics()
+        self.decoder_statistics: StyleStatistics[torch.Tensor] = StyleStatistics()  # filled when manner > 0
+        settings = matching_settings(manifest)
+        # decoder-side matching (models.style.matching), when the artifact chose it; None: plain decoding
+        self.matching = MatchingDecoder(decoder, settings.layers).eval() if settings else None
+        self.matching_strength = settings.strength if settings else 0.0
+        if self.matching is not None and settings and self.matching.channels != settings.channels:
+            raise ArtifactError(f"{manifest.name}/{manifest.version}: decoder_matching.channels do not fit the decoder")
 
     @classmethod
     def from_artifact(cls, folder: Path, manifest: Manifest, device: torch.device) -> StyleTransfer:
@@ -85,12 +94,14 @@ class StyleTransfer:
     def remember_styles(self, styles: list[Image.Image], max_side: int) -> None:
         """Encode ``styles`` now (the gallery, at load), so requests naming them at ``max_side`` skip the encoder."""
         content = Image.new("RGB", (32, 32))
-        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side) for style in styles])
+        manner = 1.0 if self.matching is not None else None  # the decoder's statistics too, when it matches
+        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side, manner) for style in styles])
 
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
         content, styles = self.preprocess(request)
         keys = request_style_keys(request)
-        output = self.stylize(content, styles, list(request.weights), request.alpha, keys)  # (1, 3, H, W)
+        weights = list(request.weights)
+        output = self.stylize(content, styles, weights, request.alpha, keys, request.manner)  # (1, 3, H, W)
         return tensor_to_image(output)
 
     def preprocess(self, request: StylizeRequest) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -110,10 +121,12 @@ class StyleTransfer:
         weights: list[float],
         alpha: float,
         keys: list[StyleKey | None] | None = None,
+        manner: float | None = None,
     ) -> torch.Tensor:
         """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1].
 
-        ``keys`` name the styles in the statistics cache (None: compute them, cache nothing).
+        ``keys`` name the styles in the statistics cache (None: compute them, cache nothing); ``manner`` the
+        decoder-side matching's strength (None: the artifact's default).
         """
         assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
         content_feat = self.encoder(content)  # (1, C4, H/8, W/8)
@@ -121,8 +134,21 @@ class StyleTransfer:
         style_stats = [self._style_statistics(style, key) for style, key in zip(styles, keys, strict=True)]
         target = interpolate_statistics(content_feat, style_stats, weights)  # one style: plain AdaIN
         blended = alpha * target + (1.0 - alpha) * content_feat
-        return self.decoder(blended).clamp(0.0, 1.0)  # (1, 3, H, W)
+        strength = alpha * (self.matching_strength if manner is None else manner)  # alpha 0: the reconstruction
+        if self.matching is None or strength == 0.0:
+            assert self.matching is not None or not manner, "this artifact's decoder does not match"
+            return self.decoder(blended).clamp(0.0, 1.0)  # (1, 3, H, W)
+        matching = self.matching
+        pairs = zip(styles, keys, strict=True)
+        means, stds = mix_statistics([self._decoder_statistics(matching, s, k) for s, k in pairs], weights)
+        return matching(blended, means, stds, content_feat.new_full((1, 1), strength))[0]
 
     def _style_statistics(self, style: torch.Tensor, key: StyleKey | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The style's relu4_1 (mean, std), each (1, C4, 1, 1): from the cache, else from the encoder."""
         return self.statistics.get(key, lambda: calc_mean_std(self.encoder(style)))
+
+    def _decoder_statistics(
+        self, matching: MatchingDecoder, style: torch.Tensor, key: StyleKey | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (1, ΣC) means and stds of the decoder's own decoding of the style, at the matched layers."""
+        return self.decoder_statistics.get(key, lambda: matching.statistics(self.encoder(style)))

@@ -13,6 +13,7 @@ ENCODER_FILE = "encoder.safetensors"
 DECODER_FILE = "decoder.safetensors"
 ENCODER_ONNX = "encoder.onnx"
 DECODER_ONNX = "decoder.onnx"
+MATCHING_DECODER_ONNX = "matching_decoder.onnx"  # when the artifact has decoder_matching (matching.py)
 
 # Classical NST's loss weights, for the relu5_1 network's features (of order 1 through the aux heads; Grams
 # divided by H·W, mean squared errors). Chosen on four held-out pairs at 256 px with a 30 s budget: content 2
@@ -30,7 +31,8 @@ class StylizeRequest:
 
     ``alpha`` in [0, 1] blends the AdaIN target (1) with the content's own features (0);
     ``preserve_color`` recolours each style to the content's colours first; the output's longer
-    side is at most ``max_side``.
+    side is at most ``max_side``; ``manner`` in [0, 1] is how strongly the decoder matches the painting's own
+    statistics at every scale (``models.style.matching``; None: the artifact's default, 0 without matching).
     """
 
     content: Image.Image
@@ -39,6 +41,7 @@ class StylizeRequest:
     alpha: float
     preserve_color: bool
     max_side: int
+    manner: float | None = None
 
 
 def warmup_request() -> StylizeRequest:
@@ -68,6 +71,45 @@ class NSTResult:
     image: Image.Image
     steps: int
     seconds: float
+
+
+MATCHING_KEY = "decoder_matching"  # hyperparameters entry of an artifact whose decoder matches (matching.py)
+
+
+@dataclass(frozen=True)
+class MatchingSettings:
+    """Decoder-side matching as an artifact records it: after which decoder ReLUs, how strongly, their widths."""
+
+    layers: tuple[int, ...]
+    strength: float  # the default manner (StylizeRequest.manner)
+    channels: tuple[int, ...]
+
+    @property
+    def width(self) -> int:
+        """ΣC: the length of the statistics vectors the decoder takes and returns."""
+        return sum(self.channels)
+
+    def as_entry(self) -> dict[str, object]:
+        return {"layers": list(self.layers), "strength": self.strength, "channels": list(self.channels)}
+
+
+def matching_settings(manifest: Manifest) -> MatchingSettings | None:
+    """The artifact's decoder-side matching, or None when it decodes plainly; ``ArtifactError`` when malformed."""
+    entry = manifest.hyperparameters.get(MATCHING_KEY)
+    if entry is None:
+        return None
+    where = f"{manifest.name}/{manifest.version}"
+    fields = entry if isinstance(entry, dict) else {}
+    layers, strength, channels = fields.get("layers"), fields.get("strength"), fields.get("channels")
+
+    def ints(value: object) -> bool:
+        return isinstance(value, list) and bool(value) and all(isinstance(i, int) and i >= 0 for i in value)
+
+    if not (ints(layers) and ints(channels) and len(layers) == len(channels)):  # type: ignore[arg-type]
+        raise ArtifactError(f"{where}: {MATCHING_KEY} must list decoder layers and as many channel counts")
+    if not (isinstance(strength, int | float) and 0.0 <= strength <= 1.0):
+        raise ArtifactError(f"{where}: {MATCHING_KEY}.strength must be in [0, 1], not {strength!r}")
+    return MatchingSettings(tuple(layers), float(strength), tuple(channels))  # type: ignore[arg-type]
 
 
 def widths_from_manifest(manifest: Manifest) -> tuple[int, int, int, int]:

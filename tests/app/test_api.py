@@ -108,7 +108,7 @@ def test_stylize_accepts_uploaded_styles_with_weights(client: TestClient) -> Non
     response = client.post(
         "/stylize",
         files=[("content", ("p.jpg", PHOTO)), ("style", ("a.png", style)), ("style", ("b.png", style))],
-        data={"style_weights": ["0.7", "0.3"], "alpha": "0.5"},
+        data={"style_weights": ["0.7", "0.3"], "alpha": "0.5", "manner": "0"},  # 0: any style model takes it
     )
     assert response.status_code == 200, response.text
 
@@ -144,6 +144,9 @@ PARAMETER_CASES = [
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": ["red", "red"], "method": "nst"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "method": "nst", "max_seconds": "9999"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "method": "nst", "max_seconds": "0"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "manner": "1.5"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "manner": "0.5"}, 422),  # no matching
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "method": "nst", "manner": "0"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO), "style": ("s.png", PHOTO)}, {"style_name": "red"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO), "style": ("s.txt", b"not an image")}, {}, 415),
 ]

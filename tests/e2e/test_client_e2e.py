@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -93,6 +94,10 @@ def test_stylize_returns_the_painting_and_the_model_that_painted_it(client: Clie
     uploaded = client.stylize(face_like_photo(320, 240), style=Image.new("RGB", (64, 64), "red"), max_side=64)
     assert uploaded.save(tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
     assert painted.nst_steps is None  # AdaIN: one pass
+    photo = face_like_photo(320, 240)
+    plain, manner = (client.stylize(photo, style_name=style, max_side=64, manner=m).image() for m in (0.0, 1.0))
+    difference = np.abs(np.asarray(plain, dtype=np.float64) - np.asarray(manner, dtype=np.float64)).mean()
+    assert difference > 1.0  # the stable style model matches each painting's manner when asked
 
 
 def test_classical_nst_through_the_client_reports_its_steps(client: Client) -> None:

@@ -157,12 +157,15 @@ def test_stylize_with_a_gallery_style_shows_the_result_and_a_download_link(
     page.locator(f"#gallery label:has(input[value='{chosen}'])").click()
     page.locator("#alpha").fill("0.5")
     expect(page.locator("#alpha-value")).to_have_text("0.50")
+    page.locator("#manner").fill("0.25")  # the stable style model matches the painting's manner
+    expect(page.locator("#manner-value")).to_have_text("0.25")
     page.locator("#preserve-color").check()
     sent = record_form_fields(page, "**/stylize")
     with page.expect_response("**/stylize") as response_info:
         page.locator("#stylize-button").click()
     assert response_info.value.ok, response_info.value.text()
-    expected = {"content": "file:portrait.jpg", "style_name": chosen, "alpha": "0.5", "preserve_color": "true"}
+    expected = {"content": "file:portrait.jpg", "style_name": chosen, "alpha": "0.5", "manner": "0.25"}
+    expected |= {"preserve_color": "true"}
     assert sent == [expected | {"format": "png"}]
     result = page.locator("#stylized-image")
     expect(result).to_be_visible()
