@@ -10,10 +10,11 @@ has when it reconstructs the painting itself (the painting's relu4_1 features de
     x ← x + strength · (AdaIN(x; μ_style, σ_style) − x)
 
 The painting's statistics come from one pass of the same module over its features with ``strength`` 0 (its
-second and third outputs), so a style costs one more decoder pass, once: the predictors cache them with
-the relu4_1 statistics. The strength is an input, not a constant, so ``alpha`` can scale it (alpha 0 decodes
-the plain reconstruction) and the ONNX file takes it per call. Chosen on the validation pairs (issue 19);
-the artifact records the layers and strength in ``hyperparameters.decoder_matching``.
+second and third outputs), so a style costs one more decoder pass, once: the predictors cache them beside
+its relu4_1 statistics, and only when a request asks for a strength above 0 (a request's ``manner``, times
+its ``alpha``, so alpha 0 still decodes the plain reconstruction). The strength is an input, not a constant,
+so the ONNX file (``matching_decoder.onnx``) takes it per call. The artifact records the layers and its
+default manner in ``hyperparameters.decoder_matching``; how that default was chosen: ``docs/style.md``.
 """
 
 from __future__ import annotations
