@@ -183,7 +183,8 @@ def _matching_section(manifest: Manifest, metrics: dict[str, float]) -> list[str
         f"How: after each of the decoder's ReLUs {list(settings.layers)} its activations move `manner` of the way",
         "to the channel means and stds the same layer has when it decodes the painting's own features",
         "(`models/style/matching.py`; `alpha` scales it, so alpha 0 is still the photo's reconstruction). A",
-        "painting's statistics cost one more decoder pass, once: they are cached with its relu4_1 statistics.",
+        "painting's statistics cost one more decoder pass, once, when a request first asks for manner: they are",
+        "cached beside its relu4_1 statistics.",
         "How the default was chosen, on validation pairs only, and what the test pairs then showed: `docs/style.md`.",
     ]
 
