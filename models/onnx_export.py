@@ -191,8 +191,9 @@ def export_style(folder: Path, manifest: Manifest) -> tuple[list[str], dict[str,
         return [ENCODER_ONNX, DECODER_ONNX], details
     # decoder-side matching (models.style.matching): the targets and the strength are inputs too
     batch = feature_dims[0]
-    stats = torch.rand(2, style.matching.width) + 0.5
-    examples = (features, stats, stats.flip(0), torch.tensor([[0.5], [1.0]]))
+    with torch.inference_mode():  # targets a painting would set: the other example's own decoder statistics
+        means, stds = (stats.flip(0).clone() for stats in style.matching.statistics(features))
+    examples = (features, means, stds, torch.tensor([[0.5], [1.0]]))
     names = ("features", "means", "stds", "strength"), ("image", "own_means", "own_stds")
     dims = (feature_dims, {0: batch}, {0: batch}, {0: batch})
     export_graph(style.matching, examples, folder / MATCHING_DECODER_ONNX, names, dims)
