@@ -22,6 +22,10 @@ from models.provenance import invoked_command
 console = Console()
 
 ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
+# An artifact a command edits in place, or copies to --out as --version first (attach-nst, match-decoder).
+EditedArtifact = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="AdaIN artifact folder (edited)")]
+OutOption = Annotated[Path | None, typer.Option(help="Write a new version here instead of editing ARTIFACT")]
+VersionOption = Annotated[str | None, typer.Option(help="With --out: the new version's name (default: OUT's name)")]
 
 
 def _layer_weights(text: str) -> tuple[float, float, float, float]:
@@ -225,13 +229,11 @@ def import_vgg(
 
 
 def attach_nst(
-    artifact: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="AdaIN artifact folder (edited)")],
+    artifact: EditedArtifact,
     encoder: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="encoder_relu5_1.pth (compressed)")],
     license_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Its LICENSE file")],
-    out: Annotated[Path | None, typer.Option(help="Write a new version here instead of editing ARTIFACT")] = None,
-    version: Annotated[
-        str | None, typer.Option(help="With --out: the new version's name (default: OUT's name)")
-    ] = None,
+    out: OutOption = None,
+    version: VersionOption = None,
 ) -> None:
     """Add the compressed VGG19 to relu5_1 (MIT) to a style artifact: method=nst's loss network."""
     from models.style.importer import attach_nst_network, copy_as_version
@@ -243,29 +245,27 @@ def attach_nst(
 
 
 def match_decoder(
-    artifact: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="AdaIN artifact folder (edited)")],
+    artifact: EditedArtifact,
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="How far each matched layer moves (0 to 1)")],
     layers: Annotated[
         str | None, typer.Option(help="Decoder ReLU indices, comma-separated (default: every ReLU)")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write a new version here instead of editing ARTIFACT")] = None,
-    version: Annotated[
-        str | None, typer.Option(help="With --out: the new version's name (default: OUT's name)")
-    ] = None,
+    out: OutOption = None,
+    version: VersionOption = None,
 ) -> None:
     """Match the decoder's activations to the painting's own at its ReLUs (models/style/matching.py); same weights."""
-    from models.style.importer import attach_matching, copy_as_version
+    from models.style.importer import attach_matching, copy_as_version, plan_matching
 
+    try:  # before anything is written: a refused layer leaves no copy behind
+        chosen = [int(part) for part in layers.split(",")] if layers else None
+        plan_matching(artifact, strength, chosen)
+    except (AssertionError, ValueError) as error:
+        raise typer.BadParameter(f"--layers: {error}") from error
     if out is not None:
         artifact = copy_as_version(artifact, out, version or out.name)
-    chosen = [int(part) for part in layers.split(",")] if layers else None
-    try:
-        manifest = attach_matching(artifact, strength, chosen)
-    except AssertionError as error:
-        raise typer.BadParameter(str(error)) from error
-    console.print(
-        f"{manifest.name}/{manifest.version}: decoder_matching {manifest.hyperparameters['decoder_matching']}"
-    )
+    manifest = attach_matching(artifact, strength, chosen)
+    entry = manifest.hyperparameters["decoder_matching"]
+    console.print(f"{manifest.name}/{manifest.version}: decoder_matching {entry}")
 
 
 def import_adain(

@@ -147,9 +147,11 @@ def evaluate_transfer(
     baseline: Path | None = None,
     url: str | None = None,
     manner: float | None = None,
+    manners: Sequence[float] = (),
 ) -> tuple[dict[str, float], torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """``evaluate_with_outputs`` for networks already loaded (on their device); ``manner``: the decoder-side
-    matching's strength (None: the artifact's default)."""
+    matching's strength (None: the artifact's default). Each of ``manners`` adds ``manner_<m>_<metric>`` for
+    ``SWEPT_METRICS``, on the same pairs and baseline (the card's manner table)."""
     assert content_images and style_images, "need at least one content and one style image"
     device = transfer.device
     loss_net = load_loss_network(loss_network, device)
@@ -162,6 +164,12 @@ def evaluate_transfer(
         if baseline is not None:
             reference = pairwise_losses(adain_stylizer(load_transfer(baseline, device)), loss_net, contents, styles)[0]
         metrics = summarise(ours, reference) | manner_metrics(loss_net, styles, outputs)
+        for swept_manner in manners:
+            swept_losses, swept_outputs = pairwise_losses(
+                adain_stylizer(transfer, swept_manner), loss_net, contents, styles
+            )
+            swept = summarise(swept_losses, reference) | manner_metrics(loss_net, styles, swept_outputs)
+            metrics |= {f"manner_{swept_manner:g}_{key}": swept[key] for key in SWEPT_METRICS if key in swept}
         rebuilt = transfer.decoder(transfer.encoder(contents)).clamp(0.0, 1.0)
         metrics["reconstruction_mse"] = F.mse_loss(rebuilt, contents).item()
     return metrics, contents, styles, outputs
@@ -196,11 +204,9 @@ def write_evaluation(
     ``nst_pairs`` > 0 also measures classical NST beside AdaIN on that many held-out pairs (nst_eval.py).
     """
     transfer = load_transfer(out_dir, device or torch.device("cpu"))
-    metrics, content_t, style_t, outputs = evaluate_transfer(transfer, loss_network, contents, styles, size, baseline)
-    if transfer.matching is not None:  # the trade-off a user's manner chooses, on the same pairs
-        for manner in MANNER_SWEEP:
-            swept = evaluate_transfer(transfer, loss_network, contents, styles, size, baseline, manner=manner)[0]
-            metrics |= {f"manner_{manner:g}_{key}": swept[key] for key in SWEPT_METRICS if key in swept}
+    manners = MANNER_SWEEP if transfer.matching is not None else ()  # the trade-off a user's manner chooses
+    evaluated = evaluate_transfer(transfer, loss_network, contents, styles, size, baseline, manners=manners)
+    metrics, content_t, style_t, outputs = evaluated
     if nst_pairs > 0:
         nst = NeuralStyleTransfer.from_artifact(out_dir, manifest, transfer.device)
         loss_net = load_loss_network(loss_network, transfer.device)

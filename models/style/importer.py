@@ -32,7 +32,7 @@ from models.style.nst_network import NST_NETWORK_FILE, nst_network_from_compress
 from models.style.packing import prepare_out_dir
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
 from models.style.starter import style_hyperparameters
-from models.style.types import MATCHING_KEY, widths_from_manifest
+from models.style.types import MATCHING_KEY, MatchingSettings, widths_from_manifest
 
 SOURCE = "naoto0804/pytorch-AdaIN release (MIT): vgg_normalised.pth truncated at relu4_1, and decoder.pth"
 ROLES = ("vgg", "decoder")  # the keys of expected_sha256
@@ -178,16 +178,21 @@ def attach_nst_network(artifact: Path, encoder_relu5_1: Path, license_file: Path
     )
 
 
+def plan_matching(artifact: Path, strength: float, layers: Sequence[int] | None = None) -> MatchingSettings:
+    """What ``attach_matching`` would record for ``artifact``; writes nothing, and an ``AssertionError`` names
+    a layer that is not one of its decoder's ReLUs."""
+    decoder = Decoder(widths_from_manifest(load_artifact(artifact)))
+    return MatchingDecoder(decoder, layers if layers is not None else relu_layers(decoder)).settings(strength)
+
+
 def attach_matching(artifact: Path, strength: float, layers: Sequence[int] | None = None) -> Manifest:
     """Make ``artifact``'s decoder match the painting's statistics after ``layers`` (default: every ReLU) at
     ``strength`` (``models.style.matching``), record it in ``hyperparameters.decoder_matching``, re-export the
-    ONNX files (the decoder's then takes the targets) and re-pack. The weights are unchanged."""
+    ONNX files (``matching_decoder.onnx`` takes the targets) and re-pack. The weights are unchanged."""
     from models.onnx_export import export_artifact
 
+    settings = plan_matching(artifact, strength, layers)
     manifest = load_artifact(artifact)
-    decoder = Decoder(widths_from_manifest(manifest))
-    matching = MatchingDecoder(decoder, layers if layers is not None else relu_layers(decoder))
-    settings = matching.settings(strength)
     what = f"decoder-side matching after {len(settings.layers)} decoder ReLUs at strength {strength:g}"
     provenance = manifest.provenance.model_copy(update={"method": f"{manifest.provenance.method}; {what}"})
     hyperparameters = manifest.hyperparameters | {MATCHING_KEY: settings.as_entry()}

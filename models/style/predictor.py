@@ -94,8 +94,7 @@ class StyleTransfer:
     def remember_styles(self, styles: list[Image.Image], max_side: int) -> None:
         """Encode ``styles`` now (the gallery, at load), so requests naming them at ``max_side`` skip the encoder."""
         content = Image.new("RGB", (32, 32))
-        manner = 1.0 if self.matching is not None else None  # the decoder's statistics too, when it matches
-        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side, manner) for style in styles])
+        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side) for style in styles])
 
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
         content, styles = self.preprocess(request)

@@ -187,6 +187,7 @@ def test_the_match_decoder_command_writes_a_new_version_and_refuses_a_layer_that
         ],
     )
     assert refused.exit_code == 2 and "ReLU" in refused.output
+    assert not (tmp_path / "bad").exists()  # refused before anything was copied
     done = runner.invoke(
         cli,
         ["models", "match-decoder", str(source), "--strength", "0.5", "--out", str(tmp_path / "v9"), "--version", "v9"],
