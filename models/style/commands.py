@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from models.provenance import invoked_command
+from models.style.train_config import Objective
 
 console = Console()
 
@@ -97,6 +98,9 @@ def train(
         str, typer.Option(help="Weights of relu1_1,relu2_1,relu3_1,relu4_1 in the style loss")
     ] = "1,1,1,1",
     content_weight: float = 1.0,
+    objective: Annotated[
+        Objective, typer.Option(help="paper: AdaIN's losses; measures: mean log style and content loss per pair")
+    ] = Objective.paper,
     distill_weight: float = 1.0,
     pixel_weight: float = 10.0,
     self_pairs: Annotated[int, typer.Option(min=0, help="(content, content) pairs per batch")] = 1,
@@ -131,6 +135,7 @@ def train(
         style_weight=style_weight,
         style_layer_weights=_layer_weights(style_layer_weights),
         content_weight=content_weight,
+        objective=objective.value,
         distill_weight=distill_weight,
         pixel_weight=pixel_weight,
         self_pairs=self_pairs,

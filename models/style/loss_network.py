@@ -167,16 +167,32 @@ def content_loss(output_feat: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return F.mse_loss(output_feat, target)
 
 
+def pair_style_losses(
+    output_feats: Sequence[torch.Tensor], style_feats: Sequence[torch.Tensor], weights: Sequence[float] | None = None
+) -> torch.Tensor:
+    """The style loss of each pair, (N,): Σ over layers of the MSEs of channel means and stds, per pair.
+
+    ``style_feats`` has N images, or 1 that every output is compared with.
+    """
+    assert len(output_feats) == len(style_feats) > 0, "need the same layers of output and style"
+    weights = weights if weights is not None else [1.0] * len(output_feats)
+    assert len(weights) == len(output_feats), f"need one weight per layer, got {len(weights)}"
+    total = torch.zeros(output_feats[0].shape[0], device=output_feats[0].device)
+    for output_feat, style_feat, weight in zip(output_feats, style_feats, weights, strict=True):
+        output_mean, output_std = calc_mean_std(output_feat)  # (N, C, 1, 1) each
+        style_mean, style_std = calc_mean_std(style_feat)
+        squares = (output_mean - style_mean).pow(2) + (output_std - style_std).pow(2)
+        total = total + weight * squares.flatten(1).mean(1)
+    return total
+
+
+def pair_content_losses(output_feat: torch.Tensor, content_feat: torch.Tensor) -> torch.Tensor:
+    """The content loss of each pair, (N,): the MSE of relu4_1 between output and content photo."""
+    return (output_feat - content_feat).pow(2).flatten(1).mean(1)
+
+
 def style_loss(
     output_feats: Sequence[torch.Tensor], style_feats: Sequence[torch.Tensor], weights: Sequence[float] | None = None
 ) -> torch.Tensor:
     """AdaIN's style loss: Σ over layers (times ``weights``, default 1) of MSE of channel means and stds (eq. 13)."""
-    assert len(output_feats) == len(style_feats) > 0, "need the same layers of output and style"
-    weights = weights if weights is not None else [1.0] * len(output_feats)
-    assert len(weights) == len(output_feats), f"need one weight per layer, got {len(weights)}"
-    total = torch.zeros((), device=output_feats[0].device)
-    for output_feat, style_feat, weight in zip(output_feats, style_feats, weights, strict=True):
-        output_mean, output_std = calc_mean_std(output_feat)  # (N, C, 1, 1) each
-        style_mean, style_std = calc_mean_std(style_feat)
-        total = total + weight * (F.mse_loss(output_mean, style_mean) + F.mse_loss(output_std, style_std))
-    return total
+    return pair_style_losses(output_feats, style_feats, weights).mean()

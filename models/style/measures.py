@@ -12,11 +12,9 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch.nn import functional as F
 
-from models.style.adain import calc_mean_std
 from models.style.images import image_to_tensor
-from models.style.loss_network import LossNetwork
+from models.style.loss_network import LossNetwork, pair_content_losses, pair_style_losses
 
 
 def square_image(path: Path, size: int, device: torch.device) -> torch.Tensor:
@@ -33,15 +31,7 @@ def pair_losses(
     loss_net: LossNetwork, outputs: torch.Tensor, contents: torch.Tensor, style: torch.Tensor
 ) -> list[tuple[float, float]]:
     """(style loss, content loss) per output (N, 3, S, S), for contents (N, 3, S, S) and one style (1, 3, S, S)."""
-    style_stats = [calc_mean_std(f) for f in loss_net(style)]  # 4 × ((1, C, 1, 1), (1, C, 1, 1))
-    content_feat = loss_net(contents)[-1]  # (N, 512, S/8, S/8)
     output_feats = loss_net(outputs)
-    losses = []
-    for index in range(outputs.shape[0]):
-        style_value = 0.0
-        for feature, (style_mean, style_std) in zip(output_feats, style_stats, strict=True):
-            mean, std = calc_mean_std(feature[index : index + 1])
-            style_value += (F.mse_loss(mean, style_mean) + F.mse_loss(std, style_std)).item()
-        content_value = F.mse_loss(output_feats[-1][index], content_feat[index]).item()
-        losses.append((style_value, content_value))
-    return losses
+    styles = pair_style_losses(output_feats, loss_net(style))
+    contents_losses = pair_content_losses(output_feats[-1], loss_net(contents)[-1])
+    return list(zip(styles.tolist(), contents_losses.tolist(), strict=True))

@@ -18,6 +18,10 @@ Per batch of contents c and styles s, with encoder E, decoder D and loss network
 - the last ``self_pairs`` pairs of each batch use their content as style, with a pixel MSE, so that
   alpha = 0 (and weak styles) decode back to the content.
 
+``objective="measures"`` replaces the content and style losses by the mean over pairs of log style loss and log
+content loss to the *photo* (not t), as ``deepcanvas eval style`` measures them: each pair then counts by its
+relative change, as the card's median ratios do, where the paper's batch sums let a few high-loss pairs steer.
+
 λ = 1, not the paper's 10: the compressed VGG19's features are of order 1 at every layer, and a unit of
 content buys only a few units of style (λ = 10 lost the content entirely). ``bf16`` runs the networks under
 ``torch.autocast`` (bfloat16 convolutions, AMX on this project's CPUs); weights, optimiser and every loss
@@ -50,7 +54,14 @@ from torch.utils.data import DataLoader, Dataset
 from models.artifact import Manifest, load_artifact
 from models.predictor import resolve_device
 from models.style.adain import adaptive_instance_normalization
-from models.style.loss_network import LossNetwork, content_loss, load_loss_network, style_loss
+from models.style.loss_network import (
+    LossNetwork,
+    content_loss,
+    load_loss_network,
+    pair_content_losses,
+    pair_style_losses,
+    style_loss,
+)
 from models.style.network import Decoder, VGGEncoder
 from models.style.packing import write_trained_artifact
 from models.style.predictor import DECODER_FILE, ENCODER_FILE, widths_from_manifest
@@ -186,8 +197,9 @@ def training_losses(
     style: torch.Tensor,
     self_pairs: int,
     layer_weights: tuple[float, ...] | None = None,
+    objective: str = "paper",
 ) -> dict[str, torch.Tensor]:
-    """The four unweighted losses of one batch of (content, style) pairs, each (B, 3, S, S)."""
+    """The unweighted losses of one batch of (content, style) pairs, each (B, 3, S, S), under ``objective``."""
     batch = content.shape[0]
     with torch.set_grad_enabled(not model.frozen_encoder and torch.is_grad_enabled()):
         ours = model.encoder.encode_with_intermediate(torch.cat([content, style]))  # 4 × (2B, w_n, S/2^n, S/2^n)
@@ -199,14 +211,33 @@ def training_losses(
         teacher_target = adaptive_instance_normalization(teacher[-1][:batch], teacher[-1][batch:])
     output_feats = [f.float() for f in loss_net(output)]  # gradients flow through the frozen loss network
     pixel = F.mse_loss(output[batch - self_pairs :], content[batch - self_pairs :]) if self_pairs else output.sum() * 0
-    losses = {
-        "content": content_loss(output_feats[-1], teacher_target),
-        "style": style_loss(output_feats, [t[batch:] for t in teacher], layer_weights),
-        "pixel": pixel,
-    }
+    if objective == "measures":
+        losses = measured_losses(output_feats, teacher, batch - self_pairs, layer_weights) | {"pixel": pixel}
+    else:
+        losses = {
+            "content": content_loss(output_feats[-1], teacher_target),
+            "style": style_loss(output_feats, [t[batch:] for t in teacher], layer_weights),
+            "pixel": pixel,
+        }
     if len(model.heads):  # only an encoder that trains is distilled
         losses["distill"] = distillation_loss(model.heads, ours, teacher)
     return losses
+
+
+def measured_losses(
+    output_feats: list[torch.Tensor], teacher: list[torch.Tensor], pairs: int, layer_weights: tuple[float, ...] | None
+) -> dict[str, torch.Tensor]:
+    """Mean log style and log content loss, per pair as evaluation measures them, over the first ``pairs`` pairs.
+
+    ``teacher`` holds the loss network's features of the contents, then the styles (2B images); the self pairs
+    after ``pairs`` are left to the pixel loss (their losses are near 0, and the log would blow them up).
+    """
+    batch = teacher[0].shape[0] // 2
+    mine = [feature[:pairs] for feature in output_feats]
+    styles = [feature[batch : batch + pairs] for feature in teacher]
+    style = pair_style_losses(mine, styles, layer_weights).clamp_min(1e-6)
+    content = pair_content_losses(mine[-1], teacher[-1][:pairs]).clamp_min(1e-6)
+    return {"content": content.log().mean(), "style": style.log().mean()}
 
 
 def weighted_total(losses: dict[str, torch.Tensor], cfg: StyleTrainConfig) -> torch.Tensor:
@@ -227,7 +258,9 @@ def train_step(
     content, style = (tensor.to(cfg.device, non_blocking=True) for tensor in batch)
     device_type = torch.device(cfg.device).type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
-        losses = training_losses(model, loss_net, content, style, cfg.self_pairs, cfg.style_layer_weights)
+        losses = training_losses(
+            model, loss_net, content, style, cfg.self_pairs, cfg.style_layer_weights, cfg.objective
+        )
     total = weighted_total(losses, cfg)
     if not math.isfinite(total.item()):
         raise FloatingPointError(f"training loss is {total.item()}: lower lr or style_weight")

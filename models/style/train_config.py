@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from models.artifact import sha256_file
 from models.style.types import DECODER_FILE
+
+
+class Objective(StrEnum):
+    paper = "paper"
+    measures = "measures"
 
 
 @dataclass
@@ -29,6 +35,10 @@ class StyleTrainConfig:
     style_weight: float = 1.0  # λ: train.py's docstring says why not the paper's 10
     style_layer_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # relu1_1 … relu4_1 in the sum
     content_weight: float = 1.0
+    # "paper": content loss to the AdaIN target t, losses summed over the batch (Huang & Belongie);
+    # "measures": the mean over pairs of log style loss and log content loss *to the photo*, as evaluation
+    # measures them, so each pair counts by its relative change, as the card's median ratios do
+    objective: str = Objective.paper
     distill_weight: float = 1.0
     pixel_weight: float = 10.0
     self_pairs: int = 1
@@ -56,6 +66,8 @@ class StyleTrainConfig:
         keep = {"widths", "batch_size", "crop", "lr", "lr_decay", "style_weight", "content_weight", "seed"}
         keep |= {"distill_weight", "pixel_weight", "self_pairs", "face_fraction", "bf16", "warmup"}
         keep |= {"style_layer_weights"}
+        if self.objective != "paper":  # older checkpoints and manifests have no objective: they are "paper"
+            keep |= {"objective"}
         recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k in keep}
         if self.base is not None:  # the base's weights, not its path, make the result
             recipe["base_sha256"] = sha256_file(self.base / DECODER_FILE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import threading
 from pathlib import Path
@@ -16,7 +17,9 @@ from typer.testing import CliRunner
 
 from models.artifact import load_artifact
 from models.style import commands
+from models.style.adain import adaptive_instance_normalization
 from models.style.loss_network import load_loss_network
+from models.style.measures import pair_losses
 from models.style.network import Decoder, VGGEncoder
 from models.style.predictor import StyleTransfer
 from models.style.starter import he_initialised
@@ -27,7 +30,9 @@ from models.style.train import (
     train_step,
     train_style,
     training_images,
+    training_losses,
 )
+from models.style.train_config import Objective
 
 LOSS_WIDTHS = (4, 8, 16, 32)
 CPU = torch.device("cpu")
@@ -229,3 +234,32 @@ def test_the_learning_rate_warms_up_linearly_then_decays(data: Path, tmp_path: P
     assert [learning_rate(cfg, i) for i in range(5)] == pytest.approx([2.5e-5, 5e-5, 7.5e-5, 1e-4, 1e-4])
     decaying = _config(data, tmp_path, lr=1e-4, lr_decay=1.0, warmup=0)
     assert learning_rate(decaying, 1) == pytest.approx(5e-5)
+
+
+def test_the_measures_objective_is_the_mean_log_of_what_evaluation_measures(data: Path, tmp_path: Path) -> None:
+    cfg = _config(data, tmp_path / "out", batch_size=3, self_pairs=1)
+    torch.manual_seed(0)
+    loss_net = load_loss_network(cfg.loss_network, CPU)
+    model = StyleTrainee(cfg.widths, loss_net.feature_widths)
+    content, style = StyleBatches(training_images(cfg), cfg)[0]
+    with torch.no_grad():
+        losses = training_losses(model, loss_net, content, style, 1, None, Objective.measures)
+        paper = training_losses(model, loss_net, content, style, 1, None, Objective.paper)
+        output = model.decoder(adaptive_instance_normalization(model.encoder(content), model.encoder(style)))
+    measured = [pair_losses(loss_net, output[i : i + 1], content[i : i + 1], style[i : i + 1])[0] for i in range(2)]
+    expected_style = sum(math.log(s) for s, _ in measured) / 2  # the self pair (index 2) is the pixel loss's
+    expected_content = sum(math.log(c) for _, c in measured) / 2
+    assert float(losses["style"]) == pytest.approx(expected_style, rel=1e-4, abs=1e-5)
+    assert float(losses["content"]) == pytest.approx(expected_content, rel=1e-4, abs=1e-5)
+    assert float(paper["content"]) != pytest.approx(float(losses["content"]))  # t, not the photo, and no log
+
+
+def test_a_measures_run_records_its_objective_and_refuses_a_paper_checkpoint(data: Path, tmp_path: Path) -> None:
+    manifest = train_style(_config(data, tmp_path / "v1", iterations=2, objective=Objective.measures, evaluate=False))
+    assert manifest.hyperparameters["objective"] == "measures"
+    assert (
+        "objective"
+        not in train_style(_config(data, tmp_path / "p" / "v1", iterations=1, evaluate=False)).hyperparameters
+    )
+    with pytest.raises(ValueError, match="another recipe"):
+        train_style(_config(data, tmp_path / "p" / "v1", iterations=2, objective=Objective.measures))
