@@ -26,6 +26,7 @@ from app.schemas import (
     StylesResponse,
 )
 from app.settings import Settings
+from models.artifact import Manifest
 from models.detector.types import TILE_ABOVE, DetectRequest
 from models.style.types import NSTRequest, StylizeRequest, matching_settings
 
@@ -276,6 +277,11 @@ def style_image(manager: ModelManager, name: str) -> bytes:
     return data
 
 
+def model_options(manifest: Manifest) -> list[str]:
+    """The request options this model takes that other versions of its role may not."""
+    return ["manner"] if manifest.task == "stylize" and matching_settings(manifest) is not None else []
+
+
 def list_models(manager: ModelManager) -> ModelsResponse:
     models = []
     for role in manager.describe():
@@ -294,6 +300,7 @@ def list_models(manager: ModelManager) -> ModelsResponse:
                 metrics=m.metrics,
                 provenance=m.provenance.method,
                 engine=slot.engine.engine if slot.engine else None,
+                options=model_options(m),
             )
         )
     engines = [

@@ -87,6 +87,11 @@ class ModelInfo(BaseModel):
     metrics: dict[str, float]
     provenance: str = Field(description="How the weights were made")
     engine: str | None = Field(None, description="What runs the network", examples=["openvino"])
+    options: list[str] = Field(
+        default_factory=list,
+        description="Request options only some versions of this role take (style: `manner`)",
+        examples=[["manner"]],
+    )
 
 
 class EngineInfo(BaseModel):

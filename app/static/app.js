@@ -203,7 +203,7 @@ function stylizeForm(choice) {
   if (choice.dataset.upload) form.append("style", state.styleFile);
   else form.append("style_name", choice.value);
   form.append("alpha", $("alpha").value);
-  if (Number($("manner").value) > 0) form.append("manner", $("manner").value);
+  if (!$("manner-field").hidden && Number($("manner").value) > 0) form.append("manner", $("manner").value);
   form.append("preserve_color", $("preserve-color").checked ? "true" : "false");
   form.append("format", "png");
   return form;
@@ -260,6 +260,9 @@ async function loadModels() {
     // the engine that runs each network (auto picks it per artifact; an ONNX-only detector never runs on torch)
     const architecture = (m) => (m.engine ? `${m.architecture} (runs on ${m.engine})` : m.architecture);
     table.replaceChildren(...models.map((m) => row([m.role, m.name, m.version, architecture(m), m.provenance])));
+    // the manner slider only for a style model that matches each painting's manner (others answer 422)
+    const style = models.find((m) => m.role === "style");
+    $("manner-field").hidden = !(style && (style.options || []).includes("manner"));
   } catch (error) {
     table.replaceChildren(row([error.message]));
   }

@@ -120,6 +120,7 @@ def test_catalog_lists_styles_and_models(client: TestClient) -> None:
     assert image.headers["content-type"] == "image/jpeg"
     models = client.get("/models").json()["models"]
     assert {m["role"] for m in models} == {"detector", "classifier", "style", "gallery"}
+    assert all(m["options"] == [] for m in models)  # this style model has no decoder-side matching: no manner
     assert client.get("/styles/nope/image").status_code == 404
 
 

@@ -145,6 +145,7 @@ def test_models_lists_every_role_with_provenance(live_server: LiveServer) -> Non
     if roles["detector"]["architecture"] == "ultralight-rfb":  # ONNX only: never on torch
         assert roles["detector"]["engine"] in {"openvino", "onnxruntime"}
     assert all(m["provenance"] for m in roles.values())
+    assert roles["style"]["options"] == ["manner"]  # the stable adain matches each painting's manner on request
 
 
 @pytest.mark.parametrize("kind", sorted(bad_images()))
