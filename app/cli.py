@@ -302,3 +302,7 @@ def main() -> None:
     if not (len(sys.argv) > 1 and sys.argv[1] in LIGHT_COMMANDS):
         _register_model_commands()
     cli()
+
+
+if __name__ == "__main__":  # python -m app.cli, as the deepcanvas script
+    main()

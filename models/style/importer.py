@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,8 @@ def copy_as_version(source: Path, out_dir: Path, version: str) -> Path:
     for name in [MANIFEST_NAME, *(entry.path for entry in manifest.files)]:
         shutil.copyfile(source / name, out_dir / name)
     method = f"{manifest.provenance.method}; as {version}: the AdaIN weights of {manifest.name}/{manifest.version}"
-    provenance = manifest.provenance.model_copy(update={"method": method, "command": invoked_command()})
+    # the command and commit are this copy's; the method keeps how the source's weights were made
+    update = {"method": method, "command": invoked_command(), "commit": git_commit(), "created": datetime.now(UTC)}
+    provenance = manifest.provenance.model_copy(update=update)
     repack_artifact(out_dir, version=version, provenance=provenance)
     return out_dir

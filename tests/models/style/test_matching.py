@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from app.cli import _register_model_commands, cli
 from models.artifact import ArtifactError, load_artifact, repack_artifact
 from models.onnx_backend import Runtime
+from models.provenance import git_commit, invoked_command
 from models.style.adain import calc_mean_std
 from models.style.importer import attach_matching
 from models.style.matching import MatchingDecoder, relu_layers
@@ -196,6 +197,10 @@ def test_the_match_decoder_command_writes_a_new_version_and_refuses_a_layer_that
     manifest = load_artifact(tmp_path / "v9")
     assert manifest.version == "v9" and manifest.hyperparameters[MATCHING_KEY]["strength"] == 0.5
     assert load_artifact(source).hyperparameters.get(MATCHING_KEY) is None  # the source is left as it was
+    made = manifest.provenance  # the copy's own command, commit and time; the method keeps the source's story
+    assert made.command == invoked_command() and made.commit == git_commit()
+    assert made.created > load_artifact(source).provenance.created
+    assert made.method.startswith(load_artifact(source).provenance.method)
 
 
 def test_manner_zero_decodes_plainly_and_the_default_comes_from_the_artifact(
