@@ -29,6 +29,7 @@ from app.errors import ModelNotReady, Overloaded
 from app.settings import OPTIONAL_ROLES, Role, Settings
 from app.store import ArtifactStore
 from app.store.objects import StoreUnavailable
+from app.timings import record_phase
 from models.artifact import ArtifactError, Manifest
 
 log = logging.getLogger("deepcanvas.models")
@@ -77,12 +78,14 @@ class ModelSlot:
     async def run(self, call: Callable[[Any], R]) -> R:
         """Run ``call(predictor)`` alone on this slot's thread (for work that does not batch)."""
         self._admit(1)
+        started = time.perf_counter()
         try:
             loop = asyncio.get_running_loop()
             result, seconds = await loop.run_in_executor(self.executor, _timed, call, self.predictor)
         finally:
             self.pending -= 1
         _record(self.manifest, seconds)
+        record_phase("queue", max(0.0, time.perf_counter() - started - seconds))
         return result
 
     async def predict(self, items: list[Any]) -> list[Any]:
@@ -96,11 +99,14 @@ class ModelSlot:
         if self._batcher is None or self._batcher.done():
             # The batcher ends when the queue is empty, so a slot swapped out is never kept alive by it.
             self._batcher = asyncio.create_task(self._drain_queue(), name=f"batcher-{self.name}")
+        started = time.perf_counter()
         try:
             done = await asyncio.gather(*futures)
         finally:
             self.pending -= len(items)
-        _record(self.manifest, max(seconds for _, seconds in done))
+        inference = max(seconds for _, seconds in done)
+        _record(self.manifest, inference)
+        record_phase("queue", max(0.0, time.perf_counter() - started - inference))
         return [result for result, _ in done]
 
     async def _drain_queue(self) -> None:

@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.manager import ModelManager, inferences
+from app.timings import phases
 
 access = logging.getLogger("deepcanvas.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -108,6 +109,17 @@ class EmfEmitter:
             await inference.flush()
 
 
+def server_timing(steps: list[tuple[str, float]], ran: list[tuple[str, str, float]], total: float) -> str:
+    """The ``Server-Timing`` value: each step and inference (its model in ``desc``), then ``total``, in ms.
+
+    ``total`` runs from the request reaching the service to its response headers; what it holds beyond the
+    steps and inferences is the HTTP framework's share (routing, form parsing, validation, serialisation).
+    """
+    parts = [f"{name};dur={seconds * 1000:.2f}" for name, seconds in steps]
+    parts += [f'infer;desc="{model}/{version}";dur={seconds * 1000:.2f}' for model, version, seconds in ran]
+    return ", ".join([*parts, f"total;dur={total * 1000:.2f}"])
+
+
 class TelemetryMiddleware:
     """Request id in and out, metrics, one JSON log line per request, and EMF when enabled."""
 
@@ -124,22 +136,26 @@ class TelemetryMiddleware:
         request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
         status = 500
         ran: list[tuple[str, str, float]] = []
-        token = inferences.set(ran)
+        steps: list[tuple[str, float]] = []
+        token, steps_token = inferences.set(ran), phases.set(steps)
+        started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                timing = server_timing(steps, ran, time.perf_counter() - started)
+                headers = [(b"x-request-id", request_id.encode()), (b"server-timing", timing.encode())]
+                message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
-        started = time.perf_counter()
         self.metrics.inflight.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             self.metrics.inflight.dec()
             inferences.reset(token)
+            phases.reset(steps_token)
             await self._record(scope, request_id, status, time.perf_counter() - started, ran)
 
     async def _record(

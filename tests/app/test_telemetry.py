@@ -64,6 +64,30 @@ def test_request_ids_are_echoed_or_generated(client: TestClient) -> None:
     assert len(generated.headers["x-request-id"]) == 32
 
 
+def _server_timing(header: str) -> list[tuple[str, str | None, float]]:
+    entries = []
+    for part in header.split(", "):
+        name, *params = part.split(";")
+        fields = dict(p.split("=", 1) for p in params)
+        entries.append((name, fields.get("desc", "").strip('"') or None, float(fields["dur"])))
+    return entries
+
+
+def test_server_timing_says_where_a_requests_time_went(client: TestClient) -> None:
+    response = client.post("/classify", files={"image": ("p.jpg", PHOTO)})
+    assert response.status_code == 200
+    entries = _server_timing(response.headers["server-timing"])
+    names = [name for name, _, _ in entries]
+    # one upload decoded; the detector, then the classifier, each waited for and run; total last
+    assert names == ["decode", "queue", "queue", "infer", "infer", "total"]
+    assert [desc for name, desc, _ in entries if name == "infer"] == ["face-detector/v1", "face-gender/v1"]
+    total = entries[-1][2]
+    assert all(duration >= 0 for _, _, duration in entries) and total > 0
+    assert sum(duration for name, _, duration in entries if name != "total") <= total
+    health = _server_timing(client.get("/healthz").headers["server-timing"])
+    assert [name for name, _, _ in health] == ["total"]  # nothing decoded, no model
+
+
 def test_each_request_logs_one_json_line(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="deepcanvas.access"):
         client.post("/detect", files={"image": ("p.jpg", PHOTO)}, headers={"X-Request-ID": "req-1"})

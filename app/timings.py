@@ -1,0 +1,20 @@
+"""Where one request's time went, for its ``Server-Timing`` response header.
+
+The telemetry middleware opens a record per request; the steps that matter note their durations in it:
+decoding the upload (``decode``) and the time a request waited for its model beyond the inference itself
+(``queue``: the micro-batch queue and the hand-offs to the model's thread). Inferences themselves are
+recorded by the model manager (``app.manager.inferences``).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+phases: ContextVar[list[tuple[str, float]] | None] = ContextVar("phases", default=None)
+
+
+def record_phase(name: str, seconds: float) -> None:
+    """Note ``seconds`` spent in ``name`` for the current request (nothing outside a request)."""
+    record = phases.get()
+    if record is not None:
+        record.append((name, seconds))
