@@ -39,6 +39,7 @@ class Timing:
     inprocess_median_ms: float
     inprocess_p95_ms: float
     raw_median_ms: float  # through HTTP from a raw keep-alive client: the server's cost without httpx's
+    server_ms: dict[str, float]  # medians of the responses' Server-Timing steps (decode, queue, infer, total)
 
     @property
     def ratio(self) -> float:
@@ -84,13 +85,39 @@ def start_server(store: str, port: int) -> tuple[subprocess.Popen[bytes], float]
         time.sleep(0.05)
 
 
-def http_calls(base: str, photo: bytes, style: str, max_side: int) -> dict[str, Callable[[], Any]]:
+def server_steps(header: str) -> dict[str, float]:
+    """A ``Server-Timing`` value as ms per step name (steps of one name summed: two models' ``infer``)."""
+    steps: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in header.split(","))):
+        name, *params = part.split(";")
+        fields = dict(p.strip().split("=", 1) for p in params if "=" in p)
+        if "dur" in fields:
+            steps[name.strip()] = steps.get(name.strip(), 0.0) + float(fields["dur"])
+    return steps
+
+
+def median_steps(headers: list[str]) -> dict[str, float]:
+    """The median of each step over the responses, and ``framework``: total less every other step."""
+    parsed = [server_steps(h) for h in headers]
+    for steps in parsed:
+        if "total" in steps:
+            steps["framework"] = steps["total"] - sum(v for k, v in steps.items() if k != "total")
+    names = sorted({name for steps in parsed for name in steps})
+    return {name: round(statistics.median(s.get(name, 0.0) for s in parsed), 3) for name in names}
+
+
+def http_calls(
+    base: str, photo: bytes, style: str, max_side: int, timings: dict[str, list[str]] | None = None
+) -> dict[str, Callable[[], Any]]:
+    """One call per endpoint; each response's ``Server-Timing`` is appended to ``timings[path]`` when given."""
     client = httpx.Client(base_url=base, timeout=120)
 
     def post(path: str, files: dict[str, Any], data: dict[str, Any]) -> Callable[[], Any]:
         def call() -> None:
             response = client.post(path, files=files, data=data)
             response.raise_for_status()
+            if timings is not None:
+                timings.setdefault(path, []).append(response.headers.get("server-timing", ""))
 
         return call
 
@@ -146,10 +173,12 @@ def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> 
     process, startup_s = start_server(settings.store, port)
     try:
         rss_mb = psutil.Process(process.pid).memory_info().rss / 2**20
-        remote = http_calls(f"http://127.0.0.1:{port}", photo, style_name, max_side)
+        headers: dict[str, list[str]] = {}
+        remote = http_calls(f"http://127.0.0.1:{port}", photo, style_name, max_side, headers)
         timings = []
         for endpoint, call in remote.items():
             http = time_calls(call, repeats)
+            server = median_steps(headers[endpoint][-repeats:])  # the timed calls, not the warm-up
             direct = time_calls(local[endpoint], repeats)
             request = request_for(endpoint, photo, style_name, max_side)
             raw = asyncio.run(replay(f"http://127.0.0.1:{port}", endpoint, request, repeats))
@@ -161,6 +190,7 @@ def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> 
                     statistics.median(direct),
                     percentile(direct, 0.95),
                     statistics.median(raw),
+                    server,
                 )
             )
         rss_after_mb = psutil.Process(process.pid).memory_info().rss / 2**20
@@ -200,6 +230,14 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"{row['raw_ratio']:.3f}",
         )
     console.print(table)
+    steps = Table("endpoint", "server total", "decode", "queue", "infer", "framework", "outside the server")
+    for row in report["endpoints"]:
+        server = row["server_ms"]
+        outside = row["raw_median_ms"] - server.get("total", 0.0)  # raw client: the transport and the client
+        cells = [f"{server.get(name, 0.0):.2f}" for name in ("total", "decode", "queue", "infer", "framework")]
+        steps.add_row(row["endpoint"], *cells, f"{outside:.2f}")
+    console.print("Server-Timing medians (ms) of the HTTP calls above:")
+    console.print(steps)
     console.print(
         f"start-up to ready: {report['startup_to_ready_s']} s; resident memory: "
         f"{report['server_rss_mb_ready']} MB ready, {report['server_rss_mb_after']} MB after the run"

@@ -12,6 +12,7 @@ import re
 import httpx
 import pytest
 
+from app.bench import http_calls, median_steps, server_steps
 from app.loadbench import drive, read_response, replay, request_for
 from tests.support.servers import LiveServer
 
@@ -82,3 +83,23 @@ def test_responses_are_framed_by_length_or_chunks(raw: bytes, status: int, keep_
         return await read_response(reader), await reader.read()
 
     assert asyncio.run(parse()) == ((status, keep_alive), b"NEXT")
+
+
+def test_the_latency_bench_splits_the_servers_time_from_its_server_timing(
+    live_server: LiveServer, sample_photo_bytes: bytes
+) -> None:
+    headers: dict[str, list[str]] = {}
+    call = http_calls(live_server.url, sample_photo_bytes, "unused", 64, headers)["/classify"]
+    for _ in range(3):
+        call()
+    steps = median_steps(headers["/classify"])
+    assert set(steps) == {"decode", "queue", "infer", "total", "framework"}
+    assert steps["infer"] > 0 and steps["decode"] > 0 and steps["total"] > steps["infer"]
+    for header in headers["/classify"]:  # the steps of one request follow one another inside its total
+        parsed = server_steps(header)
+        assert sum(v for k, v in parsed.items() if k != "total") <= parsed["total"] + 0.05  # 0.01 ms rounding
+
+
+def test_server_timing_values_parse_as_a_browser_would() -> None:
+    value = 'decode;dur=0.5, infer;desc="a/v1";dur=2, infer;desc="b/v1";dur=1.25, cache, total;dur=5'
+    assert server_steps(value) == {"decode": 0.5, "infer": 3.25, "total": 5.0}  # no dur: not a duration
