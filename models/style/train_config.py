@@ -61,6 +61,9 @@ class StyleTrainConfig:
     command: str | None = None
     evaluate: bool = True  # evaluate on the reported held-out pairs and write the card (off for sweeps)
 
+    def __post_init__(self) -> None:
+        self.objective = Objective(self.objective).value  # refuses a name that is no objective
+
     def recipe(self) -> dict[str, Any]:
         """The fields that change the result; a checkpoint only resumes a run with the same recipe."""
         keep = {"widths", "batch_size", "crop", "lr", "lr_decay", "style_weight", "content_weight", "seed"}
