@@ -55,6 +55,7 @@ def lineage(cfg: StyleTrainConfig, done: int) -> list[dict[str, Any]]:
         base_name = f"{base.name}/{base.version}"
     run: dict[str, Any] = {"base": base_name, "iterations": done, "crop": cfg.crop, "batch_size": cfg.batch_size}
     run |= {"style_weight": cfg.style_weight, "lr": cfg.lr, "bf16": cfg.bf16, "device": cfg.device}
+    run |= {"objective": cfg.objective} if cfg.objective != "paper" else {}
     return [*chain, run]
 
 
@@ -107,9 +108,10 @@ def _training_provenance(cfg: StyleTrainConfig, done: int) -> Provenance:
     else:
         what = "AdaIN encoder and decoder from scratch"
     precision = "bf16 autocast" if cfg.bf16 else "float32"
+    objective = "" if cfg.objective == "paper" else f", the {cfg.objective} objective"
     return Provenance(
         method=f"trained: {what}; {done}/{cfg.iterations} iterations of batch {cfg.batch_size} at {cfg.crop} px, "
-        f"style weight {cfg.style_weight}, {precision} on {cfg.device}; losses from {cfg.loss_network.name}",
+        f"style weight {cfg.style_weight}{objective}, {precision} on {cfg.device}; losses from {cfg.loss_network.name}",
         data=f"contents {portable_path(cfg.content_dir)}{faces}; styles {portable_path(cfg.style_dir)}; "
         "held out by models/style/split.py (named test pictures and one stem in eight by hash)",
         command=cfg.command,

@@ -257,6 +257,8 @@ def test_the_measures_objective_is_the_mean_log_of_what_evaluation_measures(data
 def test_a_measures_run_records_its_objective_and_refuses_a_paper_checkpoint(data: Path, tmp_path: Path) -> None:
     manifest = train_style(_config(data, tmp_path / "v1", iterations=2, objective=Objective.measures, evaluate=False))
     assert manifest.hyperparameters["objective"] == "measures"
+    assert manifest.hyperparameters["lineage"][-1]["objective"] == "measures"
+    assert "the measures objective" in manifest.provenance.method
     assert (
         "objective"
         not in train_style(_config(data, tmp_path / "p" / "v1", iterations=1, evaluate=False)).hyperparameters
