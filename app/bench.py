@@ -8,6 +8,8 @@ store and times ``predict`` on the same decoded image. Prints a table and JSON w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import io
 import os
 import socket
@@ -40,6 +42,7 @@ class Timing:
     inprocess_p95_ms: float
     raw_median_ms: float  # through HTTP from a raw keep-alive client: the server's cost without httpx's
     server_ms: dict[str, float]  # medians of the responses' Server-Timing steps (decode, queue, infer, total)
+    from_bytes_median_ms: float  # in-process from the upload's bytes: decoded as the route decodes, then predict
 
     @property
     def ratio(self) -> float:
@@ -48,6 +51,11 @@ class Timing:
     @property
     def raw_ratio(self) -> float:
         return self.raw_median_ms / self.inprocess_median_ms
+
+    @property
+    def bytes_ratio(self) -> float:
+        """The raw client's HTTP time over the same work in-process from the same bytes (decode included)."""
+        return self.raw_median_ms / self.from_bytes_median_ms
 
 
 def time_calls(call: Callable[[], Any], repeats: int, warmup: int = 2) -> list[float]:
@@ -106,6 +114,23 @@ def median_steps(headers: list[str]) -> dict[str, float]:
     return {name: round(statistics.median(s.get(name, 0.0) for s in parsed), 3) for name in names}
 
 
+def settle(pid: int, quiet_share: float = 0.1, interval_s: float = 0.5, limit_s: float = 60.0) -> float:
+    """Seconds until the process's CPU use over ``interval_s`` falls below ``quiet_share`` of one core.
+
+    Readiness does not wait for deferred warm-ups (NST's) and start-up caches (the gallery's statistics):
+    timing during them would charge their work to the first endpoint measured.
+    """
+    process, started = psutil.Process(pid), time.perf_counter()
+    before = sum(process.cpu_times()[:2])
+    while time.perf_counter() - started < limit_s:
+        time.sleep(interval_s)
+        now = sum(process.cpu_times()[:2])
+        if now - before < quiet_share * interval_s:
+            break
+        before = now
+    return time.perf_counter() - started
+
+
 def http_calls(
     base: str, photo: bytes, style: str, max_side: int, timings: dict[str, list[str]] | None = None
 ) -> dict[str, Callable[[], Any]]:
@@ -128,8 +153,20 @@ def http_calls(
     }
 
 
-def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> tuple[dict[str, Callable[[], Any]], str]:
-    """The same predictors, built from the same store, called directly on the decoded image."""
+@dataclass
+class InProcess:
+    """The service's predictors in this process: one call per endpoint on a decoded image."""
+
+    calls: dict[str, Callable[[Image.Image], Any]]
+    style_name: str
+    classify_side: int | None  # how far /classify's route reduces a JPEG while decoding it
+
+    def on(self, image: Image.Image) -> dict[str, Callable[[], Any]]:
+        return {endpoint: functools.partial(call, image) for endpoint, call in self.calls.items()}
+
+
+def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> InProcess:
+    """The same predictors, built from the same store, called directly on a decoded image."""
     from app.main import open_artifact_store
     from app.model_plans import default_plans
     from models.detector.types import TILE_ABOVE, DetectRequest
@@ -158,28 +195,46 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> tu
         tile_above=float(defaults.get("tile_above", TILE_ABOVE)),
     )
     stylize = StylizeRequest(image, (gallery.image(style_name),), (1.0,), 1.0, False, max_side)
-    calls = {
-        "/detect": lambda: detector.predict([detect]),
-        "/classify": lambda: classifier.predict([image]),
-        "/stylize": lambda: style.predict([stylize]),
+    calls: dict[str, Callable[[Image.Image], Any]] = {
+        "/detect": lambda photo: detector.predict([dataclasses.replace(detect, image=photo)]),
+        "/classify": lambda photo: classifier.predict([photo]),
+        "/stylize": lambda photo: style.predict([dataclasses.replace(stylize, content=photo)]),
     }
-    return calls, style_name
+    side = classifier.manifest.input.size if classifier.manifest.input else None
+    return InProcess(calls, style_name, 2 * side if side else None)  # services.crop_decode_side's rule
+
+
+def from_bytes(
+    calls: dict[str, Callable[[Image.Image], Any]], photo: bytes, settings: Settings, classify_side: int | None
+) -> dict[str, Callable[[], Any]]:
+    """Each in-process call on the upload's bytes, decoded as its route decodes them (``/classify``: reduced)."""
+    limits = ImageLimits(settings.max_pixels, settings.min_side)
+    reduce = {"/classify": classify_side}
+
+    def decoded_then(call: Callable[[Image.Image], Any], reduce_to: int | None) -> Callable[[], Any]:
+        return lambda: call(decode_image(photo, limits, "image", reduce_to))
+
+    return {endpoint: decoded_then(call, reduce.get(endpoint)) for endpoint, call in calls.items()}
 
 
 def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> dict[str, Any]:
     image = decode_image(photo, ImageLimits(settings.max_pixels, settings.min_side))
-    local, style_name = inprocess_calls(settings, image, max_side)
+    local = inprocess_calls(settings, image, max_side)
+    style_name, on_image = local.style_name, local.on(image)
+    on_bytes = from_bytes(local.calls, photo, settings, local.classify_side)
     port = free_port()
     process, startup_s = start_server(settings.store, port)
     try:
         rss_mb = psutil.Process(process.pid).memory_info().rss / 2**20
+        settled_s = settle(process.pid)
         headers: dict[str, list[str]] = {}
         remote = http_calls(f"http://127.0.0.1:{port}", photo, style_name, max_side, headers)
         timings = []
         for endpoint, call in remote.items():
             http = time_calls(call, repeats)
             server = median_steps(headers[endpoint][-repeats:])  # the timed calls, not the warm-up
-            direct = time_calls(local[endpoint], repeats)
+            direct = time_calls(on_image[endpoint], repeats)
+            decoding = time_calls(on_bytes[endpoint], repeats)
             request = request_for(endpoint, photo, style_name, max_side)
             raw = asyncio.run(replay(f"http://127.0.0.1:{port}", endpoint, request, repeats))
             timings.append(
@@ -191,6 +246,7 @@ def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> 
                     percentile(direct, 0.95),
                     statistics.median(raw),
                     server,
+                    statistics.median(decoding),
                 )
             )
         rss_after_mb = psutil.Process(process.pid).memory_info().rss / 2**20
@@ -201,9 +257,14 @@ def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> 
         "image": {"width": image.width, "height": image.height},
         "repeats": repeats,
         "startup_to_ready_s": round(startup_s, 2),
+        "settled_after_ready_s": round(settled_s, 2),  # deferred warm-ups done: the timing starts here
         "server_rss_mb_ready": round(rss_mb, 1),
         "server_rss_mb_after": round(rss_after_mb, 1),
-        "endpoints": [asdict(t) | {"ratio": round(t.ratio, 3), "raw_ratio": round(t.raw_ratio, 3)} for t in timings],
+        "endpoints": [
+            asdict(t)
+            | {"ratio": round(t.ratio, 3), "raw_ratio": round(t.raw_ratio, 3), "bytes_ratio": round(t.bytes_ratio, 3)}
+            for t in timings
+        ],
     }
 
 
@@ -217,6 +278,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         "ratio p50",
         "raw-client HTTP p50 ms",
         "raw ratio",
+        "in-process from bytes p50 ms",
+        "raw / from bytes",
     )
     for row in report["endpoints"]:
         table.add_row(
@@ -228,18 +291,22 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"{row['ratio']:.3f}",
             f"{row['raw_median_ms']:.1f}",
             f"{row['raw_ratio']:.3f}",
+            f"{row['from_bytes_median_ms']:.1f}",
+            f"{row['bytes_ratio']:.3f}",
         )
     console.print(table)
-    steps = Table("endpoint", "server total", "decode", "queue", "infer", "framework", "outside the server")
+    names = ("total", "decode", "queue", "infer", "encode", "framework")
+    steps = Table("endpoint", "server total", *names[1:], "outside the server")
     for row in report["endpoints"]:
         server = row["server_ms"]
         outside = row["raw_median_ms"] - server.get("total", 0.0)  # raw client: the transport and the client
-        cells = [f"{server.get(name, 0.0):.2f}" for name in ("total", "decode", "queue", "infer", "framework")]
+        cells = [f"{server.get(name, 0.0):.2f}" for name in names]
         steps.add_row(row["endpoint"], *cells, f"{outside:.2f}")
     console.print("Server-Timing medians (ms) of the HTTP calls above:")
     console.print(steps)
     console.print(
-        f"start-up to ready: {report['startup_to_ready_s']} s; resident memory: "
+        f"start-up to ready: {report['startup_to_ready_s']} s (then {report['settled_after_ready_s']} s until the "
+        "server's deferred warm-ups were done and timing began); resident memory: "
         f"{report['server_rss_mb_ready']} MB ready, {report['server_rss_mb_after']} MB after the run"
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from app.schemas import (
     StylesResponse,
 )
 from app.settings import Settings
+from app.timings import record_phase
 from models.artifact import Manifest
 from models.detector.types import TILE_ABOVE, DetectRequest
 from models.style.types import NSTRequest, StylizeRequest, matching_settings
@@ -206,9 +208,17 @@ async def stylize(
         manner=options.manner,
     )
     [painted] = await slot.predict([request])
-    # Off the event loop: a PNG takes milliseconds to compress, during which no other request would be read.
-    data, content_type = await asyncio.to_thread(encode_image, painted, options.format)
+    data, content_type = await encoded(painted, options.format)
     return Stylized(data, content_type, model_ref(slot))
+
+
+async def encoded(image: Image.Image, fmt: str) -> tuple[bytes, str]:
+    """``image`` encoded off the event loop (a PNG takes milliseconds, during which no request would be read)."""
+    started = time.perf_counter()
+    try:
+        return await asyncio.to_thread(encode_image, image, fmt)
+    finally:
+        record_phase("encode", time.perf_counter() - started)
 
 
 async def _stylize_nst(
@@ -237,8 +247,7 @@ async def _stylize_nst(
         max_seconds=options.max_seconds or settings.nst_max_seconds,
     )
     [result] = await slot.run(lambda predictor: predictor.predict([request]))
-    # Off the event loop: a PNG takes milliseconds to compress, during which no other request would be read.
-    data, content_type = await asyncio.to_thread(encode_image, result.image, options.format)
+    data, content_type = await encoded(result.image, options.format)
     return Stylized(data, content_type, model_ref(slot), nst_steps=result.steps)
 
 

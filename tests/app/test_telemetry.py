@@ -84,6 +84,10 @@ def test_server_timing_says_where_a_requests_time_went(client: TestClient) -> No
     total = entries[-1][2]
     assert all(duration >= 0 for _, _, duration in entries) and total > 0
     assert sum(duration for name, _, duration in entries if name != "total") <= total
+    painted = client.post("/stylize", files={"content": ("p.jpg", PHOTO)}, data={"style_name": "red"})
+    assert painted.status_code == 200, painted.text
+    steps = [name for name, _, _ in _server_timing(painted.headers["server-timing"])]
+    assert steps == ["decode", "queue", "encode", "infer", "total"]  # the painted image's PNG is timed too
     health = _server_timing(client.get("/healthz").headers["server-timing"])
     assert [name for name, _, _ in health] == ["total"]  # nothing decoded, no model
 
