@@ -44,7 +44,13 @@ async def stylize_image(
     max_side: Annotated[
         int | None, Form(ge=32, le=8192, description="Bound on the output's longer side", examples=[768])
     ] = None,
-    format: Annotated[Literal["png", "jpeg"], Form(description="Output encoding")] = "png",
+    format: Annotated[
+        Literal["png", "jpeg"],
+        Form(
+            description="Output encoding: png is lossless; jpeg (quality 92) is about 5x smaller and encodes about "
+            "20x faster (a 256 px PNG costs about 6 ms of a small CPU, a quarter of the painting itself)"
+        ),
+    ] = "png",
     max_seconds: Annotated[
         float | None, Form(gt=0, description="method=nst: time budget; the steps taken come back in X-NST-Steps")
     ] = None,
