@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.imaging import ImageLimits, decode_image
-from app.loadbench import percentile, replay, request_for
+from app.loadbench import percentile, replay, request_for, settle
 from app.settings import Settings
 
 
@@ -112,23 +112,6 @@ def median_steps(headers: list[str]) -> dict[str, float]:
             steps["framework"] = steps["total"] - sum(v for k, v in steps.items() if k != "total")
     names = sorted({name for steps in parsed for name in steps})
     return {name: round(statistics.median(s.get(name, 0.0) for s in parsed), 3) for name in names}
-
-
-def settle(pid: int, quiet_share: float = 0.1, interval_s: float = 0.5, limit_s: float = 60.0) -> float:
-    """Seconds until the process's CPU use over ``interval_s`` falls below ``quiet_share`` of one core.
-
-    Readiness does not wait for deferred warm-ups (NST's) and start-up caches (the gallery's statistics):
-    timing during them would charge their work to the first endpoint measured.
-    """
-    process, started = psutil.Process(pid), time.perf_counter()
-    before = sum(process.cpu_times()[:2])
-    while time.perf_counter() - started < limit_s:
-        time.sleep(interval_s)
-        now = sum(process.cpu_times()[:2])
-        if now - before < quiet_share * interval_s:
-            break
-        before = now
-    return time.perf_counter() - started
 
 
 def http_calls(

@@ -170,6 +170,32 @@ def spawn(args: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[b
     raise TimeoutError(f"{args} not ready")
 
 
+def settle(pid: int, quiet_share: float = 0.1, interval_s: float = 0.5, limit_s: float = 60.0) -> float:
+    """Seconds until a server (and the processes it started) used under ``quiet_share`` of a core for ``interval_s``.
+
+    Readiness does not wait for deferred warm-ups (NST's) and start-up caches (the gallery's statistics):
+    timing during them would charge their work to the first endpoint measured.
+    """
+    started = time.perf_counter()
+
+    def cpu_seconds() -> float:
+        parent = psutil.Process(pid)
+        total = 0.0
+        for process in (parent, *parent.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):
+                total += sum(process.cpu_times()[:2])
+        return total
+
+    before = cpu_seconds()
+    while time.perf_counter() - started < limit_s:
+        time.sleep(interval_s)
+        now = cpu_seconds()
+        if now - before < quiet_share * interval_s:
+            break
+        before = now
+    return time.perf_counter() - started
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     """Terminate the server and every process it started, so none keeps a core or the port."""
     children: list[psutil.Process] = []
@@ -222,6 +248,7 @@ def measure_side(
     process = spawn(server_args(side, store, port, peer_options), port, {"DEEPCANVAS_STORE": store} | (env or {}))
     results = []
     try:
+        settle(process.pid)  # both sides: deferred warm-ups and workers' start-up done before any timing
         for endpoint in endpoints:
             request = request_for(endpoint, photo, style, max_side)
             asyncio.run(drive(f"http://127.0.0.1:{port}", endpoint, request, 1, min(seconds, 3)))  # warm-up

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
+import time
 
 import httpx
+import psutil
 import pytest
 
 from app.bench import http_calls, median_steps, server_steps
-from app.loadbench import drive, read_response, replay, request_for
+from app.loadbench import drive, read_response, replay, request_for, settle
 from tests.support.servers import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -103,3 +107,18 @@ def test_the_latency_bench_splits_the_servers_time_from_its_server_timing(
 def test_server_timing_values_parse_as_a_browser_would() -> None:
     value = 'decode;dur=0.5, infer;desc="a/v1";dur=2, infer;desc="b/v1";dur=1.25, cache, total;dur=5'
     assert server_steps(value) == {"decode": 0.5, "infer": 3.25, "total": 5.0}  # no dur: not a duration
+
+
+def test_settle_waits_until_the_server_and_its_children_stop_using_the_cpu() -> None:
+    burn = "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass\ntime.sleep(30)"
+    busy = f"import subprocess, sys, time\nchild = subprocess.Popen([sys.executable, '-c', {burn!r}])\ntime.sleep(30)"
+    process = subprocess.Popen([sys.executable, "-c", busy])
+    try:
+        time.sleep(0.3)  # the child is burning a core by now
+        assert 1.0 <= settle(process.pid, interval_s=0.25, limit_s=10) < 5  # the child's work counts
+        assert settle(process.pid, interval_s=0.25, limit_s=10) < 0.6  # quiet now: one interval
+    finally:
+        for child in psutil.Process(process.pid).children(recursive=True):
+            child.kill()
+        process.kill()
+        process.wait()
