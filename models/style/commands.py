@@ -184,6 +184,10 @@ def evaluate(
     manner: Annotated[
         float | None, typer.Option(min=0, max=1, help="Decoder-side matching strength (default: the artifact's)")
     ] = None,
+    count: Annotated[
+        int | None,
+        typer.Option(min=2, help="Validation only: photos and paintings of each (default 8; more choose more surely)"),
+    ] = None,
     device: str = "cpu",
 ) -> None:
     """Losses of an artifact and of a baseline artifact on the held-out content × style pairs, and their ratios."""
@@ -198,8 +202,12 @@ def evaluate(
         raise typer.BadParameter("the card reports the test split only")
     if card and manner is not None:
         raise typer.BadParameter("the card reports the artifact's default manner (and a sweep of others)")
-    pick = evaluation_images if split == "test" else validation_images
-    contents, styles = pick(content_dir, style_dir)
+    if count is not None and split != "validation":
+        raise typer.BadParameter("--count sizes the validation split; the test split stays the card's 8 × 8")
+    if split == "test":
+        contents, styles = evaluation_images(content_dir, style_dir)
+    else:
+        contents, styles = validation_images(content_dir, style_dir, *([count] if count is not None else []))
     if not contents or not styles:
         raise typer.BadParameter("need at least two images in each of CONTENT_DIR and STYLE_DIR")
     torch_device = torch.device(device)

@@ -176,3 +176,20 @@ def test_validation_images_are_held_out_and_never_the_reported_ones(tmp_path: Pa
         reported, chosen_on, (held_out_contents(tmp_path / "content"), held_out_styles(tmp_path / "style")), strict=True
     ):
         assert validation and set(validation) <= set(held) and not set(validation) & set(test)
+
+
+def test_count_sizes_the_validation_split_only(release: Path, tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command()(commands.evaluate)
+    for kind in ("content", "style"):
+        (tmp_path / kind).mkdir()
+        for index in range(200):  # about 25 held out by hash: 8 reported, the rest for validation
+            Image.new("RGB", (40, 40), (index, 100, 50)).save(tmp_path / kind / f"image_{index:03d}.png")
+    import_adain(release / "vgg_normalised.pth", release / "decoder.pth", tmp_path / "artifact")
+    args = [str(tmp_path / "artifact"), str(release / "vgg_normalised.pth"), str(tmp_path / "content")]
+    args += [str(tmp_path / "style"), "--size", "32", "--count", "3"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "test split" in refused.output
+    done = CliRunner().invoke(app, [*args, "--split", "validation"])
+    assert done.exit_code == 0, done.output
+    assert '"n_pairs": 9.0' in done.output  # 3 photos × 3 paintings
