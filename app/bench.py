@@ -152,6 +152,7 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> In
     """The same predictors, built from the same store, called directly on a decoded image."""
     from app.main import open_artifact_store
     from app.model_plans import default_plans
+    from app.services import classifier_decode_side
     from models.detector.types import TILE_ABOVE, DetectRequest
     from models.style.types import StylizeRequest
 
@@ -183,8 +184,7 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> In
         "/classify": lambda photo: classifier.predict([photo]),
         "/stylize": lambda photo: style.predict([dataclasses.replace(stylize, content=photo)]),
     }
-    side = classifier.manifest.input.size if classifier.manifest.input else None
-    return InProcess(calls, style_name, 2 * side if side else None)  # services.crop_decode_side's rule
+    return InProcess(calls, style_name, classifier_decode_side(classifier.manifest))
 
 
 def from_bytes(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,7 +26,7 @@ from app.schemas import (
     StylesResponse,
 )
 from app.settings import Settings
-from app.timings import record_phase
+from app.timings import timed_phase
 from models.artifact import Manifest
 from models.detector.types import TILE_ABOVE, DetectRequest
 from models.style.types import NSTRequest, StylizeRequest, matching_settings
@@ -112,9 +111,14 @@ def expand_box(box: tuple[float, ...], margin: float, width: int, height: int) -
 
 
 def crop_decode_side(manager: ModelManager) -> int | None:
-    """How many pixels a whole-image face crop needs: twice the classifier's input (None: not known yet)."""
+    """How many pixels a whole-image face crop needs (None: the classifier is not loaded yet)."""
     slot = manager.slots.get("classifier")
-    return 2 * slot.manifest.input.size if slot is not None and slot.manifest.input else None
+    return classifier_decode_side(slot.manifest) if slot is not None else None
+
+
+def classifier_decode_side(manifest: Manifest) -> int | None:
+    """Twice the classifier's input side: what decoding a whole-image face crop must keep (None: not recorded)."""
+    return 2 * manifest.input.size if manifest.input else None
 
 
 UNKNOWN_LABEL = "unknown"
@@ -195,7 +199,7 @@ async def stylize(
     if options.method == "nst":
         return await _stylize_nst(manager, settings, content, styles, weights, options)
     slot = manager.slot("style")
-    if options.manner and matching_settings(slot.manifest) is None:
+    if options.manner and "manner" not in model_options(slot.manifest):
         where = f"{slot.manifest.name}/{slot.manifest.version}"
         raise InvalidParameter(f"manner: {where} has no decoder-side matching; use 0 or a style model that has it")
     request = StylizeRequest(
@@ -214,11 +218,8 @@ async def stylize(
 
 async def encoded(image: Image.Image, fmt: str) -> tuple[bytes, str]:
     """``image`` encoded off the event loop (a PNG takes milliseconds, during which no request would be read)."""
-    started = time.perf_counter()
-    try:
+    with timed_phase("encode"):
         return await asyncio.to_thread(encode_image, image, fmt)
-    finally:
-        record_phase("encode", time.perf_counter() - started)
 
 
 async def _stylize_nst(

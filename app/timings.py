@@ -8,6 +8,9 @@ Inferences themselves are recorded by the model manager (``app.manager.inference
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 phases: ContextVar[list[tuple[str, float]] | None] = ContextVar("phases", default=None)
@@ -18,3 +21,13 @@ def record_phase(name: str, seconds: float) -> None:
     record = phases.get()
     if record is not None:
         record.append((name, seconds))
+
+
+@contextmanager
+def timed_phase(name: str) -> Iterator[None]:
+    """Record the time the ``with`` block takes as ``name`` (also when it raises)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        record_phase(name, time.perf_counter() - started)

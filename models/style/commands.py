@@ -194,7 +194,13 @@ def evaluate(
     import torch
 
     from models.artifact import load_artifact, repack_artifact
-    from models.style.evaluate import evaluate_with_outputs, evaluation_images, validation_images, write_evaluation
+    from models.style.evaluate import (
+        EVAL_COUNT,
+        evaluate_with_outputs,
+        evaluation_images,
+        validation_images,
+        write_evaluation,
+    )
 
     if split not in ("test", "validation"):
         raise typer.BadParameter(f"split must be test or validation, not {split!r}")
@@ -207,7 +213,7 @@ def evaluate(
     if split == "test":
         contents, styles = evaluation_images(content_dir, style_dir)
     else:
-        contents, styles = validation_images(content_dir, style_dir, *([count] if count is not None else []))
+        contents, styles = validation_images(content_dir, style_dir, count or EVAL_COUNT)
     if not contents or not styles:
         raise typer.BadParameter("need at least two images in each of CONTENT_DIR and STYLE_DIR")
     torch_device = torch.device(device)

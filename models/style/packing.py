@@ -16,7 +16,7 @@ from models.style.network import Decoder, VGGEncoder
 from models.style.nst_network import NST_NETWORK_FILE
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
 from models.style.starter import style_hyperparameters
-from models.style.train_config import StyleTrainConfig
+from models.style.train_config import Objective, StyleTrainConfig
 
 CARD_NAME = "MODEL_CARD.md"
 WEIGHT_FILES = frozenset({ENCODER_FILE, DECODER_FILE})
@@ -55,7 +55,7 @@ def lineage(cfg: StyleTrainConfig, done: int) -> list[dict[str, Any]]:
         base_name = f"{base.name}/{base.version}"
     run: dict[str, Any] = {"base": base_name, "iterations": done, "crop": cfg.crop, "batch_size": cfg.batch_size}
     run |= {"style_weight": cfg.style_weight, "lr": cfg.lr, "bf16": cfg.bf16, "device": cfg.device}
-    run |= {"objective": cfg.objective} if cfg.objective != "paper" else {}
+    run |= {"objective": cfg.objective} if cfg.objective != Objective.paper else {}
     return [*chain, run]
 
 
@@ -108,7 +108,7 @@ def _training_provenance(cfg: StyleTrainConfig, done: int) -> Provenance:
     else:
         what = "AdaIN encoder and decoder from scratch"
     precision = "bf16 autocast" if cfg.bf16 else "float32"
-    objective = "" if cfg.objective == "paper" else f", the {cfg.objective} objective"
+    objective = "" if cfg.objective == Objective.paper else f", the {cfg.objective} objective"
     return Provenance(
         method=f"trained: {what}; {done}/{cfg.iterations} iterations of batch {cfg.batch_size} at {cfg.crop} px, "
         f"style weight {cfg.style_weight}{objective}, {precision} on {cfg.device}; losses from {cfg.loss_network.name}",

@@ -67,7 +67,7 @@ from models.style.packing import write_trained_artifact
 from models.style.predictor import DECODER_FILE, ENCODER_FILE, widths_from_manifest
 from models.style.split import HELD_OUT_CONTENT, HELD_OUT_STYLES, list_images, split_held_out
 from models.style.starter import calibrate_output, he_initialised
-from models.style.train_config import StyleTrainConfig
+from models.style.train_config import Objective, StyleTrainConfig
 from models.torch_backend import load_state
 
 log = logging.getLogger("deepcanvas.style.train")
@@ -197,7 +197,7 @@ def training_losses(
     style: torch.Tensor,
     self_pairs: int,
     layer_weights: tuple[float, ...] | None = None,
-    objective: str = "paper",
+    objective: str = Objective.paper,
 ) -> dict[str, torch.Tensor]:
     """The unweighted losses of one batch of (content, style) pairs, each (B, 3, S, S), under ``objective``."""
     batch = content.shape[0]
@@ -208,12 +208,13 @@ def training_losses(
     output = model.decoder(target).float()  # (B, 3, S, S), unclamped as in the paper
     with torch.no_grad():
         teacher = [t.float() for t in loss_net(torch.cat([content, style]))]  # 4 × (2B, C_n, ...)
-        teacher_target = adaptive_instance_normalization(teacher[-1][:batch], teacher[-1][batch:])
     output_feats = [f.float() for f in loss_net(output)]  # gradients flow through the frozen loss network
     pixel = F.mse_loss(output[batch - self_pairs :], content[batch - self_pairs :]) if self_pairs else output.sum() * 0
-    if objective == "measures":
+    if objective == Objective.measures:
         losses = measured_losses(output_feats, teacher, batch - self_pairs, layer_weights) | {"pixel": pixel}
     else:
+        # the paper's content target t, in the loss network's features (no gradient: the teacher has none)
+        teacher_target = adaptive_instance_normalization(teacher[-1][:batch], teacher[-1][batch:])
         losses = {
             "content": content_loss(output_feats[-1], teacher_target),
             "style": style_loss(output_feats, [t[batch:] for t in teacher], layer_weights),

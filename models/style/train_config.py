@@ -69,7 +69,7 @@ class StyleTrainConfig:
         keep = {"widths", "batch_size", "crop", "lr", "lr_decay", "style_weight", "content_weight", "seed"}
         keep |= {"distill_weight", "pixel_weight", "self_pairs", "face_fraction", "bf16", "warmup"}
         keep |= {"style_layer_weights"}
-        if self.objective != "paper":  # older checkpoints and manifests have no objective: they are "paper"
+        if self.objective != Objective.paper:  # older checkpoints and manifests have no objective: they are "paper"
             keep |= {"objective"}
         recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k in keep}
         if self.base is not None:  # the base's weights, not its path, make the result
