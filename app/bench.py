@@ -104,12 +104,19 @@ def server_steps(header: str) -> dict[str, float]:
     return steps
 
 
-def median_steps(headers: list[str]) -> dict[str, float]:
-    """The median of each step over the responses, and ``framework``: total less every other step."""
+def median_steps(headers: list[str], client_ms: list[float] | None = None) -> dict[str, float]:
+    """The median of each step over the responses, and ``framework``: total less every other step.
+
+    ``client_ms``, the same calls' times seen by their client (in order), adds ``outside``: each call's client
+    time less its server total (the socket, uvicorn's parsing and the client itself), paired call by call.
+    """
     parsed = [server_steps(h) for h in headers]
-    for steps in parsed:
+    assert client_ms is None or len(client_ms) == len(parsed), "one client time per response"
+    for index, steps in enumerate(parsed):
         if "total" in steps:
             steps["framework"] = steps["total"] - sum(v for k, v in steps.items() if k != "total")
+            if client_ms is not None:
+                steps["outside"] = client_ms[index] - steps["total"]
     names = sorted({name for steps in parsed for name in steps})
     return {name: round(statistics.median(s.get(name, 0.0) for s in parsed), 3) for name in names}
 
@@ -215,7 +222,7 @@ def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> 
         timings = []
         for endpoint, call in remote.items():
             http = time_calls(call, repeats)
-            server = median_steps(headers[endpoint][-repeats:])  # the timed calls, not the warm-up
+            server = median_steps(headers[endpoint][-repeats:], http)  # the timed calls, not the warm-up
             direct = time_calls(on_image[endpoint], repeats)
             decoding = time_calls(on_bytes[endpoint], repeats)
             request = request_for(endpoint, photo, style_name, max_side)
@@ -279,12 +286,10 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         )
     console.print(table)
     names = ("total", "decode", "queue", "infer", "encode", "framework")
-    steps = Table("endpoint", "server total", *names[1:], "outside the server")
+    steps = Table("endpoint", "server total", *names[1:], "outside the server (httpx)")
     for row in report["endpoints"]:
         server = row["server_ms"]
-        outside = row["raw_median_ms"] - server.get("total", 0.0)  # raw client: the transport and the client
-        cells = [f"{server.get(name, 0.0):.2f}" for name in names]
-        steps.add_row(row["endpoint"], *cells, f"{outside:.2f}")
+        steps.add_row(row["endpoint"], *(f"{server.get(name, 0.0):.2f}" for name in (*names, "outside")))
     console.print("Server-Timing medians (ms) of the HTTP calls above:")
     console.print(steps)
     console.print(
