@@ -44,6 +44,26 @@ class Runtime:
         assert self.threads >= 0, f"threads must be >= 0, got {self.threads}"
 
 
+@dataclass(frozen=True)
+class PixelInput:
+    """A network whose input is ``(pixel - mean) / scale`` of RGB pixels in NCHW float32.
+
+    A session opened with one takes the photo's ``(N, H, W, 3)`` uint8 pixels as they come from Pillow.
+    OpenVINO then converts, normalises and transposes inside the compiled model (its pre-processing,
+    fused with the first layer), which costs a fraction of numpy's float arithmetic and copy; ONNX Runtime
+    gets the float array ``normalise`` makes.
+    """
+
+    mean: float
+    scale: float
+
+    def normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """``(N, H, W, 3)`` uint8 pixels as the network's ``(N, 3, H, W)`` float32 input."""
+        assert pixels.ndim == 4 and pixels.shape[3] == 3, f"expected (N, H, W, 3) pixels, got {pixels.shape}"
+        normalised = (pixels.astype(np.float32) - np.float32(self.mean)) / np.float32(self.scale)
+        return np.ascontiguousarray(normalised.transpose(0, 3, 1, 2))
+
+
 class NetworkSession(Protocol):
     """One exported network, ready to run: a float32 array in, its first output out (an array it owns)."""
 
@@ -132,10 +152,11 @@ class OrtSession:
 class OpenVinoSession:
     """An OpenVINO compiled model and its one infer request; one caller at a time, like every predictor."""
 
-    def __init__(self, compiled: Any) -> None:
+    def __init__(self, compiled: Any, input_type: type[np.generic] = np.float32) -> None:
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         self.output = compiled.output(0)
+        self.input_type = input_type  # uint8 when the compiled model normalises pixels itself
 
     @property
     def output_shape(self) -> tuple[int | str | None, ...]:
@@ -143,18 +164,19 @@ class OpenVinoSession:
         return tuple(dim.get_length() if dim.is_static else None for dim in shape)
 
     def run(self, array: np.ndarray) -> np.ndarray:
-        result = self.request.infer({0: np.ascontiguousarray(array, dtype=np.float32)})
+        result = self.request.infer({0: np.ascontiguousarray(array, dtype=self.input_type)})
         return np.array(result[self.output], dtype=np.float32)  # a copy: the request reuses its output buffer
 
     def run_named(self, array: np.ndarray) -> dict[str, np.ndarray]:
         """Every output by name, for networks with more than one (the RFB detector's scores and boxes)."""
-        result = self.request.infer({0: np.ascontiguousarray(array, dtype=np.float32)})
+        result = self.request.infer({0: np.ascontiguousarray(array, dtype=self.input_type)})
         return {port.get_any_name(): np.array(result[port], dtype=np.float32) for port in self.compiled.outputs}
 
     def run_inputs(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Every output, in order, for a network of several inputs (given in its input order)."""
         assert len(arrays) == len(self.compiled.inputs), f"{len(self.compiled.inputs)} inputs, got {len(arrays)}"
-        result = self.request.infer({i: np.ascontiguousarray(a, dtype=np.float32) for i, a in enumerate(arrays)})
+        feed = {i: np.ascontiguousarray(a, dtype=self.input_type) for i, a in enumerate(arrays)}
+        result = self.request.infer(feed)
         return [np.array(result[port], dtype=np.float32) for port in self.compiled.outputs]
 
 
@@ -165,17 +187,26 @@ def int8_file(path: str) -> str:
 
 
 def open_session(
-    folder: Path, manifest: Manifest, path: str, device: str, runtime: Runtime | None = None
+    folder: Path,
+    manifest: Manifest,
+    path: str,
+    device: str,
+    runtime: Runtime | None = None,
+    pixels: PixelInput | None = None,
 ) -> NetworkSession:
-    """A session for the ONNX file ``path`` of a verified artifact; ``ArtifactError`` when it lacks one."""
+    """A session for the ONNX file ``path`` of a verified artifact; ``ArtifactError`` when it lacks one.
+
+    ``pixels``: the session takes uint8 ``(N, H, W, 3)`` pixels and normalises them as the network expects.
+    """
     runtime = runtime or Runtime()
     where = f"{manifest.name}/{manifest.version}"
     path = int8_file(path) if runtime.int8 else path
     if not any(entry.path == path for entry in manifest.files):
         raise ArtifactError(f"{where}: the artifact has no {path}; {EXPORT_HINT}")
     if runtime.engine == "openvino":
-        return _open_openvino(folder / path, where, path, device, runtime)
-    return _open_onnxruntime(folder / path, where, path, device, runtime.threads)
+        return _open_openvino(folder / path, where, path, device, runtime, pixels)
+    session = _open_onnxruntime(folder / path, where, path, device, runtime.threads)
+    return session if pixels is None else PixelSession(session, pixels)
 
 
 def _open_onnxruntime(file: Path, where: str, path: str, device: str, threads: int) -> OrtSession:
@@ -213,22 +244,59 @@ def _openvino_core() -> Any:
     return engine_module("openvino").Core()
 
 
-def _open_openvino(file: Path, where: str, path: str, device: str, runtime: Runtime) -> OpenVinoSession:
+def _open_openvino(
+    file: Path, where: str, path: str, device: str, runtime: Runtime, pixels: PixelInput | None = None
+) -> OpenVinoSession:
     if device != "cpu":
         raise ArtifactError(f"device {device!r} is not supported by the OpenVINO backend here: use cpu")
     try:
         model = _openvino_core().read_model(str(file))
         if not model.inputs:
             raise ArtifactError(f"{where}: {path} takes no input")
+        if pixels is not None:
+            model = _with_pixel_input(model, pixels)
         compiled = _openvino_core().compile_model(model, "CPU", openvino_config(runtime))
     except ArtifactError:
         raise
     except Exception as error:  # OpenVINO raises RuntimeError and its own Exception subclasses
         raise ArtifactError(f"{where}: openvino cannot load {path}: {error}") from error
-    return OpenVinoSession(compiled)
+    return OpenVinoSession(compiled, np.uint8 if pixels is not None else np.float32)
+
+
+def _with_pixel_input(model: Any, pixels: PixelInput) -> Any:
+    """``model`` taking uint8 NHWC pixels: conversion, ``pixels``' normalisation and the transpose built in."""
+    openvino = engine_module("openvino")
+    from openvino.preprocess import PrePostProcessor
+
+    processor = PrePostProcessor(model)
+    processor.input().tensor().set_element_type(openvino.Type.u8).set_layout(openvino.Layout("NHWC"))
+    processor.input().model().set_layout(openvino.Layout("NCHW"))
+    processor.input().preprocess().convert_element_type(openvino.Type.f32).mean(pixels.mean).scale(pixels.scale)
+    return processor.build()
 
 
 def onnx_metadata(manifest: Manifest) -> dict[str, Any]:
     """What the exporter recorded in ``hyperparameters["onnx"]`` (empty when the artifact was never exported)."""
     metadata = manifest.hyperparameters.get("onnx", {})
     return metadata if isinstance(metadata, dict) else {}
+
+
+class PixelSession:
+    """A float-input session behind a pixel-input one: ``pixels``' normalisation in numpy, then the network."""
+
+    def __init__(self, session: NetworkSession, pixels: PixelInput) -> None:
+        self.session = session
+        self.pixels = pixels
+
+    @property
+    def output_shape(self) -> tuple[int | str | None, ...]:
+        return self.session.output_shape
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        return self.session.run(self.pixels.normalise(array))
+
+    def run_named(self, array: np.ndarray) -> dict[str, np.ndarray]:
+        return self.session.run_named(self.pixels.normalise(array))
+
+    def run_inputs(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self.session.run_inputs([self.pixels.normalise(a) for a in arrays])

@@ -24,7 +24,7 @@ from PIL import Image
 from models.artifact import ArtifactError, Manifest
 from models.detector.boxes import greedy_nms
 from models.detector.pseudo_labels import BoxConvention
-from models.detector.rfb import ARCHITECTURE, RfbRun, pooled_input, rfb_forward, rfb_input
+from models.detector.rfb import ARCHITECTURE, PIXELS, RfbRun, reduced_view, rfb_forward, rfb_view
 from models.detector.tiling import at_least, detect_tiled, merge_detections
 from models.detector.types import COARSE_ONNX_FILE, ONNX_FILE, Detection, DetectRequest
 from models.onnx_backend import Runtime, open_session
@@ -85,11 +85,11 @@ class RfbFaceDetector:
             raise ArtifactError(f"{manifest.name}/{manifest.version}: not an {ARCHITECTURE} detector")
         width, height = recorded_input(manifest, manifest.hyperparameters)
         runtime = runtime or Runtime()
-        session = open_session(folder, manifest, ONNX_FILE, device, runtime)
+        session = open_session(folder, manifest, ONNX_FILE, device, runtime, PIXELS)
         backend = runtime.engine + (f" ({note})" if note else "")
         coarse = None
         if isinstance(spec := manifest.hyperparameters.get("coarse"), dict):
-            coarse_session = open_session(folder, manifest, COARSE_ONNX_FILE, device, runtime)
+            coarse_session = open_session(folder, manifest, COARSE_ONNX_FILE, device, runtime, PIXELS)
             coarse = Coarse(coarse_session.run_named, *recorded_input(manifest, spec), float(spec["min_share"]))
         return cls(session.run_named, manifest, width, height, backend, coarse)
 
@@ -105,11 +105,11 @@ class RfbFaceDetector:
         if self.coarse is None:
             return detect_tiled(batch, lambda _: self.width, lambda views: [self.detect_one(r) for r in views])
         coarse = self.coarse
-        inputs: dict[int, np.ndarray] = {}  # each whole view's fine input, which the coarse pass pools
+        inputs: dict[int, Image.Image] = {}  # each whole view at the fine input, which the coarse pass reduces
 
         def fine(view: DetectRequest) -> list[Detection]:
-            array = inputs[id(view.image)] = rfb_input(view.image, self.width, self.height)
-            return self.detect(self.run, self.width, self.height, view, array)
+            resized = inputs[id(view.image)] = rfb_view(view.image, self.width, self.height)
+            return self.detect(self.run, self.width, self.height, view, resized)
 
         found = detect_tiled(
             [dataclasses.replace(r, min_size=0.0) for r in batch],
@@ -122,14 +122,12 @@ class RfbFaceDetector:
         ]
 
     def with_coarse(
-        self, request: DetectRequest, found: list[Detection], coarse: Coarse, fine_input: np.ndarray | None
+        self, request: DetectRequest, found: list[Detection], coarse: Coarse, fine_view: Image.Image | None
     ) -> list[Detection]:
         """``found`` and the coarse pass's large faces, merged by NMS; then ``min_size``."""
         least = coarse.min_share * min(request.image.size)
-        array = None if fine_input is None else pooled_input(fine_input, coarse.width, coarse.height)
-        large = self.detect(
-            coarse.run, coarse.width, coarse.height, dataclasses.replace(request, min_size=least), array
-        )
+        view = None if fine_view is None else reduced_view(fine_view, coarse.width, coarse.height)
+        large = self.detect(coarse.run, coarse.width, coarse.height, dataclasses.replace(request, min_size=least), view)
         # found is already merged (one view's NMS, or the tiles' merge): only coarse boxes call for another
         merged = merge_detections(found + large, request.iou, request.max_det) if large else found
         return at_least(merged, request.min_size)
@@ -143,11 +141,11 @@ class RfbFaceDetector:
         input_width: int,
         input_height: int,
         request: DetectRequest,
-        array: np.ndarray | None = None,
+        view: Image.Image | None = None,
     ) -> list[Detection]:
-        """One pass of ``run`` over the request's image (or its ready ``array``): NMS, served framing, ``min_size``."""
+        """One pass of ``run`` over the request's image (or its ready ``view``): NMS, served framing, ``min_size``."""
         floor = max(request.conf, SCORE_FLOOR)
-        boxes, scores = rfb_forward(run, request.image, input_width, input_height, floor, array)
+        boxes, scores = rfb_forward(run, request.image, input_width, input_height, floor, view)
         order = np.argsort(-scores, kind="stable")
         boxes, scores = boxes[order], scores[order]
         kept = greedy_nms(boxes, request.iou, request.max_det)

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from models.detector.boxes import greedy_nms
-from models.detector.rfb import BOXES_NAME, INPUT_NAME, SCORES_NAME, rfb_forward
+from models.detector.rfb import BOXES_NAME, INPUT_NAME, PIXELS, SCORES_NAME, rfb_forward
 from models.detector.tiling import TILE_ABOVE, TILE_OVERLAP, tiles
 
 __all__ = ["TILE_ABOVE", "TILE_OVERLAP", "FaceTeacher", "TeacherDetections", "merge", "tiles"]
@@ -56,8 +56,9 @@ class FaceTeacher:
         _, _, height, width = session.get_inputs()[0].shape  # (1, 3, H, W), fixed by the export
         return cls(session, int(width), int(height), path.name)
 
-    def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        scores, boxes = self.session.run([SCORES_NAME, BOXES_NAME], {INPUT_NAME: tensor})  # type: ignore[attr-defined]
+    def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        feed = {INPUT_NAME: PIXELS.normalise(pixels)}
+        scores, boxes = self.session.run([SCORES_NAME, BOXES_NAME], feed)  # type: ignore[attr-defined]
         return {SCORES_NAME: scores, BOXES_NAME: boxes}
 
     def forward(self, image: Image.Image) -> TeacherDetections:

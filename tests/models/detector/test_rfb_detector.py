@@ -53,10 +53,16 @@ def detector(mapping: dict[str, float] | None = None) -> tuple[RfbFaceDetector, 
     return RfbFaceDetector(network, fake_manifest(mapping), 64, 48, "fake"), network
 
 
-def test_the_photo_is_stretched_to_the_input_and_normalised_as_the_manifest_says() -> None:
+def test_the_photo_is_stretched_to_the_input_and_normalised_as_its_authors_do() -> None:
+    from models.detector.rfb import PIXELS
+
     rfb, network = detector()
-    rfb.predict([DetectRequest(Image.new("RGB", (200, 100), (127, 127, 127)), 0.5, 0.3, 10, 640)])
-    assert network.inputs[0].shape == (1, 3, 48, 64) and np.allclose(network.inputs[0], 0)
+    rfb.predict([DetectRequest(Image.new("RGB", (200, 100), (127, 255, 0)), 0.5, 0.3, 10, 640)])
+    pixels = network.inputs[0]  # the session's input: the view's pixels, normalised by the session
+    assert pixels.shape == (1, 48, 64, 3) and pixels.dtype == np.uint8
+    tensor = PIXELS.normalise(pixels)
+    assert tensor.shape == (1, 3, 48, 64) and tensor.dtype == np.float32
+    np.testing.assert_allclose(tensor[0, :, 7, 9], [0.0, 1.0, -127 / 128])
 
 
 def test_boxes_come_back_in_photo_pixels_after_conf_and_nms() -> None:
@@ -219,11 +225,34 @@ def test_the_imported_detector_runs_without_torch_installed(rfb_artifact: Path) 
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
 
 
-def test_the_coarse_input_is_the_fine_input_averaged_over_whole_blocks() -> None:
-    from models.detector.rfb import pooled_input
+def test_the_coarse_view_is_the_fine_view_averaged_over_whole_blocks() -> None:
+    from models.detector.rfb import reduced_view
 
-    fine = np.random.default_rng(0).normal(size=(1, 3, 48, 64)).astype(np.float32)
-    pooled = pooled_input(fine, 32, 24)
-    assert pooled is not None and pooled.shape == (1, 3, 24, 32) and pooled.dtype == np.float32
-    np.testing.assert_allclose(pooled[0, 1, 5, 7], fine[0, 1, 10:12, 14:16].mean(), rtol=1e-6)
-    assert pooled_input(fine, 30, 24) is None  # 64 is not a multiple of 30: the photo is resized instead
+    fine = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    coarse = reduced_view(fine, 32, 24)
+    assert coarse is not None and coarse.size == (32, 24) and coarse.mode == "RGB"
+    block = np.asarray(fine)[10:12, 14:16, 1].astype(np.float64).mean()
+    assert abs(int(np.asarray(coarse)[5, 7, 1]) - block) <= 0.5 + 1e-9  # the block's mean, rounded
+    assert reduced_view(fine, 30, 24) is None  # 64 is not a multiple of 30: the photo is resized instead
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_a_pixel_session_normalises_as_the_network_expects(rfb_artifact: Path, engine: str) -> None:
+    """Both engines take the view's uint8 pixels and answer as the float network does on the normalised input."""
+    from models.artifact import load_artifact
+    from models.detector.rfb import PIXELS, SCORES_NAME, pixels_of, rfb_view
+    from models.detector.types import ONNX_FILE
+    from models.onnx_backend import Runtime, open_session
+
+    manifest = load_artifact(rfb_artifact)
+    width, height = manifest.hyperparameters["input_width"], manifest.hyperparameters["input_height"]
+    photo = Image.fromarray(np.random.default_rng(1).integers(0, 256, (90, 120, 3), dtype=np.uint8))
+    view = rfb_view(photo, width, height)
+    runtime = Runtime(engine=engine, precision="f32") if engine == "openvino" else Runtime()  # type: ignore[arg-type]
+    pixel_session = open_session(rfb_artifact, manifest, ONNX_FILE, "cpu", runtime, PIXELS)
+    float_session = open_session(rfb_artifact, manifest, ONNX_FILE, "cpu", runtime)
+    pixels = pixels_of(view)
+    assert pixels.dtype == np.uint8 and pixels.shape == (1, height, width, 3)
+    expected = float_session.run_named(((pixels[0].astype(np.float32) - 127) / 128).transpose(2, 0, 1)[None])
+    got = pixel_session.run_named(pixels)
+    np.testing.assert_allclose(got[SCORES_NAME], expected[SCORES_NAME], atol=1e-4)
