@@ -29,6 +29,15 @@ def decode_image(data: bytes, limits: ImageLimits, field: str = "image", reduce_
     ``reduce_to``: the caller needs no more than this many pixels on the smaller side, so a JPEG may be
     decoded at a reduced DCT scale (several times faster) as long as it keeps at least that many.
     """
+    return load_rgb(open_checked(data, limits, field, reduce_to), field)
+
+
+def open_checked(data: bytes, limits: ImageLimits, field: str = "image", reduce_to: int | None = None) -> Image.Image:
+    """``data``'s image, its header read and checked but its pixels not yet decoded (``load_rgb`` does that).
+
+    Its ``size`` is what the decode will produce: a JPEG that ``reduce_to`` allows is set to decode at a
+    reduced DCT scale.
+    """
     if not data:
         raise InvalidImage(f"{field}: the upload is empty")
     image = _open(data, field)
@@ -44,6 +53,11 @@ def decode_image(data: bytes, limits: ImageLimits, field: str = "image", reduce_
     if reduce_to is not None and image.format in ("JPEG", "MPO") and min(width, height) > reduce_to:
         ratio = reduce_to / min(width, height)
         image.draft("RGB", (math.ceil(width * ratio), math.ceil(height * ratio)))
+    return image
+
+
+def load_rgb(image: Image.Image, field: str = "image") -> Image.Image:
+    """An ``open_checked`` image decoded to RGB (truncation and corruption surface here as domain errors)."""
     return to_rgb(_load(image, field))
 
 
@@ -88,7 +102,8 @@ def _load(image: Image.Image, field: str) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image.seek(0)
             image.load()
-            return ImageOps.exif_transpose(image) or image
+            ImageOps.exif_transpose(image, in_place=True)  # the decoded image is ours: no copy of its pixels
+            return image
     except Image.DecompressionBombError as error:
         raise PayloadTooLarge(f"{field}: image has too many pixels ({error})") from error
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:

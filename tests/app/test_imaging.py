@@ -77,3 +77,32 @@ def test_a_jpeg_may_be_decoded_reduced_but_never_below_the_requested_side() -> N
     assert 128 <= min(reduced.size) < 1200 and reduced.width / reduced.height == pytest.approx(4 / 3, rel=0.02)
     assert decode_image(data, LIMITS).size == (1600, 1200)
     assert decode_image(face_like_photo(1600, 1200, "PNG"), LIMITS, reduce_to=128).size == (1600, 1200)
+
+
+@pytest.mark.parametrize(
+    ("side", "reduce_to", "threaded"), [(200, None, False), (1200, None, True), (1200, 160, False)]
+)
+def test_small_uploads_decode_on_the_event_loop_and_larger_ones_in_a_worker_thread(
+    monkeypatch: pytest.MonkeyPatch, side: int, reduce_to: int | None, threaded: bool
+) -> None:
+    """The header decides: what decodes to few pixels (a small photo, or a JPEG at a reduced scale) stays inline."""
+    import asyncio
+    import io
+
+    from fastapi import UploadFile
+
+    from app import uploads
+
+    hops: list[object] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counting_to_thread(function: object, *args: object) -> object:
+        hops.append(function)
+        return await real_to_thread(function, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(uploads.asyncio, "to_thread", counting_to_thread)
+    data = encode(Image.new("RGB", (side, side), (200, 30, 60)), "JPEG")
+    upload = UploadFile(io.BytesIO(data), filename="photo.jpg")
+    image = asyncio.run(uploads.read_image(upload, LIMITS, "image", reduce_to))
+    assert image.mode == "RGB" and min(image.size) >= (reduce_to or side)
+    assert bool(hops) is threaded
