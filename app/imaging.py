@@ -23,20 +23,33 @@ class ImageLimits:
     min_side: int
 
 
-def decode_image(data: bytes, limits: ImageLimits, field: str = "image", reduce_to: int | None = None) -> Image.Image:
+def decode_image(
+    data: bytes,
+    limits: ImageLimits,
+    field: str = "image",
+    reduce_to: int | None = None,
+    long_side: int | None = None,
+) -> Image.Image:
     """Decode ``data`` into an RGB image, or raise the domain error that says what is wrong.
 
-    ``reduce_to``: the caller needs no more than this many pixels on the smaller side, so a JPEG may be
-    decoded at a reduced DCT scale (several times faster) as long as it keeps at least that many.
+    ``reduce_to``: the caller needs no more than this many pixels on the smaller side (``long_side``: on
+    the longer side), so a JPEG may be decoded at a reduced DCT scale (several times faster than decoding
+    it whole and resizing) as long as it keeps at least that many.
     """
-    return load_rgb(open_checked(data, limits, field, reduce_to), field)
+    return load_rgb(open_checked(data, limits, field, reduce_to, long_side), field)
 
 
-def open_checked(data: bytes, limits: ImageLimits, field: str = "image", reduce_to: int | None = None) -> Image.Image:
+def open_checked(
+    data: bytes,
+    limits: ImageLimits,
+    field: str = "image",
+    reduce_to: int | None = None,
+    long_side: int | None = None,
+) -> Image.Image:
     """``data``'s image, its header read and checked but its pixels not yet decoded (``load_rgb`` does that).
 
-    Its ``size`` is what the decode will produce: a JPEG that ``reduce_to`` allows is set to decode at a
-    reduced DCT scale.
+    Its ``size`` is what the decode will produce: a JPEG that ``reduce_to`` or ``long_side`` allows (see
+    ``decode_image``) is set to decode at a reduced DCT scale.
     """
     if not data:
         raise InvalidImage(f"{field}: the upload is empty")
@@ -50,8 +63,9 @@ def open_checked(data: bytes, limits: ImageLimits, field: str = "image", reduce_
         raise InvalidParameter(
             f"{field}: image is {width}×{height}; its smaller side must be at least {limits.min_side} pixels"
         )
-    if reduce_to is not None and image.format in ("JPEG", "MPO") and min(width, height) > reduce_to:
-        ratio = reduce_to / min(width, height)
+    bounds = ((reduce_to, min(width, height)), (long_side, max(width, height)))
+    ratio = max((need / side for need, side in bounds if need is not None), default=1.0)  # keeps every bound
+    if ratio < 1 and image.format in ("JPEG", "MPO"):
         image.draft("RGB", (math.ceil(width * ratio), math.ceil(height * ratio)))
     return image
 

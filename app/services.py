@@ -197,7 +197,7 @@ async def stylize(
     styles = _style_images(manager, options)
     weights = _style_weights(len(styles), options.weights)
     if options.method == "nst":
-        return await _stylize_nst(manager, settings, content, styles, weights, options)
+        return await _stylize_nst(manager, settings, params, content, styles, weights, options)
     slot = manager.slot("style")
     if options.manner and "manner" not in model_options(slot.manifest):
         where = f"{slot.manifest.name}/{slot.manifest.version}"
@@ -208,12 +208,19 @@ async def stylize(
         weights=weights,
         alpha=_first(options.alpha, params.stylize_alpha),
         preserve_color=options.preserve_color,
-        max_side=_first(options.max_side, params.stylize_max_side),
+        max_side=stylize_side(settings, params, options.method, options.max_side),
         manner=options.manner,
     )
     [painted] = await slot.predict([request])
     data, content_type = await encoded(painted, options.format)
     return Stylized(data, content_type, model_ref(slot))
+
+
+def stylize_side(settings: Settings, params: RuntimeParams, method: str, max_side: int | None) -> int:
+    """The longest side a painting is made at: the content and style uploads need no more than this."""
+    if method == "nst":
+        return min(max_side or settings.nst_max_side, settings.nst_max_side)
+    return int(_first(max_side, params.stylize_max_side))
 
 
 async def encoded(image: Image.Image, fmt: str) -> tuple[bytes, str]:
@@ -225,6 +232,7 @@ async def encoded(image: Image.Image, fmt: str) -> tuple[bytes, str]:
 async def _stylize_nst(
     manager: ModelManager,
     settings: Settings,
+    params: RuntimeParams,
     content: Image.Image,
     styles: list[Image.Image],
     weights: tuple[float, ...],
@@ -244,7 +252,7 @@ async def _stylize_nst(
         content=content,
         style=styles[0],
         iterations=settings.nst_iterations,
-        max_side=min(options.max_side or settings.nst_max_side, settings.nst_max_side),
+        max_side=stylize_side(settings, params, options.method, options.max_side),
         max_seconds=options.max_seconds or settings.nst_max_seconds,
     )
     [result] = await slot.run(lambda predictor: predictor.predict([request]))

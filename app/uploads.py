@@ -16,15 +16,22 @@ from app.timings import timed_phase
 INLINE_PIXELS = 320 * 320
 
 
-async def read_image(upload: UploadFile, limits: ImageLimits, field: str, reduce_to: int | None = None) -> Image.Image:
+async def read_image(
+    upload: UploadFile,
+    limits: ImageLimits,
+    field: str,
+    reduce_to: int | None = None,
+    long_side: int | None = None,
+) -> Image.Image:
     """The upload's bytes (already bounded by the body limit) decoded to RGB; the header is read first.
 
-    The header says how many pixels the decode will produce (after any reduced-scale JPEG decode):
-    small images are decoded on the event loop, the rest in a worker thread.
+    ``reduce_to`` and ``long_side``: what the route needs at most (``imaging.decode_image``). The header
+    says how many pixels the decode will produce (after any reduced-scale JPEG decode): small images are
+    decoded on the event loop, the rest in a worker thread.
     """
     data = await upload.read()
     with timed_phase("decode"):
-        image = open_checked(data, limits, field, reduce_to)
+        image = open_checked(data, limits, field, reduce_to, long_side)
         if image.width * image.height <= INLINE_PIXELS:
             return load_rgb(image, field)
         return await asyncio.to_thread(load_rgb, image, field)

@@ -68,8 +68,10 @@ async def stylize_image(
     """Stylize ``content`` with an uploaded style or gallery styles; returns the image bytes."""
     if max_side is not None and max_side > settings.stylize_max_side_limit:
         raise InvalidParameter(f"max_side: must be at most {settings.stylize_max_side_limit}")
-    photo = await read_image(content, limits, "content")
-    styles = await asyncio.gather(*(read_image(f, limits, "style") for f in style or []))
+    # The painting is made at no more than this side: a large JPEG upload decodes at a reduced DCT scale.
+    side = services.stylize_side(settings, params, method, max_side)
+    photo = await read_image(content, limits, "content", long_side=side)
+    styles = await asyncio.gather(*(read_image(f, limits, "style", long_side=side) for f in style or []))
     options = services.StylizeOptions(
         style_names=tuple(style_name or ()),
         style_images=tuple(styles),

@@ -113,6 +113,30 @@ def test_stylize_accepts_uploaded_styles_with_weights(client: TestClient) -> Non
     assert response.status_code == 200, response.text
 
 
+def test_stylize_decodes_its_uploads_no_larger_than_the_painting(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1600 px JPEG painted at max_side 160 is decoded at a reduced DCT scale, content and style alike."""
+    from app import uploads
+
+    decoded: dict[str, tuple[int, int]] = {}
+    real_load = uploads.load_rgb
+
+    def recording_load(image: Image.Image, field: str = "image") -> Image.Image:
+        decoded[field] = real_load(image, field).size
+        return real_load(image, field)
+
+    monkeypatch.setattr(uploads, "load_rgb", recording_load)
+    big = face_like_photo(1600, 1200)
+    response = client.post(
+        "/stylize", files=[("content", ("p.jpg", big)), ("style", ("s.jpg", big))], data={"max_side": "160"}
+    )
+    assert response.status_code == 200, response.text
+    assert Image.open(io.BytesIO(response.content)).size == (160, 120)
+    assert set(decoded) == {"content", "style"}
+    assert all(160 <= max(size) <= 400 for size in decoded.values()), decoded  # 1/4 or 1/8 scale, not 1600
+
+
 def test_catalog_lists_styles_and_models(client: TestClient) -> None:
     styles = client.get("/styles").json()
     assert [s["name"] for s in styles["styles"]] == ["red"]

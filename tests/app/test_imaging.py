@@ -79,6 +79,17 @@ def test_a_jpeg_may_be_decoded_reduced_but_never_below_the_requested_side() -> N
     assert decode_image(face_like_photo(1600, 1200, "PNG"), LIMITS, reduce_to=128).size == (1600, 1200)
 
 
+def test_a_jpeg_may_be_decoded_reduced_to_a_longer_side_and_both_bounds_hold() -> None:
+    from tests.support.images import face_like_photo
+
+    data = face_like_photo(1600, 1200)
+    painted_at = decode_image(data, LIMITS, long_side=256)  # /stylize at max_side 256
+    assert 256 <= max(painted_at.size) <= 400 and painted_at.width / painted_at.height == pytest.approx(4 / 3, rel=0.02)
+    both = decode_image(data, LIMITS, reduce_to=128, long_side=600)  # the longer side's bound is the stricter
+    assert max(both.size) >= 600 and min(both.size) >= 128
+    assert decode_image(data, LIMITS, long_side=2000).size == (1600, 1200)  # never enlarged, never reduced below
+
+
 @pytest.mark.parametrize(
     ("side", "reduce_to", "threaded"), [(200, None, False), (1200, None, True), (1200, 160, False)]
 )
