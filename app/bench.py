@@ -195,23 +195,31 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> In
 
 
 def from_bytes(
-    calls: dict[str, Callable[[Image.Image], Any]], photo: bytes, settings: Settings, classify_side: int | None
+    calls: dict[str, Callable[[Image.Image], Any]],
+    photo: bytes,
+    settings: Settings,
+    classify_side: int | None,
+    max_side: int,
 ) -> dict[str, Callable[[], Any]]:
-    """Each in-process call on the upload's bytes, decoded as its route decodes them (``/classify``: reduced)."""
+    """Each in-process call on the upload's bytes, decoded as its route decodes them.
+
+    ``/classify`` reduces a JPEG to twice the classifier's input on the shorter side, ``/stylize`` to the
+    painting's ``max_side`` on the longer side.
+    """
     limits = ImageLimits(settings.max_pixels, settings.min_side)
-    reduce = {"/classify": classify_side}
+    bounds = {"/classify": (classify_side, None), "/stylize": (None, max_side)}
 
-    def decoded_then(call: Callable[[Image.Image], Any], reduce_to: int | None) -> Callable[[], Any]:
-        return lambda: call(decode_image(photo, limits, "image", reduce_to))
+    def decoded_then(call: Callable[[Image.Image], Any], reduce_to: int | None, long: int | None) -> Callable[[], Any]:
+        return lambda: call(decode_image(photo, limits, "image", reduce_to, long))
 
-    return {endpoint: decoded_then(call, reduce.get(endpoint)) for endpoint, call in calls.items()}
+    return {endpoint: decoded_then(call, *bounds.get(endpoint, (None, None))) for endpoint, call in calls.items()}
 
 
 def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> dict[str, Any]:
     image = decode_image(photo, ImageLimits(settings.max_pixels, settings.min_side))
     local = inprocess_calls(settings, image, max_side)
     style_name, on_image = local.style_name, local.on(image)
-    on_bytes = from_bytes(local.calls, photo, settings, local.classify_side)
+    on_bytes = from_bytes(local.calls, photo, settings, local.classify_side, max_side)
     port = free_port()
     process, startup_s = start_server(settings.store, port)
     try:
