@@ -65,7 +65,8 @@ class PixelInput:
 
 
 class NetworkSession(Protocol):
-    """One exported network, ready to run: a float32 array in, its first output out (an array it owns)."""
+    """One exported network, ready to run: a float32 array in (uint8 pixels when opened with a ``PixelInput``),
+    its first output out (an array it owns)."""
 
     @property
     def output_shape(self) -> tuple[int | str | None, ...]: ...

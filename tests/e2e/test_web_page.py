@@ -273,3 +273,45 @@ def test_phone_sized_window_needs_no_horizontal_scrolling(
     assert overflow <= 0, f"the page is {overflow}px wider than a 375px window"
     screenshot(page, "phone")
     page.context.close()
+
+
+@pytest.fixture(scope="module")
+def server_without_matching(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The embedded store serving adain v2, a style model without decoder-side matching (no ``manner``)."""
+    from tests.conftest import EMBEDDED_STORE
+
+    env = {
+        "DEEPCANVAS_CACHE_DIR": str(tmp_path_factory.mktemp("cache-v2")),
+        "DEEPCANVAS_STYLE": "adain:v2",
+        "DEEPCANVAS_STYLE_BACKEND": "openvino",  # no NST: a quicker start, and this test needs only AdaIN
+    }
+    with LiveServer.ready(EMBEDDED_STORE.as_uri(), env) as server:
+        yield server
+
+
+def test_a_style_model_without_matching_hides_the_manner_slider_and_still_paints(
+    browser: Browser, server_without_matching: LiveServer, photo: Path
+) -> None:
+    """The slider would only earn a 422 there: the page hides it and never sends ``manner``."""
+    models = httpx.get(f"{server_without_matching.url}/models", timeout=30).json()["models"]
+    style = next(m for m in models if m["role"] == "style")
+    assert (style["version"], style["options"]) == ("v2", [])
+    page = open_page(browser, server_without_matching)
+    try:
+        errors = PageErrors.watch(page)
+        upload_photo(page, photo)
+        chosen = gallery_radios(page)[0]
+        page.locator(f"#gallery label:has(input[value='{chosen}'])").click()
+        # the field starts hidden: decide only once the page has read /models (its table lists the style model)
+        expect(page.locator("#models-table tr", has_text="adain")).to_contain_text("v2")
+        expect(page.locator("#manner-field")).to_be_hidden()
+        sent = record_form_fields(page, "**/stylize")
+        with page.expect_response("**/stylize") as response_info:
+            page.locator("#stylize-button").click()
+        assert response_info.value.ok, response_info.value.text()
+        assert len(sent) == 1 and "manner" not in sent[0] and sent[0]["style_name"] == chosen
+        expect(page.locator("#stylized-image")).to_be_visible()
+        expect(page.locator("#answered")).to_contain_text("adain v2")
+        assert errors.messages == []
+    finally:
+        page.context.close()
