@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from models.provenance import invoked_command
+from models.style.split import VALIDATION_MAX
 from models.style.train_config import Objective
 
 console = Console()
@@ -178,7 +179,11 @@ def evaluate(
     url: Annotated[str | None, typer.Option(help="Stylize through this running service's POST /stylize")] = None,
     card: Annotated[bool, typer.Option(help="(Re)write the artifact's model card and pictures, and re-pack")] = False,
     split: Annotated[
-        str, typer.Option(help="test: the reported held-out pairs; validation: other held-out images, for choosing")
+        str,
+        typer.Option(
+            help="test: the reported held-out pairs; validation: other held-out images, for choosing; unseen: the "
+            "held-out images neither uses (a second test, for a setting chosen after the test pairs were seen)"
+        ),
     ] = "test",
     nst_pairs: Annotated[int, typer.Option(min=0, help="With --card: measure method=nst beside AdaIN on N pairs")] = 0,
     manner: Annotated[
@@ -186,7 +191,11 @@ def evaluate(
     ] = None,
     count: Annotated[
         int | None,
-        typer.Option(min=2, help="Validation only: photos and paintings of each (default 8; more choose more surely)"),
+        typer.Option(
+            min=2,
+            max=VALIDATION_MAX,
+            help="Validation only: photos and paintings of each (default 8; more choose more surely)",
+        ),
     ] = None,
     device: str = "cpu",
 ) -> None:
@@ -198,12 +207,13 @@ def evaluate(
         EVAL_COUNT,
         evaluate_with_outputs,
         evaluation_images,
+        unseen_images,
         validation_images,
         write_evaluation,
     )
 
-    if split not in ("test", "validation"):
-        raise typer.BadParameter(f"split must be test or validation, not {split!r}")
+    if split not in ("test", "validation", "unseen"):
+        raise typer.BadParameter(f"split must be test, validation or unseen, not {split!r}")
     if card and split != "test":
         raise typer.BadParameter("the card reports the test split only")
     if card and manner is not None:
@@ -212,6 +222,8 @@ def evaluate(
         raise typer.BadParameter("--count sizes the validation split; the test split stays the card's 8 × 8")
     if split == "test":
         contents, styles = evaluation_images(content_dir, style_dir)
+    elif split == "unseen":
+        contents, styles = unseen_images(content_dir, style_dir)
     else:
         contents, styles = validation_images(content_dir, style_dir, count or EVAL_COUNT)
     if not contents or not styles:

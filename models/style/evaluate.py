@@ -34,7 +34,7 @@ from models.style.measures import pair_losses, square_image
 from models.style.nst import NeuralStyleTransfer
 from models.style.nst_eval import nst_comparison
 from models.style.predictor import StyleTransfer
-from models.style.split import held_out_contents, held_out_styles
+from models.style.split import VALIDATION_MAX, held_out_contents, held_out_styles
 
 # (content (1, 3, S, S), style (1, 3, S, S)) -> output (1, 3, S, S) in [0, 1]
 Stylizer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -57,11 +57,34 @@ def evaluation_images(content_dir: Path, style_dir: Path, count: int = EVAL_COUN
 
 
 def validation_images(content_dir: Path, style_dir: Path, count: int = EVAL_COUNT) -> tuple[list[Path], list[Path]]:
-    """Held-out contents and styles that evaluation does not report, ``count`` of each: for choosing settings."""
+    """Held-out contents and styles that evaluation does not report, ``count`` of each: for choosing settings.
+
+    Every count up to ``VALIDATION_MAX`` draws from the same ``VALIDATION_MAX`` images of each (a smaller
+    split is a subset of the larger: ``spread`` keeps every other pick), so none reaches ``unseen_images``.
+    """
+    assert 0 < count <= VALIDATION_MAX, f"the validation split takes 1 to {VALIDATION_MAX} of each, not {count}"
+    contents, styles = _beyond_test(content_dir, style_dir)
+    wide_contents, wide_styles = spread(contents, VALIDATION_MAX), spread(styles, VALIDATION_MAX)
+    return spread(wide_contents, count), spread(wide_styles, count)
+
+
+def unseen_images(content_dir: Path, style_dir: Path) -> tuple[list[Path], list[Path]]:
+    """The held-out contents and styles that neither the test grid nor the largest validation split uses.
+
+    A second test: when a setting is chosen on validation after the test grid's numbers were seen for it,
+    these pairs are the ones nobody has looked at.
+    """
+    contents, styles = _beyond_test(content_dir, style_dir)
+    wide_contents, wide_styles = spread(contents, VALIDATION_MAX), spread(styles, VALIDATION_MAX)
+    return [p for p in contents if p not in wide_contents], [p for p in styles if p not in wide_styles]
+
+
+def _beyond_test(content_dir: Path, style_dir: Path) -> tuple[list[Path], list[Path]]:
+    """The held-out contents and styles that the test grid does not use, in their sorted order."""
     contents, styles = evaluation_images(content_dir, style_dir)
     other_contents = [p for p in held_out_contents(content_dir) if p not in contents]
     other_styles = [p for p in held_out_styles(style_dir) if p not in styles]
-    return spread(other_contents, count), spread(other_styles, count)
+    return other_contents, other_styles
 
 
 def adain_stylizer(transfer: StyleTransfer, manner: float | None = None) -> Stylizer:

@@ -16,6 +16,10 @@ from pathlib import Path
 HELD_OUT_CONTENT = ("brad_pitt", "golden_gate", "sailboat")
 HELD_OUT_STYLES = ("asheville", "la_muse", "sketch", "woman_with_hat_matisse")
 HELD_OUT_SHARE = 8  # one stem in eight, by hash
+# The validation split never takes more than this many held-out images of each kind, so that those beyond it
+# stay unseen (evaluate.unseen_images): a second test for a setting chosen on validation after the test grid
+# was seen.
+VALIDATION_MAX = 16
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
 

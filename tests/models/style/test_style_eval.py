@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from models.artifact import load_artifact
 from models.style import commands
 from models.style.card import ALPHA_IMAGE, CARD_NAME, GRID_IMAGE, NST_IMAGE, style_grid
-from models.style.evaluate import evaluate_style, evaluation_images, spread, validation_images
+from models.style.evaluate import evaluate_style, evaluation_images, spread, unseen_images, validation_images
 from models.style.importer import import_adain
 from models.style.loss_network import load_loss_network
 from models.style.measures import pair_losses
@@ -178,6 +178,28 @@ def test_validation_images_are_held_out_and_never_the_reported_ones(tmp_path: Pa
         assert validation and set(validation) <= set(held) and not set(validation) & set(test)
 
 
+def test_unseen_images_are_held_out_beyond_the_test_grid_and_every_validation_split(tmp_path: Path) -> None:
+    """A second test for settings chosen on validation: no validation count, nor the test grid, reaches it."""
+    from models.style.split import VALIDATION_MAX
+
+    for kind in ("content", "style"):
+        (tmp_path / kind).mkdir()
+        for index in range(400):  # about 50 held out by hash: 8 reported, 16 for validation, the rest unseen
+            (tmp_path / kind / f"image_{index:03d}.jpg").write_bytes(b"")
+    dirs = (tmp_path / "content", tmp_path / "style")
+    reported, unseen = evaluation_images(*dirs), unseen_images(*dirs)
+    widest = validation_images(*dirs, count=VALIDATION_MAX)
+    held = (held_out_contents(dirs[0]), held_out_styles(dirs[1]))
+    for kind in range(2):
+        assert unseen[kind] and set(unseen[kind]) <= set(held[kind])
+        assert not set(unseen[kind]) & set(reported[kind])
+        assert set(held[kind]) == set(reported[kind]) | set(widest[kind]) | set(unseen[kind])
+        for count in range(2, VALIDATION_MAX + 1):  # a smaller validation split is a subset of the widest
+            assert set(validation_images(*dirs, count=count)[kind]) <= set(widest[kind])
+    with pytest.raises(AssertionError):
+        validation_images(*dirs, count=VALIDATION_MAX + 1)
+
+
 def test_count_sizes_the_validation_split_only(release: Path, tmp_path: Path) -> None:
     app = typer.Typer()
     app.command()(commands.evaluate)
@@ -193,3 +215,5 @@ def test_count_sizes_the_validation_split_only(release: Path, tmp_path: Path) ->
     done = CliRunner().invoke(app, [*args, "--split", "validation"])
     assert done.exit_code == 0, done.output
     assert '"n_pairs": 9.0' in done.output  # 3 photos × 3 paintings
+    too_wide = CliRunner().invoke(app, [*args[:-1], "17", "--split", "validation"])  # would reach the unseen images
+    assert too_wide.exit_code == 2, too_wide.output
