@@ -32,25 +32,13 @@ def decode_image(
 ) -> Image.Image:
     """Decode ``data`` into an RGB image, or raise the domain error that says what is wrong.
 
-    ``reduce_to``: the caller needs no more than this many pixels on the smaller side (``long_side``: on
-    the longer side), so a JPEG may be decoded at a reduced DCT scale (several times faster than decoding
-    it whole and resizing) as long as it keeps at least that many.
+    ``reduce_to`` and ``long_side``: see ``reduce_scale``.
     """
-    return load_rgb(open_checked(data, limits, field, reduce_to, long_side), field)
+    return load_rgb(reduce_scale(open_checked(data, limits, field), reduce_to, long_side), field)
 
 
-def open_checked(
-    data: bytes,
-    limits: ImageLimits,
-    field: str = "image",
-    reduce_to: int | None = None,
-    long_side: int | None = None,
-) -> Image.Image:
-    """``data``'s image, its header read and checked but its pixels not yet decoded (``load_rgb`` does that).
-
-    Its ``size`` is what the decode will produce: a JPEG that ``reduce_to`` or ``long_side`` allows (see
-    ``decode_image``) is set to decode at a reduced DCT scale.
-    """
+def open_checked(data: bytes, limits: ImageLimits, field: str = "image") -> Image.Image:
+    """``data``'s image, its header read and checked but its pixels not yet decoded (``load_rgb`` does that)."""
     if not data:
         raise InvalidImage(f"{field}: the upload is empty")
     image = _open(data, field)
@@ -63,6 +51,17 @@ def open_checked(
         raise InvalidParameter(
             f"{field}: image is {width}×{height}; its smaller side must be at least {limits.min_side} pixels"
         )
+    return image
+
+
+def reduce_scale(image: Image.Image, reduce_to: int | None = None, long_side: int | None = None) -> Image.Image:
+    """``image`` (from ``open_checked``), set to decode a JPEG at a reduced DCT scale when the caller allows it.
+
+    ``reduce_to``: the caller needs no more than this many pixels on the smaller side (``long_side``: on the
+    longer side), so a JPEG may be decoded at a reduced scale (several times faster than decoding it whole
+    and resizing) as long as it keeps at least that many. The image's ``size`` becomes the decode's.
+    """
+    width, height = image.size
     bounds = ((reduce_to, min(width, height)), (long_side, max(width, height)))
     ratio = max((need / side for need, side in bounds if need is not None), default=1.0)  # keeps every bound
     if ratio < 1 and image.format in ("JPEG", "MPO"):
