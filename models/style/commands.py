@@ -219,7 +219,7 @@ def evaluate(
     if card and manner is not None:
         raise typer.BadParameter("the card reports the artifact's default manner (and a sweep of others)")
     if count is not None and split != "validation":
-        raise typer.BadParameter("--count sizes the validation split; the test split stays the card's 8 × 8")
+        raise typer.BadParameter(f"--count sizes the validation split only; the {split} split is fixed")
     if split == "test":
         contents, styles = evaluation_images(content_dir, style_dir)
     elif split == "unseen":
