@@ -102,6 +102,9 @@ def train(
     objective: Annotated[
         Objective, typer.Option(help="paper: AdaIN's losses; measures: mean log style and content loss per pair")
     ] = Objective.paper,
+    manner: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Train under decoder-side matching at this strength (0: none)")
+    ] = 0.0,
     distill_weight: float = 1.0,
     pixel_weight: float = 10.0,
     self_pairs: Annotated[int, typer.Option(min=0, help="(content, content) pairs per batch")] = 1,
@@ -137,6 +140,7 @@ def train(
         style_layer_weights=_layer_weights(style_layer_weights),
         content_weight=content_weight,
         objective=objective.value,
+        manner=manner,
         distill_weight=distill_weight,
         pixel_weight=pixel_weight,
         self_pairs=self_pairs,

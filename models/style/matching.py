@@ -43,8 +43,9 @@ class MatchingDecoder(nn.Module):
     targets a painting sets for later calls).
     """
 
-    def __init__(self, decoder: nn.Sequential, layers: Sequence[int]) -> None:
+    def __init__(self, decoder: nn.Sequential, layers: Sequence[int], clamp: bool = True) -> None:
         super().__init__()
+        self.clamp = clamp  # training reads the unclamped output, as the paper's decoder training does
         relus = set(relu_layers(decoder))
         assert layers and all(index in relus for index in layers), f"match after the decoder's ReLUs {relus}"
         self.decoder = decoder
@@ -72,6 +73,7 @@ class MatchingDecoder(nn.Module):
             x = layer(x)
             if position < len(self.layers) and index == self.layers[position]:
                 count = self.channels[position]
+                x = x.float()  # a no-op in float32; under bfloat16 autocast (training) the statistics need it
                 # E[x²] − E[x]²: two reductions OpenVINO runs side by side (var_mean's two passes cost 40 % more)
                 mean = x.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
                 square = (x * x).mean(dim=(2, 3), keepdim=True)
@@ -84,7 +86,7 @@ class MatchingDecoder(nn.Module):
                 scale = 1.0 + gain * (target_std / std - 1.0)  # (B, C, 1, 1)
                 x = x * scale + gain * (target_mean - mean * target_std / std)
                 offset, position = offset + count, position + 1
-        return x.clamp(0.0, 1.0), torch.cat(own_means, 1), torch.cat(own_stds, 1)
+        return x.clamp(0.0, 1.0) if self.clamp else x, torch.cat(own_means, 1), torch.cat(own_stds, 1)
 
     def statistics(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The (B, ΣC) means and stds the plain decoding of ``features`` has at the matched layers."""

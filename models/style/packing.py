@@ -56,6 +56,7 @@ def lineage(cfg: StyleTrainConfig, done: int) -> list[dict[str, Any]]:
     run: dict[str, Any] = {"base": base_name, "iterations": done, "crop": cfg.crop, "batch_size": cfg.batch_size}
     run |= {"style_weight": cfg.style_weight, "lr": cfg.lr, "bf16": cfg.bf16, "device": cfg.device}
     run |= {"objective": cfg.objective} if cfg.objective != Objective.paper else {}
+    run |= {"manner": cfg.manner} if cfg.manner else {}
     return [*chain, run]
 
 
@@ -109,6 +110,7 @@ def _training_provenance(cfg: StyleTrainConfig, done: int) -> Provenance:
         what = "AdaIN encoder and decoder from scratch"
     precision = "bf16 autocast" if cfg.bf16 else "float32"
     objective = "" if cfg.objective == Objective.paper else f", the {cfg.objective} objective"
+    objective += f", decoder-side matching at manner {cfg.manner}" if cfg.manner else ""
     return Provenance(
         method=f"trained: {what}; {done}/{cfg.iterations} iterations of batch {cfg.batch_size} at {cfg.crop} px, "
         f"style weight {cfg.style_weight}{objective}, {precision} on {cfg.device}; losses from {cfg.loss_network.name}",

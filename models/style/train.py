@@ -62,6 +62,7 @@ from models.style.loss_network import (
     pair_style_losses,
     style_loss,
 )
+from models.style.matching import MatchingDecoder, relu_layers
 from models.style.network import Decoder, VGGEncoder
 from models.style.packing import write_trained_artifact
 from models.style.predictor import DECODER_FILE, ENCODER_FILE, widths_from_manifest
@@ -198,14 +199,22 @@ def training_losses(
     self_pairs: int,
     layer_weights: tuple[float, ...] | None = None,
     objective: str = Objective.paper,
+    manner: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """The unweighted losses of one batch of (content, style) pairs, each (B, 3, S, S), under ``objective``."""
+    """The unweighted losses of one batch of (content, style) pairs, each (B, 3, S, S), under ``objective``.
+
+    ``manner`` > 0 decodes with decoder-side matching at that strength (``matched_output``), so the decoder
+    learns to keep the content under the matching it will be served with.
+    """
     batch = content.shape[0]
     with torch.set_grad_enabled(not model.frozen_encoder and torch.is_grad_enabled()):
         ours = model.encoder.encode_with_intermediate(torch.cat([content, style]))  # 4 × (2B, w_n, S/2^n, S/2^n)
     ours = [feature.float() for feature in ours]  # AdaIN statistics in float32, also under autocast
     target = adaptive_instance_normalization(ours[-1][:batch], ours[-1][batch:])  # (B, w_4, S/8, S/8)
-    output = model.decoder(target).float()  # (B, 3, S, S), unclamped as in the paper
+    if manner > 0:
+        output = matched_output(model.decoder, target, ours[-1][batch:], manner)
+    else:
+        output = model.decoder(target).float()  # (B, 3, S, S), unclamped as in the paper
     with torch.no_grad():
         teacher = [t.float() for t in loss_net(torch.cat([content, style]))]  # 4 × (2B, C_n, ...)
     output_feats = [f.float() for f in loss_net(output)]  # gradients flow through the frozen loss network
@@ -223,6 +232,20 @@ def training_losses(
     if len(model.heads):  # only an encoder that trains is distilled
         losses["distill"] = distillation_loss(model.heads, ours, teacher)
     return losses
+
+
+def matched_output(decoder: nn.Sequential, target: torch.Tensor, styles: torch.Tensor, manner: float) -> torch.Tensor:
+    """The decoding of ``target`` matched at ``manner`` to the statistics of each style's own reconstruction.
+
+    The styles' statistics are what the served predictor computes (the decoder's plain pass over their relu4_1
+    features), taken without gradient: a target the decoder chases, not one it moves. Unclamped, as training
+    reads every output.
+    """
+    matcher = MatchingDecoder(decoder, relu_layers(decoder), clamp=False)
+    with torch.no_grad():
+        means, stds = matcher.statistics(styles)
+    strength = target.new_full((target.shape[0], 1), manner, dtype=torch.float32)
+    return matcher(target, means, stds, strength)[0].float()
 
 
 def measured_losses(
@@ -260,7 +283,7 @@ def train_step(
     device_type = torch.device(cfg.device).type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
         losses = training_losses(
-            model, loss_net, content, style, cfg.self_pairs, cfg.style_layer_weights, cfg.objective
+            model, loss_net, content, style, cfg.self_pairs, cfg.style_layer_weights, cfg.objective, cfg.manner
         )
     total = weighted_total(losses, cfg)
     if not math.isfinite(total.item()):

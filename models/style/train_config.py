@@ -39,6 +39,7 @@ class StyleTrainConfig:
     # "measures": the mean over pairs of log style loss and log content loss *to the photo*, as evaluation
     # measures them, so each pair counts by its relative change, as the card's median ratios do
     objective: str = Objective.paper
+    manner: float = 0.0  # decoder-side matching (models.style.matching) at this strength in the training forward
     distill_weight: float = 1.0
     pixel_weight: float = 10.0
     self_pairs: int = 1
@@ -63,6 +64,8 @@ class StyleTrainConfig:
 
     def __post_init__(self) -> None:
         self.objective = Objective(self.objective).value  # refuses a name that is no objective
+        if not 0.0 <= self.manner <= 1.0:
+            raise ValueError(f"manner is a strength in [0, 1], got {self.manner}")
 
     def recipe(self) -> dict[str, Any]:
         """The fields that change the result; a checkpoint only resumes a run with the same recipe."""
@@ -71,6 +74,8 @@ class StyleTrainConfig:
         keep |= {"style_layer_weights"}
         if self.objective != Objective.paper:  # older checkpoints and manifests have no objective: they are "paper"
             keep |= {"objective"}
+        if self.manner:  # nor a manner: theirs is 0
+            keep |= {"manner"}
         recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k in keep}
         if self.base is not None:  # the base's weights, not its path, make the result
             recipe["base_sha256"] = sha256_file(self.base / DECODER_FILE)

@@ -254,6 +254,39 @@ def test_the_measures_objective_is_the_mean_log_of_what_evaluation_measures(data
     assert float(paper["content"]) != pytest.approx(float(losses["content"]))  # t, not the photo, and no log
 
 
+def test_training_under_matching_decodes_as_the_served_matching_decoder_does(data: Path, tmp_path: Path) -> None:
+    from models.style.matching import MatchingDecoder, relu_layers
+
+    cfg = _config(data, tmp_path / "out", batch_size=3, self_pairs=1)
+    torch.manual_seed(0)
+    loss_net = load_loss_network(cfg.loss_network, CPU)
+    model = StyleTrainee(cfg.widths, loss_net.feature_widths)
+    content, style = StyleBatches(training_images(cfg), cfg)[0]
+    plain = training_losses(model, loss_net, content, style, 1, None, Objective.measures)
+    matched = training_losses(model, loss_net, content, style, 1, None, Objective.measures, manner=0.5)
+    assert matched["style"].item() != pytest.approx(plain["style"].item())
+    matched["style"].backward()  # the gradient reaches the decoder through the matching
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
+    with torch.no_grad():  # the loss reads the output the served module gives (within its [0, 1] clamp)
+        features = model.encoder(content[:2])
+        target = adaptive_instance_normalization(features, model.encoder(style[:2]))
+        served = MatchingDecoder(model.decoder, relu_layers(model.decoder)).eval()
+        means, stds = served.statistics(model.encoder(style[:2]))
+        image = served(target, means, stds, torch.full((2, 1), 0.5))[0]
+        measured = [pair_losses(loss_net, image[i : i + 1], content[i : i + 1], style[i : i + 1])[0] for i in range(2)]
+    expected = sum(math.log(s) for s, _ in measured) / 2
+    assert float(matched["style"]) == pytest.approx(expected, rel=1e-3, abs=1e-4)
+
+
+def test_a_matched_run_records_its_manner(data: Path, tmp_path: Path) -> None:
+    manifest = train_style(_config(data, tmp_path / "v1", iterations=1, manner=0.25, evaluate=False))
+    assert manifest.hyperparameters["manner"] == 0.25
+    assert manifest.hyperparameters["lineage"][-1]["manner"] == 0.25
+    assert "matching at manner 0.25" in manifest.provenance.method
+    with pytest.raises(ValueError, match="manner"):
+        _config(data, tmp_path / "bad", manner=1.5)
+
+
 def test_a_measures_run_records_its_objective_and_refuses_a_paper_checkpoint(data: Path, tmp_path: Path) -> None:
     manifest = train_style(_config(data, tmp_path / "v1", iterations=2, objective=Objective.measures, evaluate=False))
     assert manifest.hyperparameters["objective"] == "measures"
