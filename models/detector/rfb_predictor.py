@@ -105,7 +105,7 @@ class RfbFaceDetector:
         if self.coarse is None:
             return detect_tiled(batch, lambda _: self.width, lambda views: [self.detect_one(r) for r in views])
         coarse = self.coarse
-        inputs: dict[int, Image.Image] = {}  # each whole view at the fine input, which the coarse pass reduces
+        inputs: dict[int, np.ndarray] = {}  # each whole view at the fine input, which the coarse pass reduces
 
         def fine(view: DetectRequest) -> list[Detection]:
             resized = inputs[id(view.image)] = rfb_view(view.image, self.width, self.height)
@@ -122,7 +122,7 @@ class RfbFaceDetector:
         ]
 
     def with_coarse(
-        self, request: DetectRequest, found: list[Detection], coarse: Coarse, fine_view: Image.Image | None
+        self, request: DetectRequest, found: list[Detection], coarse: Coarse, fine_view: np.ndarray | None
     ) -> list[Detection]:
         """``found`` and the coarse pass's large faces, merged by NMS; then ``min_size``."""
         least = coarse.min_share * min(request.image.size)
@@ -141,7 +141,7 @@ class RfbFaceDetector:
         input_width: int,
         input_height: int,
         request: DetectRequest,
-        view: Image.Image | None = None,
+        view: np.ndarray | None = None,
     ) -> list[Detection]:
         """One pass of ``run`` over the request's image (or its ready ``view``): NMS, served framing, ``min_size``."""
         floor = max(request.conf, SCORE_FLOOR)

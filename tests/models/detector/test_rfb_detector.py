@@ -225,15 +225,41 @@ def test_the_imported_detector_runs_without_torch_installed(rfb_artifact: Path) 
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
 
 
-def test_the_coarse_view_is_the_fine_view_averaged_over_whole_blocks() -> None:
-    from models.detector.rfb import reduced_view
+@pytest.mark.parametrize("opencv", [True, False], ids=["opencv", "pillow"])
+def test_the_coarse_view_is_the_fine_view_averaged_over_whole_blocks(
+    opencv: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.detector import rfb
 
-    fine = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
-    coarse = reduced_view(fine, 32, 24)
-    assert coarse is not None and coarse.size == (32, 24) and coarse.mode == "RGB"
-    block = np.asarray(fine)[10:12, 14:16, 1].astype(np.float64).mean()
-    assert abs(int(np.asarray(coarse)[5, 7, 1]) - block) <= 0.5 + 1e-9  # the block's mean, rounded
-    assert reduced_view(fine, 30, 24) is None  # 64 is not a multiple of 30: the photo is resized instead
+    if not opencv:
+        monkeypatch.setattr(rfb, "cv2", None)
+    elif rfb.cv2 is None:
+        pytest.skip("OpenCV is not installed (the slim image's set)")
+    fine = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    coarse = rfb.reduced_view(fine, 32, 24)
+    assert coarse is not None and coarse.shape == (24, 32, 3) and coarse.dtype == np.uint8
+    block = fine[10:12, 14:16, 1].astype(np.float64).mean()
+    assert abs(int(coarse[5, 7, 1]) - block) <= 0.5 + 1e-9  # the block's mean, rounded
+    assert rfb.reduced_view(fine, 30, 24) is None  # 64 is not a multiple of 30: the photo is resized instead
+
+
+def test_opencv_stretches_only_where_its_resize_is_pillows() -> None:
+    """OpenCV's bilinear resize for an enlarged or barely shrunk photo; Pillow's filter for a reduced one."""
+    from models.detector import rfb
+
+    if rfb.cv2 is None:
+        pytest.skip("OpenCV is not installed (the slim image's set)")
+    coarse = np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    photo = Image.fromarray(coarse).resize((512, 512), Image.Resampling.BICUBIC)  # a smooth 512 px picture
+
+    def pillow(image: Image.Image, width: int, height: int) -> np.ndarray:
+        return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR)).astype(np.int16)
+
+    enlarged = rfb.rfb_view(photo, 640, 480)  # 1.25 across, 0.94 down: OpenCV's
+    difference = np.abs(enlarged.astype(np.int16) - pillow(photo, 640, 480))
+    assert enlarged.shape == (480, 640, 3) and difference.max() <= 6 and difference.mean() < 0.5
+    reduced = rfb.rfb_view(photo, 320, 240)  # halved: Pillow's, exactly
+    assert np.array_equal(reduced, pillow(photo, 320, 240))
 
 
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
