@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import functools
 import io
-import os
 import socket
 import statistics
 import subprocess
@@ -29,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.imaging import ImageLimits, decode_image
-from app.loadbench import percentile, replay, request_for, settle
+from app.loadbench import percentile, replay, request_for, settle, spawn, stop
 from app.settings import Settings
 
 
@@ -79,18 +78,9 @@ def free_port() -> int:
 def start_server(store: str, port: int) -> tuple[subprocess.Popen[bytes], float]:
     """The service as users run it; returns the process and seconds from spawn to /readyz 200."""
     deepcanvas = str(Path(sys.executable).parent / "deepcanvas")
-    args = [deepcanvas, "serve", "--host", "127.0.0.1", "--port", str(port), "--store", store]
     started = time.perf_counter()
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError("the server exited during start-up")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return process, time.perf_counter() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
+    process = spawn([deepcanvas, "serve", "--host", "127.0.0.1", "--port", str(port), "--store", store], port, {}, 0.05)
+    return process, time.perf_counter() - started
 
 
 def server_steps(header: str) -> dict[str, float]:
@@ -249,8 +239,7 @@ def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> 
             )
         rss_after_mb = psutil.Process(process.pid).memory_info().rss / 2**20
     finally:
-        process.terminate()
-        process.wait(30)
+        stop(process)
     return {
         "image": {"width": image.width, "height": image.height},
         "repeats": repeats,

@@ -151,8 +151,8 @@ async def drive(base: str, endpoint: str, request: dict[str, Any], clients: int,
     )
 
 
-def spawn(args: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A server in a process group of its own (LitServe forks workers), ready on ``/readyz``."""
+def spawn(args: list[str], port: int, env: dict[str, str], poll_s: float = 0.1) -> subprocess.Popen[bytes]:
+    """A server in its own process group (LitServe forks workers), ready on ``/readyz`` (polled each ``poll_s``)."""
     process = subprocess.Popen(
         args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | env, start_new_session=True
     )
@@ -165,7 +165,7 @@ def spawn(args: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[b
                 return process
         except httpx.TransportError:
             pass
-        time.sleep(0.1)
+        time.sleep(poll_s)
     stop(process)
     raise TimeoutError(f"{args} not ready")
 
