@@ -42,8 +42,8 @@ class BodyLimitMiddleware:
                 return await receive()
             try:
                 # A slow, trickling or stalled upload must not hold a connection and a worker forever.
-                remaining = deadline - asyncio.get_running_loop().time()
-                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+                async with asyncio.timeout_at(deadline):  # a timer, where wait_for would start a task per message
+                    message = await receive()
             except TimeoutError as error:
                 raise HTTPException(408, f"request body not received within {self.timeout_s:g} s") from error
             if message["type"] == "http.request":
