@@ -256,6 +256,7 @@ def _register_model_commands() -> None:
     from models.detector import quantize as detector_quantize
     from models.detector.validation import commands as detector_validation
     from models.identity import commands as identity
+    from models.identity import quantize as identity_quantize
     from models.style import commands as style
 
     train_cli.command("classifier")(classifier_train.main)
@@ -282,6 +283,7 @@ def _register_model_commands() -> None:
     models_cli.command("export")(onnx_export.export_command)
     models_cli.command("quantize-classifier")(classifier_quantize.quantize_command)
     models_cli.command("quantize-detector")(detector_quantize.quantize_command)
+    models_cli.command("quantize-embedder")(identity_quantize.quantize_command)
 
 
 LIGHT_COMMANDS = ("serve", "bench", "identities", *CLIENT_COMMANDS, *IDENTITY_COMMANDS)

@@ -40,10 +40,16 @@ def listed(manifest: Manifest, path: str) -> bool:
     return any(entry.path == path for entry in manifest.files)
 
 
-def int8_default(manifest: Manifest, onnx_files: tuple[str, ...]) -> bool:
-    """Whether the artifact ships int8 ONNX files and its manifest makes them the default (``defaults.precision``)."""
+def int8_default(manifest: Manifest, onnx_files: tuple[str, ...], engine: Engine) -> bool:
+    """Whether ``engine`` runs the artifact's int8 ONNX files by default.
+
+    The artifact must ship them and its manifest make them the default (``defaults.precision``); where the
+    manifest names the engines on which the int8 files measured faster (``defaults.int8_engines``, written
+    by the quantize commands), only those.
+    """
     shipped = bool(onnx_files) and all(listed(manifest, int8_file(path)) for path in onnx_files)
-    return shipped and manifest.defaults.get("precision") == "int8"
+    faster = manifest.defaults.get("int8_engines")
+    return shipped and manifest.defaults.get("precision") == "int8" and (faster is None or engine in faster)
 
 
 def choose_engine(
@@ -54,16 +60,19 @@ def choose_engine(
     ``onnx_files`` are the files the role's ONNX predictor opens; ``setting`` names the environment variable
     that chose ``backend`` (for the reason). ``allow_int8`` is false when the settings ask for float weights.
     """
-    precision: WeightsPrecision = "int8" if allow_int8 and int8_default(manifest, onnx_files) else "float32"
+
+    def precision(engine: Engine) -> WeightsPrecision:
+        return "int8" if allow_int8 and int8_default(manifest, onnx_files, engine) else "float32"
+
     if backend == "torch":
         return EngineChoice("torch", f"{setting}=torch")
     if backend in ("onnx", "openvino"):
         engine: Engine = "openvino" if backend == "openvino" else "onnxruntime"
-        return EngineChoice(engine, f"{setting}={backend}", precision)
+        return EngineChoice(engine, f"{setting}={backend}", precision(engine))
     missing = [path for path in onnx_files if not listed(manifest, path)]
     if missing:
         return EngineChoice("torch", f"torch: the artifact has no {', '.join(missing)} ({EXPORT_HINT})")
     for candidate in AUTO_ORDER:
         if installed(candidate):
-            return EngineChoice(candidate, f"auto: the fastest engine installed ({candidate})", precision)
+            return EngineChoice(candidate, f"auto: the fastest engine installed ({candidate})", precision(candidate))
     return EngineChoice("torch", "torch: neither openvino nor onnxruntime is installed")

@@ -70,6 +70,10 @@ def test_int8_files_run_only_where_the_manifest_makes_them_the_default_and_setti
     assert choose_engine("auto", default, files, "X").precision == "int8"
     assert choose_engine("auto", default, files, "X", allow_int8=False).precision == "float32"
     assert choose_engine("torch", default, files, "X").precision == "float32"  # torch runs the float weights
+    # where the quantize command found int8 faster on OpenVINO only, ONNX Runtime keeps the float files
+    openvino_only = default.model_copy(update={"defaults": {**default.defaults, "int8_engines": ["openvino"]}})
+    assert choose_engine("openvino", openvino_only, files, "X").precision == "int8"
+    assert choose_engine("onnx", openvino_only, files, "X").precision == "float32"
 
 
 def test_backends_come_from_the_environment_and_unknown_ones_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
