@@ -30,7 +30,7 @@ from models.identity.onnx_predictor import OnnxFaceEmbedder
 from models.identity.pipeline import FacePipeline, normalise, run_batched
 from models.identity.types import ONNX_FILE
 from models.onnx_backend import Runtime
-from models.quantize import QuantizationResult, quantize_artifact
+from models.quantize import CARD, QuantizationResult, quantize_artifact, repack_with
 
 CALIBRATION_FACES = 300
 VALIDATION_FOLDS = frozenset(range(5))  # pairs.txt's first five folds decide; the last five are reported
@@ -130,7 +130,23 @@ def quantize_embedder(
     result = quantize_artifact(
         folder, [ONNX_FILE], lambda _: batches, score, "lfw_validation_folds_accuracy", calibrated_on=calibrated_on
     )
+    note_test_folds(folder, measured)
     return result, measured
+
+
+def note_test_folds(folder: Path, measured: dict[str, dict[str, float]]) -> None:
+    """Add the test folds' accuracies (measured beside the decision, not used for it) to the card's int8 section."""
+    card = folder / CARD
+    if not card.is_file():
+        return
+    manifest = load_artifact(folder)  # verified before the card changes
+    line = (
+        "On the test folds (pairs.txt folds 6-10, not used for the decision): "
+        + ", ".join(f"{name} {scores['test']:.4f}" for name, scores in measured.items())
+        + "."
+    )
+    card.write_text(card.read_text().rstrip("\n") + "\n\n" + line + "\n")
+    repack_with(folder, manifest, [CARD], {})
 
 
 def quantize_command(
