@@ -205,7 +205,21 @@ def from_bytes(
     return {endpoint: decoded_then(call, *bounds.get(endpoint, (None, None))) for endpoint, call in calls.items()}
 
 
+BLOCKS = 5  # blocks per way of timing an endpoint; the machine's speed drifts 10-15 % within a minute here
+
+
+def block_sizes(repeats: int, blocks: int) -> list[int]:
+    """``repeats`` calls split into at most ``blocks`` near-equal blocks (none empty)."""
+    sizes = [repeats // blocks + (index < repeats % blocks) for index in range(blocks)]
+    return [size for size in sizes if size]
+
+
 def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> dict[str, Any]:
+    """Each endpoint through HTTP (httpx and a raw client) and in-process (decoded, and from the upload's bytes).
+
+    The four are timed in alternating blocks (``BLOCKS``), so that their ratios compare calls made under the same
+    machine state: timed one after another, an in-process baseline drifted by up to 15 % from its HTTP side.
+    """
     image = decode_image(photo, ImageLimits(settings.max_pixels, settings.min_side))
     local = inprocess_calls(settings, image, max_side)
     style_name, on_image = local.style_name, local.on(image)
@@ -219,12 +233,20 @@ def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> 
         remote = http_calls(f"http://127.0.0.1:{port}", photo, style_name, max_side, headers)
         timings = []
         for endpoint, call in remote.items():
-            http = time_calls(call, repeats)
-            server = median_steps(headers[endpoint][-repeats:], http)  # the timed calls, not the warm-up
-            direct = time_calls(on_image[endpoint], repeats)
-            decoding = time_calls(on_bytes[endpoint], repeats)
             request = request_for(endpoint, photo, style_name, max_side)
-            raw = asyncio.run(replay(f"http://127.0.0.1:{port}", endpoint, request, repeats))
+            for warm in (call, on_image[endpoint], on_bytes[endpoint]):
+                time_calls(warm, 0)
+            first = len(headers[endpoint])
+            http: list[float] = []
+            direct: list[float] = []
+            decoding: list[float] = []
+            raw: list[float] = []
+            for size in block_sizes(repeats, BLOCKS):  # the four ways alternate: a drift moves them alike
+                http += time_calls(call, size, warmup=0)
+                direct += time_calls(on_image[endpoint], size, warmup=0)
+                decoding += time_calls(on_bytes[endpoint], size, warmup=0)
+                raw += asyncio.run(replay(f"http://127.0.0.1:{port}", endpoint, request, size, warmup=1))
+            server = median_steps(headers[endpoint][first:], http)  # the timed calls, not the warm-up
             timings.append(
                 Timing(
                     endpoint,

@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from app.bench import http_calls, median_steps, server_steps
+from app.bench import block_sizes, http_calls, median_steps, server_steps
 from app.loadbench import drive, read_response, replay, request_for, settle
 from tests.support.servers import LiveServer
 
@@ -107,6 +107,12 @@ def test_the_latency_bench_splits_the_servers_time_from_its_server_timing(
     for header in headers["/classify"]:  # the steps of one request follow one another inside its total
         parsed = server_steps(header)
         assert sum(v for k, v in parsed.items() if k != "total") <= parsed["total"] + 0.05  # 0.01 ms rounding
+
+
+def test_the_latency_bench_splits_its_calls_into_alternating_blocks() -> None:
+    assert block_sizes(60, 5) == [12] * 5
+    assert block_sizes(7, 5) == [2, 2, 1, 1, 1] and sum(block_sizes(31, 5)) == 31
+    assert block_sizes(3, 5) == [1, 1, 1]  # never an empty block
 
 
 def test_server_timing_values_parse_as_a_browser_would() -> None:
