@@ -22,7 +22,7 @@ from PIL import Image
 from models.artifact import Manifest, load_artifact
 from models.identity.align import extract_chip
 from models.identity.lfw import image_path
-from models.identity.pipeline import FacePipeline, run_batched
+from models.identity.pipeline import FacePipeline, chip_array, run_batched
 from models.onnx_backend import Runtime
 
 Progress = Callable[[str], None]
@@ -156,7 +156,7 @@ def descriptors(
             rows.append(index)
             chips.append(extract_chip(image, points[index]))
         if chips:
-            array = np.stack(chips).transpose(0, 3, 1, 2).astype(np.float32)
+            array = chip_array(chips)
             raw[rows] = run_batched(array, embedder.forward)
             mirrored[rows] = run_batched(np.ascontiguousarray(array[..., ::-1]), embedder.forward)
         log(f"descriptors: {min(start + CHUNK, len(keys))}/{len(keys)}")

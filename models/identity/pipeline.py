@@ -8,7 +8,7 @@ The mapping, the number of landmark passes and the flip averaging are the manife
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,11 +108,20 @@ class FacePipeline:
         """L2-normalised (128,) float32 descriptors of aligned (150, 150, 3) uint8 chips."""
         if not chips:
             return []
-        array = np.stack(chips).transpose(0, 3, 1, 2).astype(np.float32)  # (B, 3, 150, 150)
-        raw = run_batched(array, forward)
-        if self.flip:
-            raw = raw + run_batched(np.ascontiguousarray(array[..., ::-1]), forward)
-        return list(normalise(raw))
+        return list(flip_averaged(chip_array(chips), forward, self.flip))
+
+
+def chip_array(chips: Sequence[np.ndarray]) -> np.ndarray:
+    """(150, 150, 3) uint8 chips -> (B, 3, 150, 150) float32, the network's input."""
+    return np.stack(chips).transpose(0, 3, 1, 2).astype(np.float32)
+
+
+def flip_averaged(array: np.ndarray, forward: Forward, flip: bool) -> np.ndarray:
+    """(B, 128) L2-normalised descriptors of a chip array; with ``flip``, of each chip's and its mirror's sum."""
+    raw = run_batched(array, forward)
+    if flip:
+        raw = raw + run_batched(np.ascontiguousarray(array[..., ::-1]), forward)
+    return normalise(raw)
 
 
 def run_batched(array: np.ndarray, forward: Forward) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -27,7 +27,7 @@ from models.identity.align import extract_chip
 from models.identity.collect import central_box, detector_boxes, load_rgb
 from models.identity.lfw import Pair, read_pairs
 from models.identity.onnx_predictor import OnnxFaceEmbedder
-from models.identity.pipeline import FacePipeline, normalise, run_batched
+from models.identity.pipeline import FacePipeline, chip_array, flip_averaged
 from models.identity.types import ONNX_FILE
 from models.onnx_backend import Runtime
 from models.quantize import CARD, QuantizationResult, quantize_artifact, repack_with
@@ -45,11 +45,6 @@ class PairChips:
     second: np.ndarray  # (P,) row of its second face
     same: np.ndarray  # (P,) bool
     validation: np.ndarray  # (P,) bool: the pair is in VALIDATION_FOLDS
-
-
-def chip_array(chips: Sequence[np.ndarray]) -> np.ndarray:
-    """(150, 150, 3) uint8 chips -> (N, 3, 150, 150) float32, the network's input."""
-    return np.stack(chips).transpose(0, 3, 1, 2).astype(np.float32)
 
 
 def calibration_chips(
@@ -92,10 +87,7 @@ def verification_accuracies(
     forward: Callable[[np.ndarray], np.ndarray], data: PairChips, threshold: float, flip: bool
 ) -> dict[str, float]:
     """Accuracy at ``threshold`` on the validation pairs and on the test pairs, descriptors as served."""
-    raw = run_batched(data.chips, forward)
-    if flip:
-        raw = raw + run_batched(np.ascontiguousarray(data.chips[..., ::-1]), forward)
-    vectors = normalise(raw)
+    vectors = flip_averaged(data.chips, forward, flip)
     distances = np.linalg.norm(vectors[data.first] - vectors[data.second], axis=1)
     correct = (distances <= threshold) == data.same
     return {"validation": float(correct[data.validation].mean()), "test": float(correct[~data.validation].mean())}
