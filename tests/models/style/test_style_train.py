@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from models.artifact import load_artifact
 from models.style import commands
 from models.style.adain import adaptive_instance_normalization
-from models.style.loss_network import load_loss_network
+from models.style.loss_network import LossNetwork, load_loss_network
 from models.style.measures import pair_losses
 from models.style.network import Decoder, VGGEncoder
 from models.style.predictor import StyleTransfer
@@ -236,19 +236,32 @@ def test_the_learning_rate_warms_up_linearly_then_decays(data: Path, tmp_path: P
     assert learning_rate(decaying, 1) == pytest.approx(5e-5)
 
 
-def test_the_measures_objective_is_the_mean_log_of_what_evaluation_measures(data: Path, tmp_path: Path) -> None:
+def _untrained_batch(data: Path, tmp_path: Path) -> tuple[LossNetwork, StyleTrainee, torch.Tensor, torch.Tensor]:
+    """A seeded untrained trainee, its loss network and one batch of 3 pairs (the last a self pair)."""
     cfg = _config(data, tmp_path / "out", batch_size=3, self_pairs=1)
     torch.manual_seed(0)
     loss_net = load_loss_network(cfg.loss_network, CPU)
     model = StyleTrainee(cfg.widths, loss_net.feature_widths)
     content, style = StyleBatches(training_images(cfg), cfg)[0]
+    return loss_net, model, content, style
+
+
+def _mean_log_losses(
+    loss_net: LossNetwork, output: torch.Tensor, content: torch.Tensor, style: torch.Tensor
+) -> tuple[float, float]:
+    """Mean log style and content loss of the first two pairs, as evaluation measures each pair."""
+    measured = [pair_losses(loss_net, output[i : i + 1], content[i : i + 1], style[i : i + 1])[0] for i in range(2)]
+    return sum(math.log(s) for s, _ in measured) / 2, sum(math.log(c) for _, c in measured) / 2
+
+
+def test_the_measures_objective_is_the_mean_log_of_what_evaluation_measures(data: Path, tmp_path: Path) -> None:
+    loss_net, model, content, style = _untrained_batch(data, tmp_path)
     with torch.no_grad():
         losses = training_losses(model, loss_net, content, style, 1, None, Objective.measures)
         paper = training_losses(model, loss_net, content, style, 1, None, Objective.paper)
         output = model.decoder(adaptive_instance_normalization(model.encoder(content), model.encoder(style)))
-    measured = [pair_losses(loss_net, output[i : i + 1], content[i : i + 1], style[i : i + 1])[0] for i in range(2)]
-    expected_style = sum(math.log(s) for s, _ in measured) / 2  # the self pair (index 2) is the pixel loss's
-    expected_content = sum(math.log(c) for _, c in measured) / 2
+    # the self pair (index 2) is the pixel loss's
+    expected_style, expected_content = _mean_log_losses(loss_net, output, content, style)
     assert float(losses["style"]) == pytest.approx(expected_style, rel=1e-4, abs=1e-5)
     assert float(losses["content"]) == pytest.approx(expected_content, rel=1e-4, abs=1e-5)
     assert float(paper["content"]) != pytest.approx(float(losses["content"]))  # t, not the photo, and no log
@@ -257,11 +270,7 @@ def test_the_measures_objective_is_the_mean_log_of_what_evaluation_measures(data
 def test_training_under_matching_decodes_as_the_served_matching_decoder_does(data: Path, tmp_path: Path) -> None:
     from models.style.matching import MatchingDecoder, relu_layers
 
-    cfg = _config(data, tmp_path / "out", batch_size=3, self_pairs=1)
-    torch.manual_seed(0)
-    loss_net = load_loss_network(cfg.loss_network, CPU)
-    model = StyleTrainee(cfg.widths, loss_net.feature_widths)
-    content, style = StyleBatches(training_images(cfg), cfg)[0]
+    loss_net, model, content, style = _untrained_batch(data, tmp_path)
     plain = training_losses(model, loss_net, content, style, 1, None, Objective.measures)
     matched = training_losses(model, loss_net, content, style, 1, None, Objective.measures, manner=0.5)
     assert matched["style"].item() != pytest.approx(plain["style"].item())
@@ -273,8 +282,7 @@ def test_training_under_matching_decodes_as_the_served_matching_decoder_does(dat
         served = MatchingDecoder(model.decoder, relu_layers(model.decoder)).eval()
         means, stds = served.statistics(model.encoder(style[:2]))
         image = served(target, means, stds, torch.full((2, 1), 0.5))[0]
-        measured = [pair_losses(loss_net, image[i : i + 1], content[i : i + 1], style[i : i + 1])[0] for i in range(2)]
-    expected = sum(math.log(s) for s, _ in measured) / 2
+    expected, _ = _mean_log_losses(loss_net, image, content, style)
     assert float(matched["style"]) == pytest.approx(expected, rel=1e-3, abs=1e-4)
 
 
