@@ -46,14 +46,15 @@ class QuantizationResult:
     shipped: bool
     files: list[str]
     speedups: Speedups = dataclasses.field(default_factory=dict)
+    max_drop: float = MAX_DROP  # the rule the verdict applied
 
     @property
     def verdict(self) -> str:
         """What became of the twins, and why."""
         if self.shipped:
             return f"int8 shipped, the default on {', '.join(self.faster_on)}"
-        if self.drop_points > 100 * MAX_DROP:
-            return f"int8 not shipped: {self.drop_points:.2f} points lost (at most {100 * MAX_DROP:.1f})"
+        if self.drop_points > 100 * self.max_drop:
+            return f"int8 not shipped: {self.drop_points:.2f} points lost (at most {100 * self.max_drop:.1f})"
         return "int8 not shipped: no engine ran it faster than the float file"
 
     @property
@@ -155,7 +156,7 @@ def quantize_artifact(
     float_score, int8_score = score(False), score(True)
     speedups = speed(measured) if speed else int8_speedups(folder, measured, onnx_files, calibration)
     holds = float_score - int8_score <= max_drop
-    result = QuantizationResult(metric, float_score, int8_score, False, twins, speedups)
+    result = QuantizationResult(metric, float_score, int8_score, False, twins, speedups, max_drop)
     result = dataclasses.replace(result, shipped=holds and bool(result.faster_on))
     card = note_in_card(folder, result, max_drop, calibrated_on)
     if result.shipped:
