@@ -143,17 +143,50 @@ wheels_arg() {
     [ -n "$SMOKE_ONLINE" ] && echo "WHEELS=" || echo "WHEELS=$1"
 }
 
-build_service_image() {
+# Arguments every build of the Dockerfile shares.
+service_build() {
     docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg "$(wheels_arg docker/wheels)" \
-        --build-arg TORCH_SPEC="$TORCH_SPEC" --build-arg EXTRAS="$EXTRAS" -t deepcanvas:local .
-    # The previous deepcanvas:local, now untagged; the builder stage's layers stay as the next build's cache.
-    docker image prune --force --filter label=org.opencontainers.image.title=DeepCanvas >/dev/null
+        --build-arg TORCH_SPEC="$TORCH_SPEC" --build-arg EXTRAS="$EXTRAS" "$@" .
+}
+
+# The classic builder keeps each stage's layers as untagged images. They pile up: every build with new code or
+# a new store leaves the previous build's project and export stages behind (hundreds of megabytes each, the
+# store copied several times), and a long-lived engine such as a CI runner's ran out of disk that way.
+# So every build ends by pruning all dangling images, and only the dependencies stage (gigabytes of pip
+# installs, rebuilt only when pyproject.toml or the wheels change) survives as the next build's cache,
+# through a tag of its own.
+CACHE_TAG=deepcanvas-build:dependencies
+prune_dangling() {
+    local reclaimed
+    reclaimed="$(docker image prune --force | tail -n 1)"
+    echo "pruned dangling images: ${reclaimed:-nothing}"
+}
+
+docker_disk() {
+    local root
+    root="$(docker info --format '{{.DockerRootDir}}')"
+    df -h "$root" | tail -n 1 | awk -v root="$root" '{print "docker root " root ": " $4 " free of " $2}'
+}
+
+# Whatever a previous run (or an interrupted one) left dangling, before this run needs the space.
+free_space() {
+    prune_dangling
+    docker_disk
+}
+
+build_with_cache() {
+    service_build --target dependencies -t "$CACHE_TAG"
+    service_build "$@"
+    prune_dangling
+    docker_disk
+}
+
+build_service_image() {
+    build_with_cache -t deepcanvas:local
 }
 
 build_slim_image() {
-    docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg "$(wheels_arg docker/wheels)" \
-        --build-arg TORCH_SPEC="$TORCH_SPEC" --build-arg EXTRAS="$EXTRAS" --target slim -t deepcanvas:slim .
-    docker image prune --force --filter label=org.opencontainers.image.title=DeepCanvas >/dev/null
+    build_with_cache --target slim -t deepcanvas:slim
 }
 
 # The point of the slim image: torch is not merely unused but absent.
@@ -404,6 +437,7 @@ trap teardown EXIT
 trap 'exit 130' INT TERM
 
 phase engine ensure_engine
+phase free-space free_space
 if [ -z "$SMOKE_ONLINE" ]; then
     phase base-image docker/base-image.sh "$BASE_IMAGE"
     # Both targets' wheels: the classic builder builds the slim stages (export, onnx) in a default build too.
