@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import functools
 import io
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from app.imaging import ImageLimits, decode_image
-from app.loadbench import percentile, replay, request_for, settle, spawn, stop
+from app.loadbench import free_port, percentile, replay, request_for, settle, spawn, stop
 from app.settings import Settings
 
 
@@ -66,13 +65,6 @@ def time_calls(call: Callable[[], Any], repeats: int, warmup: int = 2) -> list[f
         call()
         samples.append((time.perf_counter() - started) * 1000)
     return samples
-
-
-def free_port() -> int:
-    """A TCP port on loopback that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(store: str, port: int) -> tuple[subprocess.Popen[bytes], float]:

@@ -155,7 +155,10 @@ def bench(
     photo: Annotated[Path | None, typer.Option(help="Photo to send; default: a portrait or a generated scene")] = None,
     mode: Annotated[str, typer.Option(help="latency (HTTP vs in-process), load (vs a peer server) or all")] = "all",
     repeats: Annotated[int, typer.Option(min=3, help="Latency mode: timed calls per endpoint and side")] = 20,
-    seconds: Annotated[float, typer.Option(min=1, help="Load mode: seconds per endpoint and client count")] = 10,
+    seconds: Annotated[float, typer.Option(min=1, help="Load mode: seconds per side, endpoint and client count")] = 10,
+    blocks: Annotated[
+        int, typer.Option(min=1, help="Load mode: alternating blocks the seconds are split into (both sides up)")
+    ] = 4,
     clients: Annotated[str, typer.Option(help="Load mode: concurrent client counts")] = "1,16",
     max_side: Annotated[int, typer.Option(min=32, help="Stylize output bound")] = 512,
     backend: Annotated[
@@ -206,6 +209,7 @@ def bench(
             counts,
             seconds,
             tuple(endpoints.split(",")),
+            blocks=blocks,
         )
         if peer == "baseline":
             report["load"] = run(peer)

@@ -2,8 +2,12 @@
 
 The peer is ``baseline`` (``bench/baseline_app.py``, a plain FastAPI app) or ``litserve``
 (``bench/litserve_app.py``, LitServe with its dynamic batching on the same exported networks).
-Each side runs as its own server process group, alone on the machine while measured; clients are
-asyncio tasks in this process sending the same photo in a closed loop for a fixed time.
+Each side runs as its own server process group. Both are up for the whole run and take turns: each point
+(endpoint, client count) is measured in alternating blocks, so that both sides see the same machine (its speed
+drifts by 10-25 % within minutes here, and sides measured one after the other differed by that much). The
+side not being measured is suspended (SIGSTOP): an idle LitServe polls its queues, and running it took 0.45 of a
+core from DeepCanvas. The CPU the paused side used during the other's blocks is reported (zero when pausing
+works). Clients are asyncio tasks in this process sending the same photo in a closed loop for a fixed time.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,8 @@ import psutil
 ENDPOINTS = ("/detect", "/classify", "/stylize")
 PEERS = ("baseline", "litserve")
 RESPONSE_TIMEOUT_S = 300
+LOAD_BLOCKS = 4  # blocks per side and point; the sides alternate, and which goes first alternates too
+RESUME_PAUSE_S = 0.3  # after resuming a suspended server, before its block starts
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -102,7 +110,34 @@ async def replay(base: str, endpoint: str, request: dict[str, Any], repeats: int
     return samples
 
 
-async def drive(base: str, endpoint: str, request: dict[str, Any], clients: int, seconds: float) -> LoadResult:
+@dataclass
+class Samples:
+    """What one block of closed-loop load gave: each answered request's milliseconds, the errors, the time."""
+
+    latencies: list[float]
+    errors: int
+    elapsed_s: float
+
+
+def summarize(side: str, endpoint: str, clients: int, blocks: list[Samples]) -> LoadResult:
+    """One point from its blocks: requests over the blocks' summed time, percentiles over all latencies."""
+    latencies = [ms for block in blocks for ms in block.latencies]
+    samples = latencies or [float("nan")]
+    elapsed = sum(block.elapsed_s for block in blocks)
+    return LoadResult(
+        side,
+        endpoint,
+        clients,
+        len(latencies),
+        sum(block.errors for block in blocks),
+        len(latencies) / elapsed if elapsed > 0 else 0.0,
+        statistics.median(samples),
+        percentile(samples, 0.95),
+        percentile(samples, 0.99),
+    )
+
+
+async def drive_block(base: str, endpoint: str, request: dict[str, Any], clients: int, seconds: float) -> Samples:
     """``clients`` keep-alive connections, each sending the same request in a closed loop for ``seconds``.
 
     The client replays pre-encoded bytes over raw asyncio streams: a full HTTP client costs about a
@@ -136,19 +171,19 @@ async def drive(base: str, endpoint: str, request: dict[str, Any], clients: int,
 
     started = time.perf_counter()
     await asyncio.gather(*(client_loop() for _ in range(clients)))
-    elapsed = time.perf_counter() - started
-    samples = latencies or [float("nan")]
-    return LoadResult(
-        "",
-        endpoint,
-        clients,
-        len(latencies),
-        errors,
-        len(latencies) / elapsed,
-        statistics.median(samples),
-        percentile(samples, 0.95),
-        percentile(samples, 0.99),
-    )
+    return Samples(latencies, errors, time.perf_counter() - started)
+
+
+async def drive(base: str, endpoint: str, request: dict[str, Any], clients: int, seconds: float) -> LoadResult:
+    """One block of load (``drive_block``), summarized."""
+    return summarize("", endpoint, clients, [await drive_block(base, endpoint, request, clients, seconds)])
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def spawn(args: list[str], port: int, env: dict[str, str], poll_s: float = 0.1) -> subprocess.Popen[bytes]:
@@ -170,6 +205,16 @@ def spawn(args: list[str], port: int, env: dict[str, str], poll_s: float = 0.1) 
     raise TimeoutError(f"{args} not ready")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a server and the processes it started."""
+    parent = psutil.Process(pid)
+    total = 0.0
+    for process in (parent, *parent.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            total += sum(process.cpu_times()[:2])
+    return total
+
+
 def settle(pid: int, quiet_share: float = 0.1, interval_s: float = 0.5, limit_s: float = 60.0) -> float:
     """Seconds until a server (and the processes it started) used under ``quiet_share`` of a core for ``interval_s``.
 
@@ -177,19 +222,10 @@ def settle(pid: int, quiet_share: float = 0.1, interval_s: float = 0.5, limit_s:
     timing during them would charge their work to the first endpoint measured.
     """
     started = time.perf_counter()
-
-    def cpu_seconds() -> float:
-        parent = psutil.Process(pid)
-        total = 0.0
-        for process in (parent, *parent.children(recursive=True)):
-            with contextlib.suppress(psutil.Error):
-                total += sum(process.cpu_times()[:2])
-        return total
-
-    before = cpu_seconds()
+    before = cpu_seconds(pid)
     while time.perf_counter() - started < limit_s:
         time.sleep(interval_s)
-        now = cpu_seconds()
+        now = cpu_seconds(pid)
         if now - before < quiet_share * interval_s:
             break
         before = now
@@ -232,34 +268,76 @@ def server_args(side: str, store: str, port: int, peer_options: tuple[str, ...] 
     ]
 
 
-def measure_side(
-    side: str,
-    store: str,
-    port: int,
-    photo: bytes,
-    style: str,
-    max_side: int,
-    clients: tuple[int, ...],
-    seconds: float,
-    endpoints: tuple[str, ...],
-    peer_options: tuple[str, ...] = (),
-    env: dict[str, str] | None = None,
-) -> tuple[list[LoadResult], float]:
-    process = spawn(server_args(side, store, port, peer_options), port, {"DEEPCANVAS_STORE": store} | (env or {}))
-    results = []
+def block_order(sides: tuple[str, ...], block: int) -> tuple[str, ...]:
+    """The sides in turn, the first of them alternating from block to block (neither always follows the other)."""
+    return sides if block % 2 == 0 else sides[::-1]
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A server and the processes it started; none once it has gone."""
     try:
-        settle(process.pid)  # both sides: deferred warm-ups and workers' start-up done before any timing
-        for endpoint in endpoints:
-            request = request_for(endpoint, photo, style, max_side)
-            asyncio.run(drive(f"http://127.0.0.1:{port}", endpoint, request, 1, min(seconds, 3)))  # warm-up
-            for count in clients:
-                result = asyncio.run(drive(f"http://127.0.0.1:{port}", endpoint, request, count, seconds))
-                result.side = side
-                results.append(result)
-        rss_mb = resident_mb(process.pid)
+        parent = psutil.Process(pid)
+        return [parent, *parent.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def suspend(pid: int) -> None:
+    """Stop a server and the processes it started (SIGSTOP): a paused side takes no CPU from the measured one."""
+    for process in process_tree(pid):
+        with contextlib.suppress(psutil.Error):
+            process.suspend()
+
+
+def resume(pid: int) -> None:
+    for process in process_tree(pid):
+        with contextlib.suppress(psutil.Error):
+            process.resume()
+
+
+@contextlib.contextmanager
+def awake(pid: int, pause_s: float = RESUME_PAUSE_S) -> Iterator[None]:
+    """A suspended server resumed for the block (after ``pause_s`` for its timers to catch up), then suspended."""
+    resume(pid)
+    time.sleep(pause_s)
+    try:
+        yield
     finally:
-        stop(process)
-    return results, rss_mb
+        suspend(pid)
+
+
+def alternate(
+    bases: dict[str, str],
+    pids: dict[str, int],
+    endpoint: str,
+    request: dict[str, Any],
+    clients: int,
+    seconds: float,
+    blocks: int,
+    pause: bool = True,
+) -> tuple[list[LoadResult], dict[str, float]]:
+    """One point on every side, in ``blocks`` alternating blocks of ``seconds / blocks`` each.
+
+    With ``pause`` the sides are suspended between their blocks (``awake``): an idle LitServe polls its queues
+    and took 0.45 of a core while DeepCanvas was measured. Also returns the CPU (in cores) each side used while
+    the others were measured, which pausing makes zero.
+    """
+    sides = tuple(bases)
+    collected: dict[str, list[Samples]] = {side: [] for side in sides}
+    idle_cpu = dict.fromkeys(sides, 0.0)
+    idle_time = dict.fromkeys(sides, 0.0)
+    for block in range(blocks):
+        for side in block_order(sides, block):
+            others = [other for other in sides if other != side]
+            before = {other: cpu_seconds(pids[other]) for other in others}
+            with awake(pids[side]) if pause else contextlib.nullcontext():
+                samples = asyncio.run(drive_block(bases[side], endpoint, request, clients, seconds / blocks))
+            collected[side].append(samples)
+            for other in others:
+                idle_cpu[other] += cpu_seconds(pids[other]) - before[other]
+                idle_time[other] += samples.elapsed_s
+    results = [summarize(side, endpoint, clients, collected[side]) for side in sides]
+    return results, {side: idle_cpu[side] / idle_time[side] if idle_time[side] else 0.0 for side in sides}
 
 
 def resident_mb(pid: int) -> float:
@@ -300,24 +378,51 @@ def run_load_bench(
     peer: str = "baseline",
     peer_options: tuple[str, ...] = (),
     envs: dict[str, dict[str, str]] | None = None,
+    blocks: int = LOAD_BLOCKS,
 ) -> dict[str, Any]:
-    """Both sides, one after the other; ``envs`` adds environment variables per side (its settings)."""
+    """Both sides up at once, in turn: each runs only for its own blocks; ``envs`` adds environment variables per side.
+
+    ``seconds`` is each side's time per point, split into ``blocks``. The peer listens on ``port``, DeepCanvas
+    on another free port.
+    """
     assert peer in PEERS, f"peer is one of {PEERS}, not {peer!r}"
+    assert blocks >= 1, "at least one block"
     envs = envs or {}
+    ports = {peer: port, "deepcanvas": free_port()}
+    bases = {side: f"http://127.0.0.1:{side_port}" for side, side_port in ports.items()}
+    processes: dict[str, subprocess.Popen[bytes]] = {}
     results: list[LoadResult] = []
-    memory = {}
-    for side in (peer, "deepcanvas"):
-        options = peer_options if side == peer else ()
-        side_results, memory[side] = measure_side(
-            side, store, port, photo, style, max_side, clients, seconds, endpoints, options, envs.get(side)
-        )
-        results.extend(side_results)
+    idle: list[dict[str, Any]] = []
+    try:
+        for side, side_port in ports.items():  # each started, settled alone and suspended until its blocks
+            options = peer_options if side == peer else ()
+            env = {"DEEPCANVAS_STORE": store} | envs.get(side, {})
+            processes[side] = spawn(server_args(side, store, side_port, options), side_port, env)
+            settle(processes[side].pid)  # deferred warm-ups and workers' start-up done before any timing
+            suspend(processes[side].pid)
+        pids = {side: process.pid for side, process in processes.items()}
+        for endpoint in endpoints:
+            request = request_for(endpoint, photo, style, max_side)
+            for side, base in bases.items():
+                with awake(pids[side]):
+                    asyncio.run(drive_block(base, endpoint, request, 1, min(seconds, 3)))  # warm-up
+            for count in clients:
+                point, idle_cores = alternate(bases, pids, endpoint, request, count, seconds, blocks)
+                results.extend(point)
+                idle.append({"endpoint": endpoint, "clients": count} | {k: round(v, 3) for k, v in idle_cores.items()})
+        memory = {side: resident_mb(pid) for side, pid in pids.items()}
+    finally:
+        for process in processes.values():
+            resume(process.pid)  # a stopped process would not act on stop()'s SIGTERM
+            stop(process)
     return {
         "peer": peer,
         "peer_options": list(peer_options),
         "settings": envs,
         "seconds_per_point": seconds,
+        "blocks_per_point": blocks,
         "results": [asdict(r) for r in results],
+        "idle_side_cores": idle,
         "rss_mb_after_load": {k: round(v, 1) for k, v in memory.items()},
         "comparison": compare(results, peer),
     }
@@ -381,3 +486,10 @@ def print_load_report(report: dict[str, Any], console: Any, title: str | None = 
         )
     console.print(ratios)
     console.print(f"resident memory after load (MB): {report['rss_mb_after_load']}")
+    idle = report.get("idle_side_cores", [])
+    if idle:
+        most = max(value for row in idle for key, value in row.items() if key not in ("endpoint", "clients"))
+        console.print(
+            f"{report.get('blocks_per_point', 1)} alternating blocks per point, the other side suspended; "
+            f"the most CPU a suspended side took: {most:.3f} cores"
+        )

@@ -17,7 +17,23 @@ import psutil
 import pytest
 
 from app.bench import block_sizes, http_calls, median_steps, server_steps
-from app.loadbench import drive, read_response, replay, request_for, settle
+from app.loadbench import (
+    Samples,
+    alternate,
+    awake,
+    block_order,
+    cpu_seconds,
+    drive,
+    process_tree,
+    read_response,
+    replay,
+    request_for,
+    resume,
+    settle,
+    stop,
+    summarize,
+    suspend,
+)
 from tests.support.servers import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -133,3 +149,58 @@ def test_settle_waits_until_the_server_and_its_children_stop_using_the_cpu() -> 
             child.kill()
         process.kill()
         process.wait()
+
+
+def test_blocks_merge_into_one_point_over_their_summed_time() -> None:
+    blocks = [Samples([1.0, 2.0, 3.0], 0, 1.0), Samples([4.0], 1, 1.0)]
+    result = summarize("deepcanvas", "/detect", 16, blocks)
+    assert (result.requests, result.errors, result.throughput_rps) == (4, 1, 2.0)
+    assert (result.p50_ms, result.p99_ms) == (2.5, 4.0)
+
+
+def test_the_sides_take_turns_and_neither_always_goes_first() -> None:
+    sides = ("litserve", "deepcanvas")
+    assert [block_order(sides, block) for block in range(3)] == [sides, sides[::-1], sides]
+
+
+def test_alternating_blocks_load_each_side_and_see_what_the_idle_one_used(
+    live_server: LiveServer, sample_photo_bytes: bytes
+) -> None:
+    # Both names point at one server, not paused: while "second" is measured, "first" (the same process) is
+    # anything but idle, and the idle side's CPU must say so.
+    before = served(live_server, "/classify", 200)
+    request = request_for("/classify", sample_photo_bytes, "unused", 64)
+    bases = {"first": live_server.url, "second": live_server.url}
+    pids = dict.fromkeys(bases, live_server.process.pid)
+    results, idle = alternate(bases, pids, "/classify", request, clients=2, seconds=2.0, blocks=2, pause=False)
+    assert [r.side for r in results] == ["first", "second"]
+    assert all(r.errors == 0 and r.requests > 5 for r in results)
+    assert served(live_server, "/classify", 200) - before == sum(r.requests for r in results)
+    assert min(idle.values()) > 0.2, idle
+
+
+def test_a_suspended_side_and_the_processes_it_started_take_no_cpu_until_awake() -> None:
+    # A parent and a child that both spin, like a server and its inference worker.
+    spin = (
+        "import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'while True: pass']); exec('while True: pass')"
+    )
+    process = subprocess.Popen([sys.executable, "-c", spin], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while len(process_tree(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(process_tree(process.pid)) == 2
+        suspend(process.pid)
+        before = cpu_seconds(process.pid)
+        time.sleep(0.5)
+        assert cpu_seconds(process.pid) - before < 0.02
+        with awake(process.pid, pause_s=0.0):
+            before = cpu_seconds(process.pid)
+            time.sleep(0.5)
+            assert cpu_seconds(process.pid) - before > 0.3  # two spinning processes on two cores
+        before = cpu_seconds(process.pid)
+        time.sleep(0.5)
+        assert cpu_seconds(process.pid) - before < 0.02  # suspended again after the block
+    finally:
+        resume(process.pid)
+        stop(process)
