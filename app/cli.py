@@ -179,6 +179,13 @@ def bench(
     peer_batch_size: Annotated[int, typer.Option(min=1, help="litserve: its max_batch_size")] = 2,
     peer_batch_timeout_ms: Annotated[float, typer.Option(min=0, help="litserve: its batch_timeout")] = 1.0,
     endpoints: Annotated[str, typer.Option(help="Load mode: endpoints to load")] = "/detect,/classify,/stylize",
+    baseline_detector: Annotated[
+        str,
+        typer.Option(
+            help="baseline: the detector the naive app serves (NAME:VERSION, e.g. face-detector:v3 for a YOLO one "
+            "through ultralytics' YOLO.predict); default: the store's stable detector, as DeepCanvas serves it"
+        ),
+    ] = "",
 ) -> None:
     """Latency through HTTP next to the same predictor in-process, and throughput against a peer server."""
     from app.bench import free_port, load_photo, print_report, run_bench
@@ -190,6 +197,8 @@ def bench(
         raise typer.BadParameter("backend must be auto, torch, onnx or openvino")
     if peer not in ("baseline", "litserve"):
         raise typer.BadParameter("peer must be baseline or litserve")
+    if baseline_detector and peer != "baseline":
+        raise typer.BadParameter("--baseline-detector chooses the naive app's detector: use it with --peer baseline")
     if peer == "litserve" and backend == "torch":
         raise typer.BadParameter("--peer litserve serves the exported networks: --backend auto, openvino or onnx")
     settings, image, report = _backend_settings(_settings(store), backend), load_photo(photo), {}
@@ -212,7 +221,9 @@ def bench(
             blocks=blocks,
         )
         if peer == "baseline":
-            report["load"] = run(peer)
+            report["load"] = run(
+                peer, (), {"baseline": {"DEEPCANVAS_DETECTOR": baseline_detector}} if baseline_detector else None
+            )
             print_load_report(report["load"], console)
         else:
             options = ("--max-batch-size", str(peer_batch_size), "--batch-timeout-ms", str(peer_batch_timeout_ms))

@@ -430,7 +430,8 @@ def run_load_bench(
 
 # DeepCanvas's defaults, spelled out so that settings in the benchmark's own environment do not leak in.
 SHIPPED_DEFAULTS = {f"DEEPCANVAS_{role}_BACKEND": "auto" for role in ("DETECTOR", "CLASSIFIER", "STYLE")} | {
-    "DEEPCANVAS_WEIGHTS_PRECISION": "auto"
+    "DEEPCANVAS_WEIGHTS_PRECISION": "auto",
+    "DEEPCANVAS_DETECTOR_STREAMS": "2",
 }
 SCENARIO_TITLES = {
     "same_network": "Same network and engine on both sides (the serving layer alone)",
@@ -441,16 +442,22 @@ SCENARIO_TITLES = {
 def litserve_scenarios(engine: str) -> dict[str, dict[str, dict[str, str]]]:
     """The two comparisons of ``--peer litserve``, as each side's environment.
 
-    ``same_network``: both sides run the float ONNX networks on ``engine`` through the same predictors
-    (the serving layers alone). ``as_shipped``: DeepCanvas with its defaults (``auto`` engines, the int8 files
-    the manifests make the default, gallery statistics cached) against LitServe serving the float networks
-    on ``engine`` as ``bench/litserve_app.py`` documents (``--plain``: no style statistics cache).
+    ``same_network``: both sides run the float ONNX networks on ``engine`` through the same predictors and
+    engine settings, the detector's two-stream lanes included (the serving layers alone). ``as_shipped``:
+    DeepCanvas with its defaults (``auto`` engines, the int8 files the manifests make the default, gallery
+    statistics cached, the detector's lanes) against LitServe serving the float networks on ``engine`` as
+    ``bench/litserve_app.py`` documents: ``--plain`` (no style statistics cache) and each network compiled
+    once for one request at a time, the engine's plain use (no lanes).
     """
     float_on_engine = {f"DEEPCANVAS_{role}_BACKEND": engine for role in ("DETECTOR", "CLASSIFIER", "STYLE")}
     float_on_engine["DEEPCANVAS_WEIGHTS_PRECISION"] = "float32"
+    float_on_engine["DEEPCANVAS_DETECTOR_STREAMS"] = SHIPPED_DEFAULTS["DEEPCANVAS_DETECTOR_STREAMS"]
     return {
         "same_network": {"litserve": float_on_engine, "deepcanvas": float_on_engine},
-        "as_shipped": {"litserve": float_on_engine, "deepcanvas": SHIPPED_DEFAULTS},
+        "as_shipped": {
+            "litserve": float_on_engine | {"DEEPCANVAS_DETECTOR_STREAMS": "1"},
+            "deepcanvas": SHIPPED_DEFAULTS,
+        },
     }
 
 

@@ -110,6 +110,13 @@ class Settings(BaseSettings):
         "auto",
         description="OpenVINO inference precision: auto (bf16 on CPUs with AMX or AVX-512 BF16, else f32), f32, bf16",
     )
+    detector_streams: int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="OpenVINO: the RFB detector runs a micro-batch's photos on this many streams at once "
+        "(a second compiled model; single photos keep the latency one); 1 runs them one after another",
+    )
     warmup: bool = True
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest request body in bytes")
@@ -209,7 +216,7 @@ class Settings(BaseSettings):
         """How an ONNX backend (or engine) runs its networks: engine, threads, precision, int8 files."""
         assert backend not in ("torch", "auto"), f"the {backend} backend has no one ONNX runtime"
         engine: Engine = "openvino" if backend == "openvino" else "onnxruntime"
-        return Runtime(engine, self.onnx_threads, self.openvino_precision, int8)
+        return Runtime(engine, self.onnx_threads, self.openvino_precision, int8, self.detector_streams)
 
     @property
     def identity_database_url(self) -> str:

@@ -33,15 +33,19 @@ class Runtime:
     """How the ONNX files run: engine, intra-op threads (0: the engine's default), OpenVINO precision, int8.
 
     ``int8`` opens each file's post-training int8 twin (``int8_file``) instead of the float file.
+    ``batch_streams``: on OpenVINO, a predictor that can split a batch (the RFB detector) also compiles its
+    networks with this many streams and runs a batch's parts on them at once (``open_lanes``); 1: never.
     """
 
     engine: Engine = "onnxruntime"
     threads: int = 0
     precision: Precision = "auto"
     int8: bool = False
+    batch_streams: int = 1
 
     def __post_init__(self) -> None:
         assert self.threads >= 0, f"threads must be >= 0, got {self.threads}"
+        assert self.batch_streams >= 1, f"batch_streams must be >= 1, got {self.batch_streams}"
 
 
 @dataclass(frozen=True)
@@ -226,9 +230,14 @@ def _open_onnxruntime(file: Path, where: str, path: str, device: str, threads: i
     return OrtSession(session)
 
 
-def openvino_config(runtime: Runtime) -> dict[str, Any]:
-    """Compile options: one synchronous request at a time (latency hint), threads and precision when set."""
+def openvino_config(runtime: Runtime, streams: int = 1) -> dict[str, Any]:
+    """Compile options: one synchronous request at a time (latency hint), threads and precision when set.
+
+    ``streams`` > 1: that many streams, the cores shared among them, for as many requests at once.
+    """
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if streams > 1:
+        config = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
     if runtime.threads:
         config["INFERENCE_NUM_THREADS"] = runtime.threads
     if runtime.precision != "auto":
@@ -248,6 +257,19 @@ def _openvino_core() -> Any:
 def _open_openvino(
     file: Path, where: str, path: str, device: str, runtime: Runtime, pixels: PixelInput | None = None
 ) -> OpenVinoSession:
+    return OpenVinoSession(*_compile_openvino(file, where, path, device, runtime, pixels))
+
+
+def _compile_openvino(
+    file: Path,
+    where: str,
+    path: str,
+    device: str,
+    runtime: Runtime,
+    pixels: PixelInput | None = None,
+    streams: int = 1,
+) -> tuple[Any, type[np.generic]]:
+    """The compiled model and the input type its sessions take."""
     if device != "cpu":
         raise ArtifactError(f"device {device!r} is not supported by the OpenVINO backend here: use cpu")
     try:
@@ -256,12 +278,32 @@ def _open_openvino(
             raise ArtifactError(f"{where}: {path} takes no input")
         if pixels is not None:
             model = _with_pixel_input(model, pixels)
-        compiled = _openvino_core().compile_model(model, "CPU", openvino_config(runtime))
+        compiled = _openvino_core().compile_model(model, "CPU", openvino_config(runtime, streams))
     except ArtifactError:
         raise
     except Exception as error:  # OpenVINO raises RuntimeError and its own Exception subclasses
         raise ArtifactError(f"{where}: openvino cannot load {path}: {error}") from error
-    return OpenVinoSession(compiled, np.uint8 if pixels is not None else np.float32)
+    return compiled, np.uint8 if pixels is not None else np.float32
+
+
+def open_lanes(
+    folder: Path,
+    manifest: Manifest,
+    path: str,
+    device: str,
+    runtime: Runtime,
+    pixels: PixelInput | None = None,
+) -> list[OpenVinoSession]:
+    """``runtime.batch_streams`` sessions on one compiled model with that many streams, to run at once.
+
+    Empty unless the engine is OpenVINO and ``batch_streams`` > 1 (ONNX Runtime keeps one session).
+    """
+    if runtime.engine != "openvino" or runtime.batch_streams < 2:
+        return []
+    where = f"{manifest.name}/{manifest.version}"
+    path = int8_file(path) if runtime.int8 else path
+    compiled, input_type = _compile_openvino(folder / path, where, path, device, runtime, pixels, runtime.batch_streams)
+    return [OpenVinoSession(compiled, input_type) for _ in range(runtime.batch_streams)]
 
 
 def _with_pixel_input(model: Any, pixels: PixelInput) -> Any:

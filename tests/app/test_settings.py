@@ -43,3 +43,12 @@ def test_settings_refuse_invalid_values(field: str, value: object) -> None:
 def test_default_stylize_side_may_not_exceed_its_limit() -> None:
     with pytest.raises(ValidationError, match="stylize_max_side"):
         Settings(stylize_max_side=4096, stylize_max_side_limit=2048)
+
+
+def test_the_detector_splits_batches_across_two_streams_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().runtime("openvino").batch_streams == 2
+    monkeypatch.setenv("DEEPCANVAS_DETECTOR_STREAMS", "1")
+    assert Settings().runtime("openvino").batch_streams == 1
+    monkeypatch.setenv("DEEPCANVAS_DETECTOR_STREAMS", "0")
+    with pytest.raises(ValidationError, match="detector_streams"):
+        Settings()

@@ -18,6 +18,7 @@ import pytest
 
 from app.bench import block_sizes, http_calls, median_steps, server_steps
 from app.loadbench import (
+    SHIPPED_DEFAULTS,
     Samples,
     alternate,
     awake,
@@ -34,6 +35,7 @@ from app.loadbench import (
     summarize,
     suspend,
 )
+from app.settings import Settings
 from tests.support.servers import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -204,3 +206,8 @@ def test_a_suspended_side_and_the_processes_it_started_take_no_cpu_until_awake()
     finally:
         resume(process.pid)
         stop(process)
+
+
+def test_the_defaults_the_bench_spells_out_for_deepcanvas_are_the_services_own() -> None:
+    for variable, value in SHIPPED_DEFAULTS.items():
+        assert str(Settings.model_fields[variable.removeprefix("DEEPCANVAS_").lower()].default) == value, variable

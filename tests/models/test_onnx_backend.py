@@ -64,3 +64,8 @@ def test_openvino_options_follow_the_runtime() -> None:
         "INFERENCE_NUM_THREADS": 2,
         "INFERENCE_PRECISION_HINT": "bf16",
     }
+    assert openvino_config(Runtime("openvino", precision="bf16"), streams=2) == {
+        "PERFORMANCE_HINT": "THROUGHPUT",
+        "NUM_STREAMS": 2,
+        "INFERENCE_PRECISION_HINT": "bf16",
+    }

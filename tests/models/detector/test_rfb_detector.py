@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +190,46 @@ def test_a_face_filling_a_close_up_is_found_with_the_coarse_export_and_missed_wi
     assert len(large) == 1
     x1, y1, x2, y2 = large[0].box
     assert 80 < (x1 + x2) / 2 < 180 and 60 < (y1 + y2) / 2 < 170  # the face is in the middle of the photo
+
+
+@pytest.mark.shared
+def test_on_two_streams_a_batch_is_split_across_two_lanes_at_once_with_the_same_detections(
+    coarse_artifact: Path, shared_dir: Path
+) -> None:
+    manifest = load_artifact(coarse_artifact)
+    one = build_onnx_detector(coarse_artifact, manifest, "cpu", Runtime(engine="openvino"))
+    two = build_onnx_detector(coarse_artifact, manifest, "cpu", Runtime(engine="openvino", batch_streams=2))
+    assert not one.lanes and len(two.lanes) == 2 and all(lane.coarse is not None for lane in two.lanes)
+    names = [CLOSE_UP, "data/style-transfer/content/brad_pitt.jpg", "data/style-transfer/content/lenna.jpg"]
+    photos = []
+    for name in names:
+        with Image.open(shared_dir / name) as opened:
+            photos.append(opened.convert("RGB"))
+    requests = [DetectRequest(photo, 0.6, 0.3, 10, 640, 0.0) for photo in photos]
+    ran: list[tuple[int, str, int]] = []
+    for index, lane in enumerate(two.lanes):
+        alone = lane.predict_here
+
+        def recorded(batch: list[DetectRequest], index: int = index, alone=alone) -> list:  # type: ignore[no-untyped-def]
+            ran.append((index, threading.current_thread().name, len(batch)))
+            return alone(batch)
+
+        lane.predict_here = recorded  # type: ignore[method-assign]
+    expected, found = one.predict(requests), two.predict(requests)
+    assert sorted((index, size) for index, _, size in ran) == [(0, 2), (1, 1)]  # contiguous parts, one per lane
+    assert len({thread for _, thread, _ in ran}) == 2
+    assert [len(f) for f in found] == [len(e) for e in expected] and sum(map(len, expected)) >= 3
+    for faces, wanted in zip(found, expected, strict=True):
+        for face, want in zip(faces, wanted, strict=True):
+            assert face.box == pytest.approx(want.box, abs=0.5) and face.score == pytest.approx(want.score, abs=0.01)
+    ran.clear()
+    assert len(two.predict(requests[:1])[0]) == len(expected[0]) and not ran  # one photo: the latency model
+
+
+@pytest.mark.shared
+def test_onnx_runtime_keeps_one_session_whatever_the_streams(rfb_artifact: Path) -> None:
+    runtime = Runtime(engine="onnxruntime", batch_streams=2)
+    assert not build_onnx_detector(rfb_artifact, load_artifact(rfb_artifact), "cpu", runtime).lanes
 
 
 @pytest.mark.shared
