@@ -139,7 +139,13 @@ def network_plan(role: Role, settings: Settings) -> SlotPlan:
             for engine in AUTO_ORDER:
                 if installed(engine):
                     note = f"{manifest.architecture} ships only as ONNX, so it runs on {engine}"
-                    return EngineChoice(engine, f"{choice.reason}, but {note}", choice.precision)
+                    choice = EngineChoice(engine, f"{choice.reason}, but {note}", choice.precision)
+                    break
+        if role == "detector" and choice.engine == "openvino" and network.onnx_only(manifest):
+            streams = settings.detector_streams  # the RFB detector's lanes (models.detector.rfb_predictor)
+            if streams > 1:
+                lanes = f"micro-batches split across {streams} streams (DEEPCANVAS_DETECTOR_STREAMS)"
+                return EngineChoice(choice.engine, f"{choice.reason}; {lanes}", choice.precision)
         return choice
 
     def build(folder: Path, manifest: Manifest, device: str) -> Any:

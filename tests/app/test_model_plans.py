@@ -125,8 +125,13 @@ def test_the_embedded_store_serves_every_network_on_the_fastest_engine_and_says_
             pass
         body = client.get("/models").json()
     engines_by_slot = {e["slot"]: (e["engine"], e["reason"]) for e in body["engines"]}
-    for slot in ("detector", "classifier", "style", "embedder"):
+    for slot in ("classifier", "style", "embedder"):
         assert engines_by_slot[slot] == ("openvino", "auto: the fastest engine installed (openvino)")
+    assert engines_by_slot["detector"] == (
+        "openvino",
+        "auto: the fastest engine installed (openvino); micro-batches split across 2 streams "
+        "(DEEPCANVAS_DETECTOR_STREAMS)",
+    )
     assert engines_by_slot["nst"] == ("torch", "torch: NST needs autograd")
     assert engines_by_slot["gallery"][0] == "none"
     assert {m["role"]: m["engine"] for m in body["models"]}["detector"] == "openvino"
