@@ -121,10 +121,18 @@ class RfbFaceDetector:
         """
         if len(batch) < 2 or not self.lanes:
             return self.predict_here(batch)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(len(self.lanes) - 1, thread_name_prefix="rfb-lane")
         size = -(-len(batch) // len(self.lanes))
         parts = [batch[start : start + size] for start in range(0, len(batch), size)]
+        if self._pool is None:
+            # The lanes' first inferences one after another: OpenVINO's Python binding initialises statics on
+            # a first inference, and two at once in a fresh process deadlocked on the GIL in a probe.
+            found = [
+                detections
+                for lane, part in zip(self.lanes, parts, strict=False)
+                for detections in lane.predict_here(part)
+            ]
+            self._pool = ThreadPoolExecutor(len(self.lanes) - 1, thread_name_prefix="rfb-lane")
+            return found
         rest = zip(self.lanes[1:], parts[1:], strict=False)  # a small batch may leave lanes idle
         futures = [self._pool.submit(lane.predict_here, part) for lane, part in rest]
         found = self.lanes[0].predict_here(parts[0])

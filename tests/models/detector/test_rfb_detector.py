@@ -215,9 +215,14 @@ def test_on_two_streams_a_batch_is_split_across_two_lanes_at_once_with_the_same_
             return alone(batch)
 
         lane.predict_here = recorded  # type: ignore[method-assign]
-    expected, found = one.predict(requests), two.predict(requests)
-    assert sorted((index, size) for index, _, size in ran) == [(0, 2), (1, 1)]  # contiguous parts, one per lane
-    assert len({thread for _, thread, _ in ran}) == 2
+    expected = one.predict(requests)
+    assert two.predict(requests) == two.predict(requests)
+    first, second = ran[:2], ran[2:]
+    for run in (first, second):
+        assert sorted((index, size) for index, _, size in run) == [(0, 2), (1, 1)]  # contiguous parts, one per lane
+    assert len({thread for _, thread, _ in first}) == 1  # the lanes' first inferences one after another
+    assert len({thread for _, thread, _ in second}) == 2  # then at once
+    found = two.predict(requests)
     assert [len(f) for f in found] == [len(e) for e in expected] and sum(map(len, expected)) >= 3
     for faces, wanted in zip(found, expected, strict=True):
         for face, want in zip(faces, wanted, strict=True):
