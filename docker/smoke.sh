@@ -201,8 +201,13 @@ check_no_torch() {
 }
 
 build_s3_image() {
-    docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg "$(wheels_arg wheels)" \
-        -t deepcanvas-s3:local docker/s3
+    local stage
+    # Its builder stage tagged too, so that the prunes keep it as the next build's cache (moto's pip install).
+    for stage in "--target builder -t deepcanvas-build:s3" "-t deepcanvas-s3:local"; do
+        # shellcheck disable=SC2086  # the target and tag options
+        docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg "$(wheels_arg wheels)" \
+            $stage docker/s3
+    done
 }
 
 build_postgres_image() {
