@@ -204,14 +204,23 @@ def open_session(
     ``pixels``: the session takes uint8 ``(N, H, W, 3)`` pixels and normalises them as the network expects.
     """
     runtime = runtime or Runtime()
-    where = f"{manifest.name}/{manifest.version}"
-    path = int8_file(path) if runtime.int8 else path
-    if not any(entry.path == path for entry in manifest.files):
-        raise ArtifactError(f"{where}: the artifact has no {path}; {EXPORT_HINT}")
+    where, path = _listed_file(manifest, path, runtime)
     if runtime.engine == "openvino":
         return _open_openvino(folder / path, where, path, device, runtime, pixels)
     session = _open_onnxruntime(folder / path, where, path, device, runtime.threads)
     return session if pixels is None else PixelSession(session, pixels)
+
+
+def _listed_file(manifest: Manifest, path: str, runtime: Runtime) -> tuple[str, str]:
+    """The artifact's name for messages and the file ``runtime`` opens for ``path`` (its int8 twin when asked).
+
+    ``ArtifactError`` when the artifact does not list that file.
+    """
+    where = f"{manifest.name}/{manifest.version}"
+    path = int8_file(path) if runtime.int8 else path
+    if not any(entry.path == path for entry in manifest.files):
+        raise ArtifactError(f"{where}: the artifact has no {path}; {EXPORT_HINT}")
+    return where, path
 
 
 def _open_onnxruntime(file: Path, where: str, path: str, device: str, threads: int) -> OrtSession:
@@ -300,8 +309,7 @@ def open_lanes(
     """
     if runtime.engine != "openvino" or runtime.batch_streams < 2:
         return []
-    where = f"{manifest.name}/{manifest.version}"
-    path = int8_file(path) if runtime.int8 else path
+    where, path = _listed_file(manifest, path, runtime)
     compiled, input_type = _compile_openvino(folder / path, where, path, device, runtime, pixels, runtime.batch_streams)
     return [OpenVinoSession(compiled, input_type) for _ in range(runtime.batch_streams)]
 

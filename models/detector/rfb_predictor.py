@@ -94,9 +94,8 @@ class RfbFaceDetector:
         runtime = runtime or Runtime()
         session = open_session(folder, manifest, ONNX_FILE, device, runtime, PIXELS)
         backend = runtime.engine + (f" ({note})" if note else "")
-        spec = manifest.hyperparameters.get("coarse")
         coarse = None
-        if isinstance(spec, dict):
+        if isinstance(spec := manifest.hyperparameters.get("coarse"), dict):
             coarse_session = open_session(folder, manifest, COARSE_ONNX_FILE, device, runtime, PIXELS)
             coarse = Coarse(coarse_session.run_named, *recorded_input(manifest, spec), float(spec["min_share"]))
         detector = cls(session.run_named, manifest, width, height, backend, coarse)
