@@ -409,7 +409,8 @@ def run_load_bench(
             for count in clients:
                 point, idle_cores = alternate(bases, pids, endpoint, request, count, seconds, blocks)
                 results.extend(point)
-                idle.append({"endpoint": endpoint, "clients": count} | {k: round(v, 3) for k, v in idle_cores.items()})
+                cores = {side: round(value, 3) for side, value in idle_cores.items()}
+                idle.append({"endpoint": endpoint, "clients": count, "cores": cores})
         memory = {side: resident_mb(pid) for side, pid in pids.items()}
     finally:
         for process in processes.values():
@@ -495,7 +496,7 @@ def print_load_report(report: dict[str, Any], console: Any, title: str | None = 
     console.print(f"resident memory after load (MB): {report['rss_mb_after_load']}")
     idle = report.get("idle_side_cores", [])
     if idle:
-        most = max(value for row in idle for key, value in row.items() if key not in ("endpoint", "clients"))
+        most = max(value for row in idle for value in row["cores"].values())
         console.print(
             f"{report.get('blocks_per_point', 1)} alternating blocks per point, the other side suspended; "
             f"the most CPU a suspended side took: {most:.3f} cores"

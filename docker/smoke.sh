@@ -200,14 +200,14 @@ check_no_torch() {
     echo "deepcanvas:slim: import torch fails (No module named 'torch')"
 }
 
+s3_build() {
+    docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg "$(wheels_arg wheels)" "$@" docker/s3
+}
+
 build_s3_image() {
-    local stage
     # Its builder stage tagged too, so that the prunes keep it as the next build's cache (moto's pip install).
-    for stage in "--target builder -t deepcanvas-build:s3" "-t deepcanvas-s3:local"; do
-        # shellcheck disable=SC2086  # the target and tag options
-        docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg "$(wheels_arg wheels)" \
-            $stage docker/s3
-    done
+    s3_build --target builder -t deepcanvas-build:s3
+    s3_build -t deepcanvas-s3:local
 }
 
 build_postgres_image() {
