@@ -9,7 +9,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from app.errors import InvalidImage, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
 
@@ -67,6 +67,17 @@ def reduce_scale(image: Image.Image, reduce_to: int | None = None, long_side: in
     if ratio < 1 and image.format in ("JPEG", "MPO"):
         image.draft("RGB", (math.ceil(width * ratio), math.ceil(height * ratio)))
     return image
+
+
+ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations whose transpose swaps width and height
+
+
+def oriented_size(image: Image.Image) -> tuple[int, int]:
+    """The (width, height) an opened image has once decoded: after ``load_rgb`` applies its EXIF orientation."""
+    width, height = image.size
+    return (
+        (height, width) if image.getexif().get(ExifTags.Base.Orientation) in ROTATING_ORIENTATIONS else (width, height)
+    )
 
 
 def load_rgb(image: Image.Image, field: str = "image") -> Image.Image:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from PIL import Image
@@ -28,6 +28,7 @@ from app.schemas import (
 from app.settings import Settings
 from app.timings import timed_phase
 from models.artifact import Manifest
+from models.detector.tiling import lossless_reduction
 from models.detector.types import TILE_ABOVE, DetectRequest
 from models.style.types import NSTRequest, StylizeRequest, matching_settings
 
@@ -89,16 +90,44 @@ def _detect_request(slot: ModelSlot, params: RuntimeParams, image: Image.Image, 
 
 
 async def detect(
-    manager: ModelManager, params: RuntimeParams, image: Image.Image, options: DetectOptions
+    manager: ModelManager,
+    params: RuntimeParams,
+    image: Image.Image,
+    options: DetectOptions,
+    source: tuple[int, int] | None = None,
 ) -> DetectResponse:
+    """Detections in the pixels of the photo; ``source``: its (width, height) when ``image`` was decoded smaller
+    (``detect_reduction``), to which the boxes, ``min_size`` and the reported size are scaled."""
     slot = manager.slot("detector")
+    width, height = source or image.size
+    scale_x, scale_y = width / image.width, height / image.height
     request = _detect_request(slot, params, image, options)
+    request = replace(request, min_size=request.min_size / ((scale_x + scale_y) / 2))
     [found] = await slot.predict([request])
     return DetectResponse(
         model=model_ref(slot),
-        image=ImageSize(width=image.width, height=image.height),
-        detections=[Detection(box=d.box, score=d.score, label=d.label) for d in found],
+        image=ImageSize(width=width, height=height),
+        detections=[Detection(box=_scaled(d.box, scale_x, scale_y), score=d.score, label=d.label) for d in found],
     )
+
+
+def detect_reduction(
+    manager: ModelManager, params: RuntimeParams, options: DetectOptions, width: int, height: int
+) -> int:
+    """How many times smaller a ``width`` x ``height`` photo may decode for the detector, losing nothing it
+    sees (``tiling.lossless_reduction``: the same tiles, each still shrunk to the network's input)."""
+    slot = manager.slot("detector")
+    request = _detect_request(slot, params, Image.new("RGB", (1, 1)), options)
+    input_size = getattr(slot.predictor, "input_size", None)
+    side = input_size(request.imgsz) if callable(input_size) else request.imgsz
+    return lossless_reduction(width, height, side, request.tile, request.tile_above)
+
+
+def _scaled(box: tuple[float, ...], scale_x: float, scale_y: float) -> tuple[float, ...]:
+    if scale_x == scale_y == 1.0:
+        return box
+    x1, y1, x2, y2 = box
+    return (x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y)
 
 
 def expand_box(box: tuple[float, ...], margin: float, width: int, height: int) -> tuple[int, int, int, int]:

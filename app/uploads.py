@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from fastapi import UploadFile
 from PIL import Image
 
-from app.imaging import ImageLimits, load_rgb, open_checked, reduce_scale
+from app.imaging import ImageLimits, load_rgb, open_checked, oriented_size, reduce_scale
 from app.timings import timed_phase
 
 # An upload decodes on the event loop when it is small both ways: what it decodes to (INLINE_PIXELS) and what
@@ -32,11 +33,32 @@ async def read_image(
     how many pixels the decoder reads and how many it produces: small images are decoded on the event loop,
     the rest in a worker thread.
     """
+    return (await _decode(upload, limits, field, lambda image: reduce_scale(image, reduce_to, long_side)))[0]
+
+
+async def read_reduced(
+    upload: UploadFile, limits: ImageLimits, field: str, reduction: Callable[[int, int], int] | None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """The upload decoded (as ``read_image``) and its own (width, height), EXIF orientation applied; a JPEG
+    decodes ``reduction(width, height)`` times smaller (1, 2, 4 or 8: its DCT scales) when the route says it
+    loses nothing by it."""
+
+    def reduce(image: Image.Image) -> None:
+        factor = reduction(image.width, image.height) if reduction is not None else 1
+        if factor > 1 and image.format in ("JPEG", "MPO"):
+            image.draft("RGB", (-(-image.width // factor), -(-image.height // factor)))
+
+    return await _decode(upload, limits, field, reduce)
+
+
+async def _decode(
+    upload: UploadFile, limits: ImageLimits, field: str, reduce: Callable[[Image.Image], object]
+) -> tuple[Image.Image, tuple[int, int]]:
     data = await upload.read()
     with timed_phase("decode"):
         image = open_checked(data, limits, field)
-        source_pixels = image.width * image.height
-        reduce_scale(image, reduce_to, long_side)
-        if source_pixels <= INLINE_SOURCE_PIXELS and image.width * image.height <= INLINE_PIXELS:
-            return load_rgb(image, field)
-        return await asyncio.to_thread(load_rgb, image, field)
+        source = oriented_size(image)
+        reduce(image)
+        if source[0] * source[1] <= INLINE_SOURCE_PIXELS and image.width * image.height <= INLINE_PIXELS:
+            return load_rgb(image, field), source
+        return await asyncio.to_thread(load_rgb, image, field), source

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from app.main import create_app
 from app.manager import SlotPlan
@@ -15,9 +17,9 @@ from app.model_plans import network_plan
 from app.settings import EMBEDDED_STORE, Settings
 from models.artifact import load_artifact
 from tests.support.fakes import FakeDetector, fake_plans, make_fake_store
-from tests.support.images import face_like_photo
+from tests.support.images import encode, face_like_photo
 
-PHOTO = {"image": ("p.jpg", face_like_photo(320, 240), "image/jpeg")}
+PHOTO = {"image": ("p.png", face_like_photo(320, 240, "PNG"), "image/png")}  # PNG: decoded whole (no DCT scales)
 
 
 class RecordingDetector(FakeDetector):
@@ -56,6 +58,32 @@ def test_tile_reaches_the_detector_and_defaults_to_the_models_choice(
     assert client.post("/classify", files=PHOTO, data={"tile": "off"}).status_code == 200
     tiles = [request.tile for request in built[-1].requests if request.image.size == (320, 240)]
     assert tiles == ["on", "off", "off"]  # the fake artifact's manifest sets no tiling: off
+
+
+def test_a_large_jpeg_decodes_smaller_where_the_views_lose_nothing_and_answers_in_its_own_pixels(
+    served: tuple[TestClient, list[RecordingDetector]],
+) -> None:
+    client, built = served
+    jpeg = {"image": ("p.jpg", face_like_photo(320, 240), "image/jpeg")}
+    answers = [client.post("/detect", files=photo, data={"min_size": "60"}).json() for photo in (jpeg, PHOTO)]
+    seen = [request.image.size for request in built[-1].requests[-2:]]
+    # the fake network's input is 64 px: the JPEG's views keep 120 px at half scale (60 at a quarter: too few)
+    assert seen == [(160, 120), (320, 240)]
+    assert answers[0] == answers[1]  # the same boxes, min_size and size, in the photo's own pixels
+    assert answers[0]["image"] == {"width": 320, "height": 240}
+    assert answers[0]["detections"][0]["box"] == [80.0, 60.0, 160.0, 120.0]
+
+
+def test_a_rotated_jpeg_answers_in_its_upright_pixels(served: tuple[TestClient, list[RecordingDetector]]) -> None:
+    client, built = served
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90°: the 320×240 file is a 240×320 photo
+    upright = Image.open(io.BytesIO(face_like_photo(320, 240)))
+    rotated = {"image": ("p.jpg", encode(upright, "JPEG", exif=exif.tobytes()), "image/jpeg")}
+    answer = client.post("/detect", files=rotated).json()
+    assert built[-1].requests[-1].image.size == (120, 160)  # decoded at half scale, then turned upright
+    assert answer["image"] == {"width": 240, "height": 320}
+    assert answer["detections"][0]["box"] == [60.0, 80.0, 120.0, 160.0]  # the fake's box, in upright pixels
 
 
 def test_an_unknown_tile_mode_is_a_422_with_a_detail(served: tuple[TestClient, list[RecordingDetector]]) -> None:
