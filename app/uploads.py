@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Callable
 
 from fastapi import UploadFile
@@ -33,7 +34,7 @@ async def read_image(
     how many pixels the decoder reads and how many it produces: small images are decoded on the event loop,
     the rest in a worker thread.
     """
-    return (await _decode(upload, limits, field, lambda image: reduce_scale(image, reduce_to, long_side)))[0]
+    return await _decode(upload, limits, field, lambda image: reduce_scale(image, reduce_to, long_side))
 
 
 async def read_reduced(
@@ -42,23 +43,30 @@ async def read_reduced(
     """The upload decoded (as ``read_image``) and its own (width, height), EXIF orientation applied; a JPEG
     decodes ``reduction(width, height)`` times smaller (1, 2, 4 or 8: its DCT scales) when the route says it
     loses nothing by it."""
+    reduced_from: list[tuple[int, int]] = []
 
     def reduce(image: Image.Image) -> None:
         factor = reduction(image.width, image.height) if reduction is not None else 1
-        if factor > 1 and image.format in ("JPEG", "MPO"):
-            image.draft("RGB", (-(-image.width // factor), -(-image.height // factor)))
+        if factor == 1 or image.format not in ("JPEG", "MPO"):
+            return
+        try:  # a JPEG's EXIF comes with its header: reading it decodes nothing
+            reduced_from.append(oriented_size(image))
+        except (OSError, ValueError, SyntaxError, struct.error):
+            return  # unreadable EXIF: decoded whole, where load_rgb reports it as a 400
+        image.draft("RGB", (-(-image.width // factor), -(-image.height // factor)))
 
-    return await _decode(upload, limits, field, reduce)
+    decoded = await _decode(upload, limits, field, reduce)
+    return decoded, reduced_from[0] if reduced_from else decoded.size
 
 
 async def _decode(
     upload: UploadFile, limits: ImageLimits, field: str, reduce: Callable[[Image.Image], object]
-) -> tuple[Image.Image, tuple[int, int]]:
+) -> Image.Image:
     data = await upload.read()
     with timed_phase("decode"):
         image = open_checked(data, limits, field)
-        source = oriented_size(image)
+        source_pixels = image.width * image.height
         reduce(image)
-        if source[0] * source[1] <= INLINE_SOURCE_PIXELS and image.width * image.height <= INLINE_PIXELS:
-            return load_rgb(image, field), source
-        return await asyncio.to_thread(load_rgb, image, field), source
+        if source_pixels <= INLINE_SOURCE_PIXELS and image.width * image.height <= INLINE_PIXELS:
+            return load_rgb(image, field)
+        return await asyncio.to_thread(load_rgb, image, field)
