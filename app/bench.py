@@ -26,7 +26,7 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from app.imaging import ImageLimits, decode_image
+from app.imaging import ImageLimits, decode_image, load_rgb, open_checked, reduce_by
 from app.loadbench import free_port, percentile, replay, request_for, settle, spawn, stop
 from app.settings import Settings
 
@@ -132,6 +132,7 @@ class InProcess:
     calls: dict[str, Callable[[Image.Image], Any]]
     style_name: str
     classify_side: int | None  # how far /classify's route reduces a JPEG while decoding it
+    detect_reduction: Callable[[int, int], int]  # how many times smaller /detect's route decodes a JPEG
 
     def on(self, image: Image.Image) -> dict[str, Callable[[], Any]]:
         return {endpoint: functools.partial(call, image) for endpoint, call in self.calls.items()}
@@ -142,6 +143,7 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> In
     from app.main import open_artifact_store
     from app.model_plans import default_plans
     from app.services import classifier_decode_side
+    from models.detector.tiling import lossless_reduction
     from models.detector.types import TILE_ABOVE, DetectRequest
     from models.style.types import StylizeRequest
 
@@ -173,28 +175,38 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> In
         "/classify": lambda photo: classifier.predict([photo]),
         "/stylize": lambda photo: style.predict([dataclasses.replace(stylize, content=photo)]),
     }
-    return InProcess(calls, style_name, classifier_decode_side(classifier.manifest))
+    side = detector.input_size(size) if hasattr(detector, "input_size") else size
+
+    def detect_reduction(width: int, height: int) -> int:
+        return lossless_reduction(width, height, side, detect.tile, detect.tile_above)
+
+    return InProcess(calls, style_name, classifier_decode_side(classifier.manifest), detect_reduction)
 
 
-def from_bytes(
-    calls: dict[str, Callable[[Image.Image], Any]],
-    photo: bytes,
-    settings: Settings,
-    classify_side: int | None,
-    max_side: int,
-) -> dict[str, Callable[[], Any]]:
+def from_bytes(local: InProcess, photo: bytes, settings: Settings, max_side: int) -> dict[str, Callable[[], Any]]:
     """Each in-process call on the upload's bytes, decoded as its route decodes them.
 
     ``/classify`` reduces a JPEG to twice the classifier's input on the shorter side, ``/stylize`` to the
-    painting's ``max_side`` on the longer side.
+    painting's ``max_side`` on the longer side, ``/detect`` by the DCT scale at which its views lose nothing.
     """
     limits = ImageLimits(settings.max_pixels, settings.min_side)
-    bounds = {"/classify": (classify_side, None), "/stylize": (None, max_side)}
+    bounds = {"/classify": (local.classify_side, None), "/stylize": (None, max_side)}
 
     def decoded_then(call: Callable[[Image.Image], Any], reduce_to: int | None, long: int | None) -> Callable[[], Any]:
         return lambda: call(decode_image(photo, limits, "image", reduce_to, long))
 
-    return {endpoint: decoded_then(call, *bounds.get(endpoint, (None, None))) for endpoint, call in calls.items()}
+    def reduced_then(call: Callable[[Image.Image], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            image = open_checked(photo, limits, "image")
+            reduce_by(image, local.detect_reduction(image.width, image.height))
+            return call(load_rgb(image, "image"))
+
+        return run
+
+    calls = {
+        endpoint: decoded_then(call, *bounds.get(endpoint, (None, None))) for endpoint, call in local.calls.items()
+    }
+    return calls | {"/detect": reduced_then(local.calls["/detect"])}
 
 
 BLOCKS = 5  # blocks per way of timing an endpoint; the machine's speed drifts 10-15 % within a minute here
@@ -215,7 +227,7 @@ def run_bench(photo: bytes, repeats: int, max_side: int, settings: Settings) -> 
     image = decode_image(photo, ImageLimits(settings.max_pixels, settings.min_side))
     local = inprocess_calls(settings, image, max_side)
     style_name, on_image = local.style_name, local.on(image)
-    on_bytes = from_bytes(local.calls, photo, settings, local.classify_side, max_side)
+    on_bytes = from_bytes(local, photo, settings, max_side)
     port = free_port()
     process, startup_s = start_server(settings.store, port)
     try:

@@ -80,6 +80,23 @@ def oriented_size(image: Image.Image) -> tuple[int, int]:
     )
 
 
+def reduce_by(image: Image.Image, factor: int) -> tuple[int, int] | None:
+    """Set an opened JPEG to decode ``factor`` (2, 4 or 8: a DCT scale) times smaller; its own (width, height)
+    once upright when it will, else None (factor 1, another format, or EXIF too broken to read, which
+    ``load_rgb`` then reports as a 400 on the whole decode). A JPEG's EXIF comes with its header: reading it
+    decodes nothing (a PNG's would)."""
+    if factor == 1 or image.format not in ("JPEG", "MPO"):
+        return None
+    try:
+        size = oriented_size(image)
+    except (OSError, ValueError, SyntaxError, struct.error):
+        return None
+    # Pillow picks the DCT scale from the floor of each side over the request (and decodes to the ceiling):
+    # a rounded-up request on an odd side would fall short of the scale and decode whole
+    image.draft("RGB", (image.width // factor, image.height // factor))
+    return size
+
+
 def load_rgb(image: Image.Image, field: str = "image") -> Image.Image:
     """An ``open_checked`` image decoded to RGB (truncation and corruption surface here as domain errors)."""
     return to_rgb(_load(image, field))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Callable
 
 from fastapi import UploadFile
 from PIL import Image
 
-from app.imaging import ImageLimits, load_rgb, open_checked, oriented_size, reduce_scale
+from app.imaging import ImageLimits, load_rgb, open_checked, reduce_by, reduce_scale
 from app.timings import timed_phase
 
 # An upload decodes on the event loop when it is small both ways: what it decodes to (INLINE_PIXELS) and what
@@ -47,13 +46,8 @@ async def read_reduced(
 
     def reduce(image: Image.Image) -> None:
         factor = reduction(image.width, image.height) if reduction is not None else 1
-        if factor == 1 or image.format not in ("JPEG", "MPO"):
-            return
-        try:  # a JPEG's EXIF comes with its header: reading it decodes nothing
-            reduced_from.append(oriented_size(image))
-        except (OSError, ValueError, SyntaxError, struct.error):
-            return  # unreadable EXIF: decoded whole, where load_rgb reports it as a 400
-        image.draft("RGB", (-(-image.width // factor), -(-image.height // factor)))
+        if (size := reduce_by(image, factor)) is not None:
+            reduced_from.append(size)
 
     decoded = await _decode(upload, limits, field, reduce)
     return decoded, reduced_from[0] if reduced_from else decoded.size

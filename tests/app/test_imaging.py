@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import io
+
 import pytest
 from PIL import Image
 
 from app.errors import DeepCanvasError, PayloadTooLarge
-from app.imaging import ImageLimits, decode_image, encode_image
+from app.imaging import ImageLimits, decode_image, encode_image, load_rgb, reduce_by
 from tests.support.bad_inputs import bad_images, good_images, jpeg_with_orientation
 from tests.support.images import encode
 
@@ -121,3 +123,12 @@ def test_small_uploads_decode_on_the_event_loop_and_larger_ones_in_a_worker_thre
     image = asyncio.run(uploads.read_image(upload, LIMITS, "image", reduce_to))
     assert image.mode == "RGB" and min(image.size) >= (reduce_to or side)
     assert bool(hops) is threaded
+
+
+@pytest.mark.parametrize(("width", "height"), [(320, 240), (321, 241), (4032, 2263)])
+def test_reduce_by_decodes_a_jpeg_at_the_dct_scale_asked_whatever_its_sides(width: int, height: int) -> None:
+    image = Image.open(io.BytesIO(encode(Image.new("RGB", (width, height), (90, 120, 150)), "JPEG")))
+    assert reduce_by(image, 2) == (width, height)
+    assert load_rgb(image).size == (-(-width // 2), -(-height // 2))
+    png = Image.open(io.BytesIO(encode(Image.new("RGB", (width, height)), "PNG")))
+    assert reduce_by(png, 2) is None and load_rgb(png).size == (width, height)  # only a JPEG has DCT scales
