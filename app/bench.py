@@ -142,7 +142,7 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> In
     """The same predictors, built from the same store, called directly on a decoded image."""
     from app.main import open_artifact_store
     from app.model_plans import default_plans
-    from app.services import classifier_decode_side
+    from app.services import classifier_decode_side, detector_side
     from models.detector.tiling import lossless_reduction
     from models.detector.types import TILE_ABOVE, DetectRequest
     from models.style.types import StylizeRequest
@@ -175,7 +175,7 @@ def inprocess_calls(settings: Settings, image: Image.Image, max_side: int) -> In
         "/classify": lambda photo: classifier.predict([photo]),
         "/stylize": lambda photo: style.predict([dataclasses.replace(stylize, content=photo)]),
     }
-    side = detector.input_size(size) if hasattr(detector, "input_size") else size
+    side = detector_side(detector, size)
 
     def detect_reduction(width: int, height: int) -> int:
         return lossless_reduction(width, height, side, detect.tile, detect.tile_above)

@@ -76,17 +76,25 @@ def _first(*values: Any) -> Any:
 def _detect_request(slot: ModelSlot, params: RuntimeParams, image: Image.Image, options: DetectOptions) -> Any:
     """The request's own values, else the runtime parameters, else the model's manifest defaults."""
     defaults = slot.manifest.defaults
-    size = slot.manifest.input.size if slot.manifest.input else 640
+    imgsz, tile, tile_above = _tiling(slot, options)
     return DetectRequest(
         image=image,
         conf=float(_first(options.conf, params.detector_conf, defaults.get("conf"), 0.25)),
         iou=float(_first(options.iou, params.detector_iou, defaults.get("iou"), 0.45)),
         max_det=int(_first(options.max_det, params.detector_max_det, defaults.get("max_det"), 300)),
-        imgsz=int(_first(options.imgsz, size)),
+        imgsz=imgsz,
         min_size=float(_first(options.min_size, params.detector_min_size, defaults.get("min_size"), 0.0)),
-        tile=str(_first(options.tile, defaults.get("tile"), "off")),
-        tile_above=float(defaults.get("tile_above", TILE_ABOVE)),
+        tile=tile,
+        tile_above=tile_above,
     )
+
+
+def _tiling(slot: ModelSlot, options: DetectOptions) -> tuple[int, str, float]:
+    """The request's (imgsz, tile, tile_above): its own values, else the model's manifest defaults."""
+    defaults = slot.manifest.defaults
+    size = slot.manifest.input.size if slot.manifest.input else 640
+    tile = str(_first(options.tile, defaults.get("tile"), "off"))
+    return int(_first(options.imgsz, size)), tile, float(defaults.get("tile_above", TILE_ABOVE))
 
 
 async def detect(
@@ -111,16 +119,18 @@ async def detect(
     )
 
 
-def detect_reduction(
-    manager: ModelManager, params: RuntimeParams, options: DetectOptions, width: int, height: int
-) -> int:
+def detect_reduction(manager: ModelManager, options: DetectOptions, width: int, height: int) -> int:
     """How many times smaller a ``width`` x ``height`` photo may decode for the detector, losing nothing it
     sees (``tiling.lossless_reduction``: the same tiles, each still shrunk to the network's input)."""
     slot = manager.slot("detector")
-    request = _detect_request(slot, params, Image.new("RGB", (1, 1)), options)
-    input_size = getattr(slot.predictor, "input_size", None)
-    side = input_size(request.imgsz) if callable(input_size) else request.imgsz
-    return lossless_reduction(width, height, side, request.tile, request.tile_above)
+    imgsz, tile, tile_above = _tiling(slot, options)
+    return lossless_reduction(width, height, detector_side(slot.predictor, imgsz), tile, tile_above)
+
+
+def detector_side(predictor: Any, imgsz: int) -> int:
+    """The input side ``predictor`` reads an ``imgsz`` request at (its ``input_size``; ``imgsz`` without one)."""
+    input_size = getattr(predictor, "input_size", None)
+    return int(input_size(imgsz)) if callable(input_size) else imgsz
 
 
 def _scaled(box: tuple[float, ...], scale_x: float, scale_y: float) -> tuple[float, ...]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TypeVar
 
 from fastapi import UploadFile
 from PIL import Image
 
 from app.imaging import ImageLimits, load_rgb, open_checked, reduce_by, reduce_scale
 from app.timings import timed_phase
+
+R = TypeVar("R")
 
 # An upload decodes on the event loop when it is small both ways: what it decodes to (INLINE_PIXELS) and what
 # the decoder reads (INLINE_SOURCE_PIXELS: a JPEG decoded at a reduced scale still reads every block; a
@@ -33,34 +36,32 @@ async def read_image(
     how many pixels the decoder reads and how many it produces: small images are decoded on the event loop,
     the rest in a worker thread.
     """
-    return await _decode(upload, limits, field, lambda image: reduce_scale(image, reduce_to, long_side))
+    return (await _decode(upload, limits, field, lambda image: reduce_scale(image, reduce_to, long_side)))[0]
 
 
 async def read_reduced(
-    upload: UploadFile, limits: ImageLimits, field: str, reduction: Callable[[int, int], int] | None
+    upload: UploadFile, limits: ImageLimits, field: str, reduction: Callable[[int, int], int]
 ) -> tuple[Image.Image, tuple[int, int]]:
     """The upload decoded (as ``read_image``) and its own (width, height), EXIF orientation applied; a JPEG
     decodes ``reduction(width, height)`` times smaller (1, 2, 4 or 8: its DCT scales) when the route says it
     loses nothing by it."""
-    reduced_from: list[tuple[int, int]] = []
 
-    def reduce(image: Image.Image) -> None:
-        factor = reduction(image.width, image.height) if reduction is not None else 1
-        if (size := reduce_by(image, factor)) is not None:
-            reduced_from.append(size)
+    def reduce(image: Image.Image) -> tuple[int, int] | None:
+        return reduce_by(image, reduction(image.width, image.height))
 
-    decoded = await _decode(upload, limits, field, reduce)
-    return decoded, reduced_from[0] if reduced_from else decoded.size
+    decoded, reduced_from = await _decode(upload, limits, field, reduce)
+    return decoded, reduced_from or decoded.size
 
 
 async def _decode(
-    upload: UploadFile, limits: ImageLimits, field: str, reduce: Callable[[Image.Image], object]
-) -> Image.Image:
+    upload: UploadFile, limits: ImageLimits, field: str, reduce: Callable[[Image.Image], R]
+) -> tuple[Image.Image, R]:
+    """The upload decoded after ``reduce`` set its opened image's scale, and what ``reduce`` returned."""
     data = await upload.read()
     with timed_phase("decode"):
         image = open_checked(data, limits, field)
         source_pixels = image.width * image.height
-        reduce(image)
+        reduced = reduce(image)
         if source_pixels <= INLINE_SOURCE_PIXELS and image.width * image.height <= INLINE_PIXELS:
-            return load_rgb(image, field)
-        return await asyncio.to_thread(load_rgb, image, field)
+            return load_rgb(image, field), reduced
+        return await asyncio.to_thread(load_rgb, image, field), reduced

@@ -67,6 +67,6 @@ async def detect_faces(
         detected = await services.detect(manager, params, decoded, options)
         return await add_landmarks(manager, Photo("image", decoded), detected)
     # a large JPEG decodes at a smaller DCT scale where the detector's views lose nothing by it
-    reduction = partial(services.detect_reduction, manager, params, options)
+    reduction = partial(services.detect_reduction, manager, options)
     decoded, source = await read_reduced(image, limits, "image", reduction)
     return await services.detect(manager, params, decoded, options, source)

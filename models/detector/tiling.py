@@ -73,17 +73,15 @@ def lossless_reduction(width: int, height: int, side: int, tile: str, above: flo
         views = reduced or [(0, 0, reduced_w, reduced_h)]
         if min(min(right - left, bottom - top) for left, top, right, bottom in views) < side:
             continue
-        shares = [
-            (left / reduced_w, top / reduced_h, right / reduced_w, bottom / reduced_h)
-            for left, top, right, bottom in reduced
-        ]
-        if len(reduced) == len(grid) and all(
-            abs(a - b) <= GRID_TOLERANCE
-            for share, (left, top, right, bottom) in zip(shares, grid, strict=True)
-            for a, b in zip(share, (left / width, top / height, right / width, bottom / height), strict=True)
-        ):
+        whole, smaller = _shares(grid, width, height), _shares(reduced, reduced_w, reduced_h)
+        if len(whole) == len(smaller) and np.allclose(whole, smaller, rtol=0, atol=GRID_TOLERANCE):
             return factor
     return 1
+
+
+def _shares(grid: list[Tile], width: int, height: int) -> np.ndarray:
+    """Each tile's left, top, right and bottom as shares of the photo's sides: (n, 4)."""
+    return np.array(grid, dtype=np.float64).reshape(-1, 4) / [width, height, width, height]
 
 
 def cut_by_inner_border(box: tuple[float, ...], tile: Tile, width: int, height: int) -> bool:
