@@ -12,6 +12,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from app.errors import InvalidImage, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
+from models.detector.tiling import JPEG_REDUCTIONS
 
 SUPPORTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF"}
 SUPPORTED_NAMES = "JPEG, PNG, WebP, BMP or GIF"
@@ -62,11 +63,23 @@ def reduce_scale(image: Image.Image, reduce_to: int | None = None, long_side: in
     and resizing) as long as it keeps at least that many. The image's ``size`` becomes the decode's.
     """
     width, height = image.size
-    bounds = ((reduce_to, min(width, height)), (long_side, max(width, height)))
-    ratio = max((need / side for need, side in bounds if need is not None), default=1.0)  # keeps every bound
-    if ratio < 1 and image.format in ("JPEG", "MPO"):
-        image.draft("RGB", (math.ceil(width * ratio), math.ceil(height * ratio)))
+    bounds = [(need, side) for need, side in ((reduce_to, min(width, height)), (long_side, max(width, height)))]
+    needed = [(need, side) for need, side in bounds if need is not None]
+    if needed and image.format in ("JPEG", "MPO"):
+        # a DCT scale decodes each side to its ceiling over the scale: the largest that keeps every bound
+        kept = (f for f in JPEG_REDUCTIONS if all(math.ceil(side / f) >= need for need, side in needed))
+        _draft(image, next(kept, 1))
     return image
+
+
+def _draft(image: Image.Image, factor: int) -> None:
+    """Set a JPEG to decode ``factor`` (a DCT scale) times smaller.
+
+    Pillow picks the scale from the floor of each side over the request (and decodes to the ceiling): a
+    rounded-up request on an odd side would fall short of the scale and decode whole.
+    """
+    if factor > 1:
+        image.draft("RGB", (image.width // factor, image.height // factor))
 
 
 ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations whose transpose swaps width and height
@@ -91,9 +104,7 @@ def reduce_by(image: Image.Image, factor: int) -> tuple[int, int] | None:
         size = oriented_size(image)
     except (OSError, ValueError, SyntaxError, struct.error):
         return None
-    # Pillow picks the DCT scale from the floor of each side over the request (and decodes to the ceiling):
-    # a rounded-up request on an odd side would fall short of the scale and decode whole
-    image.draft("RGB", (image.width // factor, image.height // factor))
+    _draft(image, factor)
     return size
 
 

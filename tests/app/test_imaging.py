@@ -132,3 +132,21 @@ def test_reduce_by_decodes_a_jpeg_at_the_dct_scale_asked_whatever_its_sides(widt
     assert load_rgb(image).size == (-(-width // 2), -(-height // 2))
     png = Image.open(io.BytesIO(encode(Image.new("RGB", (width, height)), "PNG")))
     assert reduce_by(png, 2) is None and load_rgb(png).size == (width, height)  # only a JPEG has DCT scales
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "reduce_to", "long_side", "decoded"),
+    [
+        (1001, 600, 300, None, (501, 300)),  # a rounded-up request (501 of 1001) would decode it whole
+        (1001, 600, 301, None, (1001, 600)),  # half of 600 falls short of 301
+        (4033, 3025, 378, None, (505, 379)),  # an eighth keeps 379 >= 378
+        (4033, 3025, None, 505, (505, 379)),  # the longer side's bound alone
+        (4033, 3025, 100, 1100, (2017, 1513)),  # the stricter bound decides: a quarter would keep 1009
+        (1001, 600, None, None, (1001, 600)),  # no bound: whole
+    ],
+)
+def test_reduce_scale_takes_the_smallest_dct_scale_that_keeps_every_bound_on_odd_sides(
+    width: int, height: int, reduce_to: int | None, long_side: int | None, decoded: tuple[int, int]
+) -> None:
+    data = encode(Image.new("RGB", (width, height), (90, 120, 150)), "JPEG")
+    assert decode_image(data, LIMITS, reduce_to=reduce_to, long_side=long_side).size == decoded
