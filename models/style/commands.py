@@ -105,6 +105,12 @@ def train(
     manner: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Train under decoder-side matching at this strength (0: none)")
     ] = 0.0,
+    ema: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=0.9999, help="Decay of the decoder's weight average, written as the artifact (0: none)"
+        ),
+    ] = 0.0,
     distill_weight: float = 1.0,
     pixel_weight: float = 10.0,
     self_pairs: Annotated[int, typer.Option(min=0, help="(content, content) pairs per batch")] = 1,
@@ -141,6 +147,7 @@ def train(
         content_weight=content_weight,
         objective=objective.value,
         manner=manner,
+        ema=ema,
         distill_weight=distill_weight,
         pixel_weight=pixel_weight,
         self_pairs=self_pairs,

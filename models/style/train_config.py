@@ -40,6 +40,9 @@ class StyleTrainConfig:
     # measures them, so each pair counts by its relative change, as the card's median ratios do
     objective: str = Objective.paper
     manner: float = 0.0  # decoder-side matching (models.style.matching) at this strength in the training forward
+    # > 0: keep an exponential moving average of the decoder's weights at this decay per step, and write it as the
+    # artifact: batch-8 steps on a CPU are noisy enough that single iterates wander around the optimum
+    ema: float = 0.0
     distill_weight: float = 1.0
     pixel_weight: float = 10.0
     self_pairs: int = 1
@@ -66,6 +69,8 @@ class StyleTrainConfig:
         self.objective = Objective(self.objective).value  # refuses a name that is no objective
         if not 0.0 <= self.manner <= 1.0:
             raise ValueError(f"manner is a strength in [0, 1], got {self.manner}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema is a decay in [0, 1), got {self.ema}")
 
     def recipe(self) -> dict[str, Any]:
         """The fields that change the result; a checkpoint only resumes a run with the same recipe."""
@@ -76,6 +81,8 @@ class StyleTrainConfig:
             keep |= {"objective"}
         if self.manner:  # nor a manner: theirs is 0
             keep |= {"manner"}
+        if self.ema:  # nor an average
+            keep |= {"ema"}
         recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k in keep}
         if self.base is not None:  # the base's weights, not its path, make the result
             recipe["base_sha256"] = sha256_file(self.base / DECODER_FILE)

@@ -306,3 +306,38 @@ def test_a_measures_run_records_its_objective_and_refuses_a_paper_checkpoint(dat
     )
     with pytest.raises(ValueError, match="another recipe"):
         train_style(_config(data, tmp_path / "p" / "v1", iterations=2, objective=Objective.measures))
+
+
+def test_an_averaged_run_writes_the_moving_average_of_its_decoder_and_resumes_it_exactly(
+    data: Path, tmp_path: Path, base: Path
+) -> None:
+    decay = 0.5
+    steps: list[dict[str, torch.Tensor]] = []  # the raw decoder after each step, from resumed runs
+    for done in (1, 2, 3):
+        cfg = _config(data, tmp_path / "parts" / "v2", base=base, iterations=done, lr=1e-2, ema=decay)
+        train_style(cfg)
+        payload = torch.load(cfg.checkpoint_path, map_location="cpu", weights_only=True)
+        steps.append({k[len("decoder.") :]: v for k, v in payload["model"].items() if k.startswith("decoder.")})
+    expected = dict(steps[0])
+    for raw in steps[1:]:
+        expected = {name: decay * expected[name] + (1 - decay) * raw[name] for name in expected}
+    average = payload["average"]
+    assert int(average["n_averaged"]) == 3
+    for name, value in expected.items():
+        torch.testing.assert_close(average[f"module.{name}"], value)
+    first = next(name for name in expected if name.endswith("weight"))
+    assert not torch.allclose(expected[first], steps[-1][first])  # the average is not the last step
+
+    whole = _config(data, tmp_path / "whole" / "v2", base=base, iterations=3, lr=1e-2, ema=decay)
+    train_style(whole)
+    uninterrupted = torch.load(whole.checkpoint_path, map_location="cpu", weights_only=True)["average"]
+    assert all(torch.equal(uninterrupted[k], v) for k, v in average.items())
+    written = StyleTransfer.from_artifact(whole.out_dir, load_artifact(whole.out_dir), CPU).decoder.state_dict()
+    for name, value in expected.items():  # the artifact holds the average (as float16), not the last step
+        torch.testing.assert_close(written[name].float(), value, atol=2e-3, rtol=2e-3)
+    assert load_artifact(whole.out_dir).hyperparameters["ema"] == decay
+
+
+def test_an_ema_outside_zero_to_one_is_refused(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ema"):
+        _config(data, tmp_path / "v1", ema=1.0).__post_init__()
