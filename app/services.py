@@ -105,8 +105,17 @@ async def detect(
     source: tuple[int, int] | None = None,
 ) -> DetectResponse:
     """Detections in the pixels of the photo; ``source``: its (width, height) when ``image`` was decoded smaller
-    (``detect_reduction``), to which the boxes, ``min_size`` and the reported size are scaled."""
+    (``detect_reduction``), to which the boxes, ``min_size`` and the reported size are scaled.
+
+    A photo decoded whole (no ``source``: /classify, /identify, /verify, enrolment, a PNG) that is large enough
+    for the detector to lose nothing at a reduction is averaged down by it (``Image.reduce``, a few ms) before
+    the detector reads it: resizing its tiles from the whole photo would cost the detector about twice as long.
+    The caller keeps the whole photo for its face crops.
+    """
     slot = manager.slot("detector")
+    if source is None and (factor := detect_reduction(manager, options, image.width, image.height)) > 1:
+        with timed_phase("reduce"):
+            image, source = await asyncio.to_thread(image.reduce, factor), image.size
     width, height = source or image.size
     scale_x, scale_y = width / image.width, height / image.height
     request = _detect_request(slot, params, image, options)

@@ -41,16 +41,15 @@ async def read_image(
 
 async def read_reduced(
     upload: UploadFile, limits: ImageLimits, field: str, reduction: Callable[[int, int], int]
-) -> tuple[Image.Image, tuple[int, int]]:
-    """The upload decoded (as ``read_image``) and its own (width, height), EXIF orientation applied; a JPEG
-    decodes ``reduction(width, height)`` times smaller (1, 2, 4 or 8: its DCT scales) when the route says it
-    loses nothing by it."""
+) -> tuple[Image.Image, tuple[int, int] | None]:
+    """The upload decoded (as ``read_image``); a JPEG decodes ``reduction(width, height)`` times smaller (1, 2,
+    4 or 8: its DCT scales) when the route says it loses nothing by it, and then comes with its own (width,
+    height), EXIF orientation applied (None: decoded whole)."""
 
     def reduce(image: Image.Image) -> tuple[int, int] | None:
         return reduce_by(image, reduction(image.width, image.height))
 
-    decoded, reduced_from = await _decode(upload, limits, field, reduce)
-    return decoded, reduced_from or decoded.size
+    return await _decode(upload, limits, field, reduce)
 
 
 async def _decode(

@@ -16,10 +16,20 @@ from app.manager import SlotPlan
 from app.model_plans import network_plan
 from app.settings import EMBEDDED_STORE, Settings
 from models.artifact import load_artifact
-from tests.support.fakes import FakeDetector, fake_plans, make_fake_store
+from tests.support.fakes import FakeClassifier, FakeDetector, fake_plans, make_fake_store
 from tests.support.images import encode, face_like_photo
 
 PHOTO = {"image": ("p.png", face_like_photo(320, 240, "PNG"), "image/png")}  # PNG: decoded whole (no DCT scales)
+
+
+class RecordingClassifier(FakeClassifier):
+    def __init__(self, manifest: Any) -> None:
+        super().__init__(manifest, 0.0)
+        self.crops: list[Image.Image] = []
+
+    def predict(self, batch: list[Image.Image]) -> list[Any]:
+        self.crops.extend(batch)
+        return super().predict(batch)
 
 
 class RecordingDetector(FakeDetector):
@@ -40,7 +50,13 @@ def served(tmp_path: Path) -> Iterator[tuple[TestClient, list[RecordingDetector]
         built.append(RecordingDetector(manifest))
         return built[-1]
 
-    plans = [SlotPlan("detector", "detector", build), *fake_plans()[1:]]
+    def classifier(folder: Path, manifest: Any, device: str) -> RecordingClassifier:
+        classifiers.append(RecordingClassifier(manifest))
+        return classifiers[-1]
+
+    classifiers: list[RecordingClassifier] = []
+    plans = [SlotPlan("detector", "detector", build), SlotPlan("classifier", "classifier", classifier)]
+    plans += fake_plans()[2:]
     settings = Settings(store=make_fake_store(tmp_path / "store").as_uri(), cache_dir=tmp_path / "cache")
     with TestClient(create_app(settings, plans)) as client:
         for _ in range(500):
@@ -56,7 +72,7 @@ def test_tile_reaches_the_detector_and_defaults_to_the_models_choice(
     assert client.post("/detect", files=PHOTO, data={"tile": "on"}).status_code == 200
     assert client.post("/detect", files=PHOTO).status_code == 200
     assert client.post("/classify", files=PHOTO, data={"tile": "off"}).status_code == 200
-    tiles = [request.tile for request in built[-1].requests if request.image.size == (320, 240)]
+    tiles = [request.tile for request in built[-1].requests[-3:]]
     assert tiles == ["on", "off", "off"]  # the fake artifact's manifest sets no tiling: off
 
 
@@ -67,11 +83,25 @@ def test_a_large_jpeg_decodes_smaller_where_the_views_lose_nothing_and_answers_i
     jpeg = {"image": ("p.jpg", face_like_photo(320, 240), "image/jpeg")}
     answers = [client.post("/detect", files=photo, data={"min_size": "60"}).json() for photo in (jpeg, PHOTO)]
     seen = [request.image.size for request in built[-1].requests[-2:]]
-    # the fake network's input is 64 px: the JPEG's views keep 120 px at half scale (60 at a quarter: too few)
-    assert seen == [(160, 120), (320, 240)]
+    # the fake network's input is 64 px: the views keep 120 px at half scale (60 at a quarter: too few); the
+    # JPEG decodes at its DCT's half scale, the PNG decodes whole and is averaged down
+    assert seen == [(160, 120), (160, 120)]
     assert answers[0] == answers[1]  # the same boxes, min_size and size, in the photo's own pixels
     assert answers[0]["image"] == {"width": 320, "height": 240}
     assert answers[0]["detections"][0]["box"] == [80.0, 60.0, 160.0, 120.0]
+
+
+def test_classify_detects_on_the_photo_averaged_down_and_crops_the_faces_from_the_whole_photo(
+    served: tuple[TestClient, list[RecordingDetector]],
+) -> None:
+    client, built = served
+    jpeg = {"image": ("p.jpg", face_like_photo(320, 240), "image/jpeg")}
+    answer = client.post("/classify", files=jpeg).json()
+    assert built[-1].requests[-1].image.size == (160, 120)  # what /detect's views see, lossless for them
+    [face] = answer["faces"]
+    assert face["box"] == [80.0, 60.0, 160.0, 120.0]  # the fake's box, in the photo's pixels
+    classifier = client.app.state.manager.slot("classifier").predictor  # type: ignore[attr-defined]
+    assert classifier.crops[-1].size == (96, 72)  # the box and its 0.1 margin, cut from the whole photo
 
 
 def test_a_rotated_jpeg_answers_in_its_upright_pixels(served: tuple[TestClient, list[RecordingDetector]]) -> None:
