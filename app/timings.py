@@ -1,8 +1,9 @@
 """Where one request's time went, for its ``Server-Timing`` response header.
 
 The telemetry middleware opens a record per request; the steps that matter note their durations in it:
-decoding the upload (``decode``), encoding an image answer (``encode``) and the time a request waited for its
-model beyond the inference itself (``queue``: the micro-batch queue and the hand-offs to the model's thread).
+decoding the upload (``decode``), averaging a large photo decoded whole down for the detector (``reduce``),
+encoding an image answer (``encode``) and the time a request waited for its model beyond the inference itself
+(``queue``: the micro-batch queue and the hand-offs to the model's thread).
 Inferences themselves are recorded by the model manager (``app.manager.inferences``).
 """
 

@@ -92,6 +92,16 @@ def test_server_timing_says_where_a_requests_time_went(client: TestClient) -> No
     assert [name for name, _, _ in health] == ["total"]  # nothing decoded, no model
 
 
+def test_a_large_photo_decoded_whole_is_averaged_down_for_the_detector_and_says_so(client: TestClient) -> None:
+    from tests.support.images import face_like_photo
+
+    large = face_like_photo(320, 240)  # the fake detector reads 64 px: its view loses nothing at half size
+    response = client.post("/classify", files={"image": ("p.jpg", large)})
+    assert response.status_code == 200
+    names = [name for name, _, _ in _server_timing(response.headers["server-timing"])]
+    assert names == ["decode", "reduce", "queue", "queue", "infer", "infer", "total"]
+
+
 def test_each_request_logs_one_json_line(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="deepcanvas.access"):
         client.post("/detect", files={"image": ("p.jpg", PHOTO)}, headers={"X-Request-ID": "req-1"})
