@@ -63,7 +63,7 @@ def reduce_scale(image: Image.Image, reduce_to: int | None = None, long_side: in
     and resizing) as long as it keeps at least that many. The image's ``size`` becomes the decode's.
     """
     width, height = image.size
-    bounds = [(need, side) for need, side in ((reduce_to, min(width, height)), (long_side, max(width, height)))]
+    bounds = ((reduce_to, min(width, height)), (long_side, max(width, height)))
     needed = [(need, side) for need, side in bounds if need is not None]
     if needed and image.format in ("JPEG", "MPO"):
         # a DCT scale decodes each side to its ceiling over the scale: the largest that keeps every bound

@@ -340,4 +340,4 @@ def test_an_averaged_run_writes_the_moving_average_of_its_decoder_and_resumes_it
 
 def test_an_ema_outside_zero_to_one_is_refused(data: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="ema"):
-        _config(data, tmp_path / "v1", ema=1.0).__post_init__()
+        _config(data, tmp_path / "v1", ema=1.0)  # dataclasses.replace runs __post_init__
