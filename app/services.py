@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -233,9 +234,10 @@ def _style_weights(count: int, weights: tuple[float, ...] | None) -> tuple[float
         return tuple(1.0 / count for _ in range(count))
     if len(weights) != count:
         raise InvalidParameter(f"style_weights has {len(weights)} values for {count} styles")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise InvalidParameter("style_weights must be non-negative with a positive sum")
-    return tuple(w / sum(weights) for w in weights)
+    if not all(math.isfinite(w) and w >= 0 for w in weights) or max(weights) <= 0:
+        raise InvalidParameter("style_weights must be finite and non-negative, with a positive sum")
+    scaled = [w / max(weights) for w in weights]  # the largest first: weights near float's limit cannot overflow
+    return tuple(w / sum(scaled) for w in scaled)
 
 
 async def stylize(

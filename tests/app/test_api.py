@@ -113,6 +113,30 @@ def test_stylize_accepts_uploaded_styles_with_weights(client: TestClient) -> Non
     assert response.status_code == 200, response.text
 
 
+@pytest.mark.parametrize(
+    "given, expected", [(["0.7", "0.3"], (0.7, 0.3)), (["1e308", "1e308"], (0.5, 0.5)), (["5e-324", "0"], (1.0, 0.0))]
+)
+def test_style_weights_reach_the_model_normalised(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, given: list[str], expected: tuple[float, ...]
+) -> None:
+    """Weights sum to 1 at the model, also where their sum would overflow a float or the largest is subnormal."""
+    from tests.support.fakes import FakeStyle
+
+    seen: list[tuple[float, ...]] = []
+    real_predict = FakeStyle.predict
+
+    def recording_predict(self: FakeStyle, batch: list) -> list[Image.Image]:
+        seen.extend(request.weights for request in batch)
+        return real_predict(self, batch)
+
+    monkeypatch.setattr(FakeStyle, "predict", recording_predict)
+    style = face_like_photo(64, 64, "PNG")
+    files = [("content", ("p.jpg", PHOTO)), ("style", ("a.png", style)), ("style", ("b.png", style))]
+    response = client.post("/stylize", files=files, data={"style_weights": given})
+    assert response.status_code == 200, response.text
+    assert seen == [pytest.approx(expected)]
+
+
 def test_stylize_decodes_its_uploads_no_larger_than_the_painting(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -166,6 +190,10 @@ PARAMETER_CASES = [
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "max_side": "4000"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "style_weights": ["1", "2"]}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "style_weights": "-1"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "style_weights": "nan"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "style_weights": "inf"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "style_weights": "1e400"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "style_weights": "0"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": ["red", "red"], "method": "nst"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "method": "nst", "max_seconds": "9999"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "method": "nst", "max_seconds": "0"}, 422),
