@@ -7,6 +7,7 @@ index. Descriptors are only ever compared with descriptors of the same embedder 
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -62,9 +63,13 @@ def embedder_version(manager: ModelManager) -> str | None:
 
 
 def check_name(name: str) -> str:
+    """The name without surrounding spaces; 1 to ``IDENTITY_NAME_MAX`` characters, none of them a control character
+    (a NUL is also what PostgreSQL's text refuses)."""
     cleaned = name.strip()
     if not cleaned or len(cleaned) > IDENTITY_NAME_MAX:
         raise InvalidParameter(f"name: must be 1 to {IDENTITY_NAME_MAX} characters (not only spaces)")
+    if any(unicodedata.category(character) == "Cc" for character in cleaned):
+        raise InvalidParameter("name: must not contain control characters (tabs, line breaks, NUL)")
     return cleaned
 
 

@@ -20,7 +20,10 @@ from deepcanvas.schemas import IDENTITY_NAME_MAX
 router = APIRouter(prefix="/identities", tags=["identities"])
 
 MAX_PHOTOS = 20
-IdentityId = Annotated[str, Path(min_length=1, max_length=64, description="The id POST /identities returned")]
+ID_PATTERN = r"^[A-Za-z0-9_-]+$"  # the gallery's ids are uuid4 hex; no other character can name one
+IdentityId = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=ID_PATTERN, description="The id POST /identities returned")
+]
 Photos = Annotated[
     list[UploadFile], File(description=f"1 to {MAX_PHOTOS} photos of the person, exactly one face in each")
 ]

@@ -99,7 +99,7 @@ def test_enrolment_refuses_a_photo_without_exactly_one_face_and_names_it(
     assert client.get("/identities", headers=ADMIN).json()["total"] == 0
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * 101])
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101, "Ada\x00Lovelace", "Ada\tLovelace", "Ada\nLovelace"])
 def test_enrolment_refuses_an_empty_or_too_long_name(client: TestClient, name: str) -> None:
     response = client.post("/identities", data={"name": name}, files=photos(ADA), headers=ADMIN)
     assert response.status_code == 422 and "name" in response.json()["detail"]

@@ -155,6 +155,23 @@ def test_two_replicas_enrolling_at_once_lose_nothing(replicas: Replicas) -> None
     seconds_until(both_index_all, POLL_S + 5)
 
 
+def test_a_name_or_id_the_database_cannot_hold_gets_a_422(replicas: Replicas) -> None:
+    """PostgreSQL's text refuses a NUL: the service must say so before the database does (it answered 500)."""
+    photo = replicas.photos(PEOPLE[0])[:1]
+    files = [("image", (p.name, p.read_bytes(), "image/jpeg")) for p in photo]
+    url = replicas.a.url
+    for name in ("Ada\x00Lovelace", "Ada\nLovelace"):
+        response = httpx.post(f"{url}/identities", data={"name": name}, files=files, headers=ADMIN, timeout=120)
+        assert response.status_code == 422, response.text
+        assert "control characters" in response.json()["detail"]
+    for request in (httpx.get, httpx.delete):
+        response = request(f"{url}/identities/abc%00def", headers=ADMIN, timeout=30)
+        assert response.status_code == 422, response.text
+    response = httpx.post(f"{url}/identities/abc%00def/faces", files=files, headers=ADMIN, timeout=60)
+    assert response.status_code == 422, response.text
+    assert httpx.get(f"{url}/identities", headers=ADMIN, timeout=30).status_code == 200
+
+
 def test_a_database_outage_answers_503_and_identify_keeps_serving(replicas: Replicas) -> None:
     if replicas.postgres is None:
         pytest.skip("the outage is staged by stopping the PostgreSQL cluster")
