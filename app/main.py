@@ -9,10 +9,11 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app.body_limit import BodyLimitMiddleware
 from app.errors import document_errors_as_strings, install_error_handlers
+from app.forms import one_value_each
 from app.identities.database import open_engine
 from app.identities.gallery import IdentityGallery
 from app.identities.service import embedder_version
@@ -77,7 +78,13 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
             manager.close()
             gallery.close()
 
-    app = FastAPI(title="DeepCanvas", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="DeepCanvas",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(one_value_each)],
+    )
     app.state.settings, app.state.manager, app.state.params, app.state.active = settings, manager, params, active
     app.state.gallery = gallery
     app.state.gate = ShutdownGate()

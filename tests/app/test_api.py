@@ -212,6 +212,32 @@ def test_bad_parameters_get_a_clear_4xx(client: TestClient, path: str, files: di
     assert isinstance(response.json()["detail"], str) and response.json()["detail"]
 
 
+REPEATED_CASES = [
+    ("/detect", [("image", ("a.jpg", PHOTO)), ("image", ("b.jpg", PHOTO))], [], "image: sent 2 times"),
+    ("/classify", [("image", ("a.jpg", PHOTO))], [("min_score", "0.1"), ("min_score", "0.9")], "min_score: sent 2"),
+    ("/stylize", [("content", ("a.jpg", PHOTO)), ("content", ("b.jpg", PHOTO))], [("style_name", "red")], "content:"),
+    ("/verify", [("image_a", ("a.jpg", PHOTO))] * 3 + [("image_b", ("b.jpg", PHOTO))], [], "image_a: sent 3 times"),
+]
+
+
+@pytest.mark.parametrize("path, files, data, said", REPEATED_CASES)
+def test_a_single_valued_field_sent_twice_is_refused_not_half_answered(
+    client: TestClient, path: str, files: list, data: list, said: str
+) -> None:
+    """FastAPI alone keeps the last value and drops the rest: two photos to /detect got one answer."""
+    body = [(name, (None, value)) for name, value in data]
+    response = client.post(path, files=files + body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(said)
+
+
+def test_fields_declared_as_lists_still_repeat(client: TestClient) -> None:
+    response = client.post(
+        "/stylize", files=[("content", ("p.jpg", PHOTO)), ("style_name", (None, "red")), ("style_name", (None, "red"))]
+    )
+    assert response.status_code == 200, response.text
+
+
 @pytest.mark.parametrize("kind", sorted(bad_images()))
 @pytest.mark.parametrize("path, field", [("/detect", "image"), ("/classify", "image"), ("/stylize", "content")])
 def test_bad_images_get_a_clear_4xx_on_every_endpoint(client: TestClient, kind: str, path: str, field: str) -> None:
