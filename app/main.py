@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from app.body_limit import BodyLimitMiddleware
+from app.disconnect import CancelOnDisconnect
 from app.errors import document_errors_as_strings, install_error_handlers
 from app.forms import one_value_each
 from app.identities.database import open_engine
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     app.state.metrics = ServiceMetrics(lambda: manager, lambda: params.document.version)
     install_error_handlers(app)
     _document_error_bodies(app)
+    app.add_middleware(CancelOnDisconnect)  # innermost: it sees the body's end through the body limit
     app.add_middleware(
         BodyLimitMiddleware, limit=lambda: params.params.max_upload_bytes, timeout_s=settings.body_timeout_s
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -304,8 +305,14 @@ async def _stylize_nst(
         iterations=settings.nst_iterations,
         max_side=stylize_side(settings, params, options.method, options.max_side),
         max_seconds=options.max_seconds or settings.nst_max_seconds,
+        stop=threading.Event(),
     )
-    [result] = await slot.run(lambda predictor: predictor.predict([request]))
+    try:
+        [result] = await slot.run(lambda predictor: predictor.predict([request]))
+    except asyncio.CancelledError:  # the client has gone (app.disconnect): the optimisation stops at once
+        assert request.stop is not None
+        request.stop.set()
+        raise
     data, content_type = await encoded(result.image, options.format)
     return Stylized(data, content_type, model_ref(slot), nst_steps=result.steps)
 

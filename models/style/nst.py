@@ -4,13 +4,15 @@ L-BFGS (``torch.optim.LBFGS``, strong-Wolfe line search) from the content image 
 Gram-matrix style loss on relu1_1…relu5_1 and content loss on relu4_2 of the compressed VGG19 to relu5_1
 (``nst_network.py``, stored in the style artifact), plus total variation. An artifact without that network
 falls back to its AdaIN encoder: style on relu1_1…relu4_1, content on relu4_1 (it has no relu4_2).
-The optimisation stops after ``iterations`` L-BFGS steps or ``max_seconds``, whichever comes first;
-images over 256 px are optimised at half size first, then at full size (``coarse_to_fine``).
+The optimisation stops after ``iterations`` L-BFGS steps or ``max_seconds``, whichever comes first, or at
+the next evaluation once the request's ``stop`` event is set (its client has gone); images over 256 px are
+optimised at half size first, then at full size (``coarse_to_fine``).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,11 @@ from models.style.types import (
 MAX_ITERATIONS = 2000
 COARSE_ABOVE = 256  # larger images start at half size (coarse_to_fine)
 LBFGS_CHUNK = 10  # most L-BFGS steps between looks at the clock (each look costs one extra evaluation)
+
+
+class Stopped(Exception):
+    """The request's ``stop`` event was set during an evaluation: the optimisation ends there."""
+
 
 __all__ = ["MAX_ITERATIONS", "EncoderFeatures", "NSTLoss", "NeuralStyleTransfer", "gram_matrix", "paint"]
 
@@ -111,8 +118,10 @@ def paint(
     max_seconds: float | None = None,
     weights: tuple[float, float, float] = (CONTENT_WEIGHT, STYLE_WEIGHT, TV_WEIGHT),
     start: torch.Tensor | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """L-BFGS from ``start`` (default: ``content``, (1, 3, H, W)) for at most ``iterations`` steps and ``max_seconds``.
+    """L-BFGS from ``start`` (default: ``content``, (1, 3, H, W)) for at most ``iterations`` steps and ``max_seconds``,
+    and no further evaluation once ``stop`` is set.
 
     Returns the image, clamped to [0, 1], and the steps taken. The network's parameters must be frozen.
     """
@@ -136,13 +145,15 @@ def paint(
         )
 
         def closure() -> torch.Tensor:
+            if stop is not None and stop.is_set():
+                raise Stopped
             optimiser.zero_grad(set_to_none=True)
             loss = nst_losses(network, image, content_target, style_grams, weights).total
             loss.backward()
             return loss
 
         steps, started = 0, time.monotonic()
-        while steps < iterations and time.monotonic() < deadline:
+        while steps < iterations and time.monotonic() < deadline and not (stop is not None and stop.is_set()):
             # as many steps as the time left allows at the pace so far (one at first), at most a chunk
             left = deadline - time.monotonic()
             pace = (time.monotonic() - started) / steps if steps else math.inf
@@ -151,7 +162,10 @@ def paint(
             # both: LBFGS derives max_eval from max_iter only when it is built
             optimiser.param_groups[0].update(max_iter=chunk, max_eval=chunk * 3)
             before = optimiser.state[image].get("n_iter", 0) if image in optimiser.state else 0
-            optimiser.step(closure)
+            try:
+                optimiser.step(closure)
+            except Stopped:
+                break
             taken = optimiser.state[image]["n_iter"] - before
             steps += taken
             if taken == 0:  # converged: L-BFGS stopped on its own tolerances
@@ -203,7 +217,9 @@ class NeuralStyleTransfer:
         content = image_to_tensor(resize_for_network(request.content, request.max_side), self.device)
         style = image_to_tensor(resize_for_network(request.style, request.max_side), self.device)
         weights = (request.content_weight, request.style_weight, request.tv_weight)
-        image, steps = coarse_to_fine(self.network, content, style, request.iterations, request.max_seconds, weights)
+        image, steps = coarse_to_fine(
+            self.network, content, style, request.iterations, request.max_seconds, weights, request.stop
+        )
         return NSTResult(tensor_to_image(image), steps, time.monotonic() - started)
 
 
@@ -214,20 +230,21 @@ def coarse_to_fine(
     iterations: int,
     max_seconds: float | None,
     weights: tuple[float, float, float],
+    stop: threading.Event | None = None,
 ) -> tuple[torch.Tensor, int]:
     """``paint`` at half size first (a quarter of the cost per step) for half the budget, then at full size
     from the upsampled result: at 512 px on a CPU the strokes form in the steps a full-size run could not afford.
     Images up to ``COARSE_ABOVE`` px run at full size only. Returns the image and the steps of both stages.
     """
     if max(content.shape[-2:]) <= COARSE_ABOVE or iterations < 2:
-        return paint(network, content, style, iterations, max_seconds, weights)
+        return paint(network, content, style, iterations, max_seconds, weights, stop=stop)
     started = time.monotonic()
     half = [F.interpolate(t, scale_factor=0.5, mode="bilinear", antialias=True) for t in (content, style)]
     budget = max_seconds / 2 if max_seconds is not None else None
-    coarse, first = paint(network, half[0], half[1], iterations // 2, budget, weights)
+    coarse, first = paint(network, half[0], half[1], iterations // 2, budget, weights, stop=stop)
     upsampled = F.interpolate(coarse, size=content.shape[-2:], mode="bilinear")  # (1, 3, H, W)
     left = max_seconds - (time.monotonic() - started) if max_seconds is not None else None
     if left is not None and left <= 0:
         return upsampled.clamp(0.0, 1.0), first
-    image, second = paint(network, content, style, iterations - first, left, weights, start=upsampled)
+    image, second = paint(network, content, style, iterations - first, left, weights, start=upsampled, stop=stop)
     return image, first + second

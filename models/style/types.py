@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from PIL import Image
@@ -62,6 +63,7 @@ class NSTRequest:
     content_weight: float = CONTENT_WEIGHT
     style_weight: float = STYLE_WEIGHT
     tv_weight: float = TV_WEIGHT
+    stop: threading.Event | None = None  # set when nobody waits for the answer any more: NST ends at once
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import time
 from pathlib import Path
 
@@ -133,6 +134,32 @@ def test_classical_nst_returns_an_image_within_its_bounds_and_its_step_count(
     assert max(Image.open(io.BytesIO(response.content)).size) <= 96
     assert int(response.headers["x-nst-steps"]) >= 1
     assert time.monotonic() - started < 30  # the budget bounds the optimisation (plus decoding and queueing)
+
+
+def test_an_nst_request_whose_client_left_stops_and_frees_the_model_for_the_next(
+    live_server: LiveServer, photos: list[tuple[str, bytes]]
+) -> None:
+    """Before, the abandoned 30 s optimisation ran to its budget and the next request waited behind it."""
+    name, data = photos[0]
+    style = httpx.get(f"{live_server.url}/styles").json()["styles"][0]["name"]
+    fields = {"style_name": style, "method": "nst", "max_side": "128", "max_seconds": "30"}
+    built = httpx.Request("POST", f"{live_server.url}/stylize", files={"content": (name, data)}, data=fields)
+    head = "".join(f"{k}: {v}\r\n" for k, v in built.headers.items() if k.lower() != "host")
+    url = httpx.URL(live_server.url)
+    with socket.create_connection((url.host, url.port)) as abandoned:
+        abandoned.sendall(f"POST /stylize HTTP/1.1\r\nHost: {url.host}\r\n{head}\r\n".encode() + built.read())
+        time.sleep(1.0)  # the optimisation is under way; the client gives up
+    started = time.monotonic()
+    response = httpx.post(
+        f"{live_server.url}/stylize",
+        files={"content": (name, data)},
+        data=fields | {"max_seconds": "2"},
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    assert time.monotonic() - started < 15  # not behind the abandoned one's 30 s
+    metrics = httpx.get(f"{live_server.url}/metrics").text
+    assert 'deepcanvas_requests_total{method="POST",route="/stylize",status="499"}' in metrics
 
 
 def test_models_lists_every_role_with_provenance(live_server: LiveServer) -> None:

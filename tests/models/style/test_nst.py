@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,24 @@ def test_lbfgs_lowers_the_objective_within_the_step_bound(encoder: EncoderFeatur
 def test_the_time_budget_stops_the_optimisation_early(encoder: EncoderFeatures) -> None:
     _, steps = paint(encoder, _smooth_image(3, 64), _smooth_image(4, 64), iterations=2000, max_seconds=0.0)
     assert steps <= 10  # one chunk of L-BFGS steps at most, then the clock is read
+
+
+def test_a_stop_set_during_the_optimisation_ends_it_at_the_next_evaluation(encoder: EncoderFeatures) -> None:
+    """The service sets ``stop`` when the client has gone; the steps must end there, not at the budget."""
+    stop = threading.Event()
+    timer = threading.Timer(0.3, stop.set)
+    timer.start()
+    started = time.monotonic()
+    try:
+        _, steps = paint(
+            encoder, _smooth_image(3, 64), _smooth_image(4, 64), iterations=2000, max_seconds=60.0, stop=stop
+        )
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 5.0  # a 60 s budget and 2000 steps, ended by the event
+    assert steps < 2000
+    _, none = paint(encoder, _smooth_image(3), _smooth_image(4), iterations=50, stop=stop)  # set before: no step
+    assert none == 0
 
 
 def test_optimisation_refuses_a_network_whose_weights_would_train() -> None:
