@@ -6,8 +6,9 @@ no server packages), so they also run as ``python -m deepcanvas`` where only the
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,6 +20,7 @@ from rich.table import Table
 
 from deepcanvas.client import DEFAULT_URL, Client
 from deepcanvas.errors import APIError, ClientError
+from deepcanvas.schemas import Box
 
 client_cli = typer.Typer(help="Call a DeepCanvas service: detect and classify faces, stylize photos.")
 console = Console()
@@ -30,8 +32,62 @@ RetriesOption = Annotated[
     int, typer.Option(min=0, help="Retries on 503 (after its Retry-After) or a refused connection")
 ]
 PhotoArgument = Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A JPEG, PNG, WebP, BMP or GIF")]
+PAINTING_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def writable_file(path: Path | None) -> Path | None:
+    """An output file in a folder that exists and may be written: checked before the service does any work."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a folder; name a file in it")
+    if not path.parent.is_dir():
+        raise typer.BadParameter(f"folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise typer.BadParameter(f"{path} cannot be written")
+    return path
+
+
+def drawing_file(path: Path | None) -> Path | None:
+    """``--draw``: a writable file whose extension names an image format Pillow writes."""
+    from PIL import Image
+
+    path = writable_file(path)
+    if path is not None and path.suffix.lower() not in Image.registered_extensions():
+        raise typer.BadParameter(f"{path.name}: name an image file, such as boxes.jpg or boxes.png")
+    return path
+
+
+def painting_file(path: Path) -> Path:
+    """``--out`` of ``stylize``: a writable .png, .jpg or .jpeg (the service encodes one of those two)."""
+    if path.suffix.lower() not in PAINTING_SUFFIXES:
+        raise typer.BadParameter(f"{path.name}: name a .png file, or .jpg for JPEG")
+    checked = writable_file(path)
+    assert checked is not None
+    return checked
+
+
+def write_or_fail(out: Path, write: Callable[[], object]) -> None:
+    """Run ``write``; a file system error (a full disk, a permission) ends the command with exit status 1."""
+    try:
+        write()
+    except OSError as error:
+        Console(stderr=True).print(f"[red]error[/red]: cannot write {out}: {error.strerror or error}", highlight=False)
+        raise typer.Exit(1) from error
+
+
+def write_drawing(photo: Path, boxes: Sequence[tuple[Box, str, float]], out: Path) -> None:
+    """``--draw``: the photo with ``boxes`` (box, label, score) written to ``out``."""
+    from deepcanvas.drawing import draw_boxes
+
+    write_or_fail(out, lambda: draw_boxes(photo, boxes, out))
+
+
 DrawOption = Annotated[
-    Path | None, typer.Option("--draw", help="Also write the photo with its boxes and labels here (e.g. out.jpg)")
+    Path | None,
+    typer.Option(
+        "--draw", callback=drawing_file, help="Also write the photo with its boxes and labels here (e.g. out.jpg)"
+    ),
 ]
 ConfOption = Annotated[float | None, typer.Option(min=0, max=1, help="Minimum score; default: the service's")]
 TileOption = Annotated[
@@ -86,9 +142,7 @@ def detect(
     with _client(url, timeout, retries) as client:
         answer = client.detect(photo, conf=conf, max_det=max_det, imgsz=imgsz, min_size=min_size, tile=tile)
     if draw:
-        from deepcanvas.drawing import draw_boxes
-
-        draw_boxes(photo, [(d.box, d.label, d.score) for d in answer.detections], draw)
+        write_drawing(photo, [(d.box, d.label, d.score) for d in answer.detections], draw)
     if json:
         return _print_json(answer)
     table = Table("#", "box x1, y1, x2, y2", "label", "score", title=f"{photo.name}: {_faces(len(answer.detections))}")
@@ -118,9 +172,7 @@ def classify(
     with _client(url, timeout, retries) as client:
         answer = client.classify(photo, detect_faces=detect_faces, conf=conf, min_score=min_score, tile=tile)
     if draw:
-        from deepcanvas.drawing import draw_boxes
-
-        draw_boxes(photo, [(f.box, f.label, f.score) for f in answer.faces if f.box is not None], draw)
+        write_drawing(photo, [(f.box, f.label, f.score) for f in answer.faces if f.box is not None], draw)
     if json:
         return _print_json(answer)
     labels = sorted({label for face in answer.faces for label in face.probabilities})
@@ -136,7 +188,12 @@ def classify(
 
 def stylize(
     photo: PhotoArgument,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the painting (.png, or .jpg for JPEG)")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", callback=painting_file, help="Where to write the painting (.png, or .jpg for JPEG)"
+        ),
+    ],
     url: UrlOption = DEFAULT_URL,
     style_name: Annotated[
         list[str] | None, typer.Option("--style-name", help="A gallery style (see `styles`); repeat to mix")
@@ -176,7 +233,7 @@ def stylize(
             max_seconds=max_seconds,
             manner=manner,
         )
-    painted.save(out)
+    write_or_fail(out, lambda: painted.save(out))
     size = painted.image().size
     steps = f", {painted.nst_steps} NST steps" if painted.nst_steps is not None else ""
     console.print(f"wrote {out} ({size[0]}×{size[1]} px, {painted.model.name} {painted.model.version}{steps})")

@@ -24,6 +24,8 @@ from deepcanvas.cli import (
     _client,
     _print_json,
     console,
+    drawing_file,
+    write_drawing,
 )
 from deepcanvas.client import DEFAULT_URL, Client
 from deepcanvas.errors import APIError
@@ -153,7 +155,9 @@ def identify(
     url: UrlOption = DEFAULT_URL,
     top_k: Annotated[int | None, typer.Option(min=1, max=100, help="Candidates per face")] = None,
     threshold: Annotated[float | None, typer.Option(min=-1, max=1, help="Similarity a name needs")] = None,
-    draw: Annotated[Path | None, typer.Option("--draw", help="Also write the photo with names drawn here")] = None,
+    draw: Annotated[
+        Path | None, typer.Option("--draw", callback=drawing_file, help="Also write the photo with names drawn here")
+    ] = None,
     json: JsonOption = False,
     timeout: TimeoutOption = 60.0,
     retries: RetriesOption = 3,
@@ -166,9 +170,7 @@ def identify(
         for f in answer.faces
     ]
     if draw:
-        from deepcanvas.drawing import draw_boxes
-
-        draw_boxes(photo, named, draw)
+        write_drawing(photo, named, draw)
     if json:
         return _print_json(answer)
     table = Table("#", "box x1, y1, x2, y2", "identity", "similarity", "candidates", title=photo.name)
