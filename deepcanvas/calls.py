@@ -66,11 +66,35 @@ class Call(Generic[T]):
     ok_statuses: frozenset[int] = frozenset({200})
 
 
+PNG_MODES = frozenset({"1", "L", "LA", "I;16", "I;16B", "P", "RGB", "RGBA"})  # what Pillow writes as PNG as is
+ALPHA_MODES = {"La": "LA", "PA": "RGBA", "RGBa": "RGBA"}  # the other modes with an alpha band (LAB's A is a colour)
+
+
+def png_ready(image: Image.Image) -> Image.Image:
+    """``image`` in a mode PNG holds: as it is when it can, else what the service would make of it.
+
+    Colour spaces (CMYK, YCbCr, LAB, HSV, RGBX) become RGB; premultiplied or palette alpha keeps its alpha. 32-bit
+    integer and float images become 8-bit grey as the service scales them: integers over 255 as 16-bit
+    values, floats by their largest value.
+    """
+    if image.mode in PNG_MODES:
+        return image
+    if image.mode in ("I", "I;16L", "F"):
+        sixteen = image.mode == "I;16L"
+        image = image.convert("I") if sixteen else image
+        largest = float(image.getextrema()[1])  # type: ignore[arg-type]  # one band: (low, high)
+        sixteen = sixteen or (image.mode == "I" and largest > 255)
+        top = max(largest, 1e-12) if image.mode == "F" else (65535.0 if sixteen else 255.0)
+        return image.point(lambda value: value * (255.0 / top)).convert("L")
+    return image.convert(ALPHA_MODES.get(image.mode, "RGB"))
+
+
 def image_file(image: ImageInput, default_name: str = "image") -> FileField:
-    """A file field from a path, bytes, a binary file object or a PIL image (sent as lossless PNG)."""
+    """A file field from a path, bytes, a binary file object or a PIL image (sent as lossless PNG, in a mode PNG
+    holds: ``png_ready``)."""
     if isinstance(image, Image.Image):
         buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
+        png_ready(image).save(buffer, format="PNG")
         return f"{default_name}.png", buffer.getvalue()
     if isinstance(image, bytes | bytearray | memoryview):
         return default_name, bytes(image)
