@@ -103,6 +103,44 @@ def test_the_coarse_pass_adds_the_faces_that_fill_the_photo_and_only_those() -> 
     assert boxes == [pytest.approx((0.0, 0.0, 100.0, 50.0)), pytest.approx((20.0, 10.0, 180.0, 90.0))]
 
 
+def thumbnail_detector() -> tuple[RfbFaceDetector, FakeNetwork]:
+    """The shipped inputs (fine 640×480, coarse 320×240) on fake networks."""
+    network = FakeNetwork()
+    return RfbFaceDetector(network, fake_manifest(), 640, 480, "fake", Coarse(CloseUpNetwork(), 320, 240, 0.3)), network
+
+
+def test_a_thumbnail_is_read_by_the_coarse_export_alone_with_its_every_face_of_min_size() -> None:
+    rfb, fine = thumbnail_detector()
+    photo = Image.new("RGB", (300, 220))  # the coarse view enlarges it: nothing for the fine one to add
+    [found] = rfb.predict([DetectRequest(photo, 0.5, 0.3, 10, 640, min_size=24.0)])
+    assert fine.inputs == []  # the fine export never ran
+    # the close-up (240×176 px) whatever its share of the photo; the 30×22 px face is under min_size
+    assert [d.box for d in found] == [pytest.approx((30.0, 22.0, 270.0, 198.0))]
+
+
+@pytest.mark.parametrize(
+    "size, min_size",
+    [((300, 220), 0.0), ((300, 220), 23.0), ((356, 200), 24.0), ((300, 267), 24.0), ((1000, 800), 24.0)],
+)
+def test_both_exports_read_a_photo_the_coarse_one_would_shrink_or_a_request_for_smaller_faces(
+    size: tuple[int, int], min_size: float
+) -> None:
+    rfb, fine = thumbnail_detector()
+    assert not rfb.reads_alone(DetectRequest(Image.new("RGB", size), 0.5, 0.3, 10, 640, min_size=min_size))
+    rfb.predict([DetectRequest(Image.new("RGB", size), 0.5, 0.3, 10, 640, min_size=min_size)])
+    assert len(fine.inputs) == 1
+
+
+def test_a_batch_of_thumbnails_and_photos_answers_each_in_order() -> None:
+    rfb, fine = thumbnail_detector()
+    thumbnail, photo = Image.new("RGB", (300, 220)), Image.new("RGB", (1000, 800))
+    batch = [DetectRequest(image, 0.5, 0.3, 10, 640, min_size=24.0) for image in (thumbnail, photo, thumbnail)]
+    alone = rfb.predict_here(batch[:1])[0]
+    both = rfb.predict_here(batch[1:2])[0]
+    assert rfb.predict(batch) == [alone, both, alone]
+    assert alone != both and len(fine.inputs) == 2  # the fine export read the photo (twice here), never a thumbnail
+
+
 def test_without_a_coarse_export_the_close_up_is_not_invented() -> None:
     rfb, _ = detector()
     [found] = rfb.predict([DetectRequest(Image.new("RGB", (200, 100)), 0.5, 0.3, 10, 640, min_size=24.0)])
