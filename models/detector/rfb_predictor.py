@@ -40,7 +40,7 @@ from models.onnx_backend import Runtime, open_lanes, open_session
 SCORE_FLOOR = 0.01  # below this the network's softmax says background; never worth an NMS pass
 # A thumbnail that the coarse export reads at nearly its own resolution (each axis kept at least COARSE_ALONE_SCALE)
 # is read by the coarse export alone, when the request returns no face under COARSE_ALONE_MIN_SIZE pixels: the
-# fine input would only enlarge pixels the coarse one already sees whole (docs/benchmarks.md, "Thumbnails").
+# fine input would only enlarge pixels the coarse one already sees whole (docs/detector.md, "Thumbnails").
 COARSE_ALONE_SCALE = 0.9
 COARSE_ALONE_MIN_SIZE = 24.0  # the served default min_size, at which the validation measured it
 
