@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.shared, pytest.mark.slow]
 TOKEN = "identity-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 POLL_S = 1.0
-# People whose LFW photos each hold exactly one face for the shipped detector (checked: 6 of 6 each).
+# People whose LFW photos mostly hold one face for the shipped detector (its first six: 6 each, Serena Williams 5:
+# a blur in 0041's background reads as a face on the thumbnail path; tests that need one face take `one_face`).
 PEOPLE = ("Serena_Williams", "Gerhard_Schroeder", "Jennifer_Aniston", "Arnold_Schwarzenegger")
 
 
@@ -105,10 +106,10 @@ def seconds_until(check: object, timeout: float) -> float:
 
 
 def test_an_enrolment_through_one_replica_is_named_by_the_other_within_the_poll_interval(replicas: Replicas) -> None:
-    photos = replicas.photos("Serena_Williams")
+    photos = one_face(replicas.a, replicas.photos("Serena_Williams"))
     serena = enrol(replicas.a, "Serena Williams", photos[:2])
-    assert identified(replicas.a, photos[4]) == identified(replicas.a, photos[4]) is not None  # a: at once
-    query = photos[5]  # a photo never enrolled
+    assert identified(replicas.a, photos[3]) == identified(replicas.a, photos[3]) is not None  # a: at once
+    query = photos[4]  # a photo never enrolled
 
     def b_names_her() -> bool:
         found = identified(replicas.b, query)
