@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app.body_limit import BodyLimitMiddleware
 from app.disconnect import CancelOnDisconnect
@@ -28,6 +29,14 @@ from app.store import ArtifactStore, open_object_store
 from app.telemetry import EmfEmitter, ServiceMetrics, TelemetryMiddleware
 
 log = logging.getLogger("deepcanvas")
+
+# CORS (with ``cors_origins``): what a page on another origin may send, and which answer headers it may read.
+CORS_METHODS = ("GET", "POST", "PATCH", "DELETE")
+CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "If-Match", "X-Request-ID", "X-Admin-User")
+CORS_EXPOSED_HEADERS = [
+    *("Server-Timing", "X-Request-ID", "X-Model-Name", "X-Model-Version"),
+    *("X-NST-Steps", "Retry-After", "ETag"),
+]
 
 DESCRIPTION = """Face detection (YOLOv5s), face classification (a compact CNN), face recognition against an
 enrolment gallery (dlib's ResNet descriptors) and style transfer (AdaIN, and classical neural style transfer)
@@ -99,6 +108,15 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     app.add_middleware(DrainMiddleware, gate=app.state.gate)
     emf = EmfEmitter(settings.emf_namespace, settings.service_name) if settings.emf_enabled else None
     app.add_middleware(TelemetryMiddleware, metrics=app.state.metrics, emf=emf)
+    if settings.cors_origins:  # outermost: errors from the layers inside (413, 503) carry the headers too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
+        )
     for module in (health, detect, classify, identify, identities, stylize, catalog, admin, web):
         app.include_router(module.router)
     return app

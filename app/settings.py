@@ -7,10 +7,10 @@ import tempfile
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.artifact import check_safe_name
 from models.onnx_backend import Engine, Precision, Runtime
@@ -66,6 +66,33 @@ def postgresql_url(parts: dict[str, Any]) -> str:
     credentials = f"{user}:{password}@" if password else f"{user}@" if user else ""
     host, port, name = part("database_host"), part("database_port", 5432), part("database_name", "deepcanvas")
     return f"postgresql+psycopg://{credentials}{host}:{port}/{name}"
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def web_origin(text: str) -> str:
+    """An origin as browsers send it (``https://app.example.com``, ``http://127.0.0.1:3000``), or ``*``.
+
+    Browsers compare origins exactly: a trailing slash and the scheme's own port are dropped and scheme and
+    host lower-cased (``urlsplit`` lower-cases the host); a path,
+    query, credentials or another scheme would never match, so they are refused at start."""
+    text = text.strip()
+    if text == "*":
+        return text
+    parts = urlsplit(text)
+    wrong = f"cors_origins: {text!r} is not an origin (scheme://host[:port], e.g. https://app.example.com)"
+    try:
+        port = parts.port  # raises on a port that is not a number from 0 to 65535
+    except ValueError:
+        raise ValueError(wrong) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        raise ValueError(wrong)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"cors_origins: {text!r} has more than an origin; browsers send only scheme://host[:port]")
+    scheme, host = parts.scheme.lower(), f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    shown = port is not None and port != DEFAULT_PORTS[scheme]  # browsers leave a scheme's own port out
+    return f"{scheme}://{host}" + (f":{port}" if shown else "")
 
 
 class Settings(BaseSettings):
@@ -160,6 +187,12 @@ class Settings(BaseSettings):
     emf_namespace: str = Field("DeepCanvas", min_length=1, max_length=255)
     service_name: str = Field("deepcanvas", min_length=1, max_length=64)
 
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Web origins whose pages may call the API from a browser (CORS): comma-separated"
+        " scheme://host[:port], or *; empty (the default) sends no CORS headers",
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
 
@@ -191,6 +224,12 @@ class Settings(BaseSettings):
             if backend not in ("sqlite", "postgresql"):
                 raise ValueError(f"database_url: {backend} is not supported; use sqlite or postgresql(+psycopg)")
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _check_cors_origins(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(dict.fromkeys(web_origin(str(item)) for item in items if str(item).strip()))
 
     @field_validator("device")
     @classmethod

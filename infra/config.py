@@ -6,6 +6,7 @@ strings, values from ``cdk.json`` or ``CDK_CONTEXT_JSON`` as JSON types: both ar
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 # The service reads and writes these in the model store (app/runtime.py: PARAMS_KEY, ACTIVE_KEY); the task
 # role may write nothing else. tests/infra pins that the two lists agree.
 MODELS_PREFIX = "models"
+# What the service accepts as a CORS origin (app.settings.web_origin normalises it further at start).
+CORS_ORIGIN = re.compile(r"\*|https?://[^/?#@\s]+/?")
 RUNTIME_DOCUMENT_KEYS: tuple[str, ...] = ("_runtime/params.json", "_runtime/active.json")
 
 CONTAINER_NAME = "deepcanvas"
@@ -119,6 +122,8 @@ class DeployConfig:
     alarm_db_connections: int = 300
     alarm_email: str | None = None
     certificate_arn: str | None = None
+    # Web origins whose pages may call the service from a browser (DEEPCANVAS_CORS_ORIGINS): comma-separated.
+    cors_origins: str | None = None
     connection_arn: str = PLACEHOLDER_CONNECTION_ARN
     repo_owner: str = "deepcanvas"
     repo_name: str = "deepcanvas"
@@ -135,6 +140,9 @@ class DeployConfig:
         if self.nat_gateways < 1:
             raise ValueError("nat_gateways must be at least 1: tasks in private subnets reach ECR through NAT")
         self._check_database()
+        for origin in (self.cors_origins or "").split(","):
+            if origin.strip() and not CORS_ORIGIN.fullmatch(origin.strip()):
+                raise ValueError(f"cors_origins: {origin.strip()!r} is not * or scheme://host[:port]")
 
     def _check_capacity(self) -> None:
         if not 1 <= self.min_capacity <= self.max_capacity:

@@ -77,7 +77,8 @@ class ServiceStack(Stack):
         return "https" if self.config.certificate_arn else "http"
 
     def _container_environment(self, bucket: s3.IBucket) -> dict[str, str]:
-        return {
+        cors = {"DEEPCANVAS_CORS_ORIGINS": self.config.cors_origins} if self.config.cors_origins else {}
+        return cors | {
             "DEEPCANVAS_STORE": f"s3://{bucket.bucket_name}/{MODELS_PREFIX}",
             "DEEPCANVAS_S3_REGION": Aws.REGION,
             "DEEPCANVAS_EMF_ENABLED": "true",

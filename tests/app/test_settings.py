@@ -52,3 +52,45 @@ def test_the_detector_splits_batches_across_two_streams_unless_told_otherwise(mo
     monkeypatch.setenv("DEEPCANVAS_DETECTOR_STREAMS", "0")
     with pytest.raises(ValidationError, match="detector_streams"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    "given, origins",
+    [
+        ("", ()),
+        ("https://app.example.com", ("https://app.example.com",)),
+        (" https://App.Example.com/ , http://127.0.0.1:3000", ("https://app.example.com", "http://127.0.0.1:3000")),
+        (
+            "https://a.example:443,http://a.example:80,https://a.example:8443",
+            ("https://a.example", "http://a.example", "https://a.example:8443"),
+        ),
+        ("http://[::1]:8080,http://[::1]:8080/", ("http://[::1]:8080",)),
+        ("*", ("*",)),
+    ],
+)
+def test_cors_origins_are_read_as_browsers_send_them(
+    monkeypatch: pytest.MonkeyPatch, given: str, origins: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("DEEPCANVAS_CORS_ORIGINS", given)
+    assert Settings().cors_origins == origins
+
+
+@pytest.mark.parametrize(
+    "given, says",
+    [
+        ("app.example.com", "is not an origin"),
+        ("ftp://app.example.com", "is not an origin"),
+        ("https://user@app.example.com", "is not an origin"),
+        ("https://app.example.com:99999", "is not an origin"),
+        ("https://app.example.com:port", "is not an origin"),
+        ("null", "is not an origin"),
+        ("https://app.example.com/path", "more than an origin"),
+        ("https://app.example.com/?q=1", "more than an origin"),
+    ],
+)
+def test_cors_origins_a_browser_never_sends_stop_the_start(
+    monkeypatch: pytest.MonkeyPatch, given: str, says: str
+) -> None:
+    monkeypatch.setenv("DEEPCANVAS_CORS_ORIGINS", f"https://ok.example,{given}")
+    with pytest.raises(ValidationError, match=says):
+        Settings()

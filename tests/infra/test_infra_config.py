@@ -62,6 +62,8 @@ def test_stop_timeout_leaves_a_margin_after_the_grace_period() -> None:
         ({"db_allocated_storage_gib": 200, "db_max_allocated_storage_gib": 100}, "db_max_allocated_storage_gib"),
         ({"db_engine_version": "17"}, "MAJOR.MINOR"),
         ({"alarm_db_connections": 0}, "alarm_db_connections"),
+        ({"cors_origins": "https://ok.example,app.example.com"}, "cors_origins"),
+        ({"cors_origins": "https://app.example.com/path"}, "cors_origins"),
     ],
 )
 def test_impossible_deployments_are_refused_with_the_reason(context: dict[str, object], message: str) -> None:

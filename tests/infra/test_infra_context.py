@@ -28,6 +28,7 @@ CONTEXT: dict[str, Any] = {
     "db_deletion_protection": "false",
     "db_backup_retention_days": "14",
     "db_instance_type": "m7g.large",
+    "cors_origins": "https://app.example.com,https://admin.example.com",
 }
 
 
@@ -62,6 +63,8 @@ def test_grace_period_sets_drain_stop_timeout_and_environment(templates: dict[st
     (container,) = only_resource(service, "AWS::ECS::TaskDefinition")["ContainerDefinitions"]
     assert container["StopTimeout"] == 40
     assert {"Name": "DEEPCANVAS_GRACE_PERIOD_S", "Value": "30"} in container["Environment"]
+    cors = {"Name": "DEEPCANVAS_CORS_ORIGINS", "Value": "https://app.example.com,https://admin.example.com"}
+    assert cors in container["Environment"]
     assert as_text(container["Image"]).endswith(":0123abcd")
 
 

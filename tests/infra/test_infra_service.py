@@ -65,6 +65,7 @@ def test_container_environment_points_at_the_bucket_models_prefix(
     environment = {item["Name"]: item["Value"] for item in container["Environment"]}
     assert as_text(environment["DEEPCANVAS_STORE"]) == "s3://<token>/models"
     assert environment["DEEPCANVAS_EMF_ENABLED"] == "true"
+    assert "DEEPCANVAS_CORS_ORIGINS" not in environment  # no browser origin unless the context names one
     assert environment["DEEPCANVAS_GRACE_PERIOD_S"] == str(deepcanvas.config.grace_period_s)
     assert "DEEPCANVAS_ADMIN_TOKEN" not in environment
 

@@ -1,0 +1,91 @@
+"""CORS in-process: off by default; with ``cors_origins`` a listed origin's page may call and read the answers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.images import face_like_photo
+
+APP = "https://app.example.com"
+PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,x-request-id"}
+
+
+def _client(tmp_path: Path, **overrides: object) -> TestClient:
+    store = make_fake_store(tmp_path / "store")
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", **overrides)  # type: ignore[arg-type]
+    return TestClient(create_app(settings, fake_plans()))
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with _client(tmp_path, cors_origins=f"{APP},http://127.0.0.1:3000", max_upload_bytes=65536) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        yield client
+
+
+def test_without_cors_origins_no_cors_header_is_sent(tmp_path: Path) -> None:
+    with _client(tmp_path) as client:
+        response = client.get("/healthz", headers={"Origin": APP})
+        assert not [name for name in response.headers if name.startswith("access-control-")]
+        assert client.options("/detect", headers={"Origin": APP} | PREFLIGHT).status_code == 405
+
+
+def test_a_listed_origin_passes_the_preflight(client: TestClient) -> None:
+    response = client.options("/detect", headers={"Origin": APP} | PREFLIGHT)
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == APP
+    assert "POST" in response.headers["access-control-allow-methods"]
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert "content-type" in allowed and "x-request-id" in allowed and "authorization" in allowed
+
+
+@pytest.mark.parametrize(
+    "origin, request_method, status_text",
+    [
+        ("https://other.example.com", "POST", "Disallowed CORS origin"),
+        ("https://app.example.com.evil.example", "POST", "Disallowed CORS origin"),
+        (APP, "PUT", "Disallowed CORS method"),
+    ],
+)
+def test_an_origin_or_method_not_listed_fails_the_preflight_with_a_400(
+    client: TestClient, origin: str, request_method: str, status_text: str
+) -> None:
+    response = client.options("/detect", headers={"Origin": origin, "Access-Control-Request-Method": request_method})
+    assert response.status_code == 400
+    assert status_text in response.text
+    if origin != APP:
+        assert "access-control-allow-origin" not in response.headers
+
+
+def test_an_answer_to_a_listed_origin_names_it_and_exposes_the_service_headers(client: TestClient) -> None:
+    photo = face_like_photo(320, 240)
+    response = client.post("/detect", files={"image": ("p.jpg", photo, "image/jpeg")}, headers={"Origin": APP})
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == APP
+    exposed = {name.strip().lower() for name in response.headers["access-control-expose-headers"].split(",")}
+    assert {"server-timing", "x-request-id", "retry-after"} <= exposed
+    assert "Origin" in response.headers["vary"]
+    other = client.post(
+        "/detect", files={"image": ("p.jpg", photo, "image/jpeg")}, headers={"Origin": "https://x.example"}
+    )
+    assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+
+
+def test_errors_from_the_outer_layers_carry_the_header_so_a_page_can_read_them(client: TestClient) -> None:
+    too_big = b"\xff\xd8" + b"\0" * 70_000  # over max_upload_bytes: the body limit answers, outside the routes
+    response = client.post("/detect", files={"image": ("p.jpg", too_big, "image/jpeg")}, headers={"Origin": APP})
+    assert response.status_code == 413
+    assert response.headers["access-control-allow-origin"] == APP
+    empty = client.post("/detect", files={"image": ("p.jpg", b"", "image/jpeg")}, headers={"Origin": APP})
+    assert empty.status_code == 400 and empty.headers["access-control-allow-origin"] == APP
