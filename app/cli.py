@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -37,7 +38,16 @@ StoreOption = Annotated[
 
 
 def _settings(store: str | None) -> Settings:
-    return Settings(store=store) if store else Settings()
+    """The settings; invalid ones end the command with each problem on a line (never a value: some are secrets)."""
+    try:
+        return Settings(store=store) if store else Settings()
+    except ValidationError as error:
+        err = Console(stderr=True)
+        err.print("[red]error[/red]: invalid settings (environment variables DEEPCANVAS_*):", highlight=False)
+        for problem in error.errors():
+            field = ".".join(str(part) for part in problem["loc"]) or "settings"
+            err.print(f"  DEEPCANVAS_{field.upper()}: {problem['msg']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @cli.command()

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.auth import ApiKeyMiddleware, ApiKeys, document_api_keys
 from app.body_limit import BodyLimitMiddleware
 from app.disconnect import CancelOnDisconnect
 from app.errors import document_errors_as_strings, install_error_handlers
@@ -100,11 +101,13 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     app.state.gate = ShutdownGate()
     app.state.metrics = ServiceMetrics(lambda: manager, lambda: params.document.version)
     install_error_handlers(app)
-    _document_error_bodies(app)
+    _document_error_bodies(app, keyed=settings.api_keys is not None)
     app.add_middleware(CancelOnDisconnect)  # innermost: it sees the body's end through the body limit
     app.add_middleware(
         BodyLimitMiddleware, limit=lambda: params.params.max_upload_bytes, timeout_s=settings.body_timeout_s
     )
+    if settings.api_keys:  # before the body is read, inside telemetry (which records the refusals)
+        app.add_middleware(ApiKeyMiddleware, keys=ApiKeys.of(settings.api_keys))
     app.add_middleware(DrainMiddleware, gate=app.state.gate)
     emf = EmfEmitter(settings.emf_namespace, settings.service_name) if settings.emf_enabled else None
     app.add_middleware(TelemetryMiddleware, metrics=app.state.metrics, emf=emf)
@@ -122,12 +125,13 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     return app
 
 
-def _document_error_bodies(app: FastAPI) -> None:
+def _document_error_bodies(app: FastAPI, keyed: bool) -> None:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_errors_as_strings(generate())
+            schema = document_errors_as_strings(generate())
+            app.openapi_schema = document_api_keys(schema) if keyed else schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

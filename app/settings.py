@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.auth import split_keys
 from models.artifact import check_safe_name
 from models.onnx_backend import Engine, Precision, Runtime
 
@@ -98,7 +99,7 @@ def web_origin(text: str) -> str:
 class Settings(BaseSettings):
     """Everything configurable; environment variables are ``DEEPCANVAS_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="DEEPCANVAS_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="DEEPCANVAS_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     store: str = Field(EMBEDDED_STORE.as_uri(), description="Model store URI: file:///path or s3://bucket/prefix")
     s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible server")
@@ -164,6 +165,11 @@ class Settings(BaseSettings):
     nst_max_seconds: float = Field(55.0, gt=0, le=600, description="Most seconds of one NST optimisation")
 
     admin_token: SecretStr | None = Field(None, description="Bearer token of /admin; unset disables /admin")
+    api_keys: SecretStr | None = Field(
+        None,
+        description="Keys that /detect, /classify, /identify, /verify and /stylize require (Authorization: Bearer"
+        " KEY), comma-separated, each at least 16 characters; unset leaves them open",
+    )
     params_poll_s: float = Field(10.0, gt=0, le=3600, description="How often replicas re-read the store's documents")
     grace_period_s: float = Field(20.0, ge=0, le=600, description="SIGTERM: time in-flight requests get to finish")
 
@@ -230,6 +236,16 @@ class Settings(BaseSettings):
     def _check_cors_origins(cls, value: Any) -> tuple[str, ...]:
         items = value.split(",") if isinstance(value, str) else list(value)
         return tuple(dict.fromkeys(web_origin(str(item)) for item in items if str(item).strip()))
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _check_api_keys(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text.strip():
+            return None  # an empty variable (compose's ${DEEPCANVAS_API_KEYS:-}) leaves the routes open
+        if isinstance(text, str):
+            split_keys(text)
+        return value
 
     @field_validator("device")
     @classmethod

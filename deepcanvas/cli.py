@@ -33,6 +33,7 @@ RetriesOption = Annotated[
 ]
 PhotoArgument = Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A JPEG, PNG, WebP, BMP or GIF")]
 PAINTING_SUFFIXES = (".png", ".jpg", ".jpeg")
+API_KEY_VARIABLE = "DEEPCANVAS_API_KEY"  # sent with every call when set (the service's DEEPCANVAS_API_KEYS)
 
 
 def writable_file(path: Path | None) -> Path | None:
@@ -100,7 +101,8 @@ TileOption = Annotated[
 def _client(url: str, timeout: float, retries: int, admin_token: str | None = None) -> Iterator[Client]:
     """A client whose errors end the command with the service's explanation and exit status 1."""
     try:
-        with Client(url, timeout=timeout, retries=retries, admin_token=admin_token) as client:
+        api_key = os.environ.get(API_KEY_VARIABLE) or None
+        with Client(url, timeout=timeout, retries=retries, admin_token=admin_token, api_key=api_key) as client:
             yield client
     except APIError as error:
         retry = f" (retry after {error.retry_after:g} s)" if error.retry_after is not None else ""

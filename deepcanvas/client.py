@@ -48,11 +48,14 @@ class _Base:
         admin_token: str | None,
         backoff_s: float,
         max_retry_wait_s: float,
+        api_key: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.policy = RetryPolicy(retries, backoff_s, max_retry_wait_s)
         self._admin_token = admin_token
+        # Sent on every call that carries no admin token (the service's DEEPCANVAS_API_KEYS guard its models).
+        self._key = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def _admin(self) -> dict[str, str]:
         if not self._admin_token:
@@ -60,7 +63,8 @@ class _Base:
         return {"Authorization": f"Bearer {self._admin_token}"}
 
     def _request(self, call: Call[Any]) -> dict[str, Any]:
-        return {"files": call.files or None, "data": call.data or None, "json": call.json, "headers": call.headers}
+        headers = call.headers if "Authorization" in call.headers else self._key | call.headers
+        return {"files": call.files or None, "data": call.data or None, "json": call.json, "headers": headers}
 
     def _retry_wait(self, call: Call[Any], response: httpx.Response, attempt: int) -> float:
         """Seconds to wait before sending an unsuccessful call again; raises its error when it is time to give up."""
@@ -91,8 +95,9 @@ class Client(_Base, IdentityMethods):
         backoff_s: float = 0.5,
         max_retry_wait_s: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        api_key: str | None = None,
     ) -> None:
-        super().__init__(base_url, timeout, retries, admin_token, backoff_s, max_retry_wait_s)
+        super().__init__(base_url, timeout, retries, admin_token, backoff_s, max_retry_wait_s, api_key)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
     def __enter__(self) -> Client:
@@ -230,8 +235,9 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         backoff_s: float = 0.5,
         max_retry_wait_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        api_key: str | None = None,
     ) -> None:
-        super().__init__(base_url, timeout, retries, admin_token, backoff_s, max_retry_wait_s)
+        super().__init__(base_url, timeout, retries, admin_token, backoff_s, max_retry_wait_s, api_key)
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
 
     async def __aenter__(self) -> AsyncClient:

@@ -31,11 +31,11 @@ class BadRequest(APIError):
 
 
 class Unauthorized(APIError):
-    """401: an admin call without a bearer token."""
+    """401: an admin call without a bearer token, or a model call to a service that needs an API key without one."""
 
 
 class Forbidden(APIError):
-    """403: a wrong admin token."""
+    """403: a wrong admin token or API key."""
 
 
 class NotFound(APIError):

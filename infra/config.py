@@ -122,6 +122,8 @@ class DeployConfig:
     alarm_db_connections: int = 300
     alarm_email: str | None = None
     certificate_arn: str | None = None
+    # A generated key that the model routes require (DEEPCANVAS_API_KEYS; the load balancer is public).
+    require_api_key: bool = True
     # Web origins whose pages may call the service from a browser (DEEPCANVAS_CORS_ORIGINS): comma-separated.
     cors_origins: str | None = None
     connection_arn: str = PLACEHOLDER_CONNECTION_ARN

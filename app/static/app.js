@@ -8,7 +8,11 @@ const HINTS = {
   413: "Choose a smaller file.",
   415: "Choose another file.",
   422: "Check the settings.",
+  401: "Enter the key at the top of the page, then try again.",
+  403: "The service did not accept the API key: check it at the top of the page.",
 };
+// The API key (only where the service requires one, DEEPCANVAS_API_KEYS): kept for this tab, never in the page.
+const KEY_ITEM = "deepcanvas-api-key";
 
 function el(tag, text, className) {
   const node = document.createElement(tag);
@@ -51,14 +55,31 @@ async function apiError(response, what) {
   return error;
 }
 
+function withKey(options) {
+  const key = sessionStorage.getItem(KEY_ITEM);
+  const headers = options.headers || {};
+  if (!key || headers.Authorization) return options;
+  return { ...options, headers: { ...headers, Authorization: `Bearer ${key}` } };
+}
+
+// A model route refused for want of a key: show the key field (hidden while the service needs none).
+function askForKey(status) {
+  if (status !== 401 && status !== 403) return;
+  $("key-form").hidden = false;
+  if (status === 401) $("api-key").focus();
+}
+
 async function request(url, options, what) {
   let response;
   try {
-    response = await fetch(url, options);
+    response = await fetch(url, withKey(options));
   } catch {
     throw new Error(`${what} failed: the server could not be reached.`);
   }
-  if (!response.ok) throw await apiError(response, what);
+  if (!response.ok) {
+    askForKey(response.status);
+    throw await apiError(response, what);
+  }
   return response;
 }
 
@@ -282,7 +303,22 @@ function setUpDropZone() {
   });
 }
 
+function setUpKeyForm() {
+  const input = $("api-key");
+  input.value = sessionStorage.getItem(KEY_ITEM) || "";
+  $("key-form").hidden = !input.value;
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = input.value.trim();
+    if (key) sessionStorage.setItem(KEY_ITEM, key);
+    else sessionStorage.removeItem(KEY_ITEM);
+    showError("");
+    setStatus(key ? "API key saved for this tab: choose the photo again." : "API key removed.");
+  });
+}
+
 function init() {
+  setUpKeyForm();
   $("photo-input").addEventListener("change", (event) => choosePhoto(event.target.files[0]));
   $("style-input").addEventListener("change", (event) => chooseStyleFile(event.target.files[0]));
   $("alpha").addEventListener("input", (event) => {

@@ -55,6 +55,18 @@ class ServiceStack(Stack):
             description="Bearer token of the DeepCanvas /admin endpoints",
             generate_secret_string=secretsmanager.SecretStringGenerator(exclude_punctuation=True, password_length=48),
         )
+        self.api_key = (
+            secretsmanager.Secret(
+                self,
+                "ApiKey",
+                description="Key that the DeepCanvas model routes require (Authorization: Bearer <key>)",
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    exclude_punctuation=True, password_length=40
+                ),
+            )
+            if config.require_api_key
+            else None
+        )
         self.task_definition = self._task_definition(bucket, repository)
         self.service = self._fargate_service()
         # The database's one ingress rule: from the tasks' security group, on its port (the rule lives here).
@@ -71,6 +83,8 @@ class ServiceStack(Stack):
         self._autoscaling()
         CfnOutput(self, "ServiceUrl", value=f"{self._scheme}://{self.load_balancer.load_balancer_dns_name}")
         CfnOutput(self, "AdminTokenSecretArn", value=self.admin_token.secret_arn)
+        if self.api_key is not None:
+            CfnOutput(self, "ApiKeySecretArn", value=self.api_key.secret_arn)
 
     @property
     def _scheme(self) -> str:
@@ -91,7 +105,8 @@ class ServiceStack(Stack):
 
     def _container_secrets(self) -> dict[str, ecs.Secret]:
         # Injected by the execution role at task start: the task role itself may read no secret.
-        return {
+        api_key = {"DEEPCANVAS_API_KEYS": ecs.Secret.from_secrets_manager(self.api_key)} if self.api_key else {}
+        return api_key | {
             "DEEPCANVAS_ADMIN_TOKEN": ecs.Secret.from_secrets_manager(self.admin_token),
             "DEEPCANVAS_DATABASE_USER": ecs.Secret.from_secrets_manager(self.database_secret, "username"),
             "DEEPCANVAS_DATABASE_PASSWORD": ecs.Secret.from_secrets_manager(self.database_secret, "password"),

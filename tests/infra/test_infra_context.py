@@ -29,6 +29,7 @@ CONTEXT: dict[str, Any] = {
     "db_backup_retention_days": "14",
     "db_instance_type": "m7g.large",
     "cors_origins": "https://app.example.com,https://admin.example.com",
+    "require_api_key": "false",
 }
 
 
@@ -65,6 +66,7 @@ def test_grace_period_sets_drain_stop_timeout_and_environment(templates: dict[st
     assert {"Name": "DEEPCANVAS_GRACE_PERIOD_S", "Value": "30"} in container["Environment"]
     cors = {"Name": "DEEPCANVAS_CORS_ORIGINS", "Value": "https://app.example.com,https://admin.example.com"}
     assert cors in container["Environment"]
+    assert "DEEPCANVAS_API_KEYS" not in {secret["Name"] for secret in container["Secrets"]}  # open, as asked
     assert as_text(container["Image"]).endswith(":0123abcd")
 
 

@@ -67,22 +67,24 @@ def test_task_role_writes_only_the_runtime_documents(task_statements: dict[str, 
     ]
 
 
-def test_execution_role_reads_the_admin_secret_and_pulls_images(template: Template) -> None:
+def test_execution_role_reads_the_admin_and_api_key_secrets_and_pulls_images(template: Template) -> None:
     statements = _role_statements(template, "ExecutionRoleArn")
-    (secret_id,) = template.find_resources("AWS::SecretsManager::Secret")
+    secret_ids = template.find_resources("AWS::SecretsManager::Secret")
+    assert len(secret_ids) == 2
     granted = {
         (action, str(statement["Resource"])) for statement in statements for action in as_list(statement["Action"])
     }
-    assert ("secretsmanager:GetSecretValue", str({"Ref": secret_id})) in granted
+    for secret_id in secret_ids:
+        assert ("secretsmanager:GetSecretValue", str({"Ref": secret_id})) in granted
     assert any(action == "ecr:BatchGetImage" for action, _ in granted)
     assert not any(action.startswith(("s3:", "cloudwatch:")) for action, _ in granted)
 
 
-def test_execution_role_reads_only_the_admin_and_database_secrets(
+def test_execution_role_reads_only_the_admin_api_key_and_database_secrets(
     template: Template, deepcanvas: DeepCanvasApp
 ) -> None:
     database = Template.from_stack(deepcanvas.database)
-    (admin_id,) = template.find_resources("AWS::SecretsManager::Secret")
+    admin_id, api_key_id = sorted(template.find_resources("AWS::SecretsManager::Secret"))
     (attachment_id,) = database.find_resources("AWS::SecretsManager::SecretTargetAttachment")
     readable = []
     for statement in _role_statements(template, "ExecutionRoleArn"):
@@ -93,4 +95,5 @@ def test_execution_role_reads_only_the_admin_and_database_secrets(
             }
             for resource in as_list(statement["Resource"]):
                 readable.append(exported_value(database, resource) if "Fn::ImportValue" in resource else resource)
-    assert sorted(map(str, readable)) == sorted(map(str, [{"Ref": admin_id}, {"Ref": attachment_id}]))
+    expected = [{"Ref": admin_id}, {"Ref": api_key_id}, {"Ref": attachment_id}]
+    assert sorted(map(str, readable)) == sorted(map(str, expected))

@@ -70,14 +70,16 @@ def test_container_environment_points_at_the_bucket_models_prefix(
     assert "DEEPCANVAS_ADMIN_TOKEN" not in environment
 
 
-def test_admin_token_is_a_generated_secret_injected_as_a_container_secret(
+def test_admin_token_and_api_key_are_generated_secrets_injected_as_container_secrets(
     template: Template, container: dict[str, Any]
 ) -> None:
     secrets = resources_of(template, "AWS::SecretsManager::Secret")
-    assert len(secrets) == 1
-    (secret_id, secret), *_ = secrets.items()
-    assert "GenerateSecretString" in secret["Properties"]
-    assert {"Name": "DEEPCANVAS_ADMIN_TOKEN", "ValueFrom": {"Ref": secret_id}} in container["Secrets"]
+    assert len(secrets) == 2  # the admin token and the API key
+    for name, prefix in (("DEEPCANVAS_ADMIN_TOKEN", "AdminToken"), ("DEEPCANVAS_API_KEYS", "ApiKey")):
+        secret_id, secret = next((key, value) for key, value in secrets.items() if key.startswith(prefix))
+        assert "GenerateSecretString" in secret["Properties"]
+        assert {"Name": name, "ValueFrom": {"Ref": secret_id}} in container["Secrets"]
+    assert "ApiKeySecretArn" in template.to_json()["Outputs"]
 
 
 def test_database_endpoint_is_environment_and_its_credentials_are_secrets(

@@ -1,0 +1,95 @@
+"""API keys: with ``DEEPCANVAS_API_KEYS`` set, the routes that run a model need one.
+
+A service on a public load balancer otherwise runs anyone's photos (and a minute of NST each) on its CPUs.
+The keys guard ``/detect``, ``/classify``, ``/identify``, ``/verify`` and ``/stylize``, sent as
+``Authorization: Bearer <key>``; health, metrics, the catalog (``/styles``, ``/models``), the web page and
+the API documentation stay open, and ``/admin`` and enrolment keep their own token. The keys are held as
+SHA-256 digests and compared in constant time, each of them, whichever matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+MIN_KEY_LENGTH = 16
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="deepcanvas"'}
+KEYED_PATHS = frozenset({"/detect", "/classify", "/identify", "/verify", "/stylize"})
+MISSING = "this service needs an API key: send 'Authorization: Bearer <key>'"
+
+
+def split_keys(value: str) -> tuple[str, ...]:
+    """The comma-separated keys of ``DEEPCANVAS_API_KEYS``; ValueError names what makes one unusable."""
+    keys = tuple(key.strip() for key in value.split(",") if key.strip())
+    if not keys:
+        raise ValueError("api_keys: no key given (unset it to leave the routes open)")
+    for number, key in enumerate(keys, 1):
+        if len(key) < MIN_KEY_LENGTH or any(ch.isspace() or not ch.isprintable() for ch in key):
+            raise ValueError(
+                f"api_keys: key {number} must be at least {MIN_KEY_LENGTH} printable characters without spaces"
+            )
+    return keys
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    digests: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, secret: SecretStr) -> ApiKeys:
+        return cls(tuple(_digest(key) for key in split_keys(secret.get_secret_value())))
+
+    def accepts(self, key: str) -> bool:
+        given = _digest(key)
+        return any([hmac.compare_digest(given, digest) for digest in self.digests])  # every one, not the first
+
+
+class ApiKeyMiddleware:
+    """401 without ``Authorization: Bearer <key>``, 403 with a key that is not one of the service's; checked
+    before the body is read, so a caller without a key costs the service no upload."""
+
+    def __init__(self, app: ASGIApp, keys: ApiKeys, paths: frozenset[str] = KEYED_PATHS) -> None:
+        self.app = app
+        self.keys = keys
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            refused = JSONResponse({"detail": MISSING}, status_code=401, headers=CHALLENGE)
+        elif not self.keys.accepts(key.strip()):
+            refused = JSONResponse({"detail": "invalid API key"}, status_code=403, headers=CHALLENGE)
+        else:
+            await self.app(scope, receive, send)
+            return
+        await refused(scope, receive, send)
+
+
+def document_api_keys(schema: dict[str, Any], paths: frozenset[str] = KEYED_PATHS) -> dict[str, Any]:
+    """The OpenAPI ``schema`` with the bearer scheme on the keyed routes (the docs page's "Authorize")."""
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["apiKey"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of the service's API keys (DEEPCANVAS_API_KEYS)",
+    }
+    for path in paths:
+        for operation in schema.get("paths", {}).get(path, {}).values():
+            operation["security"] = [{"apiKey": []}]
+            responses = operation.setdefault("responses", {})
+            responses["401"] = {"description": "No API key: " + MISSING}
+            responses["403"] = {"description": "Not one of the service's API keys"}
+    return schema

@@ -1,0 +1,109 @@
+"""API keys in-process: off by default; with ``api_keys`` the model routes need one, checked before the body."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from app.main import create_app
+from app.settings import Settings
+from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.images import face_like_photo
+
+KEY, OTHER_KEY = "first-key-0123456789", "second-key-abcdefghij"
+PHOTO = face_like_photo(320, 240)
+CALLS = [
+    ("/detect", {"image": ("p.jpg", PHOTO, "image/jpeg")}, {}),
+    ("/classify", {"image": ("p.jpg", PHOTO, "image/jpeg")}, {}),
+    ("/stylize", {"content": ("p.jpg", PHOTO, "image/jpeg")}, {"style_name": "mosaic"}),
+    ("/identify", {"image": ("p.jpg", PHOTO, "image/jpeg")}, {}),
+    ("/verify", {"image_a": ("a.jpg", PHOTO, "image/jpeg"), "image_b": ("b.jpg", PHOTO, "image/jpeg")}, {}),
+]
+
+
+def _client(tmp_path: Path, **overrides: object) -> TestClient:
+    store = make_fake_store(tmp_path / "store")
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", **overrides)  # type: ignore[arg-type]
+    return TestClient(create_app(settings, fake_plans()))
+
+
+def _ready(client: TestClient) -> TestClient:
+    deadline = time.monotonic() + 10
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return client
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with _client(tmp_path, api_keys=f"{KEY}, {OTHER_KEY}", max_upload_bytes=1 << 20) as client:
+        yield _ready(client)
+
+
+def test_without_api_keys_the_model_routes_are_open(tmp_path: Path) -> None:
+    with _client(tmp_path) as client:
+        _ready(client)
+        assert client.post("/detect", files={"image": ("p.jpg", PHOTO, "image/jpeg")}).status_code == 200
+        assert "securitySchemes" not in client.get("/openapi.json").json().get("components", {})
+
+
+@pytest.mark.parametrize("path, files, data", CALLS, ids=[call[0] for call in CALLS])
+def test_every_model_route_needs_a_key(client: TestClient, path: str, files: dict, data: dict) -> None:
+    missing = client.post(path, files=files, data=data)
+    assert missing.status_code == 401
+    assert "API key" in missing.json()["detail"] and missing.headers["www-authenticate"].startswith("Bearer")
+    wrong = client.post(path, files=files, data=data, headers={"Authorization": "Bearer not-a-key-of-this-service"})
+    assert wrong.status_code == 403 and wrong.json()["detail"] == "invalid API key"
+    for key in (KEY, OTHER_KEY):
+        answered = client.post(path, files=files, data=data, headers={"Authorization": f"Bearer {key}"})
+        assert answered.status_code not in (401, 403), answered.text  # the route's own answer (a fake model's)
+
+
+@pytest.mark.parametrize("authorization", ["", "Bearer", "Bearer ", f"Basic {KEY}", KEY, f"Bearer {KEY}x"])
+def test_anything_but_a_bearer_key_is_refused(client: TestClient, authorization: str) -> None:
+    response = client.post("/detect", files={"image": ("p.jpg", PHOTO)}, headers={"Authorization": authorization})
+    assert response.status_code in (401, 403)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/styles", "/models", "/", "/openapi.json"])
+def test_health_metrics_catalog_and_page_stay_open(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 200
+
+
+def test_a_caller_without_a_key_is_refused_before_its_body_is_read(client: TestClient) -> None:
+    huge = b"\xff\xd8" + b"\0" * (2 << 20)  # over the body limit: with a key this is a 413
+    assert client.post("/detect", files={"image": ("p.jpg", huge)}).status_code == 401
+    with_key = client.post("/detect", files={"image": ("p.jpg", huge)}, headers={"Authorization": f"Bearer {KEY}"})
+    assert with_key.status_code == 413
+
+
+def test_the_docs_show_the_key_on_the_model_routes_only(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert schema["paths"]["/detect"]["post"]["security"] == [{"apiKey": []}]
+    assert "401" in schema["paths"]["/stylize"]["post"]["responses"]
+    assert "security" not in schema["paths"]["/styles"]["get"]
+
+
+def test_refusals_are_counted_in_the_metrics(client: TestClient) -> None:
+    client.post("/detect", files={"image": ("p.jpg", PHOTO)})
+    assert 'status="401"' in client.get("/metrics").text
+
+
+@pytest.mark.parametrize("value", ["short", f"{KEY},short", f"{KEY[:10]} {KEY[10:]}x", ",", f"{KEY}\x07"])
+def test_unusable_keys_stop_the_start_without_showing_them(value: str) -> None:
+    with pytest.raises(ValidationError, match="api_keys") as raised:
+        Settings(api_keys=value)  # type: ignore[arg-type]
+    assert "short" not in str(raised.value) and KEY[:10] not in str(raised.value)
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_an_empty_variable_leaves_the_routes_open(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("DEEPCANVAS_API_KEYS", value)
+    assert Settings().api_keys is None
