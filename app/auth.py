@@ -54,6 +54,13 @@ class ApiKeys:
         return any([hmac.compare_digest(given, digest) for digest in self.digests])  # every one, not the first
 
 
+@dataclass(frozen=True)
+class Refused:
+    """The route a refused request was for (the keyed paths take no parameters: the path is the route)."""
+
+    path: str
+
+
 class ApiKeyMiddleware:
     """401 without ``Authorization: Bearer <key>``, 403 with a key that is not one of the service's; checked
     before the body is read, so a caller without a key costs the service no upload."""
@@ -76,6 +83,7 @@ class ApiKeyMiddleware:
         else:
             await self.app(scope, receive, send)
             return
+        scope["route"] = Refused(scope["path"])  # telemetry labels the refusal with its route, not "unmatched"
         await refused(scope, receive, send)
 
 

@@ -93,7 +93,7 @@ def test_the_docs_show_the_key_on_the_model_routes_only(client: TestClient) -> N
 
 def test_refusals_are_counted_in_the_metrics(client: TestClient) -> None:
     client.post("/detect", files={"image": ("p.jpg", PHOTO)})
-    assert 'status="401"' in client.get("/metrics").text
+    assert 'route="/detect",status="401"' in client.get("/metrics").text
 
 
 @pytest.mark.parametrize("value", ["short", f"{KEY},short", f"{KEY[:10]} {KEY[10:]}x", ",", f"{KEY}\x07"])

@@ -58,3 +58,16 @@ def test_push_store_publishes_every_version_with_the_local_aliases(tmp_path: Pat
         assert json.loads(pushed_aliases.read_text()) == json.loads(aliases.read_text())
     missing = runner.invoke(cli, ["models", "push-store", str(tmp_path / "nowhere"), "--store", target])
     assert missing.exit_code == 2 and "Invalid value" in missing.output  # a usage error, before any upload
+
+
+def test_serve_with_invalid_settings_says_what_is_wrong_and_never_prints_a_value(tmp_path: Path) -> None:
+    env = {
+        "DEEPCANVAS_DATABASE_URL": "mysql://user:topsecret-password@db.example/identities",
+        "DEEPCANVAS_API_KEYS": "short-secret",
+        "DEEPCANVAS_QUEUE_SIZE": "0",
+    }
+    result = runner.invoke(cli, ["serve", "--port", "1"], env=env)
+    assert result.exit_code == 2
+    for variable in ("DEEPCANVAS_DATABASE_URL", "DEEPCANVAS_API_KEYS", "DEEPCANVAS_QUEUE_SIZE"):
+        assert variable in result.output
+    assert "topsecret" not in result.output and "short-secret" not in result.output
