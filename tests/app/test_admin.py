@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,19 +10,13 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.support.app_client import wait_ready
 from tests.support.fakes import copy_as_version, fake_plans, make_fake_store
 from tests.support.images import face_like_photo
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PHOTO = face_like_photo(160, 120)
-
-
-def _wait_ready(client: TestClient) -> None:
-    deadline = time.monotonic() + 10
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/readyz").json()
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -37,7 +30,7 @@ def store(tmp_path: Path) -> Path:
 def client(store: Path, tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", admin_token=TOKEN)  # type: ignore[arg-type]
     with TestClient(create_app(settings, fake_plans())) as client:
-        _wait_ready(client)
+        wait_ready(client)
         yield client
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 
 from app.main import create_app
 from app.settings import Settings
+from tests.support.app_client import fake_app_client, wait_ready
 from tests.support.bad_inputs import bad_images
 from tests.support.fakes import fake_plans, make_fake_store
 from tests.support.images import face_like_photo
@@ -21,23 +22,10 @@ from tests.support.images import face_like_photo
 PHOTO = face_like_photo(320, 240)
 
 
-def _client(tmp_path: Path, delay: float = 0.0, **overrides: object) -> TestClient:
-    store = make_fake_store(tmp_path / "store")
-    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", **overrides)  # type: ignore[arg-type]
-    return TestClient(create_app(settings, fake_plans(delay)))
-
-
-def _wait_ready(client: TestClient, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/readyz").json()
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with _client(tmp_path) as client:
-        _wait_ready(client)
+    with fake_app_client(tmp_path) as client:
+        wait_ready(client)
         yield client
 
 
@@ -248,16 +236,16 @@ def test_bad_images_get_a_clear_4xx_on_every_endpoint(client: TestClient, kind: 
 
 
 def test_oversized_body_is_refused_before_it_is_read(tmp_path: Path) -> None:
-    with _client(tmp_path, max_upload_bytes=4096) as client:
-        _wait_ready(client)
+    with fake_app_client(tmp_path, max_upload_bytes=4096) as client:
+        wait_ready(client)
         response = client.post("/detect", files={"image": ("p.jpg", b"\xff" * 10_000)})
         assert response.status_code == 413
         assert "exceeds 4096" in response.json()["detail"]
 
 
 def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
-    with _client(tmp_path, delay=0.3, queue_size=1) as client:
-        _wait_ready(client)
+    with fake_app_client(tmp_path, delay=0.3, queue_size=1) as client:
+        wait_ready(client)
         with ThreadPoolExecutor(6) as pool:
             responses = list(pool.map(lambda _: client.post("/detect", files={"image": ("p.jpg", PHOTO)}), range(6)))
     statuses = sorted(r.status_code for r in responses)

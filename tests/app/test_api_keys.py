@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,9 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from app.main import create_app
 from app.settings import Settings
-from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.app_client import fake_app_client, wait_ready
 from tests.support.images import face_like_photo
 
 KEY, OTHER_KEY = "first-key-0123456789", "second-key-abcdefghij"
@@ -26,29 +24,15 @@ CALLS = [
 ]
 
 
-def _client(tmp_path: Path, **overrides: object) -> TestClient:
-    store = make_fake_store(tmp_path / "store")
-    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", **overrides)  # type: ignore[arg-type]
-    return TestClient(create_app(settings, fake_plans()))
-
-
-def _ready(client: TestClient) -> TestClient:
-    deadline = time.monotonic() + 10
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    return client
-
-
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with _client(tmp_path, api_keys=f"{KEY}, {OTHER_KEY}", max_upload_bytes=1 << 20) as client:
-        yield _ready(client)
+    with fake_app_client(tmp_path, api_keys=f"{KEY}, {OTHER_KEY}", max_upload_bytes=1 << 20) as client:
+        yield wait_ready(client)
 
 
 def test_without_api_keys_the_model_routes_are_open(tmp_path: Path) -> None:
-    with _client(tmp_path) as client:
-        _ready(client)
+    with fake_app_client(tmp_path) as client:
+        wait_ready(client)
         assert client.post("/detect", files={"image": ("p.jpg", PHOTO, "image/jpeg")}).status_code == 200
         assert "securitySchemes" not in client.get("/openapi.json").json().get("components", {})
 

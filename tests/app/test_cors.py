@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.settings import Settings
-from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.app_client import fake_app_client, wait_ready
 from tests.support.images import face_like_photo
 
 APP = "https://app.example.com"
 PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,x-request-id"}
 
 
-def _client(tmp_path: Path, **overrides: object) -> TestClient:
-    store = make_fake_store(tmp_path / "store")
-    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", **overrides)  # type: ignore[arg-type]
-    return TestClient(create_app(settings, fake_plans()))
-
-
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with _client(tmp_path, cors_origins=f"{APP},http://127.0.0.1:3000", max_upload_bytes=65536) as client:
-        deadline = time.monotonic() + 10
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        yield client
+    with fake_app_client(tmp_path, cors_origins=f"{APP},http://127.0.0.1:3000", max_upload_bytes=65536) as client:
+        yield wait_ready(client)
 
 
 def test_without_cors_origins_no_cors_header_is_sent(tmp_path: Path) -> None:
-    with _client(tmp_path) as client:
+    with fake_app_client(tmp_path) as client:
         response = client.get("/healthz", headers={"Origin": APP})
         assert not [name for name in response.headers if name.startswith("access-control-")]
         assert client.options("/detect", headers={"Origin": APP} | PREFLIGHT).status_code == 405

@@ -14,6 +14,7 @@ from app.identities.database import open_engine
 from app.identities.gallery import IdentityGallery
 from app.main import create_app
 from app.settings import Settings
+from tests.support.app_client import wait_ready
 from tests.support.fakes import fake_plans, make_fake_store
 from tests.support.identity_fakes import add_fake_embedder, identity_plans, people_photo
 
@@ -32,18 +33,10 @@ def _settings(tmp_path: Path, **overrides: object) -> Settings:
     )
 
 
-def _ready(client: TestClient) -> TestClient:
-    deadline = time.monotonic() + 10
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/readyz").json()
-        time.sleep(0.02)
-    return client
-
-
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(create_app(_settings(tmp_path), identity_plans())) as client:
-        yield _ready(client)
+        yield wait_ready(client)
 
 
 def photos(*people: tuple[int, int, int], name: str = "p") -> list[tuple[str, tuple[str, bytes, str]]]:
@@ -180,7 +173,7 @@ def test_without_an_embedder_in_the_store_the_service_is_ready_and_identity_says
     store = make_fake_store(tmp_path / "store")
     settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", admin_token=TOKEN)  # type: ignore[arg-type]
     with TestClient(create_app(settings, fake_plans())) as client:
-        ready = _ready(client).get("/readyz").json()
+        ready = wait_ready(client).get("/readyz").json()
         assert ready["models"]["embedder"]["state"] == "absent"
         response = client.post("/identify", files={"image": ("q.png", people_photo(ADA))})
         assert response.status_code == 503 and "face embedder" in response.json()["detail"]
@@ -201,7 +194,7 @@ def test_descriptors_of_another_embedder_version_are_never_compared(client: Test
 def test_a_database_outage_answers_503_for_writes_and_identify_keeps_serving(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     with TestClient(create_app(settings, identity_plans())) as client:
-        ada = enrol(_ready(client), "Ada", ADA)
+        ada = enrol(wait_ready(client), "Ada", ADA)
         database = settings.cache_dir / "identities.sqlite3"
         client.app.state.gallery.engine.dispose()  # type: ignore[attr-defined]
         for suffix in ("", "-wal", "-shm"):

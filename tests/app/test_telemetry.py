@@ -4,36 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.settings import Settings
 from app.telemetry import JsonFormatter
-from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.app_client import fake_app_client, wait_ready
 from tests.support.images import face_like_photo
 
 PHOTO = face_like_photo(160, 120)
 
 
-def _client(tmp_path: Path, **overrides: object) -> TestClient:
-    store = make_fake_store(tmp_path / "store")
-    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", **overrides)  # type: ignore[arg-type]
-    return TestClient(create_app(settings, fake_plans()))
-
-
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with _client(tmp_path) as client:
-        deadline = time.monotonic() + 10
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        yield client
+    with fake_app_client(tmp_path) as client:
+        yield wait_ready(client)
 
 
 def test_metrics_expose_requests_latency_inference_and_model_state(client: TestClient) -> None:
@@ -112,10 +99,8 @@ def test_each_request_logs_one_json_line(client: TestClient, caplog: pytest.LogC
 
 
 def test_emf_documents_carry_latency_and_inference_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with _client(tmp_path, emf_enabled=True, emf_namespace="DeepCanvasTest") as client:
-        deadline = time.monotonic() + 10
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
+    with fake_app_client(tmp_path, emf_enabled=True, emf_namespace="DeepCanvasTest") as client:
+        wait_ready(client)
         capsys.readouterr()
         assert client.post("/detect", files={"image": ("p.jpg", PHOTO)}).status_code == 200
     documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]

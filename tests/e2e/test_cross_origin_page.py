@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
-from tests.e2e.browser_support import CHROMIUM, launch_chromium
+from tests.e2e.browser_support import CHROMIUM
 from tests.support.servers import LiveServer
 
 pytestmark = [
@@ -73,14 +73,6 @@ def server(
     env = {"DEEPCANVAS_CACHE_DIR": str(tmp_path_factory.mktemp("cache")), "DEEPCANVAS_CORS_ORIGINS": app_origins[0]}
     with LiveServer.ready(embedded_store.as_uri(), env) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 def call_from(browser: Browser, origin: str, service: str, file: str = "photo") -> dict[str, Any]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.e2e.browser_support import CHROMIUM, PageErrors, launch_chromium, record_form_fields, screenshot
+from tests.e2e.browser_support import CHROMIUM, PageErrors, record_form_fields, screenshot
 from tests.support.images import face_like_photo
 from tests.support.servers import LiveServer
 
@@ -23,14 +23,6 @@ pytestmark = [
 
 FACES_SUMMARY = re.compile(r"^(No face found in this photo|\d+ faces? found)\.$")
 WAIT_MS = 90_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
 
 
 def open_page(browser: Browser, server: LiveServer, width: int = 1280, height: int = 900) -> Page:

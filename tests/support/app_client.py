@@ -1,0 +1,28 @@
+"""The real app in-process, on a fake store and fake predictors: for tests of the HTTP layer."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from tests.support.fakes import fake_plans, make_fake_store
+
+
+def fake_app_client(tmp_path: Path, delay: float = 0.0, **overrides: object) -> TestClient:
+    """A client of ``create_app`` on a fake store under ``tmp_path``; ``overrides`` are settings."""
+    store = make_fake_store(tmp_path / "store")
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", **overrides)  # type: ignore[arg-type]
+    return TestClient(create_app(settings, fake_plans(delay)))
+
+
+def wait_ready(client: TestClient, timeout: float = 10) -> TestClient:
+    """``client`` once ``/readyz`` answers 200 (every model loaded)."""
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/readyz").json()
+        time.sleep(0.02)
+    return client
