@@ -45,6 +45,9 @@ HOST_PYTHON="${HOST_PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python |
 DOCKERD_LOG="${DOCKERD_LOG:-/tmp/deepcanvas-dockerd.log}"
 SLIM_MAX_RSS_MB="${SLIM_MAX_RSS_MB:-800}"
 SLIM_CONTAINER=deepcanvas-slim-smoke
+# The slim run requires an API key on its model routes: the calls below send it (AUTH), and api-key checks refusals.
+SMOKE_API_KEY="smoke-key-$$-0123456789abcdef"
+AUTH=()
 SERVICE=http://127.0.0.1:8000
 PROMETHEUS=http://127.0.0.1:9090
 # The compose file's defaults, exported so the checks below and compose agree; a fresh admin token per run
@@ -250,8 +253,9 @@ start_slim() {
     check_port_free
     docker rm --force "$SLIM_CONTAINER" >/dev/null 2>&1 || true
     SLIM_UP=1
-    docker run --detach --name "$SLIM_CONTAINER" --network host deepcanvas:slim \
-        deepcanvas serve --host 127.0.0.1 --port 8000
+    AUTH=(-H "Authorization: Bearer $SMOKE_API_KEY")
+    docker run --detach --name "$SLIM_CONTAINER" --network host -e DEEPCANVAS_API_KEYS="$SMOKE_API_KEY" \
+        deepcanvas:slim deepcanvas serve --host 127.0.0.1 --port 8000
 }
 
 slim_running() {
@@ -314,11 +318,11 @@ expect_200() {
 call_endpoints() {
     local photo="$WORK/photo.png" style
     write_photo "$photo"
-    expect_200 "POST /detect" -F "image=@$photo" "$SERVICE/detect"
-    expect_200 "POST /classify" -F "image=@$photo" "$SERVICE/classify"
+    expect_200 "POST /detect" "${AUTH[@]}" -F "image=@$photo" "$SERVICE/detect"
+    expect_200 "POST /classify" "${AUTH[@]}" -F "image=@$photo" "$SERVICE/classify"
     expect_200 "GET /styles" "$SERVICE/styles"
     style="$(python3 -c 'import json, sys; print(json.load(sys.stdin)["styles"][0]["name"])' <"$WORK/body")"
-    expect_200 "POST /stylize ($style)" -F "content=@$photo" -F "style_name=$style" -F max_side=64 \
+    expect_200 "POST /stylize ($style)" "${AUTH[@]}" -F "content=@$photo" -F "style_name=$style" -F max_side=64 \
         "$SERVICE/stylize"
     [ "$(head -c 4 "$WORK/body" | tail -c 3)" = PNG ] || { echo "POST /stylize: not a PNG" >&2; return 1; }
 }
@@ -327,9 +331,19 @@ call_endpoints() {
 check_nst_refused() {
     local photo="$WORK/photo.png"
     write_photo "$photo"
-    expect_status 422 "POST /stylize (method=nst)" -F "content=@$photo" -F "style_name=$(first_style)" \
+    expect_status 422 "POST /stylize (method=nst)" "${AUTH[@]}" -F "content=@$photo" -F "style_name=$(first_style)" \
         -F method=nst -F max_side=64 "$SERVICE/stylize"
     echo "  $(cat "$WORK/body")"
+}
+
+# The slim run's model routes refuse a call without its key (401) or with another (403); health stays open.
+check_api_key() {
+    local photo="$WORK/photo.png"
+    write_photo "$photo"
+    expect_status 401 "POST /detect without a key" -F "image=@$photo" "$SERVICE/detect"
+    expect_status 403 "POST /detect with another key" -H "Authorization: Bearer not-the-smoke-key-000" \
+        -F "image=@$photo" "$SERVICE/detect"
+    expect_200 "GET /healthz without a key" "$SERVICE/healthz"
 }
 
 first_style() {
@@ -459,6 +473,7 @@ if [ -n "$SMOKE_SLIM" ]; then
     phase healthy wait_until_healthy
     phase endpoints call_endpoints
     phase nst-refused check_nst_refused
+    phase api-key check_api_key
     phase memory check_memory
     exit 0
 fi
