@@ -54,6 +54,13 @@ class ApiKeys:
         return any([hmac.compare_digest(given, digest) for digest in self.digests])  # every one, not the first
 
 
+def route_path(scope: Scope) -> str:
+    """The path the router matches: behind a prefix (``root_path``) the scope's path carries it too."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 @dataclass(frozen=True)
 class Refused:
     """The route a refused request was for (the keyed paths take no parameters: the path is the route)."""
@@ -71,7 +78,7 @@ class ApiKeyMiddleware:
         self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        if scope["type"] != "http" or route_path(scope) not in self.paths:
             await self.app(scope, receive, send)
             return
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
@@ -83,7 +90,7 @@ class ApiKeyMiddleware:
         else:
             await self.app(scope, receive, send)
             return
-        scope["route"] = Refused(scope["path"])  # telemetry labels the refusal with its route, not "unmatched"
+        scope["route"] = Refused(route_path(scope))  # telemetry labels the refusal with its route, not "unmatched"
         await refused(scope, receive, send)
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
+from starlette.types import Message, Receive, Scope, Send
 
+from app.auth import ApiKeyMiddleware, ApiKeys
 from app.settings import Settings
 from tests.support.app_client import fake_app_client, wait_ready
 from tests.support.images import face_like_photo
@@ -91,3 +94,29 @@ def test_unusable_keys_stop_the_start_without_showing_them(value: str) -> None:
 def test_an_empty_variable_leaves_the_routes_open(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("DEEPCANVAS_API_KEYS", value)
     assert Settings().api_keys is None
+
+
+def test_a_path_prefix_does_not_slip_past_the_key() -> None:
+    """Behind a proxy's prefix (``root_path``) the scope's path holds the prefix; the route is still keyed."""
+    reached: list[str] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(scope["path"])
+
+    async def call(path: str, root_path: str) -> list[Message]:
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": path, "root_path": root_path, "headers": []}
+        await ApiKeyMiddleware(inner, ApiKeys.of(SecretStr(KEY)))(scope, receive, send)
+        return sent
+
+    refused = asyncio.run(call("/api/detect", "/api"))
+    assert refused[0]["status"] == 401 and reached == []
+    asyncio.run(call("/api/styles", "/api"))
+    assert reached == ["/api/styles"]
