@@ -21,6 +21,9 @@ RUNTIME_DOCUMENT_KEYS: tuple[str, ...] = ("_runtime/params.json", "_runtime/acti
 CONTAINER_NAME = "deepcanvas"
 CONTAINER_PORT = 8000
 HEALTH_CHECK_PATH = "/readyz"
+# Paths the public load balancer answers 404 itself (a listener rule): for callers inside the VPC only.
+INTERNAL_PATHS = ("/metrics", "/metrics/*")
+INTERNAL_RULE_PRIORITY = 10
 # The server's keep-alive timeout must exceed this, or the ALB reuses connections the server has closed (502s).
 ALB_IDLE_TIMEOUT_S = 60
 # ECS sends SIGTERM, waits stopTimeout, then SIGKILL; the service needs grace_period_s plus a margin to exit.

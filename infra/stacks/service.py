@@ -22,6 +22,8 @@ from infra.config import (
     DATABASE_NAME,
     DATABASE_PORT,
     HEALTH_CHECK_PATH,
+    INTERNAL_PATHS,
+    INTERNAL_RULE_PRIORITY,
     MODELS_PREFIX,
     DeployConfig,
 )
@@ -79,7 +81,9 @@ class ServiceStack(Stack):
             drop_invalid_header_fields=True,
             idle_timeout=Duration.seconds(ALB_IDLE_TIMEOUT_S),
         )
-        self.target_group = self._target_group(self._listener())
+        listener = self._listener()
+        self.target_group = self._target_group(listener)
+        self._hide_internal_routes(listener)
         self._autoscaling()
         CfnOutput(self, "ServiceUrl", value=f"{self._scheme}://{self.load_balancer.load_balancer_dns_name}")
         CfnOutput(self, "AdminTokenSecretArn", value=self.admin_token.secret_arn)
@@ -167,6 +171,18 @@ class ServiceStack(Stack):
             certificates=[elbv2.ListenerCertificate.from_arn(self.config.certificate_arn)],
             ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
             open=True,
+        )
+
+    def _hide_internal_routes(self, listener: elbv2.ApplicationListener) -> None:
+        # The load balancer faces the internet; /metrics is for scrapers inside the VPC (CloudWatch gets the
+        # tasks' EMF lines). Its health checks go to the targets directly, not through these rules.
+        listener.add_action(
+            "InternalOnly",
+            priority=INTERNAL_RULE_PRIORITY,
+            conditions=[elbv2.ListenerCondition.path_patterns(list(INTERNAL_PATHS))],
+            action=elbv2.ListenerAction.fixed_response(
+                404, content_type="application/json", message_body='{"detail": "Not Found"}'
+            ),
         )
 
     def _target_group(self, listener: elbv2.ApplicationListener) -> elbv2.ApplicationTargetGroup:

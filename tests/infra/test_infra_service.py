@@ -162,3 +162,19 @@ def test_only_the_load_balancer_reaches_the_tasks(template: Template) -> None:
     task_rules = [rule["Properties"] for rule in ingress if rule["Properties"].get("FromPort") == CONTAINER_PORT]
     assert task_rules, "no ingress rule to the container port"
     assert all("SourceSecurityGroupId" in rule and "CidrIp" not in rule for rule in task_rules)
+
+
+def test_the_public_load_balancer_answers_404_for_metrics_itself(template: Template) -> None:
+    rules = resources_of(template, "AWS::ElasticLoadBalancingV2::ListenerRule")
+    internal = [
+        rule["Properties"]
+        for rule in rules.values()
+        if any(c.get("Field") == "path-pattern" for c in rule["Properties"]["Conditions"])
+    ]
+    assert len(internal) == 1
+    (condition,) = internal[0]["Conditions"]
+    assert "/metrics" in condition["PathPatternConfig"]["Values"]
+    (action,) = internal[0]["Actions"]
+    assert action["Type"] == "fixed-response" and action["FixedResponseConfig"]["StatusCode"] == "404"
+    # the target group's health check goes to the tasks directly: /readyz is not behind any rule
+    assert "/readyz" not in condition["PathPatternConfig"]["Values"]
