@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Form
+from PIL import Image
 
 from app import services
 from app.deps import ImageLimitsDep, ManagerDep, ParamsDep
 from app.routers.detect import ConfField, ImageField, ImgszField, IouField, MaxDetField, MinSizeField, TileField
 from app.schemas import ERROR_RESPONSES, ClassifyResponse
-from app.uploads import read_image
+from app.uploads import read_image, read_reduced
 
 router = APIRouter(prefix="/classify", tags=["classify"])
 
@@ -53,8 +55,16 @@ async def classify_faces(
     ] = None,
 ) -> ClassifyResponse:
     """Classify every detected face (or the whole image as one face) with label probabilities."""
-    # Without detection the whole image is shrunk to the classifier's input: decode no more than needed.
-    reduce_to = None if detect_faces else services.crop_decode_side(manager)
-    decoded = await read_image(image, limits, "image", reduce_to)
     options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size, tile=tile)
-    return await services.classify(manager, params, decoded, detect_faces, options, min_score)
+    if not detect_faces:  # the whole image is shrunk to the classifier's input: decode no more than needed
+        decoded = await read_image(image, limits, "image", services.crop_decode_side(manager))
+        return await services.classify(manager, params, decoded, False, options, min_score)
+    # A large JPEG decodes smaller, as for /detect; faces too small in it for the classifier get the whole decode.
+    reduction = partial(services.detect_reduction, manager, options)
+    decoded, source = await read_reduced(image, limits, "image", reduction)
+
+    async def whole() -> Image.Image:
+        await image.seek(0)
+        return await read_image(image, limits, "image")
+
+    return await services.classify(manager, params, decoded, True, options, min_score, source, whole)

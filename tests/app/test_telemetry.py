@@ -82,11 +82,21 @@ def test_server_timing_says_where_a_requests_time_went(client: TestClient) -> No
 def test_a_large_photo_decoded_whole_is_averaged_down_for_the_detector_and_says_so(client: TestClient) -> None:
     from tests.support.images import face_like_photo
 
-    large = face_like_photo(320, 240)  # the fake detector reads 64 px: its view loses nothing at half size
-    response = client.post("/classify", files={"image": ("p.jpg", large)})
+    large = face_like_photo(320, 240, "PNG")  # the fake detector reads 64 px: its view loses nothing at half size
+    response = client.post("/classify", files={"image": ("p.png", large)})  # a PNG has no DCT scales
     assert response.status_code == 200
     names = [name for name, _, _ in _server_timing(response.headers["server-timing"])]
     assert names == ["decode", "reduce", "queue", "queue", "infer", "infer", "total"]
+
+
+def test_a_large_jpeg_decodes_smaller_and_whole_only_for_faces_too_small_in_it(client: TestClient) -> None:
+    from tests.support.images import face_like_photo
+
+    # This store's classifier records no input side: the crops need the whole photo, decoded second.
+    response = client.post("/classify", files={"image": ("p.jpg", face_like_photo(320, 240))})
+    assert response.status_code == 200
+    names = [name for name, _, _ in _server_timing(response.headers["server-timing"])]
+    assert names == ["decode", "queue", "decode", "queue", "infer", "infer", "total"]  # no "reduce": a DCT scale
 
 
 def test_each_request_logs_one_json_line(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:

@@ -118,8 +118,9 @@ def _artifact(store: Path, name: str, version: str, **fields: Any) -> Manifest:
     return manifest
 
 
-def make_fake_store(store: Path) -> Path:
-    """A local store with one fake artifact per role, each aliased ``stable``."""
+def make_fake_store(store: Path, classifier_input: int | None = None) -> Path:
+    """A local store with one fake artifact per role, each aliased ``stable``; ``classifier_input``: the input
+    side the classifier's manifest records (none by default)."""
     _artifact(
         store,
         "face-detector",
@@ -130,7 +131,8 @@ def make_fake_store(store: Path) -> Path:
         input=InputSpec(size=64),
         defaults={"conf": 0.25},
     )
-    _artifact(store, "face-gender", "v1", task="classify", architecture="fake", labels=["female", "male"])
+    recorded = {"input": InputSpec(size=classifier_input)} if classifier_input else {}
+    _artifact(store, "face-gender", "v1", task="classify", architecture="fake", labels=["female", "male"], **recorded)
     _artifact(store, "adain", "v1", task="stylize", architecture="fake")
     gallery = store / "style-gallery" / "v1"
     gallery.mkdir(parents=True)
