@@ -18,9 +18,10 @@ from pydantic import SecretStr
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.model_routes import MODEL_PATHS, route_path
+
 MIN_KEY_LENGTH = 16
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="deepcanvas"'}
-KEYED_PATHS = frozenset({"/detect", "/classify", "/identify", "/verify", "/stylize"})
 MISSING = "this service needs an API key: send 'Authorization: Bearer <key>'"
 
 
@@ -54,13 +55,6 @@ class ApiKeys:
         return any([hmac.compare_digest(given, digest) for digest in self.digests])  # every one, not the first
 
 
-def route_path(scope: Scope) -> str:
-    """The path the router matches: behind a prefix (``root_path``) the scope's path carries it too."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
 @dataclass(frozen=True)
 class Refused:
     """The route a refused request was for (the keyed paths take no parameters: the path is the route)."""
@@ -72,13 +66,14 @@ class ApiKeyMiddleware:
     """401 without ``Authorization: Bearer <key>``, 403 with a key that is not one of the service's; checked
     before the body is read, so a caller without a key costs the service no upload."""
 
-    def __init__(self, app: ASGIApp, keys: ApiKeys, paths: frozenset[str] = KEYED_PATHS) -> None:
+    def __init__(self, app: ASGIApp, keys: ApiKeys, paths: frozenset[str] = MODEL_PATHS) -> None:
         self.app = app
         self.keys = keys
         self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or route_path(scope) not in self.paths:
+        path = route_path(scope) if scope["type"] == "http" else ""
+        if path not in self.paths:
             await self.app(scope, receive, send)
             return
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
@@ -90,11 +85,11 @@ class ApiKeyMiddleware:
         else:
             await self.app(scope, receive, send)
             return
-        scope["route"] = Refused(route_path(scope))  # telemetry labels the refusal with its route, not "unmatched"
+        scope["route"] = Refused(path)  # telemetry labels the refusal with its route, not "unmatched"
         await refused(scope, receive, send)
 
 
-def document_api_keys(schema: dict[str, Any], paths: frozenset[str] = KEYED_PATHS) -> dict[str, Any]:
+def document_api_keys(schema: dict[str, Any], paths: frozenset[str] = MODEL_PATHS) -> dict[str, Any]:
     """The OpenAPI ``schema`` with the bearer scheme on the keyed routes (the docs page's "Authorize")."""
     schema.setdefault("components", {}).setdefault("securitySchemes", {})["apiKey"] = {
         "type": "http",

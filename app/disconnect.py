@@ -20,17 +20,18 @@ import contextlib
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CANCELLABLE = frozenset({"/detect", "/classify", "/identify", "/verify", "/stylize"})
+from app.model_routes import MODEL_PATHS, route_path
+
 CLIENT_CLOSED = 499
 
 
 class CancelOnDisconnect:
-    def __init__(self, app: ASGIApp, paths: frozenset[str] = CANCELLABLE) -> None:
+    def __init__(self, app: ASGIApp, paths: frozenset[str] = MODEL_PATHS) -> None:
         self.app = app
         self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        if scope["type"] != "http" or route_path(scope) not in self.paths:
             await self.app(scope, receive, send)
             return
         handler = asyncio.current_task()

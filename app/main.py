@@ -34,10 +34,15 @@ log = logging.getLogger("deepcanvas")
 # CORS (with ``cors_origins``): what a page on another origin may send, and which answer headers it may read.
 CORS_METHODS = ("GET", "POST", "PATCH", "DELETE")
 CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "If-Match", "X-Request-ID", "X-Admin-User")
-CORS_EXPOSED_HEADERS = [
-    *("Server-Timing", "X-Request-ID", "X-Model-Name", "X-Model-Version"),
-    *("X-NST-Steps", "Retry-After", "ETag"),
-]
+CORS_EXPOSED_HEADERS = (
+    "Server-Timing",
+    "X-Request-ID",
+    "X-Model-Name",
+    "X-Model-Version",
+    "X-NST-Steps",
+    "Retry-After",
+    "ETag",
+)
 
 DESCRIPTION = """Face detection (YOLOv5s), face classification (a compact CNN), face recognition against an
 enrolment gallery (dlib's ResNet descriptors) and style transfer (AdaIN, and classical neural style transfer)

@@ -10,24 +10,16 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
-from app.main import create_app
 from app.services import face_crops
-from app.settings import Settings
-from tests.support.app_client import wait_ready
-from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.app_client import fake_app_client, wait_ready
 from tests.support.images import face_like_photo
 
 LARGE = face_like_photo(1600, 1200)  # the fake detector (64 px input) reads it at the smallest DCT scale, 1/8
 
 
-def _client(tmp_path: Path, classifier_input: int) -> TestClient:
-    store = make_fake_store(tmp_path / "store", classifier_input=classifier_input)
-    return TestClient(create_app(Settings(store=store.as_uri(), cache_dir=tmp_path / "cache"), fake_plans()))
-
-
 @pytest.fixture(params=[16, 64], ids=["crops-fit", "crops-too-small"])
 def client_and_input(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[TestClient, int]]:
-    with _client(tmp_path, request.param) as client:
+    with fake_app_client(tmp_path, classifier_input=request.param) as client:
         yield wait_ready(client), request.param
 
 

@@ -50,11 +50,13 @@ def _client(leave_after: float | None) -> tuple[Receive, list[Message]]:
     return receive, []
 
 
-def _scope(path: str) -> Scope:
-    return {"type": "http", "method": "POST", "path": path, "headers": []}
+def _scope(path: str, root_path: str = "") -> Scope:
+    return {"type": "http", "method": "POST", "path": root_path + path, "root_path": root_path, "headers": []}
 
 
-async def _serve(app: SlowApp, path: str, leave_after: float | None) -> tuple[list[Message], float]:
+async def _serve(
+    app: SlowApp, path: str, leave_after: float | None, root_path: str = ""
+) -> tuple[list[Message], float]:
     receive, sent = _client(leave_after)
 
     async def send(message: Message) -> None:
@@ -62,13 +64,20 @@ async def _serve(app: SlowApp, path: str, leave_after: float | None) -> tuple[li
 
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await CancelOnDisconnect(app)(_scope(path), receive, send)
+    await CancelOnDisconnect(app)(_scope(path, root_path), receive, send)
     return sent, loop.time() - started
 
 
 def test_a_client_that_leaves_cancels_its_inference_and_is_recorded_as_499() -> None:
     app = SlowApp(seconds=30)
     sent, seconds = asyncio.run(_serve(app, "/stylize", leave_after=0.05))
+    assert app.ended == "cancelled" and seconds < 5
+    assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [CLIENT_CLOSED]
+
+
+def test_behind_a_path_prefix_the_model_routes_are_still_watched() -> None:
+    app = SlowApp(seconds=30)
+    sent, seconds = asyncio.run(_serve(app, "/stylize", leave_after=0.05, root_path="/api"))
     assert app.ended == "cancelled" and seconds < 5
     assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [CLIENT_CLOSED]
 

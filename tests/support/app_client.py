@@ -12,9 +12,12 @@ from app.settings import Settings
 from tests.support.fakes import fake_plans, make_fake_store
 
 
-def fake_app_client(tmp_path: Path, delay: float = 0.0, **overrides: object) -> TestClient:
-    """A client of ``create_app`` on a fake store under ``tmp_path``; ``overrides`` are settings."""
-    store = make_fake_store(tmp_path / "store")
+def fake_app_client(
+    tmp_path: Path, delay: float = 0.0, classifier_input: int | None = None, **overrides: object
+) -> TestClient:
+    """A client of ``create_app`` on a fake store under ``tmp_path`` (``make_fake_store``'s ``classifier_input``);
+    ``overrides`` are settings."""
+    store = make_fake_store(tmp_path / "store", classifier_input=classifier_input)
     settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", **overrides)  # type: ignore[arg-type]
     return TestClient(create_app(settings, fake_plans(delay)))
 
