@@ -68,12 +68,14 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     settings = settings or Settings()
     store = open_artifact_store(settings)
     params = ParamsService(settings, store.objects)
+    gate = ShutdownGate()
     manager = ModelManager(
         settings,
         store,
         plans or default_plans(settings),
         queue_limit=lambda: params.params.queue_size,
         batch_limits=lambda: (params.params.batch_max_size, params.params.batch_max_wait_ms / 1000),
+        alone=lambda: gate.inflight <= 1,
     )
     active = ActiveModels(manager, store.objects)
     gallery = IdentityGallery(open_engine(settings.identity_database_url))  # connects on first use
@@ -103,7 +105,7 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     )
     app.state.settings, app.state.manager, app.state.params, app.state.active = settings, manager, params, active
     app.state.gallery = gallery
-    app.state.gate = ShutdownGate()
+    app.state.gate = gate
     app.state.metrics = ServiceMetrics(lambda: manager, lambda: params.document.version)
     install_error_handlers(app)
     _document_error_bodies(app, keyed=settings.api_keys is not None)

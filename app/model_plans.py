@@ -123,6 +123,9 @@ NETWORKS: dict[Role, NetworkEngines] = {
     "style": NetworkEngines(build_style, build_onnx_style, ("encoder.onnx", "decoder.onnx")),
     "embedder": NetworkEngines(build_embedder, build_onnx_embedder, ("resnet.onnx",)),
 }
+# The networks whose every call sees the same input size (a face crop, a face chip): their cost does not grow
+# with the photo, so a lone request may run them on the event loop (``ModelSlot``).
+FIXED_INPUT: frozenset[Role] = frozenset({"classifier", "embedder"})
 NST_ENGINE = EngineChoice("torch", "torch: NST needs autograd")
 GALLERY_ENGINE = EngineChoice("none", "style images only, no network", "none")
 
@@ -161,7 +164,7 @@ def network_plan(role: Role, settings: Settings) -> SlotPlan:
         runtime = settings.runtime(choice.engine, int8=choice.precision == "int8")  # type: ignore[arg-type]
         return network.onnx(folder, manifest, device, runtime=runtime)
 
-    return SlotPlan(role, role, build, choose)
+    return SlotPlan(role, role, build, choose, inline=role in FIXED_INPUT)
 
 
 def nst_available(settings: Settings) -> bool:

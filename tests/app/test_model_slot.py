@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -193,3 +194,95 @@ def test_no_deferred_warm_up_when_warm_ups_are_off() -> None:
     deferred = SlowToWarm()
     assert asyncio.run(_manager({"nst": _slot(deferred)}, warmup=False).warm_deferred()) == []
     assert deferred.warmed_on == []
+
+
+def _quick_slot(predictor: Doubler, alone: bool | list[bool] = True) -> ModelSlot:
+    """A slot whose ``alone()`` answers ``alone`` (a list: its first item, changeable while the test runs)."""
+    flag = alone if isinstance(alone, list) else [alone]
+    return ModelSlot("m", _manifest(), predictor, lambda: 100, lambda: (8, 0.0), alone=lambda: flag[0])
+
+
+def test_a_lone_request_on_a_quick_model_runs_on_the_event_loop_once_its_time_is_known() -> None:
+    predictor = Doubler(delay=0.0)
+
+    async def scenario() -> tuple[list[int], int]:
+        slot = _quick_slot(predictor)
+        results = [*(await slot.predict([1])), *(await slot.predict([2])), *(await slot.predict([3]))]
+        return results, threading.get_ident()
+
+    results, loop_thread = asyncio.run(scenario())
+    assert results == [2, 4, 6]
+    assert len(predictor.threads) == 2 and loop_thread in predictor.threads  # the first call timed it on the thread
+
+
+def test_a_request_with_company_or_a_slow_model_goes_to_the_slots_thread() -> None:
+    async def scenario(predictor: Doubler, alone: bool) -> int:
+        slot = _quick_slot(predictor, alone)
+        for i in range(3):
+            await slot.predict([i])
+        return threading.get_ident()
+
+    for predictor, alone in ((Doubler(delay=0.0), False), (Doubler(delay=0.01), True)):
+        loop_thread = asyncio.run(scenario(predictor, alone))
+        assert loop_thread not in predictor.threads and len(predictor.threads) == 1
+
+
+def test_nothing_runs_inline_while_the_slots_thread_is_busy() -> None:
+    predictor = Doubler(delay=0.0)  # its lock fails a second thread inside predict
+
+    async def scenario(leave: bool) -> list[int]:
+        alone = [True]
+        slot = _quick_slot(predictor, alone)
+        await slot.predict([1])  # timed: quick
+        alone[0] = False
+        predictor.delay = 0.05
+        busy = asyncio.ensure_future(slot.predict([2]))  # on the slot's thread for 50 ms
+        await asyncio.sleep(0.01)
+        if leave:  # its caller leaves: nothing waits for the batch, which still runs
+            busy.cancel()
+            await asyncio.sleep(0.005)
+            assert busy.cancelled() and slot.pending == 0
+        alone[0], predictor.delay = True, 0.0
+        return await slot.predict([3])
+
+    for leave in (False, True):
+        assert asyncio.run(scenario(leave)) == [6]
+
+
+def test_an_inline_call_that_fails_fails_its_caller_only() -> None:
+    predictor = Doubler(delay=0.0)
+
+    async def scenario() -> tuple[Any, list[int]]:
+        slot = _quick_slot(predictor)
+        await slot.predict([1])
+        failed = await asyncio.gather(slot.predict([-1]), return_exceptions=True)
+        return failed[0], await slot.predict([5])
+
+    failed, later = asyncio.run(scenario())
+    assert isinstance(failed, ValueError) and later == [10]
+    assert predictor.batches == [1, 1, 1] and threading.get_ident() in predictor.threads
+
+
+class OneManifestStore:
+    """Any name fetches the same manifest (the slots' wiring is under test, not the store)."""
+
+    def names(self) -> list[str]:
+        return []
+
+    def fetch(self, name: str, ref: str) -> tuple[Path, Manifest]:
+        return Path("."), _manifest()
+
+
+def test_only_plans_that_allow_it_give_their_slots_the_services_alone() -> None:
+    from app.model_plans import default_plans
+
+    inline = {plan.slot for plan in default_plans(Settings()) if plan.inline}
+    assert inline == {"classifier", "embedder"}  # fixed input sizes; the detector and style grow with the photo
+    plans = [
+        SlotPlan("classifier", "classifier", lambda *_: Doubler(0.0), inline=True),
+        SlotPlan("detector", "detector", lambda *_: Doubler(0.0)),
+    ]
+    store: Any = OneManifestStore()
+    manager = ModelManager(Settings(warmup=False), store, plans, lambda: 10, alone=lambda: True)
+    slots = manager._build_role("classifier", "stable") | manager._build_role("detector", "stable")
+    assert slots["classifier"].alone() and not slots["detector"].alone()
