@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -172,6 +172,33 @@ def classifier_decode_side(manifest: Manifest) -> int | None:
     return 2 * manifest.input.size if manifest.input else None
 
 
+async def face_source(
+    image: Image.Image,
+    source: tuple[int, int] | None,
+    boxes: Sequence[Sequence[float]],
+    least_side: int | None,
+    whole: Callable[[], Awaitable[Image.Image]] | None,
+) -> tuple[Image.Image, float, float]:
+    """The image to read the faces in ``boxes`` (the photo's own pixels) from, and its scale (x, y) from them.
+
+    ``image`` may be the photo decoded smaller (``source``: the photo's own size). When every box keeps at least
+    ``least_side`` pixels on its shorter side there (the input side of the model that reads each face: the
+    classifier's crop, the embedder's chip), the faces are read from it, and the whole decode (about 48 ms for a
+    12 MP JPEG here) is skipped. Otherwise the photo is decoded whole (``whole``). On 200 portraits upscaled to
+    4032 px: 221 -> 118 ms median a /classify, the largest face's label the same on 198 (docs/benchmarks.md,
+    "Crops from the smaller decode"); identity: docs/identity.md, "Faces from the smaller decode".
+    """
+    if source is None:
+        return image, 1.0, 1.0
+    scale_x, scale_y = image.width / source[0], image.height / source[1]
+    if least_side is not None and all(
+        min((right - left) * scale_x, (bottom - top) * scale_y) >= least_side for left, top, right, bottom in boxes
+    ):
+        return image, scale_x, scale_y
+    assert whole is not None, "a photo decoded smaller needs its whole decode for small faces"
+    return await whole(), 1.0, 1.0
+
+
 async def face_crops(
     image: Image.Image,
     source: tuple[int, int] | None,
@@ -179,27 +206,14 @@ async def face_crops(
     least_side: int | None,
     whole: Callable[[], Awaitable[Image.Image]] | None,
 ) -> list[Image.Image]:
-    """``regions`` (in the photo's own pixels) cut for a classifier that needs ``least_side`` pixels a crop.
-
-    ``image`` may be the photo decoded smaller (``source``: the photo's own size). When every region keeps at
-    least ``least_side`` pixels (the classifier's input side, at which it reads every crop) on its shorter side
-    there, the crops come from it and the whole decode (about 48 ms for a 12 MP JPEG here) is skipped.
-    Otherwise the photo is decoded whole once (``whole``) and every crop comes from that. On 200 portraits
-    upscaled to 4032 px: 221 -> 118 ms median a /classify, the largest face's label the same on 198
-    (docs/benchmarks.md, "Crops from the smaller decode").
-    """
-    if source is None or not regions:
-        return [image.crop(region) for region in regions]
-    scale_x, scale_y = image.width / source[0], image.height / source[1]
-    scaled = [
-        (round(left * scale_x), round(top * scale_y), round(right * scale_x), round(bottom * scale_y))
+    """``regions`` (in the photo's own pixels) cut from the image ``face_source`` picks for them."""
+    if not regions:
+        return []
+    picked, scale_x, scale_y = await face_source(image, source, regions, least_side, whole)
+    return [
+        picked.crop((round(left * scale_x), round(top * scale_y), round(right * scale_x), round(bottom * scale_y)))
         for left, top, right, bottom in regions
     ]
-    if least_side is not None and all(min(r - left, b - t) >= least_side for left, t, r, b in scaled):
-        return [image.crop(region) for region in scaled]
-    assert whole is not None, "a photo decoded smaller needs its whole decode for small faces"
-    photo = await whole()
-    return [photo.crop(region) for region in regions]
 
 
 UNKNOWN_LABEL = "unknown"

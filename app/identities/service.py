@@ -8,8 +8,10 @@ index. Descriptors are only ever compared with descriptors of the same embedder 
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 
 import numpy as np
 from PIL import Image
@@ -30,15 +32,30 @@ from app.schemas import (
     VerifiedFace,
     VerifyResponse,
 )
-from app.services import DetectOptions, detect, model_ref
+from app.services import DetectOptions, detect, detect_reduction, face_source, model_ref
+from app.uploads import ForFaces
 from deepcanvas.schemas import IDENTITY_NAME_MAX, Box
 from models.identity.types import EmbedRequest, FaceEmbedding
 
 
 @dataclass(frozen=True)
 class Photo:
+    """An uploaded photo: ``image``, decoded smaller when ``source`` (its own size) is set, and ``whole`` to decode
+    it whole (``uploads.ForFaces``) for faces too small there for the embedder's chip."""
+
     field: str  # how the error names it: the upload's file name, or the form field
     image: Image.Image
+    source: tuple[int, int] | None = None
+    whole: Callable[[], Awaitable[Image.Image]] | None = None
+
+    @classmethod
+    def of(cls, field: str, faces: ForFaces) -> Photo:
+        return cls(field, faces.image, faces.source, faces.whole)
+
+
+def photo_reduction(manager: ModelManager) -> Callable[[int, int], int]:
+    """How many times smaller a photo may decode for the service's detector at its defaults (``read_for_faces``)."""
+    return partial(detect_reduction, manager, DetectOptions())
 
 
 def embedder_slot(manager: ModelManager) -> ModelSlot:
@@ -73,15 +90,34 @@ def check_name(name: str) -> str:
     return cleaned
 
 
+async def _detect(manager: ModelManager, params: RuntimeParams, photo: Photo) -> DetectResponse:
+    return await detect(manager, params, photo.image, DetectOptions(), photo.source)
+
+
 async def _boxes(manager: ModelManager, params: RuntimeParams, photo: Photo) -> list[Box]:
-    detected = await detect(manager, params, photo.image, DetectOptions())
-    return [d.box for d in detected.detections]
+    return [d.box for d in (await _detect(manager, params, photo)).detections]
 
 
 async def _embed(slot: ModelSlot, pairs: list[tuple[Photo, Box]], descriptor: bool = True) -> list[FaceEmbedding]:
-    arrays = {id(p): np.asarray(p.image) for p, _ in pairs}  # (H, W, 3) uint8 RGB, once per photo
-    requests = [EmbedRequest(image=arrays[id(p)], box=box, descriptor=descriptor) for p, box in pairs]
-    return list(await slot.predict(requests))
+    """Each face's landmarks (in its photo's pixels) and descriptor.
+
+    A photo decoded smaller gives the embedder its faces from that decode when each of them keeps the chip's
+    side there (``face_source``), else from the photo decoded whole.
+    """
+    least = slot.manifest.input.size if slot.manifest.input else None
+    photos: dict[int, tuple[np.ndarray, float, float]] = {}
+    for photo in {id(p): p for p, _ in pairs}.values():
+        boxes = [box for p, box in pairs if p is photo]
+        image, scale_x, scale_y = await face_source(photo.image, photo.source, boxes, least, photo.whole)
+        photos[id(photo)] = (np.asarray(image), scale_x, scale_y)  # (H, W, 3) uint8 RGB, once per photo
+    requests = []
+    for photo, (x1, y1, x2, y2) in pairs:
+        array, scale_x, scale_y = photos[id(photo)]
+        box = (x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y)
+        requests.append(EmbedRequest(image=array, box=box, descriptor=descriptor))
+    embeddings = await slot.predict(requests)
+    scales = [np.array(photos[id(photo)][1:], np.float32) for photo, _ in pairs]
+    return [replace(e, landmarks=e.landmarks / scale) for e, scale in zip(embeddings, scales, strict=True)]
 
 
 async def _one_face_each(manager: ModelManager, params: RuntimeParams, photos: list[Photo]) -> list[np.ndarray]:
@@ -162,7 +198,7 @@ async def identify(
     if index.embedder != embedder_id(slot):
         await gallery.refresh(embedder_id(slot))  # a new embedder version: never compare across versions
         index = gallery.loaded_index()
-    detected = await detect(manager, params, photo.image, DetectOptions())
+    detected = await _detect(manager, params, photo)
     boxes = [d.box for d in detected.detections]
     if not boxes:
         raise InvalidParameter(f"{photo.field}: no face found")

@@ -6,13 +6,12 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Form
-from PIL import Image
 
 from app import services
 from app.deps import ImageLimitsDep, ManagerDep, ParamsDep
 from app.routers.detect import ConfField, ImageField, ImgszField, IouField, MaxDetField, MinSizeField, TileField
 from app.schemas import ERROR_RESPONSES, ClassifyResponse
-from app.uploads import read_image, read_reduced
+from app.uploads import read_for_faces, read_image
 
 router = APIRouter(prefix="/classify", tags=["classify"])
 
@@ -60,11 +59,5 @@ async def classify_faces(
         decoded = await read_image(image, limits, "image", services.crop_decode_side(manager))
         return await services.classify(manager, params, decoded, False, options, min_score)
     # A large JPEG decodes smaller, as for /detect; faces too small in it for the classifier get the whole decode.
-    reduction = partial(services.detect_reduction, manager, options)
-    decoded, source = await read_reduced(image, limits, "image", reduction)
-
-    async def whole() -> Image.Image:
-        await image.seek(0)
-        return await read_image(image, limits, "image")
-
-    return await services.classify(manager, params, decoded, True, options, min_score, source, whole)
+    faces = await read_for_faces(image, limits, "image", partial(services.detect_reduction, manager, options))
+    return await services.classify(manager, params, faces.image, True, options, min_score, faces.source, faces.whole)

@@ -11,7 +11,7 @@ from app import services
 from app.deps import ImageLimitsDep, ManagerDep, ParamsDep
 from app.identities.service import Photo, add_landmarks
 from app.schemas import ERROR_RESPONSES, DetectResponse
-from app.uploads import read_image, read_reduced
+from app.uploads import read_for_faces, read_reduced
 
 router = APIRouter(prefix="/detect", tags=["detect"])
 
@@ -62,11 +62,11 @@ async def detect_faces(
 ) -> DetectResponse:
     """Detect faces: boxes in the original image's pixels, with scores and labels."""
     options = services.DetectOptions(conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_size=min_size, tile=tile)
-    if landmarks:  # the landmark model reads each face at the photo's own pixels
-        decoded = await read_image(image, limits, "image")
-        detected = await services.detect(manager, params, decoded, options)
-        return await add_landmarks(manager, Photo("image", decoded), detected)
     # a large JPEG decodes at a smaller DCT scale where the detector's views lose nothing by it
     reduction = partial(services.detect_reduction, manager, options)
+    if landmarks:  # the landmark model reads each face there too when it keeps the chip's side, else decoded whole
+        faces = await read_for_faces(image, limits, "image", reduction)
+        detected = await services.detect(manager, params, faces.image, options, faces.source)
+        return await add_landmarks(manager, Photo.of("image", faces), detected)
     decoded, source = await read_reduced(image, limits, "image", reduction)
     return await services.detect(manager, params, decoded, options, source)

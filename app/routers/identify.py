@@ -11,7 +11,7 @@ from app.identities import service
 from app.identities.service import Photo
 from app.routers.detect import ImageField
 from app.schemas import ERROR_RESPONSES, IdentifyResponse, VerifyResponse
-from app.uploads import read_image
+from app.uploads import read_for_faces
 
 router = APIRouter(tags=["identify"])
 
@@ -30,7 +30,7 @@ async def identify(
     ] = None,
 ) -> IdentifyResponse:
     """Every face in the photo with its enrolled identity (null when none is similar enough) and candidates."""
-    photo = Photo("image", await read_image(image, limits, "image"))
+    photo = Photo.of("image", await read_for_faces(image, limits, "image", service.photo_reduction(manager)))
     return await service.identify(manager, gallery, params, photo, top_k, threshold)
 
 
@@ -46,6 +46,7 @@ async def verify(
     ] = None,
 ) -> VerifyResponse:
     """Whether two photos show the same person (each photo's largest face, flagged when it had several)."""
-    photo_a = Photo("image_a", await read_image(image_a, limits, "image_a"))
-    photo_b = Photo("image_b", await read_image(image_b, limits, "image_b"))
+    reduction = service.photo_reduction(manager)
+    photo_a = Photo.of("image_a", await read_for_faces(image_a, limits, "image_a", reduction))
+    photo_b = Photo.of("image_b", await read_for_faces(image_b, limits, "image_b", reduction))
     return await service.verify(manager, params, photo_a, photo_b, threshold)

@@ -12,9 +12,10 @@ from app.errors import InvalidParameter
 from app.identities import service
 from app.identities.service import Photo
 from app.imaging import ImageLimits
+from app.manager import ModelManager
 from app.routers.admin import AdminDep
 from app.schemas import ERROR_RESPONSES, ErrorResponse, IdentityInfo, IdentityPage
-from app.uploads import read_image
+from app.uploads import read_for_faces
 from deepcanvas.schemas import IDENTITY_NAME_MAX
 
 router = APIRouter(prefix="/identities", tags=["identities"])
@@ -34,13 +35,14 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def read_photos(uploads: list[UploadFile], limits: ImageLimits) -> list[Photo]:
+async def read_photos(uploads: list[UploadFile], limits: ImageLimits, manager: ModelManager) -> list[Photo]:
     if not 1 <= len(uploads) <= MAX_PHOTOS:
         raise InvalidParameter(f"image: send 1 to {MAX_PHOTOS} photos, not {len(uploads)}")
+    reduction = service.photo_reduction(manager)
     photos = []
     for i, upload in enumerate(uploads):
         field = f"image {upload.filename!r}" if upload.filename else f"image #{i + 1}"
-        photos.append(Photo(field, await read_image(upload, limits, field)))
+        photos.append(Photo.of(field, await read_for_faces(upload, limits, field, reduction)))
     return photos
 
 
@@ -55,7 +57,7 @@ async def enrol(
     image: Photos,
 ) -> IdentityInfo:
     """Enrol a person: a name and photos with exactly one face each (only descriptors are stored)."""
-    photos = await read_photos(image, limits)
+    photos = await read_photos(image, limits, manager)
     return await service.enrol(manager, gallery, params, name, photos)
 
 
@@ -70,7 +72,7 @@ async def add_faces(
     image: Photos,
 ) -> IdentityInfo:
     """Add photos of an enrolled person."""
-    photos = await read_photos(image, limits)
+    photos = await read_photos(image, limits, manager)
     return await service.add_faces(manager, gallery, params, identity_id, photos)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from app.manager import SlotPlan
-from models.artifact import Manifest, pack_artifact
+from models.artifact import InputSpec, Manifest, pack_artifact
 from models.identity.types import EmbedRequest, FaceEmbedding
 from models.starter import set_local_alias
 from tests.support.fakes import ExclusiveUse, FakeDetection, fake_plans
@@ -82,7 +82,10 @@ def identity_plans(delay: float = 0.0) -> list[SlotPlan]:
     ]
 
 
-def add_fake_embedder(store: Path, version: str = "v1", alias: str | None = "stable") -> Manifest:
+def add_fake_embedder(
+    store: Path, version: str = "v1", alias: str | None = "stable", chip: int | None = None
+) -> Manifest:
+    """A fake embedder artifact; ``chip``: the input side it records (what a face needs, in pixels)."""
     folder = store / "face-embedder" / version
     folder.mkdir(parents=True)
     (folder / "weights.bin").write_bytes(f"face-embedder-{version}".encode() * 100)
@@ -94,6 +97,7 @@ def add_fake_embedder(store: Path, version: str = "v1", alias: str | None = "sta
         architecture="fake",
         hyperparameters={"thresholds": THRESHOLDS},
         provenance={"method": "fake: colour hashes"},
+        **({"input": InputSpec(size=chip)} if chip else {}),
     )
     if alias:
         set_local_alias(store, "face-embedder", alias, version)
