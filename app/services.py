@@ -7,7 +7,7 @@ import math
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from PIL import Image
 
@@ -98,6 +98,22 @@ def _tiling(slot: ModelSlot, options: DetectOptions) -> tuple[int, str, float]:
     size = slot.manifest.input.size if slot.manifest.input else 640
     tile = str(_first(options.tile, defaults.get("tile"), "off"))
     return int(_first(options.imgsz, size)), tile, float(defaults.get("tile_above", TILE_ABOVE))
+
+
+R = TypeVar("R")
+
+
+async def in_order(*steps: Awaitable[R]) -> list[R]:
+    """Every step run concurrently (a decode's thread, a detector batch shared); their results in order.
+
+    When steps fail, the error raised is that of the first failing step in argument order (``image_a`` before
+    ``image_b``), whichever failed first in time, so an answer never depends on timing; every step has ended.
+    """
+    outcomes = await asyncio.gather(*steps, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes  # type: ignore[return-value]
 
 
 async def detect(

@@ -32,7 +32,7 @@ from app.schemas import (
     VerifiedFace,
     VerifyResponse,
 )
-from app.services import DetectOptions, detect, detect_reduction, face_source, model_ref
+from app.services import DetectOptions, detect, detect_reduction, face_source, in_order, model_ref
 from app.uploads import ForFaces
 from deepcanvas.schemas import IDENTITY_NAME_MAX, Box
 from models.identity.types import EmbedRequest, FaceEmbedding
@@ -124,8 +124,8 @@ async def _one_face_each(manager: ModelManager, params: RuntimeParams, photos: l
     """Each photo's single face's descriptor; a photo with no face or several is a 422 naming it."""
     slot = embedder_slot(manager)
     pairs = []
-    for photo in photos:
-        boxes = await _boxes(manager, params, photo)
+    detected = await in_order(*(_boxes(manager, params, photo) for photo in photos))  # in shared batches
+    for photo, boxes in zip(photos, detected, strict=True):
         if len(boxes) != 1:
             found = "no face" if not boxes else f"{len(boxes)} faces"
             raise InvalidParameter(f"{photo.field}: {found} found; an enrolment photo needs exactly one face")
@@ -232,8 +232,9 @@ async def verify(
 ) -> VerifyResponse:
     """Whether two photos show the same person: one face each, or each photo's largest face (flagged)."""
     slot = embedder_slot(manager)
-    box_a, face_a = await _largest_face(manager, params, photo_a)
-    box_b, face_b = await _largest_face(manager, params, photo_b)
+    (box_a, face_a), (box_b, face_b) = await in_order(
+        _largest_face(manager, params, photo_a), _largest_face(manager, params, photo_b)
+    )
     a, b = await _embed(slot, [(photo_a, box_a), (photo_b, box_b)])
     distance = float(np.linalg.norm(_descriptor(a) - _descriptor(b)))
     limit = threshold if threshold is not None else thresholds(slot).verify_distance

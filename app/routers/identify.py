@@ -11,6 +11,7 @@ from app.identities import service
 from app.identities.service import Photo
 from app.routers.detect import ImageField
 from app.schemas import ERROR_RESPONSES, IdentifyResponse, VerifyResponse
+from app.services import in_order
 from app.uploads import read_for_faces
 
 router = APIRouter(tags=["identify"])
@@ -47,6 +48,8 @@ async def verify(
 ) -> VerifyResponse:
     """Whether two photos show the same person (each photo's largest face, flagged when it had several)."""
     reduction = service.photo_reduction(manager)
-    photo_a = Photo.of("image_a", await read_for_faces(image_a, limits, "image_a", reduction))
-    photo_b = Photo.of("image_b", await read_for_faces(image_b, limits, "image_b", reduction))
+    faces_a, faces_b = await in_order(
+        read_for_faces(image_a, limits, "image_a", reduction), read_for_faces(image_b, limits, "image_b", reduction)
+    )
+    photo_a, photo_b = Photo.of("image_a", faces_a), Photo.of("image_b", faces_b)
     return await service.verify(manager, params, photo_a, photo_b, threshold)

@@ -15,6 +15,7 @@ from app.imaging import ImageLimits
 from app.manager import ModelManager
 from app.routers.admin import AdminDep
 from app.schemas import ERROR_RESPONSES, ErrorResponse, IdentityInfo, IdentityPage
+from app.services import in_order
 from app.uploads import read_for_faces
 from deepcanvas.schemas import IDENTITY_NAME_MAX
 
@@ -39,11 +40,9 @@ async def read_photos(uploads: list[UploadFile], limits: ImageLimits, manager: M
     if not 1 <= len(uploads) <= MAX_PHOTOS:
         raise InvalidParameter(f"image: send 1 to {MAX_PHOTOS} photos, not {len(uploads)}")
     reduction = service.photo_reduction(manager)
-    photos = []
-    for i, upload in enumerate(uploads):
-        field = f"image {upload.filename!r}" if upload.filename else f"image #{i + 1}"
-        photos.append(Photo.of(field, await read_for_faces(upload, limits, field, reduction)))
-    return photos
+    fields = [f"image {u.filename!r}" if u.filename else f"image #{i + 1}" for i, u in enumerate(uploads)]
+    decoded = await in_order(*(read_for_faces(u, limits, f, reduction) for u, f in zip(uploads, fields, strict=True)))
+    return [Photo.of(field, faces) for field, faces in zip(fields, decoded, strict=True)]
 
 
 @router.post("", status_code=201, response_model=IdentityInfo, responses=RESPONSES)
