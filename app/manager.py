@@ -73,7 +73,7 @@ class ModelSlot:
     _batcher: asyncio.Task[None] | None = field(init=False, default=None)
     _last_batch_end: float = field(init=False, default=0.0)
     _last_batch_size: int = field(init=False, default=0)
-    _running: bool = field(init=False, default=False)  # work on the slot's thread (a batch, a ``run``, a warm-up)
+    _jobs: int = field(init=False, default=0)  # work on the slot's thread (a batch, a ``run``, a warm-up)
     _single_seconds: float = field(init=False, default=float("inf"))  # the latest one-item call's time
 
     def __post_init__(self) -> None:
@@ -89,10 +89,7 @@ class ModelSlot:
         """Run ``call(predictor)`` alone on this slot's thread (for work that does not batch)."""
         self._admit(1)
         started = time.perf_counter()
-        try:
-            result, seconds = await self._timed_on_thread(asyncio.get_running_loop(), call)
-        finally:
-            self.pending -= 1
+        result, seconds = await self._on_thread(asyncio.get_running_loop(), call, items=1)
         _record(self.manifest, seconds)
         record_phase("queue", max(0.0, time.perf_counter() - started - seconds))
         return result
@@ -111,17 +108,14 @@ class ModelSlot:
             # The batcher ends when the queue is empty, so a slot swapped out is never kept alive by it.
             self._batcher = asyncio.create_task(self._drain_queue(), name=f"batcher-{self.name}")
         started = time.perf_counter()
-        try:
-            done = await asyncio.gather(*futures)
-        finally:
-            self.pending -= len(items)
+        done = await asyncio.gather(*futures)  # the items leave ``pending`` when their batch ends or is skipped
         inference = max(seconds for _, seconds in done)
         _record(self.manifest, inference)
         record_phase("queue", max(0.0, time.perf_counter() - started - inference))
         return [result for result, _ in done]
 
     def _inline(self, items: list[Any]) -> bool:
-        idle = not (self._waiting or self._running or self.pending)
+        idle = not (self._waiting or self._jobs or self.pending)
         return len(items) == 1 and idle and self._single_seconds <= INLINE_SECONDS and self.alone()
 
     def _predict_inline(self, items: list[Any]) -> list[Any]:
@@ -134,14 +128,27 @@ class ModelSlot:
 
     async def on_thread(self, call: Callable[[Any], R]) -> R:
         """``call(predictor)`` on the slot's thread, untimed and outside the queue (a warm-up)."""
-        return (await self._timed_on_thread(asyncio.get_running_loop(), call))[0]
+        return (await self._on_thread(asyncio.get_running_loop(), call, items=0))[0]
 
-    async def _timed_on_thread(self, loop: asyncio.AbstractEventLoop, call: Callable[[Any], R]) -> tuple[R, float]:
-        self._running = True  # the predictor is busy on the slot's thread: nothing runs inline meanwhile
-        try:
-            return await loop.run_in_executor(self.executor, _timed, call, self.predictor)
-        finally:
-            self._running = False
+    def _on_thread(
+        self, loop: asyncio.AbstractEventLoop, call: Callable[[Any], R], items: int
+    ) -> asyncio.Future[tuple[R, float]]:
+        """``call(predictor)`` on the slot's thread, timed. Until the job itself ends, the slot counts it (nothing
+        runs inline meanwhile) and its ``items`` as pending, also when every caller waiting for it has left: a
+        job that has started runs to its end, and admission must not count it gone before that."""
+        self._jobs += 1
+        job = self.executor.submit(_timed, call, self.predictor)
+
+        def ended(_: object) -> None:  # on the slot's thread, or on the loop when the job never started
+            with contextlib.suppress(RuntimeError):  # the loop closed at shutdown: nothing to count any more
+                loop.call_soon_threadsafe(self._ended, items)
+
+        job.add_done_callback(ended)  # before wrap_future's own callback: counted before a caller resumes
+        return asyncio.wrap_future(job, loop=loop)
+
+    def _ended(self, items: int) -> None:
+        self._jobs -= 1
+        self.pending -= items
 
     async def _drain_queue(self) -> None:
         loop = asyncio.get_running_loop()
@@ -149,8 +156,9 @@ class ModelSlot:
             size, wait = self.batch_limits()
             if len(self._waiting) < size and wait > 0 and self._others_likely(wait):
                 await asyncio.sleep(wait)  # busy with several callers lately: let more join this batch
-            batch = [self._waiting.popleft() for _ in range(min(size, len(self._waiting)))]
-            batch = [(item, future) for item, future in batch if not future.done()]  # callers that left
+            taken = [self._waiting.popleft() for _ in range(min(size, len(self._waiting)))]
+            batch = [(item, future) for item, future in taken if not future.done()]
+            self.pending -= len(taken) - len(batch)  # the items of callers that left before their batch began
             if batch:
                 await self._run_batch(loop, batch)
             self._last_batch_end, self._last_batch_size = time.monotonic(), len(batch)
@@ -167,7 +175,7 @@ class ModelSlot:
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         items = [item for item, _ in batch]
         try:
-            results, seconds = await self._timed_on_thread(loop, _predict(items))
+            results, seconds = await self._on_thread(loop, _predict(items), items=len(items))
             assert len(results) == len(items), f"{self.name} returned {len(results)} results for {len(items)} items"
             if len(items) == 1:
                 self._single_seconds = seconds

@@ -241,7 +241,7 @@ def test_nothing_runs_inline_while_the_slots_thread_is_busy() -> None:
         if leave:  # its caller leaves: nothing waits for the batch, which still runs
             busy.cancel()
             await asyncio.sleep(0.005)
-            assert busy.cancelled() and slot.pending == 0
+            assert busy.cancelled() and slot.pending == 1  # the batch runs on: its item still counts
         alone[0], predictor.delay = True, 0.0
         return await slot.predict([3])
 
@@ -286,3 +286,21 @@ def test_only_plans_that_allow_it_give_their_slots_the_services_alone() -> None:
     manager = ModelManager(Settings(warmup=False), store, plans, lambda: 10, alone=lambda: True)
     slots = manager._build_role("classifier", "stable") | manager._build_role("detector", "stable")
     assert slots["classifier"].alone() and not slots["detector"].alone()
+
+
+def test_a_started_batch_counts_against_the_queue_until_it_ends_though_its_caller_left() -> None:
+    predictor = Doubler(delay=0.1)
+
+    async def scenario() -> tuple[Any, list[int], int]:
+        slot = _slot(predictor, queue=1, batch=1)
+        leaving = asyncio.ensure_future(slot.predict([1]))
+        await asyncio.sleep(0.02)  # its batch is running on the slot's thread
+        leaving.cancel()
+        await asyncio.sleep(0.01)
+        refused = await asyncio.gather(slot.predict([2]), return_exceptions=True)
+        await asyncio.sleep(0.12)  # the abandoned batch has ended
+        return refused[0], await slot.predict([3]), slot.pending
+
+    refused, later, pending = asyncio.run(scenario())
+    assert isinstance(refused, Overloaded)
+    assert later == [6] and pending == 0
