@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from models.identity.landmarks import ShapePredictor, intensity, leaf_table, similarity_matrices
 
@@ -50,10 +51,11 @@ def _walk(arrays: dict, image: np.ndarray, rect: np.ndarray) -> np.ndarray:
     return shape * size + origin
 
 
-def test_the_vectorised_cascade_gives_the_walks_landmarks() -> None:
+@pytest.mark.parametrize("channels", [3, 0], ids=["rgb", "gray"])
+def test_the_vectorised_cascade_gives_the_walks_landmarks(channels: int) -> None:
     rng = np.random.default_rng(11)
     arrays = _random_predictor(rng)
-    image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    image = rng.integers(0, 256, (90, 120, channels) if channels else (90, 120), dtype=np.uint8)
     rects = np.array([[20.0, 15.0, 80.0, 75.0], [-10.0, 40.0, 50.0, 100.0], [60.5, 5.25, 118.0, 70.0]])
     got = ShapePredictor(arrays).predict(image, rects)
     expected = np.stack([_walk(arrays, image, rect) for rect in rects])
