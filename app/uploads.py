@@ -60,7 +60,7 @@ class ForFaces:
     ``image`` is the photo, or (``source``: the photo's own width and height) the photo decoded at a smaller DCT
     scale where the detector loses nothing (``read_reduced``). The model that reads each face (classifier,
     embedder) takes its pixels from ``image`` when the face is large enough there, else from ``whole()``
-    (``services.face_source``): a 12 MP JPEG decodes whole in about 48 ms here, at an eighth in a few.
+    (``services.face_source``): a 12 MP JPEG decodes whole in about 50 ms here, at an eighth in about 8.
     """
 
     image: Image.Image
