@@ -143,7 +143,7 @@ async def detect(
     return DetectResponse(
         model=model_ref(slot),
         image=ImageSize(width=width, height=height),
-        detections=[Detection(box=_scaled(d.box, scale_x, scale_y), score=d.score, label=d.label) for d in found],
+        detections=[Detection(box=scaled_box(d.box, scale_x, scale_y), score=d.score, label=d.label) for d in found],
     )
 
 
@@ -161,10 +161,11 @@ def detector_side(predictor: Any, imgsz: int) -> int:
     return int(input_size(imgsz)) if callable(input_size) else imgsz
 
 
-def _scaled(box: tuple[float, ...], scale_x: float, scale_y: float) -> tuple[float, ...]:
-    if scale_x == scale_y == 1.0:
-        return box
+def scaled_box(box: Sequence[float], scale_x: float, scale_y: float) -> tuple[float, float, float, float]:
+    """``box`` (x1, y1, x2, y2) scaled: into a smaller decode's pixels, or back to the photo's."""
     x1, y1, x2, y2 = box
+    if scale_x == scale_y == 1.0:
+        return x1, y1, x2, y2
     return (x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y)
 
 
@@ -199,7 +200,7 @@ async def face_source(
 
     ``image`` may be the photo decoded smaller (``source``: the photo's own size). When every box keeps at least
     ``least_side`` pixels on its shorter side there (the input side of the model that reads each face: the
-    classifier's crop, the embedder's chip), the faces are read from it, and the whole decode (about 48 ms for a
+    classifier's crop, the embedder's chip), the faces are read from it, and the whole decode (about 50 ms for a
     12 MP JPEG here) is skipped. Otherwise the photo is decoded whole (``whole``). On 200 portraits upscaled to
     4032 px: 221 -> 118 ms median a /classify, the largest face's label the same on 198 (docs/benchmarks.md,
     "Crops from the smaller decode"); identity: docs/identity.md, "Faces from the smaller decode".
@@ -226,10 +227,11 @@ async def face_crops(
     if not regions:
         return []
     picked, scale_x, scale_y = await face_source(image, source, regions, least_side, whole)
-    return [
-        picked.crop((round(left * scale_x), round(top * scale_y), round(right * scale_x), round(bottom * scale_y)))
-        for left, top, right, bottom in regions
-    ]
+    crops = []
+    for region in regions:
+        left, top, right, bottom = scaled_box(region, scale_x, scale_y)
+        crops.append(picked.crop((round(left), round(top), round(right), round(bottom))))
+    return crops
 
 
 UNKNOWN_LABEL = "unknown"

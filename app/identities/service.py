@@ -8,13 +8,12 @@ index. Descriptors are only ever compared with descriptors of the same embedder 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 
 import numpy as np
-from PIL import Image
 
 from app.errors import InvalidParameter, ModelNotReady
 from app.identities.gallery import IdentityGallery
@@ -32,7 +31,7 @@ from app.schemas import (
     VerifiedFace,
     VerifyResponse,
 )
-from app.services import DetectOptions, detect, detect_reduction, face_source, in_order, model_ref
+from app.services import DetectOptions, detect, detect_reduction, face_source, in_order, model_ref, scaled_box
 from app.uploads import ForFaces
 from deepcanvas.schemas import IDENTITY_NAME_MAX, Box
 from models.identity.types import EmbedRequest, FaceEmbedding
@@ -40,17 +39,10 @@ from models.identity.types import EmbedRequest, FaceEmbedding
 
 @dataclass(frozen=True)
 class Photo:
-    """An uploaded photo: ``image``, decoded smaller when ``source`` (its own size) is set, and ``whole`` to decode
-    it whole (``uploads.ForFaces``) for faces too small there for the embedder's chip."""
+    """An uploaded photo, decoded for the detector and whole on demand (``uploads.ForFaces``)."""
 
     field: str  # how the error names it: the upload's file name, or the form field
-    image: Image.Image
-    source: tuple[int, int] | None = None
-    whole: Callable[[], Awaitable[Image.Image]] | None = None
-
-    @classmethod
-    def of(cls, field: str, faces: ForFaces) -> Photo:
-        return cls(field, faces.image, faces.source, faces.whole)
+    faces: ForFaces
 
 
 def photo_reduction(manager: ModelManager) -> Callable[[int, int], int]:
@@ -91,7 +83,7 @@ def check_name(name: str) -> str:
 
 
 async def _detect(manager: ModelManager, params: RuntimeParams, photo: Photo) -> DetectResponse:
-    return await detect(manager, params, photo.image, DetectOptions(), photo.source)
+    return await detect(manager, params, photo.faces.image, DetectOptions(), photo.faces.source)
 
 
 async def _boxes(manager: ModelManager, params: RuntimeParams, photo: Photo) -> list[Box]:
@@ -108,13 +100,13 @@ async def _embed(slot: ModelSlot, pairs: list[tuple[Photo, Box]], descriptor: bo
     photos: dict[int, tuple[np.ndarray, float, float]] = {}
     for photo in {id(p): p for p, _ in pairs}.values():
         boxes = [box for p, box in pairs if p is photo]
-        image, scale_x, scale_y = await face_source(photo.image, photo.source, boxes, least, photo.whole)
+        faces = photo.faces
+        image, scale_x, scale_y = await face_source(faces.image, faces.source, boxes, least, faces.whole)
         photos[id(photo)] = (np.asarray(image), scale_x, scale_y)  # (H, W, 3) uint8 RGB, once per photo
     requests = []
-    for photo, (x1, y1, x2, y2) in pairs:
+    for photo, box in pairs:
         array, scale_x, scale_y = photos[id(photo)]
-        box = (x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y)
-        requests.append(EmbedRequest(image=array, box=box, descriptor=descriptor))
+        requests.append(EmbedRequest(image=array, box=scaled_box(box, scale_x, scale_y), descriptor=descriptor))
     embeddings = await slot.predict(requests)
     scales = [np.array(photos[id(photo)][1:], np.float32) for photo, _ in pairs]
     return [replace(e, landmarks=e.landmarks / scale) for e, scale in zip(embeddings, scales, strict=True)]

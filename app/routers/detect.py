@@ -67,6 +67,6 @@ async def detect_faces(
     if landmarks:  # the landmark model reads each face there too when it keeps the chip's side, else decoded whole
         faces = await read_for_faces(image, limits, "image", reduction)
         detected = await services.detect(manager, params, faces.image, options, faces.source)
-        return await add_landmarks(manager, Photo.of("image", faces), detected)
+        return await add_landmarks(manager, Photo("image", faces), detected)
     decoded, source = await read_reduced(image, limits, "image", reduction)
     return await services.detect(manager, params, decoded, options, source)

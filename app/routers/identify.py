@@ -31,7 +31,7 @@ async def identify(
     ] = None,
 ) -> IdentifyResponse:
     """Every face in the photo with its enrolled identity (null when none is similar enough) and candidates."""
-    photo = Photo.of("image", await read_for_faces(image, limits, "image", service.photo_reduction(manager)))
+    photo = Photo("image", await read_for_faces(image, limits, "image", service.photo_reduction(manager)))
     return await service.identify(manager, gallery, params, photo, top_k, threshold)
 
 
@@ -51,5 +51,5 @@ async def verify(
     faces_a, faces_b = await in_order(
         read_for_faces(image_a, limits, "image_a", reduction), read_for_faces(image_b, limits, "image_b", reduction)
     )
-    photo_a, photo_b = Photo.of("image_a", faces_a), Photo.of("image_b", faces_b)
+    photo_a, photo_b = Photo("image_a", faces_a), Photo("image_b", faces_b)
     return await service.verify(manager, params, photo_a, photo_b, threshold)

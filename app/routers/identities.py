@@ -42,7 +42,7 @@ async def read_photos(uploads: list[UploadFile], limits: ImageLimits, manager: M
     reduction = service.photo_reduction(manager)
     fields = [f"image {u.filename!r}" if u.filename else f"image #{i + 1}" for i, u in enumerate(uploads)]
     decoded = await in_order(*(read_for_faces(u, limits, f, reduction) for u, f in zip(uploads, fields, strict=True)))
-    return [Photo.of(field, faces) for field, faces in zip(fields, decoded, strict=True)]
+    return [Photo(field, faces) for field, faces in zip(fields, decoded, strict=True)]
 
 
 @router.post("", status_code=201, response_model=IdentityInfo, responses=RESPONSES)
