@@ -332,7 +332,7 @@ def gallery(
     corpus: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="The style corpus's paintings folder")],
     out_dir: Annotated[Path, typer.Argument(help="Artifact folder to write")],
     name: str = "style-gallery",
-    version: str = "v2",
+    version: str = "v3",
 ) -> None:
     """Build the style gallery: the procedural textures plus public-domain paintings re-encoded small."""
     from models.style.paintings import make_painting_gallery

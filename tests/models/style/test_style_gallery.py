@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from itertools import combinations
 from pathlib import Path
@@ -95,3 +96,30 @@ def test_every_gallery_painting_is_in_the_shared_corpus(shared_dir: Path) -> Non
 
     corpus = shared_dir / "data" / "style-corpus" / "paintings"
     assert [p.corpus_file for p in PAINTINGS if not (corpus / p.corpus_file).is_file()] == []
+
+
+@pytest.mark.shared
+def test_the_shipped_gallery_is_exactly_the_vetted_paintings_rebuilt(shared_dir: Path, tmp_path: Path) -> None:
+    """The embedded store's stable gallery holds what ``PAINTINGS`` names, byte for byte, and nothing else.
+
+    Each corpus file in ``PAINTINGS`` was checked by eye against the original it is credited to; a gallery
+    packed from another file list (v2 shipped a modern pastiche and a recoloured copy) fails here.
+    """
+    from models.style.paintings import make_painting_gallery
+
+    store = Path(__file__).resolve().parents[3] / "models" / "store" / "style-gallery"
+    version = json.loads((store / "aliases.json").read_text())["stable"]
+    shipped = load_artifact(store / version)
+    rebuilt = make_painting_gallery(shared_dir / "data" / "style-corpus" / "paintings", tmp_path, version=version)
+    assert shipped.files == rebuilt.files
+    assert shipped.gallery == rebuilt.gallery
+
+
+def test_every_style_name_in_the_readme_is_in_the_shipped_gallery() -> None:
+    """The quick start's ``style_name=...`` and the CLI's ``--style-name ...`` name styles a user will find."""
+    root = Path(__file__).resolve().parents[3]
+    named = set(re.findall(r"(?:style_name=|--style-name )([a-z0-9-]+)", (root / "README.md").read_text()))
+    store = root / "models" / "store" / "style-gallery"
+    version = json.loads((store / "aliases.json").read_text())["stable"]
+    gallery = {entry.name for entry in load_artifact(store / version).gallery}
+    assert named and named <= gallery, f"README names {sorted(named - gallery)}, not in the gallery"
