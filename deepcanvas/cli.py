@@ -20,7 +20,7 @@ from rich.table import Table
 
 from deepcanvas.client import DEFAULT_URL, Client
 from deepcanvas.errors import APIError, ClientError
-from deepcanvas.schemas import Box
+from deepcanvas.schemas import Box, ModelRef, StyleInfo
 
 client_cli = typer.Typer(help="Call a DeepCanvas service: detect and classify faces, stylize photos.")
 console = Console()
@@ -121,6 +121,23 @@ def _faces(count: int) -> str:
     return f"{count} face" if count == 1 else f"{count} faces"
 
 
+class WrittenPainting(BaseModel):
+    """``stylize --json``: the file written and the style model that painted it."""
+
+    path: str
+    width: int
+    height: int
+    media_type: str  # as the service encoded it: image/png or image/jpeg
+    bytes: int
+    model: ModelRef
+    nst_steps: int | None  # method=nst: the optimiser steps its time budget allowed; null for adain
+
+
+def _credit(style: StyleInfo) -> str:
+    """A painting's artist and year ("Vincent van Gogh, 1889"); empty for a generated texture."""
+    return ", ".join(part for part in (style.artist, style.year) if part)
+
+
 def _box(box: tuple[float, float, float, float] | None) -> str:
     return "whole image" if box is None else ", ".join(f"{v:.0f}" for v in box)
 
@@ -212,6 +229,9 @@ def stylize(
     manner: Annotated[
         float | None, typer.Option(min=0, max=1, help="How strongly each painting's own palette and marks are kept")
     ] = None,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print what was written (path, size, model) as JSON instead of a line")
+    ] = False,
     timeout: TimeoutOption = 300.0,
     retries: RetriesOption = 3,
 ) -> None:
@@ -237,19 +257,30 @@ def stylize(
         )
     write_or_fail(out, lambda: painted.save(out))
     size = painted.image().size
+    if json:
+        written = WrittenPainting(
+            path=str(out),
+            width=size[0],
+            height=size[1],
+            media_type=painted.media_type,
+            bytes=len(painted.data),
+            model=painted.model,
+            nst_steps=painted.nst_steps,
+        )
+        return _print_json(written)
     steps = f", {painted.nst_steps} NST steps" if painted.nst_steps is not None else ""
     console.print(f"wrote {out} ({size[0]}×{size[1]} px, {painted.model.name} {painted.model.version}{steps})")
 
 
 def styles(url: UrlOption = DEFAULT_URL, json: JsonOption = False, timeout: TimeoutOption = 30.0) -> None:
-    """The service's style gallery: names for ``stylize --style-name``."""
+    """The service's style gallery: names for ``stylize --style-name``, each painting with its artist and year."""
     with _client(url, timeout, 3) as client:
         answer = client.styles()
     if json:
         return _print_json(answer)
-    table = Table("name", "title", "description", title=f"{answer.gallery.name} {answer.gallery.version}")
+    table = Table("name", "title", "by", "description", title=f"{answer.gallery.name} {answer.gallery.version}")
     for entry in answer.styles:
-        table.add_row(entry.name, entry.title, entry.description)
+        table.add_row(entry.name, entry.title, _credit(entry), entry.description)
     console.print(table)
 
 

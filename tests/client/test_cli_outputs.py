@@ -1,16 +1,25 @@
-"""The client CLI checks where it will write before it calls the service, and a failed write is an error."""
+"""What the client CLI writes and prints: it checks where it will write before it calls the service, a failed
+write is an error, and ``stylize`` and ``styles`` print what scripts and people need (against a fake service)."""
 
 from __future__ import annotations
 
 import errno
+import functools
+import io
+import json
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 import typer
+from PIL import Image
 from typer.testing import CliRunner
 
+import deepcanvas.cli as cli_module
 from app.cli import cli
-from deepcanvas.cli import write_or_fail
+from deepcanvas.cli import client_cli, write_or_fail
+from deepcanvas.client import Client
 from tests.support.images import face_like_photo
 
 UNREACHABLE = "http://127.0.0.1:9"  # nothing listens: a command that got this far would say "Connection refused"
@@ -51,3 +60,94 @@ def test_a_write_that_fails_ends_the_command_with_its_reason(tmp_path: Path) -> 
     with pytest.raises(typer.Exit) as ended:
         write_or_fail(tmp_path / "painted.png", full_disk)
     assert ended.value.exit_code == 1
+
+
+def _fake_service(answer: Callable[[httpx.Request], httpx.Response]) -> Callable[..., Client]:
+    """``Client`` as the CLI builds it, but answered by ``answer`` instead of a network."""
+    return functools.partial(Client, transport=httpx.MockTransport(answer))
+
+
+def _painting(request: httpx.Request) -> httpx.Response:
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(buffer, format="PNG")
+    nst = b'name="method"\r\n\r\nnst' in request.content
+    headers = {"content-type": "image/png", "x-model-name": "style-adain", "x-model-version": "v3"}
+    return httpx.Response(200, content=buffer.getvalue(), headers=headers | ({"x-nst-steps": "12"} if nst else {}))
+
+
+@pytest.mark.parametrize("method, steps", [("adain", None), ("nst", 12)])
+def test_stylize_json_describes_the_file_it_wrote(
+    photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, steps: int | None
+) -> None:
+    monkeypatch.setattr(cli_module, "Client", _fake_service(_painting))
+    out = tmp_path / "painted.png"
+    args = ["stylize", str(photo), "--style-name", "starry-night", "-o", str(out), "--method", method, "--json"]
+    result = CliRunner().invoke(client_cli, args)
+    assert result.exit_code == 0, result.output
+    written = json.loads(result.stdout)  # the whole of stdout is one JSON document: no human line beside it
+    assert written == {
+        "path": str(out),
+        "width": 40,
+        "height": 30,
+        "media_type": "image/png",
+        "bytes": out.stat().st_size,
+        "model": {"name": "style-adain", "version": "v3"},
+        "nst_steps": steps,
+    }
+    assert Image.open(out).size == (40, 30)
+
+
+def test_stylize_without_json_says_what_it_wrote_in_words(
+    photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_module, "Client", _fake_service(_painting))
+    out = tmp_path / "painted.png"
+    args = ["stylize", str(photo), "--style-name", "starry-night", "-o", str(out)]
+    result = CliRunner().invoke(client_cli, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out} (40×30 px, style-adain v3)" in result.output
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(result.stdout)
+
+
+GALLERY = {
+    "gallery": {"name": "style-gallery", "version": "v2"},
+    "styles": [
+        {
+            "name": "starry-night",
+            "title": "The Starry Night",
+            "description": "Swirling night sky",
+            "artist": "Vincent van Gogh",
+            "year": "1889",
+            "url": "/styles/starry-night/image",
+        },
+        {"name": "ripples", "title": "Ripples", "description": "A generated texture", "url": "/styles/ripples/image"},
+    ],
+}
+
+
+def _gallery(request: httpx.Request) -> httpx.Response:
+    assert request.url.path == "/styles"
+    return httpx.Response(200, json=GALLERY)
+
+
+def test_styles_credits_each_painting_by_artist_and_year_and_textures_by_no_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cli_module, "Client", _fake_service(_gallery))
+    result = CliRunner().invoke(client_cli, ["styles"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    cells = [line.replace("┃", "│").split("│")[1:-1] for line in result.output.splitlines()]
+    rows = {row[0].strip(): [cell.strip() for cell in row] for row in cells if row}
+    assert rows["name"][2] == "by"  # the header
+    assert rows["starry-night"][2] == "Vincent van Gogh, 1889"
+    assert rows["ripples"][2] == ""
+
+
+def test_styles_json_carries_the_artist_and_year(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_module, "Client", _fake_service(_gallery))
+    result = CliRunner().invoke(client_cli, ["styles", "--json"])
+    assert result.exit_code == 0, result.output
+    styles = {entry["name"]: entry for entry in json.loads(result.stdout)["styles"]}
+    assert (styles["starry-night"]["artist"], styles["starry-night"]["year"]) == ("Vincent van Gogh", "1889")
+    assert (styles["ripples"]["artist"], styles["ripples"]["year"]) == (None, None)
