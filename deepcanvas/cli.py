@@ -221,7 +221,9 @@ def stylize(
         list[Path] | None, typer.Option("--style", exists=True, dir_okay=False, help="A style image; repeat to mix")
     ] = None,
     weights: Annotated[list[float] | None, typer.Option("--weight", help="One per style, in order")] = None,
-    alpha: Annotated[float | None, typer.Option(min=0, max=1, help="0 keeps the photo, 1 paints fully")] = None,
+    alpha: Annotated[
+        float | None, typer.Option(min=0, max=1, help="0: the photo as the decoder redraws it (close, not identical)")
+    ] = None,
     preserve_color: Annotated[bool, typer.Option(help="Keep the photo's colours")] = False,
     method: Annotated[str, typer.Option(help="adain (fast) or nst (slow, needs the torch backend)")] = "adain",
     max_side: Annotated[int | None, typer.Option(min=32, help="Bound on the output's longer side")] = None,

@@ -49,6 +49,7 @@ async def classify_faces(
         Form(
             ge=0,
             le=1,
+            allow_inf_nan=False,
             description="Faces whose score is below this are labelled `unknown`; default: the runtime parameter",
         ),
     ] = None,

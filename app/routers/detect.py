@@ -17,15 +17,19 @@ router = APIRouter(prefix="/detect", tags=["detect"])
 
 ImageField = Annotated[UploadFile, File(description="A photo: JPEG, PNG, WebP, BMP or GIF (first frame)")]
 ConfField = Annotated[
-    float | None, Form(ge=0, le=1, description="Minimum score; the model's default if absent", examples=[0.25])
+    float | None,
+    Form(ge=0, le=1, allow_inf_nan=False, description="Minimum score; the model's default if absent", examples=[0.25]),
 ]
-IouField = Annotated[float | None, Form(ge=0, le=1, description="NMS IoU threshold", examples=[0.45])]
+IouField = Annotated[
+    float | None, Form(ge=0, le=1, allow_inf_nan=False, description="NMS IoU threshold", examples=[0.45])
+]
 MaxDetField = Annotated[int | None, Form(ge=1, le=1000, description="Most detections returned", examples=[100])]
 MinSizeField = Annotated[
     float | None,
     Form(
         ge=0,
         le=10000,
+        allow_inf_nan=False,
         description="Smallest face returned: boxes whose shorter side is below this many of the photo's pixels are "
         "dropped; 0 returns every box; default: the runtime parameter, else the model's",
         examples=[24],

@@ -27,7 +27,12 @@ async def identify(
     top_k: Annotated[int, Form(ge=1, le=100, description="Candidates per face, best first")] = 5,
     threshold: Annotated[
         float | None,
-        Form(ge=-1, le=1, description="Similarity a match needs; default: calibrated for the gallery's size"),
+        Form(
+            ge=-1,
+            le=1,
+            allow_inf_nan=False,
+            description="Similarity a match needs; default: calibrated for the gallery's size",
+        ),
     ] = None,
 ) -> IdentifyResponse:
     """Every face in the photo with its enrolled identity (null when none is similar enough) and candidates."""
@@ -43,7 +48,8 @@ async def verify(
     image_a: ImageField,
     image_b: ImageField,
     threshold: Annotated[
-        float | None, Form(ge=0, le=2, description="Largest distance still 'same'; default: the calibrated one")
+        float | None,
+        Form(ge=0, le=2, allow_inf_nan=False, description="Largest distance still 'same'; default: the calibrated one"),
     ] = None,
 ) -> VerifyResponse:
     """Whether two photos show the same person (each photo's largest face, flagged when it had several)."""

@@ -35,14 +35,29 @@ async def stylize_image(
         list[float] | None, Form(description="One weight per style, in the order given", examples=[[0.7, 0.3]])
     ] = None,
     alpha: Annotated[
-        float | None, Form(ge=0, le=1, description="0 keeps the content, 1 paints fully; default from parameters")
+        float | None,
+        Form(
+            ge=0,
+            le=1,
+            allow_inf_nan=False,
+            description="0 paints the decoder's reconstruction of the photo (close to it, not identical), 1 paints "
+            "fully; default from parameters",
+        ),
     ] = None,
     preserve_color: Annotated[bool, Form(description="Keep the photo's colours")] = False,
     method: Annotated[
         Literal["adain", "nst"], Form(description="adain (fast) or nst (classical Gatys optimisation, slow)")
     ] = "adain",
     max_side: Annotated[
-        int | None, Form(ge=32, le=8192, description="Bound on the output's longer side", examples=[768])
+        int | None,
+        Form(
+            ge=32,
+            description="Bound on the output's longer side (the photo is never enlarged; its proportions are kept): "
+            "at most the service's DEEPCANVAS_STYLIZE_MAX_SIDE_LIMIT (2048 by default), and for method=nst at most "
+            "DEEPCANVAS_NST_MAX_SIDE (512 by default); default: the runtime parameter stylize_max_side, or for nst "
+            "DEEPCANVAS_NST_MAX_SIDE",
+            examples=[768],
+        ),
     ] = None,
     format: Annotated[
         Literal["png", "jpeg"],
@@ -52,13 +67,19 @@ async def stylize_image(
         ),
     ] = "png",
     max_seconds: Annotated[
-        float | None, Form(gt=0, description="method=nst: time budget; the steps taken come back in X-NST-Steps")
+        float | None,
+        Form(
+            gt=0,
+            allow_inf_nan=False,
+            description="method=nst: time budget in seconds; the steps taken come back in X-NST-Steps",
+        ),
     ] = None,
     manner: Annotated[
         float | None,
         Form(
             ge=0,
             le=1,
+            allow_inf_nan=False,
             description="How strongly each painting's own palette and marks are matched at every scale of the "
             "decoder (0: plain AdaIN decoding); default: the style model's. Style models without decoder-side "
             "matching (GET /models) accept only 0",
@@ -68,6 +89,8 @@ async def stylize_image(
     """Stylize ``content`` with an uploaded style or gallery styles; returns the image bytes."""
     if max_side is not None and max_side > settings.stylize_max_side_limit:
         raise InvalidParameter(f"max_side: must be at most {settings.stylize_max_side_limit}")
+    if method == "nst" and max_side is not None and max_side > settings.nst_max_side:
+        raise InvalidParameter(f"max_side: method=nst paints at most {settings.nst_max_side} px; ask less or omit it")
     # The painting is made at no more than this side: a large JPEG upload decodes at a reduced DCT scale.
     side = services.stylize_side(settings, params, method, max_side)
     photo = await read_image(content, limits, "content", long_side=side)

@@ -27,6 +27,7 @@ from models.style.images import image_to_tensor, resize_for_network, tensor_to_i
 from models.style.network import VGGEncoder
 from models.style.nst_network import NST_NETWORK_FILE, nst_network_from_manifest
 from models.style.predictor import load_frozen
+from models.style.sizing import to_served_size
 from models.style.types import (
     CONTENT_WEIGHT,
     ENCODER_FILE,
@@ -39,6 +40,10 @@ from models.style.types import (
 
 MAX_ITERATIONS = 2000
 COARSE_ABOVE = 256  # larger images start at half size (coarse_to_fine)
+# relu5_1 sits after four 2x poolings and its reflection padding needs 2 pixels there: 32 at the input. A smaller
+# photo or painting (or the short side of a very wide one) is painted at 32 px and the result brought back to the
+# photo's proportions (sizing.to_served_size).
+NST_MIN_SIDE = 32
 LBFGS_CHUNK = 10  # most L-BFGS steps between looks at the clock (each look costs one extra evaluation)
 
 
@@ -202,7 +207,7 @@ class NeuralStyleTransfer:
         return self
 
     def predict(self, batch: list[NSTRequest]) -> list[NSTResult]:
-        """One optimised RGB image (at the resized content's size) and its step count per request, in order.
+        """One optimised RGB image (the photo's proportions, longer side at most ``max_side``) and its steps, in order.
 
         Not under ``torch.inference_mode()`` like other predictors: the optimisation needs gradients.
         """
@@ -214,13 +219,14 @@ class NeuralStyleTransfer:
 
     def _stylize_one(self, request: NSTRequest) -> NSTResult:
         started = time.monotonic()
-        content = image_to_tensor(resize_for_network(request.content, request.max_side), self.device)
-        style = image_to_tensor(resize_for_network(request.style, request.max_side), self.device)
+        content = image_to_tensor(resize_for_network(request.content, request.max_side, NST_MIN_SIDE), self.device)
+        style = image_to_tensor(resize_for_network(request.style, request.max_side, NST_MIN_SIDE), self.device)
         weights = (request.content_weight, request.style_weight, request.tv_weight)
         image, steps = coarse_to_fine(
             self.network, content, style, request.iterations, request.max_seconds, weights, request.stop
         )
-        return NSTResult(tensor_to_image(image), steps, time.monotonic() - started)
+        painted = to_served_size(tensor_to_image(image), request.content.size, request.max_side)
+        return NSTResult(painted, steps, time.monotonic() - started)
 
 
 def coarse_to_fine(
@@ -234,9 +240,11 @@ def coarse_to_fine(
 ) -> tuple[torch.Tensor, int]:
     """``paint`` at half size first (a quarter of the cost per step) for half the budget, then at full size
     from the upsampled result: at 512 px on a CPU the strokes form in the steps a full-size run could not afford.
-    Images up to ``COARSE_ABOVE`` px run at full size only. Returns the image and the steps of both stages.
+    Images up to ``COARSE_ABOVE`` px, and those whose half would be thinner than ``NST_MIN_SIDE``, run at full size
+    only. Returns the image and the steps of both stages.
     """
-    if max(content.shape[-2:]) <= COARSE_ABOVE or iterations < 2:
+    too_thin = min(*content.shape[-2:], *style.shape[-2:]) < 2 * NST_MIN_SIDE  # half of it: too small for relu5_1
+    if max(content.shape[-2:]) <= COARSE_ABOVE or iterations < 2 or too_thin:
         return paint(network, content, style, iterations, max_seconds, weights, stop=stop)
     started = time.monotonic()
     half = [F.interpolate(t, scale_factor=0.5, mode="bilinear", antialias=True) for t in (content, style)]

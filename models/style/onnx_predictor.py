@@ -16,7 +16,7 @@ from PIL import Image
 from models.artifact import ArtifactError, Manifest
 from models.onnx_backend import NetworkSession, Runtime, open_session
 from models.style.adain_numpy import calc_mean_std, coral, interpolate_statistics, mix_statistics
-from models.style.sizing import array_to_image, image_to_array, resize_for_network
+from models.style.sizing import array_to_image, image_to_array, resize_for_network, to_served_size
 from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys
 from models.style.types import (
     ARCHITECTURE,
@@ -83,7 +83,8 @@ class OnnxStyleTransfer:
         content, styles = self.preprocess(request)
         keys = request_style_keys(request)
         weights = list(request.weights)
-        return array_to_image(self.stylize(content, styles, weights, request.alpha, keys, request.manner))
+        painted = array_to_image(self.stylize(content, styles, weights, request.alpha, keys, request.manner))
+        return to_served_size(painted, request.content.size, request.max_side)
 
     def preprocess(self, request: StylizeRequest) -> tuple[np.ndarray, list[np.ndarray]]:
         """Content (1, 3, H, W) and styles (1, 3, Hs, Ws), sized by ``max_side``; styles recoloured if asked."""

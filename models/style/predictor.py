@@ -17,6 +17,7 @@ from models.style.adain import calc_mean_std, coral, interpolate_statistics, mix
 from models.style.images import image_to_tensor, resize_for_network, tensor_to_image
 from models.style.matching import MatchingDecoder
 from models.style.network import Decoder, VGGEncoder
+from models.style.sizing import to_served_size
 from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys
 from models.style.types import (
     ARCHITECTURE,
@@ -101,7 +102,7 @@ class StyleTransfer:
         keys = request_style_keys(request)
         weights = list(request.weights)
         output = self.stylize(content, styles, weights, request.alpha, keys, request.manner)  # (1, 3, H, W)
-        return tensor_to_image(output)
+        return to_served_size(tensor_to_image(output), request.content.size, request.max_side)
 
     def preprocess(self, request: StylizeRequest) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Content (1, 3, H, W) and styles (1, 3, Hs, Ws), sized by ``max_side``; styles recoloured if asked."""

@@ -15,31 +15,50 @@ SIDE_MULTIPLE = 8
 MIN_SIDE = 16
 
 
-def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """(width, height) with the longer side <= ``max_side``, aspect kept, both multiples of 8, >= 16.
+def fit_size(width: int, height: int, max_side: int, min_side: int = MIN_SIDE) -> tuple[int, int]:
+    """(width, height) the network runs at: longer side <= ``max_side``, aspect kept, multiples of 8, >= ``min_side``.
 
     Images are shrunk, never enlarged; rounding to a multiple of 8 moves each side by at most 4 px
-    (more only for extreme aspect ratios, which are clamped to 16 px on the short side).
+    (more only for extreme aspect ratios, which are clamped to ``min_side`` on the short side). The painting
+    is then brought to ``served_size``, so neither the rounding nor the clamp shows in what a user gets.
     """
     assert width > 0 and height > 0, f"empty image {width}x{height}"
-    assert max_side >= MIN_SIDE, f"max_side must be >= {MIN_SIDE}, got {max_side}"
+    assert max_side >= min_side, f"max_side must be >= {min_side}, got {max_side}"
     scale = min(1.0, max_side / max(width, height))
     ceiling = max_side // SIDE_MULTIPLE * SIDE_MULTIPLE
 
     def fit(side: int) -> int:
         rounded = round(side * scale / SIDE_MULTIPLE) * SIDE_MULTIPLE
-        return min(max(rounded, MIN_SIDE), ceiling)
+        return min(max(rounded, min_side), ceiling)
 
     return fit(width), fit(height)
 
 
-def resize_for_network(image: Image.Image, max_side: int) -> Image.Image:
+def served_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The painting's size as served: the photo's aspect, its longer side ``max_side`` (never enlarged), >= 1 px."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resize_for_network(image: Image.Image, max_side: int, min_side: int = MIN_SIDE) -> Image.Image:
     """RGB copy of ``image`` resized to :func:`fit_size`."""
     rgb = image.convert("RGB")
-    size = fit_size(rgb.width, rgb.height, max_side)
+    size = fit_size(rgb.width, rgb.height, max_side, min_side)
     if size == rgb.size:
         return rgb
     return rgb.resize(size, Image.Resampling.LANCZOS)
+
+
+def to_served_size(painting: Image.Image, photo_size: tuple[int, int], max_side: int) -> Image.Image:
+    """``painting`` (at the network's size) resized to the photo's ``served_size``, when the two differ.
+
+    The network's sides are multiples of 8 and at least its minimum: a 100 px request painted at 96 px, or a
+    4000x300 photo at 64x16, comes back at 100 px, or at 64x5, with the photo's own proportions.
+    """
+    size = served_size(*photo_size, max_side)
+    if painting.size == size:
+        return painting
+    return painting.resize(size, Image.Resampling.LANCZOS)
 
 
 def image_to_array(image: Image.Image) -> np.ndarray:

@@ -200,6 +200,43 @@ def test_bad_parameters_get_a_clear_4xx(client: TestClient, path: str, files: di
     assert isinstance(response.json()["detail"], str) and response.json()["detail"]
 
 
+NOT_FINITE_CASES = [
+    ("/detect", "image", "conf"),
+    ("/detect", "image", "iou"),
+    ("/detect", "image", "min_size"),
+    ("/classify", "image", "min_score"),
+    ("/identify", "image", "threshold"),
+    ("/stylize", "content", "alpha"),
+    ("/stylize", "content", "manner"),
+    ("/stylize", "content", "max_seconds"),
+]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity"])
+@pytest.mark.parametrize("path, field, parameter", NOT_FINITE_CASES)
+def test_a_number_that_is_not_finite_is_refused_as_such(
+    client: TestClient, path: str, field: str, parameter: str, value: str
+) -> None:
+    """Not "should be less than or equal to 1" for NaN: the message says what is wrong with the value."""
+    data = {parameter: value, **({"style_name": "red"} if path == "/stylize" else {})}
+    response = client.post(path, files={field: ("p.jpg", PHOTO)}, data=data)
+    assert response.status_code == 422, response.text
+    assert "finite" in response.json()["detail"] and parameter in response.json()["detail"]
+
+
+@pytest.mark.parametrize("max_side", ["4096", "100000"])
+def test_a_max_side_over_the_limit_names_the_one_limit_whatever_the_value(client: TestClient, max_side: str) -> None:
+    data = {"style_name": "red", "max_side": max_side}
+    response = client.post("/stylize", files={"content": ("p.jpg", PHOTO)}, data=data)
+    assert response.status_code == 422 and response.json()["detail"] == "max_side: must be at most 2048"
+
+
+def test_nst_refuses_a_max_side_beyond_its_own_limit_rather_than_painting_smaller(client: TestClient) -> None:
+    data = {"style_name": "red", "method": "nst", "max_side": "1024"}
+    response = client.post("/stylize", files={"content": ("p.jpg", PHOTO)}, data=data)
+    assert response.status_code == 422 and "method=nst paints at most 512 px" in response.json()["detail"]
+
+
 REPEATED_CASES = [
     ("/detect", [("image", ("a.jpg", PHOTO)), ("image", ("b.jpg", PHOTO))], [], "image: sent 2 times"),
     ("/classify", [("image", ("a.jpg", PHOTO))], [("min_score", "0.1"), ("min_score", "0.9")], "min_score: sent 2"),

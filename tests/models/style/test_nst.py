@@ -157,6 +157,27 @@ def test_an_attached_relu5_1_network_is_what_the_predictor_optimises_over(tmp_pa
     assert result.image.size == (40, 40) and 1 <= result.steps <= 3
 
 
+@pytest.mark.parametrize(
+    "content_size, style_size, max_side, served",
+    [
+        ((16, 16), (16, 16), 512, (16, 16)),  # relu5_1 would be 1 px: painted at 32 px, served at 16
+        ((600, 40), (64, 64), 512, (512, 34)),  # its half (20 px) is too thin for the coarse stage
+        ((300, 300), (400, 24), 288, (288, 288)),  # a thin painting, likewise
+    ],
+)
+def test_nst_paints_small_and_thin_images_that_relu5_1_cannot_read_at_their_size(
+    tmp_path: Path, content_size: tuple[int, int], style_size: tuple[int, int], max_side: int, served: tuple[int, int]
+) -> None:
+    folder = tmp_path / "adain"
+    make_untrained_style(folder, widths=SLIM)
+    (tmp_path / "LICENSE").write_text("MIT")
+    attach_nst_network(folder, _fake_relu5_1(tmp_path / "encoder_relu5_1.pth"), tmp_path / "LICENSE")
+    predictor = NeuralStyleTransfer.from_artifact(folder, load_artifact(folder), torch.device("cpu"))
+    content, style = Image.new("RGB", content_size, (200, 120, 40)), Image.new("RGB", style_size, (20, 60, 200))
+    [result] = predictor.predict([NSTRequest(content, style, iterations=2, max_side=max_side)])
+    assert result.image.size == served and result.steps >= 1
+
+
 def test_attaching_refuses_a_file_that_is_not_a_relu5_1_encoder(tmp_path: Path) -> None:
     folder = tmp_path / "adain"
     make_untrained_style(folder, widths=SLIM)
@@ -166,14 +187,14 @@ def test_attaching_refuses_a_file_that_is_not_a_relu5_1_encoder(tmp_path: Path) 
         attach_nst_network(folder, tmp_path / "other.pth", tmp_path / "LICENSE")
 
 
-def test_predict_works_inside_inference_mode_and_returns_rgb_at_the_resized_content_size(tmp_path: Path) -> None:
+def test_predict_works_inside_inference_mode_and_returns_rgb_in_the_photos_proportions(tmp_path: Path) -> None:
     make_untrained_style(tmp_path, widths=SLIM)
     predictor = NeuralStyleTransfer.from_artifact(tmp_path, load_artifact(tmp_path), torch.device("cpu")).eval()
     assert isinstance(predictor.network, EncoderFeatures)  # no NST network in the artifact: its AdaIN encoder
     content, style = Image.new("RGB", (90, 50), (200, 120, 40)), Image.new("RGB", (30, 40), (20, 60, 200))
     with torch.inference_mode():  # a caller's habit for predictors must not break the optimisation
         [result] = predictor.predict([NSTRequest(content, style, iterations=2, max_side=48)])
-    assert result.image.mode == "RGB" and result.image.size == (48, 24) and 1 <= result.steps <= 2
+    assert result.image.mode == "RGB" and result.image.size == (48, 27) and 1 <= result.steps <= 2  # the photo's 9:5
     assert all(p.grad is None and not p.requires_grad for p in predictor.network.parameters())
     predictor.warmup()
 

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from models.style.images import fit_size, image_to_tensor, resize_for_network, tensor_to_image
+from models.style.sizing import served_size, to_served_size
 
 SIZES = [(16, 16), (17, 300), (100, 61), (61, 100), (640, 480), (4000, 3000), (1023, 1), (2000, 16)]
 
@@ -29,6 +30,34 @@ def test_fit_size_keeps_the_aspect_ratio_moving_each_side_at_most_4_px(size: tup
 
 def test_fit_size_never_enlarges_a_small_image() -> None:
     assert fit_size(40, 24, 1024) == (40, 24)
+
+
+@pytest.mark.parametrize(
+    "size, max_side, served",
+    [
+        ((300, 200), 100, (100, 67)),  # the network paints 96x64: a user asked for 100
+        ((4000, 300), 64, (64, 5)),  # the network's short side is clamped to 16: the photo's proportions come back
+        ((20, 5000), 1024, (4, 1024)),
+        ((90, 60), 1024, (90, 60)),  # never enlarged
+        ((10, 10), 32, (10, 10)),
+    ],
+)
+def test_the_served_size_keeps_the_photos_proportions_and_reaches_max_side(
+    size: tuple[int, int], max_side: int, served: tuple[int, int]
+) -> None:
+    assert served_size(*size, max_side) == served
+    painted = Image.new("RGB", fit_size(*size, max_side), (200, 30, 30))
+    assert to_served_size(painted, size, max_side).size == served
+
+
+def test_a_painting_already_at_the_served_size_is_returned_as_it_is() -> None:
+    painted = Image.new("RGB", (64, 48))
+    assert to_served_size(painted, (640, 480), 64) is painted
+
+
+def test_fit_size_clamps_to_a_larger_minimum_when_asked() -> None:
+    assert fit_size(16, 16, 512, min_side=32) == (32, 32)
+    assert fit_size(600, 40, 512, min_side=32) == (512, 32)
 
 
 def test_resize_for_network_returns_rgb_even_for_other_modes() -> None:
