@@ -46,7 +46,14 @@ TileField = Annotated[
 ]
 ImgszField = Annotated[
     int | None,
-    Form(ge=32, le=1920, description="Inference size in pixels, rounded up to a multiple of 32", examples=[640]),
+    Form(
+        ge=32,
+        le=1920,
+        description="Inference size in pixels, rounded up to a multiple of 32, for detectors that take any size (the "
+        "YOLO artifacts); the RFB detector (the default, GET /models: ultralight-rfb) reads fixed 640x480 and 320x240 "
+        "views and ignores it",
+        examples=[640],
+    ),
 ]
 
 
