@@ -2,7 +2,15 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { photo: null, styleFile: null, photoRequest: 0, busy: false, urls: {}, answered: new Map() };
+const state = {
+  photo: null,
+  styleFile: null,
+  photoRequest: 0,
+  styleRequest: 0,
+  busy: false,
+  urls: {},
+  answered: new Map(),
+};
 const HINTS = {
   400: "The file may be damaged: choose another one.",
   413: "Choose a smaller file.",
@@ -27,6 +35,16 @@ function showError(message) {
 
 function setStatus(text) {
   $("status").textContent = text;
+}
+
+// Step 2's messages go beside the Stylize button: by the time it is clicked the page's own are a screen above.
+function stylizeError(message) {
+  $("stylize-alert").textContent = message;
+  if (message) $("stylize-alert").scrollIntoView({ block: "nearest" });
+}
+
+function stylizeStatus(text) {
+  $("stylize-status").textContent = text;
 }
 
 // One object URL per purpose: replacing it revokes the old one, so repeated uploads do not leak memory.
@@ -98,10 +116,10 @@ async function choosePhoto(file) {
   state.photo = file;
   const token = ++state.photoRequest;
   showError("");
-  const url = objectUrl("photo", file);
-  $("photo-preview").src = url;
+  stylizeError("");
+  if (!state.busy) stylizeStatus(""); // "see your stylized photo" no longer applies; "Painting…" still does
+  $("photo-preview").src = objectUrl("photo", file);
   $("photo-stage").hidden = false;
-  $("original-image").src = url;
   $("stylize-result").hidden = true;
   $("faces-result").hidden = false;
   $("face-boxes").replaceChildren();
@@ -204,8 +222,19 @@ function styleOption(style) {
   return label;
 }
 
-function chooseStyleFile(file) {
+// A file the browser cannot show is refused at once, and the style chosen before stays chosen: kept as a
+// broken "Your image" tile it would only fail at Stylize.
+async function chooseStyleFile(file) {
   if (!file) return;
+  const token = ++state.styleRequest;
+  const shown = await displayable(file);
+  if (token !== state.styleRequest) return; // another file was chosen meanwhile
+  if (!shown) {
+    $("style-input").value = ""; // choosing the same file again is a change, and says so again
+    const formats = "a JPEG, PNG, WebP, BMP or GIF file";
+    return stylizeError(`“${file.name}” is not an image this browser can show: choose ${formats} as your style.`);
+  }
+  stylizeError("");
   state.styleFile = file;
   let input = $("gallery").querySelector("input[data-upload]");
   if (!input) {
@@ -218,9 +247,23 @@ function chooseStyleFile(file) {
   input.checked = true;
 }
 
-function stylizeForm(choice) {
+async function displayable(file) {
+  const url = URL.createObjectURL(file);
+  const probe = new Image();
+  probe.src = url;
+  try {
+    await probe.decode();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+function stylizeForm(photo, choice) {
   const form = new FormData();
-  form.append("content", state.photo);
+  form.append("content", photo);
   if (choice.dataset.upload) form.append("style", state.styleFile);
   else form.append("style_name", choice.value);
   form.append("alpha", $("alpha").value);
@@ -232,33 +275,38 @@ function stylizeForm(choice) {
 
 async function stylize() {
   const choice = $("gallery").querySelector("input[name=style]:checked");
-  if (!state.photo) return showError("Choose a photo first (step 1).");
-  if (!choice) return showError("Choose a style from the gallery, or upload your own style image.");
+  if (!state.photo) return stylizeError("Choose a photo first (step 1).");
+  if (!choice) return stylizeError("Choose a style from the gallery, or upload your own style image.");
   if (state.busy) return;
   state.busy = true;
+  // The answer is shown with what was sent, whatever photo is chosen while it paints.
+  const sent = { photo: state.photo, styleName: choice.dataset.upload ? "my-style" : choice.value };
   const button = $("stylize-button");
   // aria-disabled rather than disabled: a disabled button would throw the keyboard focus away.
   button.setAttribute("aria-disabled", "true");
   showError("");
-  setStatus("Painting… this can take a few seconds.");
+  stylizeError("");
+  stylizeStatus("Painting… this can take a few seconds.");
   try {
-    const response = await request("/stylize", { method: "POST", body: stylizeForm(choice) }, "Stylizing");
+    const body = stylizeForm(sent.photo, choice);
+    const response = await request("/stylize", { method: "POST", body }, "Stylizing");
     const blob = await response.blob();
     recordModel("style", { name: response.headers.get("X-Model-Name"), version: response.headers.get("X-Model-Version") });
-    showStylized(blob, choice.dataset.upload ? "my-style" : choice.value);
-    setStatus("Stylized: see “Your stylized photo”.");
+    showStylized(blob, sent);
+    stylizeStatus("Stylized: see “Your stylized photo”.");
   } catch (error) {
-    showError(error.message);
-    setStatus("");
+    stylizeStatus("");
+    stylizeError(error.message);
   } finally {
     state.busy = false;
     button.removeAttribute("aria-disabled");
   }
 }
 
-function showStylized(blob, styleName) {
+function showStylized(blob, { photo, styleName }) {
   const url = objectUrl("stylized", blob);
-  const base = state.photo.name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9._-]+/g, "_") || "photo";
+  const base = photo.name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9._-]+/g, "_") || "photo";
+  $("original-image").src = objectUrl("original", photo);
   $("stylized-image").src = url;
   const link = $("download-link");
   link.href = url;
@@ -313,6 +361,7 @@ function setUpKeyForm() {
     if (key) sessionStorage.setItem(KEY_ITEM, key);
     else sessionStorage.removeItem(KEY_ITEM);
     showError("");
+    stylizeError("");
     setStatus(key ? "API key saved for this tab: choose the photo again." : "API key removed.");
   });
 }

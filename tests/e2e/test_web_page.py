@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.e2e.browser_support import CHROMIUM, PageErrors, record_form_fields, screenshot
@@ -305,5 +307,160 @@ def test_a_style_model_without_matching_hides_the_manner_slider_and_still_paints
         expect(page.locator("#stylized-image")).to_be_visible()
         expect(page.locator("#answered")).to_contain_text("adain v2")
         assert errors.messages == []
+    finally:
+        page.context.close()
+
+
+class HeldRequests:
+    """Requests to one route, held until the test answers them: a slow service, answering on cue."""
+
+    def __init__(self, page: Page, url_pattern: str) -> None:
+        self.page = page
+        self.routes: list[Route] = []
+        page.route(url_pattern, self._hold)
+
+    def _hold(self, route: Route) -> None:
+        self.routes.append(route)
+
+    def wait_for(self, count: int) -> list[Route]:
+        for _ in range(WAIT_MS // 50):
+            if len(self.routes) >= count:
+                return self.routes
+            self.page.wait_for_timeout(50)
+        pytest.fail(f"{count} request(s) expected, {len(self.routes)} arrived")
+
+
+def painted_png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
+    """A stand-in for a /stylize answer: a plain PNG, told apart from another by its colour."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def answer_painting(route: Route, png: bytes) -> None:
+    headers = {"Content-Type": "image/png", "X-Model-Name": "adain", "X-Model-Version": "v-test"}
+    route.fulfill(status=200, headers=headers, body=png)
+
+
+def test_stylize_messages_appear_beside_the_stylize_button_not_at_the_top(
+    browser: Browser, live_server: LiveServer, photo: Path
+) -> None:
+    """At 1280×800 the page-top alert is far above the button: what the button causes is said beside it."""
+    page = open_page(browser, live_server, width=1280, height=800)
+    try:
+        page.goto("/")
+        gallery_radios(page)
+        page.locator("#stylize-button").click()
+        alert = page.get_by_role("alert")
+        expect(alert).to_have_text("Choose a photo first (step 1).")
+        expect(alert).to_be_in_viewport(ratio=1)
+
+        held = HeldRequests(page, "**/stylize")
+        upload_photo(page, photo)
+        page.locator("#stylize-button").click()
+        progress = page.get_by_role("status").filter(has_text="Painting")
+        expect(progress).to_have_text("Painting… this can take a few seconds.")
+        expect(progress).to_be_in_viewport(ratio=1)
+        expect(page.locator("#stylize-button")).to_have_attribute("aria-disabled", "true")
+        screenshot(page, "stylize-painting", full_page=False)
+
+        body = json.dumps({"detail": "the style model crashed"})
+        held.wait_for(1)[0].fulfill(status=502, headers={"Content-Type": "application/json"}, body=body)
+        expect(alert).to_contain_text("Stylizing failed (502): the style model crashed.")
+        expect(alert).to_be_in_viewport(ratio=1)
+        expect(progress).to_have_count(0)
+        expect(page.locator("#stylize-button")).not_to_have_attribute("aria-disabled", "true")
+        screenshot(page, "stylize-error-beside-button", full_page=False)
+    finally:
+        page.context.close()
+
+
+def test_a_late_answer_is_shown_with_the_photo_it_was_painted_from(page: Page, photo: Path, large_photo: Path) -> None:
+    """Stylize photo A, choose photo B while it paints: the answer still pairs A with A's painting."""
+    held = HeldRequests(page, "**/stylize")
+    upload_photo(page, photo)
+    chosen = gallery_radios(page)[0]
+    page.locator("#stylize-button").click()
+    held.wait_for(1)
+    page.set_input_files("#photo-input", str(large_photo))
+    expect(page.locator("#faces-summary")).to_have_text(FACES_SUMMARY)
+    # still painting A: the click starts nothing (force: Playwright will not click an aria-disabled button)
+    page.locator("#stylize-button").click(force=True)
+    expect(page.get_by_role("status").filter(has_text="Painting")).to_be_visible()
+    assert len(held.routes) == 1
+
+    painting_of_a = painted_png((200, 30, 30))
+    answer_painting(held.routes[0], painting_of_a)
+    original, stylized = page.locator("#original-image"), page.locator("#stylized-image")
+    expect(stylized).to_be_visible()
+    page.wait_for_function("() => document.querySelector('#original-image').naturalWidth > 0")
+    page.wait_for_function("() => document.querySelector('#stylized-image').naturalWidth > 0")
+    assert original.evaluate("img => [img.naturalWidth, img.naturalHeight]") == list(Image.open(photo).size)
+    expect(page.locator("#download-link")).to_have_attribute("download", f"portrait-{chosen}.png")
+    with page.expect_download() as download_info:
+        page.locator("#download-link").click()
+    assert Path(download_info.value.path()).read_bytes() == painting_of_a
+    screenshot(page, "stylize-late-answer")
+
+    # Stylize again: now B is sent, and its answer replaces A's result.
+    page.locator("#stylize-button").click()
+    painting_of_b = painted_png((30, 30, 200), size=(100, 75))
+    answer_painting(held.wait_for(2)[1], painting_of_b)
+    expect(page.locator("#download-link")).to_have_attribute("download", f"large-{chosen}.png")
+    page.wait_for_function("() => document.querySelector('#original-image').naturalWidth === 1000")
+    page.wait_for_function("() => document.querySelector('#stylized-image').naturalWidth === 100")
+
+
+def test_a_style_file_the_browser_cannot_show_is_refused_at_once(page: Page, photo: Path, tmp_path: Path) -> None:
+    """No broken "Your image" tile left selected, and a message beside the Stylize button straight away."""
+    upload_photo(page, photo)
+    first = gallery_radios(page)[0]
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("a shopping list, not a painting\n")
+    page.locator("#style-input").scroll_into_view_if_needed()
+    page.set_input_files("#style-input", str(not_an_image))
+    alert = page.get_by_role("alert")
+    expect(alert).to_have_text(
+        "“notes.jpg” is not an image this browser can show: choose a JPEG, PNG, WebP, BMP or GIF file as your style."
+    )
+    expect(alert).to_be_in_viewport(ratio=1)
+    expect(page.locator("#gallery input[data-upload]")).to_have_count(0)
+    expect(page.locator(f"#gallery input[value='{first}']")).to_be_checked()
+    screenshot(page, "style-file-refused", full_page=False)
+
+    # A good style image, then a bad one: the good one stays chosen, and is what Stylize sends.
+    good = tmp_path / "my-painting.png"
+    Image.new("RGB", (80, 60), (20, 120, 60)).save(good)
+    page.set_input_files("#style-input", str(good))
+    own = page.locator("#gallery input[data-upload]")
+    expect(own).to_be_checked()
+    expect(alert).to_have_count(0)
+    page.set_input_files("#style-input", str(not_an_image))
+    expect(alert).to_contain_text("“notes.jpg” is not an image")
+    expect(own).to_be_checked()
+    assert own.evaluate("input => input.parentElement.querySelector('img').naturalWidth") == 80
+    sent = record_form_fields(page, "**/stylize")
+    page.locator("#stylize-button").click()
+    page.wait_for_function("() => document.querySelector('#stylized-image').naturalWidth > 0")
+    assert [fields.get("style") for fields in sent] == ["file:my-painting.png"]
+
+
+def test_a_photo_error_shows_even_with_the_page_scrolled_past_the_alert(
+    browser: Browser, live_server: LiveServer, photo: Path, tmp_path: Path
+) -> None:
+    """The page's alert stays at the top of the window: a second photo is chosen with the page scrolled down."""
+    page = open_page(browser, live_server, width=1280, height=800)
+    try:
+        upload_photo(page, photo)
+        page.locator("#photo-input").evaluate("input => input.scrollIntoView({ block: 'start' })")
+        alert = page.locator("#alert")
+        assert page.evaluate("() => window.scrollY") > 0
+        fake = tmp_path / "holiday.jpg"
+        fake.write_bytes(b"not a photo either\n")
+        page.set_input_files("#photo-input", str(fake))
+        expect(alert).to_contain_text("Classifying the photo failed (415)")
+        expect(alert).to_be_in_viewport(ratio=1)
+        expect(page.locator("#faces-summary")).to_have_text("This photo could not be classified.")
+        screenshot(page, "photo-error-scrolled", full_page=False)
     finally:
         page.context.close()
