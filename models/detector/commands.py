@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from models.figures import FIGURES_HELP
 from models.provenance import invoked_command
 
 console = Console()
@@ -111,6 +112,7 @@ def train(
     version: Annotated[str, typer.Option(help="Artifact version")] = "v1",
     boxes: Annotated[Path | None, typer.Option(help="boxes.json of real photos to evaluate on afterwards")] = None,
     images: Annotated[Path | None, typer.Option(help="Their photos; default: images/ beside boxes.json")] = None,
+    figures: Annotated[Path | None, typer.Option(help=FIGURES_HELP)] = None,
 ) -> None:
     """Train YOLOv5s on a synthetic data set (resumable) and write the face detector artifact."""
     from models.detector.train import DetectorTrainConfig, train_detector
@@ -137,6 +139,7 @@ def train(
         eval_boxes=boxes,
         eval_images=images or (boxes.parent / "images" if boxes else None),
         command=invoked_command(),
+        figures=figures,
     )
     manifest = train_detector(cfg)
     console.print(f"wrote {cfg.artifact_dir}: {json.dumps(manifest.metrics)}")
@@ -152,14 +155,18 @@ def evaluate(
     imgsz: Annotated[int | None, typer.Option(min=32, help="Input side; default: the artifact's")] = None,
     card: Annotated[Path | None, typer.Option(help="Folder for the model card; default: no card")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
+    figures: Annotated[Path | None, typer.Option(help=FIGURES_HELP)] = None,
 ) -> None:
     """AP50, precision and recall of a detector artifact on photos with hand-drawn face boxes."""
     from models.detector.evaluate import evaluate_detector, write_card_for
+    from models.figures import figures_folder
 
     images = images or boxes.parent / "images"
     result = evaluate_detector(artifact, boxes, images, conf, iou_match, split, imgsz, device)
     if card is not None:
-        console.print(f"wrote {write_card_for(result, images, card)}")
+        name, _, version = str(result["model"]).partition("/")
+        pictures = figures or figures_folder(name, version)
+        console.print(f"wrote {write_card_for(result, images, card, figures=pictures)}; pictures in {pictures}")
     print(json.dumps({k: v for k, v in result.items() if k not in ("pr_curve", "results")}, indent=2))
 
 
@@ -187,6 +194,7 @@ def report(
     min_size: Annotated[
         float, typer.Option(min=0, help="Shipped smallest face side in the photo's pixels (0: every box)")
     ] = 0.0,
+    figures: Annotated[Path | None, typer.Option(help=FIGURES_HELP)] = None,
 ) -> None:
     """Choose conf and imgsz on the train photos; report test / all beside the teacher; write the model card."""
     from models.detector.report import apply_operating_point, detector_report, open_predictor, rehash, sweep_table
@@ -205,15 +213,20 @@ def report(
     out = card or (artifact if apply else None)
     if out is not None:
         from models.artifact import load_artifact
+        from models.figures import figures_folder
 
-        provenance = load_artifact(artifact).provenance
+        manifest = load_artifact(artifact)
+        provenance = manifest.provenance
         header = [f"- Provenance: {provenance.method}", f"- Command: `{provenance.command}`"]
         header += [f"- Commit: {provenance.commit}", f"- Report: `{invoked_command()}`"]
         predict = open_predictor(artifact, "torch")
-        path = write_report_card(out, result, images, predict, group_photos or [], portraits or [], header)
+        pictures = figures or figures_folder(manifest.name, manifest.version)
+        path = write_report_card(
+            out, result, images, predict, group_photos or [], portraits or [], header, figures=pictures
+        )
         if out == artifact:
             rehash(artifact)
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}; pictures of ../shared's photos (not shipped) in {pictures}")
 
 
 def import_yolo(

@@ -7,6 +7,9 @@ score; each claims the ground-truth box it overlaps most, and is a true positive
 precision–recall curve (VOC 2010 onwards).
 
 ``boxes.json``: ``{"photo.jpg": {"split": "train" | "test", "boxes_xywh": [[left, top, w, h], ...]}}``.
+
+The card's precision-recall chart goes beside it; detections drawn on the photos show ../shared's images, so
+they go into a figures folder outside the artifact (``models/figures.py``).
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from PIL import Image, ImageDraw
 
 from models.artifact import load_artifact
 from models.detector.predictor import DetectRequest, FaceDetector
+from models.figures import not_shipped
 
 FloatArray = npt.NDArray[np.float64]
 CARD_NAME = "MODEL_CARD.md"
 PR_CURVE_PNG = "precision_recall.png"
+EVAL_COMMAND = "deepcanvas eval detector ARTIFACT BOXES --card DIR"
 # Scores below this are kept only to draw the whole precision-recall curve; 0.001 is the usual floor for mAP.
 CURVE_CONF = 0.001
 
@@ -227,8 +232,13 @@ def write_detector_card(
     pr_curve: dict[str, list[float]],
     sample_images: Sequence[tuple[Image.Image, ImageResult]],
     header: Sequence[str] = (),
+    *,
+    figures: Path,
 ) -> Path:
-    """Write ``MODEL_CARD.md`` with a metrics table, the PR curve PNG and sample detection PNGs; return it."""
+    """Write ``MODEL_CARD.md`` with a metrics table and the PR curve PNG into ``out_dir``; return it.
+
+    The sample detections, drawn on the photos, go into ``figures`` (never ``out_dir``: they show ../shared's photos).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     title = metrics.get("model", "face detector")
     lines = [
@@ -244,10 +254,15 @@ def write_detector_card(
     plot_precision_recall(pr_curve, float(metrics.get("ap", 0.0)), out_dir / PR_CURVE_PNG)
     lines += ["", f"![precision-recall curve]({PR_CURVE_PNG})", "", "## Sample detections", ""]
     lines += ["Green: hand-drawn ground truth. Red: detections at the operating confidence, with scores.", ""]
-    for image, result in sample_images:
-        name = f"sample_{Path(result.name).stem}.png"
-        draw_detections(image, result, float(metrics.get("conf", 0.25))).save(out_dir / name)
-        lines.append(f"![{result.name}]({name})")
+    names = [f"sample_{Path(result.name).stem}.png" for _, result in sample_images]
+    if names:
+        figures.mkdir(parents=True, exist_ok=True)
+    for name, (image, result) in zip(names, sample_images, strict=True):
+        (out_dir / name).unlink(missing_ok=True)  # an earlier card's: a re-pack must not list it
+        draw_detections(image, result, float(metrics.get("conf", 0.25))).save(figures / name)
+        lines.append(f"- `{name}`: {result.name}")
+    if names:
+        lines += ["", not_shipped(names, EVAL_COMMAND, str(title))]
     path = out_dir / CARD_NAME
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -266,13 +281,20 @@ def card_rows(metrics: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def write_card_for(
-    evaluation: dict[str, Any], images_dir: Path, out_dir: Path, samples: int = 4, header: Sequence[str] = ()
+    evaluation: dict[str, Any],
+    images_dir: Path,
+    out_dir: Path,
+    samples: int = 4,
+    header: Sequence[str] = (),
+    *,
+    figures: Path,
 ) -> Path:
-    """The card of an ``evaluate_detector`` result, with detections drawn on its first ``samples`` photos."""
+    """The card of an ``evaluate_detector`` result, with detections drawn on its first ``samples`` photos into
+    ``figures``."""
     results: list[ImageResult] = evaluation["results"][:samples]
     pictures = []
     for result in results:
         with Image.open(images_dir / result.name) as image:
             pictures.append((image.convert("RGB"), result))
     metrics = {k: v for k, v in evaluation.items() if k not in ("pr_curve", "results")}
-    return write_detector_card(out_dir, metrics, evaluation["pr_curve"], pictures, header)
+    return write_detector_card(out_dir, metrics, evaluation["pr_curve"], pictures, header, figures=figures)

@@ -200,6 +200,6 @@ def apply_operating_point(artifact: Path, report: dict[str, Any]) -> None:
 
 
 def rehash(folder: Path) -> None:
-    """List and hash every file of the artifact folder (the card's pictures included) in its manifest."""
+    """List and hash every file of the artifact folder (the card and its chart included) in its manifest."""
     repack_artifact(folder)  # from the unverified manifest: the card's files are new
     load_artifact(folder)

@@ -1,9 +1,10 @@
 """The detector's model card from a ``detector_report``: operating point, sweep, teacher, PR curve, pictures.
 
 Pictures: detections at the shipped point drawn on the nine face-boxes photos (hand-drawn boxes in green)
-and on a few group photos (no ground truth: count by eye). Failure cases are listed from the matching
-itself: every missed face with its size, every false detection with its score, and the portraits that
-did not get exactly one box.
+and on a few group photos (no ground truth: count by eye). They show ../shared's photos, so they go into a
+figures folder outside the artifact (``models/figures.py``) and the card lists what each one shows; the
+precision-recall chart stays beside the card. Failure cases are listed from the matching itself: every missed
+face with its size, every false detection with its score, and the portraits that did not get exactly one box.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from PIL import Image
 from models.detector.evaluate import CARD_NAME, PR_CURVE_PNG, ImageResult, box_iou, draw_detections
 from models.detector.report import sweep_table
 from models.detector.types import Detection, DetectRequest
+from models.figures import not_shipped
 
 Predict = Any  # a predictor's ``predict``: list[DetectRequest] -> list[list[Detection]]
+REPORT_COMMAND = "deepcanvas eval detector-report ARTIFACT BOXES --card DIR --group-photos PHOTO"
 
 
 def plot_curves(report: dict[str, Any], path: Path) -> None:
@@ -90,8 +93,11 @@ def write_report_card(
     group_photos: Sequence[Path] = (),
     portraits: Sequence[Path] = (),
     header: Sequence[str] = (),
+    *,
+    figures: Path,
 ) -> Path:
-    """Write ``MODEL_CARD.md`` and its pictures into ``out_dir`` (an artifact folder or any folder)."""
+    """Write ``MODEL_CARD.md`` and its precision-recall chart into ``out_dir`` (an artifact folder or any folder),
+    and the detections drawn on the photos into ``figures``, never into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     point = report["operating_point"]
     lines = [f"# Model card: {report['model']}", "", *header, ""]
@@ -140,11 +146,14 @@ def write_report_card(
         lines += ["", "## Portraits (one face each)", ""]
         lines += [f"- {p.stem}: {n} box{'es' if n != 1 else ''}" for p, n in zip(portraits, counts, strict=True)]
     lines += ["", "## Detections", "", "Green: hand-drawn boxes. Red: detections at the shipped defaults.", ""]
+    figures.mkdir(parents=True, exist_ok=True)
+    drawn_names = []
     for result in report["results"]["all"]:
         with Image.open(images / result.name) as photo:
             name = f"sample_{Path(result.name).stem}.png"
-            draw_detections(photo, result, point["conf"]).save(out_dir / name)
-        lines.append(f"![{result.name}]({name})")
+            draw_detections(photo, result, point["conf"]).save(figures / name)
+        drawn_names.append(name)
+        lines.append(f"- `{name}`: {result.name}")
     group = detect_photos(predict, group_photos, point["imgsz"], point["conf"], point.get("min_size", 0.0))
     for path, detections in zip(group_photos, group, strict=True):
         boxes = np.array([d.box for d in detections], dtype=np.float64).reshape(-1, 4)
@@ -153,8 +162,13 @@ def write_report_card(
             empty = np.zeros((0, 4))
             drawn = draw_detections(photo, ImageResult(path.name, empty, boxes, scores), point["conf"])
             drawn.thumbnail((1024, 1024))
-            drawn.save(out_dir / f"group_{path.stem}.png")
-        lines.append(f"![group photo {path.name}: {len(detections)} faces found](group_{path.stem}.png)")
+            drawn.save(figures / f"group_{path.stem}.png")
+        drawn_names.append(f"group_{path.stem}.png")
+        lines.append(f"- `group_{path.stem}.png`: group photo {path.name}, {len(detections)} faces found")
+    for name in drawn_names:
+        (out_dir / name).unlink(missing_ok=True)  # an earlier card's: a re-pack must not list it
+    if drawn_names:
+        lines += ["", not_shipped(drawn_names, REPORT_COMMAND, str(report["model"]))]
     path = out_dir / CARD_NAME
     path.write_text("\n".join(lines) + "\n")
     return path

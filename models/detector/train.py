@@ -34,6 +34,7 @@ from models.detector.network import build_yolo, model_stride
 from models.detector.predictor import WEIGHTS_FILE, FaceDetector
 from models.detector.starter import CFG, DEFAULTS, LABELS
 from models.detector.synthesize import RECIPE_FILE
+from models.figures import figures_folder
 from models.predictor import load_state, save_state
 from models.provenance import git_commit
 
@@ -69,6 +70,7 @@ class DetectorTrainConfig:
     eval_images: Path | None = None
     eval_split: str | None = None
     command: str | None = None
+    figures: Path | None = None  # detections drawn on the eval photos (not shipped); default runs/figures/NAME-VERSION
 
     @property
     def run_dir(self) -> Path:
@@ -329,5 +331,6 @@ def train_detector(cfg: DetectorTrainConfig) -> Manifest:
         cfg.eval_images,
         cfg.artifact_dir,
         header=header,
+        figures=cfg.figures or figures_folder(manifest.name, manifest.version),
     )
     return manifest

@@ -1,4 +1,8 @@
-"""The AdaIN model card: metrics against the targets, the content × style grid, an alpha sweep, NST beside AdaIN."""
+"""The AdaIN model card: metrics against the targets, the content × style grid, an alpha sweep, NST beside AdaIN.
+
+The grid, the sweeps and NST's picture rows show ../shared's photos and paintings: they are drawn into a figures
+folder outside the artifact (``models/figures.py``) and the card only describes them. Charts stay in the artifact.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import torch
 from PIL import Image
 
 from models.artifact import Manifest
+from models.figures import not_shipped
 from models.style.images import tensor_to_image
 from models.style.predictor import StyleTransfer
 from models.style.types import matching_settings
@@ -19,8 +24,8 @@ GRID_IMAGE = "style_grid.jpg"
 ALPHA_IMAGE = "alpha_sweep.jpg"
 MANNER_IMAGE = "manner_sweep.jpg"
 MANNERS = (0.0, 0.25, 0.5, 1.0)  # the manner strip's columns
-NST_IMAGE = "nst_vs_adain.jpg"  # written by nst_eval.py
-NST_PLOT = "nst_vs_adain_losses.png"
+NST_IMAGE = "nst_vs_adain.jpg"  # written by nst_eval.py, into the figures folder
+NST_PLOT = "nst_vs_adain_losses.png"  # a chart: in the artifact
 DETAIL_PLOT = "preserve_detail.png"  # written by detail.py
 TARGETS = {
     "style_ratio": "<= 0.40",
@@ -31,6 +36,7 @@ TARGETS = {
 }
 GRID_SIDE = 4  # contents × styles shown in the grid
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+EVAL_COMMAND = "deepcanvas eval style ARTIFACT … --card"
 
 
 def style_grid(contents: torch.Tensor, styles: list[torch.Tensor], outputs: list[torch.Tensor]) -> Image.Image:
@@ -100,17 +106,23 @@ def write_style_card(
     metrics: dict[str, float],
     evaluated: tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]],
     transfer: StyleTransfer,
+    figures: Path,
 ) -> Path:
-    """Write ``MODEL_CARD.md`` and its pictures into ``out_dir`` (pack the artifact afterwards: they are hashed)."""
+    """Write ``MODEL_CARD.md`` into ``out_dir`` (pack the artifact afterwards: it is hashed) and its pictures, which
+    show ../shared's images, into ``figures``, outside the artifact."""
     contents, styles, outputs = evaluated
+    for stale in (GRID_IMAGE, ALPHA_IMAGE, MANNER_IMAGE, NST_IMAGE):  # an earlier card's, so a re-pack never lists them
+        (out_dir / stale).unlink(missing_ok=True)
+    figures.mkdir(parents=True, exist_ok=True)
     shown = slice(0, GRID_SIDE)
     grid = style_grid(contents[shown], styles[shown], [o[shown] for o in outputs[shown]])
-    grid.save(out_dir / GRID_IMAGE, quality=88)
+    grid.save(figures / GRID_IMAGE, quality=88)
     first_content = contents[:1]
-    alpha_sweep(transfer, first_content, styles[0]).save(out_dir / ALPHA_IMAGE, quality=88)
+    alpha_sweep(transfer, first_content, styles[0]).save(figures / ALPHA_IMAGE, quality=88)
     if transfer.matching is not None:  # two warm, colourful paintings and one unlike them, on three photos
         picked = [styles[i] for i in (0, 1, min(4, len(styles) - 1))]
-        manner_strips(transfer, contents[:3], picked).save(out_dir / MANNER_IMAGE, quality=88)
+        manner_strips(transfer, contents[:3], picked).save(figures / MANNER_IMAGE, quality=88)
+    model = f"{manifest.name}/{manifest.version}"
     recipe = {k: v for k, v in manifest.hyperparameters.items() if k not in {"history", "lineage"}}
     lines = [
         f"# Model card: {manifest.name} {manifest.version}",
@@ -144,17 +156,19 @@ def write_style_card(
         "the paintings themselves (a decoder that washed every style toward one palette would show a far smaller",
         "spread).",
         "",
-        f"## Content × style grid (held out: never trained on)\n\n![grid]({GRID_IMAGE})",
+        "## Content × style grid (held out: never trained on)",
         "",
-        "First row: styles; first column: contents.",
+        f"`{GRID_IMAGE}`: first row the styles, first column the contents, each cell that content in that style.",
+        not_shipped([GRID_IMAGE], EVAL_COMMAND, model),
         "",
-        f"## Alpha sweep\n\n![alpha]({ALPHA_IMAGE})",
+        "## Alpha sweep",
         "",
-        f"Content, then alpha {', '.join(str(a) for a in ALPHAS)}, then the style.",
+        f"`{ALPHA_IMAGE}`: content, then alpha {', '.join(str(a) for a in ALPHAS)}, then the style.",
+        not_shipped([ALPHA_IMAGE], EVAL_COMMAND, model),
         "",
     ]
     lines += _matching_section(manifest, metrics)
-    lines += _nst_section(metrics) if (out_dir / NST_IMAGE).exists() else []
+    lines += _nst_section(metrics, manifest, (out_dir / NST_PLOT).exists()) if "nst_pairs" in metrics else []
     lines += _detail_section() if (out_dir / DETAIL_PLOT).exists() else []
     path = out_dir / CARD_NAME
     path.write_text("\n".join(lines) + "\n")
@@ -176,9 +190,8 @@ def _matching_section(manifest: Manifest, metrics: dict[str, float]) -> list[str
         "",
         *sweep,
         "",
-        f"![manner]({MANNER_IMAGE})",
-        "",
-        f"Each row: the photo, then manner {', '.join(f'{m:g}' for m in MANNERS)}, then the painting.",
+        f"`{MANNER_IMAGE}`: each row the photo, then manner {', '.join(f'{m:g}' for m in MANNERS)}, then the painting.",
+        not_shipped([MANNER_IMAGE], EVAL_COMMAND, f"{manifest.name}/{manifest.version}"),
         "",
         f"How: after each of the decoder's ReLUs {list(settings.layers)} its activations move `manner` of the way",
         "to the channel means and stds the same layer has when it decodes the painting's own features",
@@ -189,15 +202,18 @@ def _matching_section(manifest: Manifest, metrics: dict[str, float]) -> list[str
     ]
 
 
-def _nst_section(metrics: dict[str, float]) -> list[str]:
+def _nst_section(metrics: dict[str, float], manifest: Manifest, plotted: bool) -> list[str]:
     return [
         "",
-        f"## Classical NST beside AdaIN\n\n![nst]({NST_IMAGE})\n\n![nst losses]({NST_PLOT})",
+        "## Classical NST beside AdaIN",
+        *(["", f"![nst losses]({NST_PLOT})"] if plotted else []),
         "",
-        "Rows: content, style, AdaIN (one pass), Gatys NST (`method=nst`: L-BFGS from the content, Gram style loss",
-        "on relu1_1…relu5_1 of the compressed VGG19 through its `_aux` heads, content on its relu4_2, total",
-        f"variation), on {int(metrics.get('nst_pairs', 0))} held-out pairs at 256 px. The plot: each pair's losses by",
-        "the measures above, AdaIN and NST joined by a line; the ratios (medians of NST / AdaIN) are in the table.",
+        f"`{NST_IMAGE}`: rows of content, style, AdaIN (one pass), Gatys NST (`method=nst`: L-BFGS from the content,",
+        "Gram style loss on relu1_1…relu5_1 of the compressed VGG19 through its `_aux` heads, content on its relu4_2,",
+        f"total variation), on {int(metrics.get('nst_pairs', 0))} held-out pairs at 256 px.",
+        not_shipped([NST_IMAGE], f"{EVAL_COMMAND} --nst-pairs N", f"{manifest.name}/{manifest.version}"),
+        "The plot: each pair's losses by the measures above, AdaIN and NST joined by a line; the ratios (medians of",
+        "NST / AdaIN) are in the table.",
     ]
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from models.figures import FIGURES_HELP
 from models.provenance import invoked_command
 from models.style.split import VALIDATION_MAX
 from models.style.train_config import Objective
@@ -28,6 +29,7 @@ ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, reada
 EditedArtifact = Annotated[Path, typer.Argument(exists=True, file_okay=False, help="AdaIN artifact folder (edited)")]
 OutOption = Annotated[Path | None, typer.Option(help="Write a new version here instead of editing ARTIFACT")]
 VersionOption = Annotated[str | None, typer.Option(help="With --out: the new version's name (default: OUT's name)")]
+FiguresOption = Annotated[Path | None, typer.Option(help=FIGURES_HELP)]
 
 
 def _layer_weights(text: str) -> tuple[float, float, float, float]:
@@ -126,6 +128,7 @@ def train(
     version: Annotated[str | None, typer.Option(help="Default: OUT_DIR's name")] = None,
     progress: bool = True,
     evaluate: Annotated[bool, typer.Option(help="Evaluate on the reported held-out pairs and write the card")] = True,
+    figures: FiguresOption = None,
 ) -> None:
     """Train an AdaIN decoder from --base (or both networks from scratch), resuming a checkpoint, into an artifact."""
     from models.style.train import train_style
@@ -168,6 +171,7 @@ def train(
         progress=progress,
         command=invoked_command(),
         evaluate=evaluate,
+        figures=figures,
     )
     try:
         with stop_requests() as stop:
@@ -188,7 +192,9 @@ def evaluate(
         Path | None, typer.Option(exists=True, file_okay=False, help="Artifact to compare with (e.g. the import)")
     ] = None,
     url: Annotated[str | None, typer.Option(help="Stylize through this running service's POST /stylize")] = None,
-    card: Annotated[bool, typer.Option(help="(Re)write the artifact's model card and pictures, and re-pack")] = False,
+    card: Annotated[
+        bool, typer.Option(help="(Re)write the artifact's model card (its pictures into --figures) and re-pack")
+    ] = False,
     split: Annotated[
         str,
         typer.Option(
@@ -209,11 +215,13 @@ def evaluate(
         ),
     ] = None,
     device: str = "cpu",
+    figures: FiguresOption = None,
 ) -> None:
     """Losses of an artifact and of a baseline artifact on the held-out content × style pairs, and their ratios."""
     import torch
 
     from models.artifact import load_artifact, repack_artifact
+    from models.figures import figures_folder
     from models.style.evaluate import (
         EVAL_COUNT,
         evaluate_with_outputs,
@@ -242,10 +250,21 @@ def evaluate(
     torch_device = torch.device(device)
     if card:
         manifest = load_artifact(artifact)
+        pictures = figures or figures_folder(manifest.name, manifest.version)
         metrics = write_evaluation(
-            artifact, manifest, loss_network, contents, styles, size, baseline, torch_device, nst_pairs
+            artifact,
+            manifest,
+            loss_network,
+            contents,
+            styles,
+            size,
+            baseline,
+            torch_device,
+            nst_pairs,
+            figures=pictures,
         )
-        repack_artifact(artifact, metrics=metrics)  # the card and its pictures are listed and hashed
+        repack_artifact(artifact, metrics=metrics)  # the card and its charts are listed and hashed
+        console.print(f"pictures of ../shared's images (not shipped): {pictures}")
     else:
         evaluated = evaluate_with_outputs(
             artifact, loss_network, contents, styles, size, baseline, torch_device, url, manner

@@ -221,10 +221,13 @@ def write_evaluation(
     baseline: Path | None = None,
     device: torch.device | None = None,
     nst_pairs: int = 0,
+    *,
+    figures: Path,
 ) -> dict[str, float]:
-    """Evaluate the artifact in ``out_dir`` and write its model card and pictures there; returns the metrics.
+    """Evaluate the artifact in ``out_dir`` and write its model card there; returns the metrics.
 
-    ``nst_pairs`` > 0 also measures classical NST beside AdaIN on that many held-out pairs (nst_eval.py).
+    The card's pictures show ../shared's images: they go into ``figures``, outside the artifact. ``nst_pairs`` > 0
+    also measures classical NST beside AdaIN on that many held-out pairs (nst_eval.py).
     """
     transfer = load_transfer(out_dir, device or torch.device("cpu"))
     manners = MANNER_SWEEP if transfer.matching is not None else ()  # the trade-off a user's manner chooses
@@ -233,6 +236,6 @@ def write_evaluation(
     if nst_pairs > 0:
         nst = NeuralStyleTransfer.from_artifact(out_dir, manifest, transfer.device)
         loss_net = load_loss_network(loss_network, transfer.device)
-        metrics |= nst_comparison(transfer, nst, loss_net, (content_t, style_t), out_dir, nst_pairs)
-    write_style_card(out_dir, manifest, metrics, (content_t, style_t, outputs), transfer)
+        metrics |= nst_comparison(transfer, nst, loss_net, (content_t, style_t), out_dir, nst_pairs, figures)
+    write_style_card(out_dir, manifest, metrics, (content_t, style_t, outputs), transfer, figures)
     return metrics

@@ -3,6 +3,9 @@
 Per pair (content i, style i) of the evaluated grid's diagonal: AdaIN (one pass, alpha 1) and NST (L-BFGS
 with a step bound and a time budget, the service's ``method=nst``), each scored by the style loss to the
 painting and the content loss to the photo. Ratios are medians over pairs of NST / AdaIN.
+
+The loss plot is a chart and goes into the artifact; the picture rows show ../shared's photos and paintings, so
+they go into the figures folder outside it (``models/figures.py``).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from models.style.predictor import StyleTransfer
 
 NST_STEPS = 300
 NST_SECONDS = 30.0  # per 256 px pair; the service's budget (60 s) is for 512 px
-NST_FIGURE = "nst_vs_adain.jpg"
-NST_PLOT = "nst_vs_adain_losses.png"
+NST_FIGURE = "nst_vs_adain.jpg"  # pictures of ../shared's images: the figures folder, never the artifact
+NST_PLOT = "nst_vs_adain_losses.png"  # a chart: the artifact
 
 
 def nst_comparison(
@@ -32,8 +35,9 @@ def nst_comparison(
     evaluated: tuple[torch.Tensor, list[torch.Tensor]],
     out_dir: Path,
     pairs: int,
+    figures: Path,
 ) -> dict[str, float]:
-    """Measure ``pairs`` diagonal pairs, write the picture rows and the loss plot into ``out_dir``; the metrics."""
+    """Measure ``pairs`` diagonal pairs; the loss plot into ``out_dir``, the picture rows into ``figures``."""
     contents, styles = evaluated
     count = min(pairs, contents.shape[0], len(styles))
     rows, adain_losses, nst_losses, steps = [], [], [], []
@@ -47,7 +51,8 @@ def nst_comparison(
             nst_losses.append(pair_losses(loss_net, painted, content, style)[0])
         steps.append(taken)
         rows.append(strip([content, style, adain, painted]))
-    _stack(rows).save(out_dir / NST_FIGURE, quality=88)
+    figures.mkdir(parents=True, exist_ok=True)
+    _stack(rows).save(figures / NST_FIGURE, quality=88)
     plot_losses(adain_losses, nst_losses, out_dir / NST_PLOT)
     pairs_ = list(zip(nst_losses, adain_losses, strict=True))
     return {

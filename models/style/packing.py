@@ -1,4 +1,7 @@
-"""Write a trained AdaIN artifact: weights, the base's licence, evaluation metrics and the model card, all hashed."""
+"""Write a trained AdaIN artifact: weights, the base's licence, evaluation metrics and the model card, all hashed.
+
+The card's pictures show ../shared's images and are drawn into a figures folder outside the artifact.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any
 import torch
 
 from models.artifact import MANIFEST_NAME, InputSpec, Manifest, Provenance, load_artifact, pack_artifact
+from models.figures import figures_folder
 from models.predictor import save_state
 from models.provenance import git_commit, portable_path
 from models.style.evaluate import evaluation_images, write_evaluation
@@ -97,8 +101,9 @@ def write_trained_artifact(
         cfg.eval_size,
         baseline=cfg.base,
         device=torch.device(cfg.device),
+        figures=cfg.figures or figures_folder(manifest.name, manifest.version),
     )
-    return pack_artifact(cfg.out_dir, **fields, metrics=metrics)  # the card and its pictures are hashed too
+    return pack_artifact(cfg.out_dir, **fields, metrics=metrics)  # the card is hashed too; its pictures are not here
 
 
 def _training_provenance(cfg: StyleTrainConfig, done: int) -> Provenance:

@@ -64,6 +64,7 @@ class StyleTrainConfig:
     progress: bool = True
     command: str | None = None
     evaluate: bool = True  # evaluate on the reported held-out pairs and write the card (off for sweeps)
+    figures: Path | None = None  # the card's pictures of ../shared's images; default runs/figures/<name>-<version>
 
     def __post_init__(self) -> None:
         self.objective = Objective(self.objective).value  # refuses a name that is no objective

@@ -10,9 +10,12 @@ import typer
 from rich.console import Console
 
 from models.detector.validation import BOXES_JSON
+from models.figures import FIGURES_ROOT
 
 console = Console()
 SHEET_PHOTOS = 36
+# The sheets are thumbnails of ../shared's photos: never beside boxes.json, which the repository commits.
+SHEETS_FOLDER = FIGURES_ROOT / "detector-validation"
 
 
 def build(
@@ -21,7 +24,10 @@ def build(
         Path, typer.Option(help="An RFB artifact whose manifest records the framing map to face-boxes")
     ] = Path("models/store/face-detector/v4"),
     teacher: Annotated[Path | None, typer.Option(help="Teacher ONNX; default: the shared RFB-640")] = None,
-    out: Annotated[Path, typer.Option(help="boxes.json to write; contact sheets beside it")] = BOXES_JSON,
+    out: Annotated[Path, typer.Option(help="boxes.json to write")] = BOXES_JSON,
+    figures: Annotated[
+        Path, typer.Option(help="Folder for the contact sheets (thumbnails of ../shared's photos: never committed)")
+    ] = SHEETS_FOLDER,
 ) -> None:
     """Label the validation photos with the tiled teacher, apply the by-eye corrections, draw contact sheets."""
     from models.artifact import load_artifact
@@ -33,10 +39,11 @@ def build(
     document = build_validation(shared, teacher, served_convention(load_artifact(convention_from)))
     out.write_text(json.dumps(document, indent=1) + "\n")
     names = sorted(document["photos"])
+    figures.mkdir(parents=True, exist_ok=True)
     for k in range(0, len(names), SHEET_PHOTOS):
         sheet = contact_sheet(shared, document["photos"], names[k : k + SHEET_PHOTOS])
-        sheet.save(out.parent / f"contact_sheet_{k // SHEET_PHOTOS}.jpg", quality=80)
-    console.print(f"wrote {out}: {document['counts']}")
+        sheet.save(figures / f"contact_sheet_{k // SHEET_PHOTOS}.jpg", quality=80)
+    console.print(f"wrote {out}: {document['counts']}; contact sheets (not committed) in {figures}")
 
 
 def evaluate(

@@ -1,6 +1,8 @@
 """Contact sheets: every validation photo as a thumbnail with its boxes, to check the labels by eye.
 
-Green: faces. Yellow: ignore regions. Red (when detections are given): a detector's boxes.
+Green: faces. Yellow: ignore regions. Red (when detections are given): a detector's boxes. The sheets show
+../shared's photos: ``deepcanvas data detector-validation`` writes them under ``runs/figures/``, never into the
+repository.
 """
 
 from __future__ import annotations

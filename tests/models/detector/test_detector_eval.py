@@ -139,8 +139,12 @@ def test_evaluating_an_artifact_counts_every_face_and_writes_a_card_with_plots(
     metrics = E.evaluate_detector(folder, photos / "boxes.json", photos / "images", imgsz=64, split="test")
     assert metrics["n_images"] == 2 and metrics["n_faces"] == 2 and metrics["conf"] == 0.25  # shipped default
     assert metrics["tp"] + metrics["fn"] == 2 and 0.0 <= metrics["ap"] <= 1.0
-    card = E.write_card_for(metrics, photos / "images", tmp_path / "card")
+    card = E.write_card_for(metrics, photos / "images", tmp_path / "card", figures=tmp_path / "figures")
     text = card.read_text()
     assert "| AP at IoU 0.5 (all-point, VOC) |" in text and f"]({E.PR_CURVE_PNG})" in text
-    pictures = [tmp_path / "card" / E.PR_CURVE_PNG, *(tmp_path / "card").glob("sample_*.png")]
-    assert len(pictures) == 3 and all(Image.open(p).size[0] > 0 for p in pictures)
+    # the chart stays beside the card; detections drawn on the photos go to the figures folder, never beside it
+    assert {p.name for p in (tmp_path / "card").iterdir()} == {E.CARD_NAME, E.PR_CURVE_PNG}
+    samples = sorted((tmp_path / "figures").glob("sample_*.png"))
+    assert [p.name for p in samples] == ["sample_tall.png", "sample_wide.png"]
+    assert all(Image.open(p).size[0] > 0 for p in [tmp_path / "card" / E.PR_CURVE_PNG, *samples])
+    assert "](sample_" not in text and "Not shipped: `sample_tall.png`, `sample_wide.png` are drawn by" in text

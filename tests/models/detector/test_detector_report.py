@@ -71,14 +71,25 @@ def test_the_card_holds_the_table_the_teacher_the_failures_and_every_picture(tmp
     def predict(batch: list[DetectRequest]) -> list[list[Detection]]:
         return [[Detection(box=(1.0, 1.0, 20.0, 20.0), score=0.9, label="face")] for _ in batch]
 
+    (tmp_path / "card").mkdir()
+    (tmp_path / "card" / "sample_a.png").write_bytes(b"an earlier card's picture")
     card = write_report_card(
-        tmp_path / "card", fake_report(), images, predict, [tmp_path / "group.jpg"], [tmp_path / "lenna.jpg"]
+        tmp_path / "card",
+        fake_report(),
+        images,
+        predict,
+        [tmp_path / "group.jpg"],
+        [tmp_path / "lenna.jpg"],
+        figures=tmp_path / "figures",
     )
     text = card.read_text()
     assert "imgsz 480, conf 0.50" in text and "| test (1 photos, 2 faces) | 0.500" in text
     assert "missed a 40×40 px face" in text and "- lenna: 1 box" in text
-    names = {p.name for p in card.parent.iterdir()}
-    assert {"precision_recall.png", "sample_a.png", "group_group.png"} <= names
+    # the chart stays beside the card; the detections drawn on the photos go to the figures folder only
+    assert {p.name for p in card.parent.iterdir()} == {"MODEL_CARD.md", "precision_recall.png"}
+    assert {p.name for p in (tmp_path / "figures").iterdir()} == {"sample_a.png", "group_group.png"}
+    assert "](sample_a.png)" not in text and "- `group_group.png`: group photo group.jpg, 1 faces found" in text
+    assert "Not shipped: `sample_a.png`, `group_group.png` are drawn by" in text
 
 
 def test_applying_the_point_ships_conf_and_imgsz_and_hashes_every_file(

@@ -64,6 +64,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
         eval_boxes=root / "photos" / "boxes.json",
         eval_images=root / "photos" / "images",
         command="pytest",
+        figures=root / "figures",  # never the checkout's runs/figures
     )
     return TrainedRun(cfg, train_detector(cfg))
 
@@ -87,6 +88,8 @@ def test_the_manifest_records_the_recipe_training_and_both_evaluations(trained_r
     assert {"synthetic_val_map50", "face_boxes_ap50", "face_boxes_recall"} <= set(manifest.metrics)
     assert manifest.metrics["face_boxes_n_faces"] == 2
     assert (trained_run.cfg.artifact_dir / "MODEL_CARD.md").is_file()
+    assert trained_run.cfg.figures is not None and (trained_run.cfg.figures / "sample_one.png").is_file()
+    assert not list(trained_run.cfg.artifact_dir.glob("sample_*.png"))  # drawn on the photos: never shipped
 
 
 @pytest.mark.slow

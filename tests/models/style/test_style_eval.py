@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from models.artifact import load_artifact
 from models.style import commands
-from models.style.card import ALPHA_IMAGE, CARD_NAME, GRID_IMAGE, NST_IMAGE, style_grid
+from models.style.card import ALPHA_IMAGE, CARD_NAME, GRID_IMAGE, NST_IMAGE, NST_PLOT, style_grid
 from models.style.evaluate import evaluate_style, evaluation_images, spread, unseen_images, validation_images
 from models.style.importer import import_adain
 from models.style.loss_network import load_loss_network
@@ -152,17 +152,23 @@ def test_the_eval_command_prints_the_metrics_and_writes_the_card(release: Path, 
             (tmp_path / kind / f"{name}.png").write_bytes((release / f"{kind}_{name}.png").read_bytes())
     args = [str(tmp_path / "artifact"), str(release / "vgg_normalised.pth"), str(tmp_path / "content")]
     args += [str(tmp_path / "style"), "--size", "32", "--baseline", str(tmp_path / "artifact"), "--card"]
-    args += ["--nst-pairs", "1"]
+    args += ["--nst-pairs", "1", "--figures", str(tmp_path / "figures")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert '"style_ratio": 1.0' in result.output and '"b.png"' in result.output  # b is the held-out quarter
-    manifest = load_artifact(tmp_path / "artifact")  # re-packed: the card and its pictures are listed and hashed
+    manifest = load_artifact(tmp_path / "artifact")  # re-packed: the card and its chart are listed and hashed
     listed = {entry.path for entry in manifest.files}
-    assert {CARD_NAME, GRID_IMAGE, ALPHA_IMAGE, NST_IMAGE} <= listed and manifest.metrics["style_ratio"] == 1.0
+    assert {CARD_NAME, NST_PLOT} <= listed and manifest.metrics["style_ratio"] == 1.0
     assert manifest.metrics["nst_pairs"] == 1 and manifest.metrics["nst_median_steps"] >= 1
     assert "own_painting_share" in manifest.metrics
+    # the pictures show the evaluated photos and paintings (../shared's, for real): drawn, but never in the artifact
+    pictures = {GRID_IMAGE, ALPHA_IMAGE, NST_IMAGE}
+    assert pictures <= {p.name for p in (tmp_path / "figures").iterdir()}
+    assert not pictures & ({p.name for p in (tmp_path / "artifact").iterdir()} | listed)
+    assert not any(name.endswith(".jpg") for name in listed)
     card = (tmp_path / "artifact" / CARD_NAME).read_text()
-    assert "| style_ratio | 1 | <= 0.40 |" in card and f"]({GRID_IMAGE})" in card
+    assert "| style_ratio | 1 | <= 0.40 |" in card and f"]({NST_PLOT})" in card
+    assert f"]({GRID_IMAGE})" not in card and f"Not shipped: `{GRID_IMAGE}` is drawn by" in card
 
 
 def test_validation_images_are_held_out_and_never_the_reported_ones(tmp_path: Path) -> None:

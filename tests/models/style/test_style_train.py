@@ -73,6 +73,7 @@ def _config(data: Path, out_dir: Path, **changes: Any) -> StyleTrainConfig:
         eval_size=32,
         checkpoint_every=2,
         progress=False,
+        figures=out_dir.parent / f"{out_dir.name}-figures",  # never the checkout's runs/figures
     )
     return dataclasses.replace(cfg, **changes)
 
@@ -101,8 +102,11 @@ def test_training_writes_an_artifact_the_predictor_loads_with_held_out_metrics(d
     assert manifest.hyperparameters["widths"] == [4, 8, 8, 16] and manifest.hyperparameters["iterations_done"] == 3
     assert manifest.hyperparameters["evaluated_on"] == ["picture_2.png", "picture_2.png"]
     assert {"mean_style_loss", "mean_content_loss", "reconstruction_mse"} <= set(manifest.metrics)
-    listed = {entry.path for entry in manifest.files}  # the card and its pictures travel with the weights
-    assert {"MODEL_CARD.md", "style_grid.jpg", "alpha_sweep.jpg"} <= listed  # NST: eval style --nst-pairs
+    listed = {entry.path for entry in manifest.files}  # the card travels with the weights
+    assert "MODEL_CARD.md" in listed and not any(name.endswith(".jpg") for name in listed)
+    # its pictures show the evaluation images (../shared's, for real): the figures folder, never the artifact
+    assert cfg.figures is not None and {"style_grid.jpg", "alpha_sweep.jpg"} <= {p.name for p in cfg.figures.iterdir()}
+    assert not list(cfg.out_dir.glob("*.jpg"))  # NST's picture: eval style --nst-pairs
     assert 0.0 <= manifest.metrics["own_painting_share"] <= 1.0
     transfer = StyleTransfer.from_artifact(cfg.out_dir, load_artifact(cfg.out_dir), CPU)
     assert transfer.encoder.widths == (4, 8, 8, 16)
@@ -156,12 +160,14 @@ def test_the_train_command_trains_to_the_requested_iteration_and_prints_the_metr
     out_dir = tmp_path / "v2"
     args = [str(data / name) for name in ("content", "style", "vgg_normalised.pth")] + [str(out_dir)]
     options = "--iterations 2 --batch-size 2 --crop 32 --widths 4,8,8,16 --checkpoint-every 1 --no-progress"
+    options += f" --figures {tmp_path / 'figures'}"
     result = CliRunner().invoke(app, args + options.split() + ["--hours", "1", "--bf16", "--warmup", "1"])
     assert result.exit_code == 0, result.output
     assert '"mean_style_loss"' in result.output
     manifest = load_artifact(out_dir)
     assert manifest.hyperparameters["iterations_done"] == 2
     assert manifest.provenance.command == "deepcanvas train style ..."
+    assert (tmp_path / "figures" / "style_grid.jpg").is_file() and not list(out_dir.glob("*.jpg"))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,88 @@
+"""No picture made from ../shared's images lives under ``models/`` (the code and the embedded store the image ships).
+
+../shared's photos are for research and evaluation only and most of its paintings are not public domain, so a
+thumbnail of them, a stylized output of them or detections drawn on them may not be committed. The one exception
+is the style gallery (small re-encoded public-domain paintings), which ``models/store/style-gallery/`` holds and
+this test leaves to its own checks.
+
+How a file is judged: by its bytes (its magic number, confirmed by Pillow), so a renamed picture is caught too, and
+by its name, so a ``.jpg``, ``.jpeg``, ``.webp`` or ``.gif`` is refused whatever it holds:
+
+- JPEG (or MPO), WebP, GIF, BMP or TIFF: refused. Those are the formats of photographs and of pictures made from them;
+  every chart this project draws is a PNG written by matplotlib.
+- PNG: allowed only when it looks like a chart, that is when it has at most ``CHART_COLOURS`` distinct colours.
+  Measured on the store when this test was written: the charts (precision-recall, ROC, confusion matrices,
+  reliability, loss scatter plots) have 296 to 1,005 colours; the pictures that had to go (detections drawn on
+  PASCAL VOC and crowd photos, thumbnails, stylized grids) had 27,000 to 620,000. A colour count needs no list
+  of chart names to keep up to date, and a new chart passes while a new photo-like PNG fails. It is a guard
+  against the accident this repository had, not against deliberate evasion: a photo quantised to a small
+  palette would pass it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from models.detector.validation.commands import SHEETS_FOLDER
+from models.figures import FIGURES_ROOT, figures_folder
+
+REPO = Path(__file__).resolve().parents[2]
+GALLERY = Path("models/store/style-gallery")
+SKIPPED_PARTS = {"__pycache__", ".staging", "_runtime"}  # git-ignored: runtime copies, never committed
+CHART_COLOURS = 4096
+# First bytes of PNG, JPEG, GIF, BMP, TIFF and WebP (RIFF); Pillow then confirms, so a weight file that happens to
+# start with the same bytes is not taken for a picture.
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".webp", ".gif"}
+MAGIC_NUMBERS = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
+def picture_format(path: Path) -> str | None:
+    """Pillow's name for the picture format of ``path`` ("PNG", "JPEG", "WEBP", ...), or None if it is none."""
+    with path.open("rb") as stream:
+        head = stream.read(16)
+    if not head.startswith(MAGIC_NUMBERS):
+        return None
+    try:
+        with Image.open(path) as image:
+            return str(image.format)
+    except (OSError, ValueError):  # not a picture after all (UnidentifiedImageError is an OSError)
+        return None
+
+
+def is_chart(path: Path) -> bool:
+    """A PNG with at most ``CHART_COLOURS`` distinct colours (``getcolors`` gives None beyond its limit)."""
+    with Image.open(path) as image:
+        return image.convert("RGB").getcolors(maxcolors=CHART_COLOURS) is not None
+
+
+def shared_pictures(root: Path) -> list[str]:
+    """Every picture under ``root/models`` (the gallery aside) that may show ../shared's images, with why."""
+    found = []
+    for path in sorted((root / "models").rglob("*")):
+        relative = path.relative_to(root)
+        if not path.is_file() or relative.is_relative_to(GALLERY) or SKIPPED_PARTS & set(relative.parts):
+            continue
+        kind = picture_format(path)
+        if path.suffix.lower() in PHOTO_SUFFIXES:
+            found.append(f"{relative}: named as a photo ({kind or 'unreadable'})")
+        elif kind == "PNG" and not is_chart(path):
+            found.append(f"{relative}: a PNG with more than {CHART_COLOURS} colours, a picture rather than a chart")
+        elif kind not in (None, "PNG"):
+            found.append(f"{relative}: a {kind} picture")
+    return found
+
+
+def test_no_file_under_models_is_a_picture_made_from_shared_images() -> None:
+    found = shared_pictures(REPO)
+    assert not found, "pictures of ../shared's images must not be committed (draw them under runs/figures/):\n" + (
+        "\n".join(found)
+    )
+
+
+def test_the_figures_folders_are_git_ignored() -> None:
+    ignored = {line.strip() for line in (REPO / ".gitignore").read_text().splitlines()}
+    assert f"/{FIGURES_ROOT.as_posix()}/" in ignored
+    for folder in (figures_folder("adain", "v3"), SHEETS_FOLDER):
+        assert folder.is_relative_to(FIGURES_ROOT), folder
