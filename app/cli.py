@@ -315,6 +315,7 @@ LIGHT_COMMANDS = ("serve", "bench", "identities", *CLIENT_COMMANDS, *IDENTITY_CO
 
 
 def main() -> None:
+    import contextlib
     import os
     import sys
 
@@ -327,7 +328,11 @@ def main() -> None:
     # Training and evaluation commands import torch, torchvision and ultralytics at once: `serve`, `bench` and
     # the client's commands start faster without them (and the client's must never need them).
     if not (len(sys.argv) > 1 and sys.argv[1] in LIGHT_COMMANDS):
-        _register_model_commands()
+        # Importing ultralytics (the detector's commands do) announces the settings file it creates on first use
+        # on stdout, before `--help` or `models list` prints a line: stdout is for what the command answers, so
+        # that goes to stderr, with ultralytics' log (its handler keeps the stream it saw at import).
+        with contextlib.redirect_stdout(sys.stderr):
+            _register_model_commands()
     cli()
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from deepcanvas.client import DEFAULT_URL, Client
@@ -24,6 +25,13 @@ from deepcanvas.schemas import Box, ModelRef, StyleInfo
 
 client_cli = typer.Typer(help="Call a DeepCanvas service: detect and classify faces, stylize photos.")
 console = Console()
+
+
+def print_error(label: str, message: str) -> None:
+    """``label: message`` on stderr, the label in red; one line however long (rich wraps at 80 columns where
+    stderr is not a terminal), and the message as it is (a ``[...]`` in it is text, not markup)."""
+    Console(stderr=True, soft_wrap=True).print(f"[red]{label}[/red]: {escape(message)}", highlight=False)
+
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="DEEPCANVAS_URL", help="The service's base URL")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON answer instead of a table")]
@@ -73,7 +81,7 @@ def write_or_fail(out: Path, write: Callable[[], object]) -> None:
     try:
         write()
     except OSError as error:
-        Console(stderr=True).print(f"[red]error[/red]: cannot write {out}: {error.strerror or error}", highlight=False)
+        print_error("error", f"cannot write {out}: {error.strerror or error}")
         raise typer.Exit(1) from error
 
 
@@ -106,10 +114,10 @@ def _client(url: str, timeout: float, retries: int, admin_token: str | None = No
             yield client
     except APIError as error:
         retry = f" (retry after {error.retry_after:g} s)" if error.retry_after is not None else ""
-        Console(stderr=True).print(f"[red]error {error.status}[/red]: {error.detail}{retry}", highlight=False)
+        print_error(f"error {error.status}", f"{error.detail}{retry}")
         raise typer.Exit(1) from error
     except (ClientError, ValueError) as error:  # ValueError: an admin call without a token
-        Console(stderr=True).print(f"[red]error[/red]: {error}", highlight=False)
+        print_error("error", str(error))
         raise typer.Exit(1) from error
 
 

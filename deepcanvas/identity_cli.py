@@ -22,6 +22,7 @@ from deepcanvas.cli import (
     UrlOption,
     _box,
     _client,
+    _faces,
     _print_json,
     console,
     drawing_file,
@@ -173,7 +174,8 @@ def identify(
         write_drawing(photo, named, draw)
     if json:
         return _print_json(answer)
-    table = Table("#", "box x1, y1, x2, y2", "identity", "similarity", "candidates", title=photo.name)
+    title = f"{photo.name}: {_faces(len(answer.faces))}"  # "0 faces": a photo without one is an answer too
+    table = Table("#", "box x1, y1, x2, y2", "identity", "similarity", "candidates", title=title)
     for index, (face, (_, name, similarity)) in enumerate(zip(answer.faces, named, strict=True), 1):
         candidates = ", ".join(f"{c.name} {c.similarity:.2f}" for c in face.candidates)
         table.add_row(str(index), _box(face.box), name, f"{similarity:.3f}" if face.identity else "", candidates)

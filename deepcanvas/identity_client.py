@@ -41,11 +41,13 @@ class IdentityMethods:
         self.send(calls.delete_identity(self._admin(), identity_id))
 
     def identify(self, image: ImageInput, top_k: int | None = None, threshold: float | None = None) -> IdentifyResponse:
-        """Every face in the photo with its enrolled identity (None below the threshold) and candidates."""
+        """Every face in the photo with its enrolled identity (None below the threshold) and candidates; a photo
+        without a face answers with empty ``faces``, not an error."""
         return self.send(calls.identify(image, top_k, threshold))
 
     def verify(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None) -> VerifyResponse:
-        """Whether two photos show the same person (each photo's largest face)."""
+        """Whether two photos show the same person (each photo's largest face); ``InvalidParameter`` naming the
+        photo when one has no face."""
         return self.send(calls.verify(image_a, image_b, threshold))
 
 
@@ -75,9 +77,11 @@ class AsyncIdentityMethods:
     async def identify(
         self, image: ImageInput, top_k: int | None = None, threshold: float | None = None
     ) -> IdentifyResponse:
-        """Every face in the photo with its enrolled identity (None below the threshold) and candidates."""
+        """Every face in the photo with its enrolled identity (None below the threshold) and candidates; a photo
+        without a face answers with empty ``faces``, not an error."""
         return await self.send(calls.identify(image, top_k, threshold))
 
     async def verify(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None) -> VerifyResponse:
-        """Whether two photos show the same person (each photo's largest face)."""
+        """Whether two photos show the same person (each photo's largest face); ``InvalidParameter`` naming the
+        photo when one has no face."""
         return await self.send(calls.verify(image_a, image_b, threshold))

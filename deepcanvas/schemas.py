@@ -62,14 +62,14 @@ class ClassifyResponse(BaseModel):
 
 
 class StyleInfo(BaseModel):
-    name: str = Field(examples=["ripples"])
-    title: str = Field(examples=["Ripples"])
+    name: str = Field(examples=["starry-night"])
+    title: str = Field(examples=["The Starry Night"])
     description: str = ""
     artist: str | None = Field(
         None, description="A painting's artist (null for generated textures)", examples=["Vincent van Gogh"]
     )
     year: str | None = Field(None, description="When the painting was made", examples=["1889"])
-    url: str = Field(description="Where to fetch the style image", examples=["/styles/ripples/image"])
+    url: str = Field(description="Where to fetch the style image", examples=["/styles/starry-night/image"])
 
 
 class StylesResponse(BaseModel):
@@ -233,7 +233,7 @@ class IdentifyResponse(BaseModel):
     detector: ModelRef
     threshold: float = Field(description="The similarity a match needed")
     gallery_size: int = Field(description="Enrolled faces compared (the default threshold depends on it)")
-    faces: list[IdentifiedFace]
+    faces: list[IdentifiedFace] = Field(description="Every face found, in the detector's order; empty when none")
 
 
 class VerifiedFace(BaseModel):

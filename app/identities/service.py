@@ -71,14 +71,37 @@ def embedder_version(manager: ModelManager) -> str | None:
     return embedder_id(slot) if slot is not None else None
 
 
+# Invisible characters that make a name display as another (or reorder what is shown around it): the
+# bidirectional embeddings, overrides and isolates, the direction marks (Unicode's Bidi_Control: the "Trojan
+# Source" set), and the zero-width characters that join nothing. ZWJ and ZWNJ stay: emoji sequences and Persian
+# or Indic spelling need them.
+INVISIBLE_IN_NAMES = {
+    **dict.fromkeys(
+        ["\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))],
+        "a bidirectional control",
+    ),
+    **dict.fromkeys(["\u200b", "\u2060", "\ufeff"], "a zero-width character"),
+}
+
+
 def check_name(name: str) -> str:
-    """The name without surrounding spaces; 1 to ``IDENTITY_NAME_MAX`` characters, none of them a control character
-    (a NUL is also what PostgreSQL's text refuses)."""
+    """The name without surrounding spaces; 1 to ``IDENTITY_NAME_MAX`` characters of valid UTF-8, none of them a
+    control character (a NUL is also what PostgreSQL's text refuses) or one that hides how the name displays.
+
+    Bytes that were not UTF-8 arrive as lone surrogates (``form_text``): valid UTF-8 never decodes to one.
+    """
+    if any(unicodedata.category(character) == "Cs" for character in name):
+        raise InvalidParameter("name: not valid UTF-8")
     cleaned = name.strip()
-    if not cleaned or len(cleaned) > IDENTITY_NAME_MAX:
-        raise InvalidParameter(f"name: must be 1 to {IDENTITY_NAME_MAX} characters (not only spaces)")
+    if not cleaned:
+        raise InvalidParameter("name: must not be blank")
+    if len(cleaned) > IDENTITY_NAME_MAX:
+        raise InvalidParameter(f"name: must be at most {IDENTITY_NAME_MAX} characters")
     if any(unicodedata.category(character) == "Cc" for character in cleaned):
         raise InvalidParameter("name: must not contain control characters (tabs, line breaks, NUL)")
+    hidden = next((character for character in cleaned if character in INVISIBLE_IN_NAMES), None)
+    if hidden is not None:
+        raise InvalidParameter(f"name: contains U+{ord(hidden):04X} ({INVISIBLE_IN_NAMES[hidden]})")
     return cleaned
 
 
@@ -184,7 +207,8 @@ async def identify(
     top_k: int,
     threshold: float | None,
 ) -> IdentifyResponse:
-    """Every face in the photo, matched against the enrolled faces of the serving embedder version."""
+    """Every face in the photo, matched against the enrolled faces of the serving embedder version; a photo
+    without a face is an answer too (no faces), as for /detect and /classify."""
     slot = embedder_slot(manager)
     index = gallery.loaded_index()
     if index.embedder != embedder_id(slot):
@@ -192,9 +216,7 @@ async def identify(
         index = gallery.loaded_index()
     detected = await _detect(manager, params, photo)
     boxes = [d.box for d in detected.detections]
-    if not boxes:
-        raise InvalidParameter(f"{photo.field}: no face found")
-    embeddings = await _embed(slot, [(photo, b) for b in boxes])
+    embeddings = await _embed(slot, [(photo, b) for b in boxes]) if boxes else []
     limit = threshold if threshold is not None else thresholds(slot).identify_similarity(index.size)
     queries = np.stack([_descriptor(e) for e in embeddings]) if embeddings else np.zeros((0, index.dim), np.float32)
     faces = []
@@ -214,7 +236,7 @@ def _area(box: Box) -> float:
 async def _largest_face(manager: ModelManager, params: RuntimeParams, photo: Photo) -> tuple[Box, VerifiedFace]:
     boxes = await _boxes(manager, params, photo)
     if not boxes:
-        raise InvalidParameter(f"{photo.field}: no face found")
+        raise InvalidParameter(f"{photo.field}: no face found; /verify compares one face of each photo")
     box = max(boxes, key=_area)
     return box, VerifiedFace(box=box, faces_found=len(boxes), largest=len(boxes) > 1)
 

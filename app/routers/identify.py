@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, UploadFile
 
 from app.deps import GalleryDep, ImageLimitsDep, ManagerDep, ParamsDep
 from app.identities import service
@@ -15,6 +15,11 @@ from app.services import in_order
 from app.uploads import read_for_faces
 
 router = APIRouter(tags=["identify"])
+
+
+def _named(field: str, upload: UploadFile) -> str:
+    """How an error names a photo: its form field, and its file name when the client sent one."""
+    return f"{field} {upload.filename!r}" if upload.filename else field
 
 
 @router.post("/identify", response_model=IdentifyResponse, responses=ERROR_RESPONSES)
@@ -57,5 +62,5 @@ async def verify(
     faces_a, faces_b = await in_order(
         read_for_faces(image_a, limits, "image_a", reduction), read_for_faces(image_b, limits, "image_b", reduction)
     )
-    photo_a, photo_b = Photo("image_a", faces_a), Photo("image_b", faces_b)
+    photo_a, photo_b = Photo(_named("image_a", image_a), faces_a), Photo(_named("image_b", image_b), faces_b)
     return await service.verify(manager, params, photo_a, photo_b, threshold)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
 
 from app.deps import GalleryDep, ImageLimitsDep, ManagerDep, ParamsDep
 from app.errors import InvalidParameter
 from app.identities import service
+from app.identities.form_text import Utf8FormRoute
 from app.identities.service import Photo
 from app.imaging import ImageLimits
 from app.manager import ModelManager
@@ -19,7 +20,8 @@ from app.services import in_order
 from app.uploads import read_for_faces
 from deepcanvas.schemas import IDENTITY_NAME_MAX
 
-router = APIRouter(prefix="/identities", tags=["identities"])
+# Utf8FormRoute: a name that is not UTF-8 reaches check_name as such, not re-read as latin-1 (form_text).
+router = APIRouter(prefix="/identities", tags=["identities"], route_class=Utf8FormRoute)
 
 MAX_PHOTOS = 20
 ID_PATTERN = r"^[A-Za-z0-9_-]+$"  # the gallery's ids are uuid4 hex; no other character can name one
@@ -45,14 +47,36 @@ async def read_photos(uploads: list[UploadFile], limits: ImageLimits, manager: M
     return [Photo(field, faces) for field, faces in zip(fields, decoded, strict=True)]
 
 
-@router.post("", status_code=201, response_model=IdentityInfo, responses=RESPONSES)
+async def name_checked_first(who: AdminDep, request: Request) -> None:
+    """The form's ``name`` checked (after the token) before FastAPI validates it: FastAPI reads an empty value
+    as a missing one ("name: Field required"), and pydantic refuses undecodable bytes in words that hide why."""
+    name = (await request.form()).get("name")  # the form FastAPI parses anyway, read once
+    if isinstance(name, str):
+        service.check_name(name)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=IdentityInfo,
+    responses=RESPONSES,
+    dependencies=[Depends(name_checked_first)],
+)
 async def enrol(
     who: AdminDep,
     manager: ManagerDep,
     gallery: GalleryDep,
     params: ParamsDep,
     limits: ImageLimitsDep,
-    name: Annotated[str, Form(max_length=IDENTITY_NAME_MAX, examples=["Ada Lovelace"])],
+    name: Annotated[
+        str,
+        Form(
+            max_length=IDENTITY_NAME_MAX,
+            description=f"1 to {IDENTITY_NAME_MAX} characters of UTF-8: no control characters, bidirectional "
+            "controls or zero-width spaces (ZWJ and ZWNJ are fine)",
+            examples=["Ada Lovelace"],
+        ),
+    ],
     image: Photos,
 ) -> IdentityInfo:
     """Enrol a person: a name and photos with exactly one face each (only descriptors are stored)."""

@@ -14,7 +14,8 @@ function renderIdentified(result) {
   const list = $("identify-list");
   const named = result.faces.filter((face) => face.identity).length;
   const count = result.faces.length;
-  $("identify-summary").textContent = `${count} face${count > 1 ? "s" : ""} found, ${named} named.`;
+  const found = `${count} face${count > 1 ? "s" : ""} found, ${named} named.`;
+  $("identify-summary").textContent = count === 0 ? "No face found in this photo." : found;
   result.faces.forEach((face, i) => {
     const text = identityText(face);
     const [x1, y1, x2, y2] = face.box.map(Math.round);
@@ -49,10 +50,9 @@ async function identifyPhoto(file) {
     setStatus($("identify-summary").textContent);
   } catch (error) {
     if (token !== identifyState.request) return;
-    const noFace = /\(422\): image: no face found/.test(error.message); // an answer, not a failure
-    $("identify-summary").textContent = noFace ? "No face found in this photo." : "This photo could not be identified.";
-    if (!noFace) showError(error.message);
-    setStatus(noFace ? "No face found in this photo." : "");
+    $("identify-summary").textContent = "This photo could not be identified.";
+    showError(error.message);
+    setStatus("");
   }
 }
 

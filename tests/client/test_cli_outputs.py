@@ -7,6 +7,9 @@ import errno
 import functools
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,8 +23,10 @@ import deepcanvas.cli as cli_module
 from app.cli import cli
 from deepcanvas.cli import client_cli, write_or_fail
 from deepcanvas.client import Client
+from tests.support.fakes import make_fake_store
 from tests.support.images import face_like_photo
 
+REPO = Path(__file__).resolve().parents[2]
 UNREACHABLE = "http://127.0.0.1:9"  # nothing listens: a command that got this far would say "Connection refused"
 
 
@@ -121,7 +126,12 @@ GALLERY = {
             "year": "1889",
             "url": "/styles/starry-night/image",
         },
-        {"name": "ripples", "title": "Ripples", "description": "A generated texture", "url": "/styles/ripples/image"},
+        {
+            "name": "concentric-ripples",
+            "title": "Concentric ripples",
+            "description": "A generated texture",
+            "url": "/styles/concentric-ripples/image",
+        },
     ],
 }
 
@@ -141,7 +151,7 @@ def test_styles_credits_each_painting_by_artist_and_year_and_textures_by_no_one(
     rows = {row[0].strip(): [cell.strip() for cell in row] for row in cells if row}
     assert rows["name"][2] == "by"  # the header
     assert rows["starry-night"][2] == "Vincent van Gogh, 1889"
-    assert rows["ripples"][2] == ""
+    assert rows["concentric-ripples"][2] == ""
 
 
 def test_styles_json_carries_the_artist_and_year(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,4 +160,61 @@ def test_styles_json_carries_the_artist_and_year(monkeypatch: pytest.MonkeyPatch
     assert result.exit_code == 0, result.output
     styles = {entry["name"]: entry for entry in json.loads(result.stdout)["styles"]}
     assert (styles["starry-night"]["artist"], styles["starry-night"]["year"]) == ("Vincent van Gogh", "1889")
-    assert (styles["ripples"]["artist"], styles["ripples"]["year"]) == (None, None)
+    assert (styles["concentric-ripples"]["artist"], styles["concentric-ripples"]["year"]) == (None, None)
+
+
+LONG_DETAIL = (
+    "style_name: 'starry-nite' is not in the gallery [style-gallery v3]; "
+    "see GET /styles for the names it has, or send your own painting as a style file"
+)
+
+
+def _refusal(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(422, json={"detail": LONG_DETAIL})
+
+
+def test_an_error_from_the_service_is_printed_on_one_line_as_it_came(
+    photo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_module, "Client", _fake_service(_refusal))
+    result = CliRunner().invoke(client_cli, ["detect", str(photo)], env={"COLUMNS": None})  # as in a pipe: 80
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error 422: {LONG_DETAIL}"  # unwrapped, and its [...] kept as text
+    assert result.stdout == ""
+
+
+def test_an_unreachable_service_is_one_line_on_stderr(photo: Path) -> None:
+    url = UNREACHABLE + "/a/path/long/enough/that/the/message/cannot/fit/in/eighty/columns/of/a/terminal"
+    args = ["identify", str(photo), "--url", url, "--retries", "0", "--json"]
+    result = CliRunner().invoke(cli, args, env={"COLUMNS": None})
+    assert result.exit_code == 1 and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "refused" in line and len(line) > 80
+
+
+def _fresh_settings_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a first run on a machine: no ultralytics settings file anywhere yet."""
+    env = {k: v for k, v in os.environ.items() if k != "YOLO_CONFIG_DIR" and not k.startswith("DEEPCANVAS_")}
+    return env | {"TMPDIR": str(tmp_path), "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+
+
+@pytest.mark.parametrize(
+    ("args", "starts"),
+    [(["--help"], "Usage:"), (["models", "list", "--store", "STORE"], "┏")],  # ┏: the table
+)
+def test_the_deepcanvas_command_keeps_stdout_for_its_answer_on_a_first_run(
+    tmp_path: Path, args: list[str], starts: str
+) -> None:
+    store = make_fake_store(tmp_path / "store")
+    argv = [a.replace("STORE", store.as_uri()) for a in args]
+    run = subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", *argv],
+        capture_output=True,
+        text=True,
+        env=_fresh_settings_env(tmp_path),
+        cwd=REPO,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.lstrip().startswith(starts), run.stdout[:500]
+    assert "Ultralytics" not in run.stdout

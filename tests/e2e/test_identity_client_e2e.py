@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from deepcanvas import AsyncClient, Client
 from deepcanvas.errors import InvalidParameter, NotFound, Unauthorized
-from deepcanvas.schemas import IdentityPage
+from deepcanvas.schemas import IdentifyResponse, IdentityPage
 from tests.support.servers import LiveServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.shared]
@@ -108,3 +109,34 @@ def test_the_cli_imports_lfw_people_then_names_and_draws_them(server: LiveServer
     assert "same person" in run("verify", str(gerhard[6]), str(gerhard[7]), *base)
     refused = CliRunner().invoke(cli, ["identities", "list", *base])
     assert refused.exit_code == 1 and "admin_token" in refused.output
+
+
+def _raw_enrolment(name: bytes, photo: Path) -> tuple[bytes, str]:
+    """A multipart body with the raw bytes of ``name`` (as a client that does not encode UTF-8 sends it)."""
+    boundary = "deepcanvas-e2e-boundary"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\n'.encode()
+    part = f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{photo.name}"\r\n\r\n'
+    body = head + name + part.encode() + photo.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_a_photo_without_a_face_is_an_empty_answer_and_names_must_be_utf8_without_hidden_characters(
+    server: LiveServer, lfw: Path, shared_dir: Path, tmp_path: Path
+) -> None:
+    bridge = shared_dir / "data" / "style-transfer" / "content" / "golden_gate.jpg"
+    printed = CliRunner().invoke(cli, ["identify", str(bridge), "--url", server.url, "--json"])
+    assert printed.exit_code == 0, printed.output
+    assert IdentifyResponse.model_validate_json(printed.stdout).faces == []
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (40000, 16), (120, 130, 140)).save(strip)
+    serena = photos(lfw, "Serena_Williams")
+    with Client(server.url, admin_token=TOKEN) as dc:
+        assert dc.identify(strip).faces == []
+        with pytest.raises(InvalidParameter, match=r"image_a.*no face found"):
+            dc.verify(bridge, serena[4])
+        with pytest.raises(InvalidParameter, match=r"name: contains U\+202E \(a bidirectional control\)"):
+            dc.enrol("Serena\u202eWilliams", serena[:1])
+        body, content_type = _raw_enrolment(b"Serena \xff", serena[0])
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": content_type}
+        refused = httpx.post(f"{server.url}/identities", content=body, headers=headers, timeout=60)
+        assert (refused.status_code, refused.json()["detail"]) == (422, "name: not valid UTF-8")

@@ -90,4 +90,4 @@ def test_who_is_this_says_when_a_photo_has_no_face(page: Page, tmp_path: Path) -
     page.set_input_files("#identify-input", str(blank))
     expect(page.locator("#identify-summary")).to_have_text("No face found in this photo.")
     expect(page.locator("#alert")).to_have_text("")
-    assert [m for m in errors.messages if "422" not in m] == []  # the browser logs the 422 response itself
+    assert errors.messages == []  # an answer with no faces, not a failed request

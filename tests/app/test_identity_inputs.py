@@ -1,0 +1,142 @@
+"""What the identity routes make of awkward input: photos without a face, and names that are blank, not UTF-8
+or hide how they display. In-process: real app and SQLite database, fake detector and embedder."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+import deepcanvas.cli as cli_module
+from app.cli import cli
+from app.main import create_app
+from deepcanvas.client import Client
+from tests.app.test_identities import ADA, ADMIN, NOBODY, _settings, enrol, photos
+from tests.support.app_client import wait_ready
+from tests.support.identity_fakes import identity_plans, people_photo
+
+BOUNDARY = "deepcanvas-test-boundary"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(_settings(tmp_path), identity_plans())) as client:
+        yield wait_ready(client)
+
+
+def test_identify_answers_a_photo_without_a_face_with_no_faces_like_detect(client: TestClient) -> None:
+    enrol(client, "Ada", ADA)  # (the index is loaded by then: before its first poll, /identify answers 503)
+    files = {"image": ("wall.png", people_photo(NOBODY))}
+    detected = client.post("/detect", files=files)
+    identified = client.post("/identify", files=files)
+    assert (detected.status_code, detected.json()["detections"]) == (200, [])
+    assert identified.status_code == 200, identified.text
+    answer = identified.json()
+    assert answer["faces"] == [] and answer["gallery_size"] == 1 and answer["threshold"] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("empty", ["image_a", "image_b"])
+def test_verify_names_the_photo_without_a_face_by_field_and_file(client: TestClient, empty: str) -> None:
+    files = {
+        field: (f"{field}.png", people_photo(NOBODY if field == empty else ADA)) for field in ("image_a", "image_b")
+    }
+    response = client.post("/verify", files=files)
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(f"{empty} '{empty}.png': no face found")
+
+
+def test_the_identify_command_prints_an_empty_result_for_a_photo_without_a_face(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def in_process(request: httpx.Request) -> httpx.Response:
+        answer = client.send(request)
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    monkeypatch.setattr(cli_module, "Client", functools.partial(Client, transport=httpx.MockTransport(in_process)))
+    enrol(client, "Ada", ADA)
+    wall = tmp_path / "wall.png"
+    wall.write_bytes(people_photo(NOBODY))
+    as_json = CliRunner().invoke(cli, ["identify", str(wall), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout)["faces"] == []
+    as_table = CliRunner().invoke(cli, ["identify", str(wall)])
+    assert as_table.exit_code == 0 and "wall.png: 0 faces" in as_table.stdout
+
+
+def _multipart(name: bytes, photo: bytes) -> bytes:
+    """A form with the raw bytes of ``name``, as a client that does not encode UTF-8 sends it."""
+    head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="name"\r\n\r\n'.encode()
+    image = (
+        f'\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="p.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+    return head + name + image + photo + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def _enrol_raw(client: TestClient, name: bytes) -> httpx.Response:
+    headers = {**ADMIN, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    return client.post("/identities", content=_multipart(name, people_photo(ADA)), headers=headers)
+
+
+def test_a_name_that_is_not_utf8_is_refused_rather_than_read_as_latin1(client: TestClient) -> None:
+    refused = _enrol_raw(client, b"a\xffb")
+    assert (refused.status_code, refused.json()["detail"]) == (422, "name: not valid UTF-8")
+    assert client.get("/identities", headers=ADMIN).json()["total"] == 0
+    typed = _enrol_raw(client, "aÿb Zoë".encode())  # the same letters, sent as UTF-8
+    assert typed.status_code == 201 and typed.json()["name"] == "aÿb Zoë"
+
+
+@pytest.mark.parametrize(
+    ("character", "kind"),
+    [
+        ("\u202e", "a bidirectional control"),  # right-to-left override: "txt.exe" shown as "exe.txt"
+        ("\u202a", "a bidirectional control"),
+        ("\u2066", "a bidirectional control"),
+        ("\u2069", "a bidirectional control"),
+        ("\u200f", "a bidirectional control"),
+        ("\u200b", "a zero-width character"),
+        ("\u2060", "a zero-width character"),
+        ("\ufeff", "a zero-width character"),
+    ],
+)
+def test_a_name_that_hides_how_it_displays_is_refused_naming_the_character(
+    client: TestClient, character: str, kind: str
+) -> None:
+    response = client.post("/identities", data={"name": f"Ada{character}Lovelace"}, files=photos(ADA), headers=ADMIN)
+    assert response.status_code == 422
+    assert response.json()["detail"] == f"name: contains U+{ord(character):04X} ({kind})"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Zoë Ångström-Núñez",
+        "עדה לאבלייס",  # Hebrew
+        "عادل إمام",  # Arabic
+        "Ada 👩\u200d👩\u200d👧",  # an emoji ZWJ sequence
+        "Ada 👍🏽 ❤\ufe0f",  # a skin tone and a variation selector
+        "مهر\u200cناز",  # Persian, spelled with a ZWNJ
+    ],
+)
+def test_names_in_any_script_with_emoji_and_joiners_are_enrolled_as_sent(client: TestClient, name: str) -> None:
+    response = client.post("/identities", data={"name": name}, files=photos(ADA), headers=ADMIN)
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == name
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\u3000"])
+def test_a_blank_name_is_called_blank_not_missing(client: TestClient, name: str) -> None:
+    response = client.post("/identities", data={"name": name}, files=photos(ADA), headers=ADMIN)
+    assert (response.status_code, response.json()["detail"]) == (422, "name: must not be blank")
+    missing = client.post("/identities", files=photos(ADA), headers=ADMIN)
+    assert missing.json()["detail"] == "name: Field required"
+
+
+def test_a_bad_name_without_the_admin_token_is_still_a_401(client: TestClient) -> None:
+    assert client.post("/identities", data={"name": " "}, files=photos(ADA)).status_code == 401
