@@ -16,13 +16,14 @@ from app.auth import ApiKeyMiddleware, ApiKeys, document_api_keys
 from app.body_limit import BodyLimitMiddleware
 from app.disconnect import CancelOnDisconnect
 from app.errors import document_errors_as_strings, install_error_handlers
-from app.forms import one_value_each
+from app.forms import form_checks
+from app.head_requests import HeadAsGet
 from app.identities.database import open_engine
 from app.identities.gallery import IdentityGallery
 from app.identities.service import embedder_version
 from app.lifecycle import DrainMiddleware, ShutdownGate
 from app.manager import ModelManager, SlotPlan
-from app.routers import admin, catalog, classify, detect, health, identify, identities, stylize, web
+from app.routers import admin, catalog, classify, detect, docs, health, identify, identities, stylize, web
 from app.runtime import ActiveModels, ParamsService, adopt_stored_versions, poll_store
 from app.services import remember_gallery_styles
 from app.settings import Settings
@@ -44,9 +45,10 @@ CORS_EXPOSED_HEADERS = (
     "ETag",
 )
 
-DESCRIPTION = """Face detection (YOLOv5s), face classification (a compact CNN), face recognition against an
-enrolment gallery (dlib's ResNet descriptors) and style transfer (AdaIN, and classical neural style transfer)
-over HTTP. Errors are JSON: `{"detail": "..."}`."""
+DESCRIPTION = """Face detection (the Ultra-Light RFB face detector), face classification (a compact CNN), face
+recognition against an enrolment gallery (dlib's ResNet descriptors) and style transfer (AdaIN, and classical
+neural style transfer) over HTTP; `GET /models` names the model versions that answer. Errors are JSON:
+`{"detail": "..."}`."""
 
 
 def open_artifact_store(settings: Settings) -> ArtifactStore:
@@ -101,7 +103,9 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        dependencies=[Depends(one_value_each)],
+        dependencies=[Depends(form_checks)],
+        docs_url=None,  # app.routers.docs serves it, without a CDN
+        redoc_url=None,
     )
     app.state.settings, app.state.manager, app.state.params, app.state.active = settings, manager, params, active
     app.state.gallery = gallery
@@ -113,6 +117,7 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     app.add_middleware(
         BodyLimitMiddleware, limit=lambda: params.params.max_upload_bytes, timeout_s=settings.body_timeout_s
     )
+    app.add_middleware(HeadAsGet)  # HEAD on every GET route, outside the routes (and the OpenAPI page)
     if settings.api_keys:  # before the body is read, inside telemetry (which records the refusals)
         app.add_middleware(ApiKeyMiddleware, keys=ApiKeys.of(settings.api_keys))
     app.add_middleware(DrainMiddleware, gate=app.state.gate)
@@ -127,8 +132,9 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
             expose_headers=CORS_EXPOSED_HEADERS,
             max_age=600,
         )
-    for module in (health, detect, classify, identify, identities, stylize, catalog, admin, web):
+    for module in (health, detect, classify, identify, identities, stylize, catalog, admin, web, docs):
         app.include_router(module.router)
+    app.mount(docs.ASSETS_PATH, docs.SwaggerAssets(), name="swagger-ui")
     return app
 
 
