@@ -9,9 +9,16 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# The rest of a refused body is never read: the connection ends with the answer (uvicorn closes it after a
+# response that says so), or the server would go on receiving (and discarding) whatever the client sends.
+CLOSE = {"Connection": "close"}
+
 
 class BodyLimitMiddleware:
-    """413 from ``Content-Length`` before reading, or as soon as a streamed body passes the limit."""
+    """413 from ``Content-Length`` before reading, or as soon as a streamed body passes the limit.
+
+    Either way, and after a 408, the connection is closed with the answer.
+    """
 
     def __init__(self, app: ASGIApp, limit: Callable[[], int], timeout_s: float = 30.0) -> None:
         self.app = app
@@ -28,7 +35,7 @@ class BodyLimitMiddleware:
             response = JSONResponse(
                 {"detail": f"request body of {declared.decode(errors='replace')} bytes exceeds {limit}"},
                 status_code=413 if declared.isdigit() else 400,
-                headers={"Connection": "close"},
+                headers=CLOSE,
             )
             await response(scope, receive, send)
             return
@@ -45,12 +52,12 @@ class BodyLimitMiddleware:
                 async with asyncio.timeout_at(deadline):  # a timer, where wait_for would start a task per message
                     message = await receive()
             except TimeoutError as error:
-                raise HTTPException(408, f"request body not received within {self.timeout_s:g} s") from error
+                raise HTTPException(408, f"request body not received within {self.timeout_s:g} s", CLOSE) from error
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 complete = not message.get("more_body", False)
                 if received > limit:
-                    raise HTTPException(413, f"request body exceeds {limit} bytes")
+                    raise HTTPException(413, f"request body exceeds {limit} bytes", CLOSE)
             return message
 
         await self.app(scope, bounded_receive, send)

@@ -102,7 +102,10 @@ def describe_validation_error(error: RequestValidationError) -> str:
             continue
         location = [str(p) for p in item.get("loc", ()) if p not in ("body", "query", "path", "header")]
         where = ".".join(location) or "request"
-        parts.append(f"{where}: {item.get('msg', 'invalid value')}")
+        message = str(item.get("msg", "invalid value"))
+        if "Expected UploadFile" in message:  # a text field where a file belongs: "received: <class 'str'>"
+            message = "must be a file upload (multipart/form-data)"
+        parts.append(f"{where}: {message}")
     return "; ".join(parts) or "invalid request"
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from app.errors import ActivationFailed, InvalidParameter
+from app.errors import ActivationFailed, DeepCanvasError, InvalidParameter
 from app.schemas import ParamsDocument, RuntimeParams
 from app.settings import Settings
 from app.store.objects import ObjectMissing, ObjectStore, WriteConflict, update_object
@@ -36,6 +37,12 @@ class PreconditionFailed(InvalidParameter):
 
 class PreconditionRequired(InvalidParameter):
     status = 428
+
+
+class MalformedIfMatch(DeepCanvasError):
+    """If-Match is neither ``*`` nor a list of quoted entity tags."""
+
+    status = 400
 
 
 def default_params(settings: Settings) -> RuntimeParams:
@@ -88,13 +95,34 @@ def write_document(objects: ObjectStore, key: str, document: Document, tag: str 
     objects.write_if(key, document.model_dump_json(indent=2).encode(), tag)
 
 
-def parse_if_match(header: str | None) -> int:
+# One element of If-Match's list (RFC 9110 §8.8.3, §13.1.1): a quoted tag, then a comma or the end.
+# A weak tag (W/"3") is taken as its strong one: a proxy compressing the answer (nginx's gzip) weakens ETags.
+ENTITY_TAG = re.compile(r'[ \t]*(?:W/)?"([^"\x00-\x20\x7f]*)"[ \t]*(?:,|$)')
+VERSION_TAG = re.compile(r"[0-9]{1,18}")
+
+
+def parse_if_match(header: str | None) -> frozenset[int] | None:
+    """The versions an If-Match header names; None for ``*``, which matches whatever version exists.
+
+    A well-formed tag that is no version number names no version (its update gets 409); a header that is not an
+    entity-tag list is a client error (400), not a conflict.
+    """
     if header is None:
         raise PreconditionRequired("If-Match is required: send the ETag from GET /admin/params")
-    value = header.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise PreconditionFailed(f"If-Match {header!r} does not name a version")
-    return int(value)
+    if header.strip() == "*":
+        return None
+    header, position = header.strip(), 0
+    tags: list[str] = []
+    while position < len(header) or not tags:
+        found = ENTITY_TAG.match(header, position)
+        if found is None:
+            raise MalformedIfMatch(
+                f"If-Match {header!r} is not an ETag: send the ETag of GET /admin/params as it came, quotes "
+                'included (e.g. "3"), or * for whatever version is current'
+            )
+        tags.append(found.group(1))
+        position = found.end()
+    return frozenset(int(tag) for tag in tags if VERSION_TAG.fullmatch(tag))
 
 
 class ParamsService:
@@ -132,28 +160,25 @@ class ParamsService:
             extra={"fields": {"event": "params.applied", "who": who, "version": document.version, "changes": changes}},
         )
 
-    async def update(self, patch: dict[str, Any], if_match: int, who: str) -> ParamsDocument:
-        """Merge ``patch`` into the current document if ``if_match`` names its version.
+    async def update(self, patch: dict[str, Any], if_match: int | frozenset[int] | None, who: str) -> ParamsDocument:
+        """Merge ``patch`` into the current document if ``if_match`` names its version (None: any version).
 
         The store write is conditional on the document read here: when another replica writes in between,
-        this update fails with 409 rather than silently overwriting that one.
+        this update fails with 409 rather than silently overwriting that one. A patch that changes nothing
+        (``{}``, or the values in force) writes nothing and answers the current document.
         """
+        versions = frozenset({if_match}) if isinstance(if_match, int) else if_match
         async with self._lock:
             stored, tag = await asyncio.to_thread(read_tagged_document, self.objects, PARAMS_KEY, ParamsDocument)
             self._adopt(stored)
-            if if_match != self.document.version:
+            if versions is not None and self.document.version not in versions:
+                named = ", ".join(str(v) for v in sorted(versions)) or "no version"
                 raise PreconditionFailed(
-                    f"params changed: If-Match names version {if_match}, the current version is {self.document.version}"
+                    f"params changed: If-Match names {named}, the current version is {self.document.version}"
                 )
-            unknown = set(patch) - set(RuntimeParams.model_fields)
-            if unknown:
-                raise InvalidParameter(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-            try:
-                params = RuntimeParams.model_validate(self.params.model_dump() | patch)
-            except ValidationError as error:
-                raise InvalidParameter(_describe(error)) from error
-            if params.stylize_max_side > self.settings.stylize_max_side_limit:
-                raise InvalidParameter(f"stylize_max_side: must be at most {self.settings.stylize_max_side_limit}")
+            params = self._validate(patch)
+            if params == self.params:
+                return self.document
             document = ParamsDocument(
                 version=self.document.version + 1, params=params, updated_at=datetime.now(UTC), updated_by=who
             )
@@ -166,6 +191,23 @@ class ParamsService:
                 ) from error
             self._apply(document, who)
             return document
+
+    def _validate(self, patch: dict[str, Any]) -> RuntimeParams:
+        """The parameters in force with ``patch`` applied; InvalidParameter naming the first bad field.
+
+        Strict: JSON ``true`` is no number and ``"5"`` no integer (lax mode made them 1 and 5, which every
+        replica then served with); an integer is still a valid float.
+        """
+        unknown = set(patch) - set(RuntimeParams.model_fields)
+        if unknown:
+            raise InvalidParameter(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        try:
+            params = RuntimeParams.model_validate(self.params.model_dump() | patch, strict=True)
+        except ValidationError as error:
+            raise InvalidParameter(_describe(error)) from error
+        if params.stylize_max_side > self.settings.stylize_max_side_limit:
+            raise InvalidParameter(f"stylize_max_side: must be at most {self.settings.stylize_max_side_limit}")
+        return params
 
 
 def _describe(error: ValidationError) -> str:

@@ -15,15 +15,18 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi.routing import iter_route_contexts
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.manager import ModelManager, inferences
 from app.timings import phases
 
 access = logging.getLogger("deepcanvas.access")
+CLIENT_CLOSED = 499  # nginx's "client closed request": the client left before its request was read whole
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 QUIET_ROUTES = ("/healthz", "/readyz", "/metrics")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -135,14 +138,27 @@ class TelemetryMiddleware:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
         status = 500
+        body_read = answered = left_mid_body = False
         ran: list[tuple[str, str, float]] = []
         steps: list[tuple[str, float]] = []
         token, steps_token = inferences.set(ran), phases.set(steps)
         started = time.perf_counter()
 
+        async def receive_watched() -> Message:
+            nonlocal body_read, left_mid_body
+            message = await receive()
+            if message["type"] == "http.request":
+                body_read = body_read or not message.get("more_body", False)
+            elif message["type"] == "http.disconnect" and not (body_read or answered):
+                left_mid_body = True  # the body parser makes it a 400, an answer nobody receives
+            return message
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
+            if left_mid_body:
+                return  # nothing to send: the connection is gone
             if message["type"] == "http.response.start":
+                answered = True
                 status = message["status"]
                 timing = server_timing(steps, ran, time.perf_counter() - started)
                 headers = [(b"x-request-id", request_id.encode()), (b"server-timing", timing.encode())]
@@ -151,18 +167,18 @@ class TelemetryMiddleware:
 
         self.metrics.inflight.inc()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_watched, send_with_id)
         finally:
             self.metrics.inflight.dec()
             inferences.reset(token)
             phases.reset(steps_token)
+            status = CLIENT_CLOSED if left_mid_body else status
             await self._record(scope, request_id, status, time.perf_counter() - started, ran)
 
     async def _record(
         self, scope: Scope, request_id: str, status: int, seconds: float, ran: list[tuple[str, str, float]]
     ) -> None:
-        route_obj = scope.get("route")
-        route = getattr(route_obj, "path", None) or "unmatched"
+        route = route_label(scope)
         self.metrics.requests.labels(route, scope["method"], str(status)).inc()
         self.metrics.request_duration.labels(route).observe(seconds)
         for model, version, inference_seconds in ran:
@@ -185,6 +201,23 @@ class TelemetryMiddleware:
             await self.emf.emit(route, status, seconds, ran)
 
 
+def route_label(scope: Scope) -> str:
+    """The template of the route that served ``scope``, or would have: a middleware's answer (413 from the body
+    limit, 503 while draining) comes before routing, yet belongs on its route's dashboards. "unmatched" otherwise.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if path:
+        return str(path)
+    partial = None
+    for route in iter_route_contexts(getattr(scope.get("app"), "routes", None) or []):  # included routers too
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return str(route.path)
+        if match is Match.PARTIAL and partial is None:  # the path, another method (a HEAD, a 405)
+            partial = str(route.path)
+    return partial or "unmatched"
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and the record's ``fields``."""
 
@@ -201,7 +234,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str)
 
 
+class FirstOfEachWarning(logging.Filter):
+    """Passes a Python warning the first time only (by location and text), then drops it.
+
+    The ``warnings`` module's own once-per-location memory is wiped whenever its filters change, which
+    ``warnings.catch_warnings`` does on every image decode: Pillow's "Corrupt EXIF data" came once per photo.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        if len(self.seen) >= self.capacity:  # bounded: a flood of distinct warnings may repeat some
+            self.seen.clear()
+        self.seen.add(text)
+        # "file:line: Category: message" without the source line that warnings adds below it.
+        record.msg, record.args = (text.strip().splitlines() or [""])[0], None
+        return True
+
+
 def configure_logging(level: str, fmt: str) -> None:
+    """One handler on the root logger, and Python warnings through it (JSON lines, not raw stderr text)."""
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -209,3 +267,7 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)
+    warned = logging.getLogger("py.warnings")
+    warned.filters[:] = [f for f in warned.filters if not isinstance(f, FirstOfEachWarning)]
+    warned.addFilter(FirstOfEachWarning())

@@ -205,7 +205,8 @@ def params(admin: dict[str, str]) -> Call[ParamsDocument]:
 
 def update_params(admin: dict[str, str], patch: dict[str, Any], etag: str | int) -> Call[ParamsDocument]:
     """Conditional on ``etag``, so sending it twice cannot apply it twice (the second gets 409)."""
-    if_match = f'"{etag}"' if isinstance(etag, int) else etag
+    # A version number, as an int or as its digits, is quoted: the service takes an ETag ("3"), or *, nothing bare.
+    if_match = f'"{etag}"' if isinstance(etag, int) or str(etag).isdigit() else etag
     headers = admin | {"If-Match": if_match}
     return Call("PATCH", "/admin/params", _model(ParamsDocument), json=patch, headers=headers)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response
 
 from app.deps import ActiveModelsDep, ManagerDep, ParamsServiceDep, SettingsDep
-from app.errors import DeepCanvasError, NotFound
+from app.errors import DeepCanvasError, InvalidParameter, NotFound
 from app.runtime import parse_if_match
 from app.schemas import ActivateRequest, ActivateResponse, ParamsDocument
 from app.settings import Role
@@ -23,7 +24,18 @@ class Forbidden(DeepCanvasError):
     status = 403
 
 
-def require_admin(request: Request, settings: SettingsDep) -> str:
+SELF_DECLARED = "self-declared"
+ADMIN_USER_DESCRIPTION = (
+    "A name for the audit log. Not verified: anyone holding the admin token may send any name, so it is recorded "
+    f"as 'NAME ({SELF_DECLARED}; admin@ADDRESS)'. Without it the audit log names the caller's address."
+)
+
+
+def require_admin(
+    request: Request,
+    settings: SettingsDep,
+    x_admin_user: Annotated[str | None, Header(description=ADMIN_USER_DESCRIPTION)] = None,
+) -> str:
     """The caller's identity for the audit log; 404 when admin is off, 401/403 for a missing/wrong token."""
     if not settings.admin_token:
         raise NotFound("Not Found")
@@ -32,8 +44,10 @@ def require_admin(request: Request, settings: SettingsDep) -> str:
         raise Unauthorized("admin routes need 'Authorization: Bearer <token>'")
     if not hmac.compare_digest(token.encode(), settings.admin_token.get_secret_value().encode()):
         raise Forbidden("invalid admin token")
-    client = request.client.host if request.client else "unknown"
-    return request.headers.get("x-admin-user", f"admin@{client}")[:64]
+    # The token is shared: what it proves is "an admin at this address"; a name sent with it is only a claim.
+    address = f"admin@{request.client.host if request.client else 'unknown'}"
+    declared = " ".join((x_admin_user or "").split())[:64]
+    return f"{declared} ({SELF_DECLARED}; {address})" if declared else address
 
 
 AdminDep = Annotated[str, Depends(require_admin)]
@@ -52,16 +66,40 @@ async def get_params(who: AdminDep, params: ParamsServiceDep, response: Response
     return _params_response(params.document, response)
 
 
-@router.patch("/params")
+PATCH_DESCRIPTION = f"""Change some parameters; the answer is the new document and its ETag.
+
+- **If-Match** is required (428 without it): the ETag of GET /admin/params, as it came (`"3"`), or `*` for
+  whatever version is current. 409 when the parameters changed since that ETag; 400 when If-Match is not an ETag.
+- Values are checked strictly: `true` or `"5"` is no number (422 naming the field); an integer is a valid number.
+  A key given twice is refused (422).
+- A patch that changes nothing (`{{}}`) writes nothing: the answer is the current document and ETag.
+- **X-Admin-User** names who changed them in the audit log and `updated_by`. It is {SELF_DECLARED}, not verified,
+  and recorded as such: `NAME ({SELF_DECLARED}; admin@ADDRESS)`."""
+
+
+def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members; a name given twice is an error (``json.loads`` would keep the last silently)."""
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            raise InvalidParameter(f"{name}: given more than once in the patch; send each parameter once")
+        seen.add(name)
+    return dict(pairs)
+
+
+@router.patch("/params", description=PATCH_DESCRIPTION)
 async def patch_params(
     who: AdminDep,
     params: ParamsServiceDep,
+    request: Request,
     response: Response,
     patch: Annotated[dict[str, Any], Body(examples=[{"detector_conf": 0.4}])],
-    if_match: Annotated[str | None, Header(description="The ETag of GET /admin/params")] = None,
+    if_match: Annotated[str | None, Header(description="The ETag of GET /admin/params, or *")] = None,
 ) -> dict[str, Any]:
-    """Change some parameters; 409 when someone changed them since your GET, 428 without If-Match."""
-    document = await params.update(patch, parse_if_match(if_match), who)
+    """Change some parameters (the OpenAPI page's text is ``PATCH_DESCRIPTION``)."""
+    versions = parse_if_match(if_match)
+    json.loads(await request.body(), object_pairs_hook=_refuse_repeated_keys)  # FastAPI parsed it: valid JSON
+    document = await params.update(patch, versions, who)
     return _params_response(document, response)
 
 

@@ -168,3 +168,12 @@ def test_policy_gives_up_after_the_configured_retries() -> None:
     assert policy.after_response(1, 503, 3, repeatable=True) == 3
     assert policy.after_response(2, 503, 3, repeatable=True) is None
     assert policy.after_response(0, 500, None, repeatable=True) is None
+
+
+@pytest.mark.parametrize("etag, sent", [(3, '"3"'), ("3", '"3"'), ('"3"', '"3"'), ("*", "*")])
+def test_a_version_given_as_digits_is_sent_as_an_etag(sleeps: list[float], etag: str | int, sent: str) -> None:
+    """The service answers a bare ``If-Match: 3`` with 400: the client quotes a version however it was given."""
+    script = Script(httpx.Response(200, json={"version": 4, "params": {}}))
+    with _client(script) as client:
+        client.update_params({"detector_conf": 0.4}, etag)
+    assert script.requests[0].headers["if-match"] == sent
