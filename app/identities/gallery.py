@@ -63,18 +63,21 @@ class IdentityGallery:
             changes = await self._call(repository.changes_since, cursor, embedder)
             self.index, self._cursor = base.with_changes(changes.faces, changes.deleted), changes.revision
 
-    async def _ensure_index(self, embedder: str) -> None:
+    async def ensure_index(self, embedder: str) -> None:
+        """Load the index of ``embedder``'s version unless it is the one in memory: on first use, a request need
+        not wait for the first poll (readiness does not either), and a new embedder version never compares with the
+        last one's descriptors. With the database away and nothing loaded yet, ``DatabaseUnavailable``."""
         if self.index is None or self.index.embedder != embedder:
             await self.refresh(embedder)
 
     async def enrol(self, name: str, descriptors: list[np.ndarray], embedder: str) -> IdentityRecord:
-        await self._ensure_index(embedder)
+        await self.ensure_index(embedder)
         identity_id, faces = await self._call(repository.enrol, name, descriptors, embedder)
         await self._add_local(faces, embedder)
         return await self.get(identity_id, embedder)
 
     async def add_faces(self, identity_id: str, descriptors: list[np.ndarray], embedder: str) -> IdentityRecord:
-        await self._ensure_index(embedder)
+        await self.ensure_index(embedder)
         faces = await self._call(repository.add_faces, identity_id, descriptors, embedder)
         await self._add_local(faces, embedder)
         return await self.get(identity_id, embedder)

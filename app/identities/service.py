@@ -210,10 +210,8 @@ async def identify(
     """Every face in the photo, matched against the enrolled faces of the serving embedder version; a photo
     without a face is an answer too (no faces), as for /detect and /classify."""
     slot = embedder_slot(manager)
+    await gallery.ensure_index(embedder_id(slot))  # before the first poll, or for a new embedder version
     index = gallery.loaded_index()
-    if index.embedder != embedder_id(slot):
-        await gallery.refresh(embedder_id(slot))  # a new embedder version: never compare across versions
-        index = gallery.loaded_index()
     detected = await _detect(manager, params, photo)
     boxes = [d.box for d in detected.detections]
     embeddings = await _embed(slot, [(photo, b) for b in boxes]) if boxes else []

@@ -218,4 +218,16 @@ def test_an_unreachable_postgresql_answers_503_with_retry_after_not_500(client: 
         away.close()
     for response in (enrolled, listed, identified):
         assert response.status_code == 503 and response.headers["retry-after"] == "5", response.text
-    assert "database" in enrolled.json()["detail"] and "not been loaded" in identified.json()["detail"]
+    assert all("database" in response.json()["detail"] for response in (enrolled, listed, identified))
+
+
+def test_identify_loads_the_index_itself_when_it_comes_before_the_first_poll(client: TestClient) -> None:
+    """/readyz turns 200 once the models load; the replica's first poll of the database may come later."""
+    ada = enrol(client, "Ada", ADA)
+    fresh = IdentityGallery(client.app.state.gallery.engine)  # type: ignore[attr-defined]
+    assert fresh.index is None  # as a replica is between readiness and its first poll
+    client.app.dependency_overrides[get_gallery] = lambda: fresh  # type: ignore[attr-defined]
+    try:
+        assert identify(client, ADA)[0]["identity"]["id"] == ada["id"]  # type: ignore[index]
+    finally:
+        client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
