@@ -185,7 +185,7 @@ def test_bad_uploads_get_4xx_from_the_real_server(live_server: LiveServer, kind:
 
 def test_non_multipart_bodies_and_oversized_uploads_get_4xx(live_server: LiveServer) -> None:
     as_json = httpx.post(f"{live_server.url}/detect", json={"image": "aGVsbG8="})
-    assert as_json.status_code == 422 and isinstance(as_json.json()["detail"], str)
+    assert as_json.status_code == 415 and "multipart/form-data" in as_json.json()["detail"]
     huge = httpx.post(
         f"{live_server.url}/detect",
         content=b"\0" * (21 * 1024 * 1024),

@@ -102,7 +102,7 @@ def test_onnx_predictors_and_the_service_run_without_torch(
     result = run_without_torch(PREDICT_AND_SERVE, str(exported_store.root), str(tmp_path / "cache"), backend)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["boxes"] == 3 and abs(report["probability_sum"] - 1) < 1e-6 and report["stylized"] == [64, 40]
+    assert report["boxes"] == 3 and abs(report["probability_sum"] - 1) < 1e-6 and report["stylized"] == [64, 43]
     assert report["http"] == {"detect": 200, "classify": 200, "stylize": 200}
     assert report["nst"][0] == 422 and "needs torch" in report["nst"][1]
     assert report["hidden_modules_loaded"] == []
