@@ -41,7 +41,7 @@ class IdentityMethods:
         self.send(calls.delete_identity(self._admin(), identity_id))
 
     def identify(self, image: ImageInput, top_k: int | None = None, threshold: float | None = None) -> IdentifyResponse:
-        """Every face in the photo with its enrolled identity (None below the threshold) and candidates; a photo
+        """Every face with its enrolled identity (None below the threshold) and its candidates at or above it; a photo
         without a face answers with empty ``faces``, not an error."""
         return self.send(calls.identify(image, top_k, threshold))
 
@@ -77,7 +77,7 @@ class AsyncIdentityMethods:
     async def identify(
         self, image: ImageInput, top_k: int | None = None, threshold: float | None = None
     ) -> IdentifyResponse:
-        """Every face in the photo with its enrolled identity (None below the threshold) and candidates; a photo
+        """Every face with its enrolled identity (None below the threshold) and its candidates at or above it; a photo
         without a face answers with empty ``faces``, not an error."""
         return await self.send(calls.identify(image, top_k, threshold))
 

@@ -225,7 +225,9 @@ class IdentityMatch(BaseModel):
 class IdentifiedFace(BaseModel):
     box: Box = Field(description="[x1, y1, x2, y2] in the original image's pixels")
     identity: IdentityMatch | None = Field(description="The best match, or null when it is below the threshold")
-    candidates: list[IdentityMatch] = Field(description="The top_k identities, best first, whatever their score")
+    candidates: list[IdentityMatch] = Field(
+        description="Up to top_k enrolled identities at least as similar as the threshold, best first"
+    )
 
 
 class IdentifyResponse(BaseModel):

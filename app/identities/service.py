@@ -199,6 +199,21 @@ def thresholds(slot: ModelSlot) -> Thresholds:
     return thresholds_of(slot.manifest)
 
 
+def identify_limit(slot: ModelSlot, gallery_size: int, threshold: float | None) -> float:
+    """The similarity a match needs: the calibrated one for the gallery's size, or a caller's stricter one.
+
+    A caller may raise it, never lower it: /identify is open (or guarded by an API key only), and a lower threshold
+    would answer with the names of enrolled people who are not in the photo.
+    """
+    calibrated = thresholds(slot).identify_similarity(gallery_size)
+    if threshold is not None and threshold < calibrated:
+        raise InvalidParameter(
+            f"threshold: at least {calibrated:.3f}, the calibrated one for {gallery_size} enrolled faces; it may be "
+            "raised, not lowered (a lower one would name people who are not in the photo)"
+        )
+    return calibrated if threshold is None else threshold
+
+
 async def identify(
     manager: ModelManager,
     gallery: IdentityGallery,
@@ -215,13 +230,14 @@ async def identify(
     detected = await _detect(manager, params, photo)
     boxes = [d.box for d in detected.detections]
     embeddings = await _embed(slot, [(photo, b) for b in boxes]) if boxes else []
-    limit = threshold if threshold is not None else thresholds(slot).identify_similarity(index.size)
+    limit = identify_limit(slot, index.size, threshold)
     queries = np.stack([_descriptor(e) for e in embeddings]) if embeddings else np.zeros((0, index.dim), np.float32)
     faces = []
     for box, matches in zip(boxes, index.search(queries, top_k), strict=True):
+        # Only people the threshold would name: below it, a name says who is enrolled, not who is in the photo.
         candidates = [IdentityMatch(id=m.identity_id, name=m.name, similarity=m.similarity) for m in matches]
-        best = candidates[0] if candidates and candidates[0].similarity >= limit else None
-        faces.append(IdentifiedFace(box=box, identity=best, candidates=candidates))
+        candidates = [c for c in candidates if c.similarity >= limit]
+        faces.append(IdentifiedFace(box=box, identity=candidates[0] if candidates else None, candidates=candidates))
     return IdentifyResponse(
         model=model_ref(slot), detector=detected.model, threshold=limit, gallery_size=index.size, faces=faces
     )

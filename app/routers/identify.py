@@ -29,14 +29,17 @@ async def identify(
     params: ParamsDep,
     limits: ImageLimitsDep,
     image: ImageField,
-    top_k: Annotated[int, Form(ge=1, le=100, description="Candidates per face, best first")] = 5,
+    top_k: Annotated[
+        int, Form(ge=1, le=100, description="Candidates per face at or above the threshold, best first")
+    ] = 5,
     threshold: Annotated[
         float | None,
         Form(
             ge=-1,
             le=1,
             allow_inf_nan=False,
-            description="Similarity a match needs; default: calibrated for the gallery's size",
+            description="Similarity a match needs: at least the calibrated one for the gallery's size (the default); "
+            "it may be raised, not lowered",
         ),
     ] = None,
 ) -> IdentifyResponse:

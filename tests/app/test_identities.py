@@ -66,16 +66,18 @@ def test_an_enrolled_person_is_named_and_a_stranger_is_not(client: TestClient) -
     assert [f["box"] for f in faces] == [[8, 8, 56, 56], [136, 8, 184, 56]]
     assert faces[0]["identity"] == {"id": ada["id"], "name": "Ada Lovelace", "similarity": pytest.approx(1.0)}
     assert faces[1]["identity"] is None
-    assert [c["name"] for c in faces[0]["candidates"]] == ["Ada Lovelace", "Bob"]  # type: ignore[union-attr]
+    assert [c["name"] for c in faces[0]["candidates"]] == ["Ada Lovelace"]  # type: ignore[union-attr]
+    assert faces[1]["candidates"] == []  # Bob is enrolled, but this stranger is not like him: his name stays unsaid
 
 
 def test_identify_uses_the_calibrated_threshold_for_the_gallery_size_unless_asked(client: TestClient) -> None:
     enrol(client, "Ada", ADA)
     response = client.post("/identify", files={"image": ("q.png", people_photo(BOB))}).json()
     assert (response["threshold"], response["gallery_size"]) == (0.80, 1)
-    assert identify(client, BOB, threshold="-1")[0]["identity"]["name"] == "Ada"  # type: ignore[index]
+    assert identify(client, ADA, threshold="0.999")[0]["identity"]["name"] == "Ada"  # type: ignore[index]
+    assert identify(client, BOB, threshold="0.9")[0] == {"box": [8, 8, 56, 56], "identity": None, "candidates": []}
     assert len(identify(client, ADA, top_k="1")[0]["candidates"]) == 1  # type: ignore[arg-type]
-    for bad in ({"threshold": "1.5"}, {"top_k": "0"}):
+    for bad in ({"threshold": "1.5"}, {"threshold": "0.5"}, {"threshold": "-1"}, {"top_k": "0"}):
         answer = client.post("/identify", files={"image": ("q.png", people_photo(ADA))}, data=bad)
         assert answer.status_code == 422 and next(iter(bad)) in answer.json()["detail"]
 
@@ -231,3 +233,13 @@ def test_identify_loads_the_index_itself_when_it_comes_before_the_first_poll(cli
         assert identify(client, ADA)[0]["identity"]["id"] == ada["id"]  # type: ignore[index]
     finally:
         client.app.dependency_overrides.clear()  # type: ignore[attr-defined]
+
+
+def test_identify_never_names_an_enrolled_person_the_threshold_would_not(client: TestClient) -> None:
+    """/identify needs no admin token: a name below the threshold would tell anyone who is enrolled."""
+    enrol(client, "Ada", ADA)
+    enrol(client, "Bob", BOB)
+    for face in identify(client, STRANGER, NOBODY, top_k="100"):
+        assert face["identity"] is None and face["candidates"] == []
+    lowered = client.post("/identify", files={"image": ("q.png", people_photo(STRANGER))}, data={"threshold": "-1"})
+    assert lowered.status_code == 422 and "may be raised, not lowered" in lowered.json()["detail"]
