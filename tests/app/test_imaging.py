@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from app.errors import DeepCanvasError, PayloadTooLarge
-from app.imaging import ImageLimits, decode_image, encode_image, load_rgb, reduce_by
+from app.imaging import ImageLimits, decode_image, encode_image, load_rgb, reduce_by, to_rgb
 from tests.support.bad_inputs import bad_images, good_images, jpeg_with_orientation
 from tests.support.images import encode
 
@@ -48,6 +50,36 @@ def test_sixteen_bit_images_are_scaled_not_clipped() -> None:
     assert image.getpixel((0, 0)) == (255, 255, 255)
     half = decode_image(encode(Image.new("I;16", (32, 32), 32768), "PNG"), LIMITS)
     assert half.getpixel((0, 0)) == (128, 128, 128)
+
+
+def _old_scale(array: np.ndarray, top: float) -> np.ndarray:
+    """What the service computed before scaling in bands: the whole array in float64."""
+    return np.clip(array.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_deep_images_scale_as_before_in_bands(mode: str) -> None:
+    rng = np.random.default_rng(0)
+    top = {"I;16": 65535, "I": 65535, "F": 3.5}[mode]
+    values = rng.uniform(0, top, (600, 37))  # more rows than one band
+    array = values.astype(np.float32) if mode == "F" else values.astype(np.uint16 if mode == "I;16" else np.int32)
+    image = Image.fromarray(array, mode) if mode != "I;16" else Image.fromarray(array.astype(np.uint16))
+    scaled = np.asarray(to_rgb(image))[..., 0]
+    expected = _old_scale(np.asarray(image), float(array.max()) if mode == "F" else 65535.0)
+    assert np.abs(scaled.astype(int) - expected.astype(int)).max() <= 1 and (scaled == expected).mean() > 0.999
+
+
+def test_a_large_sixteen_bit_image_scales_in_a_few_bytes_a_pixel() -> None:
+    """An 84 KB PNG of 6000x6000 16-bit pixels took 890 MB to decode when the scaling ran in float64 whole."""
+    image = Image.fromarray(np.full((2000, 2000), 40000, dtype=np.uint16))
+    tracemalloc.start()
+    try:
+        scaled = to_rgb(image)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert scaled.getpixel((0, 0)) == (156, 156, 156)
+    assert peak < 6 * 2000 * 2000, f"{peak / 1e6:.0f} MB"  # the 16-bit copy, the 8-bit planes, one band
 
 
 def test_the_pixel_limit_comes_from_settings() -> None:
