@@ -6,6 +6,7 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
+from PIL import Image
 
 from app import services
 from app.deps import ImageLimitsDep, ManagerDep, ParamsDep, SettingsDep
@@ -14,10 +15,18 @@ from app.schemas import ERROR_RESPONSES
 from app.uploads import read_image
 
 router = APIRouter(prefix="/stylize", tags=["stylize"])
+MAX_STYLES = 8  # styles one request may mix, files and gallery names together
 
 IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}, "image/jpeg": {}}, "description": "The stylized image"}
 }
+
+
+async def _within(image: Image.Image, side: int) -> Image.Image:
+    """``image`` with its longer side at most ``side`` (the predictor reads no more), shrunk off the event loop."""
+    if max(image.size) > side:
+        await asyncio.to_thread(image.thumbnail, (side, side), Image.Resampling.LANCZOS)
+    return image
 
 
 @router.post("", response_class=Response, responses={**IMAGE_RESPONSE, **ERROR_RESPONSES})
@@ -27,7 +36,10 @@ async def stylize_image(
     params: ParamsDep,
     limits: ImageLimitsDep,
     content: Annotated[UploadFile, File(description="The photo to repaint")],
-    style: Annotated[list[UploadFile] | None, File(description="Style image(s); repeat to interpolate several")] = None,
+    style: Annotated[
+        list[UploadFile] | None,
+        File(description=f"Style image(s); repeat to interpolate several (at most {MAX_STYLES} styles in all)"),
+    ] = None,
     style_name: Annotated[
         list[str] | None, Form(description="Gallery style name(s) from GET /styles; repeat to interpolate")
     ] = None,
@@ -94,7 +106,12 @@ async def stylize_image(
     # The painting is made at no more than this side: a large JPEG upload decodes at a reduced DCT scale.
     side = services.stylize_side(settings, params, method, max_side)
     photo = await read_image(content, limits, "content", long_side=side)
-    styles = await asyncio.gather(*(read_image(f, limits, "style", long_side=side) for f in style or []))
+    count = len(style or []) + len(style_name or [])
+    if count > MAX_STYLES:
+        raise InvalidParameter(f"style: at most {MAX_STYLES} styles in one request (style and style_name), got {count}")
+    # One after another, each shrunk to the painting's side at once: a dozen large PNGs decoded side by side and
+    # kept whole held gigabytes for one request.
+    styles = [await _within(await read_image(f, limits, "style", long_side=side), side) for f in style or []]
     options = services.StylizeOptions(
         style_names=tuple(style_name or ()),
         style_images=tuple(styles),

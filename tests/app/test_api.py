@@ -17,7 +17,7 @@ from app.settings import Settings
 from tests.support.app_client import fake_app_client, wait_ready
 from tests.support.bad_inputs import bad_images
 from tests.support.fakes import fake_plans, make_fake_store
-from tests.support.images import face_like_photo
+from tests.support.images import encode, face_like_photo
 
 PHOTO = face_like_photo(320, 240)
 
@@ -147,6 +147,34 @@ def test_stylize_decodes_its_uploads_no_larger_than_the_painting(
     assert Image.open(io.BytesIO(response.content)).size == (160, 120)
     assert set(decoded) == {"content", "style"}
     assert all(160 <= max(size) <= 400 for size in decoded.values()), decoded  # 1/4 or 1/8 scale, not 1600
+
+
+def test_uploaded_styles_reach_the_painter_no_larger_than_the_painting(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PNGs have no DCT scale to decode at: each is shrunk once decoded, before the next is read."""
+    from app import services
+
+    seen: list[tuple[int, int]] = []
+    real_stylize = services.stylize
+
+    async def recording(*args: object, **kwargs: object) -> object:
+        seen.extend(image.size for image in args[4].style_images)  # type: ignore[attr-defined]
+        return await real_stylize(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(services, "stylize", recording)
+    big = encode(Image.new("RGB", (1200, 900), (200, 40, 40)), "PNG")
+    files = [("content", ("p.jpg", PHOTO))] + [("style", (f"s{i}.png", big)) for i in range(3)]
+    response = client.post("/stylize", files=files, data={"max_side": "160"})
+    assert response.status_code == 200, response.text
+    assert seen == [(160, 120)] * 3
+
+
+def test_a_request_mixes_at_most_eight_styles(client: TestClient) -> None:
+    small = encode(Image.new("RGB", (40, 40), (200, 40, 40)), "PNG")
+    files = [("content", ("p.jpg", PHOTO))] + [("style", (f"s{i}.png", small)) for i in range(6)]
+    response = client.post("/stylize", files=files, data={"style_name": ["red"] * 3})
+    assert response.status_code == 422 and response.json()["detail"].startswith("style: at most 8 styles")
 
 
 def test_catalog_lists_styles_and_models(client: TestClient) -> None:
