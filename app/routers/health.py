@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.deps import ManagerDep
+from app.errors import NotFound
 from app.schemas import Health, Readiness, RoleState
 
 router = APIRouter(tags=["health"])
@@ -33,5 +34,13 @@ async def readyz(manager: ManagerDep, request: Request) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics of this process."""
+    """Prometheus metrics of this process, at the path spelt plainly.
+
+    The load balancer keeps /metrics off the public listener by its path as sent, and the server decodes
+    %-escapes before routing: ``/%6detrics`` would have reached this past the rule. So only the plain spelling
+    answers here (the scrape inside the network sends it), any other is a 404.
+    """
+    plain = (request.scope.get("root_path", "") + "/metrics").encode()
+    if request.scope.get("raw_path", plain).split(b"?")[0] != plain:
+        raise NotFound("Not Found")
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -122,3 +122,10 @@ def test_emf_documents_carry_latency_and_inference_time(tmp_path: Path, capsys: 
     assert request["Requests"] == 1 and request["Errors"] == 0 and request["Latency"] > 0
     inference = next(d for d in documents if "InferenceTime" in d)
     assert (inference["model"], inference["version"], inference["service"]) == ("face-detector", "v1", "deepcanvas")
+
+
+@pytest.mark.parametrize("spelling", ["/%6detrics", "/%6D%65trics", "/metric%73"])
+def test_metrics_answer_only_at_the_plain_path_the_balancer_rule_matches(client: TestClient, spelling: str) -> None:
+    """The server decodes %-escapes before routing; the rule hiding /metrics matches the path as sent."""
+    assert client.get("/metrics").status_code == 200
+    assert client.get(spelling).status_code == 404
