@@ -12,7 +12,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.auth import split_keys
+from app.auth import MIN_KEY_LENGTH, split_keys
 from models.artifact import check_safe_name
 from models.onnx_backend import Engine, Precision, Runtime
 
@@ -164,7 +164,9 @@ class Settings(BaseSettings):
     nst_iterations: int = Field(500, ge=1, le=2000, description="Most L-BFGS steps of classical NST")
     nst_max_seconds: float = Field(55.0, gt=0, le=600, description="Most seconds of one NST optimisation")
 
-    admin_token: SecretStr | None = Field(None, description="Bearer token of /admin; unset disables /admin")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token of /admin and enrolment, at least 16 characters; unset disables them"
+    )
     api_keys: SecretStr | None = Field(
         None,
         description="Keys that /detect, /classify, /identify, /verify and /stylize require (Authorization: Bearer"
@@ -245,6 +247,19 @@ class Settings(BaseSettings):
             return None  # an empty variable (compose's ${DEEPCANVAS_API_KEYS:-}) leaves the routes open
         if isinstance(text, str):
             split_keys(text)
+        return value
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _check_admin_token(cls, value: Any) -> Any:
+        """As long and plain as an API key: the token enrols people, switches models and changes parameters."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text.strip():
+            return None  # an empty variable (compose's ${DEEPCANVAS_ADMIN_TOKEN:-}) leaves /admin off
+        if isinstance(text, str) and (
+            len(text) < MIN_KEY_LENGTH or any(ch.isspace() or not ch.isprintable() for ch in text)
+        ):
+            raise ValueError(f"admin_token must be at least {MIN_KEY_LENGTH} printable characters without spaces")
         return value
 
     @field_validator("device")

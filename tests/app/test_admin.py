@@ -14,7 +14,7 @@ from tests.support.app_client import wait_ready
 from tests.support.fakes import copy_as_version, fake_plans, make_fake_store
 from tests.support.images import face_like_photo
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PHOTO = face_like_photo(160, 120)
 

@@ -17,7 +17,7 @@ from deepcanvas import Client
 from tests.support.app_client import wait_ready
 from tests.support.fakes import fake_plans, make_fake_store
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

@@ -18,7 +18,7 @@ from tests.support.app_client import wait_ready
 from tests.support.fakes import fake_plans, make_fake_store
 from tests.support.identity_fakes import add_fake_embedder, identity_plans, people_photo
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789abcdef"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 ADA, BOB, CY, STRANGER, NOBODY = (200, 30, 30), (30, 200, 30), (30, 30, 200), (90, 90, 10), (0, 0, 0)
 

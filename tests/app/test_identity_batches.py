@@ -18,7 +18,7 @@ from tests.support.app_client import wait_ready
 from tests.support.fakes import make_fake_store
 from tests.support.identity_fakes import FakeBlockDetector, add_fake_embedder, identity_plans, people_photo
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789abcdef"
 ADA, BOB, NOBODY = (200, 30, 30), (30, 200, 30), (0, 0, 0)
 
 

@@ -19,7 +19,7 @@ from tests.support.fakes import fake_plans, make_fake_store
 from tests.support.identity_fakes import FakeEmbedder, add_fake_embedder
 from tests.support.images import face_like_photo
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-0123456789abcdef"
 LARGE = face_like_photo(1600, 1200)  # the fake detector (64 px input) reads it at the smallest DCT scale, 1/8
 FACE = [400, 300, 800, 600]  # the fake detector's box: a quarter of each side, in the photo's pixels
 CORNERS = [[400, 300], [800, 300], [600, 450], [400, 600], [800, 600]]  # FakeEmbedder's landmarks for FACE

@@ -94,3 +94,17 @@ def test_cors_origins_a_browser_never_sends_stop_the_start(
     monkeypatch.setenv("DEEPCANVAS_CORS_ORIGINS", f"https://ok.example,{given}")
     with pytest.raises(ValidationError, match=says):
         Settings()
+
+
+@pytest.mark.parametrize("token", ["a", "short-token", "sixteen chars ok", "tab\tinside-0123456789"])
+def test_an_admin_token_short_or_with_spaces_stops_the_start(token: str) -> None:
+    """The token enrols people and switches models: as long and plain as an API key (16 printable characters)."""
+    with pytest.raises(ValidationError, match="admin_token"):
+        Settings(admin_token=token)  # type: ignore[arg-type]
+
+
+def test_an_empty_admin_token_leaves_admin_off_and_a_long_one_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPCANVAS_ADMIN_TOKEN", "")  # compose's ${DEEPCANVAS_ADMIN_TOKEN:-}
+    assert Settings().admin_token is None
+    token = Settings(admin_token="a-long-admin-token-0123")  # type: ignore[arg-type]
+    assert token.admin_token is not None and token.admin_token.get_secret_value() == "a-long-admin-token-0123"

@@ -22,7 +22,7 @@ from tests.support.images import face_like_photo
 from tests.support.servers import LiveServer
 
 pytestmark = pytest.mark.e2e
-TOKEN = "client-e2e-token"
+TOKEN = "client-e2e-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")

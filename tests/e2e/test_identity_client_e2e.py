@@ -19,7 +19,7 @@ from deepcanvas.schemas import IdentifyResponse, IdentityPage
 from tests.support.servers import LiveServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.shared]
-TOKEN = "client-token"
+TOKEN = "client-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")

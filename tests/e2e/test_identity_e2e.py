@@ -20,7 +20,7 @@ from tests.support.postgres import PostgresCluster, start_postgres
 from tests.support.servers import LiveServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.shared, pytest.mark.slow]
-TOKEN = "identity-token"
+TOKEN = "identity-token-0123456789abcdef"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 POLL_S = 1.0
 # People whose LFW photos mostly hold one face for the shipped detector (its first six: 6 each, Serena Williams 5:

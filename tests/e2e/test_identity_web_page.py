@@ -20,7 +20,7 @@ pytestmark = [
     pytest.mark.shared,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (apt-get install chromium)"),
 ]
-TOKEN = "page-token"
+TOKEN = "page-token-0123456789abcdef"
 WAIT_MS = 90_000
 
 

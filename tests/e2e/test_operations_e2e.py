@@ -19,7 +19,7 @@ from tests.support.images import face_like_photo
 from tests.support.servers import LiveServer, MotoServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.s3]
-TOKEN = "e2e-admin-token"
+TOKEN = "e2e-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PHOTO = face_like_photo(200, 160)
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

@@ -24,7 +24,7 @@ from tests.support.images import face_like_photo
 from tests.support.servers import LiveServer, free_port, start_moto_server
 
 pytestmark = pytest.mark.e2e
-TOKEN = "fuzz-token"
+TOKEN = "fuzz-token-0123456789abcdef"
 LOAD_SECONDS = float(os.environ.get("DEEPCANVAS_LOAD_SECONDS", "120"))
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
