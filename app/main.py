@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -63,11 +65,30 @@ def _configure_torch(settings: Settings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
+def private_folder(path: Path) -> Path:
+    """``path`` created closed to other users (0700), or, when it exists, checked to be ours and closed.
+
+    The cache holds the verified models and, by default, the identity database (names and face descriptors): a
+    folder another user owns could have its files swapped after they were checked, so it stops the start.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise ValueError(
+            f"cache_dir {path} belongs to another user (uid {info.st_uid}): set DEEPCANVAS_CACHE_DIR to a folder "
+            "of this user's"
+        )
+    if info.st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
 def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = None) -> FastAPI:
     """A new app; nothing heavy happens until its lifespan starts."""
     from app.model_plans import default_plans
 
     settings = settings or Settings()
+    private_folder(settings.cache_dir)
     store = open_artifact_store(settings)
     params = ParamsService(settings, store.objects)
     gate = ShutdownGate()

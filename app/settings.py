@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import tempfile
 from functools import cached_property
 from pathlib import Path
@@ -96,6 +97,21 @@ def web_origin(text: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if shown else "")
 
 
+def default_cache_dir() -> Path:
+    """Per user, never shared: ``$XDG_CACHE_HOME/deepcanvas``, else ``~/.cache/deepcanvas``.
+
+    It was ``/tmp/deepcanvas-cache``, readable by every local user (enrolled names and face descriptors live in
+    its SQLite database), and any of them could create it first and own what the service later verified.
+    """
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # no home (an arbitrary uid in a container): a folder of this uid's own
+            return Path(tempfile.gettempdir()) / f"deepcanvas-cache-{os.getuid()}"
+    return Path(base) / "deepcanvas"
+
+
 class Settings(BaseSettings):
     """Everything configurable; environment variables are ``DEEPCANVAS_<FIELD>``."""
 
@@ -106,7 +122,10 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     store_timeout_s: float = Field(10.0, gt=0, le=300, description="Connect and read timeout per store call")
     store_retries: int = Field(5, ge=0, le=100, description="Retries with backoff when the store is unreachable")
-    cache_dir: Path = Field(Path(tempfile.gettempdir()) / "deepcanvas-cache")
+    cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        description="The verified models and, by default, the identity database; kept closed to other users (0700)",
+    )
 
     detector: ModelRef = "face-detector:stable"
     classifier: ModelRef = "face-gender:stable"

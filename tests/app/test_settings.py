@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
+from app.main import private_folder
 from app.settings import EMBEDDED_STORE, Settings
 
 
@@ -108,3 +113,28 @@ def test_an_empty_admin_token_leaves_admin_off_and_a_long_one_is_kept(monkeypatc
     assert Settings().admin_token is None
     token = Settings(admin_token="a-long-admin-token-0123")  # type: ignore[arg-type]
     assert token.admin_token is not None and token.admin_token.get_secret_value() == "a-long-admin-token-0123"
+
+
+def test_the_cache_is_per_user_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Not a shared /tmp folder: it holds the identity database and the models the service verified."""
+    monkeypatch.delenv("DEEPCANVAS_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert Settings().cache_dir == tmp_path / "xdg" / "deepcanvas"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert Settings().cache_dir == tmp_path / "home" / ".cache" / "deepcanvas"
+
+
+def test_the_cache_folder_is_closed_to_other_users_and_must_be_ours(tmp_path: Path) -> None:
+    opened = tmp_path / "open"
+    opened.mkdir(mode=0o777)
+    opened.chmod(0o777)
+    assert stat.S_IMODE(private_folder(opened).stat().st_mode) == 0o700
+    assert stat.S_IMODE(private_folder(tmp_path / "new" / "cache").stat().st_mode) == 0o700
+    if os.getuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 12345, 12345)
+    with pytest.raises(ValueError, match="belongs to another user"):
+        private_folder(theirs)
