@@ -334,6 +334,20 @@ class AsyncClient(_Base, AsyncIdentityMethods):
     async def readiness(self) -> Readiness:
         return await self.send(calls.readiness())
 
+    async def wait_ready(self, timeout: float = 120.0, interval: float = 0.5) -> Readiness:
+        """Poll /readyz until every model is loaded; TimeoutError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                state = await self.readiness()
+                if state.ready:
+                    return state
+            except ServiceUnreachable:
+                pass
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.base_url} not ready after {timeout} s")
+            await asyncio.sleep(interval)
+
     async def params(self) -> ParamsDocument:
         """The runtime parameters; pass ``.etag`` to ``update_params``."""
         return await self.send(calls.params(self._admin()))

@@ -13,9 +13,15 @@ import pytest
 from deepcanvas import AsyncClient, Client, ServiceUnavailable, ServiceUnreachable
 from deepcanvas.errors import InvalidParameter, PayloadTooLarge
 from deepcanvas.retry import RetryPolicy, parse_retry_after
+from deepcanvas.schemas import Readiness
 
 DETECTED = {"model": {"name": "d", "version": "v1"}, "image": {"width": 4, "height": 3}, "detections": []}
 ACTIVATED = {"name": "face-gender", "role": "classifier", "version": "v2", "previous": "v1"}
+LOADING = {"ready": False, "models": {"classifier": {"name": "face-gender", "ref": "stable", "state": "loading"}}}
+READY = {
+    "ready": True,
+    "models": {"classifier": {"name": "face-gender", "ref": "stable", "state": "ready", "version": "v4"}},
+}
 
 
 def busy() -> httpx.Response:
@@ -161,6 +167,45 @@ def test_the_async_client_follows_the_same_policy(monkeypatch: pytest.MonkeyPatc
 
     assert asyncio.run(run(lambda c: c.detect(b"x"))).image.height == 3  # type: ignore[attr-defined]
     assert waited == [2] and len(script.requests) == 2
+
+
+def starting_up() -> Script:
+    """A service that refuses the connection, then answers 503 while loading, then is ready."""
+    return Script(httpx.ConnectError("refused"), httpx.Response(503, json=LOADING), httpx.Response(200, json=READY))
+
+
+def test_wait_ready_polls_through_a_refused_connection_and_a_503_until_ready(sleeps: list[float]) -> None:
+    script = starting_up()
+    with _client(script, retries=0) as client:
+        assert client.wait_ready(interval=0.25).models["classifier"].version == "v4"
+    assert sleeps == [0.25, 0.25] and len(script.requests) == 3
+
+
+def test_wait_ready_raises_timeout_error_when_the_time_is_up(sleeps: list[float]) -> None:
+    with _client(Script(httpx.Response(503, json=LOADING))) as client, pytest.raises(TimeoutError, match="not ready"):
+        client.wait_ready(timeout=0)
+    assert sleeps == []
+
+
+def test_the_async_client_waits_for_readiness_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    waited: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
+    script = starting_up()
+
+    async def wait(timeout: float) -> Readiness:
+        async with AsyncClient("http://dc", retries=0, transport=httpx.MockTransport(script)) as client:
+            return await client.wait_ready(timeout=timeout, interval=0.25)
+
+    assert asyncio.run(wait(60)).models["classifier"].version == "v4"
+    assert waited == [0.25, 0.25] and len(script.requests) == 3
+    script.answers.append(httpx.Response(503, json=LOADING))
+    with pytest.raises(TimeoutError, match="not ready"):
+        asyncio.run(wait(0))
+    assert waited == [0.25, 0.25] and len(script.requests) == 4
 
 
 def test_policy_gives_up_after_the_configured_retries() -> None:
