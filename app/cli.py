@@ -1,22 +1,31 @@
-"""The ``deepcanvas`` command: serve, manage model stores, benchmark."""
+"""The ``deepcanvas`` command: serve, manage model stores, benchmark.
+
+Where only the client is installed (``pip install .``: none of the service's packages), the same script runs
+the client's commands alone, as ``python -m deepcanvas`` does; so this module imports no server package at
+import time.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from app.settings import Settings
-from app.store import ArtifactStore
 from deepcanvas.cli import COMMANDS as CLIENT_COMMANDS
+from deepcanvas.cli import print_error
 from deepcanvas.identity_cli import COMMANDS as IDENTITY_COMMANDS
 from deepcanvas.identity_cli import identities_cli
+
+if TYPE_CHECKING:  # the service's settings import starlette, which a client-only installation lacks
+    from app.settings import Settings
+    from app.store import ArtifactStore
 
 cli = typer.Typer(help="DeepCanvas: face detection, face classification and style transfer over HTTP.")
 models_cli = typer.Typer(help="List, publish and alias model artifacts in a store.")
@@ -39,6 +48,8 @@ StoreOption = Annotated[
 
 def _settings(store: str | None) -> Settings:
     """The settings; invalid ones end the command with each problem on a line (never a value: some are secrets)."""
+    from app.settings import Settings
+
     try:
         return Settings(store=store) if store else Settings()
     except ValidationError as error:
@@ -254,6 +265,8 @@ def _backend_settings(settings: Settings, backend: str) -> Settings:
     """
     import os
 
+    from app.settings import Settings
+
     if backend == "auto":
         return settings
     for role in ("DETECTOR", "CLASSIFIER", "STYLE"):
@@ -312,6 +325,26 @@ def _register_model_commands() -> None:
 
 
 LIGHT_COMMANDS = ("serve", "bench", "identities", *CLIENT_COMMANDS, *IDENTITY_COMMANDS)
+SERVER_COMMANDS = ("serve", "bench", "models", "train", "eval", "data")
+
+
+def server_installed() -> bool:
+    """Whether the service's packages are here (the ``serve`` extra); ``pip install .`` alone has the client."""
+    return importlib.util.find_spec("fastapi") is not None
+
+
+def _client_only(argv: list[str]) -> None:
+    """The client's commands, as ``python -m deepcanvas`` runs them; a server command says what it lacks."""
+    from deepcanvas.__main__ import main as client_main
+
+    if argv and argv[0] in SERVER_COMMANDS:
+        print_error(
+            "error",
+            f"deepcanvas {argv[0]} needs the service's packages, and only the client is installed "
+            "(pip install '.[serve,torch,openvino]' adds them)",
+        )
+        raise SystemExit(2)
+    client_main()
 
 
 def main() -> None:
@@ -324,6 +357,9 @@ def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Importing ultralytics sets OMP_NUM_THREADS=1 when it is unset; every process we start would inherit that.
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+    if not server_installed():
+        _client_only(sys.argv[1:])
+        return
 
     # Training and evaluation commands import torch, torchvision and ultralytics at once: `serve`, `bench` and
     # the client's commands start faster without them (and the client's must never need them).
