@@ -12,7 +12,8 @@
 #   WHEELS           a wheel folder in the build context (e.g. docker/wheels): install offline from it alone
 #   EXTRAS           the project's optional dependency groups to install, comma-separated
 #                    (default: serve,torch,openvino: every network on OpenVINO, NST on torch)
-#   STORE_DIR        the store folder baked into the image (default: the embedded starter store)
+#   STORE_DIR        the store folder baked into the image (default: models/store, the repository's store of
+#                    trained and imported models and their stable aliases)
 #
 # The slim target needs the export, onnx and openvino extras too (onnx, onnxscript, onnxruntime, openvino):
 # a WHEELS folder must hold them (pip download '.[serve,torch,export,onnx,openvino]'). The classic builder

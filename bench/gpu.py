@@ -5,8 +5,8 @@ not depend on the weights' values), then, on the GPU, measures in one run:
 
 - raw networks: YOLOv5s at 640 and the AdaIN encoder + decoder at 512×512, batched forward passes in a
   closed loop (images per second, the ceiling);
-- the service: ``deepcanvas serve --device cuda`` answering /detect (640) and /stylize (512×512) to
-  concurrent HTTP clients (requests per second), micro-batching included.
+- the service: ``deepcanvas serve`` with ``DEEPCANVAS_DEVICE=cuda`` (``serve`` has no ``--device``) answering
+  /detect (640) and /stylize (512×512) to concurrent HTTP clients (requests per second), micro-batching included.
 
 It prints a table and writes ``gpu-bench.json`` and ``gpu-bench.md`` into ``--out``. Target: the
 service reaches at least 70% of the raw network's throughput. ``--device cpu`` runs the same measurements
