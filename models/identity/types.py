@@ -20,7 +20,7 @@ class EmbedRequest:
 
     image: np.ndarray  # (H, W, 3) uint8 RGB: the whole photo
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in the photo's pixels, as /detect returns it
-    descriptor: bool = True  # False: landmarks only (for /detect?landmarks=true)
+    descriptor: bool = True  # False: landmarks only (for /detect with landmarks=true in its form)
 
 
 @dataclass(frozen=True)
