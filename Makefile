@@ -48,9 +48,14 @@ typecheck: install
 test: install browser-deps db-deps lint typecheck
 	$(BIN)/python -m pytest
 
-# Synthesize every CDK stack offline into infra/cdk.out and lint the templates.
+# Synthesize every CDK stack offline into infra/cdk.out and lint the templates. The service serves HTTPS only,
+# so synthesis needs a certificate: by default a placeholder in AWS's documentation account (123456789012),
+# which checks the templates but cannot deploy. For a deployment, name yours:
+# make infra INFRA_CONTEXT="-c certificate_arn=arn:aws:acm:REGION:ACCOUNT:certificate/ID -c image_tag=COMMIT"
+PLACEHOLDER_CERTIFICATE_ARN := arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000
+INFRA_CONTEXT ?= -c certificate_arn=$(PLACEHOLDER_CERTIFICATE_ARN)
 infra: install
-	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 $(BIN)/python -m infra.app --outdir infra/cdk.out
+	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 $(BIN)/python -m infra.app --outdir infra/cdk.out $(INFRA_CONTEXT)
 	$(BIN)/cfn-lint --non-zero-exit-code error infra/cdk.out/*.template.json
 
 # The container smoke test: builds every image offline, starts docker-compose.yml, calls each endpoint,

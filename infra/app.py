@@ -1,7 +1,9 @@
 """The CDK app: builds the seven stacks from the context and synthesizes them, offline, without the cdk CLI.
 
-    python -m infra.app --outdir infra/cdk.out [-c image_tag=abc123 -c nat_gateways=2 ...]
+    python -m infra.app --outdir infra/cdk.out -c certificate_arn=arn:aws:acm:... [-c image_tag=abc123 ...]
 
+The service serves HTTPS with that certificate; without one, synthesis stops unless ``-c allow_plain_http=true``
+(plain HTTP on port 80, for a private test account only).
 Stacks are environment-agnostic (no account, region or context lookups), so synthesis needs no AWS access.
 Deploy the synthesized assembly with ``cdk deploy --app infra/cdk.out --all``.
 """
@@ -122,7 +124,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Under the cdk CLI, CDK_OUTDIR names the folder the CLI reads back; otherwise default to infra/cdk.out.
     outdir = args.outdir or (None if os.environ.get("CDK_OUTDIR") else DEFAULT_OUTDIR)
     started = time.perf_counter()
-    built = build_app(outdir, parse_context(args.context))
+    try:
+        built = build_app(outdir, parse_context(args.context))
+    except ValueError as error:  # DeployConfig refused the context: say why in one line, not a traceback
+        raise SystemExit(f"python -m infra.app: {error}") from error
     assembly = built.app.synth()
     for stack in assembly.stacks:
         print(f"{stack.stack_name}: {Path(assembly.directory) / stack.template_file}")

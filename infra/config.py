@@ -24,6 +24,10 @@ HEALTH_CHECK_PATH = "/readyz"
 # Paths the public load balancer answers 404 itself (a listener rule): for callers inside the VPC only.
 INTERNAL_PATHS = ("/metrics", "/metrics/*")
 INTERNAL_RULE_PRIORITY = 10
+# An ACM certificate (or an IAM server certificate) for the HTTPS listener.
+CERTIFICATE_ARN = re.compile(
+    r"arn:aws[a-z-]*:(acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+|iam::\d{12}:server-certificate/[\w+=,.@/-]+)"
+)
 # The server's keep-alive timeout must exceed this, or the ALB reuses connections the server has closed (502s).
 ALB_IDLE_TIMEOUT_S = 60
 # ECS sends SIGTERM, waits stopTimeout, then SIGKILL; the service needs grace_period_s plus a margin to exit.
@@ -124,7 +128,11 @@ class DeployConfig:
     # About 75% of max_connections on a t4g.medium (RDS: memory / 9.5 MB): raise it with a larger instance.
     alarm_db_connections: int = 300
     alarm_email: str | None = None
+    # HTTPS on 443 with this certificate, port 80 redirecting to it. Without one synthesis stops, unless
+    # allow_plain_http says plain HTTP on port 80 is meant (a private test account only: tokens, keys, photos
+    # and names would cross the network unencrypted).
     certificate_arn: str | None = None
+    allow_plain_http: bool = False
     # A generated key that the model routes require (DEEPCANVAS_API_KEYS; the load balancer is public).
     require_api_key: bool = True
     # Web origins whose pages may call the service from a browser (DEEPCANVAS_CORS_ORIGINS): comma-separated.
@@ -145,6 +153,7 @@ class DeployConfig:
         if self.nat_gateways < 1:
             raise ValueError("nat_gateways must be at least 1: tasks in private subnets reach ECR through NAT")
         self._check_database()
+        self._check_transport()
         for origin in (self.cors_origins or "").split(","):
             if origin.strip() and not CORS_ORIGIN.fullmatch(origin.strip()):
                 raise ValueError(f"cors_origins: {origin.strip()!r} is not * or scheme://host[:port]")
@@ -171,6 +180,19 @@ class DeployConfig:
             raise ValueError(f"db_engine_version must be a PostgreSQL MAJOR.MINOR, got {self.db_engine_version!r}")
         if self.alarm_db_connections < 1:
             raise ValueError("alarm_db_connections must be at least 1")
+
+    def _check_transport(self) -> None:
+        if self.certificate_arn and self.allow_plain_http:
+            raise ValueError("certificate_arn and allow_plain_http=true contradict each other: give one of them")
+        if self.certificate_arn and not CERTIFICATE_ARN.fullmatch(self.certificate_arn):
+            raise ValueError(f"certificate_arn {self.certificate_arn!r} is not an ACM or IAM certificate ARN")
+        if not self.certificate_arn and not self.allow_plain_http:
+            raise ValueError(
+                "no certificate_arn: the load balancer would serve plain HTTP, and the admin token, API keys, "
+                "photos and enrolled names would cross the internet unencrypted. Give -c certificate_arn=<ACM "
+                "certificate ARN> (HTTPS on 443, port 80 redirects), or -c allow_plain_http=true for a private "
+                "test account only"
+            )
 
     def _check_fargate_size(self) -> None:
         if self.cpu not in FARGATE_MEMORY_MIB:

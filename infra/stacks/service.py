@@ -162,7 +162,9 @@ class ServiceStack(Stack):
 
     def _listener(self) -> elbv2.ApplicationListener:
         if not self.config.certificate_arn:
+            # Only with allow_plain_http=true (DeployConfig refuses a deployment with neither).
             return self.load_balancer.add_listener("Http", port=80, protocol=elbv2.ApplicationProtocol.HTTP, open=True)
+        # Port 80 only answers a 301 to HTTPS: no request is served, and none reaches the tasks, in clear text.
         self.load_balancer.add_redirect(source_port=80, target_port=443)
         return self.load_balancer.add_listener(
             "Https",

@@ -10,6 +10,10 @@ import pytest
 if TYPE_CHECKING:
     from aws_cdk.assertions import Template
 
+# A certificate in AWS's documentation account: the tests synthesize the HTTPS deployment, the default one.
+TEST_CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
+TEST_CONTEXT: dict[str, Any] = {"certificate_arn": TEST_CERTIFICATE_ARN}
+
 
 def require_cdk() -> None:
     """Skip (a whole module when called at its top) unless node and aws-cdk-lib are both there.

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.infra.cdk_support import require_cdk
+from tests.infra.cdk_support import TEST_CONTEXT, require_cdk
 
 if TYPE_CHECKING:
     from infra.app import DeepCanvasApp
@@ -20,10 +20,10 @@ def cdk_outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def deepcanvas(cdk_outdir: Path) -> DeepCanvasApp:
-    """All six stacks with the default context, synthesized to ``cdk_outdir``."""
+    """Every stack with the default context and a (placeholder) certificate, synthesized to ``cdk_outdir``."""
     require_cdk()
     from infra.app import build_app
 
-    built = build_app(cdk_outdir)
+    built = build_app(cdk_outdir, TEST_CONTEXT)
     built.app.synth()
     return built

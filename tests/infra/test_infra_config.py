@@ -11,17 +11,20 @@ from infra.config import (
     DeployConfig,
     runtime_document_object_keys,
 )
+from tests.infra.cdk_support import TEST_CERTIFICATE_ARN, TEST_CONTEXT
 
 
-def test_empty_context_gives_the_documented_defaults() -> None:
-    config = DeployConfig.from_mapping({})
+def test_a_certificate_alone_gives_the_documented_defaults() -> None:
+    config = DeployConfig.from_mapping(TEST_CONTEXT)
+    assert (config.certificate_arn, config.allow_plain_http) == (TEST_CERTIFICATE_ARN, False)
     assert (config.nat_gateways, config.grace_period_s, config.image_tag) == (1, 20, "latest")
     assert (config.min_capacity, config.max_capacity) == (1, 4)
 
 
 def test_cli_strings_are_coerced_to_the_field_types() -> None:
     config = DeployConfig.from_mapping(
-        {"nat_gateways": "2", "cpu": "4096", "memory": "8192", "alarm_p99_latency_s": "2.5", "image_tag": "abc123"}
+        TEST_CONTEXT
+        | {"nat_gateways": "2", "cpu": "4096", "memory": "8192", "alarm_p99_latency_s": "2.5", "image_tag": "abc123"}
     )
     assert (config.nat_gateways, config.cpu, config.memory) == (2, 4096, 8192)
     assert config.alarm_p99_latency_s == 2.5
@@ -29,16 +32,16 @@ def test_cli_strings_are_coerced_to_the_field_types() -> None:
 
 
 def test_database_defaults_suit_production_and_flags_read_as_booleans() -> None:
-    config = DeployConfig.from_mapping({})
+    config = DeployConfig.from_mapping(TEST_CONTEXT)
     assert (config.db_multi_az, config.db_deletion_protection, config.db_backup_retention_days) == (True, True, 7)
     assert config.db_major_version == "17"
-    relaxed = DeployConfig.from_mapping({"db_multi_az": "false", "db_deletion_protection": "no"})
+    relaxed = DeployConfig.from_mapping(TEST_CONTEXT | {"db_multi_az": "false", "db_deletion_protection": "no"})
     assert (relaxed.db_multi_az, relaxed.db_deletion_protection) == (False, False)
-    assert DeployConfig.from_mapping({"db_multi_az": False}).db_multi_az is False
+    assert DeployConfig.from_mapping(TEST_CONTEXT | {"db_multi_az": False}).db_multi_az is False
 
 
 def test_stop_timeout_leaves_a_margin_after_the_grace_period() -> None:
-    config = DeployConfig.from_mapping({"grace_period_s": 45})
+    config = DeployConfig.from_mapping(TEST_CONTEXT | {"grace_period_s": 45})
     assert config.stop_timeout_s == 45 + STOP_TIMEOUT_MARGIN_S
 
 
@@ -68,7 +71,37 @@ def test_stop_timeout_leaves_a_margin_after_the_grace_period() -> None:
 )
 def test_impossible_deployments_are_refused_with_the_reason(context: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
+        DeployConfig.from_mapping(TEST_CONTEXT | context)
+
+
+def test_plain_http_is_refused_unless_asked_for_by_name() -> None:
+    for context in ({}, {"allow_plain_http": "false"}):
+        with pytest.raises(ValueError, match=r"no certificate_arn.*allow_plain_http=true for a private test account"):
+            DeployConfig.from_mapping(context)
+    config = DeployConfig.from_mapping({"allow_plain_http": "true"})
+    assert (config.certificate_arn, config.allow_plain_http) == (None, True)
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"certificate_arn": TEST_CERTIFICATE_ARN, "allow_plain_http": "true"}, "contradict"),
+        ({"certificate_arn": "my-certificate"}, "not an ACM or IAM certificate ARN"),
+        ({"certificate_arn": "arn:aws:acm:us-east-1:123456789012:key/1234"}, "not an ACM or IAM certificate ARN"),
+        ({"allow_plain_http": "maybe"}, "true or false"),
+    ],
+)
+def test_certificate_and_plain_http_contexts_are_checked(context: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         DeployConfig.from_mapping(context)
+
+
+def test_iam_server_certificates_and_other_partitions_are_certificates() -> None:
+    for arn in (
+        "arn:aws:iam::123456789012:server-certificate/deepcanvas/2026",
+        "arn:aws-us-gov:acm:us-gov-west-1:123456789012:certificate/0a1b2c3d-0000-4000-8000-000000000000",
+    ):
+        assert DeployConfig.from_mapping({"certificate_arn": arn}).certificate_arn == arn
 
 
 def test_runtime_document_keys_are_the_ones_the_service_writes() -> None:

@@ -1,4 +1,5 @@
-"""Context values reach the templates: HTTPS with a certificate, grace period, NAT count, image tag."""
+"""Context values reach the templates: HTTPS with a certificate (or plain HTTP asked for), grace period, NAT count,
+image tag; and no certificate without the opt-in stops synthesis."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.cdk_support import as_text, only_resource, require_cdk
+from tests.infra.cdk_support import TEST_CERTIFICATE_ARN, as_text, only_resource, require_cdk, resources_of
 
 require_cdk()
 
@@ -16,7 +17,7 @@ from aws_cdk.assertions import Match, Template  # noqa: E402
 
 from infra.app import build_app, main, parse_context  # noqa: E402
 
-CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
+CERTIFICATE = TEST_CERTIFICATE_ARN
 CONTEXT: dict[str, Any] = {
     "certificate_arn": CERTIFICATE,
     "grace_period_s": "30",
@@ -45,14 +46,19 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Template]:
 
 def test_a_certificate_serves_https_and_redirects_http(templates: dict[str, Template]) -> None:
     service = templates["service"]
-    service.has_resource_properties(
-        "AWS::ElasticLoadBalancingV2::Listener",
-        {"Port": 443, "Protocol": "HTTPS", "Certificates": [{"CertificateArn": CERTIFICATE}]},
-    )
-    service.has_resource_properties(
-        "AWS::ElasticLoadBalancingV2::Listener",
-        {"Port": 80, "DefaultActions": [Match.object_like({"Type": "redirect"})]},
-    )
+    found = resources_of(service, "AWS::ElasticLoadBalancingV2::Listener").values()
+    listeners = {listener["Properties"]["Port"]: listener["Properties"] for listener in found}
+    assert sorted(listeners) == [80, 443]
+    https, http = listeners[443], listeners[80]
+    assert (https["Protocol"], https["Certificates"]) == ("HTTPS", [{"CertificateArn": CERTIFICATE}])
+    assert https["SslPolicy"].startswith("ELBSecurityPolicy-TLS13-")  # TLS 1.3, and 1.2 with forward secrecy
+    # Port 80 answers a permanent redirect to HTTPS on 443 and forwards nothing to the tasks.
+    (redirect,) = http["DefaultActions"]
+    assert redirect["Type"] == "redirect"
+    config = redirect["RedirectConfig"]
+    assert (config["Protocol"], config["Port"], config["StatusCode"]) == ("HTTPS", "443", "HTTP_301")
+    outputs = service.to_json()["Outputs"]
+    assert as_text(outputs["ServiceUrl"]["Value"]).startswith("https://")
 
 
 def test_grace_period_sets_drain_stop_timeout_and_environment(templates: dict[str, Template]) -> None:
@@ -84,7 +90,7 @@ def test_database_size_availability_and_protection_follow_the_context(templates:
 
 
 def test_command_line_synthesizes_every_stack_with_context_pairs(tmp_path: Path) -> None:
-    main(["--outdir", str(tmp_path), "-c", "image_tag=feedbeef"])
+    main(["--outdir", str(tmp_path), "-c", f"certificate_arn={CERTIFICATE}", "-c", "image_tag=feedbeef"])
     assert len(list(tmp_path.glob("*.template.json"))) == 7
     template = json.loads((tmp_path / "DeepCanvas-Service.template.json").read_text())
     (task,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::ECS::TaskDefinition"]
@@ -95,3 +101,21 @@ def test_context_pairs_without_an_equals_sign_are_refused() -> None:
     assert parse_context(["a=1", "b=x=y"]) == {"a": "1", "b": "x=y"}
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         parse_context(["image_tag"])
+
+
+def test_without_a_certificate_or_the_opt_in_nothing_is_synthesized(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no certificate_arn"):
+        build_app(tmp_path, {"image_tag": "feedbeef"})
+    with pytest.raises(SystemExit, match=r"^python -m infra.app: no certificate_arn.*allow_plain_http=true"):
+        main(["--outdir", str(tmp_path), "-c", "image_tag=feedbeef"])
+    assert not list(tmp_path.glob("*.template.json"))
+
+
+def test_plain_http_on_port_80_only_when_asked_for(tmp_path: Path) -> None:
+    service = Template.from_stack(build_app(tmp_path, {"allow_plain_http": "true"}).service)
+    listener = only_resource(service, "AWS::ElasticLoadBalancingV2::Listener")
+    assert (listener["Port"], listener["Protocol"]) == (80, "HTTP")
+    assert "Certificates" not in listener and "SslPolicy" not in listener
+    (action,) = listener["DefaultActions"]
+    assert action["Type"] == "forward"
+    assert as_text(service.to_json()["Outputs"]["ServiceUrl"]["Value"]).startswith("http://")
