@@ -6,6 +6,7 @@ strings, values from ``cdk.json`` or ``CDK_CONTEXT_JSON`` as JSON types: both ar
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -21,9 +22,28 @@ RUNTIME_DOCUMENT_KEYS: tuple[str, ...] = ("_runtime/params.json", "_runtime/acti
 CONTAINER_NAME = "deepcanvas"
 CONTAINER_PORT = 8000
 HEALTH_CHECK_PATH = "/readyz"
-# Paths the public load balancer answers 404 itself (a listener rule): for callers inside the VPC only.
+# What the public load balancer answers itself (listener rules, infra/routing.py), in priority order.
+# A %-escape in the first path segment: no public route has one, and the service decodes escapes before it routes,
+# so /%6detrics or /admin%2Fparams would pass rules that compare the path as sent. 404.
+ENCODED_SEGMENT_REGEX = "^/[^/]*%.*$"
+ENCODED_SEGMENT_RULE_PRIORITY = 5
+# Paths for callers inside the VPC only: 404.
 INTERNAL_PATHS = ("/metrics", "/metrics/*")
 INTERNAL_RULE_PRIORITY = 10
+# The admin-token routes: forwarded from admin_cidrs only (source-ip rules), 403 from anywhere else.
+ADMIN_ROUTES: dict[str, tuple[str, ...]] = {
+    "Admin": ("/admin", "/admin/*"),
+    "Identities": ("/identities", "/identities/*"),
+}
+# ELB listener rule limits: 3 values in one condition, 5 in one rule (source addresses count), so a rule takes a
+# route's 2 paths and 3 networks. 30 networks make 10 rules a route: each route owns a block of 10 priorities
+# (100-109, 110-119), so a change of admin_cidrs never moves one route's rule onto another's priority.
+RULE_VALUES_PER_CONDITION = 3
+RULE_VALUES_PER_RULE = 5
+MAX_ADMIN_CIDRS = 30
+ADMIN_ALLOW_RULE_PRIORITY = 100
+ADMIN_ALLOW_PRIORITY_BLOCK = 10
+ADMIN_DENY_RULE_PRIORITY = 200
 # An ACM certificate (or an IAM server certificate) for the HTTPS listener.
 CERTIFICATE_ARN = re.compile(
     r"arn:aws[a-z-]*:(acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+|iam::\d{12}:server-certificate/[\w+=,.@/-]+)"
@@ -92,6 +112,21 @@ def _as_bool(key: str, value: Any) -> bool:
     raise ValueError(f"context {key!r} must be true or false, got {value!r}")
 
 
+def _as_network(key: str, value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=True))
+    except ValueError as error:
+        raise ValueError(f"{key}: {value.strip()!r} is not an IP network (CIDR, host bits clear): {error}") from error
+
+
+def _as_networks(key: str, value: Any) -> tuple[str, ...]:
+    """A comma-separated string (``-c``) or a list (``cdk.json``) of CIDRs, normalised, in order, once each."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+        raise ValueError(f"context {key!r} must be CIDRs, comma-separated or a list, got {value!r}")
+    return tuple(dict.fromkeys(_as_network(key, item) for item in items if item.strip()))
+
+
 def _as_text(key: str, value: Any) -> str:
     if not isinstance(value, str | int) or not str(value).strip():
         raise ValueError(f"context {key!r} must be a non-empty string, got {value!r}")
@@ -133,6 +168,8 @@ class DeployConfig:
     # and names would cross the network unencrypted).
     certificate_arn: str | None = None
     allow_plain_http: bool = False
+    # Networks (CIDR, comma-separated) whose requests to the admin-token routes reach the service; none by default.
+    admin_cidrs: tuple[str, ...] = ()
     # A generated key that the model routes require (DEEPCANVAS_API_KEYS; the load balancer is public).
     require_api_key: bool = True
     # Web origins whose pages may call the service from a browser (DEEPCANVAS_CORS_ORIGINS): comma-separated.
@@ -154,6 +191,7 @@ class DeployConfig:
             raise ValueError("nat_gateways must be at least 1: tasks in private subnets reach ECR through NAT")
         self._check_database()
         self._check_transport()
+        self._check_admin_cidrs()
         for origin in (self.cors_origins or "").split(","):
             if origin.strip() and not CORS_ORIGIN.fullmatch(origin.strip()):
                 raise ValueError(f"cors_origins: {origin.strip()!r} is not * or scheme://host[:port]")
@@ -194,6 +232,13 @@ class DeployConfig:
                 "test account only"
             )
 
+    def _check_admin_cidrs(self) -> None:
+        if len(self.admin_cidrs) > MAX_ADMIN_CIDRS:
+            raise ValueError(f"admin_cidrs: at most {MAX_ADMIN_CIDRS} networks, got {len(self.admin_cidrs)}")
+        for cidr in self.admin_cidrs:
+            if _as_network("admin_cidrs", cidr) != cidr:
+                raise ValueError(f"admin_cidrs: {cidr!r} is not written as a network, e.g. 203.0.113.0/24")
+
     def _check_fargate_size(self) -> None:
         if self.cpu not in FARGATE_MEMORY_MIB:
             raise ValueError(f"cpu must be one of Fargate's sizes {sorted(FARGATE_MEMORY_MIB)}, got {self.cpu}")
@@ -233,4 +278,6 @@ def _coerce(key: str, annotation: Any, raw: Any) -> Any:
         return _as_float(key, raw)
     if kind == "bool":
         return _as_bool(key, raw)
+    if kind == "tuple[str, ...]":
+        return _as_networks(key, raw)
     return _as_text(key, raw)

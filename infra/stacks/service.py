@@ -22,12 +22,11 @@ from infra.config import (
     DATABASE_NAME,
     DATABASE_PORT,
     HEALTH_CHECK_PATH,
-    INTERNAL_PATHS,
-    INTERNAL_RULE_PRIORITY,
     MODELS_PREFIX,
     DeployConfig,
 )
 from infra.permissions import model_store_statements
+from infra.routing import add_route_rules
 
 
 class ServiceStack(Stack):
@@ -83,7 +82,7 @@ class ServiceStack(Stack):
         )
         listener = self._listener()
         self.target_group = self._target_group(listener)
-        self._hide_internal_routes(listener)
+        add_route_rules(listener, self.target_group, self.config.admin_cidrs)
         self._autoscaling()
         CfnOutput(self, "ServiceUrl", value=f"{self._scheme}://{self.load_balancer.load_balancer_dns_name}")
         CfnOutput(self, "AdminTokenSecretArn", value=self.admin_token.secret_arn)
@@ -173,18 +172,6 @@ class ServiceStack(Stack):
             certificates=[elbv2.ListenerCertificate.from_arn(self.config.certificate_arn)],
             ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
             open=True,
-        )
-
-    def _hide_internal_routes(self, listener: elbv2.ApplicationListener) -> None:
-        # The load balancer faces the internet; /metrics is for scrapers inside the VPC (CloudWatch gets the
-        # tasks' EMF lines). Its health checks go to the targets directly, not through these rules.
-        listener.add_action(
-            "InternalOnly",
-            priority=INTERNAL_RULE_PRIORITY,
-            conditions=[elbv2.ListenerCondition.path_patterns(list(INTERNAL_PATHS))],
-            action=elbv2.ListenerAction.fixed_response(
-                404, content_type="application/json", message_body='{"detail": "Not Found"}'
-            ),
         )
 
     def _target_group(self, listener: elbv2.ApplicationListener) -> elbv2.ApplicationTargetGroup:

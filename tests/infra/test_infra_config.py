@@ -7,6 +7,7 @@ import pytest
 from app.runtime import ACTIVE_KEY, PARAMS_KEY
 from infra.config import (
     FARGATE_MAX_STOP_TIMEOUT_S,
+    MAX_ADMIN_CIDRS,
     STOP_TIMEOUT_MARGIN_S,
     DeployConfig,
     runtime_document_object_keys,
@@ -106,3 +107,32 @@ def test_iam_server_certificates_and_other_partitions_are_certificates() -> None
 
 def test_runtime_document_keys_are_the_ones_the_service_writes() -> None:
     assert runtime_document_object_keys() == [f"models/{PARAMS_KEY}", f"models/{ACTIVE_KEY}"]
+
+
+def test_admin_cidrs_come_as_a_comma_separated_string_or_a_list_and_are_normalised() -> None:
+    assert DeployConfig.from_mapping(TEST_CONTEXT).admin_cidrs == ()
+    given = " 203.0.113.0/24, 198.51.100.7 ,2001:DB8::/32,203.0.113.0/24,"
+    expected = ("203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32")
+    assert DeployConfig.from_mapping(TEST_CONTEXT | {"admin_cidrs": given}).admin_cidrs == expected
+    assert DeployConfig.from_mapping(TEST_CONTEXT | {"admin_cidrs": list(expected)}).admin_cidrs == expected
+    assert DeployConfig.from_mapping(TEST_CONTEXT | {"admin_cidrs": ""}).admin_cidrs == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("203.0.113.9/24", "host bits"),
+        ("admin.example.com", "not an IP network"),
+        ("10.0.0.0/33", "not an IP network"),
+        (42, "CIDRs, comma-separated or a list"),
+        ([f"10.0.{n}.0/24" for n in range(MAX_ADMIN_CIDRS + 1)], f"at most {MAX_ADMIN_CIDRS}"),
+    ],
+)
+def test_admin_cidrs_that_are_not_networks_are_refused(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DeployConfig.from_mapping(TEST_CONTEXT | {"admin_cidrs": value})
+
+
+def test_admin_cidrs_given_directly_must_be_written_as_networks() -> None:
+    with pytest.raises(ValueError, match="not written as a network"):
+        DeployConfig(certificate_arn=TEST_CERTIFICATE_ARN, admin_cidrs=("198.51.100.7",))

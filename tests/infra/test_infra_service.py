@@ -169,12 +169,12 @@ def test_the_public_load_balancer_answers_404_for_metrics_itself(template: Templ
     internal = [
         rule["Properties"]
         for rule in rules.values()
-        if any(c.get("Field") == "path-pattern" for c in rule["Properties"]["Conditions"])
+        if "/metrics" in rule["Properties"]["Conditions"][0].get("PathPatternConfig", {}).get("Values", [])
     ]
-    assert len(internal) == 1
-    (condition,) = internal[0]["Conditions"]
-    assert "/metrics" in condition["PathPatternConfig"]["Values"]
+    assert len(internal) == 1 and len(internal[0]["Conditions"]) == 1
     (action,) = internal[0]["Actions"]
     assert action["Type"] == "fixed-response" and action["FixedResponseConfig"]["StatusCode"] == "404"
-    # the target group's health check goes to the tasks directly: /readyz is not behind any rule
-    assert "/readyz" not in condition["PathPatternConfig"]["Values"]
+    # the target group's health check goes to the tasks directly: /readyz is behind no rule
+    for rule in rules.values():
+        for condition in rule["Properties"]["Conditions"]:
+            assert "/readyz" not in condition.get("PathPatternConfig", {}).get("Values", [])
