@@ -10,10 +10,12 @@ from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as actions
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import CONTAINER_NAME, DeployConfig
+from infra.permissions import ecs_deploy_statements
 
 IMAGE_DEFINITIONS = "imagedefinitions.json"
 # Docker Hub rate-limits anonymous pulls from shared CodeBuild IPs; ECR Public mirrors the official images.
@@ -65,7 +67,7 @@ class PipelineStack(Stack):
         *,
         config: DeployConfig,
         repository: ecr.IRepository,
-        service: ecs.IBaseService,
+        service: ecs.BaseService,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -100,6 +102,7 @@ class PipelineStack(Stack):
                 )
             ],
         )
+        self.deploy_role = self._deploy_role(service)
         self.pipeline.add_stage(
             stage_name="Deploy",
             actions=[
@@ -108,9 +111,25 @@ class PipelineStack(Stack):
                     service=service,
                     image_file=build_output.at_path(IMAGE_DEFINITIONS),
                     deployment_timeout=Duration.minutes(30),
+                    # Left to itself the action grants its role ECS and iam:PassRole on every resource: it gets
+                    # a role whose policy it cannot change, holding only what ecs_deploy_statements names.
+                    role=self.deploy_role.without_policy_updates(),
                 )
             ],
         )
+
+    def _deploy_role(self, service: ecs.BaseService) -> iam.Role:
+        role = iam.Role(
+            self,
+            "DeployRole",
+            assumed_by=iam.ArnPrincipal(self.pipeline.role.role_arn),
+            description="CodePipeline's ECS deploy action: one service, its task definition family and roles",
+        )
+        for statement in ecs_deploy_statements(self, service):
+            role.add_to_policy(statement)
+        # The action reads imagedefinitions.json from the artifact bucket.
+        self.pipeline.artifact_bucket.grant_read(role)
+        return role
 
     def _build_project(self, repository: ecr.IRepository) -> codebuild.PipelineProject:
         project = codebuild.PipelineProject(
