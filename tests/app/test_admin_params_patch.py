@@ -11,11 +11,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from app.settings import Settings
 from deepcanvas import Client
-from tests.support.app_client import wait_ready
-from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.app_client import ready_admin_client
+from tests.support.fakes import make_fake_store
 
 TOKEN = "s3cret-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -28,9 +26,7 @@ def store(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(store: Path, tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", admin_token=TOKEN)  # type: ignore[arg-type]
-    with TestClient(create_app(settings, fake_plans())) as client:
-        wait_ready(client)
+    with ready_admin_client(store, tmp_path, TOKEN) as client:
         yield client
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -20,6 +22,14 @@ def fake_app_client(
     store = make_fake_store(tmp_path / "store", classifier_input=classifier_input)
     settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", **overrides)  # type: ignore[arg-type]
     return TestClient(create_app(settings, fake_plans(delay)))
+
+
+@contextmanager
+def ready_admin_client(store: Path, tmp_path: Path, token: str) -> Iterator[TestClient]:
+    """A ready client of ``create_app`` on ``store`` (fake predictors) with the admin token ``token``."""
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", admin_token=token)  # type: ignore[arg-type]
+    with TestClient(create_app(settings, fake_plans())) as client:
+        yield wait_ready(client)
 
 
 def wait_ready(client: TestClient, timeout: float = 10) -> TestClient:
