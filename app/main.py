@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_torch(settings)
         tasks = [asyncio.create_task(_start(params, active), name="load-models")]
+        tasks[0].add_done_callback(_log_failure)
         tasks.append(asyncio.create_task(poll_store(params, active, settings.params_poll_s), name="poll-store"))
         sync = gallery.keep_in_sync(lambda: embedder_version(manager), settings.identity_poll_s)
         tasks.append(asyncio.create_task(sync, name="sync-identities"))
@@ -171,11 +172,19 @@ def _document_error_bodies(app: FastAPI, keyed: bool) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """A background task that ended on an error says so: a silent end left models "loading" with no line."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("%s failed: %s", task.get_name(), error, exc_info=error)
+
+
 async def _start(params: ParamsService, active: ActiveModels) -> None:
     """Parameters and desired versions from the store first (when reachable), then every model."""
-    with contextlib.suppress(Exception):
+    try:
         await params.refresh()
         await adopt_stored_versions(active)
+    except Exception as error:  # the store may be away at start: the models' own loads retry and say why
+        log.warning("could not read the store's parameters and chosen versions at start: %s", error)
     await active.manager.load_all()
     # Deferred warm-ups (NST) start at once, on their slots' threads, beside the gallery statistics below.
     deferred = asyncio.create_task(active.manager.warm_deferred(), name="deferred-warm-up")

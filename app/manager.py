@@ -367,9 +367,16 @@ class ModelManager:
         folder, manifest = self.store.fetch(name, ref)
         slots = {}
         for plan in (p for p in self.plans if p.role == role):
-            predictor = plan.build(folder, manifest, self.settings.device)
-            if self.settings.warmup and plan.warmup and hasattr(predictor, "warmup"):
-                predictor.warmup()
+            try:
+                predictor = plan.build(folder, manifest, self.settings.device)
+                if self.settings.warmup and plan.warmup and hasattr(predictor, "warmup"):
+                    predictor.warmup()
+            except LOAD_ERRORS:
+                raise
+            except Exception as error:  # a manifest of the wrong shape surfaces as AttributeError, KeyError, ...
+                # ... which used to end the start-up's load task: every later role stayed "loading", unlogged.
+                where = f"{manifest.name}/{manifest.version}"
+                raise ArtifactError(f"{where}: cannot build {plan.slot}: {type(error).__name__}: {error}") from error
             limits = partial(self.slot_batch_limits, plan.slot)
             engine = plan.engine(manifest) if plan.engine else None
             alone = self.alone if plan.inline else _never

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.main import create_app
+from app.manager import SlotPlan
 from app.settings import Settings
 from tests.support.app_client import fake_app_client, wait_ready
 from tests.support.bad_inputs import bad_images
@@ -335,3 +336,24 @@ def test_a_model_that_fails_to_load_keeps_readyz_at_503(tmp_path: Path) -> None:
         refused = client.post("/classify", files={"image": ("p.jpg", PHOTO)}, data={"detect_faces": "false"})
         assert refused.status_code == 503 and refused.headers["retry-after"]
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_model_whose_manifest_breaks_its_builder_fails_alone_and_says_why(tmp_path: Path) -> None:
+    """A manifest of the wrong shape raised AttributeError in a builder: the load task ended, every later role
+    stayed "loading" with no detail, and nothing was logged."""
+
+    def broken(folder: Path, manifest: object, device: str) -> object:
+        raise AttributeError("'str' object has no attribute 'get'")
+
+    plans = [p if p.slot != "classifier" else SlotPlan("classifier", "classifier", broken) for p in fake_plans()]
+    store = make_fake_store(tmp_path / "store")
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache")
+    with TestClient(create_app(settings, plans)) as client:
+        deadline = time.monotonic() + 10
+        while any(m["state"] == "loading" for m in client.get("/readyz").json()["models"].values()):
+            assert time.monotonic() < deadline, client.get("/readyz").json()
+            time.sleep(0.02)
+        models = client.get("/readyz").json()["models"]
+    assert models["classifier"]["state"] == "failed" and "AttributeError" in models["classifier"]["detail"]
+    others = {role: m["state"] for role, m in models.items() if role != "classifier"}
+    assert others == {"detector": "ready", "style": "ready", "gallery": "ready", "embedder": "absent"}  # no embedder
