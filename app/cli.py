@@ -83,7 +83,9 @@ def serve(
         port=port,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=int(settings.grace_period_s) + 1,
+        # The drain (GracefulServer) has already waited up to the grace for requests in flight; what is left after
+        # it gets a second. Waiting the grace again made a SIGTERM take twice the grace, past ECS's stop timeout.
+        timeout_graceful_shutdown=1,
         timeout_keep_alive=75,  # longer than a load balancer's 60 s idle timeout, or it reuses closed sockets
     )
     GracefulServer(config, app.state.gate, settings.grace_period_s).run()

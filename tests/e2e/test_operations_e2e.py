@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -151,3 +152,26 @@ def test_sigterm_drains_then_exits(embedded_store: Path, tmp_path: Path) -> None
     # uvicorn re-raises the captured SIGTERM once shut down, as a process killed by it would report
     assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
     assert "Application shutdown complete" in server.log()
+
+
+def test_sigterm_exits_within_the_grace_period_when_a_request_outlives_it(embedded_store: Path, tmp_path: Path) -> None:
+    """The drain waits the grace for requests in flight; uvicorn then waited the grace again (2 x grace + 1 s in
+    all, past ECS's 30 s stop timeout at the default 20 s grace)."""
+    env = {"DEEPCANVAS_CACHE_DIR": str(tmp_path), "DEEPCANVAS_NST_ITERATIONS": "2000"}
+    env |= {"DEEPCANVAS_NST_MAX_SECONDS": "30", "DEEPCANVAS_GRACE_PERIOD_S": "3"}
+    server = LiveServer.start(store=embedded_store.as_uri(), env=env)
+    server.wait_ready()
+    style = httpx.get(f"{server.url}/styles").json()["styles"][0]["name"]
+    data = {"style_name": style, "method": "nst", "max_side": "256", "max_seconds": "30"}
+
+    def painting() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # cut off at the end of the grace
+            httpx.post(f"{server.url}/stylize", files={"content": ("p.jpg", PHOTO)}, data=data, timeout=60)
+
+    worker = threading.Thread(target=painting, daemon=True)
+    worker.start()
+    time.sleep(1.5)
+    sent = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+    assert time.monotonic() - sent < 3 + 2.5  # the grace, then a second for what is left
