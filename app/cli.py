@@ -134,7 +134,7 @@ def push_store(
 ) -> None:
     """Publish every artifact of a local store, then point the target's aliases where the local ones point."""
     target = _artifact_store(store)
-    for manifest in target.push_store(root):
+    for manifest in target.push_store(root.resolve()):  # a relative folder has no file:// URI of its own
         console.print(f"pushed {manifest.name}/{manifest.version}")
     for name in sorted({p.parent.name for p in root.glob("*/aliases.json")}):
         console.print(f"{name}: {json.dumps(target.aliases(name))}")

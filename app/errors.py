@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from models.artifact import ArtifactError
+
 log = logging.getLogger("deepcanvas.errors")
 
 
@@ -136,6 +138,12 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
+    async def store_error(request: Request, exc: Exception) -> JSONResponse:
+        # The model store unreachable, or a document in it malformed (the admin routes read it): not the
+        # client's fault, and not a bug of ours; routes that can blame a request (activate) answer it themselves.
+        log.warning("model store error on %s %s: %s", request.method, request.url.path, exc)
+        return _json_error(503, f"the model store: {exc}", 5)
+
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return _json_error(500, "internal error")
@@ -143,4 +151,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DeepCanvasError, domain_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ArtifactError, store_error)
     app.add_exception_handler(Exception, unexpected_error)

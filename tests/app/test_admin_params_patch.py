@@ -11,6 +11,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app.runtime import PARAMS_KEY
 from deepcanvas import Client
 from tests.support.app_client import ready_admin_client
 from tests.support.fakes import make_fake_store
@@ -152,3 +153,12 @@ def test_the_openapi_page_documents_x_admin_user_as_unverified(client: TestClien
     assert header and "self-declared" in header[0]["description"]
     assert "X-Admin-User" in operation["description"]
     assert "requestBody" in operation  # the patch body is still documented
+
+
+def test_a_malformed_stored_document_is_a_503_naming_the_store_not_a_500(client: TestClient, store: Path) -> None:
+    """A bad params.json in the store made GET and PATCH /admin/params answer 500 "internal error"."""
+    (store / PARAMS_KEY).parent.mkdir(parents=True, exist_ok=True)
+    (store / PARAMS_KEY).write_text('{"version": 7, "params": {"queue_size": -1}}')
+    answer = client.get("/admin/params", headers=AUTH)
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    assert answer.json()["detail"].startswith("the model store:")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -130,3 +131,12 @@ def test_a_server_command_without_the_service_packages_says_what_is_missing() ->
     served = _client_only("serve")
     assert served.returncode == 2 and "only the client is installed" in served.stderr, served.stderr[-2000:]
     assert "Traceback" not in served.stderr
+
+
+def test_push_store_takes_a_relative_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's `deepcanvas models push-store ./my-store` ended in a ValueError: a relative path has no URI."""
+    make_fake_store(tmp_path / "my-store")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["models", "push-store", "./my-store", "--store", (tmp_path / "target").as_uri()])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "target" / "face-detector" / "v1" / "manifest.json").is_file()
