@@ -214,12 +214,13 @@ def update_params(admin: dict[str, str], patch: dict[str, Any], etag: str | int)
 def activate(admin: dict[str, str], name: str, version: str) -> Call[ActivateResponse]:
     """Not repeatable: a second switch would record the first as ``previous``, and rollback would undo nothing."""
     body = ActivateRequest(version=version).model_dump()
-    path = f"/admin/models/{name}/activate"
+    path = f"/admin/models/{quote(name, safe='')}/activate"
     return Call("POST", path, _model(ActivateResponse), repeatable=False, json=body, headers=admin)
 
 
 def rollback(admin: dict[str, str], name: str) -> Call[ActivateResponse]:
-    return Call("POST", f"/admin/models/{name}/rollback", _model(ActivateResponse), repeatable=False, headers=admin)
+    path = f"/admin/models/{quote(name, safe='')}/rollback"
+    return Call("POST", path, _model(ActivateResponse), repeatable=False, headers=admin)
 
 
 def _photos(images: ImageInput | Sequence[ImageInput]) -> list[tuple[str, FileField]]:
