@@ -11,7 +11,7 @@ from typing import IO, Any, Generic, Literal, TypeAlias, TypeVar
 from urllib.parse import quote
 
 import httpx
-from PIL import Image
+from PIL import Image, ImageOps
 
 from deepcanvas.schemas import (
     ActivateRequest,
@@ -91,10 +91,11 @@ def png_ready(image: Image.Image) -> Image.Image:
 
 def image_file(image: ImageInput, default_name: str = "image") -> FileField:
     """A file field from a path, bytes, a binary file object or a PIL image (sent as lossless PNG, in a mode PNG
-    holds: ``png_ready``)."""
+    holds: ``png_ready``, turned upright by its EXIF orientation as the service turns a file it is sent: PNG
+    carries no orientation, so boxes come back in the frame the photo is seen in)."""
     if isinstance(image, Image.Image):
         buffer = io.BytesIO()
-        png_ready(image).save(buffer, format="PNG")
+        png_ready(ImageOps.exif_transpose(image)).save(buffer, format="PNG")  # a copy: the caller's image is kept
         return f"{default_name}.png", buffer.getvalue()
     if isinstance(image, bytes | bytearray | memoryview):
         return default_name, bytes(image)

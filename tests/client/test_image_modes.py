@@ -33,3 +33,15 @@ def test_every_mode_is_sent_as_a_png_that_decodes_as_the_image_itself_would(mode
     assert sent.format == "PNG" and sent.size == image.size
     difference = np.abs(np.asarray(to_rgb(sent), dtype=int) - np.asarray(to_rgb(image.copy()), dtype=int))
     assert difference.max() <= 1  # what the service decodes: the same pixels, to rounding
+
+
+def test_a_pil_image_is_sent_upright_by_its_exif_orientation_and_the_callers_image_is_kept() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; show the pixels rotated 90° clockwise
+    buffer = io.BytesIO()
+    PHOTO.save(buffer, format="JPEG", exif=exif.tobytes())
+    opened = Image.open(io.BytesIO(buffer.getvalue()))
+    _, data = image_file(opened)
+    sent = Image.open(io.BytesIO(data))
+    assert sent.size == (PHOTO.height, PHOTO.width)  # as the service would see the JPEG itself
+    assert opened.size == PHOTO.size and opened.getexif()[0x0112] == 6  # the caller's image untouched
