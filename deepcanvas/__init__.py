@@ -6,6 +6,15 @@ Needs only httpx, pydantic and Pillow, so it installs into a user's own environm
 
 from deepcanvas.calls import Stylized
 from deepcanvas.client import AsyncClient, Client
-from deepcanvas.errors import APIError, ClientError, ServiceUnavailable, ServiceUnreachable
+from deepcanvas.errors import APIError, ClientError, ServiceUnavailable, ServiceUnreachable, UnexpectedResponse
 
-__all__ = ["APIError", "AsyncClient", "Client", "ClientError", "ServiceUnavailable", "ServiceUnreachable", "Stylized"]
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "ServiceUnavailable",
+    "ServiceUnreachable",
+    "Stylized",
+    "UnexpectedResponse",
+]

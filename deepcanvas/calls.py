@@ -150,6 +150,8 @@ def classify(
 
 
 def _stylized(response: httpx.Response) -> Stylized:
+    if not response.headers.get("content-type", "").startswith("image/"):
+        raise ValueError("a painting is an image")  # an HTML page from a proxy, say: UnexpectedResponse
     model = ModelRef(name=response.headers.get("x-model-name", ""), version=response.headers.get("x-model-version", ""))
     steps = response.headers.get("x-nst-steps")
     return Stylized(response.content, response.headers.get("content-type", ""), model, int(steps) if steps else None)

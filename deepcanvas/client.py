@@ -19,7 +19,7 @@ import httpx
 
 from deepcanvas import calls
 from deepcanvas.calls import Call, ImageInput, Stylized
-from deepcanvas.errors import ServiceUnreachable, error_from_response
+from deepcanvas.errors import ServiceUnreachable, UnexpectedResponse, error_from_response
 from deepcanvas.identity_client import AsyncIdentityMethods, IdentityMethods
 from deepcanvas.retry import RetryPolicy, parse_retry_after
 from deepcanvas.schemas import (
@@ -65,6 +65,14 @@ class _Base:
     def _request(self, call: Call[Any]) -> dict[str, Any]:
         headers = call.headers if "Authorization" in call.headers else self._key | call.headers
         return {"files": call.files or None, "data": call.data or None, "json": call.json, "headers": headers}
+
+    @staticmethod
+    def _read(call: Call[T], response: httpx.Response) -> T:
+        """The call's answer from ``response``; ``UnexpectedResponse`` when it is not the document the call expects."""
+        try:
+            return call.read(response)
+        except ValueError as error:  # pydantic's ValidationError included
+            raise UnexpectedResponse.of(response) from error
 
     def _retry_wait(self, call: Call[Any], response: httpx.Response, attempt: int) -> float:
         """Seconds to wait before sending an unsuccessful call again; raises its error when it is time to give up."""
@@ -118,7 +126,7 @@ class Client(_Base, IdentityMethods):
                 wait = self._failure(call, error, attempt)
             else:
                 if response.status_code in call.ok_statuses:
-                    return call.read(response)
+                    return self._read(call, response)
                 wait = self._retry_wait(call, response, attempt)
             time.sleep(wait)
             attempt += 1
@@ -202,7 +210,7 @@ class Client(_Base, IdentityMethods):
                 state = self.readiness()
                 if state.ready:
                     return state
-            except ServiceUnreachable:
+            except (ServiceUnreachable, UnexpectedResponse):  # not up yet, or a proxy answering for it
                 pass
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{self.base_url} not ready after {timeout} s")
@@ -258,7 +266,7 @@ class AsyncClient(_Base, AsyncIdentityMethods):
                 wait = self._failure(call, error, attempt)
             else:
                 if response.status_code in call.ok_statuses:
-                    return call.read(response)
+                    return self._read(call, response)
                 wait = self._retry_wait(call, response, attempt)
             await asyncio.sleep(wait)
             attempt += 1
@@ -342,7 +350,7 @@ class AsyncClient(_Base, AsyncIdentityMethods):
                 state = await self.readiness()
                 if state.ready:
                     return state
-            except ServiceUnreachable:
+            except (ServiceUnreachable, UnexpectedResponse):  # not up yet, or a proxy answering for it
                 pass
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{self.base_url} not ready after {timeout} s")

@@ -13,6 +13,24 @@ class ServiceUnreachable(ClientError):
     """No answer from the service: connection refused or reset, or a timeout."""
 
 
+class UnexpectedResponse(ClientError):
+    """An answer that is not the service's: a success status with a body that is not the document the call expects
+    (an HTML page from a proxy, JSON of another shape), or a 503 from /readyz without a readiness document."""
+
+    def __init__(self, status: int, excerpt: str, what: str = "") -> None:
+        where = f" from {what}" if what else ""
+        super().__init__(f"{status}{where}: not the service's answer: {excerpt!r}")
+        self.status = status
+        self.excerpt = excerpt
+
+    @classmethod
+    def of(cls, response: httpx.Response, limit: int = 200) -> UnexpectedResponse:
+        """The error for ``response``, with the start of its body (at most ``limit`` characters, one line)."""
+        text = " ".join(response.content[: limit * 4].decode("utf-8", "replace").split())
+        excerpt = text if len(text) <= limit else text[: limit - 1] + "…"
+        return cls(response.status_code, excerpt, f"{response.request.method} {response.request.url.path}")
+
+
 class APIError(ClientError):
     """The service answered with an error status; ``detail`` is its explanation."""
 
