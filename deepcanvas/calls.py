@@ -176,12 +176,18 @@ def stylize(
     max_seconds: float | None = None,
     manner: float | None = None,
 ) -> Call[Stylized]:
-    """One content photo; styles as uploaded images, gallery names, or both (several: interpolated)."""
+    """One content photo; styles as uploaded images or as gallery names, not both (several: interpolated).
+
+    ValueError, before anything is sent, for both kinds at once: the service refuses the mix (422).
+    """
+    images, names = _as_list(style), _as_list(style_name)
+    if images and names:
+        raise ValueError("stylize takes style images or style names, not both")
     files = [("content", image_file(content, "content"))]
-    files += [("style", image_file(s, "style")) for s in _as_list(style)]
+    files += [("style", image_file(s, "style")) for s in images]
     form = _form(alpha=alpha, preserve_color=preserve_color, method=method, max_side=max_side, format=format)
     form |= _form(max_seconds=max_seconds, manner=manner)
-    form |= {"style_name": _as_list(style_name), "style_weights": [str(w) for w in _as_list(style_weights)]}
+    form |= {"style_name": names, "style_weights": [str(w) for w in _as_list(style_weights)]}
     return Call("POST", "/stylize", _stylized, files=files, data={k: v for k, v in form.items() if v != []})
 
 

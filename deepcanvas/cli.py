@@ -248,6 +248,8 @@ def stylize(
     """Repaint a photo in a gallery style or an uploaded one, and write the image."""
     if not style_name and not style:
         raise typer.BadParameter("give --style-name NAME (see `deepcanvas styles`) or --style IMAGE")
+    if style_name and style:
+        raise typer.BadParameter("give --style-name or --style, not both (the service mixes one kind only)")
     if method not in ("adain", "nst"):
         raise typer.BadParameter("--method is adain or nst")
     encoding: Literal["png", "jpeg"] = "jpeg" if out.suffix.lower() in (".jpg", ".jpeg") else "png"

@@ -180,7 +180,7 @@ class Client(_Base, IdentityMethods):
         max_seconds: float | None = None,
         manner: float | None = None,
     ) -> Stylized:
-        """``content`` painted in an uploaded style or a gallery style (several: interpolated).
+        """``content`` painted in uploaded styles or gallery styles, not both (several: interpolated).
 
         ``max_seconds`` bounds method=nst's optimisation; ``Stylized.nst_steps`` says how many steps it took.
         ``manner`` (0-1, style models that support it): how strongly each painting's own palette and marks are
@@ -320,7 +320,7 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         max_seconds: float | None = None,
         manner: float | None = None,
     ) -> Stylized:
-        """``content`` painted in an uploaded style or a gallery style (several: interpolated).
+        """``content`` painted in uploaded styles or gallery styles, not both (several: interpolated).
 
         ``max_seconds`` bounds method=nst's optimisation; ``Stylized.nst_steps`` says how many steps it took.
         ``manner`` (0-1, style models that support it): how strongly each painting's own palette and marks are

@@ -218,3 +218,15 @@ def test_the_deepcanvas_command_keeps_stdout_for_its_answer_on_a_first_run(
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.lstrip().startswith(starts), run.stdout[:500]
     assert "Ultralytics" not in run.stdout
+
+
+def test_stylize_with_style_and_style_name_exits_2_before_uploading(
+    photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[httpx.Request] = []
+    monkeypatch.setattr(cli_module, "Client", _fake_service(lambda request: sent.append(request) or _painting(request)))
+    args = ["stylize", str(photo), "--style", str(photo), "--style-name", "starry-night", "-o", str(tmp_path / "p.png")]
+    result = CliRunner().invoke(client_cli, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert "not both" in result.output
+    assert sent == [] and not (tmp_path / "p.png").exists()

@@ -91,3 +91,11 @@ def test_async_wait_ready_keeps_polling_through_a_503_without_a_readiness_docume
 
     assert asyncio.run(wait())
     assert answers.answers == []
+
+
+def test_stylize_with_style_images_and_style_names_is_refused_before_anything_is_sent() -> None:
+    sent: list[httpx.Request] = []
+    client = Client("http://dc", transport=_recording(httpx.Response(500), sent))
+    with client, pytest.raises(ValueError, match="not both"):
+        client.stylize(b"photo", style=b"painting", style_name="starry-night")
+    assert sent == []
