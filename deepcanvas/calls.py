@@ -232,21 +232,24 @@ def rollback(admin: dict[str, str], name: str) -> Call[ActivateResponse]:
     return Call("POST", path, _model(ActivateResponse), repeatable=False, headers=admin)
 
 
-def _photos(images: ImageInput | Sequence[ImageInput]) -> list[tuple[str, FileField]]:
+def _photos(images: ImageInput | Sequence[ImageInput], call: str) -> list[tuple[str, FileField]]:
+    """The image fields; ValueError for none (without a file, httpx would send a form-encoded body: a 415)."""
     many = images if isinstance(images, list | tuple) else [images]
+    if not many:
+        raise ValueError(f"{call} needs at least one image")
     return [("image", image_file(image, f"image{i}")) for i, image in enumerate(many)]
 
 
 def enrol(admin: dict[str, str], name: str, images: ImageInput | Sequence[ImageInput]) -> Call[IdentityInfo]:
     """Not repeatable: a second send would enrol the person twice."""
-    files, form = _photos(images), {"name": name}
+    files, form = _photos(images, "enrol"), {"name": name}
     ok = frozenset({201})
     return Call("POST", "/identities", _model(IdentityInfo), False, files, form, headers=admin, ok_statuses=ok)
 
 
 def add_faces(admin: dict[str, str], identity_id: str, images: ImageInput | Sequence[ImageInput]) -> Call[IdentityInfo]:
     path = f"/identities/{quote(identity_id, safe='')}/faces"
-    return Call("POST", path, _model(IdentityInfo), repeatable=False, files=_photos(images), headers=admin)
+    return Call("POST", path, _model(IdentityInfo), repeatable=False, files=_photos(images, "add_faces"), headers=admin)
 
 
 def identities(admin: dict[str, str], limit: int, offset: int) -> Call[IdentityPage]:

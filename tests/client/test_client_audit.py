@@ -99,3 +99,13 @@ def test_stylize_with_style_images_and_style_names_is_refused_before_anything_is
     with client, pytest.raises(ValueError, match="not both"):
         client.stylize(b"photo", style=b"painting", style_name="starry-night")
     assert sent == []
+
+
+@pytest.mark.parametrize("call", ["enrol", "add_faces"])
+@pytest.mark.parametrize("images", [[], ()], ids=["list", "tuple"])
+def test_enrolling_without_an_image_is_refused_before_anything_is_sent(call: str, images: list[bytes]) -> None:
+    sent: list[httpx.Request] = []
+    client = Client("http://dc", transport=_recording(httpx.Response(415), sent), admin_token="t")
+    with client, pytest.raises(ValueError, match=f"^{call} needs at least one image$"):
+        client.enrol("Ada", images) if call == "enrol" else client.add_faces("some-id", images)
+    assert sent == []
