@@ -204,7 +204,7 @@ def classify(
         return _print_json(answer)
     labels = sorted({label for face in answer.faces for label in face.probabilities})
     table = Table(
-        "#", "box x1, y1, x2, y2", "label", "score", *labels, title=f"{photo.name}: {len(answer.faces)} faces"
+        "#", "box x1, y1, x2, y2", "label", "score", *labels, title=f"{photo.name}: {_faces(len(answer.faces))}"
     )
     for index, face in enumerate(answer.faces, 1):
         probabilities = [f"{face.probabilities.get(label, 0):.3f}" for label in labels]

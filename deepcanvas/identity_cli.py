@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from deepcanvas.cli import (
     JsonOption,
@@ -42,7 +42,10 @@ PhotosArgument = Annotated[
 
 
 def _identity_table(identities: list[IdentityInfo], title: str) -> Table:
-    table = Table("id", "name", "faces", "stale faces", "enrolled", title=title)
+    # The id whole on one line, however narrow the terminal, so it can be copied into `show` or `delete`.
+    widest = max((len(i.id) for i in identities), default=2)
+    id_column = Column("id", no_wrap=True, overflow="ignore", min_width=widest)
+    table = Table(id_column, "name", "faces", "stale faces", "enrolled", title=title)
     for i in identities:
         table.add_row(i.id, i.name, str(i.faces), str(i.stale_faces), f"{i.created_at:%Y-%m-%d %H:%M}")
     return table

@@ -230,3 +230,43 @@ def test_stylize_with_style_and_style_name_exits_2_before_uploading(
     assert result.exit_code == 2, result.output
     assert "not both" in result.output
     assert sent == [] and not (tmp_path / "p.png").exists()
+
+
+IDENTITY = {
+    "id": "3f2a9c0d6b1e4f7a8c5d2e1f0a9b8c7d",
+    "name": "Augusta Ada King, Countess of Lovelace, née Byron",
+    "faces": 3,
+    "stale_faces": 0,
+    "created_at": "2026-01-02T03:04:05Z",
+    "updated_at": "2026-01-02T03:04:05Z",
+}
+
+
+def _identities(request: httpx.Request) -> httpx.Response:
+    if request.url.path == "/identities":
+        return httpx.Response(200, json={"total": 1, "limit": 100, "offset": 0, "identities": [IDENTITY]})
+    return httpx.Response(200, json=IDENTITY)
+
+
+@pytest.mark.parametrize("args", [["identities", "list"], ["identities", "show", IDENTITY["id"]]])
+def test_identity_tables_keep_the_id_whole_on_one_line_in_80_columns(
+    monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.setattr(cli_module, "Client", _fake_service(_identities))
+    result = CliRunner().invoke(cli, [*args, "--admin-token", "t"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert IDENTITY["id"] in result.output  # copyable: not wrapped, not cut
+
+
+def _classified(request: httpx.Request) -> httpx.Response:
+    face = {"box": [1, 2, 30, 40], "label": "female", "score": 0.9, "probabilities": {"female": 0.9, "male": 0.1}}
+    answer = {"model": {"name": "face-gender", "version": "v4"}, "detector": None, "faces": [face]}
+    return httpx.Response(200, json=answer)
+
+
+def test_classify_counts_one_face_in_the_singular(photo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_module, "Client", _fake_service(_classified))
+    result = CliRunner().invoke(client_cli, ["classify", str(photo)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "photo.jpg: 1 face\n" in result.output or "photo.jpg: 1 face " in result.output
+    assert "1 faces" not in result.output
