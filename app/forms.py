@@ -15,6 +15,7 @@ from __future__ import annotations
 import types
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin
 
 from fastapi import Request
@@ -42,19 +43,27 @@ def takes_files(annotation: Any) -> bool:
     return any(takes_files(argument) for argument in get_args(annotation))
 
 
-_single: dict[Callable[..., Any], frozenset[str]] = {}  # by endpoint function (routes are not hashable)
-_uploads: dict[Callable[..., Any], tuple[str, ...]] = {}
+@dataclass(frozen=True)
+class FormFields:
+    """What the checks need of a route's form: its single-valued fields and the file fields it requires."""
+
+    single: frozenset[str] = frozenset()  # by the name a client sends
+    uploads: tuple[str, ...] = ()
 
 
-def single_valued(route: Any) -> frozenset[str]:
-    """The form fields of ``route`` (an ``APIRoute``) that take one value each, by the name a client sends."""
+_fields: dict[Callable[..., Any], FormFields] = {}  # by endpoint function (routes are not hashable)
+
+
+def form_fields(route: Any) -> FormFields:
+    """The form fields of ``route`` (an ``APIRoute``), read once from its declared body parameters."""
     dependant = getattr(route, "dependant", None)
     if dependant is None:
-        return frozenset()
-    if (found := _single.get(route.endpoint)) is None:
-        fields = dependant.body_params
-        found = _single[route.endpoint] = frozenset(
-            field.alias for field in fields if not takes_many(field.field_info.annotation)
+        return FormFields()
+    if (found := _fields.get(route.endpoint)) is None:
+        infos = [(field.alias, field.field_info) for field in dependant.body_params]
+        found = _fields[route.endpoint] = FormFields(
+            single=frozenset(alias for alias, info in infos if not takes_many(info.annotation)),
+            uploads=tuple(alias for alias, info in infos if info.is_required() and takes_files(info.annotation)),
         )
     return found
 
@@ -63,7 +72,7 @@ async def one_value_each(request: Request) -> None:
     """422 when a single-valued form field of this route came more than once."""
     if not request.headers.get("content-type", "").startswith(FORM_TYPES):
         return
-    single = single_valued(request.scope.get("route"))
+    single = form_fields(request.scope.get("route")).single
     if not single:
         return
     counts = Counter(name for name, _ in (await request.form()).multi_items())  # the form FastAPI already parsed
@@ -73,24 +82,9 @@ async def one_value_each(request: Request) -> None:
         raise InvalidParameter(f"{name}: sent {counts[name]} times; it takes one value (one request per photo)")
 
 
-def required_uploads(route: Any) -> tuple[str, ...]:
-    """The file fields that ``route`` (an ``APIRoute``) cannot do without, by the name a client sends."""
-    dependant = getattr(route, "dependant", None)
-    if dependant is None:
-        return ()
-    if (found := _uploads.get(route.endpoint)) is None:
-        fields = dependant.body_params
-        found = _uploads[route.endpoint] = tuple(
-            field.alias
-            for field in fields
-            if field.field_info.is_required() and takes_files(field.field_info.annotation)
-        )
-    return found
-
-
 async def uploads_need_multipart(request: Request) -> None:
     """415 when a route that takes a photo gets a body that cannot carry one (JSON, raw bytes, URL-encoded)."""
-    uploads = required_uploads(request.scope.get("route"))
+    uploads = form_fields(request.scope.get("route")).uploads
     if uploads and not request.headers.get("content-type", "").lower().startswith(MULTIPART):
         raise UnsupportedMediaType(f"send {MULTIPART} with the photo in the {uploads[0]} field")
 
