@@ -25,13 +25,19 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="deepcanvas"'}
 MISSING = "this service needs an API key: send 'Authorization: Bearer <key>'"
 
 
+def plain_secret(secret: str) -> bool:
+    """Whether an API key or the admin token is usable: at least ``MIN_KEY_LENGTH`` printable characters, no
+    whitespace (a pasted line break or a padded value would never match what a client sends)."""
+    return len(secret) >= MIN_KEY_LENGTH and not any(ch.isspace() or not ch.isprintable() for ch in secret)
+
+
 def split_keys(value: str) -> tuple[str, ...]:
     """The comma-separated keys of ``DEEPCANVAS_API_KEYS``; ValueError names what makes one unusable."""
     keys = tuple(key.strip() for key in value.split(",") if key.strip())
     if not keys:
         raise ValueError("api_keys: no key given (unset it to leave the routes open)")
     for number, key in enumerate(keys, 1):
-        if len(key) < MIN_KEY_LENGTH or any(ch.isspace() or not ch.isprintable() for ch in key):
+        if not plain_secret(key):
             raise ValueError(
                 f"api_keys: key {number} must be at least {MIN_KEY_LENGTH} printable characters without spaces"
             )

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.auth import MIN_KEY_LENGTH, split_keys
+from app.auth import MIN_KEY_LENGTH, plain_secret, split_keys
 from models.artifact import check_safe_name
 from models.onnx_backend import Engine, Precision, Runtime
 
@@ -258,26 +258,20 @@ class Settings(BaseSettings):
         items = value.split(",") if isinstance(value, str) else list(value)
         return tuple(dict.fromkeys(web_origin(str(item)) for item in items if str(item).strip()))
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_token", mode="before")
     @classmethod
-    def _check_api_keys(cls, value: Any) -> Any:
+    def _check_secrets(cls, value: Any, info: ValidationInfo) -> Any:
+        """API keys and the admin token: each as long and plain as ``auth.plain_secret`` asks (the token enrols
+        people, switches models and changes parameters); an empty variable (compose's ``${...:-}``) is unset,
+        which leaves the model routes open, or /admin off."""
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if isinstance(text, str) and not text.strip():
-            return None  # an empty variable (compose's ${DEEPCANVAS_API_KEYS:-}) leaves the routes open
-        if isinstance(text, str):
+        if not isinstance(text, str):
+            return value
+        if not text.strip():
+            return None
+        if info.field_name == "api_keys":
             split_keys(text)
-        return value
-
-    @field_validator("admin_token", mode="before")
-    @classmethod
-    def _check_admin_token(cls, value: Any) -> Any:
-        """As long and plain as an API key: the token enrols people, switches models and changes parameters."""
-        text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if isinstance(text, str) and not text.strip():
-            return None  # an empty variable (compose's ${DEEPCANVAS_ADMIN_TOKEN:-}) leaves /admin off
-        if isinstance(text, str) and (
-            len(text) < MIN_KEY_LENGTH or any(ch.isspace() or not ch.isprintable() for ch in text)
-        ):
+        elif not plain_secret(text):
             raise ValueError(f"admin_token must be at least {MIN_KEY_LENGTH} printable characters without spaces")
         return value
 
