@@ -24,6 +24,11 @@ INLINE_PIXELS = 320 * 320
 INLINE_SOURCE_PIXELS = 640 * 640
 
 
+def upload_name(field: str, upload: UploadFile, unnamed: str | None = None) -> str:
+    """How an error names an upload: its form field and file name, or ``unnamed`` (else the field) without one."""
+    return f"{field} {upload.filename!r}" if upload.filename else unnamed or field
+
+
 async def read_image(
     upload: UploadFile,
     limits: ImageLimits,

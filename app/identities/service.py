@@ -235,8 +235,11 @@ async def identify(
     faces = []
     for box, matches in zip(boxes, index.search(queries, top_k), strict=True):
         # Only people the threshold would name: below it, a name says who is enrolled, not who is in the photo.
-        candidates = [IdentityMatch(id=m.identity_id, name=m.name, similarity=m.similarity) for m in matches]
-        candidates = [c for c in candidates if c.similarity >= limit]
+        candidates = [
+            IdentityMatch(id=m.identity_id, name=m.name, similarity=m.similarity)
+            for m in matches
+            if m.similarity >= limit
+        ]
         faces.append(IdentifiedFace(box=box, identity=candidates[0] if candidates else None, candidates=candidates))
     return IdentifyResponse(
         model=model_ref(slot), detector=detected.model, threshold=limit, gallery_size=index.size, faces=faces

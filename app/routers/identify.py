@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, UploadFile
+from fastapi import APIRouter, Form
 
 from app.deps import GalleryDep, ImageLimitsDep, ManagerDep, ParamsDep
 from app.identities import service
@@ -12,14 +12,9 @@ from app.identities.service import Photo
 from app.routers.detect import ImageField
 from app.schemas import ERROR_RESPONSES, IdentifyResponse, VerifyResponse
 from app.services import in_order
-from app.uploads import read_for_faces
+from app.uploads import read_for_faces, upload_name
 
 router = APIRouter(tags=["identify"])
-
-
-def _named(field: str, upload: UploadFile) -> str:
-    """How an error names a photo: its form field, and its file name when the client sent one."""
-    return f"{field} {upload.filename!r}" if upload.filename else field
 
 
 @router.post("/identify", response_model=IdentifyResponse, responses=ERROR_RESPONSES)
@@ -65,5 +60,5 @@ async def verify(
     faces_a, faces_b = await in_order(
         read_for_faces(image_a, limits, "image_a", reduction), read_for_faces(image_b, limits, "image_b", reduction)
     )
-    photo_a, photo_b = Photo(_named("image_a", image_a), faces_a), Photo(_named("image_b", image_b), faces_b)
+    photo_a, photo_b = Photo(upload_name("image_a", image_a), faces_a), Photo(upload_name("image_b", image_b), faces_b)
     return await service.verify(manager, params, photo_a, photo_b, threshold)

@@ -17,7 +17,7 @@ from app.manager import ModelManager
 from app.routers.admin import AdminDep
 from app.schemas import ERROR_RESPONSES, ErrorResponse, IdentityInfo, IdentityPage
 from app.services import in_order
-from app.uploads import read_for_faces
+from app.uploads import read_for_faces, upload_name
 from deepcanvas.schemas import IDENTITY_NAME_MAX
 
 # Utf8FormRoute: a name that is not UTF-8 reaches check_name as such, not re-read as latin-1 (form_text).
@@ -42,7 +42,7 @@ async def read_photos(uploads: list[UploadFile], limits: ImageLimits, manager: M
     if not 1 <= len(uploads) <= MAX_PHOTOS:
         raise InvalidParameter(f"image: send 1 to {MAX_PHOTOS} photos, not {len(uploads)}")
     reduction = service.photo_reduction(manager)
-    fields = [f"image {u.filename!r}" if u.filename else f"image #{i + 1}" for i, u in enumerate(uploads)]
+    fields = [upload_name("image", u, f"image #{i + 1}") for i, u in enumerate(uploads)]
     decoded = await in_order(*(read_for_faces(u, limits, f, reduction) for u, f in zip(uploads, fields, strict=True)))
     return [Photo(field, faces) for field, faces in zip(fields, decoded, strict=True)]
 
