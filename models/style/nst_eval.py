@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from models.style.card import strip
+from models.style.card import NST_IMAGE, NST_PLOT, strip
 from models.style.loss_network import LossNetwork
 from models.style.measures import pair_losses
 from models.style.nst import NeuralStyleTransfer, paint
@@ -24,8 +24,6 @@ from models.style.predictor import StyleTransfer
 
 NST_STEPS = 300
 NST_SECONDS = 30.0  # per 256 px pair; the service's budget (60 s) is for 512 px
-NST_FIGURE = "nst_vs_adain.jpg"  # pictures of ../shared's images: the figures folder, never the artifact
-NST_PLOT = "nst_vs_adain_losses.png"  # a chart: the artifact
 
 
 def nst_comparison(
@@ -52,7 +50,7 @@ def nst_comparison(
         steps.append(taken)
         rows.append(strip([content, style, adain, painted]))
     figures.mkdir(parents=True, exist_ok=True)
-    _stack(rows).save(figures / NST_FIGURE, quality=88)
+    _stack(rows).save(figures / NST_IMAGE, quality=88)
     plot_losses(adain_losses, nst_losses, out_dir / NST_PLOT)
     pairs_ = list(zip(nst_losses, adain_losses, strict=True))
     return {
