@@ -24,6 +24,12 @@ def figures_folder(name: str, version: str) -> Path:
     return FIGURES_ROOT / f"{check_safe_name(name)}-{check_safe_name(version)}"
 
 
+def drop_from_artifact(out_dir: Path, names: Sequence[str]) -> None:
+    """Remove an earlier card's pictures named ``names`` from the artifact folder, so a re-pack never lists them."""
+    for name in names:
+        (out_dir / name).unlink(missing_ok=True)
+
+
 def not_shipped(files: Sequence[str], command: str, model: str) -> str:
     """The model card's sentence in place of figures drawn from ../shared's images; ``model`` is "name/version".
 

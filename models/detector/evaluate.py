@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 
 from models.artifact import load_artifact
 from models.detector.predictor import DetectRequest, FaceDetector
-from models.figures import not_shipped
+from models.figures import drop_from_artifact, not_shipped
 
 FloatArray = npt.NDArray[np.float64]
 CARD_NAME = "MODEL_CARD.md"
@@ -257,8 +257,8 @@ def write_detector_card(
     names = [f"sample_{Path(result.name).stem}.png" for _, result in sample_images]
     if names:
         figures.mkdir(parents=True, exist_ok=True)
+    drop_from_artifact(out_dir, names)
     for name, (image, result) in zip(names, sample_images, strict=True):
-        (out_dir / name).unlink(missing_ok=True)  # an earlier card's: a re-pack must not list it
         draw_detections(image, result, float(metrics.get("conf", 0.25))).save(figures / name)
         lines.append(f"- `{name}`: {result.name}")
     if names:

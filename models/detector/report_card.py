@@ -19,7 +19,7 @@ from PIL import Image
 from models.detector.evaluate import CARD_NAME, PR_CURVE_PNG, ImageResult, box_iou, draw_detections
 from models.detector.report import sweep_table
 from models.detector.types import Detection, DetectRequest
-from models.figures import not_shipped
+from models.figures import drop_from_artifact, not_shipped
 
 Predict = Any  # a predictor's ``predict``: list[DetectRequest] -> list[list[Detection]]
 REPORT_COMMAND = "deepcanvas eval detector-report ARTIFACT BOXES --card DIR --group-photos PHOTO"
@@ -165,8 +165,7 @@ def write_report_card(
             drawn.save(figures / f"group_{path.stem}.png")
         drawn_names.append(f"group_{path.stem}.png")
         lines.append(f"- `group_{path.stem}.png`: group photo {path.name}, {len(detections)} faces found")
-    for name in drawn_names:
-        (out_dir / name).unlink(missing_ok=True)  # an earlier card's: a re-pack must not list it
+    drop_from_artifact(out_dir, drawn_names)
     if drawn_names:
         lines += ["", not_shipped(drawn_names, REPORT_COMMAND, str(report["model"]))]
     path = out_dir / CARD_NAME

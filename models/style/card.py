@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from models.artifact import Manifest
-from models.figures import not_shipped
+from models.figures import drop_from_artifact, not_shipped
 from models.style.images import tensor_to_image
 from models.style.predictor import StyleTransfer
 from models.style.types import matching_settings
@@ -111,8 +111,7 @@ def write_style_card(
     """Write ``MODEL_CARD.md`` into ``out_dir`` (pack the artifact afterwards: it is hashed) and its pictures, which
     show ../shared's images, into ``figures``, outside the artifact."""
     contents, styles, outputs = evaluated
-    for stale in (GRID_IMAGE, ALPHA_IMAGE, MANNER_IMAGE, NST_IMAGE):  # an earlier card's, so a re-pack never lists them
-        (out_dir / stale).unlink(missing_ok=True)
+    drop_from_artifact(out_dir, (GRID_IMAGE, ALPHA_IMAGE, MANNER_IMAGE, NST_IMAGE))
     figures.mkdir(parents=True, exist_ok=True)
     shown = slice(0, GRID_SIDE)
     grid = style_grid(contents[shown], styles[shown], [o[shown] for o in outputs[shown]])
