@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.request_ids import current_request_id
 from models.artifact import ArtifactError
 
 log = logging.getLogger("deepcanvas.errors")
@@ -145,8 +146,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return _json_error(503, f"the model store: {exc}", 5)
 
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette runs this handler outside every middleware of ours, so the telemetry middleware never sees
+        # this answer: the request's id (still set for this task, see TelemetryMiddleware) goes on it here.
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return _json_error(500, "internal error")
+        answer = _json_error(500, "internal error")
+        if (request_id := current_request_id.get()) is not None:
+            answer.headers["X-Request-ID"] = request_id
+        return answer
 
     app.add_exception_handler(DeepCanvasError, domain_error)
     app.add_exception_handler(RequestValidationError, validation_error)

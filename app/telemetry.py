@@ -2,15 +2,14 @@
 
 One ASGI middleware observes every request (route template, status, duration, the inferences it
 ran) and feeds all three sinks; model and parameter state is read at scrape time by a collector.
+It also sets the request's id (``app.request_ids``) for every log line written while serving it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -23,11 +22,11 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.manager import ModelManager, inferences
+from app.request_ids import RequestIdFilter, current_request_id, request_id_from
 from app.timings import phases
 
 access = logging.getLogger("deepcanvas.access")
 CLIENT_CLOSED = 499  # nginx's "client closed request": the client left before its request was read whole
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 QUIET_ROUTES = ("/healthz", "/readyz", "/metrics")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -135,13 +134,13 @@ class TelemetryMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = request_id_from(dict(scope["headers"]).get(b"x-request-id", b""))
         status = 500
         body_read = answered = left_mid_body = False
         ran: list[tuple[str, str, float]] = []
         steps: list[tuple[str, float]] = []
         token, steps_token = inferences.set(ran), phases.set(steps)
+        id_token = current_request_id.set(request_id)
         started = time.perf_counter()
 
         async def receive_watched() -> Message:
@@ -174,6 +173,10 @@ class TelemetryMiddleware:
             phases.reset(steps_token)
             status = CLIENT_CLOSED if left_mid_body else status
             await self._record(scope, request_id, status, time.perf_counter() - started, ran)
+        # Only on a normal end: an error that escapes goes on to Starlette's ServerErrorMiddleware, outside this
+        # one, whose 500 handler (app.errors) logs it, and then to the server, which logs it too. Both run in this
+        # request's task, which ends with the request, so the id stays set for their lines.
+        current_request_id.reset(id_token)
 
     async def _record(
         self, scope: Scope, request_id: str, status: int, seconds: float, ran: list[tuple[str, str, float]]
@@ -219,7 +222,8 @@ def route_label(scope: Scope) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and the record's ``fields``."""
+    """One JSON object per line: time, level, logger, message, the request's id (``RequestIdFilter``; none
+    outside a request), and the record's ``fields``."""
 
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {
@@ -228,6 +232,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        request_id = getattr(record, "request_id", None)
+        if request_id is not None:
+            document["request_id"] = request_id
         document.update(getattr(record, "fields", {}))
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
@@ -259,11 +266,17 @@ class FirstOfEachWarning(logging.Filter):
 
 
 def configure_logging(level: str, fmt: str) -> None:
-    """One handler on the root logger, and Python warnings through it (JSON lines, not raw stderr text)."""
+    """One handler on the root logger, and Python warnings through it (JSON lines, not raw stderr text).
+
+    The handler stamps every line written while a request is served with its id (``RequestIdFilter``): the
+    access line, and the error, audit and warning lines of any logger, so that they join up.
+    """
     handler = logging.StreamHandler()
-    handler.setFormatter(
-        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    text = logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s", defaults={"request_id": "-"}
     )
+    handler.setFormatter(JsonFormatter() if fmt == "json" else text)
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

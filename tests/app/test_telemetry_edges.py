@@ -15,10 +15,12 @@ from fastapi.testclient import TestClient
 from starlette.types import Message
 
 from app.main import create_app
+from app.request_ids import request_id_from
+from app.runtime import PARAMS_KEY
 from app.settings import Settings
 from app.telemetry import configure_logging
 from tests.support.app_client import fake_app_client, wait_ready
-from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.fakes import copy_as_version, fake_plans, make_fake_store
 
 PART = b'--b\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
 
@@ -146,3 +148,58 @@ def test_python_warnings_come_out_as_one_json_line_each(
     assert "UserWarning: Corrupt EXIF data." in documents[0]["message"]
     assert "another thing" in documents[1]["message"]
     assert all(d["level"] == "warning" for d in documents)
+
+
+TOKEN = "s3cret-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_every_line_written_while_serving_a_request_carries_its_id(
+    restore_logging: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Only the access line named its request: error, audit and warning lines could not be joined with it."""
+    configure_logging("info", "json")
+    store = make_fake_store(tmp_path / "store")
+    copy_as_version(store / "face-gender" / "v1", store / "face-gender" / "v2", "v2")
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", admin_token=TOKEN)  # type: ignore[arg-type]
+    app = create_app(settings, fake_plans())
+
+    @app.get("/boom")
+    def boom() -> None:
+        warnings.warn("odd input", UserWarning, stacklevel=1)
+        raise RuntimeError("boom")
+
+    with TestClient(app, raise_server_exceptions=False) as client, warnings.catch_warnings():
+        warnings.simplefilter("always")
+        wait_ready(client)
+        etag = client.get("/admin/params", headers=AUTH).headers["etag"]
+        patched = client.patch(
+            "/admin/params", headers=AUTH | {"If-Match": etag, "X-Request-ID": "patch-1"}, json={"queue_size": 9}
+        )
+        assert patched.status_code == 200, patched.text
+        activate = {"X-Request-ID": "activate-1"} | AUTH
+        assert client.post("/admin/models/face-gender/activate", headers=activate, json={"version": "v2"}).is_success
+        failed = client.get("/boom", headers={"X-Request-ID": "boom-1"})
+        assert failed.status_code == 500 and failed.headers["x-request-id"] == "boom-1"
+        (store / PARAMS_KEY).write_text('{"version": 7, "params": {"queue_size": -1}}')
+        assert client.get("/admin/params", headers=AUTH | {"X-Request-ID": "store-1"}).status_code == 503
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    loggers: dict[str | None, set[str]] = {}
+    for line in lines:
+        loggers.setdefault(line.get("request_id"), set()).add(line["logger"])
+    assert {"deepcanvas.access", "deepcanvas.audit"} <= loggers["patch-1"]  # params applied
+    assert {"deepcanvas.access", "deepcanvas.audit", "deepcanvas.models"} <= loggers["activate-1"]  # loaded, swapped
+    assert {"deepcanvas.access", "deepcanvas.errors", "py.warnings"} <= loggers["boom-1"]  # the 500's traceback
+    assert {"deepcanvas.access", "deepcanvas.errors"} <= loggers["store-1"]  # the 503's warning
+    started = [line for line in lines if line["message"].startswith("model detector ready")]
+    assert started and all("request_id" not in line for line in started)  # start-up serves no request
+
+
+@pytest.mark.parametrize("given", [b"", b"x" * 129, b"a b", b"abc\n", b"id;drop", "caf\u00e9".encode("latin-1")])
+def test_a_client_request_id_that_is_not_sane_is_replaced(given: bytes) -> None:
+    made = request_id_from(given)
+    assert made != given.decode("latin-1") and len(made) == 32
+
+
+def test_a_sane_client_request_id_is_kept() -> None:
+    assert request_id_from(b"A-z_0.9:" + b"x" * 120) == "A-z_0.9:" + "x" * 120
