@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -41,8 +41,19 @@ LOAD_ERRORS = (ArtifactError, ValueError, RuntimeError, OSError)
 # about 0.15 ms here (a 0.6 ms classifier call took 0.72 ms through the slot), and nobody waits on the loop.
 INLINE_SECONDS = 0.002
 
-# The inferences one request ran: (model name, version, seconds), read by telemetry after the response.
-inferences: ContextVar[list[tuple[str, str, float]] | None] = ContextVar("inferences", default=None)
+
+class Inference(NamedTuple):
+    """One model call a request ran: the slot that ran it and its artifact's name and version (one artifact may
+    feed two slots: adain feeds ``style`` and ``nst``, whose calls take milliseconds and seconds), and its time."""
+
+    slot: str
+    model: str
+    version: str
+    seconds: float
+
+
+# The inferences one request ran, read by telemetry after the response.
+inferences: ContextVar[list[Inference] | None] = ContextVar("inferences", default=None)
 
 
 @dataclass
@@ -90,7 +101,7 @@ class ModelSlot:
         self._admit(1)
         started = time.perf_counter()
         result, seconds = await self._on_thread(asyncio.get_running_loop(), call, items=1)
-        _record(self.manifest, seconds)
+        _record(self.name, self.manifest, seconds)
         record_phase("queue", max(0.0, time.perf_counter() - started - seconds))
         return result
 
@@ -110,7 +121,7 @@ class ModelSlot:
         started = time.perf_counter()
         done = await asyncio.gather(*futures)  # the items leave ``pending`` when their batch ends or is skipped
         inference = max(seconds for _, seconds in done)
-        _record(self.manifest, inference)
+        _record(self.name, self.manifest, inference)
         record_phase("queue", max(0.0, time.perf_counter() - started - inference))
         return [result for result, _ in done]
 
@@ -122,7 +133,7 @@ class ModelSlot:
         results, seconds = _timed(_predict(items), self.predictor)
         assert len(results) == 1, f"{self.name} returned {len(results)} results for 1 item"
         self._single_seconds = seconds
-        _record(self.manifest, seconds)
+        _record(self.name, self.manifest, seconds)
         record_phase("queue", 0.0)
         return list(results)
 
@@ -209,10 +220,10 @@ def _predict(items: list[Any]) -> Callable[[Any], list[Any]]:
     return lambda predictor: predictor.predict(items)
 
 
-def _record(manifest: Manifest, seconds: float) -> None:
+def _record(slot: str, manifest: Manifest, seconds: float) -> None:
     record = inferences.get()
     if record is not None:
-        record.append((manifest.name, manifest.version, seconds))
+        record.append(Inference(slot, manifest.name, manifest.version, seconds))
 
 
 def _timed(call: Callable[[Any], R], predictor: Any) -> tuple[R, float]:

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.manager import ModelManager, inferences
+from app.manager import Inference, ModelManager, inferences
 from app.request_ids import RequestIdFilter, current_request_id, request_id_from
 from app.timings import phases
 
@@ -32,23 +32,36 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 
 class ModelStateCollector(Collector):
-    """Queue depth, loaded versions, load times and the parameters' version, read when scraped."""
+    """Queue depth, loaded versions, load times and the parameters' version, read when scraped.
+
+    A series per slot, labelled ``model`` (the artifact's name, as ``/models`` and the admin routes name it) and
+    ``slot`` (what runs it): one artifact may feed two slots (adain: ``style`` and ``nst``), which labelled by the
+    model alone gave two identical ``model_info`` series, while ``queue_depth`` put the slot in ``model``. Every
+    per-model metric carries both, so they join on ``model, slot``.
+    """
 
     def __init__(self, manager: Callable[[], ModelManager | None], params_version: Callable[[], int]) -> None:
         self.manager = manager
         self.params_version = params_version
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        depth = GaugeMetricFamily("deepcanvas_queue_depth", "Requests waiting or running per model", labels=["model"])
-        info = GaugeMetricFamily("deepcanvas_model_info", "Loaded model versions", labels=["model", "version", "task"])
+        depth = GaugeMetricFamily(
+            "deepcanvas_queue_depth", "Items waiting or running per model slot", labels=["model", "slot"]
+        )
+        info = GaugeMetricFamily(
+            "deepcanvas_model_info", "Loaded model versions per slot", labels=["model", "slot", "version", "task"]
+        )
         load = GaugeMetricFamily(
-            "deepcanvas_model_load_seconds", "Fetch, verify, build and warm-up time", labels=["model", "version"]
+            "deepcanvas_model_load_seconds",
+            "Fetch, verify, build and warm-up time",
+            labels=["model", "slot", "version"],
         )
         manager = self.manager()
         for slot in manager.slots.values() if manager else ():
-            depth.add_metric([slot.name], slot.pending)
-            info.add_metric([slot.manifest.name, slot.manifest.version, slot.manifest.task], 1)
-            load.add_metric([slot.manifest.name, slot.manifest.version], slot.load_seconds)
+            model, version = slot.manifest.name, slot.manifest.version
+            depth.add_metric([model, slot.name], slot.pending)
+            info.add_metric([model, slot.name, version, slot.manifest.task], 1)
+            load.add_metric([model, slot.name, version], slot.load_seconds)
         params = GaugeMetricFamily("deepcanvas_params_version", "Version of the runtime parameters in force")
         params.add_metric([], self.params_version())
         yield from (depth, info, load, params)
@@ -72,7 +85,7 @@ class ServiceMetrics:
         self.inference_duration = Histogram(
             "deepcanvas_inference_duration_seconds",
             "Time in a model's predict",
-            ["model", "version"],
+            ["model", "slot", "version"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -90,7 +103,7 @@ class EmfEmitter:
         self.namespace = namespace
         self.service = service
 
-    async def emit(self, route: str, status: int, seconds: float, ran: list[tuple[str, str, float]]) -> None:
+    async def emit(self, route: str, status: int, seconds: float, ran: list[Inference]) -> None:
         from aws_embedded_metrics.config import get_config
         from aws_embedded_metrics.logger.metrics_logger_factory import create_metrics_logger
 
@@ -103,22 +116,24 @@ class EmfEmitter:
         request.put_metric("Errors", 1 if status >= 500 else 0, "Count")
         request.put_metric("ClientErrors", 1 if 400 <= status < 500 else 0, "Count")
         await request.flush()
-        for model, version, inference_seconds in ran:
+        for one in ran:  # by slot too: adain's style and nst calls take milliseconds and seconds
             inference = create_metrics_logger()
             inference.set_namespace(self.namespace)
-            inference.set_dimensions({"service": self.service, "model": model, "version": version})
-            inference.put_metric("InferenceTime", inference_seconds * 1000, "Milliseconds")
+            inference.set_dimensions(
+                {"service": self.service, "model": one.model, "slot": one.slot, "version": one.version}
+            )
+            inference.put_metric("InferenceTime", one.seconds * 1000, "Milliseconds")
             await inference.flush()
 
 
-def server_timing(steps: list[tuple[str, float]], ran: list[tuple[str, str, float]], total: float) -> str:
+def server_timing(steps: list[tuple[str, float]], ran: list[Inference], total: float) -> str:
     """The ``Server-Timing`` value: each step and inference (its model in ``desc``), then ``total``, in ms.
 
     ``total`` runs from the request reaching the service to its response headers; what it holds beyond the
     steps and inferences is the HTTP framework's share (routing, form parsing, validation, serialisation).
     """
     parts = [f"{name};dur={seconds * 1000:.2f}" for name, seconds in steps]
-    parts += [f'infer;desc="{model}/{version}";dur={seconds * 1000:.2f}' for model, version, seconds in ran]
+    parts += [f'infer;desc="{one.model}/{one.version}";dur={one.seconds * 1000:.2f}' for one in ran]
     return ", ".join([*parts, f"total;dur={total * 1000:.2f}"])
 
 
@@ -137,7 +152,7 @@ class TelemetryMiddleware:
         request_id = request_id_from(dict(scope["headers"]).get(b"x-request-id", b""))
         status = 500
         body_read = answered = left_mid_body = False
-        ran: list[tuple[str, str, float]] = []
+        ran: list[Inference] = []
         steps: list[tuple[str, float]] = []
         token, steps_token = inferences.set(ran), phases.set(steps)
         id_token = current_request_id.set(request_id)
@@ -178,14 +193,12 @@ class TelemetryMiddleware:
         # request's task, which ends with the request, so the id stays set for their lines.
         current_request_id.reset(id_token)
 
-    async def _record(
-        self, scope: Scope, request_id: str, status: int, seconds: float, ran: list[tuple[str, str, float]]
-    ) -> None:
+    async def _record(self, scope: Scope, request_id: str, status: int, seconds: float, ran: list[Inference]) -> None:
         route = route_label(scope)
         self.metrics.requests.labels(route, scope["method"], str(status)).inc()
         self.metrics.request_duration.labels(route).observe(seconds)
-        for model, version, inference_seconds in ran:
-            self.metrics.inference_duration.labels(model, version).observe(inference_seconds)
+        for one in ran:
+            self.metrics.inference_duration.labels(one.model, one.slot, one.version).observe(one.seconds)
         client = scope.get("client")
         fields = {
             "event": "request",
@@ -196,7 +209,7 @@ class TelemetryMiddleware:
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
             "client": client[0] if client else None,
-            "models": [f"{m}/{v}" for m, v, _ in ran],
+            "models": [f"{one.model}/{one.version}" for one in ran],
         }
         if not (route in QUIET_ROUTES and status < 400):  # probes and scrapes every few seconds: only failures
             access.info("%s %s %d", scope["method"], scope["path"], status, extra={"fields": fields})

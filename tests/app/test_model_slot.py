@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app.errors import Overloaded
-from app.manager import ModelManager, ModelSlot, SlotPlan, inferences
+from app.manager import Inference, ModelManager, ModelSlot, SlotPlan, inferences
 from app.settings import Settings
 from models.artifact import Manifest
 
@@ -128,15 +128,17 @@ def test_a_lone_caller_never_waits_for_a_batch_that_nobody_else_will_join() -> N
     assert predictor.batches == [1] * 5
 
 
-def test_each_inference_is_recorded_for_the_request() -> None:
-    async def scenario() -> list[tuple[str, str, float]]:
-        record: list[tuple[str, str, float]] = []
+def test_each_inference_is_recorded_for_the_request_with_its_slot() -> None:
+    async def scenario() -> list[Inference]:
+        record: list[Inference] = []
         inferences.set(record)
-        await _slot(Doubler()).predict([1])
+        slot = _slot(Doubler())
+        slot.name = "nst"  # one artifact may feed two slots: the record says which one ran
+        await slot.predict([1])
         return record
 
-    [(name, version, seconds)] = asyncio.run(scenario())
-    assert (name, version) == ("m", "v1") and seconds >= 0.02
+    [(slot, name, version, seconds)] = asyncio.run(scenario())
+    assert (slot, name, version) == ("nst", "m", "v1") and seconds >= 0.02
 
 
 @pytest.mark.parametrize("queue", [1, 2])

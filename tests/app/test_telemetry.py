@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.telemetry import JsonFormatter
 from tests.support.app_client import fake_app_client, wait_ready
@@ -30,12 +31,35 @@ def test_metrics_expose_requests_latency_inference_and_model_state(client: TestC
     assert 'deepcanvas_requests_total{method="POST",route="/detect",status="200"} 1.0' in text
     assert 'deepcanvas_requests_total{method="POST",route="/detect",status="415"} 1.0' in text
     assert 'deepcanvas_request_duration_seconds_count{route="/detect"} 2.0' in text
-    assert 'deepcanvas_inference_duration_seconds_count{model="face-detector",version="v1"} 1.0' in text
-    assert 'deepcanvas_queue_depth{model="detector"} 0.0' in text
-    assert 'deepcanvas_model_info{model="face-gender",task="classify",version="v1"} 1.0' in text
-    assert 'deepcanvas_model_load_seconds{model="adain",version="v1"}' in text
+    assert 'deepcanvas_inference_duration_seconds_count{model="face-detector",slot="detector",version="v1"} 1.0' in text
+    assert 'deepcanvas_queue_depth{model="face-detector",slot="detector"} 0.0' in text
+    assert 'deepcanvas_model_info{model="face-gender",slot="classifier",task="classify",version="v1"} 1.0' in text
+    assert 'deepcanvas_model_load_seconds{model="adain",slot="nst",version="v1"}' in text
     assert "deepcanvas_inflight_requests 1.0" in text  # the scrape itself
     assert "deepcanvas_params_version 0.0" in text
+
+
+def _series(text: str) -> dict[str, list[dict[str, str]]]:
+    """Each metric family's samples' label sets (a histogram's buckets: ``le`` too), from what a scraper reads."""
+    return {
+        family.name: [sample.labels | {"__name__": sample.name} for sample in family.samples]
+        for family in text_string_to_metric_families(text)
+    }
+
+
+def test_per_model_metrics_name_the_model_and_its_slot_and_join_on_both(client: TestClient) -> None:
+    """adain feeds two slots (style, nst): ``model_info`` had two identical series for it, and ``queue_depth``
+    put the slot's name in its ``model`` label ("style", "nst"), so the two never joined on ``model``."""
+    assert client.post("/stylize", files={"content": ("p.jpg", PHOTO)}, data={"style_name": "red"}).status_code == 200
+    series = _series(client.get("/metrics").text)
+    for name, labels in series.items():  # a scraper rejects a scrape with one series twice
+        assert len({tuple(sorted(s.items())) for s in labels}) == len(labels), name
+    info = {(s["model"], s["slot"]) for s in series["deepcanvas_model_info"]}
+    assert {("adain", "style"), ("adain", "nst"), ("face-detector", "detector")} <= info
+    assert {(s["model"], s["slot"]) for s in series["deepcanvas_queue_depth"]} == info
+    assert {(s["model"], s["slot"]) for s in series["deepcanvas_model_load_seconds"]} == info
+    ran = {(s["model"], s["slot"]) for s in series["deepcanvas_inference_duration_seconds"]}
+    assert ran == {("adain", "style")}  # the feed-forward AdaIN call, apart from NST's
 
 
 def test_unknown_paths_share_one_route_label(client: TestClient) -> None:
@@ -122,6 +146,8 @@ def test_emf_documents_carry_latency_and_inference_time(tmp_path: Path, capsys: 
     assert request["Requests"] == 1 and request["Errors"] == 0 and request["Latency"] > 0
     inference = next(d for d in documents if "InferenceTime" in d)
     assert (inference["model"], inference["version"], inference["service"]) == ("face-detector", "v1", "deepcanvas")
+    assert inference["slot"] == "detector"
+    assert inference["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service", "model", "slot", "version"]]
 
 
 @pytest.mark.parametrize("spelling", ["/%6detrics", "/%6D%65trics", "/metric%73"])
