@@ -3,6 +3,7 @@ listing them needs the token too; /identify and /verify (``app.routers.identify`
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
@@ -22,6 +23,7 @@ from deepcanvas.schemas import IDENTITY_NAME_MAX
 
 # Utf8FormRoute: a name that is not UTF-8 reaches check_name as such, not re-read as latin-1 (form_text).
 router = APIRouter(prefix="/identities", tags=["identities"], route_class=Utf8FormRoute)
+audit = logging.getLogger("deepcanvas.audit")
 
 MAX_PHOTOS = 20
 ID_PATTERN = r"^[A-Za-z0-9_-]+$"  # the gallery's ids are uuid4 hex; no other character can name one
@@ -36,6 +38,13 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing admin token (403: a wrong one)"},
     404: {"model": ErrorResponse, "description": "No such identity"},
 }
+
+
+def audited(event: str, who: str, identity_id: str, **details: object) -> None:
+    """An audit line for a change to the gallery, naming the identity by id: never the person's name, which a
+    deletion erases from the database but could not erase from the logs."""
+    fields = {"event": f"identity.{event}", "who": who, "identity": identity_id, **details}
+    audit.info("identity %s %s", identity_id, event, extra={"fields": fields})
 
 
 async def read_photos(uploads: list[UploadFile], limits: ImageLimits, manager: ModelManager) -> list[Photo]:
@@ -81,7 +90,9 @@ async def enrol(
 ) -> IdentityInfo:
     """Enrol a person: a name and photos with exactly one face each (only descriptors are stored)."""
     photos = await read_photos(image, limits, manager)
-    return await service.enrol(manager, gallery, params, name, photos)
+    enrolled = await service.enrol(manager, gallery, params, name, photos)
+    audited("enrolled", who, enrolled.id, faces=enrolled.faces)
+    return enrolled
 
 
 @router.post("/{identity_id}/faces", response_model=IdentityInfo, responses=RESPONSES)
@@ -96,7 +107,9 @@ async def add_faces(
 ) -> IdentityInfo:
     """Add photos of an enrolled person."""
     photos = await read_photos(image, limits, manager)
-    return await service.add_faces(manager, gallery, params, identity_id, photos)
+    changed = await service.add_faces(manager, gallery, params, identity_id, photos)
+    audited("faces_added", who, changed.id, faces=changed.faces)
+    return changed
 
 
 @router.get("", response_model=IdentityPage, responses=RESPONSES)
@@ -123,4 +136,5 @@ async def get_identity(
 async def delete_identity(who: AdminDep, gallery: GalleryDep, identity_id: IdentityId) -> Response:
     """Delete a person: name and descriptors erased; no replica matches them after its next poll."""
     await gallery.delete(identity_id)
+    audited("deleted", who, identity_id)
     return Response(status_code=204)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from app.deps import get_gallery
 from app.identities.database import open_engine
 from app.identities.gallery import IdentityGallery
 from app.main import create_app
+from app.request_ids import RequestIdFilter
 from app.settings import Settings
 from tests.support.app_client import wait_ready
 from tests.support.fakes import fake_plans, make_fake_store
@@ -135,6 +138,35 @@ def test_a_deleted_identity_is_gone_and_never_matched_again(client: TestClient) 
     assert client.get(f"/identities/{ada['id']}", headers=ADMIN).status_code == 404
     assert client.delete(f"/identities/{ada['id']}", headers=ADMIN).status_code == 404
     assert client.post(f"/identities/{ada['id']}/faces", files=photos(ADA), headers=ADMIN).status_code == 404
+
+
+def test_gallery_changes_are_audit_logged_by_id_with_the_request_id(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Enrolments, added faces and deletions (changes to personal data) wrote no audit line at all."""
+    caplog.handler.addFilter(RequestIdFilter())  # as configure_logging's handler does
+    with caplog.at_level(logging.INFO, logger="deepcanvas.audit"):
+        enrolled = client.post(
+            "/identities", data={"name": "Ada Lovelace"}, files=photos(ADA), headers=ADMIN | {"X-Request-ID": "enrol-1"}
+        )
+        assert enrolled.status_code == 201
+        ada = enrolled.json()
+        more = client.post(
+            f"/identities/{ada['id']}/faces", files=photos(CY), headers=ADMIN | {"X-Request-ID": "add-1"}
+        )
+        assert more.status_code == 200
+        gone = client.delete(f"/identities/{ada['id']}", headers=ADMIN | {"X-Request-ID": "delete-1"})
+        assert gone.status_code == 204
+    lines = [(r.request_id, r.fields) for r in caplog.records if r.name == "deepcanvas.audit"]  # type: ignore[attr-defined]
+    assert lines, "no audit line"
+    who = lines[0][1]["who"]
+    assert who == "admin@testclient"  # the caller's address: no X-Admin-User sent
+    assert lines == [
+        ("enrol-1", {"event": "identity.enrolled", "who": who, "identity": ada["id"], "faces": 1}),
+        ("add-1", {"event": "identity.faces_added", "who": who, "identity": ada["id"], "faces": 2}),
+        ("delete-1", {"event": "identity.deleted", "who": who, "identity": ada["id"]}),
+    ]
+    assert "Ada" not in json.dumps(lines) + caplog.text  # the logs outlive a deletion: no name in them
 
 
 def test_unknown_ids_are_404_with_a_detail(client: TestClient) -> None:
