@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +24,67 @@ def _manifest() -> Manifest:
 
 
 class Doubler:
-    """Returns each item doubled; records batch sizes and fails on a negative item."""
+    """Returns each item doubled; records batch sizes and fails on a negative item.
+
+    ``hold()`` makes calls wait inside ``predict`` until ``release()``: a test that needs a batch still running
+    (or ended) says so, instead of hoping a sleep on the loop ends before (or after) one on the thread.
+    """
 
     def __init__(self, delay: float = 0.02) -> None:
         self.delay = delay
         self.batches: list[int] = []
         self.threads: set[int] = set()
         self._busy = threading.Lock()
+        self._gate = threading.Event()
+        self._gate.set()
+
+    def hold(self) -> None:
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
 
     def predict(self, batch: list[int]) -> list[int]:
         assert self._busy.acquire(blocking=False), "two threads inside predict at once"
         try:
             self.threads.add(threading.get_ident())
             self.batches.append(len(batch))
+            assert self._gate.wait(HANG_S), "the test never released a held call"
             time.sleep(self.delay)
             if any(item < 0 for item in batch):
                 raise ValueError("negative item")
             return [item * 2 for item in batch]
         finally:
             self._busy.release()
+
+
+HANG_S = 30  # bounds a hang only: what a test waits for happens in milliseconds
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    """Wait on the loop until ``check()`` holds (a batch has started, a slot has emptied)."""
+    deadline = time.monotonic() + HANG_S
+    while not check():
+        assert time.monotonic() < deadline, "not reached in time"
+        await asyncio.sleep(0.001)
+
+
+class BatcherSleeps:
+    """``app.manager``'s asyncio, whose ``sleep`` (only the batcher's wait for company calls it) is recorded and,
+    while ``held``, returns only once the test has let more callers in: timing decides nothing."""
+
+    def __init__(self, held: bool) -> None:
+        self.waits: list[float] = []
+        self.wake = asyncio.Event()
+        if not held:
+            self.wake.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await self.wake.wait()
 
 
 def _slot(predictor: Any, queue: int = 100, batch: int = 8, wait: float = 0.0) -> ModelSlot:
@@ -85,46 +128,58 @@ def test_a_full_queue_raises_overloaded() -> None:
 
 
 def test_a_caller_that_leaves_does_not_disturb_the_others() -> None:
-    predictor = Doubler(delay=0.05)
+    predictor = Doubler(delay=0.0)
 
     async def scenario() -> list[int]:
         slot = _slot(predictor, batch=1)
+        predictor.hold()
         first = asyncio.ensure_future(slot.predict([1]))
         leaving = asyncio.ensure_future(slot.predict([2]))
-        await asyncio.sleep(0.01)
+        await _until(lambda: predictor.batches == [1])  # the first batch runs; the second item waits its turn
         leaving.cancel()
+        await _until(leaving.cancelled)
+        predictor.release()
         return (await first) + await slot.predict([3])
 
     assert asyncio.run(scenario()) == [2, 6]
     assert sum(predictor.batches) == 2  # the cancelled item never ran
 
 
-def test_a_busy_slot_waits_briefly_to_fill_a_batch() -> None:
+def test_a_busy_slot_waits_briefly_to_fill_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batcher's wait is held open until a fourth caller has come (on a loaded machine a real 50 ms wait
+    could end first); a wait of 60 s keeps the slot "busy lately" however slow the first batch was."""
     predictor = Doubler(delay=0.01)
+    sleeps = BatcherSleeps(held=True)
+    monkeypatch.setattr("app.manager.asyncio", sleeps)
 
     async def scenario() -> None:
-        slot = _slot(predictor, batch=8, wait=0.05)
+        slot = _slot(predictor, batch=8, wait=60)
         await slot.predict([0])  # marks the slot as recently busy
         late = [asyncio.ensure_future(slot.predict([i])) for i in range(3)]
-        await asyncio.sleep(0.01)
+        await _until(lambda: sleeps.waits != [])  # the batcher waits for company
         late.append(asyncio.ensure_future(slot.predict([9])))
+        await _until(lambda: len(slot._waiting) == 4)
+        sleeps.wake.set()
         await asyncio.gather(*late)
 
     asyncio.run(scenario())
-    assert predictor.batches == [1, 4]
+    assert predictor.batches == [1, 4] and sleeps.waits == [60]
 
 
-def test_a_lone_caller_never_waits_for_a_batch_that_nobody_else_will_join() -> None:
+def test_a_lone_caller_never_waits_for_a_batch_that_nobody_else_will_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batcher's waits are recorded, not timed (a loaded machine makes five quick calls slow): a wait of
+    60 s keeps the slot "busy lately", so only the lone caller decides that it never waits."""
     predictor = Doubler()
+    sleeps = BatcherSleeps(held=False)
+    monkeypatch.setattr("app.manager.asyncio", sleeps)
 
-    async def scenario() -> float:
-        slot = _slot(predictor, batch=8, wait=0.5)
-        started = time.monotonic()
+    async def scenario() -> None:
+        slot = _slot(predictor, batch=8, wait=60)
         for i in range(5):  # a closed loop: each request arrives right after the previous batch
             await slot.predict([i])
-        return time.monotonic() - started
 
-    assert asyncio.run(scenario()) < 0.5  # waiting would take 5 x 0.5 s
+    asyncio.run(scenario())
+    assert sleeps.waits == []
     assert predictor.batches == [1] * 5
 
 
@@ -246,15 +301,19 @@ def test_nothing_runs_inline_while_the_slots_thread_is_busy() -> None:
         slot = _quick_slot(predictor, alone)
         await slot.predict([1])  # timed: quick
         alone[0] = False
-        predictor.delay = 0.05
-        busy = asyncio.ensure_future(slot.predict([2]))  # on the slot's thread for 50 ms
-        await asyncio.sleep(0.01)
+        predictor.hold()
+        calls = len(predictor.batches)
+        busy = asyncio.ensure_future(slot.predict([2]))  # on the slot's thread until released
+        await _until(lambda: len(predictor.batches) == calls + 1)  # inside predict now
         if leave:  # its caller leaves: nothing waits for the batch, which still runs
             busy.cancel()
-            await asyncio.sleep(0.005)
+            await _until(busy.done)
             assert busy.cancelled() and slot.pending == 1  # the batch runs on: its item still counts
-        alone[0], predictor.delay = True, 0.0
-        return await slot.predict([3])
+        alone[0] = True
+        last = asyncio.ensure_future(slot.predict([3]))  # inline now would meet the held call inside predict
+        await asyncio.sleep(0.01)
+        predictor.release()
+        return await last
 
     for leave in (False, True):
         assert asyncio.run(scenario(leave)) == [6]
@@ -301,16 +360,18 @@ def test_only_plans_that_allow_it_give_their_slots_the_services_alone() -> None:
 
 
 def test_a_started_batch_counts_against_the_queue_until_it_ends_though_its_caller_left() -> None:
-    predictor = Doubler(delay=0.1)
+    predictor = Doubler(delay=0.0)
 
     async def scenario() -> tuple[Any, list[int], int]:
         slot = _slot(predictor, queue=1, batch=1)
+        predictor.hold()
         leaving = asyncio.ensure_future(slot.predict([1]))
-        await asyncio.sleep(0.02)  # its batch is running on the slot's thread
+        await _until(lambda: predictor.batches == [1])  # its batch is running on the slot's thread
         leaving.cancel()
-        await asyncio.sleep(0.01)
+        await _until(leaving.done)
         refused = await asyncio.gather(slot.predict([2]), return_exceptions=True)
-        await asyncio.sleep(0.12)  # the abandoned batch has ended
+        predictor.release()
+        await _until(lambda: slot.pending == 0)  # the abandoned batch has ended
         return refused[0], await slot.predict([3]), slot.pending
 
     refused, later, pending = asyncio.run(scenario())
