@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -50,6 +51,19 @@ class ServerProcess:
                 last = error
             time.sleep(0.2)
         raise TimeoutError(f"{self.url}{path} not {status} after {timeout}s (last: {last}):\n{self.log()[-4000:]}")
+
+    def wait_in_flight(self, count: int = 1, timeout: float = 60) -> None:
+        """Until ``count`` requests besides the scrape itself are being served (/metrics' in-flight gauge): a test
+        that must act while a request runs waits for it instead of guessing how long its start takes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            metrics = httpx.get(self.url + "/metrics", timeout=30).text
+            found = re.search(r"^deepcanvas_inflight_requests (\S+)$", metrics, re.MULTILINE)
+            if found and float(found.group(1)) >= count + 1:  # the scrape counts itself
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not {count} requests in flight after {timeout}s:\n{self.log()[-4000:]}")
+            time.sleep(0.05)
 
     def stop(self, timeout: float = 15) -> int:
         if self.process.poll() is None:
