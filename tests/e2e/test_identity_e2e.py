@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.shared, pytest.mark.slow]
 TOKEN = "identity-token-0123456789abcdef"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 POLL_S = 1.0
+HANG_S = 60  # bounds a wait for replicas to converge: a few identify requests, each seconds on a loaded machine
 # People whose LFW photos mostly hold one face for the shipped detector (its first six: 6 each, Serena Williams 5:
 # a blur in 0041's background reads as a face on the thumbnail path; tests that need one face take `one_face`).
 PEOPLE = ("Serena_Williams", "Gerhard_Schroeder", "Jennifer_Aniston", "Arnold_Schwarzenegger")
@@ -111,12 +112,22 @@ def test_an_enrolment_through_one_replica_is_named_by_the_other_within_the_poll_
     assert identified(replicas.a, photos[3]) == identified(replicas.a, photos[3]) is not None  # a: at once
     query = photos[4]  # a photo never enrolled
 
-    def b_names_her() -> bool:
-        found = identified(replicas.b, query)
-        return found is not None and found["id"] == serena["id"]
+    enrolled = time.monotonic()
+    last_miss = 0.0  # when the latest check that did not name her was sent, after the enrolment
 
-    waited = seconds_until(b_names_her, POLL_S + 5)
-    assert waited <= POLL_S + 2.5  # the poll interval, plus an identify request or two on a busy shared CPU
+    def b_names_her() -> bool:
+        nonlocal last_miss
+        sent = time.monotonic() - enrolled
+        found = identified(replicas.b, query)
+        if found is not None and found["id"] == serena["id"]:
+            return True
+        last_miss = sent
+        return False
+
+    seconds_until(b_names_her, HANG_S)
+    # b had her by the time its last miss was sent: what bounds that is b's poll (interval and work), not how long
+    # an identify request takes, which a loaded machine stretches to seconds.
+    assert last_miss <= POLL_S + 2
     stranger = replicas.photos("Jennifer_Aniston")[0]
     assert identified(replicas.b, stranger) is None
 
@@ -124,25 +135,25 @@ def test_an_enrolment_through_one_replica_is_named_by_the_other_within_the_poll_
 def test_a_delete_through_one_replica_disappears_from_both(replicas: Replicas) -> None:
     photos = replicas.photos("Gerhard_Schroeder")
     gerhard = enrol(replicas.a, "Gerhard Schroeder", photos[:2])
-    seconds_until(lambda: identified(replicas.b, photos[3]) is not None, POLL_S + 5)
-    response = httpx.delete(f"{replicas.b.url}/identities/{gerhard['id']}", headers=ADMIN)
+    seconds_until(lambda: identified(replicas.b, photos[3]) is not None, HANG_S)
+    response = httpx.delete(f"{replicas.b.url}/identities/{gerhard['id']}", headers=ADMIN, timeout=60)
     assert response.status_code == 204
     assert identified(replicas.b, photos[3]) is None  # b: at once
-    seconds_until(lambda: identified(replicas.a, photos[3]) is None, POLL_S + 5)
+    seconds_until(lambda: identified(replicas.a, photos[3]) is None, HANG_S)
     time.sleep(2 * POLL_S)
     assert identified(replicas.a, photos[4]) is None and identified(replicas.b, photos[4]) is None
-    assert httpx.get(f"{replicas.a.url}/identities/{gerhard['id']}", headers=ADMIN).status_code == 404
+    assert httpx.get(f"{replicas.a.url}/identities/{gerhard['id']}", headers=ADMIN, timeout=60).status_code == 404
 
 
 def test_two_replicas_enrolling_at_once_lose_nothing(replicas: Replicas) -> None:
-    before = httpx.get(f"{replicas.a.url}/identities", headers=ADMIN).json()["total"]
+    before = httpx.get(f"{replicas.a.url}/identities", headers=ADMIN, timeout=60).json()["total"]
     photo = [replicas.photos("Arnold_Schwarzenegger")[0]]
     jobs = [(server, f"{side}-{i}") for i in range(6) for side, server in (("a", replicas.a), ("b", replicas.b))]
     with ThreadPoolExecutor(len(jobs)) as pool:
         made = list(pool.map(lambda job: enrol(job[0], job[1], photo), jobs))
     assert len({m["id"] for m in made}) == len(jobs)
     for server in (replicas.a, replicas.b):
-        listed = httpx.get(f"{server.url}/identities", params={"limit": 1000}, headers=ADMIN).json()
+        listed = httpx.get(f"{server.url}/identities", params={"limit": 1000}, headers=ADMIN, timeout=60).json()
         assert listed["total"] == before + len(jobs)
         assert {m["id"] for m in made} <= {i["id"] for i in listed["identities"]}
 
@@ -153,7 +164,7 @@ def test_two_replicas_enrolling_at_once_lose_nothing(replicas: Replicas) -> None
         ]
         return sizes[0] == sizes[1] >= len(jobs)
 
-    seconds_until(both_index_all, POLL_S + 5)
+    seconds_until(both_index_all, HANG_S)
 
 
 def test_a_name_or_id_the_database_cannot_hold_gets_a_422(replicas: Replicas) -> None:
@@ -179,7 +190,7 @@ def test_a_database_outage_answers_503_and_identify_keeps_serving(replicas: Repl
     photos = one_face(replicas.a, replicas.photos("Jennifer_Aniston"))
     assert len(photos) >= 5, "the test needs five one-face photos of one person"
     jennifer = enrol(replicas.a, "Jennifer Aniston", photos[:2])
-    seconds_until(lambda: identified(replicas.b, photos[3]) is not None, POLL_S + 5)
+    seconds_until(lambda: identified(replicas.b, photos[3]) is not None, HANG_S)
     replicas.postgres.stop()
     try:
         files = [("image", (photos[2].name, photos[2].read_bytes(), "image/jpeg"))]
@@ -204,4 +215,4 @@ def test_a_database_outage_answers_503_and_identify_keeps_serving(replicas: Repl
         )
         return response.status_code == 201
 
-    seconds_until(enrols_again, 30)  # the pool reconnects once the database is back
+    seconds_until(enrols_again, HANG_S)  # the pool reconnects once the database is back
