@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import select
 import subprocess
 import sys
 import time
@@ -52,11 +53,12 @@ def test_the_load_client_counts_every_answer_the_server_gave(
 ) -> None:
     before = served(live_server, "/classify", 200)
     request = request_for("/classify", sample_photo_bytes, "unused", 64)
-    result = asyncio.run(drive(live_server.url, "/classify", request, clients=3, seconds=1.5))
+    # 3 s (not 1.5): more than ten answers also when a loaded machine makes each take a few hundred ms
+    result = asyncio.run(drive(live_server.url, "/classify", request, clients=3, seconds=3.0))
     assert result.errors == 0 and result.requests > 10
     assert served(live_server, "/classify", 200) - before == result.requests
     assert 0 < result.p50_ms <= result.p95_ms <= result.p99_ms
-    assert result.throughput_rps == pytest.approx(result.requests / 1.5, rel=0.5)
+    assert result.throughput_rps == pytest.approx(result.requests / 3.0, rel=0.5)
 
 
 def test_answers_other_than_200_are_errors_not_latencies(live_server: LiveServer) -> None:
@@ -72,7 +74,8 @@ def test_a_stylized_image_body_is_read_to_its_end_before_the_next_request(
 ) -> None:
     style = httpx.get(live_server.url + "/styles").json()["styles"][0]["name"]
     request = request_for("/stylize", sample_photo_bytes, style, 64)
-    result = asyncio.run(drive(live_server.url, "/stylize", request, clients=1, seconds=1.0))
+    # a second request is sent only if the first answered inside the window: 3 s, not 1, for a loaded machine
+    result = asyncio.run(drive(live_server.url, "/stylize", request, clients=1, seconds=3.0))
     assert result.errors == 0 and result.requests >= 2  # the second answer parsed: the first body was consumed
 
 
@@ -139,13 +142,18 @@ def test_server_timing_values_parse_as_a_browser_would() -> None:
 
 
 def test_settle_waits_until_the_server_and_its_children_stop_using_the_cpu() -> None:
-    burn = "import time\nend = time.time() + 1.5\nwhile time.time() < end: pass\ntime.sleep(30)"
+    # The child says when it starts burning (its parent's stdout): on a loaded machine two interpreters may take
+    # longer to start than any fixed pause.
+    burn = "import time\nprint('burning', flush=True)\nend = time.time() + 1.5\nwhile time.time() < end: pass\n"
+    burn += "time.sleep(30)"
     busy = f"import subprocess, sys, time\nchild = subprocess.Popen([sys.executable, '-c', {burn!r}])\ntime.sleep(30)"
-    process = subprocess.Popen([sys.executable, "-c", busy])
+    process = subprocess.Popen([sys.executable, "-c", busy], stdout=subprocess.PIPE)
     try:
-        time.sleep(0.3)  # the child is burning a core by now
+        assert process.stdout is not None and select.select([process.stdout], [], [], 60)[0], "the child never started"
+        assert process.stdout.readline() == b"burning\n"
         assert 1.0 <= settle(process.pid, interval_s=0.25, limit_s=10) < 5  # the child's work counts
-        assert settle(process.pid, interval_s=0.25, limit_s=10) < 0.6  # quiet now: one interval
+        # quiet now: one interval of 1 s (under 2 s: a second interval would mean it saw work that is not there)
+        assert settle(process.pid, interval_s=1.0, limit_s=10) < 1.9
     finally:
         for child in psutil.Process(process.pid).children(recursive=True):
             child.kill()
@@ -174,11 +182,17 @@ def test_alternating_blocks_load_each_side_and_see_what_the_idle_one_used(
     request = request_for("/classify", sample_photo_bytes, "unused", 64)
     bases = {"first": live_server.url, "second": live_server.url}
     pids = dict.fromkeys(bases, live_server.process.pid)
-    results, idle = alternate(bases, pids, "/classify", request, clients=2, seconds=2.0, blocks=2, pause=False)
+    cpu_before = cpu_seconds(live_server.process.pid)
+    results, idle = alternate(bases, pids, "/classify", request, clients=2, seconds=4.0, blocks=2, pause=False)
+    cpu_used = cpu_seconds(live_server.process.pid) - cpu_before
     assert [r.side for r in results] == ["first", "second"]
     assert all(r.errors == 0 and r.requests > 5 for r in results)
     assert served(live_server, "/classify", 200) - before == sum(r.requests for r in results)
-    assert min(idle.values()) > 0.2, idle
+    # Each side's idle share times the other's measured time is the server's CPU during the other's blocks: the two
+    # add up to what the server used (less the moments between blocks), however much CPU a loaded machine gave it.
+    elapsed = {r.side: r.requests / r.throughput_rps for r in results}
+    accounted = idle["first"] * elapsed["second"] + idle["second"] * elapsed["first"]
+    assert min(idle.values()) > 0 and 0.7 * cpu_used <= accounted <= cpu_used + 0.05, (idle, elapsed, cpu_used)
 
 
 def test_a_suspended_side_and_the_processes_it_started_take_no_cpu_until_awake() -> None:
@@ -197,9 +211,13 @@ def test_a_suspended_side_and_the_processes_it_started_take_no_cpu_until_awake()
         time.sleep(0.5)
         assert cpu_seconds(process.pid) - before < 0.02
         with awake(process.pid, pause_s=0.0):
-            before = cpu_seconds(process.pid)
-            time.sleep(0.5)
-            assert cpu_seconds(process.pid) - before > 0.3  # two spinning processes on two cores
+            # both spin again: each gains CPU (how fast depends on what else the machine runs, so no rate)
+            tree = process_tree(process.pid)
+            start = [sum(p.cpu_times()[:2]) for p in tree]
+            deadline = time.monotonic() + 30
+            while any(sum(p.cpu_times()[:2]) - was < 0.1 for p, was in zip(tree, start, strict=True)):
+                assert time.monotonic() < deadline, "a resumed process took no CPU"
+                time.sleep(0.05)
         before = cpu_seconds(process.pid)
         time.sleep(0.5)
         assert cpu_seconds(process.pid) - before < 0.02  # suspended again after the block
