@@ -11,6 +11,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Route
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
+WAIT_MS = 90_000  # how long a browser test waits for the page (a bound on a hang: a loaded machine is slow)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -23,7 +24,7 @@ CHROMIUM_ARGS = [
 
 
 def launch_chromium(playwright: Playwright) -> Browser:
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=WAIT_MS)
 
 
 def artifacts_dir() -> Path:

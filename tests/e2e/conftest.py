@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
-from tests.e2e.browser_support import launch_chromium
+from tests.e2e.browser_support import WAIT_MS, launch_chromium
+
+# expect() waits 5 s by default, whatever a page's default timeout: too short for an answer of the real service on
+# a loaded machine. It passes as soon as its condition holds; the wait only bounds a failure. (Set here, on import,
+# for every browser test: some launch their own Chromium.)
+expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture(scope="module")
