@@ -47,7 +47,7 @@ class MeetAfterRead(ObjectStore):
         finally:
             if not self.waited:
                 self.waited = True
-                self.barrier.wait(timeout=20)
+                self.barrier.wait(timeout=60)  # bounds a hang: the other writer's read of moto
 
     def write_if(self, key: str, data: bytes, tag: str | None) -> None:
         self.inner.write_if(key, data, tag)

@@ -75,8 +75,8 @@ def keyed_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     thread = threading.Thread(target=server.run, name="keyed-docs-server", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not server.started or httpx.get(f"{url}/readyz").status_code != 200:
+    deadline = time.monotonic() + 120  # bounds a hang: fake models load in a second, or more on a loaded machine
+    while not server.started or httpx.get(f"{url}/readyz", timeout=30).status_code != 200:
         assert time.monotonic() < deadline and thread.is_alive(), "the keyed service did not start"
         time.sleep(0.05)
     yield url

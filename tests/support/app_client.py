@@ -32,8 +32,9 @@ def ready_admin_client(store: Path, tmp_path: Path, token: str) -> Iterator[Test
         yield wait_ready(client)
 
 
-def wait_ready(client: TestClient, timeout: float = 10) -> TestClient:
-    """``client`` once ``/readyz`` answers 200 (every model loaded)."""
+def wait_ready(client: TestClient, timeout: float = 60) -> TestClient:
+    """``client`` once ``/readyz`` answers 200 (every model loaded); ``timeout`` only bounds a hang (fake models load
+    in well under a second, a loaded machine may take several)."""
     deadline = time.monotonic() + timeout
     while client.get("/readyz").status_code != 200:
         assert time.monotonic() < deadline, client.get("/readyz").json()

@@ -102,7 +102,7 @@ def start_moto_server(port: int | None = None) -> MotoServer:
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     spawned = _spawn([_executable("moto_server"), "-H", "127.0.0.1", "-p", str(port)], env, f"http://127.0.0.1:{port}")
     server = MotoServer(spawned.process, spawned.url, spawned.log_path)
-    server.wait_for("/moto-api/", timeout=30)
+    server.wait_for("/moto-api/", timeout=120)  # moto imports for seconds, more on a loaded machine
     return server
 
 
