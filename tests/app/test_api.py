@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,7 +19,7 @@ from app.manager import SlotPlan
 from app.settings import Settings
 from tests.support.app_client import fake_app_client, wait_ready
 from tests.support.bad_inputs import bad_images
-from tests.support.fakes import fake_plans, make_fake_store
+from tests.support.fakes import FakeDetection, FakeDetector, fake_plans, make_fake_store
 from tests.support.images import encode, face_like_photo
 
 PHOTO = face_like_photo(320, 240)
@@ -310,13 +312,34 @@ def test_oversized_body_is_refused_before_it_is_read(tmp_path: Path) -> None:
 
 
 def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
-    with fake_app_client(tmp_path, delay=0.3, queue_size=1) as client:
+    """A detection held inside the detector fills the queue of one; the next request is refused. (Six requests
+    at once against a 0.3 s detection could miss each other when a loaded machine spreads them out.)"""
+    entered, release, held = threading.Event(), threading.Event(), [False]
+
+    class HeldDetector(FakeDetector):
+        def predict(self, batch: list[Any]) -> list[list[FakeDetection]]:
+            if held[0]:
+                entered.set()
+                assert release.wait(60), "the test never released the detection"
+            return super().predict(batch)
+
+    plans = [
+        SlotPlan("detector", "detector", lambda f, m, d: HeldDetector(m)) if p.slot == "detector" else p
+        for p in fake_plans()
+    ]
+    store = make_fake_store(tmp_path / "store")
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", queue_size=1)  # type: ignore[arg-type]
+    with TestClient(create_app(settings, plans)) as client, ThreadPoolExecutor(1) as pool:
         wait_ready(client)
-        with ThreadPoolExecutor(6) as pool:
-            responses = list(pool.map(lambda _: client.post("/detect", files={"image": ("p.jpg", PHOTO)}), range(6)))
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses.count(200) >= 1 and 503 in statuses, statuses
-    busy = next(r for r in responses if r.status_code == 503)
+        held[0] = True
+        first = pool.submit(client.post, "/detect", files={"image": ("p.jpg", PHOTO)})
+        try:
+            assert entered.wait(60), "the first detection never started"
+            busy = client.post("/detect", files={"image": ("p.jpg", PHOTO)})
+        finally:
+            release.set()
+        assert first.result(timeout=60).status_code == 200
+    assert busy.status_code == 503, busy.text
     assert busy.headers["retry-after"] and "busy" in busy.json()["detail"]
 
 
@@ -325,7 +348,7 @@ def test_a_model_that_fails_to_load_keeps_readyz_at_503(tmp_path: Path) -> None:
     (store / "face-gender" / "v1" / "weights.bin").write_bytes(b"corrupted")
     settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache")
     with TestClient(create_app(settings, fake_plans())) as client:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # bounds a hang
         while client.get("/readyz").json()["models"]["classifier"]["state"] == "loading":
             assert time.monotonic() < deadline
             time.sleep(0.02)
@@ -349,7 +372,7 @@ def test_a_model_whose_manifest_breaks_its_builder_fails_alone_and_says_why(tmp_
     store = make_fake_store(tmp_path / "store")
     settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache")
     with TestClient(create_app(settings, plans)) as client:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # bounds a hang
         while any(m["state"] == "loading" for m in client.get("/readyz").json()["models"].values()):
             assert time.monotonic() < deadline, client.get("/readyz").json()
             time.sleep(0.02)
