@@ -256,8 +256,8 @@ def test_no_deferred_warm_up_when_warm_ups_are_off() -> None:
 @pytest.fixture
 def roomy_inline_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """A quick call's time, on a loaded machine, may pass the 2 ms that decides "quick" (a busy CI runner took
-    longer for a ``sleep(0)`` call): tests of what happens once a call runs inline allow it 250 ms instead."""
-    monkeypatch.setattr("app.manager.INLINE_SECONDS", 0.25)
+    longer for a ``sleep(0)`` call): tests of what happens once a call runs inline allow it 2 s instead."""
+    monkeypatch.setattr("app.manager.INLINE_SECONDS", 2.0)
 
 
 def _quick_slot(predictor: Doubler, alone: bool | list[bool] = True) -> ModelSlot:
