@@ -63,6 +63,24 @@ class ActivationFailed(DeepCanvasError):
     status = 422
 
 
+class ActivationNotRecorded(DeepCanvasError):
+    """A version loaded, but the store would not take its record (``active.json``), so it was not swapped in.
+
+    The other replicas follow that record: serving the version here alone would split the service for good.
+    503 while the store is away (retry later), like the store's other errors; ``ActivationConflict`` otherwise.
+    """
+
+    status = 503
+    retry_after = 5
+
+
+class ActivationConflict(DeepCanvasError):
+    """Like ``ActivationNotRecorded``, because the record kept changing under every conditional write (other
+    replicas' activations): retry."""
+
+    status = 409
+
+
 class ShuttingDown(DeepCanvasError):
     """The process received SIGTERM and finishes only the requests it already has."""
 

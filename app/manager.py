@@ -14,7 +14,7 @@ import gc
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -324,8 +324,15 @@ class ModelManager:
                 with contextlib.suppress(*LOAD_ERRORS):
                     await self.activate(role, status.ref)
 
-    async def activate(self, role: Role, ref: str, retry: bool = False) -> str:
-        """Load ``ref`` for ``role`` and swap it in; on failure the serving version stays. Returns the version."""
+    async def activate(
+        self, role: Role, ref: str, retry: bool = False, commit: Callable[[str], Awaitable[None]] | None = None
+    ) -> str:
+        """Load ``ref`` for ``role`` and swap it in; on failure the serving version stays. Returns the version.
+
+        ``commit(version)`` runs once the new version is built and warm, just before the swap: when it raises,
+        the new slots are dropped and its error propagates, so nothing changed here (``ActiveModels`` records the
+        version there, and a version no other replica would load must not serve on this one).
+        """
         status = self.status[role]
         async with self._locks[role]:
             try:
@@ -344,6 +351,13 @@ class ModelManager:
                 elif was != "absent":
                     log.info("model %s (%s) is not in the store; running without it", role, status.name)
                 raise
+            if commit is not None:
+                try:
+                    await commit(next(iter(slots.values())).manifest.version)
+                except BaseException:
+                    for slot in slots.values():
+                        slot.close()
+                    raise
             replaced = any(slot in self.slots for slot in slots)
             self.slots.update(slots)  # one dict update: a request sees either the old or the new slots
             if replaced and gc.get_freeze_count():

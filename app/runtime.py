@@ -15,7 +15,14 @@ from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
 
-from app.errors import ActivationFailed, DeepCanvasError, InvalidParameter
+from app.errors import (
+    ActivationConflict,
+    ActivationFailed,
+    ActivationNotRecorded,
+    DeepCanvasError,
+    InvalidParameter,
+)
+from app.manager import LOAD_ERRORS
 from app.schemas import ParamsDocument, RuntimeParams
 from app.settings import Settings
 from app.store.objects import ObjectMissing, ObjectStore, WriteConflict, update_object
@@ -231,14 +238,22 @@ class ActiveModels:
         self._lock = asyncio.Lock()
 
     async def activate(self, role: str, ref: str, who: str) -> str:
-        """Load, verify and warm ``ref``, swap it in, then record it for the other replicas."""
+        """Load, verify and warm ``ref``, record it for the other replicas, then swap it in.
+
+        The record comes before the swap: when the store cannot take it (away, or changing under every try),
+        the new version does not serve here either, since the other replicas, which follow the record, would
+        keep the old one for good. The answer then says the activation did not happen, and why.
+        """
         old = self.manager.status[role].version
+
+        async def record(version: str) -> None:
+            async with self._lock:
+                self.document = await self._record(role, version, who, old)
+
         try:
-            version: str = await self.manager.activate(role, ref)
-        except (ArtifactError, ValueError, RuntimeError, OSError) as error:
+            version: str = await self.manager.activate(role, ref, commit=record)
+        except LOAD_ERRORS as error:
             raise ActivationFailed(f"could not activate {role} {ref!r}; {old} keeps serving: {error}") from error
-        async with self._lock:
-            self.document = await self._record(role, version, who)
         audit.info(
             "model %s activated: %s -> %s",
             role,
@@ -248,8 +263,12 @@ class ActiveModels:
         )
         return version
 
-    async def _record(self, role: str, version: str, who: str) -> ActiveDocument:
-        """Merge ``role: version`` into the stored document; another replica's activation in between is kept."""
+    async def _record(self, role: str, version: str, who: str, old: str | None) -> ActiveDocument:
+        """Merge ``role: version`` into the stored document; another replica's activation in between is kept.
+
+        ``ActivationNotRecorded`` (503) when the store cannot be read or written, ``ActivationConflict`` (409)
+        when other writers won every conditional write; either is audit-logged, as the activation not done.
+        """
 
         def merged(raw: bytes | None) -> bytes:
             current = parse_document(ACTIVE_KEY, raw, ActiveDocument) if raw is not None else self.document
@@ -264,11 +283,38 @@ class ActiveModels:
         try:
             written = await asyncio.to_thread(update_object, self.objects, ACTIVE_KEY, merged, WRITE_ATTEMPTS)
         except WriteConflict as error:
-            raise ActivationFailed(
-                f"{role} {version} is serving here but could not be recorded: the store kept changing"
+            reason = f"{ACTIVE_KEY} kept changing ({WRITE_ATTEMPTS} writes lost to other replicas); retry"
+            self._not_recorded(role, version, who, old, reason)
+            raise ActivationConflict(f"{role} {version} was not activated: {reason}; {old} keeps serving") from error
+        except (ArtifactError, OSError) as error:
+            reason = f"the model store: {error}"
+            self._not_recorded(role, version, who, old, reason)
+            raise ActivationNotRecorded(
+                f"{role} {version} was not activated: {reason}; {old} keeps serving (its record for the other "
+                "replicas could not be written)"
             ) from error
         document: ActiveDocument = parse_document(ACTIVE_KEY, written, ActiveDocument)
         return document
+
+    @staticmethod
+    def _not_recorded(role: str, version: str, who: str, old: str | None, reason: str) -> None:
+        audit.warning(
+            "model %s not activated: %s could not be recorded (%s); %s keeps serving",
+            role,
+            version,
+            reason,
+            old,
+            extra={
+                "fields": {
+                    "event": "model.activation_not_recorded",
+                    "who": who,
+                    "role": role,
+                    "old": old,
+                    "new": version,
+                    "reason": reason,
+                }
+            },
+        )
 
     async def rollback(self, role: str, who: str) -> str:
         previous = self.manager.status[role].previous

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from app.store.objects import ObjectStore, StoreUnavailable, WriteConflict
 from tests.support.app_client import ready_admin_client
 from tests.support.fakes import copy_as_version, fake_plans, make_fake_store
 from tests.support.images import face_like_photo
@@ -140,3 +142,62 @@ def test_activation_of_a_corrupt_artifact_is_refused(client: TestClient, store: 
 def test_unknown_or_unsafe_model_names_are_refused(client: TestClient, name: str) -> None:
     response = client.post(f"/admin/models/{name}/activate", headers=AUTH, json={"version": "v1"})
     assert response.status_code in (404, 422)
+
+
+class RefusingWrites(ObjectStore):
+    """Delegates to a store, but every conditional write fails with ``error`` (the store down, or a race lost)."""
+
+    def __init__(self, inner: ObjectStore, error: Exception) -> None:
+        self.inner, self.error, self.uri = inner, error, inner.uri
+
+    def write_if(self, key: str, data: bytes, tag: str | None) -> None:
+        raise self.error
+
+    def read_tagged(self, key: str) -> tuple[bytes, str]:
+        return self.inner.read_tagged(key)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.inner.read_bytes(key)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.inner.write_bytes(key, data)
+
+    def download(self, key: str, dest: Path) -> None:
+        self.inner.download(key, dest)
+
+    def upload(self, source: Path, key: str) -> None:
+        self.inner.upload(source, key)
+
+    def list_children(self, prefix: str) -> list[str]:
+        return self.inner.list_children(prefix)
+
+
+@pytest.mark.parametrize(
+    "error, status",
+    [
+        (StoreUnavailable("s3://models: put_object _runtime/active.json failed: EndpointConnectionError"), 503),
+        (OSError(28, "No space left on device"), 503),
+        (WriteConflict("_runtime/active.json changed since it was read"), 409),
+    ],
+)
+def test_an_activation_the_store_cannot_record_does_not_happen(
+    client: TestClient, store: Path, error: Exception, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    active = client.app.state.active  # type: ignore[attr-defined]
+    active.objects = RefusingWrites(active.objects, error)
+    with caplog.at_level(logging.INFO, logger="deepcanvas.audit"):
+        response = client.post("/admin/models/face-gender/activate", headers=AUTH, json={"version": "v2"})
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert "v2 was not activated" in detail and "v1 keeps serving" in detail, detail
+    if status == 503:
+        assert "the model store" in detail and response.headers["retry-after"]
+    # Nothing changed here either: the other replicas, which follow active.json, serve what this one serves.
+    served = client.post("/classify", files={"image": ("p.jpg", PHOTO)}, data={"detect_faces": "false"})
+    assert served.json()["model"]["version"] == "v1"
+    classifier = client.get("/readyz").json()["models"]["classifier"]
+    assert classifier["version"] == "v1" and classifier["state"] == "ready"
+    assert client.app.state.manager.status["classifier"].previous is None  # type: ignore[attr-defined]
+    assert not (store / "_runtime" / "active.json").exists()
+    events = [getattr(r, "fields", {}).get("event") for r in caplog.records if r.name == "deepcanvas.audit"]
+    assert events == ["model.activation_not_recorded"]
