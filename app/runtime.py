@@ -323,19 +323,26 @@ class ActiveModels:
         return await self.activate(role, previous, who)
 
     async def refresh(self) -> None:
-        """Load whatever the stored document names and this replica does not serve yet."""
+        """Load whatever the stored document names and this replica does not serve yet.
+
+        Every role is tried, so one that cannot load does not hold back the others. The document is adopted only
+        once every role it names serves its version here: until then each poll tries again the roles that do not
+        (a role already serving its version is not loaded again).
+        """
         stored = await asyncio.to_thread(read_document, self.objects, ACTIVE_KEY, ActiveDocument)
         if stored is None or stored.version <= self.document.version:
             return
+        converged = True
         for role, version in stored.active.items():
             status = self.manager.status.get(role)
             if status is not None and status.version != version:
                 try:
                     await self.manager.activate(role, version)
-                except (ArtifactError, ValueError, RuntimeError, OSError) as error:
-                    log.error("could not converge %s on %s: %s", role, version, error)
-                    return  # retried at the next poll
-        self.document = stored
+                except LOAD_ERRORS as error:
+                    log.error("could not converge %s on %s (retried at the next poll): %s", role, version, error)
+                    converged = False
+        if converged:
+            self.document = stored
 
 
 async def adopt_stored_versions(active: ActiveModels) -> None:

@@ -1,0 +1,82 @@
+"""Replicas converging on the store's documents (``_runtime/active.json``, ``_runtime/params.json``) at each poll,
+whatever else in the store is broken (in-process, fake predictors, a poll interval of a few milliseconds)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.runtime import ACTIVE_KEY
+from app.settings import Settings
+from tests.support.app_client import wait_ready
+from tests.support.fakes import copy_as_version, fake_plans, make_fake_store
+
+TOKEN = "s3cret-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    store = make_fake_store(tmp_path / "store")
+    copy_as_version(store / "face-gender" / "v1", store / "face-gender" / "v2", "v2")
+    copy_as_version(store / "face-detector" / "v1", store / "face-detector" / "v2", "v2")
+    return store
+
+
+@contextmanager
+def replica(store: Path, tmp_path: Path, poll_s: float = 0.01) -> Iterator[TestClient]:
+    """A ready replica on ``store`` that polls it every ``poll_s`` seconds."""
+    settings = Settings(
+        store=store.as_uri(),
+        cache_dir=tmp_path / "cache",
+        admin_token=TOKEN,  # type: ignore[arg-type]
+        params_poll_s=poll_s,
+    )
+    with TestClient(create_app(settings, fake_plans())) as client:
+        yield wait_ready(client)
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+    """``check()``'s first truthy result; fails naming ``what`` after ``timeout`` seconds (generous: polls are ms)."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.02)
+    return result
+
+
+def write_runtime(store: Path, key: str, text: str) -> None:
+    (store / key).parent.mkdir(exist_ok=True)
+    (store / key).write_text(text)
+
+
+def write_active(store: Path, version: int, active: dict[str, str]) -> None:
+    """Another replica's activation, as it lands in the store."""
+    write_runtime(store, ACTIVE_KEY, json.dumps({"version": version, "active": active}))
+
+
+def served(client: TestClient, role: str) -> dict[str, Any]:
+    model: dict[str, Any] = client.get("/readyz").json()["models"][role]
+    return model
+
+
+def test_a_role_that_cannot_converge_does_not_hold_back_the_others(store: Path, tmp_path: Path) -> None:
+    with replica(store, tmp_path) as client:
+        manager, active = client.app.state.manager, client.app.state.active  # type: ignore[attr-defined]
+        write_active(store, 1, {"classifier": "v9", "detector": "v2"})  # v9 is not published (yet)
+        until(lambda: served(client, "detector")["version"] == "v2", "detector on v2")
+        detector = manager.slots["detector"]
+        assert served(client, "classifier")["version"] == "v1"
+        assert active.document.version == 0  # not adopted: the classifier is retried at every poll
+        copy_as_version(store / "face-gender" / "v1", store / "face-gender" / "v9", "v9")
+        until(lambda: active.document.version == 1, "the document adopted once the classifier converged")
+        assert served(client, "classifier")["version"] == "v9"
+        assert manager.slots["detector"] is detector  # converged once: not loaded again at each poll
