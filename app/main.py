@@ -182,9 +182,12 @@ async def _start(params: ParamsService, active: ActiveModels) -> None:
     """Parameters and desired versions from the store first (when reachable), then every model."""
     try:
         await params.refresh()
-        await adopt_stored_versions(active)
     except Exception as error:  # the store may be away at start: the models' own loads retry and say why
-        log.warning("could not read the store's parameters and chosen versions at start: %s", error)
+        log.warning("could not read the store's parameters at start: %s", error)
+    try:  # apart: malformed parameters must not make this replica load other versions than the others serve
+        await adopt_stored_versions(active)
+    except Exception as error:
+        log.warning("could not read the store's chosen model versions at start: %s", error)
     await active.manager.load_all()
     # Deferred warm-ups (NST) start at once, on their slots' threads, beside the gallery statistics below.
     deferred = asyncio.create_task(active.manager.warm_deferred(), name="deferred-warm-up")

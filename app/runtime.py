@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -357,12 +358,24 @@ async def adopt_stored_versions(active: ActiveModels) -> None:
 
 
 async def poll_store(params: ParamsService, active: ActiveModels, interval: float) -> None:
-    """Every ``interval`` seconds, apply newer parameters and model versions, and retry models that failed."""
+    """Every ``interval`` seconds, apply newer parameters and model versions, and retry models that failed.
+
+    Each step fails on its own: unreadable parameters must not stop the models converging, nor a role that
+    cannot load stop the failed ones being retried; and nothing ends the loop, the replicas' only way to converge.
+    """
     while True:
         await asyncio.sleep(interval)
-        try:
-            await params.refresh()
-            await active.refresh()
-            await active.manager.retry_failed()
-        except (ArtifactError, OSError) as error:
-            log.warning("could not read runtime documents from the store: %s", error)
+        await _poll_step("apply the stored parameters", params.refresh)
+        await _poll_step("converge on the stored model versions", active.refresh)
+        await _poll_step("retry the models that failed to load", active.manager.retry_failed)
+
+
+async def _poll_step(what: str, step: Callable[[], Awaitable[object]]) -> None:
+    """``step()``, its failure logged: a store error as a warning (the store away, a document malformed), anything
+    else with its traceback (a bug; the poll goes on, to converge on whatever it still can)."""
+    try:
+        await step()
+    except (ArtifactError, OSError) as error:
+        log.warning("could not %s: %s", what, error)
+    except Exception:
+        log.exception("could not %s", what)

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.runtime import ACTIVE_KEY
+from app.runtime import ACTIVE_KEY, PARAMS_KEY
 from app.settings import Settings
 from tests.support.app_client import wait_ready
 from tests.support.fakes import copy_as_version, fake_plans, make_fake_store
@@ -80,3 +80,40 @@ def test_a_role_that_cannot_converge_does_not_hold_back_the_others(store: Path, 
         until(lambda: active.document.version == 1, "the document adopted once the classifier converged")
         assert served(client, "classifier")["version"] == "v9"
         assert manager.slots["detector"] is detector  # converged once: not loaded again at each poll
+
+
+@pytest.mark.parametrize("broken", ["malformed JSON", "an invalid value", "a bug"])
+def test_parameters_that_cannot_be_read_do_not_stop_models_converging(store: Path, tmp_path: Path, broken: str) -> None:
+    with replica(store, tmp_path) as client:
+        if broken == "a bug":
+
+            async def fails() -> bool:
+                raise RuntimeError("a bug in reading the parameters")
+
+            client.app.state.params.refresh = fails  # type: ignore[attr-defined]
+        else:
+            params = "{" if broken == "malformed JSON" else json.dumps({"version": 1, "params": {"queue_size": -1}})
+            write_runtime(store, PARAMS_KEY, params)
+        write_active(store, 1, {"classifier": "v2"})
+        until(lambda: served(client, "classifier")["version"] == "v2", "classifier on v2 despite the parameters")
+
+
+def test_a_model_that_failed_to_load_is_retried_whatever_the_documents_hold(store: Path, tmp_path: Path) -> None:
+    (store / "face-gender").rename(tmp_path / "face-gender")  # not published yet: the classifier fails at start
+    write_runtime(store, PARAMS_KEY, "{")
+    write_runtime(store, ACTIVE_KEY, "{")
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", params_poll_s=0.01)
+    with TestClient(create_app(settings, fake_plans())) as client:
+        until(lambda: served(client, "classifier")["state"] == "failed", "the classifier failed")
+        (tmp_path / "face-gender").rename(store / "face-gender")
+        wait_ready(client, timeout=30)
+        assert served(client, "classifier")["version"] == "v1"
+
+
+def test_unreadable_parameters_at_start_do_not_stop_the_stored_versions_being_served(
+    store: Path, tmp_path: Path
+) -> None:
+    write_runtime(store, PARAMS_KEY, "{")
+    write_active(store, 1, {"classifier": "v2"})
+    with replica(store, tmp_path, poll_s=3600) as client:  # no poll: loaded at start as the document says
+        assert served(client, "classifier")["version"] == "v2"
