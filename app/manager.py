@@ -366,7 +366,8 @@ class ModelManager:
             first = next(iter(slots.values()))
             if status.version != first.manifest.version:
                 status.previous = status.version
-            status.state, status.version, status.detail = "ready", first.manifest.version, None
+            # ``ref`` is what this role was last switched to (/readyz), not the configured one it has left
+            status.state, status.ref, status.version, status.detail = "ready", ref, first.manifest.version, None
             engines = "; ".join(f"{s.name} on {describe_engine(s.engine)}" for s in slots.values())
             log.info(
                 "model %s ready: %s/%s in %.2fs: %s", role, status.name, status.version, first.load_seconds, engines

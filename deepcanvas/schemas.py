@@ -112,7 +112,10 @@ class ModelsResponse(BaseModel):
 
 class RoleState(BaseModel):
     name: str
-    ref: str = Field(description="The configured version or alias")
+    ref: str = Field(
+        description="The version or alias this model was last switched to: the configured one, the store's record "
+        "of the chosen versions, or an activation; `version` is what it named then"
+    )
     state: Literal["loading", "ready", "failed", "absent"] = Field(
         description="absent: an optional model (the face embedder) that the store does not have"
     )

@@ -201,3 +201,19 @@ def test_an_activation_the_store_cannot_record_does_not_happen(
     assert not (store / "_runtime" / "active.json").exists()
     events = [getattr(r, "fields", {}).get("event") for r in caplog.records if r.name == "deepcanvas.audit"]
     assert events == ["model.activation_not_recorded"]
+
+
+def test_readiness_names_the_ref_each_model_was_last_switched_to(client: TestClient) -> None:
+    def classifier() -> tuple[str, str]:
+        model = client.get("/readyz").json()["models"]["classifier"]
+        return model["ref"], model["version"]
+
+    assert classifier() == ("stable", "v1")
+    assert client.post("/admin/models/face-gender/activate", headers=AUTH, json={"version": "v2"}).status_code == 200
+    assert classifier() == ("v2", "v2")  # not "stable", which names v1
+    assert client.post("/admin/models/face-gender/rollback", headers=AUTH).status_code == 200
+    assert classifier() == ("v1", "v1")
+    assert client.post("/admin/models/face-gender/activate", headers=AUTH, json={"version": "v9"}).status_code == 422
+    assert classifier() == ("v1", "v1")  # a failed activation changes nothing
+    models = {m["role"]: m for m in client.get("/models").json()["models"]}
+    assert models["classifier"]["version"] == "v1"

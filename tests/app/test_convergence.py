@@ -79,6 +79,7 @@ def test_a_role_that_cannot_converge_does_not_hold_back_the_others(store: Path, 
         copy_as_version(store / "face-gender" / "v1", store / "face-gender" / "v9", "v9")
         until(lambda: active.document.version == 1, "the document adopted once the classifier converged")
         assert served(client, "classifier")["version"] == "v9"
+        assert served(client, "classifier")["ref"] == "v9" and served(client, "detector")["ref"] == "v2"
         assert manager.slots["detector"] is detector  # converged once: not loaded again at each poll
 
 
