@@ -27,7 +27,7 @@ from app.lifecycle import DrainMiddleware, ShutdownGate
 from app.manager import ModelManager, SlotPlan
 from app.routers import admin, catalog, classify, detect, docs, health, identify, identities, stylize, web
 from app.runtime import ActiveModels, ParamsService, adopt_stored_versions, poll_store
-from app.services import remember_gallery_styles
+from app.services import LoadFollowUps
 from app.settings import Settings
 from app.store import ArtifactStore, open_object_store
 from app.telemetry import EmfEmitter, ServiceMetrics, TelemetryMiddleware
@@ -101,14 +101,17 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
         alone=lambda: gate.inflight <= 1,
     )
     active = ActiveModels(manager, store.objects)
+    follow_ups = LoadFollowUps(manager, lambda: params.params.stylize_max_side)
     gallery = IdentityGallery(open_engine(settings.identity_database_url))  # connects on first use
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_torch(settings)
-        tasks = [asyncio.create_task(_start(params, active), name="load-models")]
-        tasks[0].add_done_callback(_log_failure)
-        tasks.append(asyncio.create_task(poll_store(params, active, settings.params_poll_s), name="poll-store"))
+        tasks = [asyncio.create_task(_start(params, active, follow_ups), name="load-models")]
+        poll = poll_store(params, active, settings.params_poll_s, follow_ups.run)
+        tasks.append(asyncio.create_task(poll, name="poll-store"))
+        for task in tasks:
+            task.add_done_callback(_log_failure)
         sync = gallery.keep_in_sync(lambda: embedder_version(manager), settings.identity_poll_s)
         tasks.append(asyncio.create_task(sync, name="sync-identities"))
         try:
@@ -178,7 +181,7 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.error("%s failed: %s", task.get_name(), error, exc_info=error)
 
 
-async def _start(params: ParamsService, active: ActiveModels) -> None:
+async def _start(params: ParamsService, active: ActiveModels, follow_ups: LoadFollowUps) -> None:
     """Parameters and desired versions from the store first (when reachable), then every model."""
     try:
         await params.refresh()
@@ -189,18 +192,7 @@ async def _start(params: ParamsService, active: ActiveModels) -> None:
     except Exception as error:
         log.warning("could not read the store's chosen model versions at start: %s", error)
     await active.manager.load_all()
-    # Deferred warm-ups (NST) start at once, on their slots' threads, beside the gallery statistics below.
-    deferred = asyncio.create_task(active.manager.warm_deferred(), name="deferred-warm-up")
-    side = params.params.stylize_max_side
-    try:
-        count = await remember_gallery_styles(active.manager, side)
-    except Exception as error:  # a cache warm-up only: requests compute what it could not
-        log.warning("gallery style statistics not precomputed: %s", error)
-    else:
-        log.info("style statistics of %d gallery styles computed at load (max_side %d)", count, side)
-    warmed = await deferred
-    if warmed:
-        log.info("deferred warm-up done: %s", ", ".join(warmed))
+    await follow_ups.run()  # deferred warm-ups, gallery statistics: models loaded later get theirs at a poll
     if active.manager.settings.freeze_heap:
         settle_heap()
 

@@ -86,6 +86,7 @@ class ModelSlot:
     _last_batch_size: int = field(init=False, default=0)
     _jobs: int = field(init=False, default=0)  # work on the slot's thread (a batch, a ``run``, a warm-up)
     _single_seconds: float = field(init=False, default=float("inf"))  # the latest one-item call's time
+    deferred_warm_up_tried: bool = field(init=False, default=False)  # by ``ModelManager.warm_deferred``
 
     def __post_init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{self.name}")
@@ -418,14 +419,17 @@ class ModelManager:
 
         Readiness does not wait for these (NST's first backward pass takes seconds); a request arriving
         meanwhile queues behind the warm-up on the slot's thread instead of paying for it inside its budget.
+        Each slot is tried once, so this runs again at every poll for the slots loaded since (a failed warm-up
+        is not tried again: the first request pays for it instead).
         """
         warmed: list[str] = []
         if not self.settings.warmup:
             return warmed
         for plan in (p for p in self.plans if not p.warmup):
             slot = self.slots.get(plan.slot)
-            if slot is None or not hasattr(slot.predictor, "warmup"):
+            if slot is None or slot.deferred_warm_up_tried or not hasattr(slot.predictor, "warmup"):
                 continue
+            slot.deferred_warm_up_tried = True
             try:  # on the slot's own thread, not counted as an inference
                 await slot.on_thread(lambda predictor: predictor.warmup())
             except Exception as error:  # a warm-up only: the first request pays for it instead

@@ -357,8 +357,14 @@ async def adopt_stored_versions(active: ActiveModels) -> None:
     active.document = stored
 
 
-async def poll_store(params: ParamsService, active: ActiveModels, interval: float) -> None:
-    """Every ``interval`` seconds, apply newer parameters and model versions, and retry models that failed.
+async def poll_store(
+    params: ParamsService,
+    active: ActiveModels,
+    interval: float,
+    follow_up: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """Every ``interval`` seconds, apply newer parameters and model versions, and retry models that failed; then
+    ``follow_up()``, for the models loaded since (``app.services.LoadFollowUps``).
 
     Each step fails on its own: unreadable parameters must not stop the models converging, nor a role that
     cannot load stop the failed ones being retried; and nothing ends the loop, the replicas' only way to converge.
@@ -368,6 +374,8 @@ async def poll_store(params: ParamsService, active: ActiveModels, interval: floa
         await _poll_step("apply the stored parameters", params.refresh)
         await _poll_step("converge on the stored model versions", active.refresh)
         await _poll_step("retry the models that failed to load", active.manager.retry_failed)
+        if follow_up is not None:
+            await _poll_step("warm up the models loaded since", follow_up)
 
 
 async def _poll_step(what: str, step: Callable[[], Awaitable[object]]) -> None:

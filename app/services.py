@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
@@ -34,6 +36,8 @@ from models.artifact import Manifest
 from models.detector.tiling import lossless_reduction
 from models.detector.types import TILE_ABOVE, DetectRequest
 from models.style.types import NSTRequest, StylizeRequest, matching_settings
+
+log = logging.getLogger("deepcanvas")
 
 
 @dataclass(frozen=True)
@@ -398,6 +402,50 @@ async def remember_gallery_styles(manager: ModelManager, max_side: int) -> int:
     images = [gallery.predictor.image(name) for name in gallery.predictor.names()]
     await style.run(lambda predictor: predictor.remember_styles(images, max_side))
     return len(images)
+
+
+class LoadFollowUps:
+    """What a model gets once it has loaded, beside readiness: its deferred warm-up (NST's, ``warm_deferred``) and,
+    for the style model, the gallery styles' statistics at the parameters' ``stylize_max_side``.
+
+    ``run`` does what the models serving now still lack, so it runs at start and again at every poll: a replica
+    started while the store was away, whose style models loaded at a later poll, gets them then, and so do a
+    style or gallery version activated since (new slots start without either) and a new ``stylize_max_side``.
+    """
+
+    def __init__(self, manager: ModelManager, max_side: Callable[[], int]) -> None:
+        self.manager = manager
+        self.max_side = max_side
+        # the style and gallery slots whose statistics were computed, and at which side; weak: a slot swapped
+        # out must not be kept alive (its predictor's memory) by this record
+        self._statistics_of: tuple[weakref.ref[ModelSlot], weakref.ref[ModelSlot], int] | None = None
+        self._lock = asyncio.Lock()  # the start's run and a poll's never do the same work twice
+
+    async def run(self) -> None:
+        async with self._lock:
+            # the deferred warm-ups on their slots' threads, beside the gallery statistics on the style slot's
+            deferred = asyncio.create_task(self.manager.warm_deferred(), name="deferred-warm-up")
+            await self._remember_gallery_styles()
+            warmed = await deferred
+            if warmed:
+                log.info("deferred warm-up done: %s", ", ".join(warmed))
+
+    async def _remember_gallery_styles(self) -> None:
+        style, gallery, side = self.manager.slots.get("style"), self.manager.slots.get("gallery"), self.max_side()
+        if style is None or gallery is None:
+            return
+        if self._statistics_of is not None:
+            done_style, done_gallery, done_side = self._statistics_of
+            if done_style() is style and done_gallery() is gallery and done_side == side:
+                return
+        try:
+            count = await remember_gallery_styles(self.manager, side)
+        except Exception as error:  # a cache warm-up only: requests compute what it could not; tried again next run
+            log.warning("gallery style statistics not precomputed: %s", error)
+            return
+        self._statistics_of = (weakref.ref(style), weakref.ref(gallery), side)
+        if count:
+            log.info("style statistics of %d gallery styles computed (max_side %d)", count, side)
 
 
 def list_styles(manager: ModelManager) -> StylesResponse:

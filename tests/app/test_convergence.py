@@ -14,10 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.manager import SlotPlan
 from app.runtime import ACTIVE_KEY, PARAMS_KEY
 from app.settings import Settings
+from models.artifact import Manifest
 from tests.support.app_client import wait_ready
-from tests.support.fakes import copy_as_version, fake_plans, make_fake_store
+from tests.support.fakes import FakeStyle, copy_as_version, fake_plans, make_fake_store
 
 TOKEN = "s3cret-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -118,3 +120,67 @@ def test_unreadable_parameters_at_start_do_not_stop_the_stored_versions_being_se
     write_active(store, 1, {"classifier": "v2"})
     with replica(store, tmp_path, poll_s=3600) as client:  # no poll: loaded at start as the document says
         assert served(client, "classifier")["version"] == "v2"
+
+
+class RememberingStyle(FakeStyle):
+    """A style model that keeps the gallery's statistics (``remember_styles``); records each time it is asked."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        super().__init__(manifest)
+        self.remembered: list[tuple[int, int]] = []
+
+    def remember_styles(self, styles: list[Any], max_side: int) -> None:
+        self.remembered.append((len(styles), max_side))
+
+
+class DeferredWarmUp(FakeStyle):
+    """NST's stand-in: its plan defers the warm-up past readiness; counts the warm-ups."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        super().__init__(manifest)
+        self.warm_ups = 0
+
+    def warmup(self) -> None:
+        self.warm_ups += 1
+
+
+def style_plans() -> list[SlotPlan]:
+    """``fake_plans``, with a style model that keeps gallery statistics and an NST whose warm-up is deferred."""
+    others = [plan for plan in fake_plans() if plan.role != "style"]
+    return [
+        *others,
+        SlotPlan("style", "style", lambda folder, manifest, device: RememberingStyle(manifest)),
+        SlotPlan("nst", "style", lambda folder, manifest, device: DeferredWarmUp(manifest), warmup=False),
+    ]
+
+
+def prepared(client: TestClient) -> tuple[list[tuple[int, int]], int]:
+    """What the serving style model has remembered, and how often the serving NST was warmed up."""
+    slots = client.app.state.manager.slots  # type: ignore[attr-defined]
+    return slots["style"].predictor.remembered, slots["nst"].predictor.warm_ups
+
+
+def test_style_models_loaded_after_the_start_still_get_gallery_statistics_and_warm_up(
+    store: Path, tmp_path: Path
+) -> None:
+    copy_as_version(store / "adain" / "v1", store / "adain" / "v2", "v2")
+    away = tmp_path / "away"
+    store.rename(away)  # the store unreachable as the replica starts: no model loads
+    settings = Settings(
+        store=store.as_uri(),
+        cache_dir=tmp_path / "cache",
+        admin_token=TOKEN,  # type: ignore[arg-type]
+        params_poll_s=0.01,
+        store_retries=0,
+    )
+    with TestClient(create_app(settings, style_plans())) as client:
+        until(lambda: served(client, "style")["state"] == "failed", "the style model failed to load")
+        away.rename(store)  # back: the next poll loads every model
+        wait_ready(client, timeout=30)
+        until(lambda: prepared(client) == ([(1, 1024)], 1), "statistics and warm-up once the models loaded")
+        switched = client.post("/admin/models/adain/activate", headers=AUTH, json={"version": "v2"})
+        assert switched.status_code == 200, switched.text
+        until(lambda: prepared(client) == ([(1, 1024)], 1), "statistics and warm-up for the version activated")
+        patch = {"stylize_max_side": 512}
+        assert client.patch("/admin/params", headers=AUTH | {"If-Match": "*"}, json=patch).status_code == 200
+        until(lambda: prepared(client) == ([(1, 1024), (1, 512)], 1), "statistics at the side requests now use")

@@ -239,6 +239,16 @@ def test_a_deferred_warm_up_runs_after_load_on_the_slots_own_thread() -> None:
     assert eager.warmed_on == []  # warmed at load already: not again
 
 
+def test_each_slot_gets_its_deferred_warm_up_once_however_often_it_is_asked() -> None:
+    first, second = SlowToWarm(), SlowToWarm()
+    manager = _manager({"nst": _slot(first)})
+    assert asyncio.run(manager.warm_deferred()) == ["nst"]
+    assert asyncio.run(manager.warm_deferred()) == []  # asked again at every poll: done already
+    manager.slots["nst"] = _slot(second)  # another version activated since
+    assert asyncio.run(manager.warm_deferred()) == ["nst"]
+    assert len(first.warmed_on) == len(second.warmed_on) == 1
+
+
 def test_a_failing_deferred_warm_up_is_logged_not_raised_and_the_slot_still_serves() -> None:
     broken = SlowToWarm(fails=True)
     slot = _slot(broken)
