@@ -182,17 +182,28 @@ class S3ObjectStore(ObjectStore):
         except BotoCoreError as error:
             raise StoreUnavailable(f"{self.uri}: {action} {key} failed: {error}") from error
 
+    @contextmanager
+    def _streaming(self, key: str) -> Iterator[None]:
+        """A body's read errors as ``StoreUnavailable``, like ``_call``'s: a connection cut while the body streams
+        in raises from ``read()``, after ``get_object`` returned, and its botocore error (no ``ArtifactError``,
+        mostly no ``OSError``) got past every caller's handling: it ended the poll task and the start's loads."""
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            yield
+        except BotoCoreError as error:
+            raise StoreUnavailable(f"{self.uri}: reading {key} failed: {error}") from error
+
     def read_bytes(self, key: str) -> bytes:
-        response = self._call(key, "get_object", Key=self._key(key))
-        data: bytes = response["Body"].read()
-        return data
+        return self.read_tagged(key)[0]
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self._call(key, "put_object", Key=self._key(key), Body=data)
 
     def read_tagged(self, key: str) -> tuple[bytes, str]:
         response = self._call(key, "get_object", Key=self._key(key))
-        data: bytes = response["Body"].read()
+        with self._streaming(key):
+            data: bytes = response["Body"].read()
         return data, str(response["ETag"])
 
     def write_if(self, key: str, data: bytes, tag: str | None) -> None:
@@ -203,7 +214,12 @@ class S3ObjectStore(ObjectStore):
     def download(self, key: str, dest: Path) -> None:
         response = self._call(key, "get_object", Key=self._key(key))
         with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-            shutil.copyfileobj(response["Body"], tmp, 1 << 20)
+            try:
+                with self._streaming(key):
+                    shutil.copyfileobj(response["Body"], tmp, 1 << 20)
+            except BaseException:
+                os.unlink(tmp.name)  # written whole or not at all: no partial file beside ``dest``
+                raise
         os.chmod(tmp.name, READABLE)
         os.replace(tmp.name, dest)
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ResponseStreamingError
 
 from app.store import ArtifactStore, LocalObjectStore, S3ObjectStore
 from app.store.objects import StoreUnavailable, make_s3_client, open_object_store
@@ -126,3 +127,28 @@ def test_push_store_publishes_every_version_and_the_local_aliases(store: Artifac
     store.push_store(root)
     assert store.versions("face-gender") == ["v1", "v2"]
     assert store.resolve("face-gender", "stable") == "v1"
+
+
+class CutBody:
+    """A response body whose connection is cut as it streams in (botocore raises from ``read``)."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise ResponseStreamingError(error="Connection broken: IncompleteRead(12 bytes read, 88 more expected)")
+
+
+class CutClient:
+    """An S3 client whose every object answers, then breaks off: the error comes after ``get_object`` returned."""
+
+    def get_object(self, **_: object) -> dict[str, object]:
+        return {"Body": CutBody(), "ETag": '"etag"'}
+
+
+@pytest.mark.parametrize("read", ["read_bytes", "read_tagged", "download"])
+def test_a_connection_cut_while_an_object_streams_in_is_reported_as_unavailable(tmp_path: Path, read: str) -> None:
+    # Not a bare botocore error: the callers (the poll, the model loads) handle the store's errors, and the
+    # poll task or the start's loads ended on anything else.
+    objects = S3ObjectStore("bucket", "models", CutClient())
+    arguments = ("_runtime/active.json", tmp_path / "active.json") if read == "download" else ("_runtime/active.json",)
+    with pytest.raises(StoreUnavailable, match=r"_runtime/active\.json"):
+        getattr(objects, read)(*arguments)
+    assert list(tmp_path.iterdir()) == []  # no partial file left behind
