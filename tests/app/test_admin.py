@@ -13,7 +13,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.store.objects import ObjectStore, StoreUnavailable, WriteConflict
 from tests.support.app_client import ready_admin_client
-from tests.support.fakes import copy_as_version, fake_plans, make_fake_store
+from tests.support.fakes import DelegatingStore, copy_as_version, fake_plans, make_fake_store
 from tests.support.images import face_like_photo
 
 TOKEN = "s3cret-token-0123456789abcdef"
@@ -144,32 +144,15 @@ def test_unknown_or_unsafe_model_names_are_refused(client: TestClient, name: str
     assert response.status_code in (404, 422)
 
 
-class RefusingWrites(ObjectStore):
+class RefusingWrites(DelegatingStore):
     """Delegates to a store, but every conditional write fails with ``error`` (the store down, or a race lost)."""
 
     def __init__(self, inner: ObjectStore, error: Exception) -> None:
-        self.inner, self.error, self.uri = inner, error, inner.uri
+        super().__init__(inner)
+        self.error = error
 
     def write_if(self, key: str, data: bytes, tag: str | None) -> None:
         raise self.error
-
-    def read_tagged(self, key: str) -> tuple[bytes, str]:
-        return self.inner.read_tagged(key)
-
-    def read_bytes(self, key: str) -> bytes:
-        return self.inner.read_bytes(key)
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        self.inner.write_bytes(key, data)
-
-    def download(self, key: str, dest: Path) -> None:
-        self.inner.download(key, dest)
-
-    def upload(self, source: Path, key: str) -> None:
-        self.inner.upload(source, key)
-
-    def list_children(self, prefix: str) -> list[str]:
-        return self.inner.list_children(prefix)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from app.runtime import PARAMS_KEY, ParamsService, PreconditionFailed, read_docu
 from app.settings import Settings
 from app.store import ArtifactStore, LocalObjectStore, S3ObjectStore
 from app.store.objects import ObjectMissing, ObjectStore, WriteConflict, make_s3_client
-from tests.support.fakes import make_fake_store
+from tests.support.fakes import DelegatingStore, make_fake_store
 from tests.support.servers import MotoServer
 
 
@@ -35,11 +35,12 @@ def objects(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
     yield S3ObjectStore(bucket, "models", make_s3_client(moto.url, "us-east-1", 5))
 
 
-class MeetAfterRead(ObjectStore):
+class MeetAfterRead(DelegatingStore):
     """Delegates to a store; its first ``read_tagged`` waits until the other writer has read too."""
 
     def __init__(self, inner: ObjectStore, barrier: threading.Barrier) -> None:
-        self.inner, self.barrier, self.uri, self.waited = inner, barrier, inner.uri, False
+        super().__init__(inner)
+        self.barrier, self.waited = barrier, False
 
     def read_tagged(self, key: str) -> tuple[bytes, str]:
         try:
@@ -48,24 +49,6 @@ class MeetAfterRead(ObjectStore):
             if not self.waited:
                 self.waited = True
                 self.barrier.wait(timeout=60)  # bounds a hang: the other writer's read of moto
-
-    def write_if(self, key: str, data: bytes, tag: str | None) -> None:
-        self.inner.write_if(key, data, tag)
-
-    def read_bytes(self, key: str) -> bytes:
-        return self.inner.read_bytes(key)
-
-    def write_bytes(self, key: str, data: bytes) -> None:
-        self.inner.write_bytes(key, data)
-
-    def download(self, key: str, dest: Path) -> None:
-        self.inner.download(key, dest)
-
-    def upload(self, source: Path, key: str) -> None:
-        self.inner.upload(source, key)
-
-    def list_children(self, prefix: str) -> list[str]:
-        return self.inner.list_children(prefix)
 
 
 @pytest.mark.s3

@@ -15,6 +15,7 @@ from typing import Any
 from PIL import Image
 
 from app.manager import SlotPlan
+from app.store.objects import ObjectStore
 from models.artifact import GalleryEntry, InputSpec, Manifest, load_artifact, pack_artifact
 from models.starter import set_local_alias
 
@@ -159,3 +160,31 @@ def copy_as_version(source: Path, dest: Path, version: str) -> Path:
         dest, name=manifest.name, version=version, **manifest.model_dump(exclude={"files", "name", "version"})
     )
     return dest
+
+
+class DelegatingStore(ObjectStore):
+    """Passes every call to ``inner``: a test subclasses it to make one call fail or wait."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner, self.uri = inner, inner.uri
+
+    def read_tagged(self, key: str) -> tuple[bytes, str]:
+        return self.inner.read_tagged(key)
+
+    def write_if(self, key: str, data: bytes, tag: str | None) -> None:
+        self.inner.write_if(key, data, tag)
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.inner.read_bytes(key)
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.inner.write_bytes(key, data)
+
+    def download(self, key: str, dest: Path) -> None:
+        self.inner.download(key, dest)
+
+    def upload(self, source: Path, key: str) -> None:
+        self.inner.upload(source, key)
+
+    def list_children(self, prefix: str) -> list[str]:
+        return self.inner.list_children(prefix)
