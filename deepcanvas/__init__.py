@@ -6,15 +6,27 @@ Needs only httpx, pydantic and Pillow, so it installs into a user's own environm
 
 from deepcanvas.calls import Stylized
 from deepcanvas.client import AsyncClient, Client
-from deepcanvas.errors import APIError, ClientError, ServiceUnavailable, ServiceUnreachable, UnexpectedResponse
+from deepcanvas.errors import (
+    APIError,
+    ClientClosed,
+    ClientError,
+    NotReady,
+    ServiceUnavailable,
+    ServiceUnreachable,
+    UnexpectedResponse,
+    UsageError,
+)
 
 __all__ = [
     "APIError",
     "AsyncClient",
     "Client",
+    "ClientClosed",
     "ClientError",
+    "NotReady",
     "ServiceUnavailable",
     "ServiceUnreachable",
     "Stylized",
     "UnexpectedResponse",
+    "UsageError",
 ]

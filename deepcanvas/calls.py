@@ -13,6 +13,7 @@ from urllib.parse import quote
 import httpx
 from PIL import Image, ImageOps
 
+from deepcanvas.errors import ImageNotReadable, ImageTypeError, UsageError
 from deepcanvas.schemas import (
     ActivateRequest,
     ActivateResponse,
@@ -101,11 +102,15 @@ def image_file(image: ImageInput, default_name: str = "image") -> FileField:
         return default_name, bytes(image)
     if isinstance(image, str | os.PathLike):
         path = Path(image)
-        return path.name, path.read_bytes()
+        try:
+            return path.name, path.read_bytes()
+        except OSError as error:  # a ClientError as well as the OSError it was
+            raise ImageNotReadable.of(error, str(path)) from error
     if hasattr(image, "read"):
         name = Path(str(getattr(image, "name", default_name))).name
         return name, image.read()
-    raise TypeError(f"an image is a path, bytes, a binary file object or a PIL image, not {type(image).__name__}")
+    kind = type(image).__name__
+    raise ImageTypeError(f"an image is a path, bytes, a binary file object or a PIL image, not {kind}")
 
 
 def _form(**values: Any) -> dict[str, Any]:
@@ -178,11 +183,11 @@ def stylize(
 ) -> Call[Stylized]:
     """One content photo; styles as uploaded images or as gallery names, not both (several: interpolated).
 
-    ValueError, before anything is sent, for both kinds at once: the service refuses the mix (422).
+    ``UsageError`` (a ValueError), before anything is sent, for both kinds at once: the service refuses the mix (422).
     """
     images, names = _as_list(style), _as_list(style_name)
     if images and names:
-        raise ValueError("stylize takes style images or style names, not both")
+        raise UsageError("stylize takes style images or style names, not both")
     files = [("content", image_file(content, "content"))]
     files += [("style", image_file(s, "style")) for s in images]
     form = _form(alpha=alpha, preserve_color=preserve_color, method=method, max_side=max_side, format=format)
@@ -233,10 +238,10 @@ def rollback(admin: dict[str, str], name: str) -> Call[ActivateResponse]:
 
 
 def _photos(images: ImageInput | Sequence[ImageInput], call: str) -> list[tuple[str, FileField]]:
-    """The image fields; ValueError for none (without a file, httpx would send a form-encoded body: a 415)."""
+    """The image fields; ``UsageError`` for none (without a file, httpx would send a form-encoded body: a 415)."""
     many = images if isinstance(images, list | tuple) else [images]
     if not many:
-        raise ValueError(f"{call} needs at least one image")
+        raise UsageError(f"{call} needs at least one image")
     return [("image", image_file(image, f"image{i}")) for i, image in enumerate(many)]
 
 

@@ -116,7 +116,7 @@ def _client(url: str, timeout: float, retries: int, admin_token: str | None = No
         retry = f" (retry after {error.retry_after:g} s)" if error.retry_after is not None else ""
         print_error(f"error {error.status}", f"{error.detail}{retry}")
         raise typer.Exit(1) from error
-    except (ClientError, ValueError) as error:  # ValueError: an admin call without a token
+    except ClientError as error:  # an admin call without a token, an invalid URL, an unreachable service included
         print_error("error", str(error))
         raise typer.Exit(1) from error
 

@@ -5,7 +5,8 @@
         faces = dc.classify("photo.jpg").faces
 
 Both send the same ``Call`` objects (``deepcanvas.calls``) under the same retry policy
-(``deepcanvas.retry``); errors are ``deepcanvas.errors`` exceptions carrying the service's ``detail``.
+(``deepcanvas.retry``); errors are ``deepcanvas.errors`` exceptions carrying the service's ``detail``, every one a
+``ClientError``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ import httpx
 
 from deepcanvas import calls
 from deepcanvas.calls import Call, ImageInput, Stylized
-from deepcanvas.errors import ServiceUnreachable, UnexpectedResponse, error_from_response
+from deepcanvas.errors import (
+    ClientClosed,
+    ClientError,
+    NotReady,
+    ServiceUnreachable,
+    UnexpectedResponse,
+    UsageError,
+    error_from_response,
+)
 from deepcanvas.identity_client import AsyncIdentityMethods, IdentityMethods
 from deepcanvas.retry import RetryPolicy, parse_retry_after
 from deepcanvas.schemas import (
@@ -39,7 +48,24 @@ Method = Literal["adain", "nst"]
 Format = Literal["png", "jpeg"]
 
 
+def checked_secret(name: str, secret: str | None) -> str | None:
+    """``secret`` when an HTTP header can carry it as it is (printable ASCII without spaces); ``UsageError`` when
+    made, rather than an encoding error or a malformed header at the first call."""
+    if secret and not (secret.isascii() and secret.isprintable() and not any(ch.isspace() for ch in secret)):
+        raise UsageError(f"{name}: printable ASCII characters without spaces or line breaks (as the service's are)")
+    return secret
+
+
 class _Base:
+    """What both clients share: the URL, the retry policy, the credentials and how answers become errors.
+
+    ``retries`` repeats a call that is safe to repeat after a 503 or 429 (waiting its ``Retry-After``, else a
+    jittered exponential backoff from ``backoff_s``) or a dropped connection, and any call after a refused
+    connection. A ``Retry-After`` longer than ``max_retry_wait_s`` is not waited out: its error
+    is raised at once. A timeout is never retried: the service may still be
+    working on it.
+    """
+
     def __init__(
         self,
         base_url: str,
@@ -53,14 +79,19 @@ class _Base:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.policy = RetryPolicy(retries, backoff_s, max_retry_wait_s)
-        self._admin_token = admin_token
+        self._admin_token = checked_secret("admin_token", admin_token)
         # Sent on every call that carries no admin token (the service's DEEPCANVAS_API_KEYS guard its models).
-        self._key = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._key = {"Authorization": f"Bearer {api_key}"} if checked_secret("api_key", api_key) else {}
 
     def _admin(self) -> dict[str, str]:
         if not self._admin_token:
-            raise ValueError("admin calls need the client's admin_token (the service's DEEPCANVAS_ADMIN_TOKEN)")
+            raise UsageError("admin calls need the client's admin_token (the service's DEEPCANVAS_ADMIN_TOKEN)")
         return {"Authorization": f"Bearer {self._admin_token}"}
+
+    def _check_open(self, http: httpx.Client | httpx.AsyncClient) -> None:
+        """``ClientClosed`` for a call after ``close()``, instead of httpx's RuntimeError."""
+        if http.is_closed:
+            raise ClientClosed(f"this client of {self.base_url} is closed: make a new one")
 
     def _request(self, call: Call[Any]) -> dict[str, Any]:
         headers = call.headers if "Authorization" in call.headers else self._key | call.headers
@@ -82,11 +113,14 @@ class _Base:
             raise error_from_response(response, retry_after)
         return wait
 
-    def _failure(self, call: Call[Any], error: httpx.TransportError, attempt: int) -> float:
+    def _failure(self, call: Call[Any], error: httpx.RequestError, attempt: int) -> float:
+        """Seconds to wait before sending ``call`` again after ``error``; raises its ``ClientError`` to give up."""
+        where = f"{call.method} {self.base_url}{call.path}"
+        if not isinstance(error, httpx.TransportError):  # an answer httpx could not decode, say: not a transport's
+            raise ClientError(f"{where}: {type(error).__name__}: {error}") from error
         wait = self.policy.after_error(attempt, error, call.repeatable)
         if wait is None:
-            message = f"{call.method} {self.base_url}{call.path}: {type(error).__name__}: {error}"
-            raise ServiceUnreachable(message) from error
+            raise ServiceUnreachable(f"{where}: {type(error).__name__}: {error}") from error
         return wait
 
 
@@ -118,11 +152,12 @@ class Client(_Base, IdentityMethods):
         self._http.close()
 
     def send(self, call: Call[T]) -> T:
+        self._check_open(self._http)
         attempt = 0
         while True:
             try:
                 response = self._http.request(call.method, call.path, **self._request(call))
-            except httpx.TransportError as error:
+            except httpx.RequestError as error:
                 wait = self._failure(call, error, attempt)
             else:
                 if response.status_code in call.ok_statuses:
@@ -203,7 +238,7 @@ class Client(_Base, IdentityMethods):
         return self.send(calls.readiness())
 
     def wait_ready(self, timeout: float = 120.0, interval: float = 0.5) -> Readiness:
-        """Poll /readyz until every model is loaded; TimeoutError after ``timeout`` seconds."""
+        """Poll /readyz until every model is loaded; ``NotReady`` (a TimeoutError) after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -213,7 +248,7 @@ class Client(_Base, IdentityMethods):
             except (ServiceUnreachable, UnexpectedResponse):  # not up yet, or a proxy answering for it
                 pass
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"{self.base_url} not ready after {timeout} s")
+                raise NotReady(f"{self.base_url} not ready after {timeout} s")
             time.sleep(interval)
 
     def params(self) -> ParamsDocument:
@@ -258,11 +293,12 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         await self._http.aclose()
 
     async def send(self, call: Call[T]) -> T:
+        self._check_open(self._http)
         attempt = 0
         while True:
             try:
                 response = await self._http.request(call.method, call.path, **self._request(call))
-            except httpx.TransportError as error:
+            except httpx.RequestError as error:
                 wait = self._failure(call, error, attempt)
             else:
                 if response.status_code in call.ok_statuses:
@@ -343,7 +379,7 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         return await self.send(calls.readiness())
 
     async def wait_ready(self, timeout: float = 120.0, interval: float = 0.5) -> Readiness:
-        """Poll /readyz until every model is loaded; TimeoutError after ``timeout`` seconds."""
+        """Poll /readyz until every model is loaded; ``NotReady`` (a TimeoutError) after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -353,7 +389,7 @@ class AsyncClient(_Base, AsyncIdentityMethods):
             except (ServiceUnreachable, UnexpectedResponse):  # not up yet, or a proxy answering for it
                 pass
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"{self.base_url} not ready after {timeout} s")
+                raise NotReady(f"{self.base_url} not ready after {timeout} s")
             await asyncio.sleep(interval)
 
     async def params(self) -> ParamsDocument:

@@ -1,4 +1,7 @@
-"""What the client raises: the server's status and ``detail`` as a typed exception, or a transport failure."""
+"""What the client raises: the server's status and ``detail`` as a typed exception, a transport failure, or a call
+refused before anything is sent. Every one is a ``ClientError``, so ``except ClientError`` catches them all; those
+refused for how the client was used are ``ValueError``, ``TypeError``, ``OSError``, ``RuntimeError`` or
+``TimeoutError`` as well, as they were before they were ``ClientError`` s."""
 
 from __future__ import annotations
 
@@ -7,6 +10,50 @@ import httpx
 
 class ClientError(Exception):
     """Base of everything the DeepCanvas client raises."""
+
+
+class UsageError(ClientError, ValueError):
+    """A call refused before anything is sent: an admin call without the admin token, styles given both as images
+    and as names, an enrolment without photos, an API key or token that no HTTP header can carry."""
+
+
+class ImageTypeError(ClientError, TypeError):
+    """An image that is not a path, bytes, a binary file object or a PIL image."""
+
+
+class ImageNotReadable(ClientError, OSError):
+    """An image path that cannot be read; ``errno`` and ``filename`` as the ``OSError`` had them."""
+
+    @staticmethod
+    def of(error: OSError, path: str) -> ImageNotReadable:
+        """The error for ``error``, the OSError subclass it was kept (``except FileNotFoundError`` still works)."""
+        kinds = {
+            FileNotFoundError: ImageNotFound,
+            IsADirectoryError: ImageIsAFolder,
+            PermissionError: ImageNotPermitted,
+        }
+        kind = next((mine for theirs, mine in kinds.items() if isinstance(error, theirs)), ImageNotReadable)
+        return kind(error.errno, error.strerror, path)
+
+
+class ImageNotFound(ImageNotReadable, FileNotFoundError):
+    """No file at the image's path."""
+
+
+class ImageIsAFolder(ImageNotReadable, IsADirectoryError):
+    """The image's path is a folder."""
+
+
+class ImageNotPermitted(ImageNotReadable, PermissionError):
+    """The image's file may not be read."""
+
+
+class ClientClosed(ClientError, RuntimeError):
+    """A call on a client after ``close()``/``aclose()`` (or after its ``with`` block): its connections are gone."""
+
+
+class NotReady(ClientError, TimeoutError):
+    """``wait_ready`` ran out of time before every model was loaded."""
 
 
 class ServiceUnreachable(ClientError):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -109,3 +111,93 @@ def test_enrolling_without_an_image_is_refused_before_anything_is_sent(call: str
     with client, pytest.raises(ValueError, match=f"^{call} needs at least one image$"):
         client.enrol("Ada", images) if call == "enrol" else client.add_faces("some-id", images)
     assert sent == []
+
+
+def _closed_sync() -> None:
+    client = Client("http://dc", transport=httpx.MockTransport(lambda _: httpx.Response(200, json={"status": "ok"})))
+    with client:
+        client.health()
+    client.health()
+
+
+def _closed_async() -> None:
+    async def run() -> None:
+        transport = httpx.MockTransport(lambda _: httpx.Response(200, json={"status": "ok"}))
+        async with AsyncClient("http://dc", transport=transport) as client:
+            await client.health()
+        await client.health()
+
+    asyncio.run(run())
+
+
+def _never_ready() -> None:
+    not_ready = httpx.Response(503, json=NOT_READY)
+    with Client("http://dc", transport=httpx.MockTransport(lambda _: not_ready)) as client:
+        client.wait_ready(timeout=0)
+
+
+def _no_admin_token() -> None:
+    with Client("http://dc", transport=httpx.MockTransport(lambda _: httpx.Response(500))) as client:
+        client.params()
+
+
+def _not_an_image() -> None:
+    with Client("http://dc", transport=httpx.MockTransport(lambda _: httpx.Response(500))) as client:
+        client.detect(3.14)  # type: ignore[arg-type]
+
+
+def _missing_photo(folder: Path) -> None:
+    with Client("http://dc", transport=httpx.MockTransport(lambda _: httpx.Response(500))) as client:
+        client.detect(folder / "missing.jpg")
+
+
+def _undecodable_answer() -> None:
+    """httpx's DecodingError (a body its content-encoding does not decode) is no TransportError."""
+
+    def garbled(request: httpx.Request) -> httpx.Response:  # a stream: a body given whole is decoded at once
+        return httpx.Response(200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip"))
+
+    with Client("http://dc", transport=httpx.MockTransport(garbled)) as client:
+        client.health()
+
+
+def _unsendable_key() -> None:
+    Client("http://dc", api_key="clé-non-ascii-123456")
+
+
+def _key_with_a_line_break() -> None:
+    AsyncClient("http://dc", admin_token="pasted-token-1234\n")
+
+
+@pytest.mark.parametrize(
+    "misuse, also, said",
+    [
+        (_closed_sync, RuntimeError, "closed"),
+        (_closed_async, RuntimeError, "closed"),
+        (_never_ready, TimeoutError, "not ready"),
+        (_no_admin_token, ValueError, "admin_token"),
+        (_not_an_image, TypeError, "not float"),
+        (_missing_photo, FileNotFoundError, "missing.jpg"),
+        (_undecodable_answer, ClientError, "DecodingError"),
+        (_unsendable_key, ValueError, "api_key: printable ASCII"),
+        (_key_with_a_line_break, ValueError, "admin_token: printable ASCII"),
+    ],
+    ids=lambda value: getattr(value, "__name__", None) or "",
+)
+def test_everything_the_client_raises_is_a_client_error_and_what_it_was(
+    misuse: Callable[..., None], also: type[Exception], said: str, tmp_path: Path
+) -> None:
+    """``except ClientError`` catches every failure of a call; ``except ValueError`` (and the others) still catch
+    what they did."""
+    with pytest.raises(ClientError, match=said) as raised:
+        misuse(tmp_path) if misuse is _missing_photo else misuse()
+    assert isinstance(raised.value, also)
+    if misuse is _missing_photo:
+        assert raised.value.filename == str(tmp_path / "missing.jpg")
+
+
+def test_an_image_folder_is_a_client_error_and_still_an_is_a_directory_error(tmp_path: Path) -> None:
+    client = Client("http://dc", transport=httpx.MockTransport(lambda _: httpx.Response(500)))
+    with client, pytest.raises(IsADirectoryError) as raised:
+        client.classify(tmp_path)
+    assert isinstance(raised.value, ClientError) and raised.value.filename == str(tmp_path)
