@@ -11,8 +11,10 @@ from deepcanvas.errors import (
     ClientClosed,
     ClientError,
     NotReady,
+    RetryAfterTooLong,
     ServiceUnavailable,
     ServiceUnreachable,
+    TooManyRequests,
     UnexpectedResponse,
     UsageError,
 )
@@ -24,9 +26,11 @@ __all__ = [
     "ClientClosed",
     "ClientError",
     "NotReady",
+    "RetryAfterTooLong",
     "ServiceUnavailable",
     "ServiceUnreachable",
     "Stylized",
+    "TooManyRequests",
     "UnexpectedResponse",
     "UsageError",
 ]

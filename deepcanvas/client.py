@@ -61,9 +61,10 @@ class _Base:
 
     ``retries`` repeats a call that is safe to repeat after a 503 or 429 (waiting its ``Retry-After``, else a
     jittered exponential backoff from ``backoff_s``) or a dropped connection, and any call after a refused
-    connection. A ``Retry-After`` longer than ``max_retry_wait_s`` is not waited out: its error
-    is raised at once. A timeout is never retried: the service may still be
-    working on it.
+    connection. A ``Retry-After`` longer than ``max_retry_wait_s`` is never waited out, nor retried sooner than it
+    asks: ``RetryAfterTooLong`` (a ``ServiceUnavailable`` for a 503, ``TooManyRequests`` for a 429) is raised at
+    once, its ``retry_after`` saying when to send the call again.
+    A timeout is never retried: the service may still be working on it.
     """
 
     def __init__(
@@ -110,7 +111,8 @@ class _Base:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         wait = self.policy.after_response(attempt, response.status_code, retry_after, call.repeatable)
         if wait is None:
-            raise error_from_response(response, retry_after)
+            too_long = self.policy.too_long(response.status_code, retry_after, call.repeatable)
+            raise error_from_response(response, retry_after, self.policy.max_wait_s if too_long else None)
         return wait
 
     def _failure(self, call: Call[Any], error: httpx.RequestError, attempt: int) -> float:

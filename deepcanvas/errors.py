@@ -127,8 +127,37 @@ class PreconditionRequired(APIError):
     """428: a parameters update without If-Match."""
 
 
+class TooManyRequests(APIError):
+    """429: a rate limit in front of the service; see ``retry_after``."""
+
+
 class ServiceUnavailable(APIError):
     """503: a model is loading, its queue is full, or the service is shutting down; see ``retry_after``."""
+
+
+class RetryAfterTooLong(APIError):
+    """A 429 or 503 to a call the client would repeat, whose ``Retry-After`` asks for a longer wait than the
+    client's ``max_retry_wait_s``: raised at once, since the client never sends a call sooner than the service
+    asked, and does not block longer than that. ``retry_after`` says in how many seconds the call may be sent again,
+    so the caller can schedule it. The 503 is a ``ServiceUnavailable`` too, the 429 a ``TooManyRequests``."""
+
+    def __init__(
+        self, status: int, detail: str, retry_after: float, request_id: str | None, max_retry_wait_s: float
+    ) -> None:
+        super().__init__(status, detail, retry_after, request_id)
+        self.max_retry_wait_s = max_retry_wait_s
+        self.args = (
+            f"{status}: {detail} (the service asked to retry after {retry_after:g} s, more than the client's "
+            f"max_retry_wait_s of {max_retry_wait_s:g} s: not retried)",
+        )
+
+
+class ServiceUnavailableTooLong(RetryAfterTooLong, ServiceUnavailable):
+    """503 with a ``Retry-After`` longer than ``max_retry_wait_s``."""
+
+
+class TooManyRequestsTooLong(RetryAfterTooLong, TooManyRequests):
+    """429 with a ``Retry-After`` longer than ``max_retry_wait_s``."""
 
 
 ERRORS_BY_STATUS: dict[int, type[APIError]] = {
@@ -141,16 +170,24 @@ ERRORS_BY_STATUS: dict[int, type[APIError]] = {
     415: UnsupportedMediaType,
     422: InvalidParameter,
     428: PreconditionRequired,
+    429: TooManyRequests,
     503: ServiceUnavailable,
 }
+TOO_LONG_BY_STATUS: dict[int, type[RetryAfterTooLong]] = {429: TooManyRequestsTooLong, 503: ServiceUnavailableTooLong}
 
 
-def error_from_response(response: httpx.Response, retry_after: float | None) -> APIError:
-    """The typed error for an error response, carrying the service's ``detail``."""
+def error_from_response(
+    response: httpx.Response, retry_after: float | None, max_retry_wait_s: float | None = None
+) -> APIError:
+    """The typed error for an error response, carrying the service's ``detail``; a ``RetryAfterTooLong`` when
+    ``max_retry_wait_s`` is given (the wait the service asked for is longer than it)."""
     try:
         body = response.json()
-        detail = body["detail"] if isinstance(body, dict) and "detail" in body else response.text
+        detail = str(body["detail"] if isinstance(body, dict) and "detail" in body else response.text)
     except ValueError:
         detail = response.text or response.reason_phrase
-    kind = ERRORS_BY_STATUS.get(response.status_code, APIError)
-    return kind(response.status_code, str(detail), retry_after, response.headers.get("x-request-id"))
+    status, request_id = response.status_code, response.headers.get("x-request-id")
+    too_long = TOO_LONG_BY_STATUS.get(status)
+    if too_long is not None and retry_after is not None and max_retry_wait_s is not None:
+        return too_long(status, detail, retry_after, request_id, max_retry_wait_s)
+    return ERRORS_BY_STATUS.get(status, APIError)(status, detail, retry_after, request_id)

@@ -2,7 +2,8 @@
 
 Only what cannot do harm twice is repeated: a request that never reached the service (connection refused),
 and, for calls that are safe to repeat (reads, inference, a conditional parameters update), a 503 or 429,
-whose ``Retry-After`` is honoured. A timeout is never retried: the service may still be working on it.
+whose ``Retry-After`` is honoured: never sooner than it asks, and not at all when it asks for longer than
+``max_wait_s``. A timeout is never retried: the service may still be working on it.
 """
 
 from __future__ import annotations
@@ -45,13 +46,18 @@ class RetryPolicy:
         """Exponential backoff with jitter, so clients turned away together do not come back together."""
         return min(self.max_wait_s, self.backoff_s * 2**attempt * random.uniform(0.5, 1.0))
 
+    def too_long(self, status: int, retry_after: float | None, repeatable: bool) -> bool:
+        """Whether the service asks a call the policy would repeat to wait longer than ``max_wait_s``: it is not
+        sent sooner than asked, so the caller gets the error at once, to schedule the call itself."""
+        return repeatable and status in RETRY_STATUSES and retry_after is not None and retry_after > self.max_wait_s
+
     def after_response(self, attempt: int, status: int, retry_after: float | None, repeatable: bool) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None to give up and raise."""
         if attempt >= self.retries or not repeatable or status not in RETRY_STATUSES:
             return None
         if retry_after is None:
             return self.backoff(attempt)
-        return retry_after if retry_after <= self.max_wait_s else None
+        return None if self.too_long(status, retry_after, repeatable) else retry_after
 
     def after_error(self, attempt: int, error: httpx.TransportError, repeatable: bool) -> float | None:
         if attempt >= self.retries:

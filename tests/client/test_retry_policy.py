@@ -10,7 +10,16 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from deepcanvas import AsyncClient, Client, ServiceUnavailable, ServiceUnreachable
+from deepcanvas import (
+    APIError,
+    AsyncClient,
+    Client,
+    ClientError,
+    RetryAfterTooLong,
+    ServiceUnavailable,
+    ServiceUnreachable,
+    TooManyRequests,
+)
 from deepcanvas.errors import InvalidParameter, PayloadTooLarge
 from deepcanvas.retry import RetryPolicy, parse_retry_after
 from deepcanvas.schemas import Readiness
@@ -86,6 +95,62 @@ def test_a_retry_after_longer_than_the_longest_wait_is_raised_at_once(sleeps: li
     with _client(script, max_retry_wait_s=30) as client, pytest.raises(ServiceUnavailable) as raised:
         client.detect(b"x")
     assert raised.value.retry_after == 120 and sleeps == []
+
+
+def _asked_to_wait(status: int, seconds: str) -> httpx.Response:
+    return httpx.Response(status, json={"detail": "loading"}, headers={"Retry-After": seconds, "X-Request-ID": "r7"})
+
+
+@pytest.mark.parametrize(("status", "kind"), [(503, ServiceUnavailable), (429, TooManyRequests)])
+def test_a_retry_after_too_long_to_wait_says_when_to_send_the_call_again(
+    sleeps: list[float], status: int, kind: type[APIError]
+) -> None:
+    """Never sooner than the service asked, never blocking longer than max_retry_wait_s: the caller schedules it."""
+    script = Script(_asked_to_wait(status, "120"), httpx.Response(200, json=DETECTED))
+    with _client(script, max_retry_wait_s=30) as client, pytest.raises(RetryAfterTooLong) as raised:
+        client.detect(b"x")
+    error = raised.value
+    assert isinstance(error, kind) and isinstance(error, ClientError)  # what callers caught before still catches it
+    assert (error.status, error.retry_after, error.max_retry_wait_s, error.request_id) == (status, 120, 30, "r7")
+    assert str(error) == (
+        f"{status}: loading (the service asked to retry after 120 s, more than the client's max_retry_wait_s "
+        "of 30 s: not retried)"
+    )
+    assert sleeps == [] and len(script.requests) == 1
+
+
+def test_the_async_client_raises_a_retry_after_too_long_to_wait_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    waited: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
+    script = Script(_asked_to_wait(429, "31"), httpx.Response(200, json=DETECTED))
+
+    async def detect() -> None:
+        async with AsyncClient("http://dc", max_retry_wait_s=30, transport=httpx.MockTransport(script)) as client:
+            await client.detect(b"x")
+
+    with pytest.raises(RetryAfterTooLong, match="retry after 31 s") as raised:
+        asyncio.run(detect())
+    assert isinstance(raised.value, TooManyRequests) and raised.value.retry_after == 31
+    assert waited == [] and len(script.requests) == 1
+
+
+def test_a_retry_after_as_long_as_the_longest_wait_is_waited_out(sleeps: list[float]) -> None:
+    script = Script(_asked_to_wait(429, "30"), httpx.Response(200, json=DETECTED))
+    with _client(script, max_retry_wait_s=30) as client:
+        client.detect(b"x")
+    assert sleeps == [30]
+
+
+def test_a_call_never_repeated_gets_the_plain_error_whatever_its_retry_after(sleeps: list[float]) -> None:
+    """Activation is not sent twice at all: a wait too long to retry after says nothing about it."""
+    client = _client(Script(_asked_to_wait(503, "120")), max_retry_wait_s=30)
+    with client, pytest.raises(ServiceUnavailable) as raised:
+        client.activate("face-gender", "v2")
+    assert not isinstance(raised.value, RetryAfterTooLong) and raised.value.retry_after == 120
 
 
 def test_a_503_without_retry_after_backs_off_exponentially(sleeps: list[float]) -> None:
@@ -213,6 +278,8 @@ def test_policy_gives_up_after_the_configured_retries() -> None:
     assert policy.after_response(1, 503, 3, repeatable=True) == 3
     assert policy.after_response(2, 503, 3, repeatable=True) is None
     assert policy.after_response(0, 500, None, repeatable=True) is None
+    assert policy.after_response(0, 429, 11, repeatable=True) is None and policy.too_long(429, 11, repeatable=True)
+    assert not policy.too_long(503, 10, repeatable=True) and not policy.too_long(503, 11, repeatable=False)
 
 
 @pytest.mark.parametrize("etag, sent", [(3, '"3"'), ("3", '"3"'), ('"3"', '"3"'), ("*", "*")])
