@@ -23,14 +23,16 @@ from deepcanvas.calls import Call, ImageInput, Stylized
 from deepcanvas.errors import (
     ClientClosed,
     ClientError,
+    InvalidURL,
     NotReady,
     ServiceUnreachable,
+    TLSError,
     UnexpectedResponse,
     UsageError,
     error_from_response,
 )
 from deepcanvas.identity_client import AsyncIdentityMethods, IdentityMethods
-from deepcanvas.retry import RetryPolicy, parse_retry_after
+from deepcanvas.retry import RetryPolicy, parse_retry_after, tls_failure
 from deepcanvas.schemas import (
     ActivateResponse,
     ClassifyResponse,
@@ -48,6 +50,20 @@ Method = Literal["adain", "nst"]
 Format = Literal["png", "jpeg"]
 
 
+def checked_url(base_url: str) -> str:
+    """``base_url`` without its trailing slash; ``InvalidURL`` for one no request can go to, when the client is made
+    (httpx reads ``localhost:8000`` as the scheme ``localhost``, and sends port 99999 as another port)."""
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as error:
+        raise InvalidURL(f"{base_url!r} is not a URL: {error}") from error
+    if url.scheme not in ("http", "https") or not url.host:
+        raise InvalidURL(f"{base_url!r} is not an http:// or https:// URL with a host, such as {DEFAULT_URL}")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise InvalidURL(f"{base_url!r}: a port is 1 to 65535, not {url.port}")
+    return base_url.rstrip("/")
+
+
 def checked_secret(name: str, secret: str | None) -> str | None:
     """``secret`` when an HTTP header can carry it as it is (printable ASCII without spaces); ``UsageError`` when
     made, rather than an encoding error or a malformed header at the first call."""
@@ -63,8 +79,9 @@ class _Base:
     jittered exponential backoff from ``backoff_s``) or a dropped connection, and any call after a refused
     connection. A ``Retry-After`` longer than ``max_retry_wait_s`` is never waited out, nor retried sooner than it
     asks: ``RetryAfterTooLong`` (a ``ServiceUnavailable`` for a 503, ``TooManyRequests`` for a 429) is raised at
-    once, its ``retry_after`` saying when to send the call again.
-    A timeout is never retried: the service may still be working on it.
+    once, its ``retry_after`` saying when to send the call again. Failures that would only repeat themselves (a TLS
+    certificate that does not verify: ``TLSError``; a timeout, which the service may still be working on) are
+    raised at once too.
     """
 
     def __init__(
@@ -77,7 +94,7 @@ class _Base:
         max_retry_wait_s: float,
         api_key: str | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = checked_url(base_url)
         self.timeout = timeout
         self.policy = RetryPolicy(retries, backoff_s, max_retry_wait_s)
         self._admin_token = checked_secret("admin_token", admin_token)
@@ -120,6 +137,10 @@ class _Base:
         where = f"{call.method} {self.base_url}{call.path}"
         if not isinstance(error, httpx.TransportError):  # an answer httpx could not decode, say: not a transport's
             raise ClientError(f"{where}: {type(error).__name__}: {error}") from error
+        tls = tls_failure(error)
+        if tls is not None:
+            reason = getattr(tls, "verify_message", None) or tls.reason or str(tls)
+            raise TLSError(f"{where}: TLS failed ({reason}); not retried: check the URL and the certificate") from error
         wait = self.policy.after_error(attempt, error, call.repeatable)
         if wait is None:
             raise ServiceUnreachable(f"{where}: {type(error).__name__}: {error}") from error
@@ -240,13 +261,16 @@ class Client(_Base, IdentityMethods):
         return self.send(calls.readiness())
 
     def wait_ready(self, timeout: float = 120.0, interval: float = 0.5) -> Readiness:
-        """Poll /readyz until every model is loaded; ``NotReady`` (a TimeoutError) after ``timeout`` seconds."""
+        """Poll /readyz until every model is loaded; ``NotReady`` (a TimeoutError) after ``timeout`` seconds, and
+        at once what polling cannot mend (``TLSError``)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 state = self.readiness()
                 if state.ready:
                     return state
+            except TLSError:
+                raise
             except (ServiceUnreachable, UnexpectedResponse):  # not up yet, or a proxy answering for it
                 pass
             if time.monotonic() >= deadline:
@@ -381,13 +405,16 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         return await self.send(calls.readiness())
 
     async def wait_ready(self, timeout: float = 120.0, interval: float = 0.5) -> Readiness:
-        """Poll /readyz until every model is loaded; ``NotReady`` (a TimeoutError) after ``timeout`` seconds."""
+        """Poll /readyz until every model is loaded; ``NotReady`` (a TimeoutError) after ``timeout`` seconds, and
+        at once what polling cannot mend (``TLSError``)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 state = await self.readiness()
                 if state.ready:
                     return state
+            except TLSError:
+                raise
             except (ServiceUnreachable, UnexpectedResponse):  # not up yet, or a proxy answering for it
                 pass
             if time.monotonic() >= deadline:

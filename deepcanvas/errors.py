@@ -56,8 +56,18 @@ class NotReady(ClientError, TimeoutError):
     """``wait_ready`` ran out of time before every model was loaded."""
 
 
+class InvalidURL(ClientError, ValueError):
+    """A base URL no request can go to: no ``http://`` or ``https://`` scheme, no host, or a port outside 1-65535.
+    Raised when the client is made, never retried."""
+
+
 class ServiceUnreachable(ClientError):
     """No answer from the service: connection refused or reset, or a timeout."""
+
+
+class TLSError(ServiceUnreachable):
+    """The TLS connection failed in a way no retry mends: the certificate does not verify (self-signed, expired, for
+    another host) or the port does not speak TLS (an ``https://`` URL for a plain HTTP service). Raised at once."""
 
 
 class UnexpectedResponse(ClientError):

@@ -3,12 +3,14 @@
 Only what cannot do harm twice is repeated: a request that never reached the service (connection refused),
 and, for calls that are safe to repeat (reads, inference, a conditional parameters update), a 503 or 429,
 whose ``Retry-After`` is honoured: never sooner than it asks, and not at all when it asks for longer than
-``max_wait_s``. A timeout is never retried: the service may still be working on it.
+``max_wait_s``. A timeout is never retried: the service may still be working on it. Nor is what would fail the
+same way again: a TLS certificate that does not verify, or TLS spoken to a port that does not speak it.
 """
 
 from __future__ import annotations
 
 import random
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -20,6 +22,19 @@ RETRY_STATUSES = frozenset({429, 503})
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # The service closed a kept-alive connection as we reused it: safe to repeat for repeatable calls only.
 DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# TLS failures that are the connection being cut mid-handshake (a restart, a load balancer), not a misconfiguration.
+TLS_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+
+
+def tls_failure(error: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind ``error`` (httpx wraps httpcore's, which wraps ssl's) when it would fail the same way
+    again: a certificate that does not verify, a handshake or protocol mismatch; None otherwise."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) and not isinstance(seen, TLS_CUT):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -60,7 +75,7 @@ class RetryPolicy:
         return None if self.too_long(status, retry_after, repeatable) else retry_after
 
     def after_error(self, attempt: int, error: httpx.TransportError, repeatable: bool) -> float | None:
-        if attempt >= self.retries:
+        if attempt >= self.retries or tls_failure(error) is not None:
             return None
         if isinstance(error, NOT_SENT) or (repeatable and isinstance(error, DROPPED)):
             return self.backoff(attempt)

@@ -1,0 +1,195 @@
+"""Connection failures that no retry mends are raised at once, and clearly; those that may pass are retried.
+
+Against real sockets on loopback: a TLS server whose certificate no client trusts, and a plain HTTP server
+asked for TLS (httpx's errors wrap httpcore's, which wrap ssl's: a scripted transport would not show that chain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from typer.testing import CliRunner
+
+from deepcanvas import AsyncClient, Client, ClientError, InvalidURL, ServiceUnreachable, TLSError
+from deepcanvas.cli import client_cli
+
+HEALTH = {"status": "ok"}
+
+
+class Healthy(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps(HEALTH).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:  # quiet: a failed handshake is what these tests are for
+        pass
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, *_: object) -> None:  # a refused handshake is expected here, not worth a traceback
+        pass
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key: valid in every way but trust."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def _serve(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def plain_server() -> Iterator[str]:
+    """A plain HTTP server answering /healthz: its base URL, without a scheme."""
+    for server in _serve(QuietServer(("127.0.0.1", 0), Healthy)):
+        yield f"127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture
+def untrusted_tls_server(tmp_path: Path) -> Iterator[str]:
+    """An HTTPS server whose certificate is self-signed: its https:// base URL."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*_self_signed(tmp_path))
+    server = QuietServer(("127.0.0.1", 0), Healthy)
+    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    for running in _serve(server):
+        yield f"https://127.0.0.1:{running.server_address[1]}"
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The client's waits, sync and async, recorded instead of slept."""
+    waited: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr("deepcanvas.client.time.sleep", waited.append)
+    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
+    return waited
+
+
+def test_the_servers_answer_when_asked_right(plain_server: str) -> None:
+    """The fixtures' servers work: what fails below fails for the reason the test names."""
+    with Client(f"http://{plain_server}") as client:
+        assert client.health().status == "ok"
+
+
+def test_an_untrusted_certificate_is_raised_at_once_and_says_so(untrusted_tls_server: str, sleeps: list[float]) -> None:
+    with Client(untrusted_tls_server, retries=3) as client, pytest.raises(TLSError) as raised:
+        client.health()
+    assert sleeps == []  # not retried: it would fail the same way
+    assert "certificate" in str(raised.value) and "not retried" in str(raised.value)
+    assert isinstance(raised.value, ServiceUnreachable)  # what callers caught before
+
+
+def test_the_async_client_raises_an_untrusted_certificate_at_once(
+    untrusted_tls_server: str, sleeps: list[float]
+) -> None:
+    async def health() -> None:
+        async with AsyncClient(untrusted_tls_server, retries=3) as client:
+            await client.health()
+
+    with pytest.raises(TLSError, match="certificate"):
+        asyncio.run(health())
+    assert sleeps == []
+
+
+def test_https_to_a_plain_http_port_is_raised_at_once(plain_server: str, sleeps: list[float]) -> None:
+    with Client(f"https://{plain_server}", retries=3) as client, pytest.raises(TLSError, match="not retried"):
+        client.health()
+    assert sleeps == []
+
+
+def test_wait_ready_stops_at_a_certificate_it_cannot_trust(
+    untrusted_tls_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polling would only repeat the failure until the timeout: the error comes at once instead."""
+
+    def poll_again(seconds: float) -> None:
+        raise AssertionError(f"wait_ready polled again after {seconds} s")
+
+    monkeypatch.setattr("deepcanvas.client.time.sleep", poll_again)
+    with Client(untrusted_tls_server) as client, pytest.raises(TLSError):
+        client.wait_ready(timeout=3600, interval=1)
+
+
+def test_a_refused_connection_is_still_retried(sleeps: list[float]) -> None:
+    server = QuietServer(("127.0.0.1", 0), Healthy)
+    port = server.server_address[1]
+    server.server_close()  # nothing listens there now
+    with Client(f"http://127.0.0.1:{port}", retries=2) as client, pytest.raises(ServiceUnreachable) as raised:
+        client.health()
+    assert not isinstance(raised.value, TLSError) and len(sleeps) == 2
+
+
+@pytest.mark.parametrize(
+    "url, said",
+    [
+        ("localhost:8000", "http:// or https://"),  # httpx would read the scheme "localhost"
+        ("127.0.0.1:8000", "http:// or https://"),
+        ("ftp://127.0.0.1", "http:// or https://"),
+        ("http://", "http:// or https://"),
+        ("http://127.0.0.1:99999", "port is 1 to 65535"),  # httpx would connect to another port
+        ("http://127.0.0.1:0", "port is 1 to 65535"),
+        ("http://[::1", "not a URL"),
+    ],
+)
+def test_an_invalid_base_url_is_refused_when_the_client_is_made(url: str, said: str) -> None:
+    with pytest.raises(InvalidURL, match=said) as raised:
+        Client(url)
+    with pytest.raises(InvalidURL):
+        AsyncClient(url)
+    assert isinstance(raised.value, ClientError) and isinstance(raised.value, ValueError)
+
+
+def test_the_cli_says_an_invalid_url_is_invalid_without_connecting(tmp_path: Path, sleeps: list[float]) -> None:
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"not looked at")
+    result = CliRunner().invoke(client_cli, ["detect", str(photo), "--url", "http://127.0.0.1:99999"])
+    assert result.exit_code == 1 and "port is 1 to 65535" in result.stderr
+    assert "Traceback" not in result.output and sleeps == []
