@@ -147,10 +147,10 @@ def classify(
     imgsz: int | None,
     min_score: float | None = None,
     tile: str | None = None,
+    min_size: float | None = None,
 ) -> Call[ClassifyResponse]:
-    form = _form(
-        detect_faces=detect_faces, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_score=min_score, tile=tile
-    )
+    form = _form(detect_faces=detect_faces, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_score=min_score)
+    form |= _form(tile=tile, min_size=min_size)
     return Call("POST", "/classify", _model(ClassifyResponse), files=[("image", image_file(image))], data=form)
 
 

@@ -99,6 +99,20 @@ DrawOption = Annotated[
     ),
 ]
 ConfOption = Annotated[float | None, typer.Option(min=0, max=1, help="Minimum score; default: the service's")]
+IouOption = Annotated[
+    float | None,
+    typer.Option(min=0, max=1, help="Overlap (IoU) above which boxes of one face merge; default: the model's"),
+]
+MaxDetOption = Annotated[int | None, typer.Option(min=1, max=1000, help="Most boxes returned")]
+ImgszOption = Annotated[
+    int | None, typer.Option(min=32, max=1920, help="Inference size in pixels (YOLO detectors; RFB ignores it)")
+]
+MinSizeOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0, max=10000, help="Smallest face returned, in the photo's pixels (0: every box); default: the service's"
+    ),
+]
 TileOption = Annotated[
     str | None,
     typer.Option(help="auto, on or off: also read a large photo as overlapping tiles; default: the model's"),
@@ -154,12 +168,14 @@ def detect(
     photo: PhotoArgument,
     url: UrlOption = DEFAULT_URL,
     conf: ConfOption = None,
-    max_det: Annotated[int | None, typer.Option(min=1, max=1000, help="Most boxes returned")] = None,
-    imgsz: Annotated[int | None, typer.Option(min=32, max=1920, help="Inference size in pixels")] = None,
-    min_size: Annotated[
-        float | None, typer.Option(min=0, help="Smallest face returned, in the photo's pixels (0: every box)")
-    ] = None,
+    iou: IouOption = None,
+    max_det: MaxDetOption = None,
+    imgsz: ImgszOption = None,
+    min_size: MinSizeOption = None,
     tile: TileOption = None,
+    landmarks: Annotated[
+        bool, typer.Option("--landmarks", help="Add each face's 5 landmarks (eyes, nose, mouth corners)")
+    ] = False,
     draw: DrawOption = None,
     json: JsonOption = False,
     timeout: TimeoutOption = 60.0,
@@ -167,14 +183,16 @@ def detect(
 ) -> None:
     """Detect faces in a photo: boxes in its pixels, with scores."""
     with _client(url, timeout, retries) as client:
-        answer = client.detect(photo, conf=conf, max_det=max_det, imgsz=imgsz, min_size=min_size, tile=tile)
+        answer = client.detect(photo, conf, iou, max_det, imgsz, min_size, tile, landmarks)
     if draw:
         write_drawing(photo, [(d.box, d.label, d.score) for d in answer.detections], draw)
     if json:
         return _print_json(answer)
-    table = Table("#", "box x1, y1, x2, y2", "label", "score", title=f"{photo.name}: {_faces(len(answer.detections))}")
+    columns = ["#", "box x1, y1, x2, y2", "label", "score", *(["landmarks x, y"] if landmarks else [])]
+    table = Table(*columns, title=f"{photo.name}: {_faces(len(answer.detections))}")
     for index, found in enumerate(answer.detections, 1):
-        table.add_row(str(index), _box(found.box), found.label, f"{found.score:.3f}")
+        points = [" ".join(f"{x:.0f},{y:.0f}" for x, y in found.landmarks or [])] if landmarks else []
+        table.add_row(str(index), _box(found.box), found.label, f"{found.score:.3f}", *points)
     console.print(table)
     console.print(f"{answer.image.width}×{answer.image.height} px, {answer.model.name} {answer.model.version}")
 
@@ -186,6 +204,10 @@ def classify(
         bool, typer.Option(help="Detect faces first, or classify the whole photo as one face crop")
     ] = True,
     conf: ConfOption = None,
+    iou: IouOption = None,
+    max_det: MaxDetOption = None,
+    imgsz: ImgszOption = None,
+    min_size: MinSizeOption = None,
     min_score: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Label a face 'unknown' when its score is below this")
     ] = None,
@@ -195,9 +217,12 @@ def classify(
     timeout: TimeoutOption = 60.0,
     retries: RetriesOption = 3,
 ) -> None:
-    """Classify every face in a photo (or the whole photo as one face): label and probabilities."""
+    """Classify every face in a photo (or the whole photo as one face): label and probabilities.
+
+    The detection options (--conf, --iou, --max-det, --imgsz, --min-size, --tile) are /detect's.
+    """
     with _client(url, timeout, retries) as client:
-        answer = client.classify(photo, detect_faces=detect_faces, conf=conf, min_score=min_score, tile=tile)
+        answer = client.classify(photo, detect_faces, conf, iou, max_det, imgsz, min_score, tile, min_size)
     if draw:
         write_drawing(photo, [(f.box, f.label, f.score) for f in answer.faces if f.box is not None], draw)
     if json:

@@ -217,12 +217,15 @@ class Client(_Base, IdentityMethods):
         imgsz: int | None = None,
         min_score: float | None = None,
         tile: str | None = None,
+        min_size: float | None = None,
     ) -> ClassifyResponse:
         """Label and probabilities for every detected face, or for the whole image as one face.
 
-        A face whose score is below ``min_score`` (default: the service's) is labelled ``"unknown"``.
+        A face whose score is below ``min_score`` (default: the service's) is labelled ``"unknown"``; the detection
+        step takes ``detect``'s options, ``min_size`` included (faces smaller than it are not classified).
         """
-        return self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz, min_score, tile))
+        options = (conf, iou, max_det, imgsz, min_score, tile, min_size)
+        return self.send(calls.classify(image, detect_faces, *options))
 
     def stylize(
         self,
@@ -361,12 +364,15 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         imgsz: int | None = None,
         min_score: float | None = None,
         tile: str | None = None,
+        min_size: float | None = None,
     ) -> ClassifyResponse:
         """Label and probabilities for every detected face, or for the whole image as one face.
 
-        A face whose score is below ``min_score`` (default: the service's) is labelled ``"unknown"``.
+        A face whose score is below ``min_score`` (default: the service's) is labelled ``"unknown"``; the detection
+        step takes ``detect``'s options, ``min_size`` included (faces smaller than it are not classified).
         """
-        return await self.send(calls.classify(image, detect_faces, conf, iou, max_det, imgsz, min_score, tile))
+        options = (conf, iou, max_det, imgsz, min_score, tile, min_size)
+        return await self.send(calls.classify(image, detect_faces, *options))
 
     async def stylize(
         self,

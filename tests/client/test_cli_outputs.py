@@ -270,3 +270,67 @@ def test_classify_counts_one_face_in_the_singular(photo: Path, monkeypatch: pyte
     assert result.exit_code == 0, result.output
     assert "photo.jpg: 1 face\n" in result.output or "photo.jpg: 1 face " in result.output
     assert "1 faces" not in result.output
+
+
+def _form_field(request: httpx.Request, name: str) -> str | None:
+    """A multipart form field's value as sent, None when it was not."""
+    marker = f'name="{name}"\r\n\r\n'.encode()
+    start = request.content.find(marker)
+    if start < 0:
+        return None
+    start += len(marker)
+    return request.content[start : request.content.index(b"\r\n", start)].decode()
+
+
+DETECTED_WITH_LANDMARKS = {
+    "model": {"name": "face-detector", "version": "v2"},
+    "image": {"width": 64, "height": 48},
+    "detections": [
+        {
+            "box": [1, 2, 30, 40],
+            "score": 0.9,
+            "label": "face",
+            "landmarks": [[10, 12], [20, 12], [15, 20], [11, 30], [19, 30]],
+        }
+    ],
+}
+DETECTION_OPTIONS = ["--conf", "0.3", "--iou", "0.4", "--max-det", "7", "--imgsz", "320", "--min-size", "12"]
+DETECTION_FIELDS = {"conf": "0.3", "iou": "0.4", "max_det": "7", "imgsz": "320", "min_size": "12.0", "tile": "on"}
+
+
+def test_detect_sends_every_detection_option_and_shows_landmarks(photo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[httpx.Request] = []
+
+    def detected(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json=DETECTED_WITH_LANDMARKS)
+
+    monkeypatch.setattr(cli_module, "Client", _fake_service(detected))
+    args = ["detect", str(photo), *DETECTION_OPTIONS, "--tile", "on", "--landmarks"]
+    result = CliRunner().invoke(client_cli, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    [request] = sent
+    assert {name: _form_field(request, name) for name in DETECTION_FIELDS} == DETECTION_FIELDS
+    assert _form_field(request, "landmarks") == "true"
+    assert "10,12 20,12 15,20 11,30 19,30" in result.output  # the table shows the points asked for
+
+
+def test_classify_sends_the_detection_options_min_size_included(photo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[httpx.Request] = []
+    monkeypatch.setattr(
+        cli_module, "Client", _fake_service(lambda request: sent.append(request) or _classified(request))
+    )
+    args = ["classify", str(photo), *DETECTION_OPTIONS, "--tile", "on", "--min-score", "0.6"]
+    result = CliRunner().invoke(client_cli, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    [request] = sent
+    assert {name: _form_field(request, name) for name in DETECTION_FIELDS} == DETECTION_FIELDS
+    assert _form_field(request, "min_score") == "0.6"
+
+
+def test_the_clients_classify_sends_min_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/classify's detection step takes min_size as /detect does; the client had no way to send it."""
+    sent: list[httpx.Request] = []
+    with _fake_service(lambda request: sent.append(request) or _classified(request))("http://dc") as client:
+        client.classify(b"photo", min_size=0)
+    assert _form_field(sent[0], "min_size") == "0"
