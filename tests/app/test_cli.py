@@ -18,6 +18,12 @@ runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
 # What a client-only `pip install .` lacks: the serve, torch, onnx and openvino extras' packages.
 SERVER_PACKAGES = (
+    "numpy",
+    "safetensors",
+    "pydantic_settings",
+    "tenacity",
+    "boto3",
+    "botocore",
     "fastapi",
     "starlette",
     "uvicorn",
