@@ -26,9 +26,11 @@ MISSING = "this service needs an API key: send 'Authorization: Bearer <key>'"
 
 
 def plain_secret(secret: str) -> bool:
-    """Whether an API key or the admin token is usable: at least ``MIN_KEY_LENGTH`` printable characters, no
-    whitespace (a pasted line break or a padded value would never match what a client sends)."""
-    return len(secret) >= MIN_KEY_LENGTH and not any(ch.isspace() or not ch.isprintable() for ch in secret)
+    """Whether an API key or the admin token is usable: at least ``MIN_KEY_LENGTH`` printable ASCII characters, no
+    whitespace (a pasted line break or a padded value would never match what a client sends, nor would a non-ASCII
+    one: HTTP clients refuse to send it, and the server reads header bytes as latin-1, not UTF-8)."""
+    plain = secret.isascii() and secret.isprintable()
+    return len(secret) >= MIN_KEY_LENGTH and plain and not any(ch.isspace() for ch in secret)
 
 
 def split_keys(value: str) -> tuple[str, ...]:
@@ -39,7 +41,7 @@ def split_keys(value: str) -> tuple[str, ...]:
     for number, key in enumerate(keys, 1):
         if not plain_secret(key):
             raise ValueError(
-                f"api_keys: key {number} must be at least {MIN_KEY_LENGTH} printable characters without spaces"
+                f"api_keys: key {number} must be at least {MIN_KEY_LENGTH} printable ASCII characters without spaces"
             )
     return keys
 

@@ -272,7 +272,7 @@ class Settings(BaseSettings):
         if info.field_name == "api_keys":
             split_keys(text)
         elif not plain_secret(text):
-            raise ValueError(f"admin_token must be at least {MIN_KEY_LENGTH} printable characters without spaces")
+            raise ValueError(f"admin_token must be at least {MIN_KEY_LENGTH} printable ASCII characters without spaces")
         return value
 
     @field_validator("device")

@@ -83,7 +83,7 @@ def test_refusals_are_counted_in_the_metrics(client: TestClient) -> None:
     assert 'route="/detect",status="401"' in client.get("/metrics").text
 
 
-@pytest.mark.parametrize("value", ["short", f"{KEY},short", f"{KEY[:10]} {KEY[10:]}x", ",", f"{KEY}\x07"])
+@pytest.mark.parametrize("value", ["short", f"{KEY},short", f"{KEY[:10]} {KEY[10:]}x", ",", f"{KEY}\x07", f"{KEY}é"])
 def test_unusable_keys_stop_the_start_without_showing_them(value: str) -> None:
     with pytest.raises(ValidationError, match="api_keys") as raised:
         Settings(api_keys=value)  # type: ignore[arg-type]

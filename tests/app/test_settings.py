@@ -101,9 +101,11 @@ def test_cors_origins_a_browser_never_sends_stop_the_start(
         Settings()
 
 
-@pytest.mark.parametrize("token", ["a", "short-token", "sixteen chars ok", "tab\tinside-0123456789"])
+@pytest.mark.parametrize(
+    "token", ["a", "short-token", "sixteen chars ok", "tab\tinside-0123456789", "jeton-à-accents-0123456789"]
+)
 def test_an_admin_token_short_or_with_spaces_stops_the_start(token: str) -> None:
-    """The token enrols people and switches models: as long and plain as an API key (16 printable characters)."""
+    """The token enrols people and switches models: as long and plain as an API key (16 printable ASCII characters)."""
     with pytest.raises(ValidationError, match="admin_token"):
         Settings(admin_token=token)  # type: ignore[arg-type]
 
