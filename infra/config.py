@@ -7,6 +7,7 @@ strings, values from ``cdk.json`` or ``CDK_CONTEXT_JSON`` as JSON types: both ar
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -53,6 +54,13 @@ ALB_IDLE_TIMEOUT_S = 60
 # ECS sends SIGTERM, waits stopTimeout, then SIGKILL; the service needs grace_period_s plus a margin to exit.
 STOP_TIMEOUT_MARGIN_S = 10
 FARGATE_MAX_STOP_TIMEOUT_S = 120
+# The longest request is /stylize with method=nst: up to nst_max_seconds of painting (DEEPCANVAS_NST_MAX_SECONDS),
+# with the upload's decode before it and the answer's encode after it inside this margin. ECS stops a task only
+# once the load balancer has drained it (the target is unused: no request in flight, or the deregistration delay
+# over), so the delay must outlast that request, or a deployment or a scale-in cuts it.
+REQUEST_MARGIN_S = 10
+# The painting sends nothing: past the load balancer's idle timeout the client gets a 504 instead of the image.
+NST_IDLE_MARGIN_S = 5
 
 # The identity database (RDS PostgreSQL): the service reads these as DEEPCANVAS_DATABASE_* (app/settings.py).
 DATABASE_NAME = "deepcanvas"
@@ -141,6 +149,8 @@ class DeployConfig:
     cpu: int = 2048
     memory: int = 4096
     grace_period_s: int = 20
+    # The service's DEEPCANVAS_NST_MAX_SECONDS (app/settings.py's default): the deregistration delay outlasts it.
+    nst_max_seconds: float = 55.0
     health_check_grace_s: int = 180
     min_capacity: int = 1
     max_capacity: int = 4
@@ -186,6 +196,11 @@ class DeployConfig:
             raise ValueError(
                 f"grace_period_s {self.grace_period_s} + {STOP_TIMEOUT_MARGIN_S} s exceeds Fargate's "
                 f"largest stop timeout ({FARGATE_MAX_STOP_TIMEOUT_S} s)"
+            )
+        if self.nst_max_seconds > ALB_IDLE_TIMEOUT_S - NST_IDLE_MARGIN_S:
+            raise ValueError(
+                f"nst_max_seconds {self.nst_max_seconds:g} leaves less than {NST_IDLE_MARGIN_S} s of the load "
+                f"balancer's {ALB_IDLE_TIMEOUT_S} s idle timeout: a painting that long would end in a 504"
             )
         if self.nat_gateways < 1:
             raise ValueError("nat_gateways must be at least 1: tasks in private subnets reach ECR through NAT")
@@ -253,6 +268,11 @@ class DeployConfig:
     @property
     def stop_timeout_s(self) -> int:
         return self.grace_period_s + STOP_TIMEOUT_MARGIN_S
+
+    @property
+    def deregistration_delay_s(self) -> int:
+        """How long the load balancer drains a task before ECS stops it: the longest request and its margin."""
+        return math.ceil(self.nst_max_seconds) + REQUEST_MARGIN_S
 
     @classmethod
     def from_context(cls, get: ContextGetter) -> DeployConfig:

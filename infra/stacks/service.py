@@ -100,6 +100,8 @@ class ServiceStack(Stack):
             "DEEPCANVAS_S3_REGION": Aws.REGION,
             "DEEPCANVAS_EMF_ENABLED": "true",
             "DEEPCANVAS_GRACE_PERIOD_S": str(self.config.grace_period_s),
+            # The same budget the deregistration delay is sized for (infra/config.py: deregistration_delay_s).
+            "DEEPCANVAS_NST_MAX_SECONDS": f"{self.config.nst_max_seconds:g}",
             # The service assembles DEEPCANVAS_DATABASE_URL from these and the two secrets below.
             "DEEPCANVAS_DATABASE_HOST": self.database.db_instance_endpoint_address,
             "DEEPCANVAS_DATABASE_PORT": self.database.db_instance_endpoint_port,
@@ -188,8 +190,9 @@ class ServiceStack(Stack):
                 healthy_threshold_count=2,
                 unhealthy_threshold_count=3,
             ),
-            # Draining lasts as long as the service's own shutdown grace, so no request is cut either way.
-            deregistration_delay=Duration.seconds(self.config.grace_period_s),
+            # ECS sends SIGTERM only once the target is drained: draining outlasts the longest request (an NST
+            # painting), and ends at once when nothing is in flight. The service's grace covers what is left.
+            deregistration_delay=Duration.seconds(self.config.deregistration_delay_s),
         )
 
     def _autoscaling(self) -> None:

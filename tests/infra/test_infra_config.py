@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.runtime import ACTIVE_KEY, PARAMS_KEY
+from app.settings import Settings
 from infra.config import (
     FARGATE_MAX_STOP_TIMEOUT_S,
     MAX_ADMIN_CIDRS,
@@ -41,6 +42,13 @@ def test_database_defaults_suit_production_and_flags_read_as_booleans() -> None:
     assert DeployConfig.from_mapping(TEST_CONTEXT | {"db_multi_az": False}).db_multi_az is False
 
 
+def test_the_nst_budget_is_the_services_and_draining_outlasts_it() -> None:
+    config = DeployConfig.from_mapping(TEST_CONTEXT)
+    assert config.nst_max_seconds == Settings.model_fields["nst_max_seconds"].default
+    assert config.deregistration_delay_s >= config.nst_max_seconds + 5
+    assert DeployConfig.from_mapping(TEST_CONTEXT | {"nst_max_seconds": "30.5"}).deregistration_delay_s == 41
+
+
 def test_stop_timeout_leaves_a_margin_after_the_grace_period() -> None:
     config = DeployConfig.from_mapping(TEST_CONTEXT | {"grace_period_s": 45})
     assert config.stop_timeout_s == 45 + STOP_TIMEOUT_MARGIN_S
@@ -50,6 +58,8 @@ def test_stop_timeout_leaves_a_margin_after_the_grace_period() -> None:
     ("context", "message"),
     [
         ({"grace_period_s": FARGATE_MAX_STOP_TIMEOUT_S}, "stop timeout"),
+        ({"nst_max_seconds": "58"}, "idle timeout"),
+        ({"nst_max_seconds": "0"}, "positive"),
         ({"min_capacity": 5, "max_capacity": 4}, "min_capacity"),
         ({"min_capacity": 0}, "min_capacity"),
         ({"cpu": 3000}, "Fargate"),

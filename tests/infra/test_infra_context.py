@@ -21,6 +21,7 @@ CERTIFICATE = TEST_CERTIFICATE_ARN
 CONTEXT: dict[str, Any] = {
     "certificate_arn": CERTIFICATE,
     "grace_period_s": "30",
+    "nst_max_seconds": "40",
     "nat_gateways": "2",
     "image_tag": "0123abcd",
     "min_capacity": "2",
@@ -61,15 +62,17 @@ def test_a_certificate_serves_https_and_redirects_http(templates: dict[str, Temp
     assert as_text(outputs["ServiceUrl"]["Value"]).startswith("https://")
 
 
-def test_grace_period_sets_drain_stop_timeout_and_environment(templates: dict[str, Template]) -> None:
+def test_grace_period_and_nst_budget_set_drain_stop_timeout_and_environment(templates: dict[str, Template]) -> None:
     service = templates["service"]
+    # Draining outlasts the NST budget (40 s) and its margin; the stop timeout follows the grace (30 s).
     service.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::TargetGroup",
-        {"TargetGroupAttributes": Match.array_with([{"Key": "deregistration_delay.timeout_seconds", "Value": "30"}])},
+        {"TargetGroupAttributes": Match.array_with([{"Key": "deregistration_delay.timeout_seconds", "Value": "50"}])},
     )
     (container,) = only_resource(service, "AWS::ECS::TaskDefinition")["ContainerDefinitions"]
     assert container["StopTimeout"] == 40
     assert {"Name": "DEEPCANVAS_GRACE_PERIOD_S", "Value": "30"} in container["Environment"]
+    assert {"Name": "DEEPCANVAS_NST_MAX_SECONDS", "Value": "40"} in container["Environment"]
     cors = {"Name": "DEEPCANVAS_CORS_ORIGINS", "Value": "https://app.example.com,https://admin.example.com"}
     assert cors in container["Environment"]
     assert "DEEPCANVAS_API_KEYS" not in {secret["Name"] for secret in container["Secrets"]}  # open, as asked

@@ -12,6 +12,7 @@ require_cdk()
 
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
+from app.settings import Settings  # noqa: E402
 from infra.app import DeepCanvasApp  # noqa: E402
 from infra.config import CONTAINER_PORT, DATABASE_NAME  # noqa: E402
 
@@ -35,20 +36,32 @@ def test_cluster_has_container_insights(template: Template) -> None:
     )
 
 
-def test_target_group_checks_readyz_and_drains_for_the_grace_period(
-    template: Template, deepcanvas: DeepCanvasApp
-) -> None:
+def test_target_group_checks_readyz(template: Template) -> None:
     template.has_resource_properties(
         "AWS::ElasticLoadBalancingV2::TargetGroup",
-        {
-            "Port": CONTAINER_PORT,
-            "HealthCheckPath": "/readyz",
-            "Matcher": {"HttpCode": "200"},
-            "TargetGroupAttributes": Match.array_with(
-                [{"Key": "deregistration_delay.timeout_seconds", "Value": str(deepcanvas.config.grace_period_s)}]
-            ),
-        },
+        {"Port": CONTAINER_PORT, "HealthCheckPath": "/readyz", "Matcher": {"HttpCode": "200"}},
     )
+
+
+def _attributes(resource: dict[str, Any], key: str) -> dict[str, str]:
+    return {item["Key"]: item["Value"] for item in resource["Properties"][key]}
+
+
+def test_draining_outlasts_the_longest_request_and_the_load_balancer_lets_it_finish(
+    template: Template, container: dict[str, Any]
+) -> None:
+    """ECS sends SIGTERM only once the load balancer has drained the task (its target unused: nothing in flight,
+    or the deregistration delay over). A /stylize method=nst paints for up to the task's NST budget, so the delay
+    must outlast it (it was the 20 s grace: a deployment or scale-in cut every longer painting); and the painting
+    sends nothing, so it must also end within the load balancer's idle timeout."""
+    environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+    budget = float(environment.get("DEEPCANVAS_NST_MAX_SECONDS", Settings.model_fields["nst_max_seconds"].default))
+    (group,) = resources_of(template, "AWS::ElasticLoadBalancingV2::TargetGroup").values()
+    delay = int(_attributes(group, "TargetGroupAttributes")["deregistration_delay.timeout_seconds"])
+    assert delay >= budget + 5, f"draining ({delay} s) ends before an NST painting of {budget:g} s"
+    (balancer,) = resources_of(template, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    idle = int(_attributes(balancer, "LoadBalancerAttributes")["idle_timeout.timeout_seconds"])
+    assert budget + 5 <= idle, f"an NST painting of {budget:g} s outlasts the {idle} s idle timeout"
 
 
 def test_container_stops_after_grace_plus_margin_and_listens_on_8000(
