@@ -155,7 +155,11 @@ class DeployConfig:
     min_capacity: int = 1
     max_capacity: int = 4
     cpu_target_percent: int = 60
-    requests_per_target: int = 120
+    # ALB requests per task per minute to track as well; 0 (the default): CPU alone. A request costs from about
+    # 2 ms (/classify) to 55 s of both cores (method=nst), so a count says nothing of how busy a task is: 120 a
+    # minute (2 a second, against 120-540 /detect or /classify a second per task, docs/benchmarks.md) kept the
+    # service at max_capacity under light load, and a few NST paintings a minute saturate a task unseen.
+    requests_per_target: int = 0
     image_tag: str = "latest"
     keep_images: int = 20
     alarm_p99_latency_s: float = 5.0

@@ -1,4 +1,4 @@
-"""The service: ECS on Fargate behind an Application Load Balancer, scaled on CPU and on requests per task."""
+"""The service: ECS on Fargate behind an Application Load Balancer, scaled on CPU (the models' saturation)."""
 
 from __future__ import annotations
 
@@ -199,17 +199,19 @@ class ServiceStack(Stack):
         scaling = self.service.auto_scale_task_count(
             min_capacity=self.config.min_capacity, max_capacity=self.config.max_capacity
         )
-        # Scale out fast, scale in slowly: a new task pays a model load before it serves.
+        # Scale out fast, scale in slowly: a new task pays an image pull and a model load before it serves. CPU is
+        # what saturates: one process whose model threads (OpenVINO's, torch's for NST) use both cores.
         scaling.scale_on_cpu_utilization(
             "CpuScaling",
             target_utilization_percent=self.config.cpu_target_percent,
             scale_out_cooldown=Duration.seconds(60),
             scale_in_cooldown=Duration.seconds(300),
         )
-        scaling.scale_on_request_count(
-            "RequestScaling",
-            requests_per_target=self.config.requests_per_target,
-            target_group=self.target_group,
-            scale_out_cooldown=Duration.seconds(60),
-            scale_in_cooldown=Duration.seconds(300),
-        )
+        if self.config.requests_per_target:  # off by default: see DeployConfig.requests_per_target
+            scaling.scale_on_request_count(
+                "RequestScaling",
+                requests_per_target=self.config.requests_per_target,
+                target_group=self.target_group,
+                scale_out_cooldown=Duration.seconds(60),
+                scale_in_cooldown=Duration.seconds(300),
+            )

@@ -26,6 +26,7 @@ CONTEXT: dict[str, Any] = {
     "image_tag": "0123abcd",
     "min_capacity": "2",
     "max_capacity": "6",
+    "requests_per_target": "3000",
     "db_multi_az": "false",
     "db_deletion_protection": "false",
     "db_backup_retention_days": "14",
@@ -84,6 +85,15 @@ def test_capacity_and_nat_gateways_follow_the_context(templates: dict[str, Templ
     templates["service"].has_resource_properties(
         "AWS::ApplicationAutoScaling::ScalableTarget", {"MinCapacity": 2, "MaxCapacity": 6}
     )
+
+
+def test_requests_per_target_adds_a_request_count_policy_beside_cpu(templates: dict[str, Template]) -> None:
+    policies = resources_of(templates["service"], "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    targets = {
+        config["PredefinedMetricSpecification"]["PredefinedMetricType"]: config["TargetValue"]
+        for config in (policy["Properties"]["TargetTrackingScalingPolicyConfiguration"] for policy in policies)
+    }
+    assert targets == {"ECSServiceAverageCPUUtilization": 60, "ALBRequestCountPerTarget": 3000}
 
 
 def test_database_size_availability_and_protection_follow_the_context(templates: dict[str, Template]) -> None:
