@@ -152,7 +152,10 @@ class DeployConfig:
     # The service's DEEPCANVAS_NST_MAX_SECONDS (app/settings.py's default): the deregistration delay outlasts it.
     nst_max_seconds: float = 55.0
     health_check_grace_s: int = 180
-    min_capacity: int = 1
+    # Two tasks at least: the scheduler spreads them over the VPC's two zones, so a task that fails its health
+    # check, an OOM kill or a zone outage leaves one serving while the replacement pulls its image and loads
+    # (minutes); with one, each of those was an outage (the database is Multi-AZ for the same reason).
+    min_capacity: int = 2
     max_capacity: int = 4
     cpu_target_percent: int = 60
     # ALB requests per task per minute to track as well; 0 (the default): CPU alone. A request costs from about

@@ -20,7 +20,7 @@ def test_a_certificate_alone_gives_the_documented_defaults() -> None:
     config = DeployConfig.from_mapping(TEST_CONTEXT)
     assert (config.certificate_arn, config.allow_plain_http) == (TEST_CERTIFICATE_ARN, False)
     assert (config.nat_gateways, config.grace_period_s, config.image_tag) == (1, 20, "latest")
-    assert (config.min_capacity, config.max_capacity) == (1, 4)
+    assert (config.min_capacity, config.max_capacity) == (2, 4)
 
 
 def test_cli_strings_are_coerced_to_the_field_types() -> None:

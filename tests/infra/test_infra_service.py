@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -140,6 +141,22 @@ def test_deployments_roll_back_on_circuit_breaker(template: Template) -> None:
             "NetworkConfiguration": {"AwsvpcConfiguration": Match.object_like({"AssignPublicIp": "DISABLED"})},
         },
     )
+
+
+def test_at_least_two_tasks_serve_in_the_two_zones_by_default(template: Template, deepcanvas: DeepCanvasApp) -> None:
+    """One task was the default: a failed health check, an OOM kill or a zone outage was an outage until a new task
+    had pulled its image and loaded its models. Two, in private subnets of both zones, keep one serving."""
+    target = only_resource(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert target["MinCapacity"] >= 2
+    service = only_resource(template, "AWS::ECS::Service")
+    subnets = service["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"]
+    network = Template.from_stack(deepcanvas.network)
+    found = resources_of(network, "AWS::EC2::Subnet")
+    zones = {
+        json.dumps(found[exported_value(network, subnet)["Ref"]]["Properties"]["AvailabilityZone"])
+        for subnet in subnets
+    }
+    assert len(zones) == 2
 
 
 def test_service_scales_between_context_bounds(template: Template, deepcanvas: DeepCanvasApp) -> None:
