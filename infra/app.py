@@ -90,6 +90,7 @@ def build_app(outdir: str | Path | None = None, context: Mapping[str, Any] | Non
         config=config,
         service=service.service,
         target_group=service.target_group,
+        load_balancer=service.load_balancer,
         database=database.instance,
         description="DeepCanvas alarms and dashboard",
     )

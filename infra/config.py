@@ -167,6 +167,9 @@ class DeployConfig:
     keep_images: int = 20
     alarm_p99_latency_s: float = 5.0
     alarm_5xx_percent: float = 5.0
+    # 5xx the load balancer answers itself in a minute: 502 (a task closed or died mid-request), 503 (no healthy
+    # task), 504 (no answer within the idle timeout). None reach the tasks, so the target 5xx rate never sees them.
+    alarm_elb_5xx_count: int = 5
     alarm_utilisation_percent: float = 85.0
     db_instance_type: str = "t4g.medium"
     # MAJOR.MINOR; RDS applies later minors in the maintenance window (auto minor version upgrade).

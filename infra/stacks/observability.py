@@ -21,7 +21,7 @@ GIB = 1024**3
 
 
 class ObservabilityStack(Stack):
-    """Eight alarms, each notifying the alarm topic on ALARM and on OK, and a dashboard of the same metrics."""
+    """Ten alarms, each notifying the alarm topic on ALARM and on OK, and a dashboard of the same metrics."""
 
     def __init__(
         self,
@@ -31,6 +31,7 @@ class ObservabilityStack(Stack):
         config: DeployConfig,
         service: ecs.FargateService,
         target_group: elbv2.ApplicationTargetGroup,
+        load_balancer: elbv2.ApplicationLoadBalancer,
         database: rds.DatabaseInstance,
         **kwargs: Any,
     ) -> None:
@@ -50,6 +51,8 @@ class ObservabilityStack(Stack):
             label="Target 5xx (% of requests)",
             period=PERIOD,
         )
+        # What the load balancer answers itself (no task chosen, a task gone mid-request, no answer in time).
+        self.elb_5xx = load_balancer.metrics.http_code_elb(elbv2.HttpCodeElb.ELB_5XX_COUNT, period=PERIOD)
         self.latency_p99 = metrics.target_response_time(statistic="p99", period=PERIOD)
         self.cpu = service.metric_cpu_utilization(period=PERIOD)
         self.memory = service.metric_memory_utilization(period=PERIOD)
@@ -100,7 +103,21 @@ class ObservabilityStack(Stack):
             ),
             self._alarm("CpuUtilisation", self.cpu, busy, f"service CPU over {busy}%"),
             self._alarm("MemoryUtilisation", self.memory, busy, f"service memory over {busy}%"),
+            self._alarm(
+                "LoadBalancer5xx",
+                self.elb_5xx,
+                config.alarm_elb_5xx_count,
+                f"over {config.alarm_elb_5xx_count} 5xx a minute from the load balancer itself (502: a task "
+                "closed or died mid-request, 503: no healthy task, 504: no answer within the idle timeout)",
+            ),
             self._alarm("UnhealthyHosts", self.unhealthy_hosts, 0, "a task fails the /readyz health check"),
+            self._alarm(
+                "NoHealthyHosts",
+                self.healthy_hosts,
+                1,
+                "no task passes the /readyz health check: the load balancer answers every request 503",
+                cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            ),
             *self._database_alarms(),
         ]
 
@@ -128,7 +145,9 @@ class ObservabilityStack(Stack):
     def _dashboard(self) -> cloudwatch.Dashboard:
         dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
         dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="5xx rate (%)", left=[self.error_rate], width=8),
+            cloudwatch.GraphWidget(
+                title="5xx: targets (%), load balancer (count)", left=[self.error_rate], right=[self.elb_5xx], width=8
+            ),
             cloudwatch.GraphWidget(title="Target response time p99 (s)", left=[self.latency_p99], width=8),
             cloudwatch.GraphWidget(title="Hosts", left=[self.healthy_hosts], right=[self.unhealthy_hosts], width=8),
         )

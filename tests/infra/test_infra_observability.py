@@ -1,5 +1,5 @@
-"""Alarms: 5xx rate, p99 latency, CPU, memory, unhealthy hosts and the database's CPU, free storage and
-connections, each notifying the SNS topic; a dashboard."""
+"""Alarms: 5xx rate, the load balancer's own 5xx, p99 latency, CPU, memory, unhealthy hosts, no healthy host and
+the database's CPU, free storage and connections, each notifying the SNS topic; a dashboard."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ def test_there_is_one_alarm_per_signal(alarms: list[dict[str, Any]]) -> None:
             ["CPUUtilization"],
             ["MemoryUtilization"],
             ["UnHealthyHostCount"],
+            ["HTTPCode_ELB_5XX_Count"],
+            ["HealthyHostCount"],
             ["CPUUtilization"],
             ["FreeStorageSpace"],
             ["DatabaseConnections"],
@@ -61,6 +63,40 @@ def test_5xx_alarm_divides_target_errors_by_requests(alarms: list[dict[str, Any]
     assert "errors / requests" in expression
     stats = {q["Id"]: q["MetricStat"]["Metric"]["MetricName"] for q in rate["Metrics"] if "MetricStat" in q}
     assert stats == {"errors": "HTTPCode_Target_5XX_Count", "requests": "RequestCount"}
+
+
+def _alarm_on(alarms: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    (alarm,) = [a for a in alarms if a.get("MetricName") == metric]
+    return alarm
+
+
+def _dimension_names(alarm: dict[str, Any]) -> set[str]:
+    return {dimension["Name"] for dimension in alarm["Dimensions"]}
+
+
+def test_5xx_the_load_balancer_answers_itself_raise_an_alarm(
+    alarms: list[dict[str, Any]], deepcanvas: DeepCanvasApp
+) -> None:
+    """502 (a task gone mid-request), 503 (no healthy task) and 504 (idle timeout) come from the load balancer and
+    never reach a task: the target 5xx rate stayed at 0 through a whole outage."""
+    alarm = _alarm_on(alarms, "HTTPCode_ELB_5XX_Count")
+    assert (alarm["Namespace"], alarm["Statistic"]) == ("AWS/ApplicationELB", "Sum")
+    assert _dimension_names(alarm) == {"LoadBalancer"}
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        deepcanvas.config.alarm_elb_5xx_count,
+        "GreaterThanThreshold",
+    )
+
+
+def test_no_healthy_task_raises_an_alarm(alarms: list[dict[str, Any]]) -> None:
+    """With every task failing /readyz (or none running) the unhealthy-host alarm can stay at 0; this one cannot."""
+    alarm = _alarm_on(alarms, "HealthyHostCount")
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Minimum",
+        1,
+        "LessThanThreshold",
+    )
+    assert _dimension_names(alarm) == {"LoadBalancer", "TargetGroup"}
 
 
 def test_latency_alarm_watches_the_99th_percentile(alarms: list[dict[str, Any]]) -> None:
@@ -96,6 +132,7 @@ def test_dashboard_shows_the_alarmed_metrics(template: Template) -> None:
     body = str(dashboard["Properties"]["DashboardBody"])
     for metric in (
         "HTTPCode_Target_5XX_Count",
+        "HTTPCode_ELB_5XX_Count",
         "TargetResponseTime",
         "CPUUtilization",
         "MemoryUtilization",
