@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -13,6 +15,31 @@ if TYPE_CHECKING:
 # A certificate in AWS's documentation account: the tests synthesize the HTTPS deployment, the default one.
 TEST_CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
 TEST_CONTEXT: dict[str, Any] = {"certificate_arn": TEST_CERTIFICATE_ARN}
+
+
+SETTINGS_SOURCE = Path(__file__).resolve().parents[2] / "app" / "settings.py"
+SETTINGS_PREFIX = "DEEPCANVAS_"
+
+
+def service_settings() -> dict[str, Any]:
+    """The service's settings (``app.settings.Settings``) by field name, each with its default where it is a literal
+    (``Ellipsis`` otherwise), read from the source: the infra workflow installs none of the service's packages."""
+    tree = ast.parse(SETTINGS_SOURCE.read_text())
+    (settings,) = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Settings"]
+    fields: dict[str, Any] = {}
+    for node in settings.body:
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        if node.target.id == "model_config":
+            continue
+        value = node.value
+        if isinstance(value, ast.Call) and getattr(value.func, "id", None) == "Field":
+            value = value.args[0] if value.args else None
+        try:
+            fields[node.target.id] = ast.literal_eval(value) if value is not None else Ellipsis
+        except ValueError:
+            fields[node.target.id] = Ellipsis
+    return fields
 
 
 def require_cdk() -> None:

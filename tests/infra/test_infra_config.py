@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from app.runtime import ACTIVE_KEY, PARAMS_KEY
-from app.settings import Settings
 from infra.config import (
     FARGATE_MAX_STOP_TIMEOUT_S,
     MAX_ADMIN_CIDRS,
@@ -13,7 +12,7 @@ from infra.config import (
     DeployConfig,
     runtime_document_object_keys,
 )
-from tests.infra.cdk_support import TEST_CERTIFICATE_ARN, TEST_CONTEXT
+from tests.infra.cdk_support import TEST_CERTIFICATE_ARN, TEST_CONTEXT, service_settings
 
 
 def test_a_certificate_alone_gives_the_documented_defaults() -> None:
@@ -44,7 +43,7 @@ def test_database_defaults_suit_production_and_flags_read_as_booleans() -> None:
 
 def test_the_nst_budget_is_the_services_and_draining_outlasts_it() -> None:
     config = DeployConfig.from_mapping(TEST_CONTEXT)
-    assert config.nst_max_seconds == Settings.model_fields["nst_max_seconds"].default
+    assert config.nst_max_seconds == service_settings()["nst_max_seconds"]
     assert config.deregistration_delay_s >= config.nst_max_seconds + 5
     assert DeployConfig.from_mapping(TEST_CONTEXT | {"nst_max_seconds": "30.5"}).deregistration_delay_s == 41
 

@@ -7,13 +7,19 @@ from typing import Any
 
 import pytest
 
-from tests.infra.cdk_support import as_text, exported_value, only_resource, require_cdk, resources_of
+from tests.infra.cdk_support import (
+    as_text,
+    exported_value,
+    only_resource,
+    require_cdk,
+    resources_of,
+    service_settings,
+)
 
 require_cdk()
 
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
-from app.settings import Settings  # noqa: E402
 from infra.app import DeepCanvasApp  # noqa: E402
 from infra.config import CONTAINER_PORT, DATABASE_NAME  # noqa: E402
 
@@ -56,7 +62,7 @@ def test_draining_outlasts_the_longest_request_and_the_load_balancer_lets_it_fin
     must outlast it (it was the 20 s grace: a deployment or scale-in cut every longer painting); and the painting
     sends nothing, so it must also end within the load balancer's idle timeout."""
     environment = {item["Name"]: item["Value"] for item in container["Environment"]}
-    budget = float(environment.get("DEEPCANVAS_NST_MAX_SECONDS", Settings.model_fields["nst_max_seconds"].default))
+    budget = float(environment.get("DEEPCANVAS_NST_MAX_SECONDS", service_settings()["nst_max_seconds"]))
     (group,) = resources_of(template, "AWS::ElasticLoadBalancingV2::TargetGroup").values()
     delay = int(_attributes(group, "TargetGroupAttributes")["deregistration_delay.timeout_seconds"])
     assert delay >= budget + 5, f"draining ({delay} s) ends before an NST painting of {budget:g} s"
