@@ -52,8 +52,11 @@ test: install browser-deps db-deps lint typecheck
 # so synthesis needs a certificate: by default a placeholder in AWS's documentation account (123456789012),
 # which checks the templates but cannot deploy. For a deployment, name yours:
 # make infra INFRA_CONTEXT="-c certificate_arn=arn:aws:acm:REGION:ACCOUNT:certificate/ID -c image_tag=COMMIT"
+# The task definition names the image of IMAGE_TAG, by default this checkout's commit: the pipeline pushes one
+# image per commit, tagged with its id (synthesis refuses to go without a tag; the registry holds no "latest").
 PLACEHOLDER_CERTIFICATE_ARN := arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000
-INFRA_CONTEXT ?= -c certificate_arn=$(PLACEHOLDER_CERTIFICATE_ARN)
+IMAGE_TAG ?= $(shell git rev-parse HEAD 2>/dev/null)
+INFRA_CONTEXT ?= -c certificate_arn=$(PLACEHOLDER_CERTIFICATE_ARN) -c image_tag=$(IMAGE_TAG)
 infra: install
 	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=1 $(BIN)/python -m infra.app --outdir infra/cdk.out $(INFRA_CONTEXT)
 	$(BIN)/cfn-lint --non-zero-exit-code error infra/cdk.out/*.template.json

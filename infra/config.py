@@ -163,7 +163,10 @@ class DeployConfig:
     # minute (2 a second, against 120-540 /detect or /classify a second per task, docs/benchmarks.md) kept the
     # service at max_capacity under light load, and a few NST paintings a minute saturate a task unseen.
     requests_per_target: int = 0
-    image_tag: str = "latest"
+    # The commit whose image the service's task definition names (the pipeline pushes one tag per commit, the
+    # repository's tags are immutable): required, there is no "latest" to fall back on. The pipeline deploys
+    # later commits as new task definition revisions; a cdk deploy of the service stack puts this one back.
+    image_tag: str | None = None
     keep_images: int = 20
     alarm_p99_latency_s: float = 5.0
     alarm_5xx_percent: float = 5.0
@@ -220,6 +223,18 @@ class DeployConfig:
         for origin in (self.cors_origins or "").split(","):
             if origin.strip() and not CORS_ORIGIN.fullmatch(origin.strip()):
                 raise ValueError(f"cors_origins: {origin.strip()!r} is not * or scheme://host[:port]")
+        self._check_image_tag()
+
+    def _check_image_tag(self) -> None:
+        if not self.image_tag:
+            raise ValueError(
+                "no image_tag: give -c image_tag=<commit> (make infra passes git's HEAD), the commit whose image the "
+                "pipeline pushed to the registry (tags are commit ids; none is 'latest')"
+            )
+        if self.image_tag == "latest":
+            raise ValueError(
+                "image_tag 'latest' never exists: the registry's tags are immutable commit ids pushed by the pipeline"
+            )
 
     def _check_capacity(self) -> None:
         if not 1 <= self.min_capacity <= self.max_capacity:

@@ -90,6 +90,12 @@ class ServiceStack(Stack):
             CfnOutput(self, "ApiKeySecretArn", value=self.api_key.secret_arn)
 
     @property
+    def image_tag(self) -> str:
+        """The commit whose image the task definition names (DeployConfig refuses a deployment without one)."""
+        assert self.config.image_tag, "DeployConfig requires an image_tag"
+        return self.config.image_tag
+
+    @property
     def _scheme(self) -> str:
         return "https" if self.config.certificate_arn else "http"
 
@@ -132,7 +138,7 @@ class ServiceStack(Stack):
         log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.THREE_MONTHS)
         task.add_container(
             CONTAINER_NAME,
-            image=ecs.ContainerImage.from_ecr_repository(repository, self.config.image_tag),
+            image=ecs.ContainerImage.from_ecr_repository(repository, self.image_tag),
             port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT, protocol=ecs.Protocol.TCP)],
             environment=self._container_environment(bucket),
             secrets=self._container_secrets(),

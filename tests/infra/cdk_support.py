@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
 # A certificate in AWS's documentation account: the tests synthesize the HTTPS deployment, the default one.
 TEST_CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
-TEST_CONTEXT: dict[str, Any] = {"certificate_arn": TEST_CERTIFICATE_ARN}
+# A commit id, as the pipeline tags images (make infra passes git's HEAD).
+TEST_IMAGE_TAG = "0123456789abcdef0123456789abcdef01234567"
+TEST_CONTEXT: dict[str, Any] = {"certificate_arn": TEST_CERTIFICATE_ARN, "image_tag": TEST_IMAGE_TAG}
 
 
 SETTINGS_SOURCE = Path(__file__).resolve().parents[2] / "app" / "settings.py"

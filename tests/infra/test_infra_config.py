@@ -12,14 +12,25 @@ from infra.config import (
     DeployConfig,
     runtime_document_object_keys,
 )
-from tests.infra.cdk_support import TEST_CERTIFICATE_ARN, TEST_CONTEXT, service_settings
+from tests.infra.cdk_support import TEST_CERTIFICATE_ARN, TEST_CONTEXT, TEST_IMAGE_TAG, service_settings
 
 
 def test_a_certificate_alone_gives_the_documented_defaults() -> None:
     config = DeployConfig.from_mapping(TEST_CONTEXT)
     assert (config.certificate_arn, config.allow_plain_http) == (TEST_CERTIFICATE_ARN, False)
-    assert (config.nat_gateways, config.grace_period_s, config.image_tag) == (1, 20, "latest")
+    assert (config.nat_gateways, config.grace_period_s) == (1, 20)
     assert (config.min_capacity, config.max_capacity) == (2, 4)
+
+
+def test_an_image_tag_is_required_and_latest_is_refused() -> None:
+    """The registry's tags are immutable commit ids pushed by the pipeline: the old default, latest, never existed,
+    so a deployment without -c image_tag started tasks that could not pull their image (and a later cdk deploy of
+    the service put the pipeline's image back to it)."""
+    context = {key: value for key, value in TEST_CONTEXT.items() if key != "image_tag"}
+    with pytest.raises(ValueError, match="no image_tag"):
+        DeployConfig.from_mapping(context)
+    with pytest.raises(ValueError, match="latest"):
+        DeployConfig.from_mapping(context | {"image_tag": "latest"})
 
 
 def test_cli_strings_are_coerced_to_the_field_types() -> None:
@@ -88,7 +99,7 @@ def test_plain_http_is_refused_unless_asked_for_by_name() -> None:
     for context in ({}, {"allow_plain_http": "false"}):
         with pytest.raises(ValueError, match=r"no certificate_arn.*allow_plain_http=true for a private test account"):
             DeployConfig.from_mapping(context)
-    config = DeployConfig.from_mapping({"allow_plain_http": "true"})
+    config = DeployConfig.from_mapping({"allow_plain_http": "true", "image_tag": TEST_IMAGE_TAG})
     assert (config.certificate_arn, config.allow_plain_http) == (None, True)
 
 
@@ -111,7 +122,7 @@ def test_iam_server_certificates_and_other_partitions_are_certificates() -> None
         "arn:aws:iam::123456789012:server-certificate/deepcanvas/2026",
         "arn:aws-us-gov:acm:us-gov-west-1:123456789012:certificate/0a1b2c3d-0000-4000-8000-000000000000",
     ):
-        assert DeployConfig.from_mapping({"certificate_arn": arn}).certificate_arn == arn
+        assert DeployConfig.from_mapping(TEST_CONTEXT | {"certificate_arn": arn}).certificate_arn == arn
 
 
 def test_runtime_document_keys_are_the_ones_the_service_writes() -> None:

@@ -125,7 +125,7 @@ def test_without_a_certificate_or_the_opt_in_nothing_is_synthesized(tmp_path: Pa
 
 
 def test_plain_http_on_port_80_only_when_asked_for(tmp_path: Path) -> None:
-    service = Template.from_stack(build_app(tmp_path, {"allow_plain_http": "true"}).service)
+    service = Template.from_stack(build_app(tmp_path, {"allow_plain_http": "true", "image_tag": "feedbeef"}).service)
     listener = only_resource(service, "AWS::ElasticLoadBalancingV2::Listener")
     assert (listener["Port"], listener["Protocol"]) == (80, "HTTP")
     assert "Certificates" not in listener and "SslPolicy" not in listener

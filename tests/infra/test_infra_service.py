@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.infra.cdk_support import (
+    TEST_IMAGE_TAG,
     as_text,
     exported_value,
     only_resource,
@@ -133,7 +134,7 @@ def test_database_endpoint_is_environment_and_its_credentials_are_secrets(
 
 
 def test_image_comes_from_the_registry_with_the_context_tag(container: dict[str, Any]) -> None:
-    assert as_text(container["Image"]).endswith("/<token>:latest")
+    assert as_text(container["Image"]).endswith(f"/<token>:{TEST_IMAGE_TAG}")
 
 
 def test_deployments_roll_back_on_circuit_breaker(template: Template) -> None:
