@@ -9,7 +9,8 @@ export YOLO_OFFLINE := 1
 export YOLO_AUTOINSTALL := False
 export AWS_EMF_ENVIRONMENT ?= local
 
-.PHONY: install serve test lint typecheck browser-deps db-deps clean starter infra container-smoke container-smoke-slim
+.PHONY: install serve test lint typecheck browser-deps db-deps clean starter infra container-smoke container-smoke-slim \
+	print-torch-spec
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,10 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# The torch pair make test installs; the pipeline builds its image with the same (infra/stacks/pipeline.py).
+print-torch-spec:
+	@echo $(TORCH_SPEC)
 
 serve: install
 	$(BIN)/deepcanvas serve --host 127.0.0.1 --port 8000

@@ -20,10 +20,13 @@ from infra.permissions import ecs_deploy_statements
 IMAGE_DEFINITIONS = "imagedefinitions.json"
 # Docker Hub rate-limits anonymous pulls from shared CodeBuild IPs; ECR Public mirrors the official images.
 BASE_IMAGE = "public.ecr.aws/docker/library/python:3.11-slim-bookworm"
+# How long the freshly built image may take to answer /readyz 200 before the build fails (it loads the baked store).
+READY_TIMEOUT_S = 300
 
 
 def build_spec() -> codebuild.BuildSpec:
-    """Test, then build and push an image tagged with the commit id, then name it for the ECS deploy action."""
+    """Test; build the image with the tested torch pair, tagged with the commit id; start it and wait for /readyz;
+    push it; then name it for the ECS deploy action."""
     return codebuild.BuildSpec.from_object(
         {
             "version": "0.2",
@@ -41,11 +44,20 @@ def build_spec() -> codebuild.BuildSpec:
                 "build": {
                     "commands": [
                         "make test",
-                        # Tags are immutable: a re-run of the same commit reuses its image instead of failing.
+                        # The image gets the torch pair the tests ran on (the Dockerfile's default is unpinned).
+                        'export TORCH_SPEC="$(make --no-print-directory -s print-torch-spec)"',
+                        # Tags are immutable: a re-run of the same commit reuses its image (checked when it was
+                        # pushed) instead of failing.
                         "if aws ecr describe-images --repository-name $REPOSITORY_NAME --image-ids imageTag=$IMAGE_TAG"
-                        " > /dev/null 2>&1; then echo image $IMAGE_URI exists;"
-                        " else docker build --build-arg BASE_IMAGE=$BASE_IMAGE -t $IMAGE_URI ."
-                        " && docker push $IMAGE_URI; fi",
+                        " > /dev/null 2>&1; then echo image $IMAGE_URI exists; export FRESH_IMAGE=;"
+                        ' else docker build --build-arg BASE_IMAGE=$BASE_IMAGE --build-arg TORCH_SPEC="$TORCH_SPEC"'
+                        " -t $IMAGE_URI . && export FRESH_IMAGE=1; fi",
+                        # The image itself must start and load its models (/readyz 200) before it is pushed: the
+                        # tests above ran the code in a virtualenv, not this image.
+                        'if [ -n "$FRESH_IMAGE" ]; then docker run -d --name readiness -p 8000:8000 $IMAGE_URI'
+                        f" && timeout {READY_TIMEOUT_S} bash -c 'until curl -fsS http://127.0.0.1:8000/readyz"
+                        " > /dev/null; do sleep 5; done'; ready=$?; docker logs readiness 2>&1 | tail -n 50;"
+                        " docker rm -f readiness > /dev/null; [ $ready = 0 ] && docker push $IMAGE_URI; fi",
                         # Written last, so a failed step above leaves no image definitions behind.
                         'printf \'[{"name":"%s","imageUri":"%s"}]\' $CONTAINER_NAME $IMAGE_URI'
                         f" > {IMAGE_DEFINITIONS}",

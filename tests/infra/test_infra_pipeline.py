@@ -3,6 +3,11 @@ that may roll this one service and pass only its task's two roles."""
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,6 +54,50 @@ def test_buildspec_tests_then_pushes_an_image_tagged_with_the_commit(build_proje
     assert spec.index("make test") < spec.index("docker push")
     assert "IMAGE_TAG=$CODEBUILD_RESOLVED_SOURCE_VERSION" in spec
     assert "imagedefinitions.json" in spec
+
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def _build_commands(build_project: dict[str, Any]) -> list[str]:
+    commands: list[str] = json.loads(build_project["Source"]["BuildSpec"])["phases"]["build"]["commands"]
+    return commands
+
+
+def test_the_image_gets_the_torch_pair_the_tests_ran_on(build_project: dict[str, Any]) -> None:
+    """make test installs the Makefile's pinned torch pair; the Dockerfile's default is unpinned ("torch
+    torchvision"), so the pipeline pushed an image with whichever torch was newest that day, never tested."""
+    commands = _build_commands(build_project)
+    (build,) = [index for index, command in enumerate(commands) if "docker build" in command]
+    assert '--build-arg TORCH_SPEC="$TORCH_SPEC"' in commands[build]
+    (pin,) = [index for index, command in enumerate(commands) if "print-torch-spec" in command]
+    assert commands[pin] == 'export TORCH_SPEC="$(make --no-print-directory -s print-torch-spec)"' and pin < build
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    printed = subprocess.run(
+        ["make", "--no-print-directory", "-s", "print-torch-spec"],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    pinned = re.search(r"^TORCH_SPEC \?= (.+)$", (REPOSITORY / "Makefile").read_text(), re.MULTILINE)
+    assert pinned is not None and printed == pinned.group(1).strip()
+    assert all("==" in requirement for requirement in printed.split())
+
+
+def test_the_built_image_must_answer_readyz_before_it_is_pushed(build_project: dict[str, Any]) -> None:
+    """The tests run the code in a virtualenv: the image itself (its dependencies, baked store, user) was pushed
+    and deployed without ever being started, and a broken one was found only by the circuit breaker."""
+    commands = _build_commands(build_project)
+    (check,) = [index for index, command in enumerate(commands) if "/readyz" in command]
+    line = commands[check]
+    assert "docker run" in line and "$IMAGE_URI" in line and "timeout" in line
+    assert "[ $ready = 0 ] && docker push $IMAGE_URI" in line  # pushed only once ready
+    assert [index for index, command in enumerate(commands) if "docker push" in command] == [check]
+    (build,) = [index for index, command in enumerate(commands) if "docker build" in command]
+    assert build < check < len(commands) - 1 and "imagedefinitions.json" in commands[-1]
 
 
 def test_deploy_action_reads_the_image_definitions_from_the_build(template: Template) -> None:
