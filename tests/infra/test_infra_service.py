@@ -91,6 +91,16 @@ def test_container_environment_points_at_the_bucket_models_prefix(
     assert "DEEPCANVAS_ADMIN_TOKEN" not in environment
 
 
+def test_every_deepcanvas_variable_of_the_task_is_a_setting_of_the_service(container: dict[str, Any]) -> None:
+    """pydantic-settings ignores a DEEPCANVAS_* variable that names no field (extra="ignore"): a misspelt one would
+    leave its setting at the default without a word."""
+    fields = service_settings()
+    names = [item["Name"] for item in container["Environment"] + container["Secrets"]]
+    ours = [name for name in names if name.startswith("DEEPCANVAS_")]
+    assert len(ours) >= 10
+    assert [name for name in ours if name.removeprefix("DEEPCANVAS_").lower() not in fields] == []
+
+
 def test_admin_token_and_api_key_are_generated_secrets_injected_as_container_secrets(
     template: Template, container: dict[str, Any]
 ) -> None:
