@@ -7,97 +7,29 @@ asked for TLS (httpx's errors wrap httpcore's, which wrap ssl's: a scripted tran
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
-import json
-import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
 from deepcanvas import AsyncClient, Client, ClientError, InvalidURL, ServiceUnreachable, TLSError
 from deepcanvas.cli import client_cli
-
-HEALTH = {"status": "ok"}
-
-
-class Healthy(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps(HEALTH).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: object) -> None:  # quiet: a failed handshake is what these tests are for
-        pass
-
-
-class QuietServer(ThreadingHTTPServer):
-    def handle_error(self, *_: object) -> None:  # a refused handshake is expected here, not worth a traceback
-        pass
-
-
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 signed by its own key: valid in every way but trust."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
-def _serve(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+from tests.support.tls import json_server, self_signed, serving, with_tls
 
 
 @pytest.fixture
 def plain_server() -> Iterator[str]:
     """A plain HTTP server answering /healthz: its base URL, without a scheme."""
-    for server in _serve(QuietServer(("127.0.0.1", 0), Healthy)):
+    with serving(json_server()) as server:
         yield f"127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture
 def untrusted_tls_server(tmp_path: Path) -> Iterator[str]:
     """An HTTPS server whose certificate is self-signed: its https:// base URL."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*_self_signed(tmp_path))
-    server = QuietServer(("127.0.0.1", 0), Healthy)
-    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-    for running in _serve(server):
-        yield f"https://127.0.0.1:{running.server_address[1]}"
+    with serving(with_tls(json_server(), *self_signed(tmp_path))) as server:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture
@@ -159,7 +91,7 @@ def test_wait_ready_stops_at_a_certificate_it_cannot_trust(
 
 
 def test_a_refused_connection_is_still_retried(sleeps: list[float]) -> None:
-    server = QuietServer(("127.0.0.1", 0), Healthy)
+    server = json_server()
     port = server.server_address[1]
     server.server_close()  # nothing listens there now
     with Client(f"http://127.0.0.1:{port}", retries=2) as client, pytest.raises(ServiceUnreachable) as raised:
