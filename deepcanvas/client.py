@@ -12,9 +12,12 @@ Both send the same ``Call`` objects (``deepcanvas.calls``) under the same retry 
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 import time
-from collections.abc import Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import httpx
 
@@ -48,6 +51,9 @@ T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
 Method = Literal["adain", "nst"]
 Format = Literal["png", "jpeg"]
+# What ``verify`` takes, as httpx's own ``verify`` does: True (the default trust store), False (no verification),
+# the path of a CA bundle (a PEM file, or a folder of hashed certificates), or an ssl.SSLContext.
+Verify: TypeAlias = bool | str | os.PathLike[str] | ssl.SSLContext
 
 
 def checked_url(base_url: str) -> str:
@@ -72,6 +78,37 @@ def checked_secret(name: str, secret: str | None) -> str | None:
     return secret
 
 
+def ssl_verify(verify: Verify) -> bool | ssl.SSLContext:
+    """``verify`` as httpx takes it without a warning: a CA bundle's path becomes an SSLContext trusting it alone
+    (httpx 0.28 deprecated ``verify=<path>``, and a path in an ``os.PathLike`` it never took). ``UsageError`` when the
+    bundle cannot be read or holds no certificate, when the client is made rather than at its first call.
+
+    ``True`` is passed on as it is, so that httpx keeps honouring ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``."""
+    if isinstance(verify, bool | ssl.SSLContext):
+        return verify
+    path = os.fspath(verify)
+    try:
+        if os.path.isdir(path):
+            return ssl.create_default_context(capath=path)
+        return ssl.create_default_context(cafile=path)
+    except OSError as error:  # ssl.SSLError (not PEM, no certificate) is an OSError too
+        reason = error.strerror or getattr(error, "reason", None) or error
+        raise UsageError(f"verify: {path} is not a readable CA bundle (PEM certificates): {reason}") from error
+
+
+@contextmanager
+def trust_loaded() -> Iterator[None]:
+    """Around making an httpx client: a CA file it cannot load (``SSL_CERT_FILE`` naming a missing or non-PEM
+    file: httpx reads it when the client is made) is a ``UsageError`` naming the variables, not a bare OSError."""
+    try:
+        yield
+    except OSError as error:
+        named = ", ".join(
+            f"{name}={os.environ[name]!r}" for name in ("SSL_CERT_FILE", "SSL_CERT_DIR") if name in os.environ
+        )
+        raise UsageError(f"cannot load the CA certificates to trust ({named or 'no SSL_CERT_*'}): {error}") from error
+
+
 class _Base:
     """What both clients share: the URL, the retry policy, the credentials and how answers become errors.
 
@@ -82,6 +119,13 @@ class _Base:
     once, its ``retry_after`` saying when to send the call again. Failures that would only repeat themselves (a TLS
     certificate that does not verify: ``TLSError``; a timeout, which the service may still be working on) are
     raised at once too.
+
+    ``verify`` says which certificates an ``https://`` service may present, as httpx's ``verify`` does: ``True``
+    (the default) trusts certifi's CAs, or the file named by ``SSL_CERT_FILE`` (the folder by ``SSL_CERT_DIR``)
+    when that is set, instead; a CA bundle's path (a private CA, a self-signed certificate) trusts that bundle alone;
+    an ``ssl.SSLContext`` is used as it is (a client certificate, say); ``False`` verifies nothing (anyone on the
+    path can read and change the calls: for tests only). A ``transport`` given to the client brings its own TLS
+    settings, and ``verify`` is not used.
     """
 
     def __init__(
@@ -161,9 +205,13 @@ class Client(_Base, IdentityMethods):
         max_retry_wait_s: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         api_key: str | None = None,
+        verify: Verify = True,
     ) -> None:
         super().__init__(base_url, timeout, retries, admin_token, backoff_s, max_retry_wait_s, api_key)
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        with trust_loaded():
+            self._http = httpx.Client(
+                base_url=self.base_url, timeout=timeout, transport=transport, verify=ssl_verify(verify)
+            )
 
     def __enter__(self) -> Client:
         return self
@@ -308,9 +356,13 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         max_retry_wait_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         api_key: str | None = None,
+        verify: Verify = True,
     ) -> None:
         super().__init__(base_url, timeout, retries, admin_token, backoff_s, max_retry_wait_s, api_key)
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+        with trust_loaded():
+            self._http = httpx.AsyncClient(
+                base_url=self.base_url, timeout=timeout, transport=transport, verify=ssl_verify(verify)
+            )
 
     async def __aenter__(self) -> AsyncClient:
         return self
