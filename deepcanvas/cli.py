@@ -6,12 +6,15 @@ no server packages), so they also run as ``python -m deepcanvas`` where only the
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from pydantic import BaseModel
@@ -20,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from deepcanvas.client import DEFAULT_URL, Client
-from deepcanvas.errors import APIError, ClientError
+from deepcanvas.errors import APIError, ClientError, TLSError
 from deepcanvas.schemas import Box, ModelRef, StyleInfo
 
 client_cli = typer.Typer(help="Call a DeepCanvas service: detect and classify faces, stylize photos.")
@@ -33,15 +36,117 @@ def print_error(label: str, message: str) -> None:
     Console(stderr=True, soft_wrap=True).print(f"[red]{label}[/red]: {escape(message)}", highlight=False)
 
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="DEEPCANVAS_URL", help="The service's base URL")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON answer instead of a table")]
-TimeoutOption = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each answer")]
-RetriesOption = Annotated[
-    int, typer.Option(min=0, help="Retries on 503 (after its Retry-After) or a refused connection")
+CONNECTION_PANEL = "Connection (every command that calls the service)"
+UrlOption = Annotated[
+    str,
+    typer.Option(
+        "--url",
+        envvar="DEEPCANVAS_URL",
+        help="The service's base URL (http:// or https://)",
+        rich_help_panel=CONNECTION_PANEL,
+    ),
 ]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="DEEPCANVAS_API_KEY",
+        help="The key of a service started with DEEPCANVAS_API_KEYS (prefer the variable: an option shows in ps)",
+        rich_help_panel=CONNECTION_PANEL,
+    ),
+]
+TimeoutOption = Annotated[
+    float, typer.Option(min=0.1, help="Seconds to wait for each answer", rich_help_panel=CONNECTION_PANEL)
+]
+RetriesOption = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Times to send a call again after a refused connection, or after a 503 or 429 when the call is safe "
+        "to repeat (waiting its Retry-After); 0: never",
+        rich_help_panel=CONNECTION_PANEL,
+    ),
+]
+CaBundleOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-bundle",
+        exists=True,
+        help="Trust the CAs in this PEM file (a private CA, or a self-signed service's own certificate) instead "
+        "of the default ones; SSL_CERT_FILE does the same for every command",
+        rich_help_panel=CONNECTION_PANEL,
+    ),
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="INSECURE, for tests only: do not verify the service's TLS certificate (anyone on the network path "
+        "can read and change the calls)",
+        rich_help_panel=CONNECTION_PANEL,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How a command reaches the service: what ``service_command`` collects from the options every such command
+    takes, so none lacks one and each means the same in every command."""
+
+    url: str = DEFAULT_URL
+    api_key: str | None = None
+    timeout: float = 60.0
+    retries: int = 3
+    ca_bundle: Path | None = None
+    insecure: bool = False
+
+    def verify(self) -> bool | Path:
+        """``Client``'s ``verify``: True leaves the default trust (and ``SSL_CERT_FILE``) to httpx."""
+        return False if self.insecure else (self.ca_bundle or True)
+
+
+CONNECTION_OPTIONS: dict[str, Any] = {  # name: its option (the type alias above); the default comes from Connection
+    "url": UrlOption,
+    "api_key": ApiKeyOption,
+    "timeout": TimeoutOption,
+    "retries": RetriesOption,
+    "ca_bundle": CaBundleOption,
+    "insecure": InsecureOption,
+}
+
+
+def service_command(timeout: float) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A command that calls the service, given the connection options (``CONNECTION_OPTIONS``) after its own, and
+    called with them as one ``connection`` argument: defined here once, so every command takes the same ones.
+
+    ``timeout`` is the command's default ``--timeout`` (a painting takes longer than the gallery's list).
+    """
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "connection"]
+        defaults = {field.name: field.default for field in fields(Connection)} | {"timeout": timeout}
+        shared = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=option, default=defaults[name])
+            for name, option in CONNECTION_OPTIONS.items()
+        ]
+
+        @functools.wraps(command)
+        def run(**options: Any) -> None:
+            connection = Connection(**{name: options.pop(name) for name in CONNECTION_OPTIONS})
+            if connection.insecure and connection.ca_bundle is not None:
+                raise typer.BadParameter("give --ca-bundle or --insecure, not both", param_hint="--insecure")
+            command(connection=connection, **options)
+
+        run.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in (*own, *shared)}
+        return run
+
+    return decorate
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON answer instead of a table")]
 PhotoArgument = Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A JPEG, PNG, WebP, BMP or GIF")]
 PAINTING_SUFFIXES = (".png", ".jpg", ".jpeg")
-API_KEY_VARIABLE = "DEEPCANVAS_API_KEY"  # sent with every call when set (the service's DEEPCANVAS_API_KEYS)
 
 
 def writable_file(path: Path | None) -> Path | None:
@@ -120,15 +225,26 @@ TileOption = Annotated[
 
 
 @contextmanager
-def _client(url: str, timeout: float, retries: int, admin_token: str | None = None) -> Iterator[Client]:
-    """A client whose errors end the command with the service's explanation and exit status 1."""
+def _client(connection: Connection, admin_token: str | None = None) -> Iterator[Client]:
+    """A client for ``connection`` whose errors end the command with their explanation and exit status 1."""
+    if connection.insecure:
+        print_error("warning", "--insecure: the service's TLS certificate is not verified")
     try:
-        api_key = os.environ.get(API_KEY_VARIABLE) or None
-        with Client(url, timeout=timeout, retries=retries, admin_token=admin_token, api_key=api_key) as client:
+        with Client(
+            connection.url,
+            timeout=connection.timeout,
+            retries=connection.retries,
+            admin_token=admin_token,
+            api_key=connection.api_key,
+            verify=connection.verify(),
+        ) as client:
             yield client
     except APIError as error:
         retry = f" (retry after {error.retry_after:g} s)" if error.retry_after is not None else ""
         print_error(f"error {error.status}", f"{error.detail}{retry}")
+        raise typer.Exit(1) from error
+    except TLSError as error:
+        print_error("error", f"{error} (--ca-bundle PATH trusts a private CA or a self-signed certificate)")
         raise typer.Exit(1) from error
     except ClientError as error:  # an admin call without a token, an invalid URL, an unreachable service included
         print_error("error", str(error))
@@ -164,9 +280,10 @@ def _box(box: tuple[float, float, float, float] | None) -> str:
     return "whole image" if box is None else ", ".join(f"{v:.0f}" for v in box)
 
 
+@service_command(timeout=60.0)
 def detect(
+    connection: Connection,
     photo: PhotoArgument,
-    url: UrlOption = DEFAULT_URL,
     conf: ConfOption = None,
     iou: IouOption = None,
     max_det: MaxDetOption = None,
@@ -178,11 +295,9 @@ def detect(
     ] = False,
     draw: DrawOption = None,
     json: JsonOption = False,
-    timeout: TimeoutOption = 60.0,
-    retries: RetriesOption = 3,
 ) -> None:
     """Detect faces in a photo: boxes in its pixels, with scores."""
-    with _client(url, timeout, retries) as client:
+    with _client(connection) as client:
         answer = client.detect(photo, conf, iou, max_det, imgsz, min_size, tile, landmarks)
     if draw:
         write_drawing(photo, [(d.box, d.label, d.score) for d in answer.detections], draw)
@@ -197,9 +312,10 @@ def detect(
     console.print(f"{answer.image.width}×{answer.image.height} px, {answer.model.name} {answer.model.version}")
 
 
+@service_command(timeout=60.0)
 def classify(
+    connection: Connection,
     photo: PhotoArgument,
-    url: UrlOption = DEFAULT_URL,
     detect_faces: Annotated[
         bool, typer.Option(help="Detect faces first, or classify the whole photo as one face crop")
     ] = True,
@@ -214,14 +330,12 @@ def classify(
     tile: TileOption = None,
     draw: DrawOption = None,
     json: JsonOption = False,
-    timeout: TimeoutOption = 60.0,
-    retries: RetriesOption = 3,
 ) -> None:
     """Classify every face in a photo (or the whole photo as one face): label and probabilities.
 
     The detection options (--conf, --iou, --max-det, --imgsz, --min-size, --tile) are /detect's.
     """
-    with _client(url, timeout, retries) as client:
+    with _client(connection) as client:
         answer = client.classify(photo, detect_faces, conf, iou, max_det, imgsz, min_score, tile, min_size)
     if draw:
         write_drawing(photo, [(f.box, f.label, f.score) for f in answer.faces if f.box is not None], draw)
@@ -238,7 +352,9 @@ def classify(
     console.print(f"{answer.model.name} {answer.model.version}")
 
 
+@service_command(timeout=300.0)
 def stylize(
+    connection: Connection,
     photo: PhotoArgument,
     out: Annotated[
         Path,
@@ -246,7 +362,6 @@ def stylize(
             "--out", "-o", callback=painting_file, help="Where to write the painting (.png, or .jpg for JPEG)"
         ),
     ],
-    url: UrlOption = DEFAULT_URL,
     style_name: Annotated[
         list[str] | None, typer.Option("--style-name", help="A gallery style (see `styles`); repeat to mix")
     ] = None,
@@ -267,8 +382,6 @@ def stylize(
     json: Annotated[
         bool, typer.Option("--json", help="Print what was written (path, size, model) as JSON instead of a line")
     ] = False,
-    timeout: TimeoutOption = 300.0,
-    retries: RetriesOption = 3,
 ) -> None:
     """Repaint a photo in a gallery style or an uploaded one, and write the image."""
     if not style_name and not style:
@@ -278,7 +391,7 @@ def stylize(
     if method not in ("adain", "nst"):
         raise typer.BadParameter("--method is adain or nst")
     encoding: Literal["png", "jpeg"] = "jpeg" if out.suffix.lower() in (".jpg", ".jpeg") else "png"
-    with _client(url, timeout, retries) as client:
+    with _client(connection) as client:
         painted = client.stylize(
             photo,
             style=list(style or []),
@@ -309,9 +422,10 @@ def stylize(
     console.print(f"wrote {out} ({size[0]}×{size[1]} px, {painted.model.name} {painted.model.version}{steps})")
 
 
-def styles(url: UrlOption = DEFAULT_URL, json: JsonOption = False, timeout: TimeoutOption = 30.0) -> None:
+@service_command(timeout=30.0)
+def styles(connection: Connection, json: JsonOption = False) -> None:
     """The service's style gallery: names for ``stylize --style-name``, each painting with its artist and year."""
-    with _client(url, timeout, 3) as client:
+    with _client(connection) as client:
         answer = client.styles()
     if json:
         return _print_json(answer)

@@ -15,20 +15,19 @@ import typer
 from rich.table import Column, Table
 
 from deepcanvas.cli import (
+    Connection,
     JsonOption,
     PhotoArgument,
-    RetriesOption,
-    TimeoutOption,
-    UrlOption,
     _box,
     _client,
     _faces,
     _print_json,
     console,
     drawing_file,
+    service_command,
     write_drawing,
 )
-from deepcanvas.client import DEFAULT_URL, Client
+from deepcanvas.client import Client
 from deepcanvas.errors import APIError
 from deepcanvas.schemas import IdentityInfo
 
@@ -52,15 +51,16 @@ def _identity_table(identities: list[IdentityInfo], title: str) -> Table:
 
 
 @identities_cli.command("list")
+@service_command(timeout=30.0)
 def list_identities(
-    url: UrlOption = DEFAULT_URL,
+    connection: Connection,
     admin_token: TokenOption = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     json: JsonOption = False,
 ) -> None:
     """Enrolled people, oldest first, a page at a time."""
-    with _client(url, 30.0, 3, admin_token) as client:
+    with _client(connection, admin_token) as client:
         page = client.identities(limit, offset)
     if json:
         return _print_json(page)
@@ -69,49 +69,49 @@ def list_identities(
 
 
 @identities_cli.command("show")
-def show(
-    identity_id: str, url: UrlOption = DEFAULT_URL, admin_token: TokenOption = None, json: JsonOption = False
-) -> None:
+@service_command(timeout=30.0)
+def show(connection: Connection, identity_id: str, admin_token: TokenOption = None, json: JsonOption = False) -> None:
     """One enrolled person."""
-    with _client(url, 30.0, 3, admin_token) as client:
+    with _client(connection, admin_token) as client:
         found = client.identity(identity_id)
     _print_json(found) if json else console.print(_identity_table([found], found.name))
 
 
 @identities_cli.command("enrol")
+@service_command(timeout=120.0)
 def enrol(
+    connection: Connection,
     name: str,
     photos: PhotosArgument,
-    url: UrlOption = DEFAULT_URL,
     admin_token: TokenOption = None,
     json: JsonOption = False,
-    timeout: TimeoutOption = 120.0,
 ) -> None:
     """Enrol a person: a name and photos with exactly one face each."""
-    with _client(url, timeout, 3, admin_token) as client:
+    with _client(connection, admin_token) as client:
         made = client.enrol(name, list(photos))
     _print_json(made) if json else console.print(f"enrolled {made.name} as {made.id} ({made.faces} faces)")
 
 
 @identities_cli.command("add-faces")
+@service_command(timeout=120.0)
 def add_faces(
+    connection: Connection,
     identity_id: str,
     photos: PhotosArgument,
-    url: UrlOption = DEFAULT_URL,
     admin_token: TokenOption = None,
     json: JsonOption = False,
-    timeout: TimeoutOption = 120.0,
 ) -> None:
     """Add photos of an enrolled person."""
-    with _client(url, timeout, 3, admin_token) as client:
+    with _client(connection, admin_token) as client:
         found = client.add_faces(identity_id, list(photos))
     _print_json(found) if json else console.print(f"{found.name} ({found.id}) now has {found.faces} faces")
 
 
 @identities_cli.command("delete")
-def delete(identity_id: str, url: UrlOption = DEFAULT_URL, admin_token: TokenOption = None) -> None:
+@service_command(timeout=30.0)
+def delete(connection: Connection, identity_id: str, admin_token: TokenOption = None) -> None:
     """Delete a person: name and descriptors erased, never matched again."""
-    with _client(url, 30.0, 3, admin_token) as client:
+    with _client(connection, admin_token) as client:
         client.delete_identity(identity_id)
     console.print(f"deleted {identity_id}")
 
@@ -135,39 +135,37 @@ def _enrol_from_folder(client: Client, folder: Path, per_person: int) -> Identit
 
 
 @identities_cli.command("import-lfw")
+@service_command(timeout=120.0)
 def import_lfw(
+    connection: Connection,
     root: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="ROOT/<First_Last>/*.jpg (LFW layout)")],
-    url: UrlOption = DEFAULT_URL,
     admin_token: TokenOption = None,
     per_person: Annotated[int, typer.Option(min=1, max=20, help="Photos enrolled per person")] = 1,
     people: Annotated[int | None, typer.Option(min=1, help="Enrol at most this many people (folder order)")] = None,
-    timeout: TimeoutOption = 120.0,
-    retries: RetriesOption = 3,
 ) -> None:
     """Enrol LFW people from a folder through the API (for demos and benchmarks; never ship the result)."""
     folders = sorted(p for p in root.iterdir() if p.is_dir())[: people or None]
     enrolled = skipped = 0
-    with _client(url, timeout, retries, admin_token) as client:
+    with _client(connection, admin_token) as client:
         for folder in folders:
             made = _enrol_from_folder(client, folder, per_person)
             enrolled, skipped = (enrolled + 1, skipped) if made else (enrolled, skipped + 1)
     console.print(f"enrolled {enrolled} people from {root}; skipped {skipped} without {per_person} one-face photos")
 
 
+@service_command(timeout=60.0)
 def identify(
+    connection: Connection,
     photo: PhotoArgument,
-    url: UrlOption = DEFAULT_URL,
     top_k: Annotated[int | None, typer.Option(min=1, max=100, help="Candidates per face")] = None,
     threshold: Annotated[float | None, typer.Option(min=-1, max=1, help="Similarity a name needs")] = None,
     draw: Annotated[
         Path | None, typer.Option("--draw", callback=drawing_file, help="Also write the photo with names drawn here")
     ] = None,
     json: JsonOption = False,
-    timeout: TimeoutOption = 60.0,
-    retries: RetriesOption = 3,
 ) -> None:
     """Who is in this photo: each face's enrolled identity, or unknown."""
-    with _client(url, timeout, retries) as client:
+    with _client(connection) as client:
         answer = client.identify(photo, top_k=top_k, threshold=threshold)
     named = [
         (f.box, f.identity.name if f.identity else "unknown", f.identity.similarity if f.identity else 0.0)
@@ -189,17 +187,16 @@ def identify(
     )
 
 
+@service_command(timeout=60.0)
 def verify(
+    connection: Connection,
     photo_a: PhotoArgument,
     photo_b: PhotoArgument,
-    url: UrlOption = DEFAULT_URL,
     threshold: Annotated[float | None, typer.Option(min=0, max=2, help="Largest distance still 'same'")] = None,
     json: JsonOption = False,
-    timeout: TimeoutOption = 60.0,
-    retries: RetriesOption = 3,
 ) -> None:
     """Whether two photos show the same person (each photo's largest face)."""
-    with _client(url, timeout, retries) as client:
+    with _client(connection) as client:
         answer = client.verify(photo_a, photo_b, threshold=threshold)
     if json:
         return _print_json(answer)

@@ -1,0 +1,159 @@
+"""The connection options of the client's commands: every command that calls the service takes the same ones
+(--url, --api-key, --timeout, --retries, --ca-bundle, --insecure), each reaches the client, and a service with a
+self-signed certificate is trusted through --ca-bundle (or SSL_CERT_FILE) over a real loopback TLS connection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.core import TyperGroup
+from typer.testing import CliRunner, Result
+
+import deepcanvas.cli as cli_module
+from app.cli import SERVER_COMMANDS, cli
+from deepcanvas import ServiceUnreachable
+from tests.support.images import face_like_photo
+from tests.support.tls import json_server, self_signed, serving, with_tls
+
+CONNECTION_OPTIONS = {"--url", "--api-key", "--timeout", "--retries", "--ca-bundle", "--insecure"}
+GALLERY = {"gallery": {"name": "style-gallery", "version": "v3"}, "styles": []}
+WIDE = {"COLUMNS": "400"}  # rich would wrap a long message at 80 columns
+# Each command that calls the service, with the arguments it needs besides the connection options ({photo},
+# {out} and {root} filled in per test); identities commands also get --admin-token.
+INVOCATIONS: dict[str, list[str]] = {
+    "detect": ["{photo}"],
+    "classify": ["{photo}"],
+    "stylize": ["{photo}", "--style-name", "starry-night", "-o", "{out}"],
+    "styles": [],
+    "identify": ["{photo}"],
+    "verify": ["{photo}", "{photo}"],
+    "identities list": [],
+    "identities show": ["3f2a9c0d"],
+    "identities enrol": ["Ada Lovelace", "{photo}"],
+    "identities add-faces": ["3f2a9c0d", "{photo}"],
+    "identities delete": ["3f2a9c0d"],
+    "identities import-lfw": ["{root}"],
+}
+
+
+def _client_commands() -> dict[str, Any]:
+    """Every command of ``deepcanvas`` but the service's own (serve, models, train, ...), by its full name."""
+    found: dict[str, Any] = {}
+
+    def walk(command: Any, name: str) -> None:
+        if isinstance(command, TyperGroup):
+            for sub_name, sub in command.commands.items():
+                walk(sub, f"{name} {sub_name}".strip())
+        elif name.split()[0] not in SERVER_COMMANDS:
+            found[name] = command
+
+    walk(typer.main.get_command(cli), "")
+    return found
+
+
+def _argv(name: str, tmp_path: Path) -> list[str]:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(face_like_photo(64, 48))
+    (tmp_path / "lfw").mkdir(exist_ok=True)
+    fill = {"photo": str(photo), "out": str(tmp_path / "painted.png"), "root": str(tmp_path / "lfw")}
+    admin = ["--admin-token", "admin-token"] if name.startswith("identities") else []
+    return [*name.split(), *(arg.format(**fill) for arg in INVOCATIONS[name]), *admin]
+
+
+def test_the_invocations_below_cover_every_client_command() -> None:
+    assert set(_client_commands()) == set(INVOCATIONS)
+
+
+@pytest.mark.parametrize("name", sorted(INVOCATIONS))
+def test_every_command_that_calls_the_service_takes_the_same_connection_options(name: str) -> None:
+    command = _client_commands()[name]
+    options = {opt for param in command.params for opt in param.opts}
+    assert options >= CONNECTION_OPTIONS, f"{name} lacks {sorted(CONNECTION_OPTIONS - options)}"
+
+
+@pytest.fixture
+def made(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The arguments of each ``Client`` the commands make; the client then fails as an unreachable service would."""
+    calls: list[dict[str, Any]] = []
+
+    def record(url: str, **options: Any) -> None:
+        calls.append({"url": url, **options})
+        raise ServiceUnreachable("recorded, not sent")
+
+    monkeypatch.setattr(cli_module, "Client", record)
+    return calls
+
+
+@pytest.mark.parametrize("name", sorted(INVOCATIONS))
+def test_each_connection_option_reaches_the_client(name: str, tmp_path: Path, made: list[dict[str, Any]]) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("read by the client, which is replaced here")
+    connection = ["--url", "https://dc.example:8443", "--api-key", "key-123", "--timeout", "7.5", "--retries", "5"]
+    argv = [*_argv(name, tmp_path), *connection, "--ca-bundle", str(bundle)]
+    result = CliRunner().invoke(cli, argv, env=WIDE)
+    assert result.exit_code == 1, result.output  # the recorder's ServiceUnreachable, not a usage error
+    assert "recorded, not sent" in result.stderr
+    [options] = made
+    assert options["url"] == "https://dc.example:8443"
+    assert (options["api_key"], options["timeout"], options["retries"]) == ("key-123", 7.5, 5)
+    assert options["verify"] == bundle
+
+
+def test_the_api_key_comes_from_deepcanvas_api_key_as_before(tmp_path: Path, made: list[dict[str, Any]]) -> None:
+    result = CliRunner().invoke(cli, _argv("styles", tmp_path), env={"DEEPCANVAS_API_KEY": "key-env"})
+    assert result.exit_code == 1, result.output
+    assert made[0]["api_key"] == "key-env" and made[0]["verify"] is True
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    folder = tmp_path / "service"
+    folder.mkdir()
+    return self_signed(folder)
+
+
+@pytest.fixture
+def tls_service(certificate: tuple[Path, Path]) -> Iterator[str]:
+    """A loopback HTTPS server with a self-signed certificate answering GET /styles: its base URL."""
+    with serving(with_tls(json_server({"/styles": GALLERY}), *certificate)) as server:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+
+
+def _styles(url: str, *options: str, env: dict[str, str] | None = None) -> Result:
+    argv = ["styles", "--json", "--url", url, "--timeout", "30", "--retries", "0", *options]
+    return CliRunner().invoke(cli, argv, env=WIDE | (env or {}))
+
+
+def test_ca_bundle_trusts_a_self_signed_service(tls_service: str, certificate: tuple[Path, Path]) -> None:
+    result = _styles(tls_service, "--ca-bundle", str(certificate[0]))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == GALLERY
+
+
+def test_without_a_bundle_the_certificate_is_refused_and_the_error_names_the_option(tls_service: str) -> None:
+    result = _styles(tls_service)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "TLS failed" in result.stderr and "--ca-bundle" in result.stderr
+
+
+def test_ssl_cert_file_trusts_the_service_as_httpx_reads_it(tls_service: str, certificate: tuple[Path, Path]) -> None:
+    result = _styles(tls_service, env={"SSL_CERT_FILE": str(certificate[0]), "SSL_CERT_DIR": ""})
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == GALLERY
+
+
+def test_insecure_connects_without_verifying_and_says_so_on_stderr(tls_service: str) -> None:
+    result = _styles(tls_service, "--insecure")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == GALLERY  # the warning keeps out of what scripts parse
+    assert "not verified" in result.stderr
+
+
+def test_insecure_and_a_ca_bundle_together_are_a_usage_error(tls_service: str, certificate: tuple[Path, Path]) -> None:
+    result = _styles(tls_service, "--insecure", "--ca-bundle", str(certificate[0]))
+    assert result.exit_code == 2 and "not both" in result.output
