@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from deepcanvas.client import DEFAULT_URL, Client
-from deepcanvas.errors import APIError, ClientError, TLSError
+from deepcanvas.client import DEFAULT_URL, Client, checked_url
+from deepcanvas.errors import APIError, ClientError, InvalidURL, TLSError, UsageError
 from deepcanvas.schemas import Box, ModelRef, StyleInfo
 
 client_cli = typer.Typer(help="Call a DeepCanvas service: detect and classify faces, stylize photos.")
@@ -36,12 +36,22 @@ def print_error(label: str, message: str) -> None:
     Console(stderr=True, soft_wrap=True).print(f"[red]{label}[/red]: {escape(message)}", highlight=False)
 
 
+def valid_url(url: str) -> str:
+    """``--url``: one a request can go to (``Client``'s own check), refused as a usage error before any work; click
+    names ``DEEPCANVAS_URL`` beside ``--url``, since the value may have come from either."""
+    try:
+        return checked_url(url)
+    except InvalidURL as error:
+        raise typer.BadParameter(str(error)) from error
+
+
 CONNECTION_PANEL = "Connection (every command that calls the service)"
 UrlOption = Annotated[
     str,
     typer.Option(
         "--url",
         envvar="DEEPCANVAS_URL",
+        callback=valid_url,
         help="The service's base URL (http:// or https://)",
         rich_help_panel=CONNECTION_PANEL,
     ),
@@ -226,7 +236,9 @@ TileOption = Annotated[
 
 @contextmanager
 def _client(connection: Connection, admin_token: str | None = None) -> Iterator[Client]:
-    """A client for ``connection`` whose errors end the command with their explanation and exit status 1."""
+    """A client for ``connection`` whose errors end the command with their explanation on stderr: exit status 2 for
+    what is wrong on the command line (a URL or CA bundle the client refuses, an admin call without a token), 1 for
+    what went wrong with the call (the service's error answer, no answer, a certificate it does not trust)."""
     if connection.insecure:
         print_error("warning", "--insecure: the service's TLS certificate is not verified")
     try:
@@ -243,10 +255,13 @@ def _client(connection: Connection, admin_token: str | None = None) -> Iterator[
         retry = f" (retry after {error.retry_after:g} s)" if error.retry_after is not None else ""
         print_error(f"error {error.status}", f"{error.detail}{retry}")
         raise typer.Exit(1) from error
+    except (InvalidURL, UsageError) as error:  # refused before anything was sent: the command line's fault
+        print_error("error", str(error))
+        raise typer.Exit(2) from error
     except TLSError as error:
         print_error("error", f"{error} (--ca-bundle PATH trusts a private CA or a self-signed certificate)")
         raise typer.Exit(1) from error
-    except ClientError as error:  # an admin call without a token, an invalid URL, an unreachable service included
+    except ClientError as error:  # an unreachable service, an answer that is not the service's
         print_error("error", str(error))
         raise typer.Exit(1) from error
 

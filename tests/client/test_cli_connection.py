@@ -157,3 +157,17 @@ def test_insecure_connects_without_verifying_and_says_so_on_stderr(tls_service: 
 def test_insecure_and_a_ca_bundle_together_are_a_usage_error(tls_service: str, certificate: tuple[Path, Path]) -> None:
     result = _styles(tls_service, "--insecure", "--ca-bundle", str(certificate[0]))
     assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_a_ca_bundle_the_client_cannot_read_is_a_usage_error(tmp_path: Path) -> None:
+    """Exit status 2: the command line is wrong and nothing was sent (1 is for a call that failed)."""
+    bundle = tmp_path / "notes.txt"
+    bundle.write_text("not a certificate")
+    result = _styles("https://127.0.0.1:1", "--ca-bundle", str(bundle))
+    assert result.exit_code == 2 and "not a readable CA bundle" in result.stderr, result.output
+
+
+def test_an_admin_command_without_a_token_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["identities", "list", "--url", "http://127.0.0.1:9"], env=WIDE)
+    assert result.exit_code == 2, result.output
+    assert "admin" in result.stderr and "Traceback" not in result.output

@@ -119,9 +119,17 @@ def test_an_invalid_base_url_is_refused_when_the_client_is_made(url: str, said: 
     assert isinstance(raised.value, ClientError) and isinstance(raised.value, ValueError)
 
 
-def test_the_cli_says_an_invalid_url_is_invalid_without_connecting(tmp_path: Path, sleeps: list[float]) -> None:
+@pytest.mark.parametrize("given", ["option", "variable"])
+def test_the_cli_says_an_invalid_url_is_a_usage_error_without_connecting(
+    tmp_path: Path, sleeps: list[float], given: str
+) -> None:
+    """Exit status 2, as typer's own usage errors: the command line is wrong, nothing was sent (1 is for calls that
+    failed), whether the URL came from --url or DEEPCANVAS_URL."""
     photo = tmp_path / "photo.png"
     photo.write_bytes(b"not looked at")
-    result = CliRunner().invoke(client_cli, ["detect", str(photo), "--url", "http://127.0.0.1:99999"])
-    assert result.exit_code == 1 and "port is 1 to 65535" in result.stderr
+    url = "http://127.0.0.1:99999"
+    args, env = (["--url", url], {}) if given == "option" else ([], {"DEEPCANVAS_URL": url})
+    result = CliRunner().invoke(client_cli, ["detect", str(photo), *args], env={"COLUMNS": "400"} | env)
+    assert result.exit_code == 2 and "port is 1 to 65535" in result.stderr
+    assert "--url" in result.stderr and "DEEPCANVAS_URL" in result.stderr
     assert "Traceback" not in result.output and sleeps == []
