@@ -32,6 +32,8 @@ from deepcanvas.schemas import (
 )
 
 ImageInput: TypeAlias = str | os.PathLike[str] | bytes | IO[bytes] | Image.Image
+# /detect's tile (and /classify's): also read a large photo as overlapping tiles; None: the model's default.
+Tile: TypeAlias = Literal["auto", "on", "off"]
 FileField: TypeAlias = tuple[str, bytes]
 T = TypeVar("T")
 
@@ -129,7 +131,7 @@ def detect(
     max_det: int | None,
     imgsz: int | None,
     min_size: float | None = None,
-    tile: str | None = None,
+    tile: Tile | None = None,
     landmarks: bool = False,
 ) -> Call[DetectResponse]:
     form = _form(
@@ -146,7 +148,7 @@ def classify(
     max_det: int | None,
     imgsz: int | None,
     min_score: float | None = None,
-    tile: str | None = None,
+    tile: Tile | None = None,
     min_size: float | None = None,
 ) -> Call[ClassifyResponse]:
     form = _form(detect_faces=detect_faces, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz, min_score=min_score)

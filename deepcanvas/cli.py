@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from deepcanvas.client import DEFAULT_URL, Client, checked_url
+from deepcanvas.calls import Tile
+from deepcanvas.client import DEFAULT_URL, Client, Method, checked_url
 from deepcanvas.errors import APIError, ClientError, InvalidURL, TLSError, UsageError
 from deepcanvas.schemas import Box, ModelRef, StyleInfo
 
@@ -228,9 +229,11 @@ MinSizeOption = Annotated[
         min=0, max=10000, help="Smallest face returned, in the photo's pixels (0: every box); default: the service's"
     ),
 ]
-TileOption = Annotated[
-    str | None,
-    typer.Option(help="auto, on or off: also read a large photo as overlapping tiles; default: the model's"),
+TileOption = Annotated[  # a choice, as the API's: anything else is a usage error before the photo is sent
+    Tile | None,
+    typer.Option(
+        help="Also read a large photo as overlapping tiles (auto: above the model's size); default: the model's"
+    ),
 ]
 
 
@@ -388,7 +391,7 @@ def stylize(
         float | None, typer.Option(min=0, max=1, help="0: the photo as the decoder redraws it (close, not identical)")
     ] = None,
     preserve_color: Annotated[bool, typer.Option(help="Keep the photo's colours")] = False,
-    method: Annotated[str, typer.Option(help="adain (fast) or nst (slow, needs the torch backend)")] = "adain",
+    method: Annotated[Method, typer.Option(help="adain (fast) or nst (slow, needs the torch backend)")] = "adain",
     max_side: Annotated[int | None, typer.Option(min=32, help="Bound on the output's longer side")] = None,
     max_seconds: Annotated[float | None, typer.Option(min=0.1, help="--method nst: its time budget")] = None,
     manner: Annotated[
@@ -403,8 +406,6 @@ def stylize(
         raise typer.BadParameter("give --style-name NAME (see `deepcanvas styles`) or --style IMAGE")
     if style_name and style:
         raise typer.BadParameter("give --style-name or --style, not both (the service mixes one kind only)")
-    if method not in ("adain", "nst"):
-        raise typer.BadParameter("--method is adain or nst")
     encoding: Literal["png", "jpeg"] = "jpeg" if out.suffix.lower() in (".jpg", ".jpeg") else "png"
     with _client(connection) as client:
         painted = client.stylize(
@@ -414,7 +415,7 @@ def stylize(
             style_weights=weights,
             alpha=alpha,
             preserve_color=preserve_color,
-            method="nst" if method == "nst" else "adain",
+            method=method,
             max_side=max_side,
             format=encoding,
             max_seconds=max_seconds,

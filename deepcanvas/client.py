@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeAlias, TypeVar
 import httpx
 
 from deepcanvas import calls
-from deepcanvas.calls import Call, ImageInput, Stylized
+from deepcanvas.calls import Call, ImageInput, Stylized, Tile
 from deepcanvas.errors import (
     ClientClosed,
     ClientError,
@@ -245,7 +245,7 @@ class Client(_Base, IdentityMethods):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_size: float | None = None,
-        tile: str | None = None,
+        tile: Tile | None = None,
         landmarks: bool = False,
     ) -> DetectResponse:
         """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels.
@@ -264,7 +264,7 @@ class Client(_Base, IdentityMethods):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_score: float | None = None,
-        tile: str | None = None,
+        tile: Tile | None = None,
         min_size: float | None = None,
     ) -> ClassifyResponse:
         """Label and probabilities for every detected face, or for the whole image as one face.
@@ -396,7 +396,7 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_size: float | None = None,
-        tile: str | None = None,
+        tile: Tile | None = None,
         landmarks: bool = False,
     ) -> DetectResponse:
         """Face boxes in the image's pixels, with scores and labels; none smaller than ``min_size`` pixels.
@@ -415,7 +415,7 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         max_det: int | None = None,
         imgsz: int | None = None,
         min_score: float | None = None,
-        tile: str | None = None,
+        tile: Tile | None = None,
         min_size: float | None = None,
     ) -> ClassifyResponse:
         """Label and probabilities for every detected face, or for the whole image as one face.

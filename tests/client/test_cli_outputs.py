@@ -334,3 +334,17 @@ def test_the_clients_classify_sends_min_size(monkeypatch: pytest.MonkeyPatch) ->
     with _fake_service(lambda request: sent.append(request) or _classified(request))("http://dc") as client:
         client.classify(b"photo", min_size=0)
     assert _form_field(sent[0], "min_size") == "0"
+
+
+@pytest.mark.parametrize("command", ["detect", "classify"])
+def test_tile_is_a_choice_refused_before_the_photo_is_sent(
+    photo: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """--tile took any text and the service answered 422 (exit 1); it is auto, on or off, as the API's field."""
+    sent: list[httpx.Request] = []
+    monkeypatch.setattr(
+        cli_module, "Client", _fake_service(lambda request: sent.append(request) or _classified(request))
+    )
+    result = CliRunner().invoke(client_cli, [command, str(photo), "--tile", "sideways"], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert "'auto', 'on', 'off'" in result.output and sent == []
