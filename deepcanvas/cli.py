@@ -155,7 +155,8 @@ def service_command(timeout: float) -> Callable[[Callable[..., None]], Callable[
     return decorate
 
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON answer instead of a table")]
+# Not "instead of a table": verify, enrol and add-faces print a line.
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON answer instead of text")]
 PhotoArgument = Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A JPEG, PNG, WebP, BMP or GIF")]
 PAINTING_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel
 from rich.table import Column, Table
 
 from deepcanvas.cli import (
@@ -107,13 +108,28 @@ def add_faces(
     _print_json(found) if json else console.print(f"{found.name} ({found.id}) now has {found.faces} faces")
 
 
+class Deleted(BaseModel):
+    """``identities delete --json``: the service answers 204 with no body; this says what was done."""
+
+    id: str
+    deleted: bool = True
+
+
+class Imported(BaseModel):
+    """``identities import-lfw --json``: who was enrolled, and the folders skipped (too few one-face photos)."""
+
+    root: str
+    enrolled: list[IdentityInfo]
+    skipped: list[str]
+
+
 @identities_cli.command("delete")
 @service_command(timeout=30.0)
-def delete(connection: Connection, identity_id: str, admin_token: TokenOption = None) -> None:
+def delete(connection: Connection, identity_id: str, admin_token: TokenOption = None, json: JsonOption = False) -> None:
     """Delete a person: name and descriptors erased, never matched again."""
     with _client(connection, admin_token) as client:
         client.delete_identity(identity_id)
-    console.print(f"deleted {identity_id}")
+    _print_json(Deleted(id=identity_id)) if json else console.print(f"deleted {identity_id}")
 
 
 def _enrol_from_folder(client: Client, folder: Path, per_person: int) -> IdentityInfo | None:
@@ -142,14 +158,23 @@ def import_lfw(
     admin_token: TokenOption = None,
     per_person: Annotated[int, typer.Option(min=1, max=20, help="Photos enrolled per person")] = 1,
     people: Annotated[int | None, typer.Option(min=1, help="Enrol at most this many people (folder order)")] = None,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print the people enrolled and the folders skipped as JSON instead of a line")
+    ] = False,
 ) -> None:
     """Enrol LFW people from a folder through the API (for demos and benchmarks; never ship the result)."""
     folders = sorted(p for p in root.iterdir() if p.is_dir())[: people or None]
-    enrolled = skipped = 0
+    report = Imported(root=str(root), enrolled=[], skipped=[])
     with _client(connection, admin_token) as client:
         for folder in folders:
             made = _enrol_from_folder(client, folder, per_person)
-            enrolled, skipped = (enrolled + 1, skipped) if made else (enrolled, skipped + 1)
+            if made:
+                report.enrolled.append(made)
+            else:
+                report.skipped.append(folder.name)
+    if json:
+        return _print_json(report)
+    enrolled, skipped = len(report.enrolled), len(report.skipped)
     console.print(f"enrolled {enrolled} people from {root}; skipped {skipped} without {per_person} one-face photos")
 
 

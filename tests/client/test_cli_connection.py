@@ -76,6 +76,12 @@ def test_every_command_that_calls_the_service_takes_the_same_connection_options(
     assert options >= CONNECTION_OPTIONS, f"{name} lacks {sorted(CONNECTION_OPTIONS - options)}"
 
 
+@pytest.mark.parametrize("name", sorted(INVOCATIONS))
+def test_every_command_that_calls_the_service_can_answer_in_json(name: str) -> None:
+    """Scripts parse every command's answer alike; identities delete and import-lfw printed only a line."""
+    assert "--json" in {opt for param in _client_commands()[name].params for opt in param.opts}
+
+
 @pytest.fixture
 def made(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """The arguments of each ``Client`` the commands make; the client then fails as an unreachable service would."""

@@ -348,3 +348,35 @@ def test_tile_is_a_choice_refused_before_the_photo_is_sent(
     result = CliRunner().invoke(client_cli, [command, str(photo), "--tile", "sideways"], env={"COLUMNS": "400"})
     assert result.exit_code == 2, result.output
     assert "'auto', 'on', 'off'" in result.output and sent == []
+
+
+def test_identities_delete_json_says_what_was_deleted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service answers 204 with no body; --json prints a document all the same, so scripts parse every
+    command's answer alike."""
+    monkeypatch.setattr(cli_module, "Client", _fake_service(lambda request: httpx.Response(204)))
+    args = ["identities", "delete", IDENTITY["id"], "--admin-token", "t", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"id": IDENTITY["id"], "deleted": True}
+
+
+def test_identities_import_lfw_json_lists_who_was_enrolled_and_what_was_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for person, photos in (("Ada_Lovelace", 1), ("Nobody_Here", 0)):
+        (tmp_path / "lfw" / person).mkdir(parents=True)
+        for index in range(photos):
+            (tmp_path / "lfw" / person / f"{person}_{index:04d}.jpg").write_bytes(face_like_photo(64, 48))
+
+    def service(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/detect":
+            return httpx.Response(200, json=DETECTED_WITH_LANDMARKS)
+        return httpx.Response(201, json=IDENTITY)
+
+    monkeypatch.setattr(cli_module, "Client", _fake_service(service))
+    args = ["identities", "import-lfw", str(tmp_path / "lfw"), "--admin-token", "t", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [person["id"] for person in report["enrolled"]] == [IDENTITY["id"]]
+    assert report["skipped"] == ["Nobody_Here"] and report["root"] == str(tmp_path / "lfw")
