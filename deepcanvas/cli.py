@@ -441,7 +441,7 @@ def stylize(
 
 @service_command(timeout=30.0)
 def styles(connection: Connection, json: JsonOption = False) -> None:
-    """The service's style gallery: names for ``stylize --style-name``, each painting with its artist and year."""
+    """The service's style gallery: names for stylize --style-name, each painting with its artist and year."""
     with _client(connection) as client:
         answer = client.styles()
     if json:

@@ -33,8 +33,13 @@ from deepcanvas.errors import APIError
 from deepcanvas.schemas import IdentityInfo
 
 identities_cli = typer.Typer(help="Enrol, list and delete the people /identify can name (admin token).")
+# Required (every identities command is an admin call): a missing one is click's usage error naming the option,
+# not the client's, which names its own admin_token argument.
 TokenOption = Annotated[
-    str | None, typer.Option("--admin-token", envvar="DEEPCANVAS_ADMIN_TOKEN", help="The service's admin token")
+    str,
+    typer.Option(
+        "--admin-token", envvar="DEEPCANVAS_ADMIN_TOKEN", help="The service's admin token (its DEEPCANVAS_ADMIN_TOKEN)"
+    ),
 ]
 PhotosArgument = Annotated[
     list[Path], typer.Argument(exists=True, dir_okay=False, help="Photos with exactly one face each")
@@ -55,9 +60,9 @@ def _identity_table(identities: list[IdentityInfo], title: str) -> Table:
 @service_command(timeout=30.0)
 def list_identities(
     connection: Connection,
-    admin_token: TokenOption = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
+    admin_token: TokenOption,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="People per page")] = 100,
+    offset: Annotated[int, typer.Option(min=0, max=10_000_000, help="People to skip (oldest first)")] = 0,
     json: JsonOption = False,
 ) -> None:
     """Enrolled people, oldest first, a page at a time."""
@@ -71,7 +76,7 @@ def list_identities(
 
 @identities_cli.command("show")
 @service_command(timeout=30.0)
-def show(connection: Connection, identity_id: str, admin_token: TokenOption = None, json: JsonOption = False) -> None:
+def show(connection: Connection, identity_id: str, admin_token: TokenOption, json: JsonOption = False) -> None:
     """One enrolled person."""
     with _client(connection, admin_token) as client:
         found = client.identity(identity_id)
@@ -84,7 +89,7 @@ def enrol(
     connection: Connection,
     name: str,
     photos: PhotosArgument,
-    admin_token: TokenOption = None,
+    admin_token: TokenOption,
     json: JsonOption = False,
 ) -> None:
     """Enrol a person: a name and photos with exactly one face each."""
@@ -99,7 +104,7 @@ def add_faces(
     connection: Connection,
     identity_id: str,
     photos: PhotosArgument,
-    admin_token: TokenOption = None,
+    admin_token: TokenOption,
     json: JsonOption = False,
 ) -> None:
     """Add photos of an enrolled person."""
@@ -125,7 +130,7 @@ class Imported(BaseModel):
 
 @identities_cli.command("delete")
 @service_command(timeout=30.0)
-def delete(connection: Connection, identity_id: str, admin_token: TokenOption = None, json: JsonOption = False) -> None:
+def delete(connection: Connection, identity_id: str, admin_token: TokenOption, json: JsonOption = False) -> None:
     """Delete a person: name and descriptors erased, never matched again."""
     with _client(connection, admin_token) as client:
         client.delete_identity(identity_id)
@@ -155,7 +160,7 @@ def _enrol_from_folder(client: Client, folder: Path, per_person: int) -> Identit
 def import_lfw(
     connection: Connection,
     root: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="ROOT/<First_Last>/*.jpg (LFW layout)")],
-    admin_token: TokenOption = None,
+    admin_token: TokenOption,
     per_person: Annotated[int, typer.Option(min=1, max=20, help="Photos enrolled per person")] = 1,
     people: Annotated[int | None, typer.Option(min=1, help="Enrol at most this many people (folder order)")] = None,
     json: Annotated[
@@ -183,7 +188,14 @@ def identify(
     connection: Connection,
     photo: PhotoArgument,
     top_k: Annotated[int | None, typer.Option(min=1, max=100, help="Candidates per face")] = None,
-    threshold: Annotated[float | None, typer.Option(min=-1, max=1, help="Similarity a name needs")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=-1,
+            max=1,
+            help="Similarity a name needs; default: the calibrated one, which may be raised, not lowered",
+        ),
+    ] = None,
     draw: Annotated[
         Path | None, typer.Option("--draw", callback=drawing_file, help="Also write the photo with names drawn here")
     ] = None,
