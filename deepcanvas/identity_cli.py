@@ -137,6 +137,11 @@ def delete(connection: Connection, identity_id: str, admin_token: TokenOption, j
     _print_json(Deleted(id=identity_id)) if json else console.print(f"deleted {identity_id}")
 
 
+# What /detect answers about the photo itself (corrupt, too large, not an image, unreadable): that photo is skipped.
+# Anything else (a wrong API key's 401/403, a 404 from another service, a 5xx) would be the same for every photo.
+PHOTO_REFUSED = frozenset({400, 413, 415, 422})
+
+
 def _enrol_from_folder(client: Client, folder: Path, per_person: int) -> IdentityInfo | None:
     """Enrol ``folder``'s person from its first photos with one face; None if it has too few."""
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -145,7 +150,7 @@ def _enrol_from_folder(client: Client, folder: Path, per_person: int) -> Identit
         try:
             faces = len(client.detect(photo).detections)
         except APIError as error:
-            if error.status >= 500:
+            if error.status not in PHOTO_REFUSED:
                 raise
             continue  # not an image the service reads: skip it
         if faces == 1:

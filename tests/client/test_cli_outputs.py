@@ -380,3 +380,16 @@ def test_identities_import_lfw_json_lists_who_was_enrolled_and_what_was_skipped(
     report = json.loads(result.stdout)
     assert [person["id"] for person in report["enrolled"]] == [IDENTITY["id"]]
     assert report["skipped"] == ["Nobody_Here"] and report["root"] == str(tmp_path / "lfw")
+
+
+def test_identities_import_lfw_stops_at_a_refused_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every 4xx from /detect was read as "not a photo the service reads" and skipped: a wrong API key (403) ended in
+    "enrolled 0 people", exit 0. Only what concerns the photo itself is skipped now."""
+    (tmp_path / "lfw" / "Ada_Lovelace").mkdir(parents=True)
+    (tmp_path / "lfw" / "Ada_Lovelace" / "Ada_Lovelace_0001.jpg").write_bytes(face_like_photo(64, 48))
+    refused = httpx.Response(403, json={"detail": "invalid API key"})
+    monkeypatch.setattr(cli_module, "Client", _fake_service(lambda request: refused))
+    args = ["identities", "import-lfw", str(tmp_path / "lfw"), "--admin-token", "t", "--api-key", "wrong"]
+    result = CliRunner().invoke(cli, args, env={"COLUMNS": "400"})
+    assert result.exit_code == 1, result.output
+    assert "error 403: invalid API key" in result.stderr and "enrolled" not in result.stdout
