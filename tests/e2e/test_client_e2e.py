@@ -19,7 +19,7 @@ from deepcanvas import AsyncClient, Client, ServiceUnavailable
 from deepcanvas.errors import BadRequest, Conflict, InvalidParameter, NotFound, PayloadTooLarge, UnsupportedMediaType
 from deepcanvas.schemas import ClassifyResponse, DetectResponse
 from tests.support.images import face_like_photo
-from tests.support.servers import LiveServer
+from tests.support.servers import HTTP_TIMEOUT, LiveServer
 
 pytestmark = pytest.mark.e2e
 TOKEN = "client-e2e-token-0123456789abcdef"
@@ -53,7 +53,7 @@ def broken_classifier_server(embedded_store: Path, tmp_path_factory: pytest.Temp
 
 
 def _requests_total(url: str, route: str, status: int) -> float:
-    text = httpx.get(f"{url}/metrics").text
+    text = httpx.get(f"{url}/metrics", timeout=HTTP_TIMEOUT).text
     pattern = rf'deepcanvas_requests_total\{{[^}}]*route="{re.escape(route)}"[^}}]*status="{status}"[^}}]*\}} (\S+)'
     return sum(float(v) for v in re.findall(pattern, text))
 

@@ -37,7 +37,7 @@ def server(embedded_store: Path, tmp_path_factory: pytest.TempPathFactory, lfw: 
         files = [("image", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
         headers = {"Authorization": f"Bearer {TOKEN}"}
         enrolled = httpx.post(
-            f"{server.url}/identities", data={"name": "Serena Williams"}, files=files, headers=headers
+            f"{server.url}/identities", data={"name": "Serena Williams"}, files=files, headers=headers, timeout=120
         )
         assert enrolled.status_code == 201, enrolled.text
         yield server

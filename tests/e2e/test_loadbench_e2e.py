@@ -37,14 +37,14 @@ from app.loadbench import (
     suspend,
 )
 from app.settings import Settings
-from tests.support.servers import LiveServer
+from tests.support.servers import HTTP_TIMEOUT, LiveServer
 
 pytestmark = pytest.mark.e2e
 
 
 def served(server: LiveServer, route: str, status: int) -> float:
     pattern = rf'deepcanvas_requests_total\{{method="POST",route="{route}",status="{status}"\}} ([0-9.]+)'
-    found = re.search(pattern, httpx.get(server.url + "/metrics").text)
+    found = re.search(pattern, httpx.get(server.url + "/metrics", timeout=HTTP_TIMEOUT).text)
     return float(found.group(1)) if found else 0.0
 
 
@@ -72,7 +72,7 @@ def test_answers_other_than_200_are_errors_not_latencies(live_server: LiveServer
 def test_a_stylized_image_body_is_read_to_its_end_before_the_next_request(
     live_server: LiveServer, sample_photo_bytes: bytes
 ) -> None:
-    style = httpx.get(live_server.url + "/styles").json()["styles"][0]["name"]
+    style = httpx.get(live_server.url + "/styles", timeout=HTTP_TIMEOUT).json()["styles"][0]["name"]
     request = request_for("/stylize", sample_photo_bytes, style, 64)
     # a second request is sent only if the first answered inside the window: 3 s, not 1, for a loaded machine
     result = asyncio.run(drive(live_server.url, "/stylize", request, clients=1, seconds=3.0))

@@ -21,7 +21,7 @@ import pytest
 from app.store import ArtifactStore, S3ObjectStore
 from app.store.objects import make_s3_client
 from tests.support.images import face_like_photo
-from tests.support.servers import LiveServer, free_port, start_moto_server
+from tests.support.servers import HTTP_TIMEOUT, LiveServer, free_port, start_moto_server
 
 pytestmark = pytest.mark.e2e
 TOKEN = "fuzz-token-0123456789abcdef"
@@ -70,12 +70,12 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(fuzzable_ser
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-6000:]
-    assert httpx.get(f"{fuzzable_server.url}/readyz").status_code == 200
+    assert httpx.get(f"{fuzzable_server.url}/readyz", timeout=HTTP_TIMEOUT).status_code == 200
 
 
 def test_saturation_gives_only_successes_or_503_with_retry_after(fuzzable_server: LiveServer) -> None:
     photo = face_like_photo(320, 240)
-    style = httpx.get(f"{fuzzable_server.url}/styles").json()["styles"][0]["name"]
+    style = httpx.get(f"{fuzzable_server.url}/styles", timeout=HTTP_TIMEOUT).json()["styles"][0]["name"]
     calls = [
         ("/detect", {"image": ("p.jpg", photo)}, {}),
         ("/classify", {"image": ("p.jpg", photo)}, {}),
@@ -142,7 +142,7 @@ def test_a_store_down_at_start_up_is_retried_until_it_comes_back(
     try:
         server.wait_for("/healthz", 60)
         time.sleep(3)
-        assert httpx.get(f"{server.url}/readyz").status_code == 503
+        assert httpx.get(f"{server.url}/readyz", timeout=HTTP_TIMEOUT).status_code == 503
         moto = start_moto_server(port)
         _seed(moto.url, bucket, embedded_store, tmp_path / "seed-cache")
         server.wait_ready(timeout=180)

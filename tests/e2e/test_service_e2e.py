@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.support.bad_inputs import bad_images, good_images
-from tests.support.servers import LiveServer
+from tests.support.servers import HTTP_TIMEOUT, LiveServer
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,7 @@ def photos(request: pytest.FixtureRequest) -> list[tuple[str, bytes]]:
 
 
 def test_readyz_reports_every_model_ready(live_server: LiveServer) -> None:
-    body = httpx.get(f"{live_server.url}/readyz").json()
+    body = httpx.get(f"{live_server.url}/readyz", timeout=HTTP_TIMEOUT).json()
     assert body["ready"] is True
     assert set(body["models"]) == {"detector", "classifier", "style", "gallery", "embedder"}
     assert all(m["state"] == "ready" and m["version"] for m in body["models"].values())
@@ -62,7 +62,9 @@ def test_classify_returns_probabilities_over_the_models_labels(
     live_server: LiveServer, photos: list[tuple[str, bytes]]
 ) -> None:
     labels = next(
-        m["labels"] for m in httpx.get(f"{live_server.url}/models").json()["models"] if m["role"] == "classifier"
+        m["labels"]
+        for m in httpx.get(f"{live_server.url}/models", timeout=HTTP_TIMEOUT).json()["models"]
+        if m["role"] == "classifier"
     )
     for detect_faces in ("true", "false"):
         name, data = photos[0]
@@ -86,7 +88,7 @@ def test_classify_returns_probabilities_over_the_models_labels(
 def test_stylize_paints_with_gallery_styles_and_uploaded_styles(
     live_server: LiveServer, photos: list[tuple[str, bytes]]
 ) -> None:
-    styles = httpx.get(f"{live_server.url}/styles").json()["styles"]
+    styles = httpx.get(f"{live_server.url}/styles", timeout=HTTP_TIMEOUT).json()["styles"]
     assert len(styles) >= 2
     painted = [s for s in styles if s["artist"]]  # the public-domain paintings, credited
     assert len(painted) >= 7 and all(s["year"] for s in painted)
@@ -107,7 +109,7 @@ def test_stylize_paints_with_gallery_styles_and_uploaded_styles(
     assert response.headers["content-type"] == "image/png"
     painted = Image.open(io.BytesIO(response.content))
     assert max(painted.size) <= 256 and painted.mode == "RGB"
-    style_bytes = httpx.get(live_server.url + styles[0]["url"]).content
+    style_bytes = httpx.get(live_server.url + styles[0]["url"], timeout=HTTP_TIMEOUT).content
     uploaded = httpx.post(
         f"{live_server.url}/stylize",
         files={"content": (name, data), "style": ("s.jpg", style_bytes)},
@@ -122,7 +124,7 @@ def test_classical_nst_returns_an_image_within_its_bounds_and_its_step_count(
     live_server: LiveServer, photos: list[tuple[str, bytes]]
 ) -> None:
     name, data = photos[0]
-    style = httpx.get(f"{live_server.url}/styles").json()["styles"][0]["name"]
+    style = httpx.get(f"{live_server.url}/styles", timeout=HTTP_TIMEOUT).json()["styles"][0]["name"]
     started = time.monotonic()
     response = httpx.post(
         f"{live_server.url}/stylize",
@@ -141,14 +143,14 @@ def test_an_nst_request_whose_client_left_stops_and_frees_the_model_for_the_next
 ) -> None:
     """Before, the abandoned 30 s optimisation ran to its budget and the next request waited behind it."""
     name, data = photos[0]
-    style = httpx.get(f"{live_server.url}/styles").json()["styles"][0]["name"]
+    style = httpx.get(f"{live_server.url}/styles", timeout=HTTP_TIMEOUT).json()["styles"][0]["name"]
     fields = {"style_name": style, "method": "nst", "max_side": "128", "max_seconds": "30"}
     built = httpx.Request("POST", f"{live_server.url}/stylize", files={"content": (name, data)}, data=fields)
     head = "".join(f"{k}: {v}\r\n" for k, v in built.headers.items() if k.lower() != "host")
     url = httpx.URL(live_server.url)
     with socket.create_connection((url.host, url.port)) as abandoned:
         abandoned.sendall(f"POST /stylize HTTP/1.1\r\nHost: {url.host}\r\n{head}\r\n".encode() + built.read())
-        time.sleep(1.0)  # the optimisation is under way; the client gives up
+        live_server.wait_slot_busy("nst")  # the optimisation is under way (however slow its start); the client gives up
     started = time.monotonic()
     response = httpx.post(
         f"{live_server.url}/stylize",
@@ -158,12 +160,12 @@ def test_an_nst_request_whose_client_left_stops_and_frees_the_model_for_the_next
     )
     assert response.status_code == 200, response.text
     assert time.monotonic() - started < 15  # not behind the abandoned one's 30 s
-    metrics = httpx.get(f"{live_server.url}/metrics").text
+    metrics = httpx.get(f"{live_server.url}/metrics", timeout=HTTP_TIMEOUT).text
     assert 'deepcanvas_requests_total{method="POST",route="/stylize",status="499"}' in metrics
 
 
 def test_models_lists_every_role_with_provenance(live_server: LiveServer) -> None:
-    body = httpx.get(f"{live_server.url}/models").json()
+    body = httpx.get(f"{live_server.url}/models", timeout=HTTP_TIMEOUT).json()
     roles = {m["role"]: m for m in body["models"]}
     assert set(roles) == {"detector", "classifier", "style", "gallery", "embedder"}
     assert roles["detector"]["architecture"] in {"yolov5s", "ultralight-rfb"} and roles["detector"]["labels"] == [
@@ -184,25 +186,27 @@ def test_bad_uploads_get_4xx_from_the_real_server(live_server: LiveServer, kind:
 
 
 def test_non_multipart_bodies_and_oversized_uploads_get_4xx(live_server: LiveServer) -> None:
-    as_json = httpx.post(f"{live_server.url}/detect", json={"image": "aGVsbG8="})
+    as_json = httpx.post(f"{live_server.url}/detect", json={"image": "aGVsbG8="}, timeout=HTTP_TIMEOUT)
     assert as_json.status_code == 415 and "multipart/form-data" in as_json.json()["detail"]
     huge = httpx.post(
         f"{live_server.url}/detect",
         content=b"\0" * (21 * 1024 * 1024),
         headers={"content-type": "multipart/form-data; boundary=x"},
+        timeout=HTTP_TIMEOUT,
     )
     assert huge.status_code == 413
     garbage = httpx.post(
         f"{live_server.url}/detect",
         content=b"--x\r\nnonsense",
         headers={"content-type": "multipart/form-data; boundary=x"},
+        timeout=HTTP_TIMEOUT,
     )
     assert 400 <= garbage.status_code < 500
-    assert httpx.get(f"{live_server.url}/readyz").status_code == 200
+    assert httpx.get(f"{live_server.url}/readyz", timeout=HTTP_TIMEOUT).status_code == 200
 
 
 def test_openapi_documents_every_endpoint_and_field(live_server: LiveServer) -> None:
-    schema = httpx.get(f"{live_server.url}/openapi.json").json()
+    schema = httpx.get(f"{live_server.url}/openapi.json", timeout=HTTP_TIMEOUT).json()
     assert {"/detect", "/classify", "/stylize", "/styles", "/models", "/healthz", "/readyz"} <= set(schema["paths"])
     stylize = schema["paths"]["/stylize"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
     fields = schema["components"]["schemas"][stylize.split("/")[-1]]["properties"]
@@ -238,7 +242,7 @@ def _png(size: tuple[int, int]) -> bytes:
 def test_a_painting_keeps_the_photos_proportions_at_the_size_asked(
     live_server: LiveServer, size: tuple[int, int], data: dict[str, str], served: tuple[int, int]
 ) -> None:
-    style = httpx.get(f"{live_server.url}/styles").json()["styles"][0]["name"]
+    style = httpx.get(f"{live_server.url}/styles", timeout=HTTP_TIMEOUT).json()["styles"][0]["name"]
     response = httpx.post(
         f"{live_server.url}/stylize",
         files={"content": ("p.png", _png(size))},

@@ -21,6 +21,9 @@ import httpx
 from app.bench import free_port
 
 BIN = Path(sys.executable).parent
+# A test's request to a quick endpoint (/readyz, /styles, /metrics...) of a real server: httpx's default 5 s is
+# not much for a server busy painting or under a load test on a loaded 2-core runner. Only a hang should fail.
+HTTP_TIMEOUT = 60.0
 
 
 def _executable(name: str) -> str:
@@ -44,7 +47,8 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-4000:]}")
             try:
-                last = httpx.get(self.url + path, timeout=5)
+                # each try may take what is left (a slow answer on a loaded machine is still an answer)
+                last = httpx.get(self.url + path, timeout=max(1.0, min(HTTP_TIMEOUT, deadline - time.monotonic())))
                 if last.status_code == status:
                     return last
             except httpx.TransportError as error:
@@ -55,14 +59,24 @@ class ServerProcess:
     def wait_in_flight(self, count: int = 1, timeout: float = 60) -> None:
         """Until ``count`` requests besides the scrape itself are being served (/metrics' in-flight gauge): a test
         that must act while a request runs waits for it instead of guessing how long its start takes."""
+        self.wait_metric(r"^deepcanvas_inflight_requests (\S+)$", count + 1, timeout)  # the scrape counts itself
+
+    def wait_slot_busy(self, slot: str, timeout: float = 60) -> None:
+        """Until a model slot has work waiting or running (/metrics' queue depth): on an idle slot (one thread),
+        its job is running then, e.g. an NST optimisation, not still in the upload, decoding or queueing."""
+        self.wait_metric(rf'^deepcanvas_queue_depth\{{[^}}]*slot="{re.escape(slot)}"[^}}]*\}} (\S+)$', 1, timeout)
+
+    def wait_metric(self, pattern: str, at_least: float, timeout: float = 60) -> None:
+        """Until the value that ``pattern`` (a multiline regex, the value its group) finds in /metrics is
+        ``at_least``."""
         deadline = time.monotonic() + timeout
         while True:
-            metrics = httpx.get(self.url + "/metrics", timeout=30).text
-            found = re.search(r"^deepcanvas_inflight_requests (\S+)$", metrics, re.MULTILINE)
-            if found and float(found.group(1)) >= count + 1:  # the scrape counts itself
+            metrics = httpx.get(self.url + "/metrics", timeout=HTTP_TIMEOUT).text
+            found = re.search(pattern, metrics, re.MULTILINE)
+            if found and float(found.group(1)) >= at_least:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"not {count} requests in flight after {timeout}s:\n{self.log()[-4000:]}")
+                raise TimeoutError(f"{pattern} not {at_least} after {timeout}s:\n{self.log()[-4000:]}")
             time.sleep(0.05)
 
     def stop(self, timeout: float = 15) -> int:
