@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -78,6 +79,7 @@ class ModelSlot:
     load_seconds: float = 0.0
     engine: EngineChoice | None = None
     alone: Callable[[], bool] = lambda: False
+    job_seconds: Callable[[], float] | None = None  # the most one ``run`` job may take (NST: its time budget)
     pending: int = 0
     executor: ThreadPoolExecutor = field(init=False)
     _waiting: deque[tuple[Any, asyncio.Future[Any]]] = field(init=False, default_factory=deque)
@@ -87,6 +89,7 @@ class ModelSlot:
     _jobs: int = field(init=False, default=0)  # work on the slot's thread (a batch, a ``run``, a warm-up)
     _single_seconds: float = field(init=False, default=float("inf"))  # the latest one-item call's time
     deferred_warm_up_tried: bool = field(init=False, default=False)  # by ``ModelManager.warm_deferred``
+    _run_began: float | None = field(init=False, default=None)  # when the ``run`` job on the thread began
 
     def __post_init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{self.name}")
@@ -94,14 +97,39 @@ class ModelSlot:
     def _admit(self, count: int) -> None:
         limit = self.queue_limit()
         if self.pending and self.pending + count > limit:
-            raise Overloaded(f"{self.name} is busy: {self.pending} requests are waiting; retry shortly")
+            if self.job_seconds is None:
+                raise Overloaded(f"{self.name} is busy: {self.pending} requests are waiting; retry shortly")
+            job_seconds = self.job_seconds()
+            free_in = self._free_in(job_seconds)
+            refused = Overloaded(
+                f"{self.name} is busy: {self.pending} running or waiting (each up to {job_seconds:g} s); "
+                f"retry in {free_in} s"
+            )
+            refused.retry_after = free_in
+            raise refused
         self.pending += count
+
+    def _free_in(self, job_seconds: float) -> int:
+        """Whole seconds until the slot has room at the latest: what the running job may still take, and a whole
+        job for each one waiting behind it (a slot whose jobs are long, each bounded by ``job_seconds``)."""
+        began = self._run_began
+        running = 0.0 if began is None else max(0.0, job_seconds - (time.monotonic() - began))
+        waiting = self.pending - (began is not None)
+        return max(1, math.ceil(running + job_seconds * max(0, waiting)))
 
     async def run(self, call: Callable[[Any], R]) -> R:
         """Run ``call(predictor)`` alone on this slot's thread (for work that does not batch)."""
         self._admit(1)
         started = time.perf_counter()
-        result, seconds = await self._on_thread(asyncio.get_running_loop(), call, items=1)
+
+        def timed_from_its_start(predictor: Any) -> R:
+            self._run_began = time.monotonic()
+            try:
+                return call(predictor)
+            finally:
+                self._run_began = None
+
+        result, seconds = await self._on_thread(asyncio.get_running_loop(), timed_from_its_start, items=1)
         _record(self.name, self.manifest, seconds)
         record_phase("queue", max(0.0, time.perf_counter() - started - seconds))
         return result
@@ -217,6 +245,10 @@ def _never() -> bool:
     return False
 
 
+def _lowest(*limits: Callable[[], int]) -> Callable[[], int]:
+    return lambda: min(limit() for limit in limits)
+
+
 def _predict(items: list[Any]) -> Callable[[Any], list[Any]]:
     return lambda predictor: predictor.predict(items)
 
@@ -262,6 +294,8 @@ class SlotPlan:
     engine: Callable[[Manifest], EngineChoice] | None = None
     warmup: bool = True
     inline: bool = False
+    queue_limit: Callable[[], int] | None = None  # the slot's own bound, below the runtime parameter queue_size
+    job_seconds: Callable[[], float] | None = None  # the most one job may take: a refusal says when to come back
 
 
 class ModelManager:
@@ -408,7 +442,14 @@ class ModelManager:
             engine = plan.engine(manifest) if plan.engine else None
             alone = self.alone if plan.inline else _never
             slots[plan.slot] = ModelSlot(
-                plan.slot, manifest, predictor, self.queue_limit, limits, engine=engine, alone=alone
+                plan.slot,
+                manifest,
+                predictor,
+                self.queue_limit if plan.queue_limit is None else _lowest(self.queue_limit, plan.queue_limit),
+                limits,
+                engine=engine,
+                alone=alone,
+                job_seconds=plan.job_seconds,
             )
         for slot in slots.values():
             slot.load_seconds = time.perf_counter() - started

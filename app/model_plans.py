@@ -184,5 +184,15 @@ def default_plans(settings: Settings | None = None) -> list[SlotPlan]:
     if nst_available(settings):
         # No warm-up: autograd's first backward pass takes seconds (8.7 s measured on a busy 2-core machine),
         # which would delay readiness for a method whose every request takes seconds anyway.
-        plans.append(SlotPlan("nst", "style", build_nst, lambda _: NST_ENGINE, warmup=False))
+        # At most nst_queue_size paintings at once: a refusal's Retry-After says when the running one ends.
+        nst = SlotPlan(
+            "nst",
+            "style",
+            build_nst,
+            lambda _: NST_ENGINE,
+            warmup=False,
+            queue_limit=lambda: settings.nst_queue_size,
+            job_seconds=lambda: settings.nst_max_seconds,
+        )
+        plans.append(nst)
     return [*plans, SlotPlan("gallery", "gallery", build_gallery, lambda _: GALLERY_ENGINE)]

@@ -182,6 +182,14 @@ class Settings(BaseSettings):
     nst_max_side: int = Field(512, ge=32, le=2048, description="Bound on the side of an NST output")
     nst_iterations: int = Field(500, ge=1, le=2000, description="Most L-BFGS steps of classical NST")
     nst_max_seconds: float = Field(55.0, gt=0, le=600, description="Most seconds of one NST optimisation")
+    nst_queue_size: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Most NST paintings a replica runs or holds at once; one more is refused at once (503, with the "
+        "Retry-After of when one ends), since a request waiting behind a painting of up to nst_max_seconds would "
+        "pass a load balancer's idle timeout (60 s) before its own began",
+    )
 
     admin_token: SecretStr | None = Field(
         None, description="Bearer token of /admin and enrolment, at least 16 characters; unset disables them"

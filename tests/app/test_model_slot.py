@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,44 @@ def test_run_is_bounded_too(queue: int) -> None:
 
     outcomes = asyncio.run(scenario())
     assert sum(isinstance(o, Overloaded) for o in outcomes) == 3 - queue
+
+
+def test_a_slot_of_long_jobs_refuses_with_when_it_has_room() -> None:
+    """NST's slot: its jobs are long (each bounded by a budget), so a refusal says when the running one ends at the
+    latest, not "retry shortly"; a job that starts later than the one refused ends later still."""
+    predictor = Doubler(delay=0.0)
+
+    async def scenario() -> tuple[Overloaded, list[int]]:
+        slot = ModelSlot("nst", _manifest(), predictor, lambda: 1, job_seconds=lambda: 40.0)
+        predictor.hold()
+        running = asyncio.ensure_future(slot.run(lambda p: p.predict([1])))
+        await _until(lambda: predictor.batches == [1])  # inside the predictor: the job has begun
+        [refused] = await asyncio.gather(slot.run(lambda p: p.predict([2])), return_exceptions=True)
+        predictor.release()
+        return refused, await running
+
+    refused, result = asyncio.run(scenario())
+    assert isinstance(refused, Overloaded) and result == [2]
+    assert refused.retry_after is not None and 1 <= refused.retry_after <= 40  # what is left of the running one
+    assert f"retry in {refused.retry_after} s" in refused.detail and "up to 40 s" in refused.detail
+
+
+def test_the_nst_slot_takes_its_own_queue_bound_and_budget_from_the_settings() -> None:
+    from app.model_plans import default_plans
+
+    settings = Settings(nst_queue_size=2, nst_max_seconds=30.0)
+    [nst] = [plan for plan in default_plans(settings) if plan.slot == "nst"]
+    assert nst.queue_limit is not None and nst.job_seconds is not None
+    assert (nst.queue_limit(), nst.job_seconds()) == (2, 30.0)
+    fake = replace(nst, build=lambda *_: Doubler(0.0))  # the plan's bounds, not torch's NST
+
+    def built(queue_size: int) -> ModelSlot:
+        manager = ModelManager(settings, OneManifestStore(), [fake], lambda: queue_size)  # type: ignore[arg-type]
+        return manager._build_role("style", "stable")["nst"]
+
+    roomy, tight = built(10), built(1)
+    assert roomy.queue_limit() == 2 and roomy.job_seconds is not None  # below the runtime queue_size
+    assert tight.queue_limit() == 1  # and never above it
 
 
 class SlowToWarm(Doubler):

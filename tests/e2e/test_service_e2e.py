@@ -152,6 +152,7 @@ def test_an_nst_request_whose_client_left_stops_and_frees_the_model_for_the_next
         abandoned.sendall(f"POST /stylize HTTP/1.1\r\nHost: {url.host}\r\n{head}\r\n".encode() + built.read())
         live_server.wait_slot_busy("nst")  # the optimisation is under way (however slow its start); the client gives up
     started = time.monotonic()
+    live_server.wait_slot_idle("nst", timeout=60)  # one painting at a time (nst_queue_size): the stopped one ends
     response = httpx.post(
         f"{live_server.url}/stylize",
         files={"content": (name, data)},

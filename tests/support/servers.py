@@ -31,6 +31,11 @@ def _executable(name: str) -> str:
     return str(found) if found.exists() else (shutil.which(name) or name)
 
 
+def queue_depth(slot: str) -> str:
+    """The pattern of a model slot's queue depth in /metrics, its value the group."""
+    return rf'^deepcanvas_queue_depth\{{[^}}]*slot="{re.escape(slot)}"[^}}]*\}} (\S+)$'
+
+
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[bytes]
@@ -64,16 +69,20 @@ class ServerProcess:
     def wait_slot_busy(self, slot: str, timeout: float = 60) -> None:
         """Until a model slot has work waiting or running (/metrics' queue depth): on an idle slot (one thread),
         its job is running then, e.g. an NST optimisation, not still in the upload, decoding or queueing."""
-        self.wait_metric(rf'^deepcanvas_queue_depth\{{[^}}]*slot="{re.escape(slot)}"[^}}]*\}} (\S+)$', 1, timeout)
+        self.wait_metric(queue_depth(slot), 1, timeout)
 
-    def wait_metric(self, pattern: str, at_least: float, timeout: float = 60) -> None:
+    def wait_slot_idle(self, slot: str, timeout: float = 60) -> None:
+        """Until a model slot has nothing waiting or running (a stopped NST optimisation has ended)."""
+        self.wait_metric(queue_depth(slot), 0, timeout, rise=False)
+
+    def wait_metric(self, pattern: str, at_least: float, timeout: float = 60, rise: bool = True) -> None:
         """Until the value that ``pattern`` (a multiline regex, the value its group) finds in /metrics is
-        ``at_least``."""
+        ``at_least`` (with ``rise`` false: at most that)."""
         deadline = time.monotonic() + timeout
         while True:
             metrics = httpx.get(self.url + "/metrics", timeout=HTTP_TIMEOUT).text
             found = re.search(pattern, metrics, re.MULTILINE)
-            if found and float(found.group(1)) >= at_least:
+            if found and (float(found.group(1)) >= at_least if rise else float(found.group(1)) <= at_least):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{pattern} not {at_least} after {timeout}s:\n{self.log()[-4000:]}")
