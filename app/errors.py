@@ -109,6 +109,14 @@ class DatabaseUnavailable(DeepCanvasError):
     retry_after = 5
 
 
+class IncompatibleSchema(DatabaseUnavailable):
+    """The identity database's schema is at a revision this release does not know and lacks what it needs (an
+    image rolled back past a migration that changed the schema, or another application's Alembic table): the
+    identity routes refuse with the reason until a release that knows the schema is deployed; nothing is changed."""
+
+    retry_after = 60
+
+
 def _json_error(status: int, detail: str, retry_after: int | None = None) -> JSONResponse:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)

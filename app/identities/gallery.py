@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.errors import DatabaseUnavailable
+from app.errors import DatabaseUnavailable, IncompatibleSchema
 from app.identities import repository
-from app.identities.database import database_errors, describe, migrate
+from app.identities.database import database_errors, describe, first_line, migrate
 from app.identities.index import FaceIndex
 from app.identities.repository import IdentityRecord
 
@@ -28,26 +31,83 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+# Each database call's deadline: a database that stops answering (a partition, a failover) gives a 503 after this,
+# never a request that hangs; above PostgreSQL's statement timeout (15 s), which ends the usual slow query first.
+CALL_TIMEOUT_S = 20.0
+DATABASE_THREADS = 8
+
+
 class IdentityGallery:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, call_timeout_s: float = CALL_TIMEOUT_S) -> None:
         self.engine = engine
+        self.call_timeout_s = call_timeout_s
         self.index: FaceIndex | None = None  # None until the first load from the database
         self._cursor = 0
         self._migrated = False
         self._apply = asyncio.Lock()  # index swaps, in order: a poll and a local write never interleave
+        self._schema = asyncio.Lock()  # one schema upgrade at a time in this replica
+        self._refusal = ""  # the last schema refusal logged: logged once, not at every poll
+        # Database calls run on threads of their own: calls that hang on a silent database must not take the
+        # default executor's few threads, which model loads, store reads and image decoding share.
+        self._threads = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="identity-db")
 
     async def ensure_schema(self) -> None:
-        """Upgrade the database to the latest schema, once per process (at start, or when it is back)."""
-        if not self._migrated:
-            with database_errors(self.engine):
-                await asyncio.to_thread(migrate, self.engine)
-            self._migrated = True
+        """Upgrade the database to the latest schema, once per process (at start, or when it is back).
+
+        While this replica upgrades, other calls wait for it here (up to ``call_timeout_s``, then 503), not each for
+        the migration lock with a thread and a pooled connection of its own. A schema this release cannot use, or an
+        upgrade that fails, is logged once with its reason and refused (503) until it changes, rather than a stack
+        trace at every poll.
+        """
+        if self._migrated:
+            return
+        try:
+            await asyncio.wait_for(self._schema.acquire(), self.call_timeout_s)
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                "the identity database's schema is being checked or upgraded; retry shortly"
+            ) from None
+        try:
+            if self._migrated:  # done while this call waited
+                return
+            try:
+                with database_errors(self.engine):
+                    await asyncio.get_running_loop().run_in_executor(self._threads, migrate, self.engine)
+            except IncompatibleSchema as refusal:
+                self._log_refusal(refusal.detail)
+                raise
+            except SQLAlchemyError as error:
+                self._log_refusal(f"the identity database's schema could not be upgraded: {first_line(error)}")
+                raise IncompatibleSchema(
+                    "the identity database's schema could not be upgraded to this release's (the service's log says "
+                    "why)"
+                ) from error
+            self._migrated, self._refusal = True, ""
             log.info("identity database %s at the latest schema", describe(self.engine))
+        finally:
+            self._schema.release()
+
+    def _log_refusal(self, reason: str) -> None:
+        if reason != self._refusal:
+            log.error("%s", reason)
+            self._refusal = reason
 
     async def _call(self, function: Callable[Concatenate[Engine, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """``function(engine, ...)`` on the database's threads, within ``call_timeout_s`` (else a 503)."""
         await self.ensure_schema()
         with database_errors(self.engine):
-            return await asyncio.to_thread(function, self.engine, *args, **kwargs)
+            work = asyncio.get_running_loop().run_in_executor(
+                self._threads, partial(function, self.engine, *args, **kwargs)
+            )
+            try:
+                return await asyncio.wait_for(work, self.call_timeout_s)
+            except TimeoutError:
+                log.warning(
+                    "identity database %s did not answer within %g s", describe(self.engine), self.call_timeout_s
+                )
+                raise DatabaseUnavailable(
+                    f"the identity database did not answer within {self.call_timeout_s:g} s; retry shortly"
+                ) from None
 
     def loaded_index(self) -> FaceIndex:
         """The index to search; before the first load from the database there is none to answer with."""
@@ -115,4 +175,5 @@ class IdentityGallery:
             await asyncio.sleep(interval if self.index is not None else min(interval, 0.5))
 
     def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()

@@ -6,10 +6,14 @@ directory it owns. ``start_postgres`` returns None when the binaries are absent 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
@@ -74,3 +78,38 @@ def start_postgres() -> PostgresCluster | None:
     cluster._run(str(binaries / "initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust", "-E", "UTF8")
     cluster.start()
     return cluster
+
+
+class SilentProxy:
+    """A TCP proxy on loopback in front of ``port`` that can go silent: bytes are taken and never passed on, and no
+    connection is closed, as when a database's address goes dark (a failover, a partition) rather than refusing."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.silent = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                while self.silent.is_set() and not self._closed:
+                    time.sleep(0.05)  # held, neither passed on nor refused
+                sink.sendall(data)
+
+    def close(self) -> None:
+        self._closed = True
+        self.silent.clear()
+        self.listener.close()

@@ -1,0 +1,285 @@
+"""The identity database as an operator meets it: upgrades (replicas together, a schema this release does not
+know, a migration that fails or waits), outages that do not refuse (a silent network, a failover to a reader).
+
+Real SQLite files and real PostgreSQL clusters (skipped without Debian's binaries); no HTTP except where the
+status a client sees is the point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+
+from app.errors import DatabaseUnavailable, IncompatibleSchema
+from app.identities import repository
+from app.identities.database import MIGRATION_LOCK_KEY, migrate, open_engine
+from app.identities.gallery import IdentityGallery
+from app.main import create_app
+from app.settings import Settings
+from tests.support.app_client import wait_ready
+from tests.support.fakes import make_fake_store
+from tests.support.identity_fakes import add_fake_embedder, descriptor_of, identity_plans
+from tests.support.postgres import PostgresCluster, SilentProxy, start_postgres
+
+TOKEN = "s3cret-token-0123456789abcdef"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+EMBEDDER = "e/v1"
+A = descriptor_of((1, 0, 0))
+HANG_S = 120  # bounds what must end: generous, a loaded machine is slow
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PostgresCluster]:
+    started = start_postgres()
+    if started is None:
+        pytest.skip("PostgreSQL binaries are absent (/usr/lib/postgresql/*/bin): apt-get install postgresql")
+    try:
+        yield started
+    finally:
+        started.remove()
+
+
+def new_database(cluster: PostgresCluster) -> str:
+    """The URL of a new, empty database on ``cluster`` (each test its own)."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    admin = create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return cluster.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def advisory_locks(engine: Engine) -> int:
+    with engine.connect() as connection:
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        return int(connection.execute(text(query)).scalar_one())
+
+
+def run(coroutine: object) -> object:
+    return asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+# --- a schema this release does not know ----------------------------------------------------------------------
+
+
+def _app(tmp_path: Path, database_url: str) -> TestClient:
+    store = tmp_path / "store"
+    make_fake_store(store)
+    add_fake_embedder(store)
+    settings = Settings(  # type: ignore[arg-type]
+        store=store.as_uri(),
+        cache_dir=tmp_path / "cache",
+        admin_token=TOKEN,
+        identity_poll_s=0.2,
+        database_url=database_url,
+    )
+    return TestClient(create_app(settings, identity_plans()))
+
+
+def test_another_applications_alembic_table_is_refused_with_the_reason_and_left_as_it_is(tmp_path: Path) -> None:
+    """A database whose ``alembic_version`` names a revision this release does not know, without its tables (another
+    application's Alembic, or a schema changed by hand): it was taken for "a newer release's" and used as it is,
+    and every identity request then failed on the missing tables."""
+    database = tmp_path / "other.sqlite3"
+    with create_engine(f"sqlite:///{database}").begin() as connection:
+        connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+        connection.execute(text("INSERT INTO alembic_version VALUES ('ae1027a6acf')"))
+    with _app(tmp_path, f"sqlite:///{database}") as client:
+        wait_ready(client)
+        response = client.get("/identities", headers=ADMIN)
+        assert response.status_code == 503 and response.headers["retry-after"], response.text
+        detail = response.json()["detail"]
+        assert "ae1027a6acf" in detail and "table identities is missing" in detail, detail
+        assert client.get("/healthz").status_code == 200  # the rest of the service serves
+    with create_engine(f"sqlite:///{database}").connect() as connection:
+        tables = connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'")).scalars().all()
+        assert tables == ["alembic_version"]  # nothing created, nothing changed
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "ae1027a6acf"
+
+
+def test_a_newer_schema_that_requires_a_column_this_release_never_writes_is_refused_and_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    """Rolled back past a migration that added a required column: enrolments failed with a 500 (NOT NULL)."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    migrate(engine)
+    ada, _ = repository.enrol(engine, "Ada", [A], EMBEDDER)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE faces ADD COLUMN quality REAL NOT NULL DEFAULT 1"))
+        connection.execute(text("ALTER TABLE identities ADD COLUMN tenant VARCHAR(20) NOT NULL DEFAULT 'x'"))
+        connection.execute(text("UPDATE alembic_version SET version_num = '0002_newer'"))
+    migrate(engine)  # required columns with defaults: this release's inserts still work, used as it is
+    assert repository.enrol(engine, "Bob", [A], EMBEDDER)[0]
+    with engine.begin() as connection:  # one without a default (SQLite adds none such: written into the schema)
+        connection.execute(text("ALTER TABLE faces ADD COLUMN camera VARCHAR(20) NOT NULL DEFAULT 'x'"))
+        connection.execute(text("PRAGMA writable_schema = ON"))
+        connection.execute(
+            text("UPDATE sqlite_master SET sql = replace(sql, :old, :new) WHERE name = 'faces'"),
+            {"old": "camera VARCHAR(20) NOT NULL DEFAULT 'x'", "new": "camera VARCHAR(20) NOT NULL"},
+        )
+    engine.dispose()
+    engine = open_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    with pytest.raises(IncompatibleSchema, match=r"0002_newer.*faces\.camera is required"):
+        migrate(engine)
+    gallery = IdentityGallery(engine)
+    try:
+        with pytest.raises(IncompatibleSchema):
+            run(gallery.enrol("Bob", [A], EMBEDDER))
+    finally:
+        gallery.close()
+    assert repository.get(engine, ada, EMBEDDER).name == "Ada"  # nothing lost
+
+
+# --- replicas upgrading together, a migration that fails or waits (PostgreSQL) --------------------------------
+
+
+def test_replicas_upgrading_a_fresh_database_together_all_succeed_once(cluster: PostgresCluster) -> None:
+    url = new_database(cluster)
+    engines = [open_engine(url) for _ in range(6)]
+    failures: list[BaseException] = []
+
+    def upgrade(engine: Engine) -> None:
+        try:
+            migrate(engine)
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=upgrade, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(HANG_S)
+    assert not any(thread.is_alive() for thread in threads) and failures == []
+    with engines[0].connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert connection.execute(text("SELECT value FROM identity_revision")).scalars().all() == [0]
+    assert advisory_locks(engines[0]) == 0
+    for engine in engines:
+        engine.dispose()
+
+
+def test_a_migration_that_fails_releases_the_lock_and_is_refused_with_the_reason(cluster: PostgresCluster) -> None:
+    """A table in the way (``identities`` of something else): the upgrade fails. The session's advisory lock used to
+    stay with the pooled connection, and every other replica's upgrade then waited on it, for good."""
+    url = new_database(cluster)
+    engine = open_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE identities (id integer PRIMARY KEY)"))
+    gallery = IdentityGallery(engine)
+    try:
+        with pytest.raises(IncompatibleSchema, match="could not be upgraded"):
+            run(gallery.ensure_schema())
+        assert advisory_locks(engine) == 0
+        other = open_engine(url, statement_timeout_ms=2000)
+        with other.connect() as connection:  # another replica takes the lock at once
+            assert connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY}).scalar()
+        other.dispose()
+    finally:
+        gallery.close()
+
+
+def test_a_replica_waits_for_another_ones_migration_longer_than_a_query_may_take(cluster: PostgresCluster) -> None:
+    """The lock was waited for under the statement timeout: a migration longer than it (a large table's new index)
+    made every other replica fail its start-up upgrade with a timeout, again at each retry."""
+    url = new_database(cluster)
+    holder = create_engine(url)
+    waiting = open_engine(url, statement_timeout_ms=200)
+    outcome: list[BaseException | None] = []
+
+    def upgrade() -> None:
+        try:
+            migrate(waiting)
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+
+    with holder.connect() as connection:  # another replica, migrating
+        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        thread = threading.Thread(target=upgrade)
+        thread.start()
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        pause = threading.Event()  # never set: a wait that ends on its timeout
+        for _ in range(HANG_S * 10):  # until the replica waits on the lock, or gave up
+            if outcome or connection.execute(text(query)).scalar_one():
+                break
+            pause.wait(0.1)
+        pause.wait(1.0)  # five statement timeouts: the waiting replica must still be waiting
+        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        connection.commit()
+    thread.join(HANG_S)
+    assert outcome == [None]
+    with waiting.connect() as connection:  # its pooled connection is back at its own statement timeout
+        assert connection.execute(text("SHOW statement_timeout")).scalar_one() == "200ms"
+    holder.dispose()
+    waiting.dispose()
+
+
+# --- outages that do not refuse ---------------------------------------------------------------------------------
+
+
+def test_a_silent_database_answers_503_within_the_deadline_and_other_work_keeps_its_threads(
+    cluster: PostgresCluster,
+) -> None:
+    """A database that stops answering without refusing (a failover's dark address, a partition): every identity
+    call hung, the statement timeout never came back, and the hung calls held the default executor's threads,
+    which model loads, store reads and image decoding need too."""
+    url = new_database(cluster)
+    proxy = SilentProxy(cluster.port)
+    proxied = url.replace(f":{cluster.port}/", f":{proxy.port}/")
+    gallery = IdentityGallery(open_engine(proxied), call_timeout_s=1)
+    results: list[object] = []
+
+    async def scenario() -> None:
+        await gallery.enrol("Ada", [A], EMBEDDER)
+        proxy.silent.set()
+        calls = [gallery.page(10, 0, EMBEDDER) for _ in range(12)]
+        results.extend(await asyncio.gather(*calls, return_exceptions=True))
+        results.append(await asyncio.wait_for(asyncio.to_thread(lambda: "default executor free"), HANG_S))
+
+    worker = threading.Thread(target=lambda: asyncio.run(scenario()), daemon=True)
+    try:
+        worker.start()
+        worker.join(HANG_S)
+        assert not worker.is_alive(), "identity calls hung on a silent database"
+    finally:
+        proxy.close()
+        gallery.close()
+    *calls, default = results
+    assert all(isinstance(r, DatabaseUnavailable) and "did not answer" in r.detail for r in calls), calls
+    assert default == "default executor free"
+
+
+def test_a_failover_to_a_read_only_server_is_a_503_and_heals_without_a_restart(cluster: PostgresCluster) -> None:
+    """After an Aurora/RDS failover the old writer may answer as a reader: pre-ping finds its connections alive, so
+    every write answered 500 (read-only transaction) until the replica was restarted."""
+    url = new_database(cluster)
+    name = url.rsplit("/", 1)[1]
+    admin = create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+    engine = open_engine(url)
+    gallery = IdentityGallery(engine)
+
+    async def scenario() -> None:
+        await gallery.enrol("Ada", [A], EMBEDDER)
+        with admin.connect() as connection:
+            connection.execute(text(f"ALTER DATABASE {name} SET default_transaction_read_only = on"))
+        engine.dispose()  # the pool's connections now reach a "reader"
+        await gallery.get((await gallery.page(1, 0, EMBEDDER))[0][0].id, EMBEDDER)  # reads work
+        with pytest.raises(DatabaseUnavailable):
+            await gallery.enrol("Bob", [A], EMBEDDER)
+        with admin.connect() as connection:  # the endpoint reaches a writer again
+            connection.execute(text(f"ALTER DATABASE {name} RESET default_transaction_read_only"))
+        await gallery.enrol("Bob", [A], EMBEDDER)  # the pool dropped the reader's connections
+
+    try:
+        run(scenario())
+        assert run(gallery.page(10, 0, EMBEDDER))[1] == 2  # type: ignore[index]
+    finally:
+        gallery.close()
+        admin.dispose()
