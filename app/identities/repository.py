@@ -108,13 +108,22 @@ def add_faces(engine: Engine, identity_id: str, descriptors: list[np.ndarray], e
 
 
 def delete(engine: Engine, identity_id: str) -> None:
-    """Erase the identity's faces and name; a tombstone row tells other replicas to drop it."""
+    """Erase the identity's faces and name; a tombstone row tells other replicas to drop it.
+
+    On SQLite the erased bytes must leave the files too: freed space is overwritten (``secure_delete``, set on every
+    connection), and the write-ahead log, which still held the name and descriptors of every deleted person in its
+    older frames for as long as the service ran (a checkpoint copies frames back but does not erase them), is
+    checkpointed and truncated. PostgreSQL keeps dead row versions until (auto)vacuum: docs/identity.md.
+    """
     now = datetime.now(UTC)
     with Session(engine) as session, session.begin():
         rev = _next_revision(session)
         identity = _live(session, identity_id)
         session.execute(delete_rows(FaceRow).where(FaceRow.identity_id == identity_id))
         identity.name, identity.deleted_at, identity.updated_at, identity.revision = "", now, now, rev
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _counts(session: Session, ids: list[str], embedder: str) -> dict[tuple[str, bool], int]:

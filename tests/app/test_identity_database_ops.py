@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
@@ -283,3 +284,28 @@ def test_a_failover_to_a_read_only_server_is_a_503_and_heals_without_a_restart(c
     finally:
         gallery.close()
         admin.dispose()
+
+
+# --- deletion -------------------------------------------------------------------------------------------------
+
+
+def test_a_deleted_persons_name_and_descriptors_leave_the_sqlite_files_while_the_service_runs(tmp_path: Path) -> None:
+    """The rows went, but the write-ahead log kept the name and descriptor bytes for as long as the process ran."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    migrate(engine)
+    rng = np.random.default_rng(7)
+    for i in range(20):  # people who stay, on the same pages
+        repository.enrol(engine, f"Person {i}", [unit(rng)], EMBEDDER)
+    descriptors = [unit(rng), unit(rng)]
+    gone, _ = repository.enrol(engine, "Zebulon Quixote", descriptors, EMBEDDER)
+    repository.delete(engine, gone)
+    files = b"".join(path.read_bytes() for path in tmp_path.glob("db.sqlite3*") if path.is_file())
+    assert b"Zebulon Quixote" not in files
+    assert not any(d.astype("<f4").tobytes() in files for d in descriptors)
+    assert repository.page(engine, 100, 0, EMBEDDER)[1] == 20
+    engine.dispose()
+
+
+def unit(rng: np.random.Generator) -> np.ndarray:
+    vector = rng.standard_normal(128).astype(np.float32)
+    return vector / np.linalg.norm(vector)  # type: ignore[no-any-return]
