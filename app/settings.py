@@ -252,12 +252,23 @@ class Settings(BaseSettings):
             from sqlalchemy.engine import make_url
             from sqlalchemy.exc import ArgumentError
 
+            # A password with an unencoded "@" (a generated one) moved its tail into the host, which the logs show
+            # (``describe`` hides the password, not the host), and ":" after it made a ValueError quoting a piece
+            # of it. Neither message below repeats any of the URL.
+            encode = (
+                "percent-encode the user and password (urllib.parse.quote(password, safe='')), or set "
+                "DEEPCANVAS_DATABASE_HOST, DEEPCANVAS_DATABASE_USER and DEEPCANVAS_DATABASE_PASSWORD instead "
+                "(encoded for you)"
+            )
             try:
-                backend = make_url(value.get_secret_value()).get_backend_name()
-            except ArgumentError as error:
-                raise ValueError(f"database_url is not a SQLAlchemy URL: {error}") from None
+                url = make_url(value.get_secret_value())
+            except (ArgumentError, ValueError):
+                raise ValueError(f"database_url is not a SQLAlchemy URL: {encode}") from None
+            backend = url.get_backend_name()
             if backend not in ("sqlite", "postgresql"):
                 raise ValueError(f"database_url: {backend} is not supported; use sqlite or postgresql(+psycopg)")
+            if backend == "postgresql" and "@" in (url.host or ""):
+                raise ValueError(f"database_url: its password or user holds an unencoded '@': {encode}")
         return value
 
     @field_validator("cors_origins", mode="before")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
@@ -60,3 +62,21 @@ def test_without_a_host_the_parts_build_nothing(monkeypatch: pytest.MonkeyPatch)
 def test_an_impossible_port_is_refused() -> None:
     with pytest.raises(ValidationError, match="database_port"):
         Settings(database_host="db", database_port=70000)
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["Sup3r@S3cretTail", "p@ss:w/rd?S3cretTail"],  # "@" moved the tail into the host; ":" after it broke the port
+)
+def test_a_database_url_whose_password_is_not_encoded_is_refused_without_repeating_it(password: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(database_url=f"postgresql+psycopg://app:{password}@db.internal:5432/deepcanvas")
+    message = str(refused.value)
+    assert "percent-encode" in message and "DEEPCANVAS_DATABASE_PASSWORD" in message
+    assert "S3cretTail" not in message and "ss:w" not in message
+
+
+def test_a_database_url_with_an_encoded_password_keeps_it_exactly() -> None:
+    password = "p@ss:w/rd?#%&=+ x"
+    settings = Settings(database_url=f"postgresql+psycopg://app:{quote(password, safe='')}@db.internal/deepcanvas")
+    assert make_url(_url(settings)).password == password and make_url(_url(settings)).host == "db.internal"
