@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,48 @@ def test_a_database_migrated_by_a_newer_release_is_used_as_it_is(tmp_path: Path)
     migrate(engine)  # logs a warning instead of failing the replica's start
     identity_id, _ = repository.enrol(engine, "Ada", [A], "e/v1")
     assert repository.get(engine, identity_id, "e/v1").faces == 1
+
+
+class _NoIteration(tuple):  # type: ignore[type-arg]
+    """A face list that refuses to be walked in Python: what a change must not do to every face it keeps."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("walked every face of the index in Python")
+
+
+class _NoIterationArray(np.ndarray):
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        raise AssertionError("walked every owner of the index in Python")
+
+
+def test_an_enrolment_changes_the_index_without_walking_every_face_it_already_has() -> None:
+    """Each change rebuilt the face and identity lists in Python: adding one face to 10,000 took longer than building
+    the index whole (17 ms, 68 ms at 50,000), on the event loop, at every poll that brought an enrolment."""
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((1001, 8)).astype(np.float32)
+    index = FaceIndex("e/v1").with_changes([face(f"f{i}", f"p{i}", vectors[i]) for i in range(1000)])
+    guarded = replace(index, face_ids=_NoIteration(index.face_ids), owners=index.owners.view(_NoIterationArray))
+    grown = guarded.with_changes([face("new", "p7", vectors[1000]), face("f3", "p3", vectors[3])])
+    assert grown.size == 1001 and grown.face_ids[-1] == "new"
+    [[best, *_]] = grown.search(vectors[1000][None], 3)
+    assert best.identity_id == "p7" and best.name == "P7"
+
+
+def test_any_sequence_of_changes_searches_as_an_index_built_from_what_is_left() -> None:
+    rng = np.random.default_rng(11)
+    vectors = rng.standard_normal((400, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index, alive, deleted = FaceIndex("e/v1"), {}, set()  # alive: face id -> StoredFace
+    for step in range(60):
+        faces = [face(f"f{step}-{j}", f"p{rng.integers(40)}", vectors[rng.integers(400)]) for j in range(5)]
+        gone = [f"p{i}" for i in rng.integers(40, size=rng.integers(0, 3))]
+        index = index.with_changes(faces, gone)
+        deleted |= set(gone)
+        alive |= {f.id: f for f in faces if f.identity_id not in deleted}
+        alive = {i: f for i, f in alive.items() if f.identity_id not in deleted}
+        whole = FaceIndex("e/v1").with_changes(list(alive.values()))
+        assert sorted(index.face_ids) == sorted(whole.face_ids) and index.size == len(alive)
+        query = vectors[rng.integers(400)][None]
+        got, want = index.search(query, 5)[0], whole.search(query, 5)[0]
+        assert [(m.identity_id, m.name) for m in got] == [(m.identity_id, m.name) for m in want]
+        assert [m.similarity for m in got] == pytest.approx([m.similarity for m in want])
