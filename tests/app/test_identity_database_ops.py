@@ -309,3 +309,24 @@ def test_a_deleted_persons_name_and_descriptors_leave_the_sqlite_files_while_the
 def unit(rng: np.random.Generator) -> np.ndarray:
     vector = rng.standard_normal(128).astype(np.float32)
     return vector / np.linalg.norm(vector)  # type: ignore[no-any-return]
+
+
+def test_a_replica_that_starts_while_the_database_is_down_serves_once_it_is_back(cluster: PostgresCluster) -> None:
+    """No restart needed: the schema upgrade and the first load happen at the first call after the outage."""
+    url = new_database(cluster)
+    cluster.stop()
+    gallery = IdentityGallery(open_engine(url, timeout_s=1))
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            run(gallery.ensure_index(EMBEDDER))
+        cluster.start()
+        run(gallery.enrol("Ada", [A], EMBEDDER))
+        assert gallery.loaded_index().size == 1
+    finally:
+        gallery.close()
+        if not _running(cluster):  # the module's other tests need it
+            cluster.start()
+
+
+def _running(cluster: PostgresCluster) -> bool:
+    return (cluster.data / "db" / "postmaster.pid").exists()
