@@ -380,9 +380,12 @@ class ModelManager:
                 was = status.state
                 if status.version is None:
                     status.state = "absent" if isinstance(error, ModelAbsent) else "failed"
-                status.detail = f"{status.name}:{ref}: {error}"
+                detail = f"{status.name}:{ref}: {error}"
+                repeated, status.detail = status.detail == detail, detail
                 if not isinstance(error, ModelAbsent):
-                    log.error("model %s (%s:%s) refused: %s", role, status.name, ref, error)
+                    # once per reason: a role retried at every poll would log the same error every 10 s for good
+                    level = logging.DEBUG if repeated else logging.ERROR
+                    log.log(level, "model %s (%s:%s) refused: %s", role, status.name, ref, error)
                 elif was != "absent":
                     log.info("model %s (%s) is not in the store; running without it", role, status.name)
                 raise

@@ -237,6 +237,7 @@ class ActiveModels:
         self.objects = objects
         self.document = ActiveDocument()
         self._lock = asyncio.Lock()
+        self._not_converged: dict[str, str] = {}  # role -> the version and error it last failed with
 
     async def activate(self, role: str, ref: str, who: str) -> str:
         """Load, verify and warm ``ref``, record it for the other replicas, then swap it in.
@@ -340,8 +341,13 @@ class ActiveModels:
                 try:
                     await self.manager.activate(role, version)
                 except LOAD_ERRORS as error:
-                    log.error("could not converge %s on %s (retried at the next poll): %s", role, version, error)
+                    reason = f"{version}: {error}"
+                    level = logging.DEBUG if self._not_converged.get(role) == reason else logging.ERROR
+                    self._not_converged[role] = reason  # logged once per reason, not at every poll
+                    log.log(level, "could not converge %s on %s (retried at every poll): %s", role, version, error)
                     converged = False
+                else:
+                    self._not_converged.pop(role, None)
         if converged:
             self.document = stored
 

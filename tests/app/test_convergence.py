@@ -4,6 +4,7 @@ whatever else in the store is broken (in-process, fake predictors, a poll interv
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -184,3 +185,29 @@ def test_style_models_loaded_after_the_start_still_get_gallery_statistics_and_wa
         patch = {"stylize_max_side": 512}
         assert client.patch("/admin/params", headers=AUTH | {"If-Match": "*"}, json=patch).status_code == 200
         until(lambda: prepared(client) == ([(1, 1024), (1, 512)], 1), "statistics at the side requests now use")
+
+
+def test_a_role_that_cannot_converge_logs_its_reason_once_not_at_every_poll(
+    store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Retried at every poll (10 s by default) for as long as the store names it: an error line each time would
+    bury everything else in the log. A new reason (another version named, another error) is logged again."""
+    caplog.set_level(logging.ERROR, logger="deepcanvas")
+    with replica(store, tmp_path) as client:
+        manager = client.app.state.manager  # type: ignore[attr-defined]
+        write_active(store, 1, {"classifier": "v9"})  # never published
+        polls = manager.status["classifier"]
+        until(lambda: polls.detail and "v9" in polls.detail, "the first failed poll")
+        first = len(caplog.records)
+        attempts = [0]
+        real = manager.activate
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            attempts[0] += 1
+            return await real(*args, **kwargs)
+
+        manager.activate = counted
+        until(lambda: attempts[0] >= 10, "ten more polls")
+        assert len(caplog.records) == first, [r.getMessage() for r in caplog.records[first:]]
+        write_active(store, 2, {"classifier": "v8"})  # another reason: logged
+        until(lambda: any("v8" in r.getMessage() for r in caplog.records), "the new reason logged")
