@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,20 @@ access = logging.getLogger("deepcanvas.access")
 CLIENT_CLOSED = 499  # nginx's "client closed request": the client left before its request was read whole
 QUIET_ROUTES = ("/healthz", "/readyz", "/metrics")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# /stylize's method=nst paints for up to nst_max_seconds (55 s) where AdaIN answers in milliseconds: its requests
+# carry a route label of their own (``label_route``), in the metrics, the EMF ``route`` dimension and the access
+# log alike, so that /stylize's latency, and the CloudWatch alarm on it (infra/stacks/observability.py), is AdaIN's.
+NST_ROUTE = "/stylize?method=nst"
+
+# The label a handler gives its request in place of the route's template (``label_route``), read after the response.
+route_labels: ContextVar[list[str] | None] = ContextVar("route_labels", default=None)
+
+
+def label_route(label: str) -> None:
+    """Count the current request under ``label`` rather than its route's template (nothing outside a request)."""
+    record = route_labels.get()
+    if record is not None:
+        record.append(label)
 
 
 class ModelStateCollector(Collector):
@@ -154,7 +169,8 @@ class TelemetryMiddleware:
         body_read = answered = left_mid_body = False
         ran: list[Inference] = []
         steps: list[tuple[str, float]] = []
-        token, steps_token = inferences.set(ran), phases.set(steps)
+        labels: list[str] = []
+        token, steps_token, labels_token = inferences.set(ran), phases.set(steps), route_labels.set(labels)
         id_token = current_request_id.set(request_id)
         started = time.perf_counter()
 
@@ -186,15 +202,18 @@ class TelemetryMiddleware:
             self.metrics.inflight.dec()
             inferences.reset(token)
             phases.reset(steps_token)
+            route_labels.reset(labels_token)
             status = CLIENT_CLOSED if left_mid_body else status
-            await self._record(scope, request_id, status, time.perf_counter() - started, ran)
+            route = labels[-1] if labels else route_label(scope)
+            await self._record(scope, route, request_id, status, time.perf_counter() - started, ran)
         # Only on a normal end: an error that escapes goes on to Starlette's ServerErrorMiddleware, outside this
         # one, whose 500 handler (app.errors) logs it, and then to the server, which logs it too. Both run in this
         # request's task, which ends with the request, so the id stays set for their lines.
         current_request_id.reset(id_token)
 
-    async def _record(self, scope: Scope, request_id: str, status: int, seconds: float, ran: list[Inference]) -> None:
-        route = route_label(scope)
+    async def _record(
+        self, scope: Scope, route: str, request_id: str, status: int, seconds: float, ran: list[Inference]
+    ) -> None:
         self.metrics.requests.labels(route, scope["method"], str(status)).inc()
         self.metrics.request_duration.labels(route).observe(seconds)
         for one in ran:

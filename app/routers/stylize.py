@@ -12,6 +12,7 @@ from app import services
 from app.deps import ImageLimitsDep, ManagerDep, ParamsDep, SettingsDep
 from app.errors import InvalidParameter
 from app.schemas import ERROR_RESPONSES
+from app.telemetry import NST_ROUTE, label_route
 from app.uploads import read_image
 
 router = APIRouter(prefix="/stylize", tags=["stylize"])
@@ -99,6 +100,8 @@ async def stylize_image(
     ] = None,
 ) -> Response:
     """Stylize ``content`` with an uploaded style or gallery styles; returns the image bytes."""
+    if method == "nst":  # seconds, not milliseconds: NST's latency is counted apart from AdaIN's
+        label_route(NST_ROUTE)
     if max_side is not None and max_side > settings.stylize_max_side_limit:
         raise InvalidParameter(f"max_side: must be at most {settings.stylize_max_side_limit}")
     if method == "nst" and max_side is not None and max_side > settings.nst_max_side:

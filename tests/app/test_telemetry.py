@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.telemetry import JsonFormatter
+from app.telemetry import NST_ROUTE, JsonFormatter, label_route
 from tests.support.app_client import fake_app_client, wait_ready
 from tests.support.images import face_like_photo
 
@@ -155,3 +155,34 @@ def test_metrics_answer_only_at_the_plain_path_the_balancer_rule_matches(client:
     """The server decodes %-escapes before routing; the rule hiding /metrics matches the path as sent."""
     assert client.get("/metrics").status_code == 200
     assert client.get(spelling).status_code == 404
+
+
+def test_nst_paintings_are_counted_apart_from_adain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """method=nst paints for up to 55 s under the same route as AdaIN's milliseconds: one /stylize p99 over both
+    raised the CloudWatch latency alarm (which watches /stylize) on a few paintings a minute."""
+    with fake_app_client(tmp_path, emf_enabled=True) as client:
+        wait_ready(client)
+        capsys.readouterr()
+        for method in ("adain", "nst"):
+            data = {"style_name": "red", "method": method}
+            assert client.post("/stylize", files={"content": ("p.jpg", PHOTO)}, data=data).status_code == 200
+        refused = {"style_name": ["red", "red"], "method": "nst"}  # before any inference: still NST's
+        assert client.post("/stylize", files={"content": ("p.jpg", PHOTO)}, data=refused).status_code == 422
+        text = client.get("/metrics").text
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    routes = [d["route"] for d in documents if "Latency" in d and d["route"] != "/metrics"]
+    assert routes == ["/stylize", NST_ROUTE, NST_ROUTE]
+    counts = {
+        (s.labels["route"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "deepcanvas_requests"
+        for s in family.samples
+        if s.name == "deepcanvas_requests_total"
+    }
+    assert counts[("/stylize", "200")] == 1
+    assert (counts[(NST_ROUTE, "200")], counts[(NST_ROUTE, "422")]) == (1, 1)
+    assert f'deepcanvas_request_duration_seconds_count{{route="{NST_ROUTE}"}} 2.0' in text
+
+
+def test_a_route_label_outside_a_request_is_ignored() -> None:
+    label_route(NST_ROUTE)  # no request being served: nothing to label, and no error

@@ -18,6 +18,7 @@ from app.manager import SlotPlan
 from app.store.objects import ObjectStore
 from models.artifact import GalleryEntry, InputSpec, Manifest, load_artifact, pack_artifact
 from models.starter import set_local_alias
+from models.style.types import NSTRequest, NSTResult
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,15 @@ class FakeClassifier(ExclusiveUse):
 
 
 class FakeStyle(ExclusiveUse):
-    def predict(self, batch: list[Any]) -> list[Image.Image]:
+    def predict(self, batch: list[Any]) -> list[Image.Image | NSTResult]:
         self._enter()
-        results = []
+        results: list[Image.Image | NSTResult] = []
         for request in batch:
             content = request.content
             scale = min(1.0, request.max_side / max(content.size))
-            results.append(
-                content.resize((max(1, round(content.width * scale)), max(1, round(content.height * scale))))
-            )
+            painted = content.resize((max(1, round(content.width * scale)), max(1, round(content.height * scale))))
+            # the nst slot answers as the torch NST predictor does: the image, its steps and its seconds
+            results.append(NSTResult(painted, steps=1, seconds=0.0) if isinstance(request, NSTRequest) else painted)
         return results
 
 
