@@ -23,6 +23,16 @@ RUNTIME_DOCUMENT_KEYS: tuple[str, ...] = ("_runtime/params.json", "_runtime/acti
 CONTAINER_NAME = "deepcanvas"
 CONTAINER_PORT = 8000
 HEALTH_CHECK_PATH = "/readyz"
+# The service's own CloudWatch metrics (EMF lines on stdout, app/telemetry.py): the task is given this namespace
+# and service name (DEEPCANVAS_EMF_NAMESPACE, DEEPCANVAS_SERVICE_NAME) rather than left to the service's defaults,
+# so the alarms below read exactly what it writes.
+EMF_NAMESPACE = "DeepCanvas"
+SERVICE_NAME = "deepcanvas"
+# The routes a person waits on, by the ``route`` dimension the service emits (its route template): the latency alarm
+# watches the slowest p99 among them. /stylize is AdaIN's alone: method=nst (up to nst_max_seconds) is emitted as
+# NST_ROUTE (app/telemetry.py), graphed on the dashboard and in no alarm. At most 10 (a metric-math alarm's limit).
+INTERACTIVE_ROUTES: tuple[str, ...] = ("/detect", "/classify", "/identify", "/verify", "/stylize")
+NST_ROUTE = "/stylize?method=nst"
 # What the public load balancer answers itself (listener rules, infra/routing.py), in priority order.
 # A %-escape in the first path segment: no public route has one, and the service decodes escapes before it routes,
 # so /%6detrics or /admin%2Fparams would pass rules that compare the path as sent. 404.

@@ -21,8 +21,10 @@ from infra.config import (
     CONTAINER_PORT,
     DATABASE_NAME,
     DATABASE_PORT,
+    EMF_NAMESPACE,
     HEALTH_CHECK_PATH,
     MODELS_PREFIX,
+    SERVICE_NAME,
     DeployConfig,
 )
 from infra.permissions import model_store_statements
@@ -105,6 +107,9 @@ class ServiceStack(Stack):
             "DEEPCANVAS_STORE": f"s3://{bucket.bucket_name}/{MODELS_PREFIX}",
             "DEEPCANVAS_S3_REGION": Aws.REGION,
             "DEEPCANVAS_EMF_ENABLED": "true",
+            # What the latency alarm reads (infra/stacks/observability.py): named here, not left to the defaults.
+            "DEEPCANVAS_EMF_NAMESPACE": EMF_NAMESPACE,
+            "DEEPCANVAS_SERVICE_NAME": SERVICE_NAME,
             "DEEPCANVAS_GRACE_PERIOD_S": str(self.config.grace_period_s),
             # The same budget the deregistration delay is sized for (infra/config.py: deregistration_delay_s).
             "DEEPCANVAS_NST_MAX_SECONDS": f"{self.config.nst_max_seconds:g}",

@@ -21,6 +21,8 @@ TEST_CONTEXT: dict[str, Any] = {"certificate_arn": TEST_CERTIFICATE_ARN, "image_
 
 SETTINGS_SOURCE = Path(__file__).resolve().parents[2] / "app" / "settings.py"
 SETTINGS_PREFIX = "DEEPCANVAS_"
+TELEMETRY_SOURCE = SETTINGS_SOURCE.with_name("telemetry.py")
+ROUTERS_SOURCE = SETTINGS_SOURCE.with_name("routers")
 
 
 def service_settings() -> dict[str, Any]:
@@ -42,6 +44,66 @@ def service_settings() -> dict[str, Any]:
         except ValueError:
             fields[node.target.id] = Ellipsis
     return fields
+
+
+def module_constants(source: Path) -> dict[str, Any]:
+    """The top-level names of a service module bound to a literal (``NAME = ...``), read from its source."""
+    constants: dict[str, Any] = {}
+    for node in ast.parse(source.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, value = node.target.id, node.value
+        else:
+            continue
+        try:
+            constants[name] = ast.literal_eval(value)
+        except ValueError:
+            continue
+    return constants
+
+
+def emf_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Metric name -> (unit, dimension names), as ``app.telemetry.EmfEmitter`` writes them: each literal
+    ``<logger>.put_metric(name, value, unit)`` with the keys of the same logger's ``set_dimensions({...})``."""
+    dimensions: dict[str, tuple[str, ...]] = {}
+    metrics: dict[str, tuple[str, str]] = {}
+    for node in ast.walk(ast.parse(TELEMETRY_SOURCE.read_text())):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if not isinstance(node.func.value, ast.Name):
+            continue
+        logger = node.func.value.id
+        if node.func.attr == "set_dimensions" and isinstance(node.args[0], ast.Dict):
+            dimensions[logger] = tuple(ast.literal_eval(key) for key in node.args[0].keys if key is not None)
+        elif node.func.attr == "put_metric":
+            name, _, unit = node.args
+            metrics[ast.literal_eval(name)] = (ast.literal_eval(unit), logger)
+    return {name: (unit, dimensions[logger]) for name, (unit, logger) in metrics.items()}
+
+
+def service_routes(verb: str) -> set[str]:
+    """The templates of the service's ``verb`` routes (``APIRouter(prefix=...)`` and ``@router.<verb>(path)`` in
+    app/routers), which are the ``route`` label its metrics carry (app.telemetry.route_label)."""
+    routes: set[str] = set()
+    for source in sorted(ROUTERS_SOURCE.glob("*.py")):
+        tree = ast.parse(source.read_text())
+        prefix = ""
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "APIRouter":
+                prefix = next((ast.literal_eval(k.value) for k in node.keywords if k.arg == "prefix"), "")
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef):
+                continue
+            for decorator in node.decorator_list:
+                if (
+                    isinstance(decorator, ast.Call)
+                    and isinstance(decorator.func, ast.Attribute)
+                    and decorator.func.attr == verb
+                    and decorator.args
+                ):
+                    routes.add(prefix + ast.literal_eval(decorator.args[0]))
+    return routes
 
 
 def require_cdk() -> None:
