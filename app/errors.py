@@ -152,6 +152,12 @@ def document_errors_as_strings(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def internal_error(method: str, path: str, error: BaseException) -> JSONResponse:
+    """The 500 for an error no handler took, its traceback logged once (the detail says nothing of it)."""
+    log.error("unhandled error on %s %s", method, path, exc_info=error)
+    return _json_error(500, "internal error")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def domain_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DeepCanvasError)
@@ -172,10 +178,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return _json_error(503, f"the model store: {exc}", 5)
 
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        # Starlette runs this handler outside every middleware of ours, so the telemetry middleware never sees
-        # this answer: the request's id (still set for this task, see TelemetryMiddleware) goes on it here.
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        answer = _json_error(500, "internal error")
+        # An error the telemetry middleware could not answer (one in a layer outside it): Starlette runs this
+        # handler outside every middleware of ours, so the request's id (still set for this task, see
+        # TelemetryMiddleware) goes on it here.
+        answer = internal_error(request.method, request.url.path, exc)
         if (request_id := current_request_id.get()) is not None:
             answer.headers["X-Request-ID"] = request_id
         return answer

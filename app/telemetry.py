@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import internal_error
 from app.manager import Inference, ModelManager, inferences
 from app.request_ids import RequestIdFilter, current_request_id, request_id_from
 from app.timings import phases
@@ -198,6 +199,13 @@ class TelemetryMiddleware:
         self.metrics.inflight.inc()
         try:
             await self.app(scope, receive_watched, send_with_id)
+        except Exception as error:
+            if answered or left_mid_body:
+                raise  # too late for an answer of ours
+            # An error no route handler took is answered here, inside CORS, with the request's id and timing:
+            # Starlette's own 500 comes from outside every middleware, without the CORS headers a page on another
+            # origin needs to read it (it saw a "CORS error", not the 500), and was logged twice.
+            await internal_error(scope["method"], scope["path"], error)(scope, receive, send_with_id)
         finally:
             self.metrics.inflight.dec()
             inferences.reset(token)
@@ -206,9 +214,9 @@ class TelemetryMiddleware:
             status = CLIENT_CLOSED if left_mid_body else status
             route = labels[-1] if labels else route_label(scope)
             await self._record(scope, route, request_id, status, time.perf_counter() - started, ran)
-        # Only on a normal end: an error that escapes goes on to Starlette's ServerErrorMiddleware, outside this
-        # one, whose 500 handler (app.errors) logs it, and then to the server, which logs it too. Both run in this
-        # request's task, which ends with the request, so the id stays set for their lines.
+        # Only on a normal end: an error that escapes (one after the answer began) goes on to Starlette's
+        # ServerErrorMiddleware, outside this one, and then to the server, which log it. Both run in this request's
+        # task, which ends with the request, so the id stays set for their lines.
         current_request_id.reset(id_token)
 
     async def _record(

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from app.main import create_app
+from app.settings import Settings
 from tests.support.app_client import fake_app_client, wait_ready
+from tests.support.fakes import fake_plans, make_fake_store
 from tests.support.images import face_like_photo
 
 APP = "https://app.example.com"
@@ -76,3 +79,26 @@ def test_errors_from_the_outer_layers_carry_the_header_so_a_page_can_read_them(c
     assert response.headers["access-control-allow-origin"] == APP
     empty = client.post("/detect", files={"image": ("p.jpg", b"", "image/jpeg")}, headers={"Origin": APP})
     assert empty.status_code == 400 and empty.headers["access-control-allow-origin"] == APP
+
+
+def test_a_500_can_be_read_by_a_listed_origin_and_names_its_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Starlette answers an error no handler took from outside every middleware: the 500 lacked the CORS headers,
+    so a page on another origin saw a "CORS error" and nothing of the answer, nor its request id to report."""
+    settings = Settings(
+        store=make_fake_store(tmp_path / "store").as_uri(), cache_dir=tmp_path / "cache", cors_origins=APP
+    )  # type: ignore[arg-type]
+    app = create_app(settings, fake_plans())
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        failed = client.get("/boom", headers={"Origin": APP, "X-Request-ID": "boom-2"})
+    assert failed.status_code == 500 and failed.json() == {"detail": "internal error"}
+    assert failed.headers["access-control-allow-origin"] == APP
+    assert failed.headers["x-request-id"] == "boom-2" and "total;dur=" in failed.headers["server-timing"]
+    tracebacks = [r for r in caplog.records if r.exc_info and "boom" in str(r.exc_info[1])]
+    assert len(tracebacks) == 1  # logged once, by us
