@@ -8,7 +8,7 @@
 # Build arguments:
 #   BASE_IMAGE       a Debian bookworm image with Python 3.11 (docker/base-image.sh makes one without a registry)
 #   TORCH_INDEX_URL  where torch and torchvision come from when building online
-#   TORCH_SPEC       which torch and torchvision to install (pin a pair here)
+#   TORCH_SPEC       which torch and torchvision to install (default: the pair the Makefile's tests run on)
 #   WHEELS           a wheel folder in the build context (e.g. docker/wheels): install offline from it alone
 #   EXTRAS           the project's optional dependency groups to install, comma-separated
 #                    (default: serve,torch,openvino: every network on OpenVINO, NST on torch)
@@ -26,7 +26,7 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS dependencies
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG TORCH_SPEC="torch torchvision"
+ARG TORCH_SPEC="torch==2.14.1 torchvision==0.29.1"
 ARG WHEELS=
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

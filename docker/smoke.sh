@@ -31,7 +31,7 @@ if [ -n "$SMOKE_ONLINE" ]; then
     BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim-bookworm}"
     PROMETHEUS_BASE_IMAGE="${PROMETHEUS_BASE_IMAGE:-debian:bookworm-slim}"
     POSTGRES_BASE_IMAGE="${POSTGRES_BASE_IMAGE:-debian:bookworm-slim}"
-    TORCH_SPEC="${TORCH_SPEC:-torch torchvision}"
+    TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
 else
     BASE_IMAGE="${BASE_IMAGE:-deepcanvas-base:bookworm}"
     PROMETHEUS_BASE_IMAGE="${PROMETHEUS_BASE_IMAGE:-$BASE_IMAGE}"
