@@ -1,0 +1,112 @@
+"""The demo page as a screen reader, a keyboard and a phone meet it: headless Chromium against the real server.
+
+axe-core (WCAG 2.1 A and AA rules) checks the page in its main states; it comes from the ``axe-playwright-python``
+dev dependency, never from the network, and its test skips without it. The rest reads Chromium's own accessibility
+tree (what a screen reader is given) and the page's layout as the keyboard moves through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.e2e.browser_support import CHROMIUM, PageErrors
+from tests.e2e.test_web_page import gallery_radios, mocked_faces, open_page, upload_photo
+from tests.support.images import face_like_photo
+from tests.support.servers import LiveServer
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.e2e,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (apt-get install chromium)"),
+]
+
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+IDENTIFIED = {
+    "model": {"name": "face-embedder", "version": "v-test"},
+    "faces": [
+        {"box": [128, 64, 384, 320], "identity": {"name": "Ada Lovelace", "similarity": 0.91}},
+        {"box": [600, 300, 800, 500], "identity": None},
+    ],
+}
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
+    page = open_page(browser, live_server)
+    yield page
+    page.context.close()
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "portrait.jpg"
+    path.write_bytes(face_like_photo(1000, 750))
+    return path
+
+
+@pytest.fixture
+def not_a_photo(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.jpg"
+    path.write_text("a shopping list, not a photo\n")
+    return path
+
+
+# ---- axe-core: WCAG 2.1 A and AA, in the page's main states ----
+
+
+def axe_violations(page: Page) -> dict[str, list[str]]:
+    """axe's WCAG 2.1 A/AA violations on the page as it stands: rule id -> the elements that break it."""
+    axe = pytest.importorskip("axe_playwright_python.sync_playwright", reason="axe-playwright-python is absent")
+    options = {"runOnly": {"type": "tag", "values": WCAG_21_AA}, "resultTypes": ["violations"]}
+    results = axe.Axe().run(page, options=options).response
+    assert results["testEngine"]["name"] == "axe-core"
+    return {rule["id"]: [" ".join(node["target"]) for node in rule["nodes"]] for rule in results["violations"]}
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("width", [1280, 375])
+def test_axe_finds_no_wcag_violation_in_the_pages_main_states(
+    browser: Browser, live_server: LiveServer, photo: Path, not_a_photo: Path, scheme: str, width: int
+) -> None:
+    pytest.importorskip("axe_playwright_python", reason="axe-playwright-python is absent")
+    context = browser.new_context(base_url=live_server.url, viewport={"width": width, "height": 800})
+    page = context.new_page()
+    try:
+        page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+        errors = PageErrors.watch(page)
+        page.route("**/classify", lambda route: route.fulfill(json=mocked_faces(([128, 64, 384, 320], "male", 0.8))))
+        page.route("**/identify", lambda route: route.fulfill(json=IDENTIFIED))
+        found: dict[str, dict[str, list[str]]] = {}
+        page.goto("/")
+        gallery_radios(page)
+        found["empty"] = axe_violations(page)
+
+        upload_photo(page, photo)
+        expect(page.locator("#face-boxes .face-box")).to_have_count(1)
+        found["detections"] = axe_violations(page)
+
+        page.set_input_files("#identify-input", str(photo))
+        expect(page.locator("#identify-summary")).to_have_text("2 faces found, 1 named.")
+        found["identify"] = axe_violations(page)
+
+        page.locator("#stylize-button").click()
+        expect(page.locator("#stylized-image")).to_be_visible()
+        page.wait_for_function("() => document.querySelector('#stylized-image').naturalWidth > 0")
+        page.locator("#models-heading ~ details summary").click()
+        expect(page.locator("#models-table tr").first).to_be_attached()
+        found["stylized"] = axe_violations(page)
+
+        page.unroute("**/classify")
+        page.set_input_files("#photo-input", str(not_a_photo))
+        expect(page.locator("#alert")).to_contain_text("415")
+        expect(page.locator("#faces-summary")).to_have_text("This photo could not be classified.")
+        found["error"] = axe_violations(page)
+        assert {state: rules for state, rules in found.items() if rules} == {}
+        # the photo's 415 is logged as a failed load; anything else (a Content-Security-Policy violation) is not
+        assert [message for message in errors.messages if "Failed to load resource" not in message] == []
+    finally:
+        context.close()
