@@ -7,13 +7,15 @@ tree (what a screen reader is given) and the page's layout as the keyboard moves
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.browser_support import CHROMIUM, PageErrors
+from tests.e2e.browser_support import CHROMIUM, PageErrors, screenshot
 from tests.e2e.test_web_page import gallery_radios, mocked_faces, open_page, upload_photo
 from tests.support.images import face_like_photo
 from tests.support.servers import LiveServer
@@ -53,6 +55,43 @@ def not_a_photo(tmp_path: Path) -> Path:
     path = tmp_path / "notes.jpg"
     path.write_text("a shopping list, not a photo\n")
     return path
+
+
+def ax_node(page: Page, selector: str) -> dict[str, Any]:
+    """Chromium's accessibility node for the element ``selector`` finds: what assistive technology is told."""
+    cdp = page.context.new_cdp_session(page)
+    try:
+        root = cdp.send("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+        node_id = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        nodes = cdp.send("Accessibility.getPartialAXTree", {"nodeId": node_id, "fetchRelatives": False})["nodes"]
+        node: dict[str, Any] = nodes[0]
+        return node
+    finally:
+        cdp.detach()
+
+
+def ax_properties(node: dict[str, Any]) -> dict[str, Any]:
+    return {prop["name"]: prop["value"].get("value") for prop in node.get("properties", [])}
+
+
+def test_empty_status_regions_are_in_the_accessibility_tree_before_their_message(page: Page, photo: Path) -> None:
+    """A screen reader announces a change inside a live region it already knows; a status region hidden with
+    ``display: none`` until its text arrives is not there to be watched, and "Painting…" or "1 face found."
+    went unsaid. (An alert is announced as it appears: it may stay hidden while empty.)"""
+    page.goto("/")
+    gallery_radios(page)
+    for selector in ("#status", "#stylize-status"):
+        expect(page.locator(selector)).to_be_empty()
+        node = ax_node(page, selector)
+        assert not node["ignored"], f"{selector} is left out of the accessibility tree: {node.get('ignoredReasons')}"
+        assert node["role"]["value"] == "status"
+        assert ax_properties(node)["live"] == "polite"
+    # ...and an empty one takes no room: the page looks as it did.
+    status = page.locator("#status").bounding_box()
+    assert status and status["width"] <= 1 and status["height"] <= 1
+    page.route("**/classify", lambda route: route.fulfill(json=mocked_faces(([128, 64, 384, 320], "female", 0.9))))
+    upload_photo(page, photo)
+    expect(page.get_by_role("status").filter(has_text="1 face found.")).to_be_visible()
 
 
 # ---- axe-core: WCAG 2.1 A and AA, in the page's main states ----
