@@ -31,6 +31,13 @@ function el(tag, text, className) {
 
 function showError(message) {
   $("alert").textContent = message;
+  fitScrollPadding();
+}
+
+// The page's alert stays at the top of the window: the page keeps what the keyboard focuses below it (the CSS
+// scroll-padding-top), by its height now, not by a guess that a phone's five lines outgrow.
+function fitScrollPadding() {
+  document.documentElement.style.setProperty("--alert-height", `${$("alert").offsetHeight}px`);
 }
 
 function setStatus(text) {
@@ -383,6 +390,7 @@ function init() {
   });
   document.querySelector("details").addEventListener("toggle", (event) => event.target.open && loadModels());
   setUpDropZone();
+  new ResizeObserver(fitScrollPadding).observe($("alert")); // a turned phone, a zoomed page: new line breaks
   loadGallery();
   loadModels();
 }

@@ -7,7 +7,6 @@ tree (what a screen reader is given) and the page's layout as the keyboard moves
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,6 +91,40 @@ def test_empty_status_regions_are_in_the_accessibility_tree_before_their_message
     page.route("**/classify", lambda route: route.fulfill(json=mocked_faces(([128, 64, 384, 320], "female", 0.9))))
     upload_photo(page, photo)
     expect(page.get_by_role("status").filter(has_text="1 face found.")).to_be_visible()
+
+
+def test_the_keyboard_focus_is_never_hidden_under_the_error_on_a_phone(
+    browser: Browser, live_server: LiveServer, not_a_photo: Path
+) -> None:
+    """The page's alert stays at the top of the window, five lines tall on a phone: Shift+Tab scrolled each
+    control to just below a fixed 5 rem, under the alert, and the focused control could not be seen."""
+    page = open_page(browser, live_server, width=375, height=667)
+    try:
+        page.goto("/")
+        gallery_radios(page)
+        page.set_input_files("#photo-input", str(not_a_photo))
+        alert = page.locator("#alert")
+        expect(alert).to_contain_text("Classifying the photo failed (415)")
+        assert (alert.bounding_box() or {"height": 0})["height"] > 80, "the alert should take several lines here"
+        page.locator("#models-heading ~ details summary").focus()
+        covered = []
+        for _ in range(8):
+            page.keyboard.press("Shift+Tab")
+            where = page.evaluate(
+                """() => {
+                  const focused = document.activeElement;
+                  const ring = focused.name === "style" ? focused.parentElement.querySelector(".thumb") : focused;
+                  const box = ring.getBoundingClientRect();
+                  const alert = document.getElementById("alert").getBoundingClientRect();
+                  return { name: focused.id || focused.name, top: box.top, bottom: box.bottom, under: alert.bottom };
+                }"""
+            )
+            if where["top"] < where["under"] and where["bottom"] > 0:
+                covered.append(where)
+                screenshot(page, "focus-under-alert", full_page=False)
+        assert covered == [], "focused controls hidden (partly or wholly) under the page's alert"
+    finally:
+        page.context.close()
 
 
 # ---- axe-core: WCAG 2.1 A and AA, in the page's main states ----
