@@ -226,6 +226,15 @@ function styleOption(style) {
   label.title = [style.title, credit, style.description].filter(Boolean).join(" — ");
   label.append(input, img, el("span", style.title, "style-title"));
   if (credit) label.append(el("span", credit, "style-artist"));
+  // The thumbnail is decorative (alt=""): what the painting looks like is its radio button's description, for
+  // screen readers (the title tooltip is only for a mouse; hidden, the text stays out of the button's name).
+  if (style.description) {
+    const about = el("span", style.description);
+    about.id = `style-about-${style.name}`;
+    about.hidden = true;
+    input.setAttribute("aria-describedby", about.id);
+    label.append(about);
+  }
   return label;
 }
 

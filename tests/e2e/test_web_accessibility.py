@@ -7,6 +7,7 @@ tree (what a screen reader is given) and the page's layout as the keyboard moves
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,21 @@ def test_the_keyboard_focus_is_never_hidden_under_the_error_on_a_phone(
         assert covered == [], "focused controls hidden (partly or wholly) under the page's alert"
     finally:
         page.context.close()
+
+
+def test_each_gallery_style_tells_a_screen_reader_what_it_looks_like(page: Page) -> None:
+    """The thumbnails are decorative (alt=""); each painting's description was only a mouse-hover tooltip on the
+    label, so neither a screen reader nor a keyboard got it: the radio button now carries it as its description."""
+    page.goto("/")
+    gallery_radios(page)
+    starry = page.locator("#gallery input[value='starry-night']")
+    expect(starry).to_have_accessible_name(re.compile(r"^The Starry Night\s+Vincent van Gogh, 1889$"))
+    description = page.locator("#gallery label:has(input[value='starry-night'])").get_attribute("title") or ""
+    described = description.split(" — ")[-1]
+    assert described and described != "The Starry Night"
+    expect(starry).to_have_accessible_description(described)
+    for i in range(page.locator("#gallery input[name=style]").count()):
+        expect(page.locator("#gallery input[name=style]").nth(i)).to_have_accessible_description(re.compile(r"\w"))
 
 
 # ---- axe-core: WCAG 2.1 A and AA, in the page's main states ----
