@@ -296,7 +296,13 @@ async function stylize() {
   if (state.busy) return;
   state.busy = true;
   // The answer is shown with what was sent, whatever photo is chosen while it paints.
-  const sent = { photo: state.photo, styleName: choice.dataset.upload ? "my-style" : choice.value };
+  const sent = {
+    photo: state.photo,
+    styleName: choice.dataset.upload ? "my-style" : choice.value,
+    styleTitle: choice.dataset.upload
+      ? `your image “${state.styleFile.name}”`
+      : choice.parentElement.querySelector(".style-title").textContent,
+  };
   const button = $("stylize-button");
   // aria-disabled rather than disabled: a disabled button would throw the keyboard focus away.
   button.setAttribute("aria-disabled", "true");
@@ -319,11 +325,14 @@ async function stylize() {
   }
 }
 
-function showStylized(blob, { photo, styleName }) {
+function showStylized(blob, { photo, styleName, styleTitle }) {
   const url = objectUrl("stylized", blob);
   const base = photo.name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9._-]+/g, "_") || "photo";
   $("original-image").src = objectUrl("original", photo);
+  $("original-image").alt = `The original photo, “${photo.name}”`;
   $("stylized-image").src = url;
+  // Which photo (a late answer pairs an earlier one) in which style: what a sighted person sees at a glance.
+  $("stylized-image").alt = `“${photo.name}” repainted in the style of ${styleTitle}`;
   const link = $("download-link");
   link.href = url;
   link.download = `${base}-${styleName}.png`;

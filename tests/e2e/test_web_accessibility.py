@@ -143,6 +143,21 @@ def test_each_gallery_style_tells_a_screen_reader_what_it_looks_like(page: Page)
         expect(page.locator("#gallery input[name=style]").nth(i)).to_have_accessible_description(re.compile(r"\w"))
 
 
+def test_the_stylized_photo_says_which_photo_and_which_style_it_shows(page: Page, photo: Path) -> None:
+    """Its alt text was "The stylized photo" whatever was painted: a screen reader could not tell the style, nor,
+    with a late answer, which photo it was."""
+    page.route("**/classify", lambda route: route.fulfill(json=mocked_faces()))
+    upload_photo(page, photo)
+    gallery_radios(page)
+    page.locator("#gallery label:has(input[value='great-wave'])").click()
+    page.locator("#stylize-button").click()
+    stylized = page.locator("#stylized-image")
+    expect(stylized).to_be_visible()
+    expect(stylized).to_have_accessible_name("“portrait.jpg” repainted in the style of The Great Wave off Kanagawa")
+    expect(page.locator("#original-image")).to_have_accessible_name("The original photo, “portrait.jpg”")
+    expect(page.get_by_role("status").filter(has_text="Stylized")).to_have_text("Stylized: see “Your stylized photo”.")
+
+
 # ---- axe-core: WCAG 2.1 A and AA, in the page's main states ----
 
 
