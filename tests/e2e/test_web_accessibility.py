@@ -158,6 +158,16 @@ def test_the_stylized_photo_says_which_photo_and_which_style_it_shows(page: Page
     expect(page.get_by_role("status").filter(has_text="Stylized")).to_have_text("Stylized: see “Your stylized photo”.")
 
 
+def test_the_api_key_field_is_described_by_its_hint(page: Page) -> None:
+    """ "It is kept in this tab only" sat beside the field, tied to nothing: a screen reader heard "API key" alone."""
+    page.route("**/classify", lambda route: route.fulfill(status=401, json={"detail": "an API key is required"}))
+    page.goto("/")
+    page.locator("#photo-input").set_input_files(str(Path(__file__)))  # any file: the route refuses it
+    key = page.get_by_label("API key")
+    expect(key).to_be_focused()
+    expect(key).to_have_accessible_description(re.compile(r"It is kept in this tab only\.$"))
+
+
 # ---- axe-core: WCAG 2.1 A and AA, in the page's main states ----
 
 
