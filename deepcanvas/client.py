@@ -115,10 +115,11 @@ class _Base:
     ``retries`` repeats a call that is safe to repeat after a 503 or 429 (waiting its ``Retry-After``, else a
     jittered exponential backoff from ``backoff_s``) or a dropped connection, and any call after a refused
     connection. A ``Retry-After`` longer than ``max_retry_wait_s`` is never waited out, nor retried sooner than it
-    asks: ``RetryAfterTooLong`` (a ``ServiceUnavailable`` for a 503, ``TooManyRequests`` for a 429) is raised at
-    once, its ``retry_after`` saying when to send the call again. Failures that would only repeat themselves (a TLS
-    certificate that does not verify: ``TLSError``; a timeout, which the service may still be working on) are
-    raised at once too.
+    asks: where a retry was left, ``RetryAfterTooLong`` (a ``ServiceUnavailable`` for a 503, ``TooManyRequests``
+    for a 429) is raised at once, its ``retry_after`` saying when to send the call again; where none was
+    (``retries=0``, or the last one spent), the plain ``ServiceUnavailable`` or ``TooManyRequests``, with its
+    ``retry_after`` too. Failures that would only repeat themselves (a TLS certificate that does not verify:
+    ``TLSError``; a timeout, which the service may still be working on) are raised at once too.
 
     ``verify`` says which certificates an ``https://`` service may present, as httpx's ``verify`` does: ``True``
     (the default) trusts certifi's CAs, or the file named by ``SSL_CERT_FILE`` (the folder by ``SSL_CERT_DIR``)
@@ -172,7 +173,7 @@ class _Base:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         wait = self.policy.after_response(attempt, response.status_code, retry_after, call.repeatable)
         if wait is None:
-            too_long = self.policy.too_long(response.status_code, retry_after, call.repeatable)
+            too_long = self.policy.too_long(attempt, response.status_code, retry_after, call.repeatable)
             raise error_from_response(response, retry_after, self.policy.max_wait_s if too_long else None)
         return wait
 

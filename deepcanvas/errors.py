@@ -146,10 +146,11 @@ class ServiceUnavailable(APIError):
 
 
 class RetryAfterTooLong(APIError):
-    """A 429 or 503 to a call the client would repeat, whose ``Retry-After`` asks for a longer wait than the
-    client's ``max_retry_wait_s``: raised at once, since the client never sends a call sooner than the service
-    asked, and does not block longer than that. ``retry_after`` says in how many seconds the call may be sent again,
-    so the caller can schedule it. The 503 is a ``ServiceUnavailable`` too, the 429 a ``TooManyRequests``."""
+    """A 429 or 503 to a call the client would repeat (a retry left), whose ``Retry-After`` asks for a longer wait
+    than the client's ``max_retry_wait_s``: raised at once, since the client never sends a call sooner than the
+    service asked, and does not block longer than that. ``retry_after`` says in how many seconds the call may be
+    sent again, so the caller can schedule it. The 503 is a ``ServiceUnavailable`` too, the 429 a
+    ``TooManyRequests``."""
 
     def __init__(
         self, status: int, detail: str, retry_after: float, request_id: str | None, max_retry_wait_s: float

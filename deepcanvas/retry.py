@@ -61,10 +61,12 @@ class RetryPolicy:
         """Exponential backoff with jitter, so clients turned away together do not come back together."""
         return min(self.max_wait_s, self.backoff_s * 2**attempt * random.uniform(0.5, 1.0))
 
-    def too_long(self, status: int, retry_after: float | None, repeatable: bool) -> bool:
-        """Whether the service asks a call the policy would repeat to wait longer than ``max_wait_s``: it is not
-        sent sooner than asked, so the caller gets the error at once, to schedule the call itself."""
-        return repeatable and status in RETRY_STATUSES and retry_after is not None and retry_after > self.max_wait_s
+    def too_long(self, attempt: int, status: int, retry_after: float | None, repeatable: bool) -> bool:
+        """Whether the service asks a call the policy would otherwise repeat (a retry left after attempt ``attempt``)
+        to wait longer than ``max_wait_s``: it is not sent sooner than asked, so the caller gets the error at once,
+        to schedule the call itself. False when no retry was left anyway: the wait is not why it was not repeated."""
+        would_retry = attempt < self.retries and repeatable and status in RETRY_STATUSES
+        return would_retry and retry_after is not None and retry_after > self.max_wait_s
 
     def after_response(self, attempt: int, status: int, retry_after: float | None, repeatable: bool) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None to give up and raise."""
@@ -72,7 +74,7 @@ class RetryPolicy:
             return None
         if retry_after is None:
             return self.backoff(attempt)
-        return None if self.too_long(status, retry_after, repeatable) else retry_after
+        return None if self.too_long(attempt, status, retry_after, repeatable) else retry_after
 
     def after_error(self, attempt: int, error: httpx.TransportError, repeatable: bool) -> float | None:
         if attempt >= self.retries or tls_failure(error) is not None:

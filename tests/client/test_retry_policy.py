@@ -138,6 +138,49 @@ def test_the_async_client_raises_a_retry_after_too_long_to_wait_the_same_way(mon
     assert waited == [] and len(script.requests) == 1
 
 
+@pytest.mark.parametrize(("status", "kind"), [(503, ServiceUnavailable), (429, TooManyRequests)])
+def test_with_no_retries_a_long_retry_after_gets_the_plain_error(
+    sleeps: list[float], status: int, kind: type[APIError]
+) -> None:
+    """retries=0 sends once whatever the wait: max_retry_wait_s is not why it was not retried."""
+    script = Script(_asked_to_wait(status, "45"))
+    with _client(script, retries=0, max_retry_wait_s=30) as client, pytest.raises(kind) as raised:
+        client.detect(b"x")
+    error = raised.value
+    assert not isinstance(error, RetryAfterTooLong) and "not retried" not in str(error)
+    assert (error.status, error.detail, error.retry_after, error.request_id) == (status, "loading", 45, "r7")
+    assert sleeps == [] and len(script.requests) == 1
+
+
+def test_after_the_last_retry_a_long_retry_after_gets_the_plain_error(sleeps: list[float]) -> None:
+    """The retries ran out on a short wait; the last answer's long one is not why the call was not sent again."""
+    script = Script(_asked_to_wait(503, "2"), _asked_to_wait(503, "45"))
+    with _client(script, retries=1, max_retry_wait_s=30) as client, pytest.raises(ServiceUnavailable) as raised:
+        client.detect(b"x")
+    assert not isinstance(raised.value, RetryAfterTooLong) and raised.value.retry_after == 45
+    assert sleeps == [2] and len(script.requests) == 2
+
+
+def test_the_async_client_with_no_retries_gets_the_plain_error_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    waited: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
+    script = Script(_asked_to_wait(503, "45"))
+
+    async def detect() -> None:
+        transport = httpx.MockTransport(script)
+        async with AsyncClient("http://dc", retries=0, max_retry_wait_s=30, transport=transport) as client:
+            await client.detect(b"x")
+
+    with pytest.raises(ServiceUnavailable) as raised:
+        asyncio.run(detect())
+    assert not isinstance(raised.value, RetryAfterTooLong) and raised.value.retry_after == 45
+    assert waited == [] and len(script.requests) == 1
+
+
 def test_a_retry_after_as_long_as_the_longest_wait_is_waited_out(sleeps: list[float]) -> None:
     script = Script(_asked_to_wait(429, "30"), httpx.Response(200, json=DETECTED))
     with _client(script, max_retry_wait_s=30) as client:
@@ -278,8 +321,9 @@ def test_policy_gives_up_after_the_configured_retries() -> None:
     assert policy.after_response(1, 503, 3, repeatable=True) == 3
     assert policy.after_response(2, 503, 3, repeatable=True) is None
     assert policy.after_response(0, 500, None, repeatable=True) is None
-    assert policy.after_response(0, 429, 11, repeatable=True) is None and policy.too_long(429, 11, repeatable=True)
-    assert not policy.too_long(503, 10, repeatable=True) and not policy.too_long(503, 11, repeatable=False)
+    assert policy.after_response(0, 429, 11, repeatable=True) is None and policy.too_long(0, 429, 11, repeatable=True)
+    assert not policy.too_long(0, 503, 10, repeatable=True) and not policy.too_long(0, 503, 11, repeatable=False)
+    assert not policy.too_long(2, 503, 11, repeatable=True)  # no retry left: the wait is not why it is not repeated
 
 
 @pytest.mark.parametrize("etag, sent", [(3, '"3"'), ("3", '"3"'), ('"3"', '"3"'), ("*", "*")])
