@@ -56,18 +56,49 @@ Format = Literal["png", "jpeg"]
 Verify: TypeAlias = bool | str | os.PathLike[str] | ssl.SSLContext
 
 
+def shown_url(url: str) -> str:
+    """``url`` as a message may show it: without the user and password it may carry (``https://user:pw@host/`` is
+    ``https://host/``), since messages reach logs and terminals. What httpx cannot read as a URL with a host (no
+    scheme, a password with a ``/`` in it) loses everything up to its last ``@`` before any ``?`` or ``#``."""
+    try:
+        parsed = httpx.URL(url)
+        if parsed.host:
+            return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
+    except httpx.InvalidURL:
+        pass
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" in scheme:  # no scheme before the user and password
+        scheme, separator, rest = "", "", url
+    userinfo, at, _ = rest.split("?")[0].split("#")[0].rpartition("@")
+    return scheme + separator + rest[len(userinfo) + len(at) :]  # url itself where there is no "@"
+
+
 def checked_url(base_url: str) -> str:
     """``base_url`` without its trailing slash; ``InvalidURL`` for one no request can go to, when the client is made
-    (httpx reads ``localhost:8000`` as the scheme ``localhost``, and sends port 99999 as another port)."""
+    (httpx reads ``localhost:8000`` as the scheme ``localhost``, and sends port 99999 as another port). The message
+    shows the URL without its user and password (``shown_url``)."""
+    shown = shown_url(base_url)
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as error:
-        raise InvalidURL(f"{base_url!r} is not a URL: {error}") from error
+        raise InvalidURL(f"{shown!r} is not a URL: {_unreadable(base_url, shown, error)}") from error
     if url.scheme not in ("http", "https") or not url.host:
-        raise InvalidURL(f"{base_url!r} is not an http:// or https:// URL with a host, such as {DEFAULT_URL}")
+        raise InvalidURL(f"{shown!r} is not an http:// or https:// URL with a host, such as {DEFAULT_URL}")
     if url.port is not None and not 0 < url.port < 65536:
-        raise InvalidURL(f"{base_url!r}: a port is 1 to 65535, not {url.port}")
+        raise InvalidURL(f"{shown!r}: a port is 1 to 65535, not {url.port}")
     return base_url.rstrip("/")
+
+
+def _unreadable(base_url: str, shown: str, error: httpx.InvalidURL) -> str:
+    """Why httpx cannot read ``base_url``, in words that quote nothing of its user and password: httpx's reason for
+    the URL without them, which names only what is left (a password with a ``/`` is read as a port and quoted)."""
+    if shown == base_url:
+        return str(error)
+    try:
+        httpx.URL(shown)
+    except httpx.InvalidURL as without:
+        return str(without)
+    return "its user and password (not shown) are not valid in a URL: percent-encode their reserved characters"
 
 
 def checked_secret(name: str, secret: str | None) -> str | None:
@@ -140,6 +171,7 @@ class _Base:
         api_key: str | None = None,
     ) -> None:
         self.base_url = checked_url(base_url)
+        self.shown_url = shown_url(self.base_url)  # for messages: no user or password
         self.timeout = timeout
         self.policy = RetryPolicy(retries, backoff_s, max_retry_wait_s)
         self._admin_token = checked_secret("admin_token", admin_token)
@@ -154,7 +186,7 @@ class _Base:
     def _check_open(self, http: httpx.Client | httpx.AsyncClient) -> None:
         """``ClientClosed`` for a call after ``close()``, instead of httpx's RuntimeError."""
         if http.is_closed:
-            raise ClientClosed(f"this client of {self.base_url} is closed: make a new one")
+            raise ClientClosed(f"this client of {self.shown_url} is closed: make a new one")
 
     def _request(self, call: Call[Any]) -> dict[str, Any]:
         headers = call.headers if "Authorization" in call.headers else self._key | call.headers
@@ -179,7 +211,7 @@ class _Base:
 
     def _failure(self, call: Call[Any], error: httpx.RequestError, attempt: int) -> float:
         """Seconds to wait before sending ``call`` again after ``error``; raises its ``ClientError`` to give up."""
-        where = f"{call.method} {self.base_url}{call.path}"
+        where = f"{call.method} {self.shown_url}{call.path}"
         if not isinstance(error, httpx.TransportError):  # an answer httpx could not decode, say: not a transport's
             raise ClientError(f"{where}: {type(error).__name__}: {error}") from error
         tls = tls_failure(error)
@@ -326,7 +358,7 @@ class Client(_Base, IdentityMethods):
             except (ServiceUnreachable, UnexpectedResponse):  # not up yet, or a proxy answering for it
                 pass
             if time.monotonic() >= deadline:
-                raise NotReady(f"{self.base_url} not ready after {timeout} s")
+                raise NotReady(f"{self.shown_url} not ready after {timeout} s")
             time.sleep(interval)
 
     def params(self) -> ParamsDocument:
@@ -477,7 +509,7 @@ class AsyncClient(_Base, AsyncIdentityMethods):
             except (ServiceUnreachable, UnexpectedResponse):  # not up yet, or a proxy answering for it
                 pass
             if time.monotonic() >= deadline:
-                raise NotReady(f"{self.base_url} not ready after {timeout} s")
+                raise NotReady(f"{self.shown_url} not ready after {timeout} s")
             await asyncio.sleep(interval)
 
     async def params(self) -> ParamsDocument:

@@ -7,13 +7,24 @@ asked for TLS (httpx's errors wrap httpcore's, which wrap ssl's: a scripted tran
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
-from deepcanvas import AsyncClient, Client, ClientError, InvalidURL, ServiceUnreachable, TLSError
+from deepcanvas import (
+    AsyncClient,
+    Client,
+    ClientClosed,
+    ClientError,
+    InvalidURL,
+    NotReady,
+    ServiceUnreachable,
+    TLSError,
+)
 from deepcanvas.cli import client_cli
 from tests.support.tls import json_server, self_signed, serving, with_tls
 
@@ -133,3 +144,80 @@ def test_the_cli_says_an_invalid_url_is_a_usage_error_without_connecting(
     assert result.exit_code == 2 and "port is 1 to 65535" in result.stderr
     assert "--url" in result.stderr and "DEEPCANVAS_URL" in result.stderr
     assert "Traceback" not in result.output and sleeps == []
+
+
+SECRET = "s3cr3t"  # the password in the URLs below: no message may show it
+
+
+@pytest.mark.parametrize(
+    "url, said, shown",
+    [
+        (f"https://user:{SECRET}@h:99999/", "port is 1 to 65535", "'https://h:99999/'"),
+        (f"user:{SECRET}@h:8000", "http:// or https://", "'h:8000'"),  # httpx: the scheme "user"
+        (f"ftp://user:{SECRET}@h", "http:// or https://", "'ftp://h'"),
+        (f"https://user:{SECRET}@h:port/", "not a URL: Invalid port: 'port'", "'https://h:port/'"),
+        ("https://user:s3/cr3t@h", "not a URL: its user and password", "'https://h'"),  # httpx reads s3 as a port
+    ],
+)
+def test_an_invalid_url_is_shown_without_its_user_and_password(url: str, said: str, shown: str) -> None:
+    for make in (Client, AsyncClient):
+        with pytest.raises(InvalidURL, match=said) as raised:
+            make(url)
+        message = str(raised.value)
+        assert message.startswith(shown) and "s3" not in message and "user:" not in message
+
+
+def test_the_cli_shows_an_invalid_url_without_its_password(sleeps: list[float]) -> None:
+    url = f"https://user:{SECRET}@h:99999/"
+    result = CliRunner().invoke(client_cli, ["styles", "--url", url], env={"COLUMNS": "400"})
+    assert result.exit_code == 2 and "'https://h:99999/': a port is 1 to 65535" in result.stderr
+    assert SECRET not in result.output and "user" not in result.output
+
+
+def _refused(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("refused", request=request)
+
+
+def test_an_unreachable_service_is_named_without_the_password_in_its_url() -> None:
+    with Client(f"http://user:{SECRET}@dc", retries=0, transport=httpx.MockTransport(_refused)) as client:
+        with pytest.raises(ServiceUnreachable) as raised:
+            client.health()
+        with pytest.raises(NotReady) as not_ready:
+            client.wait_ready(timeout=0)
+    assert str(raised.value) == "GET http://dc/healthz: ConnectError: refused"
+    assert str(not_ready.value).startswith("http://dc not ready")
+    with pytest.raises(ClientClosed) as closed:
+        client.health()
+    assert "client of http://dc is closed" in str(closed.value) and SECRET not in str(closed.value)
+
+
+def test_the_async_client_names_an_unreachable_service_without_the_password() -> None:
+    async def health() -> None:
+        transport = httpx.MockTransport(_refused)
+        async with AsyncClient(f"http://user:{SECRET}@dc", retries=0, transport=transport) as client:
+            await client.health()
+
+    with pytest.raises(ServiceUnreachable, match=r"^GET http://dc/healthz: ConnectError") as raised:
+        asyncio.run(health())
+    assert SECRET not in str(raised.value)
+
+
+def test_a_tls_failure_is_named_without_the_password_in_the_url(untrusted_tls_server: str) -> None:
+    url = untrusted_tls_server.replace("https://", f"https://user:{SECRET}@")
+    with Client(url, retries=0) as client, pytest.raises(TLSError) as raised:
+        client.health()
+    assert str(raised.value).startswith(f"GET {untrusted_tls_server}/healthz: TLS failed")
+    assert SECRET not in str(raised.value) and "user" not in str(raised.value)
+
+
+def test_the_user_and_password_in_the_url_are_still_sent() -> None:
+    """Only the messages leave them out: httpx sends a URL's user and password as Basic credentials."""
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"status": "ok"})
+
+    with Client(f"http://user:{SECRET}@dc", transport=httpx.MockTransport(answer)) as client:
+        client.health()
+    assert sent[0].headers["authorization"] == "Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode()
