@@ -5,7 +5,6 @@ self-signed certificate is trusted through --ca-bundle (or SSL_CERT_FILE) over a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,9 @@ import deepcanvas.cli as cli_module
 from app.cli import SERVER_COMMANDS, cli
 from deepcanvas import ServiceUnreachable
 from tests.support.images import face_like_photo
-from tests.support.tls import json_server, self_signed, serving, with_tls
+from tests.support.tls import STYLES
 
 CONNECTION_OPTIONS = {"--url", "--api-key", "--timeout", "--retries", "--ca-bundle", "--insecure"}
-GALLERY = {"gallery": {"name": "style-gallery", "version": "v3"}, "styles": []}
 WIDE = {"COLUMNS": "400"}  # rich would wrap a long message at 80 columns
 # Each command that calls the service, with the arguments it needs besides the connection options ({photo},
 # {out} and {root} filled in per test); identities commands also get --admin-token.
@@ -116,52 +114,38 @@ def test_the_api_key_comes_from_deepcanvas_api_key_as_before(tmp_path: Path, mad
     assert made[0]["api_key"] == "key-env" and made[0]["verify"] is True
 
 
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    folder = tmp_path / "service"
-    folder.mkdir()
-    return self_signed(folder)
-
-
-@pytest.fixture
-def tls_service(certificate: tuple[Path, Path]) -> Iterator[str]:
-    """A loopback HTTPS server with a self-signed certificate answering GET /styles: its base URL."""
-    with serving(with_tls(json_server({"/styles": GALLERY}), *certificate)) as server:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
-
-
 def _styles(url: str, *options: str, env: dict[str, str] | None = None) -> Result:
     argv = ["styles", "--json", "--url", url, "--timeout", "30", "--retries", "0", *options]
     return CliRunner().invoke(cli, argv, env=WIDE | (env or {}))
 
 
-def test_ca_bundle_trusts_a_self_signed_service(tls_service: str, certificate: tuple[Path, Path]) -> None:
-    result = _styles(tls_service, "--ca-bundle", str(certificate[0]))
+def test_ca_bundle_trusts_a_self_signed_service(tls_server: str, certificate: tuple[Path, Path]) -> None:
+    result = _styles(tls_server, "--ca-bundle", str(certificate[0]))
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == GALLERY
+    assert json.loads(result.stdout) == STYLES
 
 
-def test_without_a_bundle_the_certificate_is_refused_and_the_error_names_the_option(tls_service: str) -> None:
-    result = _styles(tls_service)
+def test_without_a_bundle_the_certificate_is_refused_and_the_error_names_the_option(tls_server: str) -> None:
+    result = _styles(tls_server)
     assert result.exit_code == 1 and result.stdout == ""
     assert "TLS failed" in result.stderr and "--ca-bundle" in result.stderr
 
 
-def test_ssl_cert_file_trusts_the_service_as_httpx_reads_it(tls_service: str, certificate: tuple[Path, Path]) -> None:
-    result = _styles(tls_service, env={"SSL_CERT_FILE": str(certificate[0]), "SSL_CERT_DIR": ""})
+def test_ssl_cert_file_trusts_the_service_as_httpx_reads_it(tls_server: str, certificate: tuple[Path, Path]) -> None:
+    result = _styles(tls_server, env={"SSL_CERT_FILE": str(certificate[0]), "SSL_CERT_DIR": ""})
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == GALLERY
+    assert json.loads(result.stdout) == STYLES
 
 
-def test_insecure_connects_without_verifying_and_says_so_on_stderr(tls_service: str) -> None:
-    result = _styles(tls_service, "--insecure")
+def test_insecure_connects_without_verifying_and_says_so_on_stderr(tls_server: str) -> None:
+    result = _styles(tls_server, "--insecure")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == GALLERY  # the warning keeps out of what scripts parse
+    assert json.loads(result.stdout) == STYLES  # the warning keeps out of what scripts parse
     assert "not verified" in result.stderr
 
 
-def test_insecure_and_a_ca_bundle_together_are_a_usage_error(tls_service: str, certificate: tuple[Path, Path]) -> None:
-    result = _styles(tls_service, "--insecure", "--ca-bundle", str(certificate[0]))
+def test_insecure_and_a_ca_bundle_together_are_a_usage_error(tls_server: str, certificate: tuple[Path, Path]) -> None:
+    result = _styles(tls_server, "--insecure", "--ca-bundle", str(certificate[0]))
     assert result.exit_code == 2 and "not both" in result.output
 
 

@@ -26,7 +26,7 @@ from deepcanvas import (
     TLSError,
 )
 from deepcanvas.cli import client_cli
-from tests.support.tls import json_server, self_signed, serving, with_tls
+from tests.support.tls import json_server, serving
 
 
 @pytest.fixture
@@ -34,13 +34,6 @@ def plain_server() -> Iterator[str]:
     """A plain HTTP server answering /healthz: its base URL, without a scheme."""
     with serving(json_server()) as server:
         yield f"127.0.0.1:{server.server_address[1]}"
-
-
-@pytest.fixture
-def untrusted_tls_server(tmp_path: Path) -> Iterator[str]:
-    """An HTTPS server whose certificate is self-signed: its https:// base URL."""
-    with serving(with_tls(json_server(), *self_signed(tmp_path))) as server:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture
@@ -62,19 +55,17 @@ def test_the_servers_answer_when_asked_right(plain_server: str) -> None:
         assert client.health().status == "ok"
 
 
-def test_an_untrusted_certificate_is_raised_at_once_and_says_so(untrusted_tls_server: str, sleeps: list[float]) -> None:
-    with Client(untrusted_tls_server, retries=3) as client, pytest.raises(TLSError) as raised:
+def test_an_untrusted_certificate_is_raised_at_once_and_says_so(tls_server: str, sleeps: list[float]) -> None:
+    with Client(tls_server, retries=3) as client, pytest.raises(TLSError) as raised:
         client.health()
     assert sleeps == []  # not retried: it would fail the same way
     assert "certificate" in str(raised.value) and "not retried" in str(raised.value)
     assert isinstance(raised.value, ServiceUnreachable)  # what callers caught before
 
 
-def test_the_async_client_raises_an_untrusted_certificate_at_once(
-    untrusted_tls_server: str, sleeps: list[float]
-) -> None:
+def test_the_async_client_raises_an_untrusted_certificate_at_once(tls_server: str, sleeps: list[float]) -> None:
     async def health() -> None:
-        async with AsyncClient(untrusted_tls_server, retries=3) as client:
+        async with AsyncClient(tls_server, retries=3) as client:
             await client.health()
 
     with pytest.raises(TLSError, match="certificate"):
@@ -88,16 +79,14 @@ def test_https_to_a_plain_http_port_is_raised_at_once(plain_server: str, sleeps:
     assert sleeps == []
 
 
-def test_wait_ready_stops_at_a_certificate_it_cannot_trust(
-    untrusted_tls_server: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_wait_ready_stops_at_a_certificate_it_cannot_trust(tls_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Polling would only repeat the failure until the timeout: the error comes at once instead."""
 
     def poll_again(seconds: float) -> None:
         raise AssertionError(f"wait_ready polled again after {seconds} s")
 
     monkeypatch.setattr("deepcanvas.client.time.sleep", poll_again)
-    with Client(untrusted_tls_server) as client, pytest.raises(TLSError):
+    with Client(tls_server) as client, pytest.raises(TLSError):
         client.wait_ready(timeout=3600, interval=1)
 
 
@@ -202,11 +191,11 @@ def test_the_async_client_names_an_unreachable_service_without_the_password() ->
     assert SECRET not in str(raised.value)
 
 
-def test_a_tls_failure_is_named_without_the_password_in_the_url(untrusted_tls_server: str) -> None:
-    url = untrusted_tls_server.replace("https://", f"https://user:{SECRET}@")
+def test_a_tls_failure_is_named_without_the_password_in_the_url(tls_server: str) -> None:
+    url = tls_server.replace("https://", f"https://user:{SECRET}@")
     with Client(url, retries=0) as client, pytest.raises(TLSError) as raised:
         client.health()
-    assert str(raised.value).startswith(f"GET {untrusted_tls_server}/healthz: TLS failed")
+    assert str(raised.value).startswith(f"GET {tls_server}/healthz: TLS failed")
     assert SECRET not in str(raised.value) and "user" not in str(raised.value)
 
 

@@ -9,30 +9,15 @@ from __future__ import annotations
 import asyncio
 import ssl
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from deepcanvas import AsyncClient, Client, ClientError, TLSError, UsageError
-from tests.support.tls import json_server, self_signed, serving, with_tls
+from tests.support.tls import self_signed
 
 TIMEOUT = 30.0  # seconds: loopback answers at once, a loaded machine may still be slow
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """The service's self-signed certificate (its own CA bundle) and key."""
-    folder = tmp_path / "service"
-    folder.mkdir()
-    return self_signed(folder)
-
-
-@pytest.fixture
-def tls_server(certificate: tuple[Path, Path]) -> Iterator[str]:
-    """An HTTPS server on loopback presenting ``certificate``: its base URL."""
-    with serving(with_tls(json_server(), *certificate)) as server:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
 
 
 VERIFY_KINDS: dict[str, Callable[[Path], Path | str | ssl.SSLContext]] = {

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 HEALTH = {"status": "ok"}
+STYLES = {"gallery": {"name": "style-gallery", "version": "v3"}, "styles": []}  # a /styles answer with no style
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
