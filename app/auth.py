@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.model_routes import MODEL_PATHS, route_path
+from deepcanvas.credentials import header_safe
 
 MIN_KEY_LENGTH = 16
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="deepcanvas"'}
@@ -26,11 +27,9 @@ MISSING = "this service needs an API key: send 'Authorization: Bearer <key>'"
 
 
 def plain_secret(secret: str) -> bool:
-    """Whether an API key or the admin token is usable: at least ``MIN_KEY_LENGTH`` printable ASCII characters, no
-    whitespace (a pasted line break or a padded value would never match what a client sends, nor would a non-ASCII
-    one: HTTP clients refuse to send it, and the server reads header bytes as latin-1, not UTF-8)."""
-    plain = secret.isascii() and secret.isprintable()
-    return len(secret) >= MIN_KEY_LENGTH and plain and not any(ch.isspace() for ch in secret)
+    """Whether an API key or the admin token is usable: at least ``MIN_KEY_LENGTH`` characters that a header carries
+    as they are (``deepcanvas.credentials.header_safe``, the client's own rule: printable ASCII, no whitespace)."""
+    return len(secret) >= MIN_KEY_LENGTH and header_safe(secret)
 
 
 def split_keys(value: str) -> tuple[str, ...]:

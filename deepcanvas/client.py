@@ -23,6 +23,7 @@ import httpx
 
 from deepcanvas import calls
 from deepcanvas.calls import Call, ImageInput, Stylized, Tile
+from deepcanvas.credentials import header_safe
 from deepcanvas.errors import (
     ClientClosed,
     ClientError,
@@ -102,9 +103,9 @@ def _unreadable(base_url: str, shown: str, error: httpx.InvalidURL) -> str:
 
 
 def checked_secret(name: str, secret: str | None) -> str | None:
-    """``secret`` when an HTTP header can carry it as it is (printable ASCII without spaces); ``UsageError`` when
-    made, rather than an encoding error or a malformed header at the first call."""
-    if secret and not (secret.isascii() and secret.isprintable() and not any(ch.isspace() for ch in secret)):
+    """``secret`` when an HTTP header can carry it as it is (``header_safe``: printable ASCII without spaces);
+    ``UsageError`` when made, rather than an encoding error or a malformed header at the first call."""
+    if secret and not header_safe(secret):
         raise UsageError(f"{name}: printable ASCII characters without spaces or line breaks (as the service's are)")
     return secret
 

@@ -11,8 +11,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
-from app.auth import ApiKeyMiddleware, ApiKeys
+from app.auth import ApiKeyMiddleware, ApiKeys, plain_secret
 from app.settings import Settings
+from deepcanvas import Client, UsageError
+from deepcanvas.credentials import header_safe
 from tests.support.app_client import fake_app_client, wait_ready
 from tests.support.images import face_like_photo
 
@@ -120,3 +122,30 @@ def test_a_path_prefix_does_not_slip_past_the_key() -> None:
     assert refused[0]["status"] == 401 and reached == []
     asyncio.run(call("/api/styles", "/api"))
     assert reached == ["/api/styles"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "k" * 16,
+        "~!#$%&*+-./0123456789:;<=>?@[]^_`{|}",
+        "padded-key-0123456789 ",
+        "two words key 0123456789",
+        "tab\tkey-0123456789",
+        "line-break-key-0123456789\n",
+        "non-ascii-key-0123456789-é",
+        "delete-key-0123456789\x7f",
+        "nbsp-key-0123456789\xa0",
+    ],
+)
+def test_the_service_takes_exactly_the_long_keys_its_client_sends(key: str) -> None:
+    """One rule, the client's (``deepcanvas.credentials.header_safe``), for the service's keys and token as for what
+    the client puts in a header; the service asks for 16 characters at least besides."""
+    sendable = header_safe(key)
+    assert plain_secret(key) == sendable and not plain_secret(key[:15])
+    try:
+        Client("http://dc", api_key=key)
+    except UsageError:
+        assert not sendable
+    else:
+        assert sendable
