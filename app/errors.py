@@ -109,6 +109,15 @@ class DatabaseUnavailable(DeepCanvasError):
     retry_after = 5
 
 
+class WriteOutcomeUnknown(DeepCanvasError):
+    """A change to the identity database (an enrolment, added faces, a deletion) that did not answer within the
+    deadline and may still be saved: the worker thread cannot be stopped, and a database that answers late commits
+    it anyway. Not a 503 with Retry-After, which invited a client to send it again (an enrolment saved twice); 504
+    without Retry-After, and the detail says what to check before sending it again."""
+
+    status = 504
+
+
 class IncompatibleSchema(DatabaseUnavailable):
     """The identity database's schema is at a revision this release does not know and lacks what it needs (an
     image rolled back past a migration that changed the schema, or another application's Alembic table): the

@@ -27,10 +27,13 @@ from app.errors import DatabaseUnavailable, IncompatibleSchema
 from app.identities.tables import Base
 
 try:
-    from psycopg.errors import ReadOnlySqlTransaction
+    from psycopg.errors import QueryCanceled, ReadOnlySqlTransaction
 except ImportError:  # SQLite only: psycopg is in the serve extra, but a development install may lack it
 
     class ReadOnlySqlTransaction(Exception):  # type: ignore[no-redef]
+        """Stands in for psycopg's: nothing raises it without psycopg."""
+
+    class QueryCanceled(Exception):  # type: ignore[no-redef]
         """Stands in for psycopg's: nothing raises it without psycopg."""
 
 
@@ -47,6 +50,7 @@ OUTAGE_ERRORS = (OperationalError, InterfaceError, PoolTimeout, OSError)
 TCP_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 TCP_USER_TIMEOUT_MS = 30_000
 STATEMENT_TIMEOUT_MS = 15_000
+SQLITE_BUSY_TIMEOUT_S = 30  # how long a SQLite connection waits for another's lock
 POOL_RECYCLE_S = 1800  # connections re-made every 30 min: none outlives a DNS change (failover) by long
 
 
@@ -56,7 +60,7 @@ def open_engine(url: str, timeout_s: float = 5.0, statement_timeout_ms: int = ST
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_pre_ping=True)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     engine = create_engine(
@@ -210,6 +214,12 @@ def database_errors(engine: Engine) -> Iterator[None]:
     except OUTAGE_ERRORS as error:
         log.warning("identity database %s unavailable: %s", describe(engine), first_line(error))
         raise DatabaseUnavailable("the identity database is unavailable; retry shortly") from error
+
+
+def cancelled_by_the_server(error: DBAPIError) -> bool:
+    """Whether PostgreSQL cancelled the statement (its ``statement_timeout``, or ``pg_cancel_backend``): the
+    transaction was rolled back, so nothing of it was saved."""
+    return isinstance(error.orig, QueryCanceled)
 
 
 def first_line(error: BaseException) -> str:

@@ -4,25 +4,27 @@ Writes go to the database first and then into this replica's index at once (read
 ``identity_poll_s`` the replica reads what others wrote and deleted since its cursor. When the database is
 away, writes and listings answer 503 (``DatabaseUnavailable``) while /identify keeps answering from the last
 index. The schema is upgraded on first contact, so a replica that starts while the database is down
-catches up once it is back.
+catches up once it is back. A write that outlasts its deadline may still be saved after the answer, so it answers
+504 (``WriteOutcomeUnknown``) instead, never a 503 inviting a retry: ``_write``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.errors import DatabaseUnavailable, IncompatibleSchema
+from app.errors import DatabaseUnavailable, IncompatibleSchema, WriteOutcomeUnknown
 from app.identities import repository
-from app.identities.database import database_errors, describe, first_line, migrate
+from app.identities.database import cancelled_by_the_server, database_errors, describe, first_line, migrate
 from app.identities.index import FaceIndex
 from app.identities.repository import IdentityRecord
 
@@ -35,18 +37,28 @@ R = TypeVar("R")
 # never a request that hangs; above PostgreSQL's statement timeout (15 s), which ends the usual slow query first.
 CALL_TIMEOUT_S = 20.0
 DATABASE_THREADS = 8
+# A write's server-side bound (PostgreSQL) ends this long before its deadline, so that the database's cancellation
+# (and rollback) reaches the gallery before the deadline does: a quarter of the deadline, at most 5 s (15 s of 20).
+WRITE_MARGIN_FRACTION = 0.25
+WRITE_MARGIN_MAX_S = 5.0
 
 
 class IdentityGallery:
-    def __init__(self, engine: Engine, call_timeout_s: float = CALL_TIMEOUT_S) -> None:
+    def __init__(
+        self, engine: Engine, call_timeout_s: float = CALL_TIMEOUT_S, write_margin_s: float | None = None
+    ) -> None:
         self.engine = engine
         self.call_timeout_s = call_timeout_s
+        if write_margin_s is None:
+            write_margin_s = min(WRITE_MARGIN_MAX_S, call_timeout_s * WRITE_MARGIN_FRACTION)
+        self.write_budget_s = max(0.0, call_timeout_s - write_margin_s)  # a write's time on the server (PostgreSQL)
         self.index: FaceIndex | None = None  # None until the first load from the database
         self._cursor = 0
         self._migrated = False
         self._apply = asyncio.Lock()  # index swaps, in order: a poll and a local write never interleave
         self._schema = asyncio.Lock()  # one schema upgrade at a time in this replica
         self._refusal = ""  # the last schema refusal logged: logged once, not at every poll
+        self.unerased = False  # a deletion's SQLite write-ahead log not truncated yet (a reader held it)
         # Database calls run on threads of their own: calls that hang on a silent database must not take the
         # default executor's few threads, which model loads, store reads and image decoding share.
         self._threads = ThreadPoolExecutor(DATABASE_THREADS, thread_name_prefix="identity-db")
@@ -109,6 +121,53 @@ class IdentityGallery:
                     f"the identity database did not answer within {self.call_timeout_s:g} s; retry shortly"
                 ) from None
 
+    async def _write(self, change: str, check: str, function: Callable[..., R], *args: object, **kwargs: object) -> R:
+        """``function(engine, ..., deadline=...)``: a change, within ``call_timeout_s`` like ``_call``, but a deadline
+        that passes is not a 503 with Retry-After: the thread cannot be stopped, and a database that answers late
+        commits the change after the client was told to send it again (an enrolment saved twice). So:
+
+        - on PostgreSQL the change's statements end on the server ``write_budget_s`` after it was submitted
+          (``repository._bounded``): in the common case (a lock wait, a slow server) the database cancels it and
+          rolls it back before the deadline, a 503 with Retry-After whose detail says nothing was saved;
+        - a change that never left the queue for a thread is dropped: the same 503;
+        - otherwise (a silent network, a SQLite lock), ``WriteOutcomeUnknown`` (504, no Retry-After) whose detail
+          says the ``change`` may still be saved and to ``check`` before sending it again; how it ended is logged
+          when it does.
+        """
+        await self.ensure_schema()
+        deadline = time.monotonic() + self.write_budget_s
+        with database_errors(self.engine):
+            job = self._threads.submit(partial(function, self.engine, *args, deadline=deadline, **kwargs))
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(job), self.call_timeout_s)
+            except TimeoutError:
+                where = describe(self.engine)
+                if job.cancel():  # still queued behind other calls: never started
+                    log.warning("identity database %s: a %s waited past its deadline and was dropped", where, change)
+                    raise DatabaseUnavailable(
+                        f"the identity database did not answer within {self.call_timeout_s:g} s; the {change} was "
+                        "not started, so nothing was saved; retry shortly"
+                    ) from None
+                log.warning(
+                    "identity database %s did not answer a %s within %g s; it may still be saved",
+                    where,
+                    change,
+                    self.call_timeout_s,
+                )
+                job.add_done_callback(partial(_log_late_outcome, where, change))
+                raise WriteOutcomeUnknown(
+                    f"the identity database did not answer within {self.call_timeout_s:g} s, so whether the {change} "
+                    f"was saved is unknown (it may still be): {check}"
+                ) from None
+            except DBAPIError as error:
+                if not cancelled_by_the_server(error):
+                    raise
+                log.warning("identity database %s: a %s was cancelled: %s", describe(self.engine), change, error.orig)
+                raise DatabaseUnavailable(
+                    f"the identity database did not finish the {change} within {self.write_budget_s:g} s, so it was "
+                    "cancelled and nothing was saved; retry shortly"
+                ) from error
+
     def loaded_index(self) -> FaceIndex:
         """The index to search; before the first load from the database there is none to answer with."""
         if self.index is None:
@@ -132,15 +191,18 @@ class IdentityGallery:
 
     async def enrol(self, name: str, descriptors: list[np.ndarray], embedder: str) -> IdentityRecord:
         await self.ensure_index(embedder)
-        identity_id, faces = await self._call(repository.enrol, name, descriptors, embedder)
+        check = "GET /identities lists it if it was; check before enrolling the person again"
+        record, faces = await self._write("enrolment", check, repository.enrol_identity, name, descriptors, embedder)
         await self._add_local(faces, embedder)
-        return await self.get(identity_id, embedder)
+        return record
 
     async def add_faces(self, identity_id: str, descriptors: list[np.ndarray], embedder: str) -> IdentityRecord:
         await self.ensure_index(embedder)
-        faces = await self._call(repository.add_faces, identity_id, descriptors, embedder)
+        check = f"GET /identities/{identity_id} counts its faces; check before sending the photos again"
+        function = repository.add_faces
+        record, faces = await self._write("addition of faces", check, function, identity_id, descriptors, embedder)
         await self._add_local(faces, embedder)
-        return await self.get(identity_id, embedder)
+        return record
 
     async def _add_local(self, faces: list[repository.StoredFace], embedder: str) -> None:
         async with self._apply:  # an index of another version (switched meanwhile) reloads them itself
@@ -148,10 +210,24 @@ class IdentityGallery:
                 self.index = self.index.with_changes(faces)
 
     async def delete(self, identity_id: str) -> None:
-        await self._call(repository.delete, identity_id)
+        check = f"GET /identities/{identity_id} answers 404 once it is done; sending it again is harmless"
+        erased = await self._write("deletion", check, repository.delete, identity_id)
         async with self._apply:
             if self.index is not None:
                 self.index = self.index.with_changes([], [identity_id])
+        if not erased and not self.unerased:
+            log.warning(
+                "identity database %s: a reader kept the SQLite write-ahead log, which still holds what a deletion "
+                "removed; the erasure is tried again at each poll",
+                describe(self.engine),
+            )
+        self.unerased = self.unerased or not erased
+
+    async def erase_deleted(self) -> None:
+        """Finish an erasure a reader held off (``repository.erase_deleted``): at each poll until it is done."""
+        if self.unerased and await self._call(repository.erase_deleted):
+            self.unerased = False
+            log.info("identity database %s: the write-ahead log is truncated, deletions erased", describe(self.engine))
 
     async def get(self, identity_id: str, embedder: str) -> IdentityRecord:
         return await self._call(repository.get, identity_id, embedder)
@@ -165,6 +241,7 @@ class IdentityGallery:
             current = embedder()
             try:
                 await self.ensure_schema()
+                await self.erase_deleted()
                 if current is not None:
                     await self.refresh(current)
             except DatabaseUnavailable:
@@ -177,3 +254,12 @@ class IdentityGallery:
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()
+
+
+def _log_late_outcome(where: str, change: str, job: Future[object]) -> None:
+    """How a change that answered 504 (``WriteOutcomeUnknown``) ended, once it did: for the operator who is asked."""
+    error = job.exception()
+    if error is None:
+        log.warning("identity database %s: a %s that answered 504 was saved after all", where, change)
+    else:
+        log.warning("identity database %s: a %s that answered 504 was not saved: %s", where, change, first_line(error))

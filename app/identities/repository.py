@@ -8,16 +8,21 @@ even under READ COMMITTED and across separate statements.
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy import delete as delete_rows
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
+from app.identities.database import SQLITE_BUSY_TIMEOUT_S
 from app.identities.tables import FaceRow, IdentityRow, Revision
 
 
@@ -44,6 +49,24 @@ class Changes:
     revision: int  # the counter these changes bring a reader up to
     faces: list[StoredFace]  # new faces of the asked embedder, of identities not deleted
     deleted: list[str]  # identities deleted since the cursor
+
+
+log = logging.getLogger("deepcanvas.identities")
+# How long a deletion's checkpoint waits for readers to leave the SQLite write-ahead log before it leaves the
+# erasure to the next poll (``erase_deleted``), rather than holding the request for the 30 s busy timeout.
+ERASE_WAIT_MS = 1000
+
+
+def _bounded(session: Session, deadline: float | None) -> None:
+    """On PostgreSQL, the transaction's next statements end by ``deadline`` (``time.monotonic()``) on the server
+    (``SET LOCAL statement_timeout``, called at its start and again after the revision lock, its one long wait): a
+    write that would outlast the gallery's deadline is cancelled and rolled back instead of committing after the
+    client was answered. SQLite has no such bound (a lock wait there is another process on the same file)."""
+    if deadline is None or session.get_bind().dialect.name != "postgresql":
+        return
+    session.connection()  # the pool's wait and the connect come first: the time left is what remains after them
+    left_ms = max(1, math.ceil((deadline - time.monotonic()) * 1000))  # 0 would mean no timeout at all
+    session.execute(text(f"SET LOCAL statement_timeout = {left_ms}"))
 
 
 def _next_revision(session: Session) -> int:
@@ -85,45 +108,88 @@ def _stored(rows: list[FaceRow], name: str) -> list[StoredFace]:
 
 def enrol(engine: Engine, name: str, descriptors: list[np.ndarray], embedder: str) -> tuple[str, list[StoredFace]]:
     """A new identity with these faces; returns its id and the stored faces."""
+    record, faces = enrol_identity(engine, name, descriptors, embedder)
+    return record.id, faces
+
+
+def enrol_identity(
+    engine: Engine, name: str, descriptors: list[np.ndarray], embedder: str, deadline: float | None = None
+) -> tuple[IdentityRecord, list[StoredFace]]:
+    """A new identity with these faces; returns its record (as GET reads it) and the stored faces.
+
+    The record comes from the write itself, not from a read after it: a read that failed after the commit answered
+    a 503 that invited the client to enrol the person again. ``deadline``: ``_bounded``.
+    """
     now = datetime.now(UTC)
     with Session(engine) as session, session.begin():
+        _bounded(session, deadline)
         rev = _next_revision(session)
+        _bounded(session, deadline)
         identity = IdentityRow(id=_new_id(), name=name, created_at=now, updated_at=now, revision=rev)
         session.add(identity)
         session.flush()
         faces = _face_rows(identity.id, descriptors, embedder, now, rev)
         session.add_all(faces)
-        return identity.id, _stored(faces, name)
+        return IdentityRecord(identity.id, name, len(faces), 0, now, now), _stored(faces, name)
 
 
-def add_faces(engine: Engine, identity_id: str, descriptors: list[np.ndarray], embedder: str) -> list[StoredFace]:
+def add_faces(
+    engine: Engine, identity_id: str, descriptors: list[np.ndarray], embedder: str, deadline: float | None = None
+) -> tuple[IdentityRecord, list[StoredFace]]:
+    """Faces added to a live identity; returns its record after the change (read in the same transaction, like
+    ``enrol_identity``'s) and the stored faces."""
     now = datetime.now(UTC)
     with Session(engine) as session, session.begin():
+        _bounded(session, deadline)
         rev = _next_revision(session)
+        _bounded(session, deadline)
         identity = _live(session, identity_id)  # after the lock: a concurrent delete is either done or waits
         identity.updated_at, identity.revision = now, rev
         faces = _face_rows(identity_id, descriptors, embedder, now, rev)
         session.add_all(faces)
-        return _stored(faces, identity.name)
+        session.flush()
+        [record] = _records(session, [identity], embedder)
+        return record, _stored(faces, identity.name)
 
 
-def delete(engine: Engine, identity_id: str) -> None:
+def delete(engine: Engine, identity_id: str, deadline: float | None = None) -> bool:
     """Erase the identity's faces and name; a tombstone row tells other replicas to drop it.
 
     On SQLite the erased bytes must leave the files too: freed space is overwritten (``secure_delete``, set on every
     connection), and the write-ahead log, which still held the name and descriptors of every deleted person in its
     older frames for as long as the service ran (a checkpoint copies frames back but does not erase them), is
-    checkpointed and truncated. PostgreSQL keeps dead row versions until (auto)vacuum: docs/identity.md.
+    checkpointed and truncated (``erase_deleted``). Returns whether that erasure is done: False when a reader kept
+    the log (the deletion itself is committed either way; call ``erase_deleted`` again later). PostgreSQL keeps dead
+    row versions until (auto)vacuum: docs/identity.md. ``deadline``: ``_bounded``.
     """
     now = datetime.now(UTC)
     with Session(engine) as session, session.begin():
+        _bounded(session, deadline)
         rev = _next_revision(session)
+        _bounded(session, deadline)
         identity = _live(session, identity_id)
         session.execute(delete_rows(FaceRow).where(FaceRow.identity_id == identity_id))
         identity.name, identity.deleted_at, identity.updated_at, identity.revision = "", now, now, rev
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    try:
+        return erase_deleted(engine)
+    except OperationalError as error:  # committed: a failed erasure must not answer as a failed deletion
+        log.warning("the identity database's write-ahead log could not be checkpointed: %s", error)
+        return False
+
+
+def erase_deleted(engine: Engine) -> bool:
+    """SQLite: checkpoint the write-ahead log and truncate it, erasing the older frames that still hold what
+    deletions removed. Returns False when it could not (``PRAGMA wal_checkpoint``'s ``busy``: a reader still in the
+    log after ``ERASE_WAIT_MS``, or another checkpoint); True when done, and always on PostgreSQL."""
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {ERASE_WAIT_MS}")
+        try:
+            busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
+    return not busy
 
 
 def _counts(session: Session, ids: list[str], embedder: str) -> dict[tuple[str, bool], int]:

@@ -38,6 +38,14 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing admin token (403: a wrong one)"},
     404: {"model": ErrorResponse, "description": "No such identity"},
 }
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **RESPONSES,
+    504: {
+        "model": ErrorResponse,
+        "description": "The identity database did not answer within 20 s and the change may still be saved: the "
+        "detail says what to check before sending it again (no Retry-After)",
+    },
+}
 
 
 def audited(event: str, who: str, identity_id: str, **details: object) -> None:
@@ -68,7 +76,7 @@ async def name_checked_first(who: AdminDep, request: Request) -> None:
     "",
     status_code=201,
     response_model=IdentityInfo,
-    responses=RESPONSES,
+    responses=WRITE_RESPONSES,
     dependencies=[Depends(name_checked_first)],
 )
 async def enrol(
@@ -95,7 +103,7 @@ async def enrol(
     return enrolled
 
 
-@router.post("/{identity_id}/faces", response_model=IdentityInfo, responses=RESPONSES)
+@router.post("/{identity_id}/faces", response_model=IdentityInfo, responses=WRITE_RESPONSES)
 async def add_faces(
     who: AdminDep,
     manager: ManagerDep,
@@ -132,7 +140,7 @@ async def get_identity(
     return await service.get_identity(manager, gallery, identity_id)
 
 
-@router.delete("/{identity_id}", status_code=204, response_class=Response, responses=RESPONSES)
+@router.delete("/{identity_id}", status_code=204, response_class=Response, responses=WRITE_RESPONSES)
 async def delete_identity(who: AdminDep, gallery: GalleryDep, identity_id: IdentityId) -> Response:
     """Delete a person: name and descriptors erased; no replica matches them after its next poll."""
     await gallery.delete(identity_id)

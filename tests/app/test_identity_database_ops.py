@@ -8,7 +8,10 @@ status a client sees is the point.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,15 +21,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 
-from app.errors import DatabaseUnavailable, IncompatibleSchema
+from app.errors import DatabaseUnavailable, IncompatibleSchema, WriteOutcomeUnknown
 from app.identities import repository
 from app.identities.database import MIGRATION_LOCK_KEY, migrate, open_engine
-from app.identities.gallery import IdentityGallery
+from app.identities.gallery import DATABASE_THREADS, IdentityGallery
 from app.main import create_app
 from app.settings import Settings
 from tests.support.app_client import wait_ready
 from tests.support.fakes import make_fake_store
-from tests.support.identity_fakes import add_fake_embedder, descriptor_of, identity_plans
+from tests.support.identity_fakes import add_fake_embedder, descriptor_of, identity_plans, people_photo
 from tests.support.postgres import PostgresCluster, SilentProxy, start_postgres
 
 TOKEN = "s3cret-token-0123456789abcdef"
@@ -306,6 +309,51 @@ def test_a_deleted_persons_name_and_descriptors_leave_the_sqlite_files_while_the
     engine.dispose()
 
 
+def test_a_reader_that_holds_the_wal_delays_a_deletions_erasure_which_happens_once_it_closes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The checkpoint's result was ignored: with a reader in the log past the busy timeout, the write-ahead log kept
+    the deleted person's name and nothing said so. Now a warning (once) and the erasure is retried at each poll."""
+    path = tmp_path / "db.sqlite3"
+    gallery = IdentityGallery(open_engine(f"sqlite:///{path}"), call_timeout_s=HANG_S)
+
+    def in_files(data: bytes) -> bool:
+        return data in b"".join(p.read_bytes() for p in tmp_path.glob("db.sqlite3*") if p.is_file())
+
+    async def scenario() -> None:
+        gone = (await gallery.enrol("Zebulon Quixote", [A], EMBEDDER)).id
+        await gallery.enrol("Ada", [descriptor_of((0, 1, 0))], EMBEDDER)
+        reader = sqlite3.connect(path)  # another process's report, in the middle of a read transaction
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM identities").fetchone()
+        try:
+            await gallery.delete(gone)
+            assert "the erasure is tried again" in caplog.text  # said at once, not left unsaid
+            assert gallery.unerased and in_files(b"Zebulon Quixote")  # the reader's snapshot still needs the log
+            await gallery.erase_deleted()  # the poll's retry, while the reader stays: still held, no second warning
+            assert gallery.unerased
+        finally:
+            reader.close()
+        sync = asyncio.create_task(gallery.keep_in_sync(lambda: EMBEDDER, 0.05))
+        try:
+            until = time.monotonic() + HANG_S
+            while gallery.unerased and time.monotonic() < until:
+                await asyncio.sleep(0.05)
+        finally:
+            sync.cancel()
+        assert not gallery.unerased, "the erasure never happened after the reader closed"
+
+    try:
+        with caplog.at_level(logging.INFO, logger="deepcanvas.identities"):
+            run(scenario())
+    finally:
+        gallery.close()
+    assert not in_files(b"Zebulon Quixote") and not in_files(A.astype("<f4").tobytes())
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "write-ahead log" in r.getMessage()]
+    assert len(warnings) == 1, caplog.text
+    assert "deletions erased" in caplog.text
+
+
 def unit(rng: np.random.Generator) -> np.ndarray:
     vector = rng.standard_normal(128).astype(np.float32)
     return vector / np.linalg.norm(vector)  # type: ignore[no-any-return]
@@ -330,3 +378,148 @@ def test_a_replica_that_starts_while_the_database_is_down_serves_once_it_is_back
 
 def _running(cluster: PostgresCluster) -> bool:
     return (cluster.data / "db" / "postmaster.pid").exists()
+
+
+# --- writes past the deadline -----------------------------------------------------------------------------------
+
+
+def _sqlite_write_lock(path: Path) -> sqlite3.Connection:
+    """Another process's write transaction on the file: the gallery's writes wait for it (up to SQLite's 30 s busy
+    timeout), reads do not (WAL)."""
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def _names(gallery: IdentityGallery) -> list[str]:
+    gallery._threads.shutdown(wait=True)  # every write the gallery started has ended: saved or not
+    return [r.name for r in repository.page(gallery.engine, 100, 0, EMBEDDER)[0]]
+
+
+def test_an_enrolment_past_the_deadline_answers_504_outcome_unknown_not_503_retry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The deadline could not stop the thread: the enrolment was saved after the client was told 503 "retry
+    shortly" with Retry-After, and a client that did enrolled the person twice."""
+    path = tmp_path / "db.sqlite3"
+    gallery = IdentityGallery(open_engine(f"sqlite:///{path}"), call_timeout_s=1)
+
+    async def scenario() -> WriteOutcomeUnknown:
+        await gallery.ensure_index(EMBEDDER)
+        holder = _sqlite_write_lock(path)
+        try:
+            with pytest.raises(WriteOutcomeUnknown) as answered:
+                await gallery.enrol("Ada Lovelace", [A], EMBEDDER)
+        finally:
+            holder.rollback()
+            holder.close()
+        return answered.value
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="deepcanvas.identities"):
+            answer = run(scenario())
+            names = _names(gallery)
+    finally:
+        gallery.close()
+    assert answer.status == 504 and answer.retry_after is None, answer
+    assert "enrolment was saved is unknown" in answer.detail and "GET /identities" in answer.detail, answer.detail
+    assert names == ["Ada Lovelace"]  # why: the database answered late and saved it
+    assert "enrolment that answered 504 was saved after all" in caplog.text
+
+
+def test_a_deletion_past_the_deadline_answers_504_and_says_repeating_it_is_harmless(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    gallery = IdentityGallery(open_engine(f"sqlite:///{path}"), call_timeout_s=1)
+
+    async def scenario() -> WriteOutcomeUnknown:
+        ada = (await gallery.enrol("Ada", [A], EMBEDDER)).id
+        holder = _sqlite_write_lock(path)
+        try:
+            with pytest.raises(WriteOutcomeUnknown) as answered:
+                await gallery.delete(ada)
+        finally:
+            holder.rollback()
+            holder.close()
+        return answered.value
+
+    try:
+        answer = run(scenario())
+        names = _names(gallery)
+    finally:
+        gallery.close()
+    assert answer.retry_after is None and "404 once it is done" in answer.detail, answer.detail
+    assert names == []
+
+
+def test_an_enrolment_past_the_deadline_is_a_504_without_retry_after_over_http(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    with _app(tmp_path, f"sqlite:///{path}") as client:
+        wait_ready(client)
+        assert client.get("/identities", headers=ADMIN).status_code == 200  # schema and index loaded
+        client.app.state.gallery.call_timeout_s = 1  # type: ignore[attr-defined]
+        photo = [("image", ("ada.png", people_photo((1, 0, 0)), "image/png"))]
+        holder = _sqlite_write_lock(path)
+        try:
+            response = client.post("/identities", data={"name": "Ada Lovelace"}, files=photo, headers=ADMIN)
+        finally:
+            holder.rollback()
+            holder.close()
+        assert response.status_code == 504, response.text
+        assert "retry-after" not in response.headers
+        assert "check before enrolling the person again" in response.json()["detail"]
+        until = time.monotonic() + HANG_S
+        while client.get("/identities", headers=ADMIN).json()["total"] == 0 and time.monotonic() < until:
+            time.sleep(0.05)
+        assert [i["name"] for i in client.get("/identities", headers=ADMIN).json()["identities"]] == ["Ada Lovelace"]
+
+
+def test_a_write_that_never_left_the_queue_is_a_503_with_retry_after_and_is_not_saved(tmp_path: Path) -> None:
+    """Every database thread busy (hung calls): the enrolment never started, so retrying it is safe."""
+    gallery = IdentityGallery(open_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}"), call_timeout_s=1)
+    release = threading.Event()
+
+    async def scenario() -> DatabaseUnavailable:
+        await gallery.ensure_index(EMBEDDER)
+        for _ in range(DATABASE_THREADS):
+            gallery._threads.submit(release.wait, HANG_S)
+        try:
+            with pytest.raises(DatabaseUnavailable) as answered:
+                await gallery.enrol("Ada Lovelace", [A], EMBEDDER)
+        finally:
+            release.set()
+        return answered.value
+
+    try:
+        answer = run(scenario())
+        names = _names(gallery)
+    finally:
+        gallery.close()
+    assert answer.retry_after == 5 and "nothing was saved" in answer.detail, answer.detail
+    assert names == []
+
+
+def test_a_postgresql_write_that_waits_is_cancelled_server_side_before_the_deadline(cluster: PostgresCluster) -> None:
+    """A write that waits (here for the revision row another transaction holds) ends on the server before the
+    gallery's deadline, rolled back: a 503 whose detail says nothing was saved, which a retry cannot duplicate."""
+    url = new_database(cluster)
+    gallery = IdentityGallery(open_engine(url), call_timeout_s=HANG_S, write_margin_s=HANG_S - 2)
+    holder = create_engine(url)
+
+    async def scenario() -> DatabaseUnavailable:
+        await gallery.enrol("Ada", [A], EMBEDDER)
+        with holder.connect() as connection:
+            connection.execute(text("UPDATE identity_revision SET value = value WHERE id = 1"))  # held until rollback
+            with pytest.raises(DatabaseUnavailable) as answered:
+                await gallery.enrol("Bob", [A], EMBEDDER)
+            connection.rollback()
+        await gallery.enrol("Cy", [A], EMBEDDER)  # the connection went back to the pool without the bound
+        return answered.value
+
+    try:
+        answer = run(scenario())
+        names = _names(gallery)
+    finally:
+        gallery.close()
+        holder.dispose()
+    assert names == ["Ada", "Cy"]  # Bob was not saved after his 503
+    assert answer.retry_after == 5 and "cancelled and nothing was saved" in answer.detail, answer.detail
