@@ -33,8 +33,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-# Each database call's deadline: a database that stops answering (a partition, a failover) gives a 503 after this,
-# never a request that hangs; above PostgreSQL's statement timeout (15 s), which ends the usual slow query first.
+# Each database call's deadline: a database that stops answering (a partition, a failover) gives a 503 after this
+# (a write that may still be saved: a 504, ``_write``), never a request that hangs; above PostgreSQL's statement
+# timeout (15 s), which ends the usual slow query first.
 CALL_TIMEOUT_S = 20.0
 DATABASE_THREADS = 8
 # A write's server-side bound (PostgreSQL) ends this long before its deadline, so that the database's cancellation
