@@ -145,6 +145,12 @@ class ServiceUnavailable(APIError):
     """503: a model is loading, its queue is full, or the service is shutting down; see ``retry_after``."""
 
 
+class OutcomeUnknown(APIError):
+    """504: the service could not finish a change in time, and whether it was saved is not known (an enrolment,
+    added faces, a deletion whose database write outlasted its deadline). Never retried: the detail says what to
+    check first (``GET /identities``) before sending it again."""
+
+
 class RetryAfterTooLong(APIError):
     """A 429 or 503 to a call the client would repeat (a retry left), whose ``Retry-After`` asks for a longer wait
     than the client's ``max_retry_wait_s``: raised at once, since the client never sends a call sooner than the
@@ -183,6 +189,7 @@ ERRORS_BY_STATUS: dict[int, type[APIError]] = {
     428: PreconditionRequired,
     429: TooManyRequests,
     503: ServiceUnavailable,
+    504: OutcomeUnknown,
 }
 TOO_LONG_BY_STATUS: dict[int, type[RetryAfterTooLong]] = {429: TooManyRequestsTooLong, 503: ServiceUnavailableTooLong}
 

@@ -20,7 +20,7 @@ from deepcanvas import (
     ServiceUnreachable,
     TooManyRequests,
 )
-from deepcanvas.errors import InvalidParameter, PayloadTooLarge
+from deepcanvas.errors import InvalidParameter, OutcomeUnknown, PayloadTooLarge
 from deepcanvas.retry import RetryPolicy, parse_retry_after
 from deepcanvas.schemas import Readiness
 
@@ -205,7 +205,9 @@ def test_a_503_without_retry_after_backs_off_exponentially(sleeps: list[float]) 
 
 
 @pytest.mark.parametrize(
-    ("status", "error"), [(413, PayloadTooLarge), (422, InvalidParameter)], ids=["too-large", "invalid"]
+    ("status", "error"),
+    [(413, PayloadTooLarge), (422, InvalidParameter), (504, OutcomeUnknown)],
+    ids=["too-large", "invalid", "outcome-unknown"],
 )
 def test_client_errors_are_raised_at_once_as_their_type(sleeps: list[float], status: int, error: type) -> None:
     script = Script(httpx.Response(status, json={"detail": "image: too big"}, headers={"X-Request-ID": "r1"}))
