@@ -110,12 +110,14 @@ class ModelSlot:
         self.pending += count
 
     def _free_in(self, job_seconds: float) -> int:
-        """Whole seconds until the slot has room at the latest: what the running job may still take, and a whole
-        job for each one waiting behind it (a slot whose jobs are long, each bounded by ``job_seconds``)."""
+        """Whole seconds until the slot has room at the latest (a slot whose jobs are long, each bounded by
+        ``job_seconds``). One more fits once ``pending - limit + 1`` of the jobs it holds have ended: the first of
+        them (what the running one may still take; a whole job when none has begun) and a whole job for each of
+        the others. With a queue of 2, one running and one waiting, that is when the running one ends."""
         began = self._run_began
-        running = 0.0 if began is None else max(0.0, job_seconds - (time.monotonic() - began))
-        waiting = self.pending - (began is not None)
-        return max(1, math.ceil(running + job_seconds * max(0, waiting)))
+        first = job_seconds if began is None else max(0.0, job_seconds - (time.monotonic() - began))
+        after_it = max(0, self.pending - self.queue_limit())
+        return max(1, math.ceil(first + job_seconds * after_it))
 
     async def run(self, call: Callable[[Any], R]) -> R:
         """Run ``call(predictor)`` alone on this slot's thread (for work that does not batch)."""

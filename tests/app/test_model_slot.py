@@ -227,6 +227,28 @@ def test_a_slot_of_long_jobs_refuses_with_when_it_has_room() -> None:
     assert f"retry in {refused.retry_after} s" in refused.detail and "up to 40 s" in refused.detail
 
 
+def test_a_slot_of_long_jobs_with_room_for_two_has_room_when_the_running_one_ends() -> None:
+    """Queue 2, one painting running and one waiting: the running one's end makes room (the waiting one starts,
+    and the slot holds one), so the refusal asks for what is left of it, not a whole job more."""
+    predictor = Doubler(delay=0.0)
+
+    async def scenario() -> tuple[Overloaded, list[list[int]]]:
+        slot = ModelSlot("nst", _manifest(), predictor, lambda: 2, job_seconds=lambda: 40.0)
+        predictor.hold()
+        running = asyncio.ensure_future(slot.run(lambda p: p.predict([1])))
+        await _until(lambda: predictor.batches == [1])  # inside the predictor: the job has begun
+        waiting = asyncio.ensure_future(slot.run(lambda p: p.predict([2])))
+        await _until(lambda: slot.pending == 2)
+        [refused] = await asyncio.gather(slot.run(lambda p: p.predict([3])), return_exceptions=True)
+        predictor.release()
+        return refused, [await running, await waiting]
+
+    refused, results = asyncio.run(scenario())
+    assert isinstance(refused, Overloaded) and results == [[2], [4]]
+    assert refused.retry_after is not None and 1 <= refused.retry_after <= 40  # not 40 more for the waiting one
+    assert f"retry in {refused.retry_after} s" in refused.detail
+
+
 def test_the_nst_slot_takes_its_own_queue_bound_and_budget_from_the_settings() -> None:
     from app.model_plans import default_plans
 
