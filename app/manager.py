@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextvars import ContextVar
+from contextvars import Context, ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -147,8 +147,11 @@ class ModelSlot:
         futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in items]
         self._waiting.extend(zip(items, futures, strict=True))
         if self._batcher is None or self._batcher.done():
-            # The batcher ends when the queue is empty, so a slot swapped out is never kept alive by it.
-            self._batcher = asyncio.create_task(self._drain_queue(), name=f"batcher-{self.name}")
+            # The batcher ends when the queue is empty, so a slot swapped out is never kept alive by it. It serves
+            # every caller, not the one that started it: an empty context, or whatever it logged would carry that
+            # request's id (and a phase or inference recorded there would land in its records). Each caller
+            # records its own inference and queue time below, in its own context, once its future resolves.
+            self._batcher = asyncio.create_task(self._drain_queue(), name=f"batcher-{self.name}", context=Context())
         started = time.perf_counter()
         done = await asyncio.gather(*futures)  # the items leave ``pending`` when their batch ends or is skipped
         inference = max(seconds for _, seconds in done)

@@ -14,7 +14,9 @@ import pytest
 
 from app.errors import Overloaded
 from app.manager import Inference, ModelManager, ModelSlot, SlotPlan, inferences
+from app.request_ids import current_request_id
 from app.settings import Settings
+from app.timings import phases
 from models.artifact import Manifest
 
 
@@ -195,6 +197,33 @@ def test_each_inference_is_recorded_for_the_request_with_its_slot() -> None:
 
     [(slot, name, version, seconds)] = asyncio.run(scenario())
     assert (slot, name, version) == ("nst", "m", "v1") and seconds >= 0.02
+
+
+def test_the_batcher_runs_outside_the_context_of_the_request_that_started_it() -> None:
+    """The batcher serves every caller: a line it logged must not carry the request id of whichever request
+    happened to start it, nor anything it recorded land in that request's inferences or phases. Each caller
+    still records its own inference, in its own context."""
+    seen: list[tuple[object, object, object]] = []
+
+    def limits() -> tuple[int, float]:  # called by the batcher, in its context, before each batch
+        seen.append((current_request_id.get(), inferences.get(), phases.get()))
+        return 8, 0.0
+
+    async def caller(request_id: str, slot: ModelSlot) -> list[Inference]:
+        record: list[Inference] = []
+        current_request_id.set(request_id)
+        inferences.set(record)
+        phases.set([])
+        assert await slot.predict([1]) == [2]
+        return record
+
+    async def scenario() -> list[list[Inference]]:
+        slot = ModelSlot("m", _manifest(), Doubler(delay=0.0), lambda: 100, limits)
+        return list(await asyncio.gather(caller("first", slot), caller("second", slot)))
+
+    records = asyncio.run(scenario())
+    assert seen and all(values == (None, None, None) for values in seen), seen
+    assert [len(record) for record in records] == [1, 1]
 
 
 @pytest.mark.parametrize("queue", [1, 2])
