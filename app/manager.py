@@ -365,16 +365,25 @@ class ModelManager:
                     await self.activate(role, status.ref)
 
     async def activate(
-        self, role: Role, ref: str, retry: bool = False, commit: Callable[[str], Awaitable[None]] | None = None
+        self,
+        role: Role,
+        ref: str,
+        retry: bool = False,
+        commit: Callable[[str], Awaitable[None]] | None = None,
+        wanted: Callable[[], bool] | None = None,
     ) -> str:
         """Load ``ref`` for ``role`` and swap it in; on failure the serving version stays. Returns the version.
 
         ``commit(version)`` runs once the new version is built and warm, just before the swap: when it raises,
         the new slots are dropped and its error propagates, so nothing changed here (``ActiveModels`` records the
         version there, and a version no other replica would load must not serve on this one).
+        ``wanted()``, asked once no other activation of the role is under way: False, and nothing is loaded (the
+        serving version is returned, "" when none): what a poll read before an activation here may be stale after.
         """
         status = self.status[role]
         async with self._locks[role]:
+            if wanted is not None and not wanted():
+                return status.version or ""
             try:
                 slots = (
                     await self._build_with_retries(role, ref)

@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
@@ -238,6 +239,7 @@ class ActiveModels:
         self.document = ActiveDocument()
         self._lock = asyncio.Lock()
         self._not_converged: dict[str, str] = {}  # role -> the version and error it last failed with
+        self._recorded = 0  # the newest document version this replica has written (its own activations)
 
     async def activate(self, role: str, ref: str, who: str) -> str:
         """Load, verify and warm ``ref``, record it for the other replicas, then swap it in.
@@ -250,7 +252,13 @@ class ActiveModels:
 
         async def record(version: str) -> None:
             async with self._lock:
-                self.document = await self._record(role, version, who, old)
+                written = await self._record(role, version, who, old)
+                self._recorded = max(self._recorded, written.version)
+                # The written document names the other roles' versions too: adopted while one of them does not
+                # serve its version here (not published yet, when another replica activated it), no poll would
+                # try that role again (``refresh`` skips a document no newer than this one), for good.
+                if self._serves(written, besides={role: version}):
+                    self.document = written
 
         try:
             version: str = await self.manager.activate(role, ref, commit=record)
@@ -264,6 +272,14 @@ class ActiveModels:
             extra={"fields": {"event": "model.activated", "who": who, "role": role, "old": old, "new": version}},
         )
         return version
+
+    def _serves(self, document: ActiveDocument, besides: dict[str, str]) -> bool:
+        """Whether every role ``document`` names serves its version here (``besides``: about to)."""
+        for role, version in document.active.items():
+            status = self.manager.status.get(role)
+            if status is not None and besides.get(role, status.version) != version:
+                return False
+        return True
 
     async def _record(self, role: str, version: str, who: str, old: str | None) -> ActiveDocument:
         """Merge ``role: version`` into the stored document; another replica's activation in between is kept.
@@ -339,7 +355,7 @@ class ActiveModels:
             status = self.manager.status.get(role)
             if status is not None and status.version != version:
                 try:
-                    await self.manager.activate(role, version)
+                    await self.manager.activate(role, version, wanted=partial(self._wanted, role, version, stored))
                 except LOAD_ERRORS as error:
                     reason = f"{version}: {error}"
                     level = logging.DEBUG if self._not_converged.get(role) == reason else logging.ERROR
@@ -348,8 +364,15 @@ class ActiveModels:
                     converged = False
                 else:
                     self._not_converged.pop(role, None)
-        if converged:
+                    converged = converged and status.version == version
+        if converged and stored.version > self.document.version:
             self.document = stored
+
+    def _wanted(self, role: str, version: str, stored: ActiveDocument) -> bool:
+        """Whether ``role`` should still load ``version`` of ``stored``, once no activation of it is under way: not
+        when it serves it already, nor when this replica has recorded a newer document since ``stored`` was read
+        (an admin activation here: the stale document would undo it until the next poll)."""
+        return self.manager.status[role].version != version and self._recorded <= stored.version
 
 
 async def adopt_stored_versions(active: ActiveModels) -> None:

@@ -3,6 +3,7 @@ whatever else in the store is broken (in-process, fake predictors, a poll interv
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -84,6 +85,69 @@ def test_a_role_that_cannot_converge_does_not_hold_back_the_others(store: Path, 
         assert served(client, "classifier")["version"] == "v9"
         assert served(client, "classifier")["ref"] == "v9" and served(client, "detector")["ref"] == "v2"
         assert manager.slots["detector"] is detector  # converged once: not loaded again at each poll
+
+
+def test_an_activation_here_does_not_end_the_retries_of_a_role_that_has_not_converged(
+    store: Path, tmp_path: Path
+) -> None:
+    """The document an activation writes names the other roles' versions too: adopting it while one of them does
+    not serve its version here (another replica's choice, not published yet) made every later poll skip it, and
+    the replicas served different versions for good."""
+    with replica(store, tmp_path) as client:
+        manager, active = client.app.state.manager, client.app.state.active  # type: ignore[attr-defined]
+        write_active(store, 1, {"classifier": "v9", "detector": "v2"})  # v9 is not published (yet)
+        until(lambda: served(client, "detector")["version"] == "v2", "detector on v2")
+        switched = client.post("/admin/models/face-detector/activate", headers=AUTH, json={"version": "v1"})
+        assert switched.status_code == 200, switched.text
+        recorded = json.loads((store / ACTIVE_KEY).read_text())
+        assert (recorded["version"], recorded["active"]) == (2, {"classifier": "v9", "detector": "v1"})
+        assert served(client, "detector")["version"] == "v1"
+        assert active.document.version < 2  # not adopted: the classifier does not serve v9 here
+        detector = manager.slots["detector"]
+        copy_as_version(store / "face-gender" / "v1", store / "face-gender" / "v9", "v9")
+        until(lambda: served(client, "classifier")["version"] == "v9", "the classifier converged on v9")
+        until(lambda: active.document.version == 2, "the document adopted once every role serves its version")
+        assert manager.slots["detector"] is detector  # already on v1: not loaded again
+
+
+def test_an_activation_with_every_other_role_converged_adopts_its_document(store: Path, tmp_path: Path) -> None:
+    with replica(store, tmp_path, poll_s=3600) as client:  # no poll: the activation itself adopts it
+        active = client.app.state.active  # type: ignore[attr-defined]
+        switched = client.post("/admin/models/face-gender/activate", headers=AUTH, json={"version": "v2"})
+        assert switched.status_code == 200, switched.text
+        assert (active.document.version, active.document.active) == (1, {"classifier": "v2"})
+
+
+def test_a_poll_that_read_the_store_before_an_activation_here_does_not_undo_it(store: Path, tmp_path: Path) -> None:
+    """A poll reads the document, then loads role after role: an admin activation here in between records a newer
+    document, and the poll's stale one must not swap the role activated back to its old version."""
+    copy_as_version(store / "face-detector" / "v1", store / "face-detector" / "v3", "v3")
+    with replica(store, tmp_path, poll_s=3600) as client:  # no poll of its own: the test runs the one it needs
+        manager, active = client.app.state.manager, client.app.state.active  # type: ignore[attr-defined]
+        write_active(store, 1, {"classifier": "v9", "detector": "v2"})  # as a poll reads it, before the activation
+        real = manager.activate
+
+        async def scenario() -> None:
+            reached, go = asyncio.Event(), asyncio.Event()
+
+            async def held(role: str, ref: str, **options: Any) -> str:
+                if role == "classifier":  # the poll's first role: held until the activation here is done
+                    reached.set()
+                    await go.wait()
+                version: str = await real(role, ref, **options)
+                return version
+
+            manager.activate = held
+            poll = asyncio.create_task(active.refresh())
+            await asyncio.wait_for(reached.wait(), 30)
+            assert await active.activate("detector", "v3", "admin") == "v3"
+            go.set()
+            await asyncio.wait_for(poll, 30)
+
+        client.portal.call(scenario)
+        manager.activate = real
+        assert served(client, "detector")["version"] == "v3"  # not v2, the stale document's
+        assert json.loads((store / ACTIVE_KEY).read_text())["active"] == {"classifier": "v9", "detector": "v3"}
 
 
 @pytest.mark.parametrize("broken", ["malformed JSON", "an invalid value", "a bug"])
