@@ -27,6 +27,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from app.engines import EngineChoice
 from app.errors import ModelNotReady, Overloaded
+from app.log_once import ReasonsLogged
 from app.settings import OPTIONAL_ROLES, Role, Settings
 from app.store import ArtifactStore
 from app.store.objects import StoreUnavailable
@@ -326,6 +327,7 @@ class ModelManager:
             role: RoleStatus(name=name, ref=ref) for role, (name, ref) in settings.model_refs.items()
         }
         self._locks: dict[Role, asyncio.Lock] = {role: asyncio.Lock() for role in self.status}
+        self._refusals = ReasonsLogged(log)  # each role's load errors, logged once per reason
 
     @property
     def ready(self) -> bool:
@@ -394,12 +396,19 @@ class ModelManager:
                 was = status.state
                 if status.version is None:
                     status.state = "absent" if isinstance(error, ModelAbsent) else "failed"
-                detail = f"{status.name}:{ref}: {error}"
-                repeated, status.detail = status.detail == detail, detail
+                status.detail = f"{status.name}:{ref}: {error}"
                 if not isinstance(error, ModelAbsent):
                     # once per reason: a role retried at every poll would log the same error every 10 s for good
-                    level = logging.DEBUG if repeated else logging.ERROR
-                    log.log(level, "model %s (%s:%s) refused: %s", role, status.name, ref, error)
+                    self._refusals.log(
+                        role,
+                        status.detail,
+                        logging.ERROR,
+                        "model %s (%s:%s) refused: %s",
+                        role,
+                        status.name,
+                        ref,
+                        error,
+                    )
                 elif was != "absent":
                     log.info("model %s (%s) is not in the store; running without it", role, status.name)
                 raise
@@ -418,6 +427,7 @@ class ModelManager:
             first = next(iter(slots.values()))
             if status.version != first.manifest.version:
                 status.previous = status.version
+            self._refusals.forget(role)
             # ``ref`` is what this role was last switched to (/readyz), not the configured one it has left
             status.state, status.ref, status.version, status.detail = "ready", ref, first.manifest.version, None
             engines = "; ".join(f"{s.name} on {describe_engine(s.engine)}" for s in slots.values())

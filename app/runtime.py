@@ -24,6 +24,7 @@ from app.errors import (
     DeepCanvasError,
     InvalidParameter,
 )
+from app.log_once import ReasonsLogged
 from app.manager import LOAD_ERRORS
 from app.schemas import ParamsDocument, RuntimeParams
 from app.settings import Settings
@@ -238,7 +239,7 @@ class ActiveModels:
         self.objects = objects
         self.document = ActiveDocument()
         self._lock = asyncio.Lock()
-        self._not_converged: dict[str, str] = {}  # role -> the version and error it last failed with
+        self._not_converged = ReasonsLogged(log)  # each role's failures to converge, logged once per reason
         self._recorded = 0  # the newest document version this replica has written (its own activations)
 
     async def activate(self, role: str, ref: str, who: str) -> str:
@@ -357,13 +358,18 @@ class ActiveModels:
                 try:
                     await self.manager.activate(role, version, wanted=partial(self._wanted, role, version, stored))
                 except LOAD_ERRORS as error:
-                    reason = f"{version}: {error}"
-                    level = logging.DEBUG if self._not_converged.get(role) == reason else logging.ERROR
-                    self._not_converged[role] = reason  # logged once per reason, not at every poll
-                    log.log(level, "could not converge %s on %s (retried at every poll): %s", role, version, error)
+                    self._not_converged.log(
+                        role,
+                        f"{version}: {error}",
+                        logging.ERROR,
+                        "could not converge %s on %s (retried at every poll): %s",
+                        role,
+                        version,
+                        error,
+                    )
                     converged = False
                 else:
-                    self._not_converged.pop(role, None)
+                    self._not_converged.forget(role)
                     converged = converged and status.version == version
         if converged and stored.version > self.document.version:
             self.document = stored

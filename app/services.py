@@ -15,6 +15,7 @@ from PIL import Image
 
 from app.errors import InvalidParameter, NotFound
 from app.imaging import encode_image
+from app.log_once import ReasonsLogged
 from app.manager import ModelManager, ModelSlot
 from app.runtime import RuntimeParams
 from app.schemas import (
@@ -420,6 +421,7 @@ class LoadFollowUps:
         # out must not be kept alive (its predictor's memory) by this record
         self._statistics_of: tuple[weakref.ref[ModelSlot], weakref.ref[ModelSlot], int] | None = None
         self._lock = asyncio.Lock()  # the start's run and a poll's never do the same work twice
+        self._failures = ReasonsLogged(log)  # a statistics failure, retried at every poll: logged once per reason
 
     async def run(self) -> None:
         async with self._lock:
@@ -441,8 +443,12 @@ class LoadFollowUps:
         try:
             count = await remember_gallery_styles(self.manager, side)
         except Exception as error:  # a cache warm-up only: requests compute what it could not; tried again next run
-            log.warning("gallery style statistics not precomputed: %s", error)
+            reason = f"{type(error).__name__}: {error}"
+            self._failures.log(
+                "gallery statistics", reason, logging.WARNING, "gallery style statistics not precomputed: %s", error
+            )
             return
+        self._failures.forget("gallery statistics")
         self._statistics_of = (weakref.ref(style), weakref.ref(gallery), side)
         if count:
             log.info("style statistics of %d gallery styles computed (max_side %d)", count, side)

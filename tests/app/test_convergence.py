@@ -275,3 +275,31 @@ def test_a_role_that_cannot_converge_logs_its_reason_once_not_at_every_poll(
         assert len(caplog.records) == first, [r.getMessage() for r in caplog.records[first:]]
         write_active(store, 2, {"classifier": "v8"})  # another reason: logged
         until(lambda: any("v8" in r.getMessage() for r in caplog.records), "the new reason logged")
+
+
+def test_a_role_that_failed_at_start_and_cannot_converge_either_logs_each_reason_once(
+    store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The classifier failed at start (its configured version) and the store names another one: each poll tries the
+    stored version, then the retry of the failed models the configured one. Two reasons in turn, each logged once,
+    not both at every poll."""
+    caplog.set_level(logging.ERROR, logger="deepcanvas")
+    (store / "face-gender").rename(tmp_path / "face-gender")  # the classifier cannot load at start
+    settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", params_poll_s=0.01)
+    with TestClient(create_app(settings, fake_plans())) as client:
+        manager = client.app.state.manager  # type: ignore[attr-defined]
+        until(lambda: served(client, "classifier")["state"] == "failed", "the classifier failed")
+        write_active(store, 1, {"classifier": "v9"})  # another replica's choice, not published here
+        tried: list[str] = []
+        real = manager.activate
+
+        async def counted(role: str, ref: str, **options: Any) -> Any:
+            tried.append(ref)
+            return await real(role, ref, **options)
+
+        manager.activate = counted
+        configured = served(client, "classifier")["ref"]  # what the retry of the failed models tries
+        until(lambda: tried.count("v9") >= 2 and tried.count(configured) >= 2, "both versions tried at two polls")
+        first = len(caplog.records)
+        until(lambda: tried.count("v9") >= 12 and tried.count(configured) >= 12, "ten more polls")
+        assert len(caplog.records) == first, [r.getMessage() for r in caplog.records[first:]]
