@@ -7,6 +7,7 @@ polled by every replica, so all tasks of a service converge on the same paramete
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -399,18 +400,30 @@ async def poll_store(
     follow_up: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Every ``interval`` seconds, apply newer parameters and model versions, and retry models that failed; then
-    ``follow_up()``, for the models loaded since (``app.services.LoadFollowUps``).
+    start ``follow_up()``, for the models loaded since (``app.services.LoadFollowUps``), in the background.
 
     Each step fails on its own: unreadable parameters must not stop the models converging, nor a role that
     cannot load stop the failed ones being retried; and nothing ends the loop, the replicas' only way to converge.
+    The follow-up is not awaited: a deferred NST warm-up queued on its slot's thread behind a painting (up to a
+    minute) must not hold back the next polls. One runs at a time (a poll while it runs starts none); its failure
+    is logged like a step's.
     """
-    while True:
-        await asyncio.sleep(interval)
-        await _poll_step("apply the stored parameters", params.refresh)
-        await _poll_step("converge on the stored model versions", active.refresh)
-        await _poll_step("retry the models that failed to load", active.manager.retry_failed)
-        if follow_up is not None:
-            await _poll_step("warm up the models loaded since", follow_up)
+    follow_ups: asyncio.Task[None] | None = None
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            await _poll_step("apply the stored parameters", params.refresh)
+            await _poll_step("converge on the stored model versions", active.refresh)
+            await _poll_step("retry the models that failed to load", active.manager.retry_failed)
+            if follow_up is not None and (follow_ups is None or follow_ups.done()):
+                follow_ups = asyncio.create_task(
+                    _poll_step("warm up the models loaded since", follow_up), name="load-follow-ups"
+                )
+    finally:
+        if follow_ups is not None and not follow_ups.done():
+            follow_ups.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow_ups
 
 
 async def _poll_step(what: str, step: Callable[[], Awaitable[object]]) -> None:

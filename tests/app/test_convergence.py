@@ -4,8 +4,10 @@ whatever else in the store is broken (in-process, fake predictors, a poll interv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +19,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.manager import SlotPlan
-from app.runtime import ACTIVE_KEY, PARAMS_KEY
+from app.runtime import ACTIVE_KEY, PARAMS_KEY, poll_store
+from app.services import LoadFollowUps
 from app.settings import Settings
 from models.artifact import Manifest
 from tests.support.app_client import wait_ready
@@ -303,3 +306,66 @@ def test_a_role_that_failed_at_start_and_cannot_converge_either_logs_each_reason
         first = len(caplog.records)
         until(lambda: tried.count("v9") >= 12 and tried.count(configured) >= 12, "ten more polls")
         assert len(caplog.records) == first, [r.getMessage() for r in caplog.records[first:]]
+
+
+def test_a_follow_up_still_running_holds_back_neither_the_parameters_nor_the_models(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follow-ups (a deferred NST warm-up queued behind a painting of up to a minute) run beside the polls: a
+    parameters change and another version still apply meanwhile, and no second follow-up starts beside it."""
+    entered: list[str] = []
+    release = threading.Event()
+
+    async def held(self: LoadFollowUps) -> None:
+        entered.append("follow-up")
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+
+    monkeypatch.setattr(LoadFollowUps, "run", held)
+    try:
+        with replica(store, tmp_path) as client:
+            until(lambda: len(entered) >= 2, "the start's follow-up and a poll's, both held")
+            write_runtime(store, PARAMS_KEY, json.dumps({"version": 1, "params": {"queue_size": 7}}))
+            write_active(store, 1, {"classifier": "v2"})
+            params = client.app.state.params  # type: ignore[attr-defined]
+            until(lambda: params.document.version == 1, "the parameters applied while the follow-up runs")
+            until(lambda: served(client, "classifier")["version"] == "v2", "the classifier converged meanwhile")
+            assert params.params.queue_size == 7
+            assert len(entered) == 2  # one poll's follow-up at a time: the later polls started none
+            release.set()
+            until(lambda: len(entered) >= 3, "a later poll's follow-up, once the held one ended")
+    finally:
+        release.set()
+
+
+def test_a_follow_up_that_fails_is_logged_and_the_next_poll_starts_another(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="deepcanvas.runtime")
+
+    class Refreshes:
+        async def refresh(self) -> None:
+            pass
+
+        async def retry_failed(self) -> None:
+            pass
+
+    calls: list[int] = []
+
+    async def broken() -> None:
+        calls.append(1)
+        raise RuntimeError("a bug in a follow-up")
+
+    async def scenario() -> None:
+        active = Refreshes()
+        active.manager = Refreshes()  # type: ignore[attr-defined]
+        poll = asyncio.create_task(poll_store(Refreshes(), active, 0.001, broken))  # type: ignore[arg-type]
+        deadline = time.monotonic() + 30
+        while len(calls) < 3:
+            assert time.monotonic() < deadline, "not three follow-ups within 30 s"
+            await asyncio.sleep(0.01)
+        poll.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poll
+
+    asyncio.run(scenario())
+    assert any("warm up the models loaded since" in r.getMessage() for r in caplog.records)
+    assert any("a bug in a follow-up" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
