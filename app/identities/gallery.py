@@ -27,6 +27,7 @@ from app.identities import repository
 from app.identities.database import cancelled_by_the_server, database_errors, describe, first_line, migrate
 from app.identities.index import FaceIndex
 from app.identities.repository import IdentityRecord
+from app.log_once import ReasonsLogged
 
 log = logging.getLogger("deepcanvas.identities")
 P = ParamSpec("P")
@@ -58,7 +59,7 @@ class IdentityGallery:
         self._migrated = False
         self._apply = asyncio.Lock()  # index swaps, in order: a poll and a local write never interleave
         self._schema = asyncio.Lock()  # one schema upgrade at a time in this replica
-        self._refusal = ""  # the last schema refusal logged: logged once, not at every poll
+        self._refusals = ReasonsLogged(log)  # a schema refusal is logged once per reason, not at every poll
         self.unerased = False  # a deletion's SQLite write-ahead log not truncated yet (a reader held it)
         # Database calls run on threads of their own: calls that hang on a silent database must not take the
         # default executor's few threads, which model loads, store reads and image decoding share.
@@ -87,23 +88,20 @@ class IdentityGallery:
                 with database_errors(self.engine):
                     await asyncio.get_running_loop().run_in_executor(self._threads, migrate, self.engine)
             except IncompatibleSchema as refusal:
-                self._log_refusal(refusal.detail)
+                self._refusals.log("schema", refusal.detail, logging.ERROR, "%s", refusal.detail)
                 raise
             except SQLAlchemyError as error:
-                self._log_refusal(f"the identity database's schema could not be upgraded: {first_line(error)}")
+                reason = f"the identity database's schema could not be upgraded: {first_line(error)}"
+                self._refusals.log("schema", reason, logging.ERROR, "%s", reason)
                 raise IncompatibleSchema(
                     "the identity database's schema could not be upgraded to this release's (the service's log says "
                     "why)"
                 ) from error
-            self._migrated, self._refusal = True, ""
+            self._migrated = True
+            self._refusals.forget("schema")
             log.info("identity database %s at the latest schema", describe(self.engine))
         finally:
             self._schema.release()
-
-    def _log_refusal(self, reason: str) -> None:
-        if reason != self._refusal:
-            log.error("%s", reason)
-            self._refusal = reason
 
     async def _call(self, function: Callable[Concatenate[Engine, P], R], *args: P.args, **kwargs: P.kwargs) -> R:
         """``function(engine, ...)`` on the database's threads, within ``call_timeout_s`` (else a 503)."""
