@@ -9,6 +9,8 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Route
 
+from tests.support.servers import LiveServer
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 WAIT_MS = 90_000  # how long a browser test waits for the page (a bound on a hang: a loaded machine is slow)
@@ -21,6 +23,14 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+def open_page(browser: Browser, server: LiveServer, width: int = 1280, height: int = 900) -> Page:
+    """A new page (in a context of its own) on ``server``, waiting ``WAIT_MS`` for what it needs."""
+    context = browser.new_context(base_url=server.url, viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    return page
 
 
 def launch_chromium(playwright: Playwright) -> Browser:

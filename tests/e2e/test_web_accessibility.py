@@ -8,15 +8,14 @@ tree (what a screen reader is given) and the page's layout as the keyboard moves
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.browser_support import CHROMIUM, PageErrors, screenshot
-from tests.e2e.test_web_page import gallery_radios, mocked_faces, open_page, upload_photo
+from tests.e2e.browser_support import CHROMIUM, PageErrors, open_page, screenshot
+from tests.e2e.test_web_page import gallery_radios, mocked_faces, upload_photo
 from tests.support.images import face_like_photo
 from tests.support.servers import LiveServer
 
@@ -34,13 +33,6 @@ IDENTIFIED = {
         {"box": [600, 300, 800, 500], "identity": None},
     ],
 }
-
-
-@pytest.fixture
-def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
-    page = open_page(browser, live_server)
-    yield page
-    page.context.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.e2e.browser_support import CHROMIUM, PageErrors, record_form_fields, screenshot
+from tests.e2e.browser_support import CHROMIUM, PageErrors, open_page, record_form_fields, screenshot
 from tests.support.images import face_like_photo
 from tests.support.servers import LiveServer
 
@@ -25,20 +25,6 @@ pytestmark = [
 
 FACES_SUMMARY = re.compile(r"^(No face found in this photo|\d+ faces? found)\.$")
 WAIT_MS = 90_000
-
-
-def open_page(browser: Browser, server: LiveServer, width: int = 1280, height: int = 900) -> Page:
-    context = browser.new_context(base_url=server.url, viewport={"width": width, "height": height})
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    return page
-
-
-@pytest.fixture
-def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
-    page = open_page(browser, live_server)
-    yield page
-    page.context.close()
 
 
 @pytest.fixture
