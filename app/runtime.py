@@ -352,10 +352,11 @@ class ActiveModels:
         stored = await asyncio.to_thread(read_document, self.objects, ACTIVE_KEY, ActiveDocument)
         if stored is None or stored.version <= self.document.version:
             return
+        versions = await asyncio.to_thread(self._versions, stored)
         converged = True
-        for role, version in stored.active.items():
-            status = self.manager.status.get(role)
-            if status is not None and status.version != version:
+        for role, version in versions.items():
+            status = self.manager.status[role]
+            if status.version != version:
                 try:
                     await self.manager.activate(role, version, wanted=partial(self._wanted, role, version, stored))
                 except LOAD_ERRORS as error:
@@ -374,6 +375,21 @@ class ActiveModels:
                     converged = converged and status.version == version
         if converged and stored.version > self.document.version:
             self.document = stored
+
+    def _versions(self, document: ActiveDocument) -> dict[str, str]:
+        """The version each role of this replica that ``document`` names is to serve: an alias it names (an operator
+        may write ``stable``) resolved in the store, since a role serves versions (compared with the alias, it never
+        would, and each poll loaded it again). An alias that cannot be resolved now stays as it is: loading it fails
+        with the reason, and the next poll tries again."""
+        versions = {}
+        for role, ref in document.active.items():
+            status = self.manager.status.get(role)
+            if status is not None:
+                try:
+                    versions[role] = self.manager.store.resolve(status.name, ref)
+                except (ArtifactError, OSError):
+                    versions[role] = ref
+        return versions
 
     def _wanted(self, role: str, version: str, stored: ActiveDocument) -> bool:
         """Whether ``role`` should still load ``version`` of ``stored``, once no activation of it is under way: not

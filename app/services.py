@@ -427,7 +427,12 @@ class LoadFollowUps:
         async with self._lock:
             # the deferred warm-ups on their slots' threads, beside the gallery statistics on the style slot's
             deferred = asyncio.create_task(self.manager.warm_deferred(), name="deferred-warm-up")
-            await self._remember_gallery_styles()
+            try:
+                await self._remember_gallery_styles()
+            except BaseException:  # cancelled (the poll stopping at shutdown): the warm-up must not outlive it
+                deferred.cancel()
+                await asyncio.gather(deferred, return_exceptions=True)
+                raise
             warmed = await deferred
             if warmed:
                 log.info("deferred warm-up done: %s", ", ".join(warmed))

@@ -369,3 +369,64 @@ def test_a_follow_up_that_fails_is_logged_and_the_next_poll_starts_another(caplo
     asyncio.run(scenario())
     assert any("warm up the models loaded since" in r.getMessage() for r in caplog.records)
     assert any("a bug in a follow-up" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
+
+
+def test_a_document_naming_an_alias_is_served_once_and_adopted(store: Path, tmp_path: Path) -> None:
+    """A role serves versions: compared with ``stable``, it never matched, and every poll loaded it again."""
+    (store / "face-gender" / "aliases.json").write_text(json.dumps({"stable": "v1", "next": "v2"}))
+    with replica(store, tmp_path) as client:
+        manager, active = client.app.state.manager, client.app.state.active  # type: ignore[attr-defined]
+        write_active(store, 1, {"classifier": "next"})  # as an operator may write it by hand
+        until(lambda: active.document.version == 1, "the document adopted")
+        assert served(client, "classifier")["version"] == "v2"
+        loaded = manager.slots["classifier"]
+        polls = [0]
+        real = active.refresh
+
+        async def counted() -> None:
+            polls[0] += 1
+            await real()
+
+        active.refresh = counted
+        until(lambda: polls[0] >= 10, "ten more polls")
+        assert manager.slots["classifier"] is loaded  # not loaded again
+
+
+def test_stopping_the_poll_while_a_follow_up_runs_leaves_no_warm_up_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The follow-up's deferred warm-up ran beside the gallery statistics: a poll cancelled at shutdown during the
+    statistics left the warm-up running after the models were closed, never awaited."""
+
+    class Idle:
+        async def refresh(self) -> None:
+            pass
+
+        async def retry_failed(self) -> None:
+            pass
+
+    async def scenario() -> list[str]:
+        warming = asyncio.Event()
+
+        class Manager:
+            def __init__(self) -> None:
+                self.slots = {"style": object(), "gallery": object()}
+
+            async def warm_deferred(self) -> list[str]:
+                warming.set()
+                await asyncio.sleep(3600)  # NST's first backward pass, on its slot's thread
+                return []
+
+        async def slow_statistics(manager: Any, side: int) -> int:
+            await asyncio.sleep(3600)
+            return 0
+
+        monkeypatch.setattr("app.services.remember_gallery_styles", slow_statistics)
+        active: Any = Idle()
+        active.manager = Idle()
+        follow_ups = LoadFollowUps(Manager(), lambda: 512)  # type: ignore[arg-type]
+        poll = asyncio.create_task(poll_store(Idle(), active, 0.001, follow_ups.run))  # type: ignore[arg-type]
+        await asyncio.wait_for(warming.wait(), 30)
+        poll.cancel()
+        await asyncio.gather(poll, return_exceptions=True)
+        return [task.get_name() for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+
+    assert asyncio.run(scenario()) == []
