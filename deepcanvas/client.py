@@ -59,26 +59,30 @@ Verify: TypeAlias = bool | str | os.PathLike[str] | ssl.SSLContext
 
 def shown_url(url: str) -> str:
     """``url`` as a message may show it: without the user and password it may carry (``https://user:pw@host/`` is
-    ``https://host/``), since messages reach logs and terminals. What httpx cannot read as a URL with a host (no
-    scheme, a password with a ``/`` in it) loses everything up to its last ``@`` before any ``?`` or ``#``."""
-    try:
-        parsed = httpx.URL(url)
-        if parsed.host:
-            return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url
-    except httpx.InvalidURL:
-        pass
+    ``https://host/``), since messages reach logs and terminals. Wherever ``url`` has an ``@``, everything between
+    its ``://`` (or its start, with no scheme) and its last ``@`` goes, read from the raw string rather than by a URL
+    parser: a password with a ``#``, ``?`` or ``/`` that was not percent-encoded would be read as a fragment, query,
+    path or port, and shown. An ``@`` in a path costs the host too, never the password."""
+    if "@" not in url:
+        return url
     scheme, separator, rest = url.partition("://")
     if not separator or "@" in scheme:  # no scheme before the user and password
         scheme, separator, rest = "", "", url
-    userinfo, at, _ = rest.split("?")[0].split("#")[0].rpartition("@")
-    return scheme + separator + rest[len(userinfo) + len(at) :]  # url itself where there is no "@"
+    return scheme + separator + rest.rpartition("@")[2]
 
 
 def checked_url(base_url: str) -> str:
     """``base_url`` without its trailing slash; ``InvalidURL`` for one no request can go to, when the client is made
-    (httpx reads ``localhost:8000`` as the scheme ``localhost``, and sends port 99999 as another port). The message
-    shows the URL without its user and password (``shown_url``)."""
+    (httpx reads ``localhost:8000`` as the scheme ``localhost``, and sends port 99999 as another port), and for one
+    with a query or a fragment: a base URL needs neither, and a ``#`` or ``?`` in a password not percent-encoded
+    makes one (httpx reads ``http://admin:42#pw@host`` as the host ``admin``, port 42). The message shows the URL
+    without its user and password (``shown_url``)."""
     shown = shown_url(base_url)
+    if "?" in base_url or "#" in base_url:  # never literal elsewhere in a URL: a query or a fragment begins there
+        raise InvalidURL(
+            f"{shown!r}: a base URL takes no query or fragment ('?' or '#'); percent-encode reserved characters in "
+            "a password ('#' as %23, '?' as %3F, '/' as %2F, '@' as %40)"
+        )
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as error:

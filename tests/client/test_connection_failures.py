@@ -26,6 +26,7 @@ from deepcanvas import (
     TLSError,
 )
 from deepcanvas.cli import client_cli
+from deepcanvas.client import shown_url
 from tests.support.tls import json_server, serving
 
 
@@ -161,6 +162,50 @@ def test_the_cli_shows_an_invalid_url_without_its_password(sleeps: list[float]) 
     result = CliRunner().invoke(client_cli, ["styles", "--url", url], env={"COLUMNS": "400"})
     assert result.exit_code == 2 and "'https://h:99999/': a port is 1 to 65535" in result.stderr
     assert SECRET not in result.output and "user" not in result.output
+
+
+# A password with a "#" or "?" that is not percent-encoded: httpx reads the "#" or "?" as where the query or
+# fragment begins, so the user and password become a host and port (admin:4242 below) or an invalid port.
+UNENCODED = [
+    ("https://user:p#ss@host/", "https://host/", "#ss"),
+    ("http://admin:4242#Secret@127.0.0.1:9", "http://127.0.0.1:9", "Secret"),
+    ("https://user:p?ss@host:8443", "https://host:8443", "?ss"),
+]
+
+
+@pytest.mark.parametrize("url, shown, secret", UNENCODED)
+def test_shown_url_drops_everything_up_to_the_last_at_even_after_a_hash_or_question_mark(
+    url: str, shown: str, secret: str
+) -> None:
+    assert shown_url(url) == shown
+    assert shown_url("http://u:a@b#c?d@h:1/") == "http://h:1/" and shown_url("u:p#w@h") == "h"
+
+
+@pytest.mark.parametrize("url, shown, secret", UNENCODED)
+def test_a_base_url_with_a_query_or_fragment_is_refused_without_its_password(url: str, shown: str, secret: str) -> None:
+    """Refused when made, so no request goes to the host httpx would read (admin, port 4242); the message names
+    the URL without its user and password and says to percent-encode a password's reserved characters."""
+    for make in (Client, AsyncClient):
+        with pytest.raises(InvalidURL, match="query or fragment") as raised:
+            make(url)
+        message = str(raised.value)
+        assert message.startswith(repr(shown)) and "percent-encode" in message
+        assert secret not in message and "admin" not in message and "4242" not in message and "user:" not in message
+
+
+@pytest.mark.parametrize("url, shown, secret", UNENCODED)
+def test_the_cli_refuses_a_url_with_a_query_or_fragment_without_its_password(
+    sleeps: list[float], url: str, shown: str, secret: str
+) -> None:
+    result = CliRunner().invoke(client_cli, ["styles", "--url", url], env={"COLUMNS": "400"})
+    assert result.exit_code == 2 and f"{shown!r}: a base URL takes no query or fragment" in result.stderr
+    assert secret not in result.output and "admin" not in result.output and "4242" not in result.output
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/?x=1", "http://127.0.0.1:8000#top", "http://h/?"])
+def test_a_base_url_with_a_query_or_fragment_and_no_password_is_refused(url: str) -> None:
+    with pytest.raises(InvalidURL, match="query or fragment"):
+        Client(url)
 
 
 def _refused(request: httpx.Request) -> httpx.Response:
