@@ -146,9 +146,10 @@ class ServiceUnavailable(APIError):
 
 
 class OutcomeUnknown(APIError):
-    """504: the service could not finish a change in time, and whether it was saved is not known (an enrolment,
-    added faces, a deletion whose database write outlasted its deadline). Never retried: the detail says what to
-    check first (``GET /identities``) before sending it again."""
+    """504: the service, or a gateway or load balancer in front of it, did not answer in time. Any call can get
+    one (a gateway's timeout on ``/stylize`` or ``/detect`` is a 504 too). For a change (an enrolment, added faces, a
+    deletion) whether it was saved is not known, since it may still be saved after the answer: check first
+    (``GET /identities``) before sending it again; the service's own 504 says so in its detail. Never retried."""
 
 
 class RetryAfterTooLong(APIError):
