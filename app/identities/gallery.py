@@ -142,15 +142,15 @@ class IdentityGallery:
             except TimeoutError:
                 where = describe(self.engine)
                 if job.cancel():  # still queued behind other calls: never started
-                    log.warning("identity database %s: a %s waited past its deadline and was dropped", where, change)
+                    log.warning("identity database %s: %s waited past its deadline and was dropped", where, _a(change))
                     raise DatabaseUnavailable(
                         f"the identity database did not answer within {self.call_timeout_s:g} s; the {change} was "
                         "not started, so nothing was saved; retry shortly"
                     ) from None
                 log.warning(
-                    "identity database %s did not answer a %s within %g s; it may still be saved",
+                    "identity database %s did not answer %s within %g s; it may still be saved",
                     where,
-                    change,
+                    _a(change),
                     self.call_timeout_s,
                 )
                 job.add_done_callback(partial(_log_late_outcome, where, change))
@@ -161,7 +161,7 @@ class IdentityGallery:
             except DBAPIError as error:
                 if not cancelled_by_the_server(error):
                     raise
-                log.warning("identity database %s: a %s was cancelled: %s", describe(self.engine), change, error.orig)
+                log.warning("identity database %s: %s was cancelled: %s", describe(self.engine), _a(change), error.orig)
                 raise DatabaseUnavailable(
                     f"the identity database did not finish the {change} within {self.write_budget_s:g} s, so it was "
                     "cancelled and nothing was saved; retry shortly"
@@ -259,6 +259,13 @@ def _log_late_outcome(where: str, change: str, job: Future[object]) -> None:
     """How a change that answered 504 (``WriteOutcomeUnknown``) ended, once it did: for the operator who is asked."""
     error = job.exception()
     if error is None:
-        log.warning("identity database %s: a %s that answered 504 was saved after all", where, change)
+        log.warning("identity database %s: %s that answered 504 was saved after all", where, _a(change))
     else:
-        log.warning("identity database %s: a %s that answered 504 was not saved: %s", where, change, first_line(error))
+        log.warning(
+            "identity database %s: %s that answered 504 was not saved: %s", where, _a(change), first_line(error)
+        )
+
+
+def _a(change: str) -> str:
+    """The change with its article, for the log: "an enrolment", "an addition of faces", "a deletion"."""
+    return f"{'an' if change[:1] in 'aeiou' else 'a'} {change}"

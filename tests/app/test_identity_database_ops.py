@@ -424,7 +424,8 @@ def test_an_enrolment_past_the_deadline_answers_504_outcome_unknown_not_503_retr
     assert answer.status == 504 and answer.retry_after is None, answer
     assert "enrolment was saved is unknown" in answer.detail and "GET /identities" in answer.detail, answer.detail
     assert names == ["Ada Lovelace"]  # why: the database answered late and saved it
-    assert "enrolment that answered 504 was saved after all" in caplog.text
+    assert "did not answer an enrolment within" in caplog.text  # not "a enrolment"
+    assert "an enrolment that answered 504 was saved after all" in caplog.text
 
 
 def test_a_deletion_past_the_deadline_answers_504_and_says_repeating_it_is_harmless(tmp_path: Path) -> None:
