@@ -60,6 +60,7 @@ class IdentityGallery:
         self._apply = asyncio.Lock()  # index swaps, in order: a poll and a local write never interleave
         self._schema = asyncio.Lock()  # one schema upgrade at a time in this replica
         self._refusals = ReasonsLogged(log)  # a schema refusal is logged once per reason, not at every poll
+        self._erasures = ReasonsLogged(log)  # a failing erasure (``erase_deleted``) is logged once per reason
         self.unerased = False  # a deletion's SQLite write-ahead log not truncated yet (a reader held it)
         # Database calls run on threads of their own: calls that hang on a silent database must not take the
         # default executor's few threads, which model loads, store reads and image decoding share.
@@ -240,7 +241,15 @@ class IdentityGallery:
             current = embedder()
             try:
                 await self.ensure_schema()
-                await self.erase_deleted()
+                try:  # its own try: an erasure that fails must not skip this poll's refresh of the index
+                    await self.erase_deleted()
+                except DatabaseUnavailable:
+                    pass  # logged by database_errors; tried again at the next poll
+                except Exception as error:  # logged once per reason, not at every poll; tried again at the next
+                    reason = first_line(error)
+                    self._erasures.log("erase", reason, logging.ERROR, "identity erasure failed: %s", reason)
+                else:
+                    self._erasures.forget("erase")
                 if current is not None:
                     await self.refresh(current)
             except DatabaseUnavailable:

@@ -354,6 +354,46 @@ def test_a_reader_that_holds_the_wal_delays_a_deletions_erasure_which_happens_on
     assert "deletions erased" in caplog.text
 
 
+def test_an_erasure_that_fails_at_every_poll_is_logged_once_and_the_index_still_refreshes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The erasure shared the poll's try with the refresh: while it failed, no poll read what other replicas wrote
+    (here one enrolled through another engine), and the failure was logged with a stack trace at every poll."""
+    path = tmp_path / "db.sqlite3"
+    gallery = IdentityGallery(open_engine(f"sqlite:///{path}"), call_timeout_s=HANG_S)
+    polls = 0
+
+    def failing_erasure(engine: Engine) -> bool:
+        nonlocal polls
+        polls += 1
+        raise RuntimeError("the erasure broke")
+
+    async def scenario() -> None:
+        await gallery.ensure_index(EMBEDDER)
+        other = open_engine(f"sqlite:///{path}")
+        repository.enrol(other, "Ada", [A], EMBEDDER)  # another replica's enrolment
+        other.dispose()
+        gallery.unerased = True
+        monkeypatch.setattr(repository, "erase_deleted", failing_erasure)
+        sync = asyncio.create_task(gallery.keep_in_sync(lambda: EMBEDDER, 0.05))
+        try:
+            until = time.monotonic() + HANG_S
+            while (polls < 3 or gallery.loaded_index().size == 0) and time.monotonic() < until:
+                await asyncio.sleep(0.05)
+        finally:
+            sync.cancel()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="deepcanvas.identities"):
+            run(scenario())
+    finally:
+        gallery.close()
+    assert gallery.loaded_index().size == 1, "the poll never refreshed the index while the erasure failed"
+    assert polls >= 3 and gallery.unerased
+    logged = [r for r in caplog.records if "the erasure broke" in r.getMessage()]
+    assert len(logged) == 1, caplog.text
+
+
 def unit(rng: np.random.Generator) -> np.ndarray:
     vector = rng.standard_normal(128).astype(np.float32)
     return vector / np.linalg.norm(vector)  # type: ignore[no-any-return]
