@@ -126,13 +126,17 @@ class IdentityGallery:
         that passes is not a 503 with Retry-After: the thread cannot be stopped, and a database that answers late
         commits the change after the client was told to send it again (an enrolment saved twice). So:
 
-        - on PostgreSQL the change's statements end on the server ``write_budget_s`` after it was submitted
-          (``repository._bounded``): in the common case (a lock wait, a slow server) the database cancels it and
-          rolls it back before the deadline, a 503 with Retry-After whose detail says nothing was saved;
+        - on PostgreSQL every statement of the change ends on the server by ``write_budget_s`` after it was
+          submitted (``repository._bounded``: each gets the time left, so all of them together end by then): a change
+          that waits (a lock, a slow server) is cancelled and rolled back before the deadline, a 503 with
+          Retry-After whose detail says nothing was saved;
         - a change that never left the queue for a thread is dropped: the same 503;
-        - otherwise (a silent network, a SQLite lock), ``WriteOutcomeUnknown`` (504, no Retry-After) whose detail
-          says the ``change`` may still be saved and to ``check`` before sending it again; how it ended is logged
-          when it does.
+        - an error before the COMMIT (an outage: ``database_errors``) is a 503 too: the transaction was not
+          committed; but one raised by the COMMIT itself (``repository.CommitOutcomeUnknown``: a connection lost
+          then) may come after the database saved it: ``WriteOutcomeUnknown``, as below;
+        - otherwise (a silent network, a SQLite lock, a COMMIT that does not answer: the COMMIT is not bounded),
+          ``WriteOutcomeUnknown`` (504, no Retry-After) whose detail says the ``change`` may still be saved and to
+          ``check`` before sending it again; how it ended is logged when it does.
         """
         await self.ensure_schema()
         deadline = time.monotonic() + self.write_budget_s
@@ -159,6 +163,17 @@ class IdentityGallery:
                     f"the identity database did not answer within {self.call_timeout_s:g} s, so whether the {change} "
                     f"was saved is unknown (it may still be): {check}"
                 ) from None
+            except repository.CommitOutcomeUnknown as error:
+                log.warning(
+                    "identity database %s: the COMMIT of %s failed, so it may be saved: %s",
+                    describe(self.engine),
+                    _a(change),
+                    first_line(error.__cause__ or error),
+                )
+                raise WriteOutcomeUnknown(
+                    f"the identity database's connection failed while it committed the {change}, so whether the "
+                    f"{change} was saved is unknown (it may be): {check}"
+                ) from error
             except DBAPIError as error:
                 if not cancelled_by_the_server(error):
                     raise

@@ -12,13 +12,15 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Connection, Engine, event, func, select, update
 from sqlalchemy import delete as delete_rows
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
@@ -57,16 +59,49 @@ log = logging.getLogger("deepcanvas.identities")
 ERASE_WAIT_MS = 1000
 
 
+class CommitOutcomeUnknown(Exception):
+    """The database raised during the write's COMMIT itself (a connection lost then): the commit may have been
+    saved, so the change must not be answered as one that failed and may be sent again (``gallery._write``: a 504)."""
+
+
+@contextmanager
+def _write(engine: Engine, deadline: float | None) -> Iterator[Session]:
+    """One write's transaction: committed when the block ends, rolled back when it raises.
+
+    Everything before the COMMIT (the statements, the flush of pending rows) fails as itself: nothing was saved.
+    An error raised by the COMMIT itself is ``CommitOutcomeUnknown``. ``deadline``: ``_bounded``.
+    """
+    with Session(engine) as session:
+        session.begin()
+        _bounded(session, deadline)
+        yield session
+        session.flush()  # what the commit would flush first: its errors are still before the COMMIT
+        try:
+            session.commit()
+        except DBAPIError as error:
+            raise CommitOutcomeUnknown(f"the COMMIT failed, so it may or may not be saved: {error}") from error
+
+
 def _bounded(session: Session, deadline: float | None) -> None:
-    """On PostgreSQL, the transaction's next statements end by ``deadline`` (``time.monotonic()``) on the server
-    (``SET LOCAL statement_timeout``, called at its start and again after the revision lock, its one long wait): a
-    write that would outlast the gallery's deadline is cancelled and rolled back instead of committing after the
-    client was answered. SQLite has no such bound (a lock wait there is another process on the same file)."""
+    """On PostgreSQL, every statement of the transaction ends by ``deadline`` (``time.monotonic()``) on the server:
+    before each one, ``SET LOCAL statement_timeout`` to the time left then (at least 1 ms; a listener on the
+    transaction's connection), so the statements together, not each, are bounded, and a write that would outlast the
+    gallery's deadline is cancelled and rolled back instead of committing after the client was answered. The COMMIT
+    itself is not bounded (PostgreSQL does not apply ``statement_timeout`` to it) and neither is the client's side
+    (the pool's wait, the network). SQLite has no such bound (a lock wait there is another process on the file)."""
     if deadline is None or session.get_bind().dialect.name != "postgresql":
         return
-    session.connection()  # the pool's wait and the connect come first: the time left is what remains after them
-    left_ms = max(1, math.ceil((deadline - time.monotonic()) * 1000))  # 0 would mean no timeout at all
-    session.execute(text(f"SET LOCAL statement_timeout = {left_ms}"))
+    connection = session.connection()  # the pool's wait and the connect come first
+
+    def bound(conn: Connection, *_: object) -> None:
+        left_ms = max(1, math.ceil((deadline - time.monotonic()) * 1000))  # 0 would mean no timeout at all
+        cursor = conn.connection.cursor()  # the driver's own cursor: no event of its own, so no recursion
+        try:
+            cursor.execute(f"SET LOCAL statement_timeout = {left_ms}")
+        finally:
+            cursor.close()
+
+    event.listen(connection, "before_cursor_execute", bound)  # this Connection object ends with the session
 
 
 def _next_revision(session: Session) -> int:
@@ -118,13 +153,12 @@ def enrol_identity(
     """A new identity with these faces; returns its record (as GET reads it) and the stored faces.
 
     The record comes from the write itself, not from a read after it: a read that failed after the commit answered
-    a 503 that invited the client to enrol the person again. ``deadline``: ``_bounded``.
+    a 503 that invited the client to enrol the person again. ``deadline``: ``_bounded``; an error of the COMMIT itself:
+    ``CommitOutcomeUnknown`` (``_write``).
     """
     now = datetime.now(UTC)
-    with Session(engine) as session, session.begin():
-        _bounded(session, deadline)
+    with _write(engine, deadline) as session:
         rev = _next_revision(session)
-        _bounded(session, deadline)
         identity = IdentityRow(id=_new_id(), name=name, created_at=now, updated_at=now, revision=rev)
         session.add(identity)
         session.flush()
@@ -139,10 +173,8 @@ def add_faces(
     """Faces added to a live identity; returns its record after the change (read in the same transaction, like
     ``enrol_identity``'s) and the stored faces."""
     now = datetime.now(UTC)
-    with Session(engine) as session, session.begin():
-        _bounded(session, deadline)
+    with _write(engine, deadline) as session:
         rev = _next_revision(session)
-        _bounded(session, deadline)
         identity = _live(session, identity_id)  # after the lock: a concurrent delete is either done or waits
         identity.updated_at, identity.revision = now, rev
         faces = _face_rows(identity_id, descriptors, embedder, now, rev)
@@ -163,10 +195,8 @@ def delete(engine: Engine, identity_id: str, deadline: float | None = None) -> b
     row versions until (auto)vacuum: docs/identity.md. ``deadline``: ``_bounded``.
     """
     now = datetime.now(UTC)
-    with Session(engine) as session, session.begin():
-        _bounded(session, deadline)
+    with _write(engine, deadline) as session:
         rev = _next_revision(session)
-        _bounded(session, deadline)
         identity = _live(session, identity_id)
         session.execute(delete_rows(FaceRow).where(FaceRow.identity_id == identity_id))
         identity.name, identity.deleted_at, identity.updated_at, identity.revision = "", now, now, rev

@@ -564,3 +564,129 @@ def test_a_postgresql_write_that_waits_is_cancelled_server_side_before_the_deadl
         holder.dispose()
     assert names == ["Ada", "Cy"]  # Bob was not saved after his 503
     assert answer.retry_after == 5 and "cancelled and nothing was saved" in answer.detail, answer.detail
+
+
+def _lose_the_connection(_: object = None, *__: object) -> None:
+    import psycopg
+
+    raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+
+@pytest.mark.parametrize("change", ["enrolment", "addition of faces", "deletion"])
+def test_a_connection_lost_during_the_commit_is_a_504_check_first_not_a_503_retry(
+    cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """The COMMIT reached the database, which saved it, and then the connection failed: that answered 503 "retry
+    shortly" with Retry-After, and a client that did enrolled the person twice."""
+    url = new_database(cluster)
+    gallery = IdentityGallery(open_engine(url), call_timeout_s=HANG_S)
+    dialect = gallery.engine.dialect
+    real_commit = dialect.do_commit
+
+    def commit_then_lose_the_answer(dbapi_connection: object) -> None:
+        real_commit(dbapi_connection)  # type: ignore[arg-type]
+        _lose_the_connection()
+
+    async def scenario() -> WriteOutcomeUnknown:
+        ada = (await gallery.enrol("Ada", [A], EMBEDDER)).id
+        monkeypatch.setattr(dialect, "do_commit", commit_then_lose_the_answer)
+        with pytest.raises(WriteOutcomeUnknown) as answered:
+            if change == "enrolment":
+                await gallery.enrol("Bob", [A], EMBEDDER)
+            elif change == "addition of faces":
+                await gallery.add_faces(ada, [A], EMBEDDER)
+            else:
+                await gallery.delete(ada)
+        monkeypatch.setattr(dialect, "do_commit", real_commit)
+        return answered.value
+
+    try:
+        answer = run(scenario())
+        records = repository.page(gallery.engine, 100, 0, EMBEDDER)[0]
+    finally:
+        gallery.close()
+    assert answer.status == 504 and answer.retry_after is None, answer
+    assert f"whether the {change} was saved is unknown" in answer.detail and "GET /identities" in answer.detail, answer
+    saved = {"enrolment": ["Ada", "Bob"], "deletion": []}.get(change, ["Ada"])
+    assert [r.name for r in records] == saved  # it was saved: a retry would have saved it twice
+    if change == "addition of faces":
+        assert records[0].faces == 2
+
+
+def test_a_connection_lost_before_the_commit_is_still_a_503_and_nothing_is_saved(
+    cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = new_database(cluster)
+    gallery = IdentityGallery(open_engine(url), call_timeout_s=HANG_S)
+    dialect = gallery.engine.dialect
+    real_execute = dialect.do_execute
+
+    def lose_it_at_the_insert(cursor: object, statement: str, *args: object) -> None:
+        if statement.startswith("INSERT INTO faces"):
+            _lose_the_connection()
+        real_execute(cursor, statement, *args)  # type: ignore[arg-type]
+
+    async def scenario() -> DatabaseUnavailable:
+        await gallery.ensure_index(EMBEDDER)
+        monkeypatch.setattr(dialect, "do_execute", lose_it_at_the_insert)
+        monkeypatch.setattr(dialect, "do_executemany", lose_it_at_the_insert)
+        with pytest.raises(DatabaseUnavailable) as answered:
+            await gallery.enrol("Bob", [A], EMBEDDER)
+        monkeypatch.undo()
+        return answered.value
+
+    try:
+        answer = run(scenario())
+        names = _names(gallery)
+    finally:
+        gallery.close()
+    assert answer.status == 503 and answer.retry_after == 5, answer
+    assert names == []
+
+
+def test_a_postgresql_write_whose_statements_each_wait_under_the_budget_is_cancelled_by_the_deadline(
+    cluster: PostgresCluster,
+) -> None:
+    """``SET LOCAL statement_timeout`` bounded each statement, not the write: after a wait just under the budget
+    (a lock on identities) the next statement (the faces' insert, waiting for another lock) had the whole budget
+    again, so the enrolment was saved after its deadline had answered 504. Every statement now gets the time left."""
+    url = new_database(cluster)
+    gallery = IdentityGallery(open_engine(url), call_timeout_s=6, write_margin_s=2)  # 4 s on the server, 6 s in all
+    holders = create_engine(url)
+    released = threading.Event()
+
+    def hold(table: str, seconds: float, ready: threading.Event) -> None:
+        with holders.connect() as connection:
+            connection.execute(text(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+            ready.set()
+            released.wait(seconds)
+            connection.rollback()
+
+    async def scenario() -> BaseException:
+        await gallery.enrol("Ada", [A], EMBEDDER)
+        ready = [threading.Event(), threading.Event()]
+        threads = [
+            threading.Thread(target=hold, args=("identities", 3.0, ready[0])),  # under the 4 s budget
+            threading.Thread(target=hold, args=("faces", HANG_S, ready[1])),  # until the answer
+        ]
+        for thread in threads:
+            thread.start()
+        for event in ready:
+            event.wait(HANG_S)
+        try:
+            with pytest.raises((DatabaseUnavailable, WriteOutcomeUnknown)) as answered:
+                await gallery.enrol("Bob", [A], EMBEDDER)
+        finally:
+            released.set()
+            for thread in threads:
+                thread.join(HANG_S)
+        return answered.value
+
+    try:
+        answer = run(scenario())
+        names = _names(gallery)  # waits for every write the gallery started
+    finally:
+        gallery.close()
+        holders.dispose()
+    assert names == ["Ada"]  # Bob was not saved after his answer
+    assert isinstance(answer, DatabaseUnavailable) and "cancelled and nothing was saved" in answer.detail, answer
