@@ -111,9 +111,10 @@ class DatabaseUnavailable(DeepCanvasError):
 
 class WriteOutcomeUnknown(DeepCanvasError):
     """A change to the identity database (an enrolment, added faces, a deletion) that did not answer within the
-    deadline and may still be saved: the worker thread cannot be stopped, and a database that answers late commits
-    it anyway. Not a 503 with Retry-After, which invited a client to send it again (an enrolment saved twice); 504
-    without Retry-After, and the detail says what to check before sending it again."""
+    deadline and may still be saved (the worker thread cannot be stopped, and a database that answers late commits
+    it anyway), or whose COMMIT failed (a connection lost then: the database may have saved it first). Not a 503
+    with Retry-After, which invited a client to send it again (an enrolment saved twice); 504 without Retry-After,
+    and the detail says what to check before sending it again."""
 
     status = 504
 

@@ -4,8 +4,8 @@ Writes go to the database first and then into this replica's index at once (read
 ``identity_poll_s`` the replica reads what others wrote and deleted since its cursor. When the database is
 away, writes and listings answer 503 (``DatabaseUnavailable``) while /identify keeps answering from the last
 index. The schema is upgraded on first contact, so a replica that starts while the database is down
-catches up once it is back. A write that outlasts its deadline may still be saved after the answer, so it answers
-504 (``WriteOutcomeUnknown``) instead, never a 503 inviting a retry: ``_write``.
+catches up once it is back. A write that outlasts its deadline, or whose COMMIT fails, may still be saved after
+the answer, so it answers 504 (``WriteOutcomeUnknown``) instead, never a 503 inviting a retry: ``_write``.
 """
 
 from __future__ import annotations
