@@ -11,6 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from app.telemetry import NST_ROUTE
 from tests.support.bad_inputs import bad_images, good_images
 from tests.support.servers import HTTP_TIMEOUT, LiveServer
 
@@ -162,7 +163,7 @@ def test_an_nst_request_whose_client_left_stops_and_frees_the_model_for_the_next
     assert response.status_code == 200, response.text
     assert time.monotonic() - started < 15  # not behind the abandoned one's 30 s
     metrics = httpx.get(f"{live_server.url}/metrics", timeout=HTTP_TIMEOUT).text
-    assert 'deepcanvas_requests_total{method="POST",route="/stylize",status="499"}' in metrics
+    assert f'deepcanvas_requests_total{{method="POST",route="{NST_ROUTE}",status="499"}}' in metrics  # NST's own
 
 
 def test_models_lists_every_role_with_provenance(live_server: LiveServer) -> None:
