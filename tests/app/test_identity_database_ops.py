@@ -13,8 +13,9 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -436,6 +437,17 @@ def _names(gallery: IdentityGallery) -> list[str]:
     return [r.name for r in repository.page(gallery.engine, 100, 0, EMBEDDER)[0]]
 
 
+def _answer_and_names(gallery: IdentityGallery, scenario: Any, *after: Callable[[], object]) -> tuple[Any, list[str]]:
+    """``scenario``'s answer, then the names saved once every write the gallery started has ended; the gallery
+    closed (and ``after`` called) whatever happens."""
+    try:
+        return run(scenario), _names(gallery)
+    finally:
+        gallery.close()
+        for cleanup in after:
+            cleanup()
+
+
 def test_an_enrolment_past_the_deadline_answers_504_outcome_unknown_not_503_retry(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -483,11 +495,7 @@ def test_a_deletion_past_the_deadline_answers_504_and_says_repeating_it_is_harml
             holder.close()
         return answered.value
 
-    try:
-        answer = run(scenario())
-        names = _names(gallery)
-    finally:
-        gallery.close()
+    answer, names = _answer_and_names(gallery, scenario())
     assert answer.retry_after is None and "404 once it is done" in answer.detail, answer.detail
     assert names == []
 
@@ -530,11 +538,7 @@ def test_a_write_that_never_left_the_queue_is_a_503_with_retry_after_and_is_not_
             release.set()
         return answered.value
 
-    try:
-        answer = run(scenario())
-        names = _names(gallery)
-    finally:
-        gallery.close()
+    answer, names = _answer_and_names(gallery, scenario())
     assert answer.retry_after == 5 and "nothing was saved" in answer.detail, answer.detail
     assert names == []
 
@@ -556,12 +560,7 @@ def test_a_postgresql_write_that_waits_is_cancelled_server_side_before_the_deadl
         await gallery.enrol("Cy", [A], EMBEDDER)  # the connection went back to the pool without the bound
         return answered.value
 
-    try:
-        answer = run(scenario())
-        names = _names(gallery)
-    finally:
-        gallery.close()
-        holder.dispose()
+    answer, names = _answer_and_names(gallery, scenario(), holder.dispose)
     assert names == ["Ada", "Cy"]  # Bob was not saved after his 503
     assert answer.retry_after == 5 and "cancelled and nothing was saved" in answer.detail, answer.detail
 
@@ -635,11 +634,7 @@ def test_a_connection_lost_before_the_commit_is_still_a_503_and_nothing_is_saved
         monkeypatch.undo()
         return answered.value
 
-    try:
-        answer = run(scenario())
-        names = _names(gallery)
-    finally:
-        gallery.close()
+    answer, names = _answer_and_names(gallery, scenario())
     assert answer.status == 503 and answer.retry_after == 5, answer
     assert names == []
 
@@ -682,11 +677,6 @@ def test_a_postgresql_write_whose_statements_each_wait_under_the_budget_is_cance
                 thread.join(HANG_S)
         return answered.value
 
-    try:
-        answer = run(scenario())
-        names = _names(gallery)  # waits for every write the gallery started
-    finally:
-        gallery.close()
-        holders.dispose()
+    answer, names = _answer_and_names(gallery, scenario(), holders.dispose)
     assert names == ["Ada"]  # Bob was not saved after his answer
     assert isinstance(answer, DatabaseUnavailable) and "cancelled and nothing was saved" in answer.detail, answer
