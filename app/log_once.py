@@ -22,17 +22,20 @@ class ReasonsLogged:
         self.logger = logger
         self._reasons: dict[Hashable, dict[str, None]] = {}  # key -> its reasons logged, the latest last
 
-    def log(self, key: Hashable, reason: str, level: int, message: str, *args: object) -> bool:
-        """``message % args`` at ``level`` when ``reason`` is new for ``key``, else at DEBUG; True when new."""
+    def log(self, key: Hashable, reason: str, level: int, message: str, *args: object, exc_info: bool = False) -> bool:
+        """``message % args`` at ``level`` when ``reason`` is new for ``key``, else at DEBUG; True when new.
+
+        ``exc_info``: the exception being handled, with its traceback, on the line written at ``level`` only.
+        """
         reasons = self._reasons.setdefault(key, {})
         new = reason not in reasons
         reasons.pop(reason, None)
         reasons[reason] = None
         while len(reasons) > self.KEPT:
             del reasons[next(iter(reasons))]
-        self.logger.log(level if new else logging.DEBUG, message, *args, stacklevel=2)
+        self.logger.log(level if new else logging.DEBUG, message, *args, exc_info=exc_info and new, stacklevel=2)
         return new
 
-    def forget(self, key: Hashable) -> None:
-        """``key`` succeeded: whatever fails next for it is logged at its level again."""
-        self._reasons.pop(key, None)
+    def forget(self, key: Hashable) -> bool:
+        """``key`` succeeded: whatever fails next for it is logged at its level again. True when it had failed."""
+        return self._reasons.pop(key, None) is not None

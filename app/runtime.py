@@ -425,15 +425,16 @@ async def poll_store(
     is logged like a step's.
     """
     follow_ups: asyncio.Task[None] | None = None
+    failures = ReasonsLogged(log)  # each step's failures, logged once per reason while they last
     try:
         while True:
             await asyncio.sleep(interval)
-            await _poll_step("apply the stored parameters", params.refresh)
-            await _poll_step("converge on the stored model versions", active.refresh)
-            await _poll_step("retry the models that failed to load", active.manager.retry_failed)
+            await _poll_step("apply the stored parameters", params.refresh, failures)
+            await _poll_step("converge on the stored model versions", active.refresh, failures)
+            await _poll_step("retry the models that failed to load", active.manager.retry_failed, failures)
             if follow_up is not None and (follow_ups is None or follow_ups.done()):
                 follow_ups = asyncio.create_task(
-                    _poll_step("warm up the models loaded since", follow_up), name="load-follow-ups"
+                    _poll_step("warm up the models loaded since", follow_up, failures), name="load-follow-ups"
                 )
     finally:
         if follow_ups is not None and not follow_ups.done():
@@ -442,12 +443,20 @@ async def poll_store(
                 await follow_ups
 
 
-async def _poll_step(what: str, step: Callable[[], Awaitable[object]]) -> None:
+async def _poll_step(what: str, step: Callable[[], Awaitable[object]], failures: ReasonsLogged) -> None:
     """``step()``, its failure logged: a store error as a warning (the store away, a document malformed), anything
-    else with its traceback (a bug; the poll goes on, to converge on whatever it still can)."""
+    else with its traceback (a bug; the poll goes on, to converge on whatever it still can).
+
+    ``failures`` (the poll's) logs a failure once per reason while it lasts, not at every poll (an S3 outage wrote
+    three lines every 10 s, one per step, for as long as it lasted), and the step's first success after it says so.
+    """
     try:
         await step()
     except (ArtifactError, OSError) as error:
-        log.warning("could not %s: %s", what, error)
-    except Exception:
-        log.exception("could not %s", what)
+        failures.log(what, f"{type(error).__name__}: {error}", logging.WARNING, "could not %s: %s", what, error)
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"
+        failures.log(what, reason, logging.ERROR, "could not %s", what, exc_info=True)
+    else:
+        if failures.forget(what):
+            log.info("could %s again", what)

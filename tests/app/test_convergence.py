@@ -22,6 +22,7 @@ from app.manager import SlotPlan
 from app.runtime import ACTIVE_KEY, PARAMS_KEY, poll_store
 from app.services import LoadFollowUps
 from app.settings import Settings
+from app.store.objects import StoreUnavailable
 from models.artifact import Manifest
 from tests.support.app_client import wait_ready
 from tests.support.fakes import FakeStyle, copy_as_version, fake_plans, make_fake_store
@@ -369,6 +370,54 @@ def test_a_follow_up_that_fails_is_logged_and_the_next_poll_starts_another(caplo
     asyncio.run(scenario())
     assert any("warm up the models loaded since" in r.getMessage() for r in caplog.records)
     assert any("a bug in a follow-up" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
+
+
+def test_a_step_failing_at_every_poll_is_logged_once_per_reason_and_its_recovery_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An S3 outage wrote one warning per poll step at every poll (three lines every 10 s) while it lasted."""
+    caplog.set_level(logging.DEBUG, logger="deepcanvas.runtime")
+    outcomes = ["away"] * 20 + ["ok"] * 5 + ["away"] * 5 + ["bug"] * 5 + ["ok"]
+    tried: list[str] = []
+
+    class Params:
+        async def refresh(self) -> None:
+            outcome = outcomes[min(len(tried), len(outcomes) - 1)]
+            tried.append(outcome)
+            if outcome == "away":
+                raise StoreUnavailable("the store at http://127.0.0.1:9 did not answer")
+            if outcome == "bug":
+                raise KeyError("a bug in the parameters")
+
+    class Idle:
+        async def refresh(self) -> None:
+            pass
+
+        async def retry_failed(self) -> None:
+            pass
+
+    async def scenario() -> None:
+        active: Any = Idle()
+        active.manager = Idle()
+        poll = asyncio.create_task(poll_store(Params(), active, 0.001))  # type: ignore[arg-type]
+        deadline = time.monotonic() + 30
+        while len(tried) < len(outcomes) + 2:
+            assert time.monotonic() < deadline, "not every outcome polled within 30 s"
+            await asyncio.sleep(0.01)
+        poll.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poll
+
+    asyncio.run(scenario())
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno > logging.DEBUG]
+    outage = (logging.WARNING, "could not apply the stored parameters: the store at http://127.0.0.1:9 did not answer")
+    recovered = (logging.INFO, "could apply the stored parameters again")
+    bug = (logging.ERROR, "could not apply the stored parameters")
+    # 25 polls away in two spells, 5 with a bug: one line at the start of each spell, one at each recovery
+    assert lines == [outage, recovered, outage, bug, recovered]
+    bug_records = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "a bug in the parameters" in (bug_records[0].exc_text or "")  # its traceback, once
+    assert sum("could not apply" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG) == 27
 
 
 def test_a_document_naming_an_alias_is_served_once_and_adopted(store: Path, tmp_path: Path) -> None:
