@@ -8,6 +8,7 @@ from deepcanvas.calls import Stylized
 from deepcanvas.client import AsyncClient, Client
 from deepcanvas.errors import (
     APIError,
+    BadGateway,
     ClientClosed,
     ClientError,
     InvalidURL,
@@ -25,6 +26,7 @@ from deepcanvas.errors import (
 __all__ = [
     "APIError",
     "AsyncClient",
+    "BadGateway",
     "Client",
     "ClientClosed",
     "ClientError",

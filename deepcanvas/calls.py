@@ -269,7 +269,8 @@ def identity(admin: dict[str, str], identity_id: str) -> Call[IdentityInfo]:
 
 
 def delete_identity(admin: dict[str, str], identity_id: str) -> Call[None]:
-    """Repeatable: deleting twice leaves the same state (the second answers 404)."""
+    """Repeatable: deleting twice leaves the same state. The second answers 404, so a deletion sent again after a 502
+    or a dropped connection, when the first had been applied, raises ``NotFound`` for the identity it deleted."""
     path = f"/identities/{quote(identity_id, safe='')}"
     return Call("DELETE", path, lambda _: None, headers=admin, ok_statuses=frozenset({204}))
 

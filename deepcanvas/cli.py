@@ -73,8 +73,8 @@ RetriesOption = Annotated[
     int,
     typer.Option(
         min=0,
-        help="Times to send a call again after a refused connection, or after a 503 or 429 when the call is safe "
-        "to repeat (waiting its Retry-After); 0: never",
+        help="Times to send a call again after a refused connection, or after a 503, 502 or 429 when the call is "
+        "safe to repeat (waiting its Retry-After); 0: never",
         rich_help_panel=CONNECTION_PANEL,
     ),
 ]

@@ -25,6 +25,7 @@ from deepcanvas import calls
 from deepcanvas.calls import Call, ImageInput, Stylized, Tile
 from deepcanvas.credentials import header_safe
 from deepcanvas.errors import (
+    BadGateway,
     ClientClosed,
     ClientError,
     InvalidURL,
@@ -148,14 +149,15 @@ def trust_loaded() -> Iterator[None]:
 class _Base:
     """What both clients share: the URL, the retry policy, the credentials and how answers become errors.
 
-    ``retries`` repeats a call that is safe to repeat after a 503 or 429 (waiting its ``Retry-After``, else a
-    jittered exponential backoff from ``backoff_s``) or a dropped connection, and any call after a refused
-    connection. A ``Retry-After`` longer than ``max_retry_wait_s`` is never waited out, nor retried sooner than it
-    asks: where a retry was left, ``RetryAfterTooLong`` (a ``ServiceUnavailable`` for a 503, ``TooManyRequests``
-    for a 429) is raised at once, its ``retry_after`` saying when to send the call again; where none was
-    (``retries=0``, or the last one spent), the plain ``ServiceUnavailable`` or ``TooManyRequests``, with its
-    ``retry_after`` too. Failures that would only repeat themselves (a TLS certificate that does not verify:
-    ``TLSError``; a timeout, which the service may still be working on) are raised at once too.
+    ``retries`` repeats a call that is safe to repeat after a 503, 429 or 502 (a load balancer or proxy in front of
+    the service whose replica went mid-request), waiting its ``Retry-After``, else a jittered exponential backoff
+    from ``backoff_s``, or after a dropped connection; and any call after a refused connection. A ``Retry-After``
+    longer than ``max_retry_wait_s`` is never waited out, nor retried sooner than it asks: where a retry was left,
+    ``RetryAfterTooLong`` (a ``ServiceUnavailable`` for a 503, ``TooManyRequests`` for a 429, ``BadGateway`` for a
+    502) is raised at once, its ``retry_after`` saying when to send the call again; where none was (``retries=0``,
+    or the last one spent), the plain error, with its ``retry_after`` too. Failures that would only repeat
+    themselves (a TLS certificate that does not verify: ``TLSError``) are raised at once too, and so are a timeout
+    and a 504 (``OutcomeUnknown``), which the service may still be working on (``deepcanvas.retry`` says why).
 
     ``verify`` says which certificates an ``https://`` service may present, as httpx's ``verify`` does: ``True``
     (the default) trusts certifi's CAs, or the file named by ``SSL_CERT_FILE`` (the folder by ``SSL_CERT_DIR``)
@@ -350,8 +352,9 @@ class Client(_Base, IdentityMethods):
         return self.send(calls.readiness())
 
     def wait_ready(self, timeout: float = 120.0, interval: float = 0.5) -> Readiness:
-        """Poll /readyz until every model is loaded; ``NotReady`` (a TimeoutError) after ``timeout`` seconds, and
-        at once what polling cannot mend (``TLSError``)."""
+        """Poll /readyz until every model is loaded, through refused connections and a gateway's 502 while the service
+        starts; ``NotReady`` (a TimeoutError) after ``timeout`` seconds, and at once what polling cannot mend
+        (``TLSError``)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -360,7 +363,7 @@ class Client(_Base, IdentityMethods):
                     return state
             except TLSError:
                 raise
-            except (ServiceUnreachable, UnexpectedResponse):  # not up yet, or a proxy answering for it
+            except (ServiceUnreachable, UnexpectedResponse, BadGateway):  # not up yet, or a proxy answering for it
                 pass
             if time.monotonic() >= deadline:
                 raise NotReady(f"{self.shown_url} not ready after {timeout} s")
@@ -501,8 +504,9 @@ class AsyncClient(_Base, AsyncIdentityMethods):
         return await self.send(calls.readiness())
 
     async def wait_ready(self, timeout: float = 120.0, interval: float = 0.5) -> Readiness:
-        """Poll /readyz until every model is loaded; ``NotReady`` (a TimeoutError) after ``timeout`` seconds, and
-        at once what polling cannot mend (``TLSError``)."""
+        """Poll /readyz until every model is loaded, through refused connections and a gateway's 502 while the service
+        starts; ``NotReady`` (a TimeoutError) after ``timeout`` seconds, and at once what polling cannot mend
+        (``TLSError``)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -511,7 +515,7 @@ class AsyncClient(_Base, AsyncIdentityMethods):
                     return state
             except TLSError:
                 raise
-            except (ServiceUnreachable, UnexpectedResponse):  # not up yet, or a proxy answering for it
+            except (ServiceUnreachable, UnexpectedResponse, BadGateway):  # not up yet, or a proxy answering for it
                 pass
             if time.monotonic() >= deadline:
                 raise NotReady(f"{self.shown_url} not ready after {timeout} s")

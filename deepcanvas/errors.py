@@ -141,6 +141,13 @@ class TooManyRequests(APIError):
     """429: a rate limit in front of the service; see ``retry_after``."""
 
 
+class BadGateway(APIError):
+    """502: a load balancer or proxy in front of the service got no valid answer from it (the service never answers
+    502 itself): a replica refused, closed or reset the connection, as one does when a deploy or a scale-in stops it.
+    Retried as a 503 is on calls safe to repeat; for a change (an enrolment, added faces), which is not, whether it
+    was saved is not known, as after a 504: check first (``GET /identities``) before sending it again."""
+
+
 class ServiceUnavailable(APIError):
     """503: a model is loading, its queue is full, or the service is shutting down; see ``retry_after``."""
 
@@ -153,11 +160,11 @@ class OutcomeUnknown(APIError):
 
 
 class RetryAfterTooLong(APIError):
-    """A 429 or 503 to a call the client would repeat (a retry left), whose ``Retry-After`` asks for a longer wait
+    """A 429, 502 or 503 to a call the client would repeat (a retry left), whose ``Retry-After`` asks for a longer wait
     than the client's ``max_retry_wait_s``: raised at once, since the client never sends a call sooner than the
     service asked, and does not block longer than that. ``retry_after`` says in how many seconds the call may be
     sent again, so the caller can schedule it. The 503 is a ``ServiceUnavailable`` too, the 429 a
-    ``TooManyRequests``."""
+    ``TooManyRequests``, the 502 a ``BadGateway``."""
 
     def __init__(
         self, status: int, detail: str, retry_after: float, request_id: str | None, max_retry_wait_s: float
@@ -178,6 +185,10 @@ class TooManyRequestsTooLong(RetryAfterTooLong, TooManyRequests):
     """429 with a ``Retry-After`` longer than ``max_retry_wait_s``."""
 
 
+class BadGatewayTooLong(RetryAfterTooLong, BadGateway):
+    """502 with a ``Retry-After`` longer than ``max_retry_wait_s`` (a proxy that sends one)."""
+
+
 ERRORS_BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequest,
     401: Unauthorized,
@@ -189,10 +200,15 @@ ERRORS_BY_STATUS: dict[int, type[APIError]] = {
     422: InvalidParameter,
     428: PreconditionRequired,
     429: TooManyRequests,
+    502: BadGateway,
     503: ServiceUnavailable,
     504: OutcomeUnknown,
 }
-TOO_LONG_BY_STATUS: dict[int, type[RetryAfterTooLong]] = {429: TooManyRequestsTooLong, 503: ServiceUnavailableTooLong}
+TOO_LONG_BY_STATUS: dict[int, type[RetryAfterTooLong]] = {
+    429: TooManyRequestsTooLong,
+    502: BadGatewayTooLong,
+    503: ServiceUnavailableTooLong,
+}
 
 
 def error_from_response(

@@ -25,7 +25,8 @@ class IdentityMethods:
         raise NotImplementedError
 
     def enrol(self, name: str, images: Images) -> IdentityInfo:
-        """Enrol a person from photos with exactly one face each (admin); never retried (it is not idempotent)."""
+        """Enrol a person from photos with exactly one face each (admin); never retried (it is not idempotent): after
+        a 502 or a 504 whether it was saved is not known, so look (``identities``) before enrolling them again."""
         return self.send(calls.enrol(self._admin(), name, images))
 
     def add_faces(self, identity_id: str, images: Images) -> IdentityInfo:
@@ -38,6 +39,8 @@ class IdentityMethods:
         return self.send(calls.identity(self._admin(), identity_id))
 
     def delete_identity(self, identity_id: str) -> None:
+        """Delete a person (admin). Retried as a read is (deleting twice changes nothing more), so after a 502 or a
+        dropped connection a ``NotFound`` may mean that the first attempt deleted them."""
         self.send(calls.delete_identity(self._admin(), identity_id))
 
     def identify(self, image: ImageInput, top_k: int | None = None, threshold: float | None = None) -> IdentifyResponse:
@@ -59,7 +62,8 @@ class AsyncIdentityMethods:
         raise NotImplementedError
 
     async def enrol(self, name: str, images: Images) -> IdentityInfo:
-        """Enrol a person from photos with exactly one face each (admin); never retried (it is not idempotent)."""
+        """Enrol a person from photos with exactly one face each (admin); never retried (it is not idempotent): after
+        a 502 or a 504 whether it was saved is not known, so look (``identities``) before enrolling them again."""
         return await self.send(calls.enrol(self._admin(), name, images))
 
     async def add_faces(self, identity_id: str, images: Images) -> IdentityInfo:
@@ -72,6 +76,8 @@ class AsyncIdentityMethods:
         return await self.send(calls.identity(self._admin(), identity_id))
 
     async def delete_identity(self, identity_id: str) -> None:
+        """Delete a person (admin). Retried as a read is (deleting twice changes nothing more), so after a 502 or a
+        dropped connection a ``NotFound`` may mean that the first attempt deleted them."""
         await self.send(calls.delete_identity(self._admin(), identity_id))
 
     async def identify(

@@ -1,10 +1,23 @@
 """When the client sends a request again, and how long it waits first.
 
-Only what cannot do harm twice is repeated: a request that never reached the service (connection refused),
-and, for calls that are safe to repeat (reads, inference, a conditional parameters update), a 503 or 429,
-whose ``Retry-After`` is honoured: never sooner than it asks, and not at all when it asks for longer than
-``max_wait_s``. A timeout is never retried: the service may still be working on it. Nor is what would fail the
-same way again: a TLS certificate that does not verify, or TLS spoken to a port that does not speak it.
+Only what cannot do harm twice is repeated: a request that never reached the service (connection refused), and,
+for calls that are safe to repeat (reads, inference, a conditional parameters update, a deletion), a 503 or 429,
+and a 502, whose ``Retry-After`` is honoured: never sooner than it asks, and not at all when it asks for longer
+than ``max_wait_s``; without one, a jittered exponential backoff.
+
+A 502 (Bad Gateway) is never the service's own answer (nothing in ``app/`` sends one, and an unexpected error there
+is a 500): it comes from a load balancer or proxy in front of it that got no valid answer from a replica. Behind
+an AWS ALB (``infra/``), that is a replica that refused, closed or reset the connection while a deploy or a scale-in
+stopped it. It is the gateway's word for a dropped connection (``DROPPED``) and is treated as one: the request
+may have reached the replica before it went, so only a call safe to repeat is sent again; an enrolment or added
+faces are not (whether they were saved is not known: check ``GET /identities`` first, as after a 504).
+
+A 504 (Gateway Timeout) is never retried, nor is the client's own timeout: the request reached the service, which
+was still working on it when the gateway (after its idle timeout, 60 s on the ALB) or the client stopped waiting,
+and may be still. A painting with ``method=nst`` runs up to 55 s; sent again, it would run a second time beside the
+first (most likely to time out again, and on a replica whose NST queue the first still holds), so a busy service
+gets busier. The caller decides (``OutcomeUnknown``). Nor is what would fail the same way again: a TLS certificate
+that does not verify, or TLS spoken to a port that does not speak it.
 """
 
 from __future__ import annotations
@@ -17,7 +30,9 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-RETRY_STATUSES = frozenset({429, 503})
+# 429: a rate limit; 503: the service is busy, starting or shutting down; 502: a gateway in front of it got no valid
+# answer from a replica (a dropped connection, seen from behind the gateway). 504 is not here: see above.
+RETRY_STATUSES = frozenset({429, 502, 503})
 # Failures that prove the request was never sent, so even a call that is not safe to repeat may be.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # The service closed a kept-alive connection as we reused it: safe to repeat for repeatable calls only.

@@ -13,6 +13,7 @@ import pytest
 from deepcanvas import (
     APIError,
     AsyncClient,
+    BadGateway,
     Client,
     ClientError,
     RetryAfterTooLong,
@@ -101,7 +102,7 @@ def _asked_to_wait(status: int, seconds: str) -> httpx.Response:
     return httpx.Response(status, json={"detail": "loading"}, headers={"Retry-After": seconds, "X-Request-ID": "r7"})
 
 
-@pytest.mark.parametrize(("status", "kind"), [(503, ServiceUnavailable), (429, TooManyRequests)])
+@pytest.mark.parametrize(("status", "kind"), [(503, ServiceUnavailable), (429, TooManyRequests), (502, BadGateway)])
 def test_a_retry_after_too_long_to_wait_says_when_to_send_the_call_again(
     sleeps: list[float], status: int, kind: type[APIError]
 ) -> None:
@@ -217,6 +218,78 @@ def test_client_errors_are_raised_at_once_as_their_type(sleeps: list[float], sta
     assert len(script.requests) == 1 and sleeps == []
 
 
+# What an AWS ALB answers when the target closed or reset the connection (a task stopped by a deploy or a scale-in).
+ALB_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+
+
+def bad_gateway() -> httpx.Response:
+    return httpx.Response(502, text=ALB_502, headers={"content-type": "text/html", "server": "awselb/2.0"})
+
+
+def test_a_load_balancers_502_is_retried_with_backoff_on_inference(sleeps: list[float]) -> None:
+    """A 502 was raised at once: a deploy's stopped task failed the requests in flight on it, though each was safe
+    to send again (to a task that is still running)."""
+    script = Script(bad_gateway(), bad_gateway(), httpx.Response(200, json=DETECTED))
+    with _client(script, backoff_s=1) as client:
+        assert client.detect(b"jpeg bytes").image.width == 4
+    assert len(script.requests) == 3 and all(b"jpeg bytes" in r.content for r in script.requests)
+    assert 0.5 <= sleeps[0] <= 1 and 1 <= sleeps[1] <= 2  # the jittered backoff of a 503 without Retry-After
+
+
+def test_a_502_with_retry_after_is_retried_after_it_and_the_last_one_is_raised_as_bad_gateway(
+    sleeps: list[float],
+) -> None:
+    script = Script(*[httpx.Response(502, json={"detail": "upstream gone"}, headers={"Retry-After": "3"})] * 3)
+    with _client(script, retries=2) as client, pytest.raises(BadGateway) as raised:
+        client.styles()
+    assert (raised.value.status, raised.value.detail, raised.value.retry_after) == (502, "upstream gone", 3)
+    assert isinstance(raised.value, APIError) and sleeps == [3, 3] and len(script.requests) == 3
+
+
+def test_a_deletion_is_repeated_after_a_502_as_deleting_twice_changes_nothing_more(sleeps: list[float]) -> None:
+    script = Script(bad_gateway(), httpx.Response(204))
+    with _client(script) as client:
+        client.delete_identity("abc123")
+    assert [r.method for r in script.requests] == ["DELETE", "DELETE"] and len(sleeps) == 1
+
+
+@pytest.mark.parametrize("call", ["enrol", "add_faces", "activate"])
+def test_a_502_is_not_repeated_on_a_call_that_is_not_safe_to_repeat(sleeps: list[float], call: str) -> None:
+    """The replica may have saved the enrolment before it went: sent again, the person would be enrolled twice."""
+    enrolled = {"id": "abc", "name": "Ada", "faces": 1, "stale_faces": 0}
+    times = {"created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
+    script = Script(bad_gateway(), httpx.Response(201, json=enrolled | times))
+    with _client(script) as client, pytest.raises(BadGateway) as raised:
+        if call == "enrol":
+            client.enrol("Ada", b"jpeg bytes")
+        elif call == "add_faces":
+            client.add_faces("abc", b"jpeg bytes")
+        else:
+            client.activate("face-gender", "v2")
+    assert raised.value.status == 502 and "502 Bad Gateway" in raised.value.detail
+    assert len(script.requests) == 1 and sleeps == []
+
+
+def test_the_async_client_retries_a_502_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    waited: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
+    script = Script(bad_gateway(), httpx.Response(200, json=DETECTED))
+
+    async def detect() -> int:
+        async with AsyncClient("http://dc", backoff_s=1, transport=httpx.MockTransport(script)) as client:
+            return (await client.detect(b"x")).image.width
+
+    assert asyncio.run(detect()) == 4
+    assert len(script.requests) == 2 and len(waited) == 1 and 0.5 <= waited[0] <= 1
+
+
 def test_activation_is_not_repeated_on_503(sleeps: list[float]) -> None:
     script = Script(busy(), httpx.Response(200, json=ACTIVATED))
     with _client(script) as client, pytest.raises(ServiceUnavailable):
@@ -288,6 +361,15 @@ def test_wait_ready_polls_through_a_refused_connection_and_a_503_until_ready(sle
     script = starting_up()
     with _client(script, retries=0) as client:
         assert client.wait_ready(interval=0.25).models["classifier"].version == "v4"
+    assert sleeps == [0.25, 0.25] and len(script.requests) == 3
+
+
+def test_wait_ready_polls_through_a_load_balancers_502_while_the_service_starts(sleeps: list[float]) -> None:
+    """Behind a load balancer or proxy, a service not up yet is a 502, not a refused connection: wait_ready raised
+    it at once instead of waiting."""
+    script = Script(bad_gateway(), bad_gateway(), httpx.Response(200, json=READY))
+    with _client(script, retries=0) as client:
+        assert client.wait_ready(interval=0.25).ready
     assert sleeps == [0.25, 0.25] and len(script.requests) == 3
 
 
