@@ -1,9 +1,9 @@
 """When the client sends a request again, and how long it waits first.
 
-Only what cannot do harm twice is repeated: a request that never reached the service (connection refused), and,
-for calls that are safe to repeat (reads, inference, a conditional parameters update, a deletion), a 503 or 429,
-and a 502, whose ``Retry-After`` is honoured: never sooner than it asks, and not at all when it asks for longer
-than ``max_wait_s``; without one, a jittered exponential backoff.
+Only what cannot do harm twice is repeated: a request that never reached the service (connection refused, a host
+name that does not resolve), and, for calls that are safe to repeat (reads, inference, a conditional parameters
+update, a deletion), a 503 or 429, and a 502, whose ``Retry-After`` is honoured: never sooner than it asks, and not
+at all when it asks for longer than ``max_wait_s``; without one, a jittered exponential backoff.
 
 A 502 (Bad Gateway) is never the service's own answer (nothing in ``app/`` sends one, and an unexpected error there
 is a 500): it comes from a load balancer or proxy in front of it that got no valid answer from a replica. Behind
@@ -33,7 +33,11 @@ import httpx
 # 429: a rate limit; 503: the service is busy, starting or shutting down; 502: a gateway in front of it got no valid
 # answer from a replica (a dropped connection, seen from behind the gateway). 504 is not here: see above.
 RETRY_STATUSES = frozenset({429, 502, 503})
-# Failures that prove the request was never sent, so even a call that is not safe to repeat may be.
+# Failures that prove the request was never sent, so even a call that is not safe to repeat may be. A host name
+# that does not resolve is a ConnectError too, and is retried on purpose: in docker compose a service's name resolves
+# only once its container runs, so a client started beside it sees that briefly, and a resolver's own failure
+# (EAI_AGAIN) passes. A misspelt name cannot be told apart from those; it costs the ``retries`` backoffs before it
+# is raised (with the defaults, 3 waits of at most 0.5, 1 and 2 s), which bounds it.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # The service closed a kept-alive connection as we reused it: safe to repeat for repeatable calls only.
 DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
