@@ -1,8 +1,8 @@
 """``deepcanvas identities … | identify | verify``: the identity calls on the command line (client only).
 
 ``identities import-lfw ROOT`` enrols people from a folder of ``ROOT/<First_Last>/*.jpg`` (the LFW layout)
-through the API, for demos and benchmarks: a photo the service refuses (no face, several faces) is skipped
-and the person's next photo tried.
+through the API, for demos and benchmarks (``deepcanvas.lfw_import``): a photo or person the service refuses is
+reported and the import goes on; a failure of the service stops it, and a re-run goes on from there.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from deepcanvas.cli import (
     _print_json,
     console,
     drawing_file,
+    print_error,
     service_command,
     write_drawing,
 )
-from deepcanvas.client import Client
-from deepcanvas.errors import APIError
+from deepcanvas.lfw_import import Imported, Refused, import_folders
 from deepcanvas.schemas import IdentityInfo
 
 identities_cli = typer.Typer(help="Enrol, list and delete the people /identify can name (admin token).")
@@ -120,14 +120,6 @@ class Deleted(BaseModel):
     deleted: bool = True
 
 
-class Imported(BaseModel):
-    """``identities import-lfw --json``: who was enrolled, and the folders skipped (too few one-face photos)."""
-
-    root: str
-    enrolled: list[IdentityInfo]
-    skipped: list[str]
-
-
 @identities_cli.command("delete")
 @service_command(timeout=30.0)
 def delete(connection: Connection, identity_id: str, admin_token: TokenOption, json: JsonOption = False) -> None:
@@ -137,27 +129,28 @@ def delete(connection: Connection, identity_id: str, admin_token: TokenOption, j
     _print_json(Deleted(id=identity_id)) if json else console.print(f"deleted {identity_id}")
 
 
-# What /detect answers about the photo itself (corrupt, too large, not an image, unreadable): that photo is skipped.
-# Anything else (a wrong API key's 401/403, a 404 from another service, a 5xx) would be the same for every photo.
-PHOTO_REFUSED = frozenset({400, 413, 415, 422})
+def _say_refused(refusal: Refused) -> None:
+    # /detect refused one photo; an enrolment, a person (its detail names the photo when it is about one)
+    what = f"{refusal.folder}/{refusal.photos[0]}" if refusal.call == "detect" else f"enrolling {refusal.folder}"
+    print_error("refused", f"{what}: error {refusal.status}: {refusal.detail}")
 
 
-def _enrol_from_folder(client: Client, folder: Path, per_person: int) -> IdentityInfo | None:
-    """Enrol ``folder``'s person from its first photos with one face; None if it has too few."""
-    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    chosen: list[Path] = []
-    for photo in photos:
-        try:
-            faces = len(client.detect(photo).detections)
-        except APIError as error:
-            if error.status not in PHOTO_REFUSED:
-                raise
-            continue  # not an image the service reads: skip it
-        if faces == 1:
-            chosen.append(photo)
-        if len(chosen) == per_person:
-            return client.enrol(folder.name.replace("_", " "), chosen)
-    return None
+def _summary(report: Imported, per_person: int) -> str:
+    """One line: how many were enrolled, skipped (too few one-face photos), refused and enrolled already."""
+    enrolled = len(report.enrolled)
+    line = f"enrolled {enrolled} {'person' if enrolled == 1 else 'people'} from {report.root}"
+    line += f"; skipped {len(report.skipped)} without {per_person} one-face photos"
+    photos = sum(r.call == "detect" for r in report.refused)
+    refused = [_count(len(report.refused) - photos, "enrolment"), _count(photos, "photo")]
+    if report.refused:
+        line += f"; refused {' and '.join(r for r in refused if not r.startswith('0 '))} (each said above)"
+    if report.already_enrolled:
+        line += f"; {len(report.already_enrolled)} enrolled already, not again"
+    return line
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
 
 
 @identities_cli.command("import-lfw")
@@ -169,23 +162,34 @@ def import_lfw(
     per_person: Annotated[int, typer.Option(min=1, max=20, help="Photos enrolled per person")] = 1,
     people: Annotated[int | None, typer.Option(min=1, help="Enrol at most this many people (folder order)")] = None,
     json: Annotated[
-        bool, typer.Option("--json", help="Print the people enrolled and the folders skipped as JSON instead of a line")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the people enrolled, the folders skipped, refused or enrolled already, and where a stopped "
+            "import stopped, as JSON instead of a line",
+        ),
     ] = False,
 ) -> None:
-    """Enrol LFW people from a folder through the API (for demos and benchmarks; never ship the result)."""
+    """Enrol LFW people from a folder through the API (for demos and benchmarks; never ship the result).
+
+    A photo or person the service refuses is reported and skipped; a failure of the service stops the import (exit
+    1). A person whose name is enrolled already is not enrolled again, so a re-run goes on where one stopped.
+    """
     folders = sorted(p for p in root.iterdir() if p.is_dir())[: people or None]
-    report = Imported(root=str(root), enrolled=[], skipped=[])
-    with _client(connection, admin_token) as client:
-        for folder in folders:
-            made = _enrol_from_folder(client, folder, per_person)
-            if made:
-                report.enrolled.append(made)
-            else:
-                report.skipped.append(folder.name)
+    report = Imported(root=str(root))
+    try:
+        with _client(connection, admin_token) as client:
+            import_folders(client, folders, per_person, report, _say_refused)
+    except typer.Exit:  # the error is said; then how far the import came, so that a re-run can go on from there
+        if report.stopped is not None:
+            where = f"at {report.stopped.folder}" if report.stopped.folder else "before the first folder"
+            print_error("stopped", f"{where}: {_summary(report, per_person)}; run it again to go on from there")
+            if json:
+                _print_json(report)
+        raise
     if json:
         return _print_json(report)
-    enrolled, skipped = len(report.enrolled), len(report.skipped)
-    console.print(f"enrolled {enrolled} people from {root}; skipped {skipped} without {per_person} one-face photos")
+    console.print(_summary(report, per_person))
 
 
 @service_command(timeout=60.0)

@@ -371,6 +371,8 @@ def test_identities_import_lfw_json_lists_who_was_enrolled_and_what_was_skipped(
     def service(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/detect":
             return httpx.Response(200, json=DETECTED_WITH_LANDMARKS)
+        if request.method == "GET":  # who is enrolled already: nobody
+            return httpx.Response(200, json={"total": 0, "limit": 1000, "offset": 0, "identities": []})
         return httpx.Response(201, json=IDENTITY)
 
     monkeypatch.setattr(cli_module, "Client", _fake_service(service))

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from deepcanvas import AsyncClient, Client
 from deepcanvas.errors import InvalidParameter, NotFound, Unauthorized
+from deepcanvas.lfw_import import Imported
 from deepcanvas.schemas import IdentifyResponse, IdentityPage
 from tests.support.servers import LiveServer
 
@@ -109,6 +110,50 @@ def test_the_cli_imports_lfw_people_then_names_and_draws_them(server: LiveServer
     assert "same person" in run("verify", str(gerhard[6]), str(gerhard[7]), *base)
     refused = CliRunner().invoke(cli, ["identities", "list", *base])
     assert refused.exit_code == 2 and "--admin-token" in refused.output  # a usage error: nothing was sent
+
+
+def test_the_cli_import_reports_what_the_service_refuses_goes_on_and_enrols_nobody_twice(
+    server: LiveServer, lfw: Path, tmp_path: Path
+) -> None:
+    """An enrolment the service refused (a name with a zero-width space) ended the import with exit 1 and nobody
+    after it enrolled; a photo /detect refused was skipped without a word; and a re-run enrolled everyone again."""
+    root, hidden = tmp_path / "lfw", "Ariel\u200b_Sharon"
+    for person, folder in (
+        ("Colin_Powell", "Colin_Powell"),
+        ("Ariel_Sharon", hidden),
+        ("Jean_Chretien", "Jean_Chretien"),
+    ):
+        (root / folder).mkdir(parents=True)
+        for photo in photos(lfw, person)[:2]:
+            (root / folder / photo.name).symlink_to(photo)
+    cut_short = photos(lfw, "Colin_Powell")[2].read_bytes()[:2000]  # a copy that failed half way
+    (root / "Colin_Powell" / "Colin_Powell_0000.jpg").write_bytes(cut_short)  # the folder's first photo
+    args = ["identities", "import-lfw", str(root), "--url", server.url, "--admin-token", TOKEN, "--json"]
+
+    first = CliRunner().invoke(cli, args, env={"COLUMNS": "400"})
+    again = CliRunner().invoke(cli, args, env={"COLUMNS": "400"})
+    with Client(server.url, admin_token=TOKEN) as dc:
+        enrolled = dc.identities(limit=1000).identities
+        for made in enrolled:
+            if made.name in ("Colin Powell", "Jean Chretien"):
+                dc.delete_identity(made.id)  # the other tests' identify answers stay as they were
+    assert first.exit_code == 0, first.output
+    report = Imported.model_validate_json(first.stdout)
+    assert [person.name for person in report.enrolled] == ["Colin Powell", "Jean Chretien"]
+    assert [(r.folder, r.call, r.status) for r in report.refused] == [
+        (hidden, "enrol", 422),
+        ("Colin_Powell", "detect", 400),
+    ]
+    assert report.refused[1].photos == ["Colin_Powell_0000.jpg"]
+    assert report.refused[0].detail == "name: contains U+200B (a zero-width character)" and report.skipped == []
+    assert f"refused: enrolling {hidden}: error 422: name: contains U+200B" in first.stderr
+    assert again.exit_code == 0, again.output
+    resumed = Imported.model_validate_json(again.stdout)
+    assert resumed.enrolled == [] and resumed.already_enrolled == ["Colin_Powell", "Jean_Chretien"]
+    assert sorted(i.name for i in enrolled if i.name in ("Colin Powell", "Jean Chretien")) == [
+        "Colin Powell",
+        "Jean Chretien",
+    ]
 
 
 def _raw_enrolment(name: bytes, photo: Path) -> tuple[bytes, str]:
