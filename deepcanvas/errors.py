@@ -5,7 +5,12 @@ refused for how the client was used are ``ValueError``, ``TypeError``, ``OSError
 
 from __future__ import annotations
 
+import re
+from html.parser import HTMLParser
+
 import httpx
+
+DETAIL_CHARACTERS = 300  # of a body that is not the service's JSON (a proxy's error page): enough to say what it is
 
 
 class ClientError(Exception):
@@ -218,11 +223,50 @@ def error_from_response(
     ``max_retry_wait_s`` is given (the wait the service asked for is longer than it)."""
     try:
         body = response.json()
-        detail = str(body["detail"] if isinstance(body, dict) and "detail" in body else response.text)
+        detail = str(body["detail"]) if isinstance(body, dict) and "detail" in body else plain_detail(response)
     except ValueError:
-        detail = response.text or response.reason_phrase
+        detail = plain_detail(response)
     status, request_id = response.status_code, response.headers.get("x-request-id")
     too_long = TOO_LONG_BY_STATUS.get(status)
     if too_long is not None and retry_after is not None and max_retry_wait_s is not None:
         return too_long(status, detail, retry_after, request_id, max_retry_wait_s)
     return ERRORS_BY_STATUS.get(status, APIError)(status, detail, retry_after, request_id)
+
+
+class _PageText(HTMLParser):
+    """The text of an HTML error page: its title, and its visible text (not scripts or styles)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.title: list[str] = []
+        self.text: list[str] = []
+        self._open: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._open:
+            del self._open[len(self._open) - 1 - self._open[::-1].index(tag) :]
+
+    def handle_data(self, data: str) -> None:
+        if "title" in self._open:
+            self.title.append(data)
+        elif not {"script", "style", "head"} & set(self._open):
+            self.text.append(data)
+
+
+def plain_detail(response: httpx.Response) -> str:
+    """One short line for an error body that is not the service's JSON: a load balancer's or proxy's HTML page
+    (an ALB's 502 is a whole page) becomes its title, else its text; any text is put on one line and cut to
+    ``DETAIL_CHARACTERS``; an empty body, the status's reason phrase."""
+    text = response.text
+    if "html" in response.headers.get("content-type", "") or text.lstrip().lower().startswith(("<html", "<!doctype")):
+        page = _PageText()
+        page.feed(text)
+        page.close()
+        text = " ".join(page.title) if "".join(page.title).strip() else " ".join(page.text)
+    line = re.sub(r"\s+", " ", text).strip()
+    if len(line) > DETAIL_CHARACTERS:
+        line = line[: DETAIL_CHARACTERS - 1].rstrip() + "…"
+    return line or response.reason_phrase

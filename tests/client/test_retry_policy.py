@@ -417,3 +417,28 @@ def test_a_version_given_as_digits_is_sent_as_an_etag(sleeps: list[float], etag:
     with _client(script) as client:
         client.update_params({"detector_conf": 0.4}, etag)
     assert script.requests[0].headers["if-match"] == sent
+
+
+@pytest.mark.parametrize(
+    ("answer", "detail"),
+    [
+        (bad_gateway(), "502 Bad Gateway"),
+        (httpx.Response(500, text="<!DOCTYPE html><body><h1>Oops</h1>\n<p>try later</p></body>"), "Oops try later"),
+        (httpx.Response(500, text="upstream\n  reset\n"), "upstream reset"),
+        (httpx.Response(503, content=b""), "Service Unavailable"),
+    ],
+)
+def test_an_error_page_that_is_not_the_services_json_becomes_one_short_line(
+    sleeps: list[float], answer: httpx.Response, detail: str
+) -> None:
+    """A load balancer's 502 is a whole HTML page: the error's detail (and the CLI's message) was that page, tags and
+    line breaks included, printed over several lines."""
+    with _client(Script(answer), retries=0) as client, pytest.raises(APIError) as raised:
+        client.styles()
+    assert raised.value.detail == detail
+
+
+def test_a_long_error_body_is_cut_to_one_line_that_says_so(sleeps: list[float]) -> None:
+    with _client(Script(httpx.Response(500, text="x" * 5000)), retries=0) as client, pytest.raises(APIError) as raised:
+        client.styles()
+    assert len(raised.value.detail) == 300 and raised.value.detail.endswith("…")
