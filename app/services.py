@@ -28,6 +28,7 @@ from app.schemas import (
     ModelInfo,
     ModelRef,
     ModelsResponse,
+    NSTInfo,
     StyleInfo,
     StylesResponse,
 )
@@ -357,6 +358,25 @@ async def encoded(image: Image.Image, fmt: str) -> tuple[bytes, str]:
         return await asyncio.to_thread(encode_image, image, fmt)
 
 
+def nst_unavailable(manager: ModelManager, settings: Settings) -> str | None:
+    """Why this service cannot paint with method=nst (None: it can, once its slot has loaded)."""
+    if manager.has_plan("nst"):
+        return None
+    running = f"style_backend={settings.style_backend}"
+    return f"method=nst needs torch (NST needs autograd); this service runs {running} without it"
+
+
+def nst_info(manager: ModelManager, settings: Settings) -> NSTInfo:
+    """What GET /styles says of method=nst: whether it runs here and its bounds (the page offers it by these)."""
+    reason = nst_unavailable(manager, settings)
+    return NSTInfo(
+        available=reason is None,
+        reason=reason,
+        max_side=settings.nst_max_side,
+        max_seconds=settings.nst_max_seconds,
+    )
+
+
 async def _stylize_nst(
     manager: ModelManager,
     settings: Settings,
@@ -366,9 +386,8 @@ async def _stylize_nst(
     weights: tuple[float, ...],
     options: StylizeOptions,
 ) -> Stylized:
-    if not manager.has_plan("nst"):
-        running = f"style_backend={settings.style_backend}"
-        raise InvalidParameter(f"method=nst needs torch (NST needs autograd); this service runs {running} without it")
+    if (missing := nst_unavailable(manager, settings)) is not None:
+        raise InvalidParameter(missing)
     if len(styles) != 1:
         raise InvalidParameter("method=nst takes exactly one style")
     if options.preserve_color or options.alpha not in (None, 1.0) or options.manner is not None:
@@ -459,7 +478,7 @@ class LoadFollowUps:
             log.info("style statistics of %d gallery styles computed (max_side %d)", count, side)
 
 
-def list_styles(manager: ModelManager) -> StylesResponse:
+def list_styles(manager: ModelManager, settings: Settings) -> StylesResponse:
     slot = manager.slot("gallery")
     styles = [
         StyleInfo(
@@ -472,7 +491,7 @@ def list_styles(manager: ModelManager) -> StylesResponse:
         )
         for e in slot.manifest.gallery
     ]
-    return StylesResponse(gallery=model_ref(slot), styles=styles)
+    return StylesResponse(gallery=model_ref(slot), styles=styles, nst=nst_info(manager, settings))
 
 
 def style_image(manager: ModelManager, name: str) -> bytes:

@@ -72,9 +72,32 @@ class StyleInfo(BaseModel):
     url: str = Field(description="Where to fetch the style image", examples=["/styles/starry-night/image"])
 
 
+class NSTInfo(BaseModel):
+    """Whether this service paints with ``method=nst`` (classical NST, slow) and within which bounds."""
+
+    available: bool = Field(
+        description="Whether POST /stylize takes method=nst here: it needs torch, which the slim image lacks",
+        examples=[True],
+    )
+    reason: str | None = Field(
+        None,
+        description="Why method=nst is not available (null when it is)",
+        examples=["method=nst needs torch (NST needs autograd); this service runs style_backend=openvino without it"],
+    )
+    max_side: int = Field(description="The largest max_side method=nst takes, and its default", examples=[512])
+    max_seconds: float = Field(
+        description="The largest max_seconds (time budget) method=nst takes, and its default", examples=[55.0]
+    )
+
+
 class StylesResponse(BaseModel):
     gallery: ModelRef
     styles: list[StyleInfo]
+    nst: NSTInfo | None = Field(
+        None,
+        description="What method=nst offers here; every current service sends it (null only from a service older "
+        "than this field)",
+    )
 
 
 class ModelInfo(BaseModel):

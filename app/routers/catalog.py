@@ -7,16 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from app import services
-from app.deps import ManagerDep
+from app.deps import ManagerDep, SettingsDep
 from app.schemas import ERROR_RESPONSES, ModelsResponse, StylesResponse
 
 router = APIRouter(tags=["catalog"])
 
 
 @router.get("/styles", response_model=StylesResponse, responses=ERROR_RESPONSES)
-async def list_styles(manager: ManagerDep) -> StylesResponse:
-    """The style gallery: names usable as ``style_name`` in POST /stylize."""
-    return services.list_styles(manager)
+async def list_styles(manager: ManagerDep, settings: SettingsDep) -> StylesResponse:
+    """The style gallery (names usable as ``style_name`` in POST /stylize) and whether method=nst runs here."""
+    return services.list_styles(manager, settings)
 
 
 @router.get(

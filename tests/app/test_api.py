@@ -191,6 +191,13 @@ def test_catalog_lists_styles_and_models(client: TestClient) -> None:
     assert client.get("/styles/nope/image").status_code == 404
 
 
+def test_styles_says_that_nst_runs_here_and_within_which_bounds(tmp_path: Path) -> None:
+    """The page offers method=nst, and bounds its time budget, by what GET /styles says (DEEPCANVAS_NST_*)."""
+    with fake_app_client(tmp_path, nst_max_side=256, nst_max_seconds=12.5) as client:
+        nst = wait_ready(client).get("/styles").json()["nst"]
+    assert nst == {"available": True, "reason": None, "max_side": 256, "max_seconds": 12.5}
+
+
 PARAMETER_CASES = [
     ("/detect", {}, {}, 422),  # no image field at all
     ("/detect", {"image": ("p.jpg", PHOTO)}, {"conf": "2"}, 422),

@@ -93,7 +93,7 @@ def test_the_onnx_style_backend_has_no_nst_slot() -> None:
     assert "nst" in [plan.slot for plan in default_plans(Settings(style_backend="torch"))]
 
 
-def test_nst_without_an_nst_slot_is_a_clear_422(tmp_path: Path) -> None:
+def test_nst_without_an_nst_slot_is_a_clear_422_and_styles_says_so_beforehand(tmp_path: Path) -> None:
     store = make_fake_store(tmp_path / "store")
     settings = Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", style_backend="onnx")
     plans = [plan for plan in fake_plans() if plan.slot != "nst"]  # as default_plans builds them for onnx
@@ -105,10 +105,12 @@ def test_nst_without_an_nst_slot_is_a_clear_422(tmp_path: Path) -> None:
             files={"content": ("p.jpg", face_like_photo(64, 48))},
             data={"style_name": "red", "method": "nst"},
         )
+        nst = client.get("/styles").json()["nst"]
+    reason = "method=nst needs torch (NST needs autograd); this service runs style_backend=onnx without it"
     assert response.status_code == 422
-    assert response.json()["detail"] == (
-        "method=nst needs torch (NST needs autograd); this service runs style_backend=onnx without it"
-    )
+    assert response.json()["detail"] == reason
+    # the page reads this to leave NST out, rather than offering it and earning the 422
+    assert nst == {"available": False, "reason": reason, "max_side": 512, "max_seconds": 55.0}
 
 
 def test_the_shipped_classifier_runs_its_int8_file_by_default() -> None:

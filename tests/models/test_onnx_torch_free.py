@@ -78,6 +78,7 @@ PREDICT_AND_SERVE = textwrap.dedent(
         }
         nst = client.post("/stylize", files=painting, data={"style_name": "brush-waves", "method": "nst"})
         report["nst"] = [nst.status_code, nst.json()["detail"]]
+        report["styles_nst"] = client.get("/styles").json()["nst"]
     report["hidden_modules_loaded"] = sorted(m for m in sys.modules if m.partition(".")[0] in ("torch", "ultralytics"))
     print(json.dumps(report))
     """
@@ -105,4 +106,5 @@ def test_onnx_predictors_and_the_service_run_without_torch(
     assert report["boxes"] == 3 and abs(report["probability_sum"] - 1) < 1e-6 and report["stylized"] == [64, 43]
     assert report["http"] == {"detect": 200, "classify": 200, "stylize": 200}
     assert report["nst"][0] == 422 and "needs torch" in report["nst"][1]
+    assert report["styles_nst"]["available"] is False and report["styles_nst"]["reason"] == report["nst"][1]
     assert report["hidden_modules_loaded"] == []
