@@ -135,6 +135,21 @@ def test_each_gallery_style_tells_a_screen_reader_what_it_looks_like(page: Page)
         expect(page.locator("#gallery input[name=style]").nth(i)).to_have_accessible_description(re.compile(r"\w"))
 
 
+def test_a_slider_change_is_announced_once_by_the_slider_not_again_by_its_readout(page: Page) -> None:
+    """An <output> is a live region (role status): each step of the alpha or manner slider was announced by the
+    slider, with its new value, then again by its readout. The readouts are hidden from assistive technology,
+    and the slider still tells its value."""
+    page.goto("/")
+    gallery_radios(page)
+    expect(page.locator("#manner-field")).to_be_visible()  # the stable style model takes manner
+    for slider, readout in (("#alpha", "#alpha-value"), ("#manner", "#manner-value")):
+        page.locator(slider).fill("0.35")
+        expect(page.locator(readout)).to_have_text("0.35")  # still shown on screen
+        node = ax_node(page, readout)
+        assert node["ignored"], f"{readout} is still in the accessibility tree, announced beside the slider"
+        assert float(ax_node(page, slider)["value"]["value"]) == pytest.approx(0.35)  # the one announcement
+
+
 def test_the_stylized_photo_says_which_photo_and_which_style_it_shows(page: Page, photo: Path) -> None:
     """Its alt text was "The stylized photo" whatever was painted: a screen reader could not tell the style, nor,
     with a late answer, which photo it was."""
