@@ -204,6 +204,7 @@ async function loadGallery() {
     gallery.replaceChildren(...(upload ? [upload.parentElement] : []), ...styles.map(styleOption));
     if (!gallery.querySelector("input:checked") && styles.length) gallery.querySelector("input").checked = true;
     if (!styles.length) gallery.append(el("p", "The gallery is empty: upload a style image below.", "hint"));
+    showStyleAbout();
     if ($("alert").textContent.startsWith("Loading the style gallery")) showError(""); // an earlier try's 503
   } catch (error) {
     showError(error.message);
@@ -224,6 +225,8 @@ function styleOption(style) {
   const label = el("label", undefined, "style-option");
   const credit = style.artist ? `${style.artist}${style.year ? `, ${style.year}` : ""}` : "";
   label.title = [style.title, credit, style.description].filter(Boolean).join(" — ");
+  input.dataset.credit = credit;
+  input.dataset.description = style.description || "";
   label.append(input, img, el("span", style.title, "style-title"));
   if (credit) label.append(el("span", credit, "style-artist"));
   // The thumbnail is decorative (alt=""): what the painting looks like is its radio button's description, for
@@ -261,6 +264,23 @@ async function chooseStyleFile(file) {
   }
   input.parentElement.querySelector("img").src = objectUrl("style", file);
   input.checked = true;
+  showStyleAbout();
+}
+
+// The chosen style's title, credit and description under the gallery: a sighted keyboard or phone user has no
+// tooltip, and a thumbnail alone does not say what the painting is.
+function showStyleAbout() {
+  const about = $("style-about");
+  const choice = $("gallery").querySelector("input[name=style]:checked");
+  about.hidden = !choice;
+  if (!choice) return;
+  if (choice.dataset.upload) {
+    about.replaceChildren(el("strong", "Your image"), `: “${state.styleFile.name}”.`);
+    return;
+  }
+  const title = choice.parentElement.querySelector(".style-title").textContent;
+  const { credit, description } = choice.dataset;
+  about.replaceChildren(el("strong", title), credit ? `, ${credit}` : "", description ? `: ${description}` : ".");
 }
 
 async function displayable(file) {
@@ -402,6 +422,7 @@ function init() {
     $("manner-value").textContent = Number(event.target.value).toFixed(2);
   });
   $("stylize-button").addEventListener("click", stylize);
+  $("gallery").addEventListener("change", showStyleAbout);
   // A file the browser cannot show: hide the broken picture, the server's answer still says why.
   $("photo-preview").addEventListener("error", () => {
     $("photo-stage").hidden = true;

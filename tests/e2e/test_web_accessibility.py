@@ -135,6 +135,36 @@ def test_each_gallery_style_tells_a_screen_reader_what_it_looks_like(page: Page)
         expect(page.locator("#gallery input[name=style]").nth(i)).to_have_accessible_description(re.compile(r"\w"))
 
 
+def test_the_chosen_paintings_description_is_shown_to_sighted_users_too(
+    browser: Browser, live_server: LiveServer, tmp_path: Path
+) -> None:
+    """The description was a screen reader's (the radio's description) or a mouse's (the tooltip) alone: a keyboard
+    or phone user who sees the page never read it. The chosen painting's now shows under the gallery."""
+    page = open_page(browser, live_server, width=375, height=740)
+    try:
+        page.goto("/")
+        gallery_radios(page)
+        about = page.locator("#style-about")
+        starry = page.locator("#gallery label:has(input[value='starry-night'])")
+        description = (starry.get_attribute("title") or "").split(" — ")[-1]
+        starry.click()
+        expect(about).to_be_visible()
+        expect(about).to_have_text(f"The Starry Night, Vincent van Gogh, 1889: {description}")
+        assert about.get_attribute("aria-live") is None and ax_node(page, "#style-about")["role"]["value"] != "status"
+        page.locator("#gallery input[value='starry-night']").focus()
+        page.keyboard.press("ArrowRight")  # the keyboard moves the choice: the description follows it
+        after = page.evaluate("() => document.activeElement.parentElement.title").split(" — ")
+        expect(about).to_have_text(re.compile(rf"^{re.escape(after[0])}.*: {re.escape(after[-1])}$"))
+        about.scroll_into_view_if_needed()
+        screenshot(page, "style-about-phone", full_page=False)
+        own = tmp_path / "my-painting.png"
+        own.write_bytes(face_like_photo(64, 48, fmt="PNG"))
+        page.set_input_files("#style-input", str(own))
+        expect(about).to_have_text("Your image: “my-painting.png”.")
+    finally:
+        page.context.close()
+
+
 def test_a_slider_change_is_announced_once_by_the_slider_not_again_by_its_readout(page: Page) -> None:
     """An <output> is a live region (role status): each step of the alpha or manner slider was announced by the
     slider, with its new value, then again by its readout. The readouts are hidden from assistive technology,
