@@ -8,6 +8,8 @@ const state = {
   photoRequest: 0,
   styleRequest: 0,
   busy: false,
+  painting: null, // the running /stylize request: its AbortController and its NST timer
+  nst: null, // GET /styles' nst: whether method=nst runs here, and its bounds
   urls: {},
   answered: new Map(),
 };
@@ -61,8 +63,9 @@ function objectUrl(key, blob) {
   return state.urls[key];
 }
 
-// An Error carrying the API's own `detail` text, plus what the status means for the user.
-async function apiError(response, what) {
+// An Error carrying the API's own `detail` text, plus what the status means for the user. `busy(seconds)`, when
+// given, is the whole message of a 503 that says the model is busy (not loading): another request holds it.
+async function apiError(response, what, busy) {
   let detail = `HTTP ${response.status}`;
   try {
     const body = await response.json();
@@ -75,7 +78,8 @@ async function apiError(response, what) {
   if (response.status === 503) {
     hint = `The service is busy or still loading its models${retry ? `; try again in ${retry} s` : ""}.`;
   }
-  const error = new Error(`${what} failed (${response.status}): ${detail}. ${hint}`.trim());
+  const busyNow = busy && response.status === 503 && /\bbusy\b/.test(detail);
+  const error = new Error(busyNow ? busy(retry) : `${what} failed (${response.status}): ${detail}. ${hint}`.trim());
   error.retryAfter = retry ? Number(retry) : null;
   return error;
 }
@@ -94,16 +98,17 @@ function askForKey(status) {
   if (status === 401) $("api-key").focus();
 }
 
-async function request(url, options, what) {
+async function request(url, options, what, busy) {
   let response;
   try {
     response = await fetch(url, withKey(options));
-  } catch {
+  } catch (error) {
+    if (error.name === "AbortError") throw error; // cancelled (options.signal): not a failure to report
     throw new Error(`${what} failed: the server could not be reached.`);
   }
   if (!response.ok) {
     askForKey(response.status);
-    throw await apiError(response, what);
+    throw await apiError(response, what, busy);
   }
   return response;
 }
@@ -199,12 +204,13 @@ async function loadGallery() {
   const gallery = $("gallery");
   try {
     const response = await request("/styles", {}, "Loading the style gallery");
-    const { styles } = await response.json();
+    const { styles, nst } = await response.json();
     const upload = gallery.querySelector("input[data-upload]");
     gallery.replaceChildren(...(upload ? [upload.parentElement] : []), ...styles.map(styleOption));
     if (!gallery.querySelector("input:checked") && styles.length) gallery.querySelector("input").checked = true;
     if (!styles.length) gallery.append(el("p", "The gallery is empty: upload a style image below.", "hint"));
     showStyleAbout();
+    offerModes(nst);
     if ($("alert").textContent.startsWith("Loading the style gallery")) showError(""); // an earlier try's 503
   } catch (error) {
     showError(error.message);
@@ -283,6 +289,52 @@ function showStyleAbout() {
   about.replaceChildren(el("strong", title), credit ? `, ${credit}` : "", description ? `: ${description}` : ".");
 }
 
+// ---- The mode: fast (AdaIN) or finest (NST), where this service runs NST ----
+
+function secondsText(seconds) {
+  return `${Number(seconds.toFixed(1))}`;
+}
+
+// "12 s", kept on one line
+function secs(seconds) {
+  return `${secondsText(seconds)}\u00a0s`;
+}
+
+// What GET /styles says of NST (`nst`; absent from an older service): offered with its bounds, or shown
+// disabled with the reason. The fields that NST does not take (alpha, manner, the photo's colours) are hidden
+// while it is chosen, and its time budget shown instead.
+function offerModes(nst) {
+  state.nst = nst && nst.available ? nst : null;
+  const radio = $("method-nst");
+  $("mode-fieldset").hidden = false;
+  $("nst-unavailable").hidden = Boolean(state.nst);
+  radio.disabled = !state.nst;
+  if (state.nst) {
+    radio.removeAttribute("aria-describedby");
+    const limit = state.nst.max_seconds;
+    const budget = $("nst-seconds");
+    budget.max = limit;
+    budget.min = Math.min(1, limit);
+    if (!budget.dataset.chosen || Number(budget.value) > limit) budget.value = secondsText(limit);
+    for (const id of ["nst-limit", "nst-seconds-max"]) $(id).textContent = secondsText(limit);
+    $("nst-side").textContent = state.nst.max_side;
+  } else {
+    radio.setAttribute("aria-describedby", "nst-unavailable"); // a hidden reason would still be read
+    if (radio.checked) document.querySelector("input[name=method][value=adain]").checked = true;
+  }
+  showMode();
+}
+
+function chosenMethod() {
+  return state.nst && $("method-nst").checked ? "nst" : "adain";
+}
+
+function showMode() {
+  const nst = chosenMethod() === "nst";
+  $("budget-field").hidden = !nst;
+  $("adain-fields").hidden = nst;
+}
+
 async function displayable(file) {
   const url = URL.createObjectURL(file);
   const probe = new Image();
@@ -297,11 +349,18 @@ async function displayable(file) {
   }
 }
 
-function stylizeForm(photo, choice) {
+function stylizeForm(photo, choice, budget) {
   const form = new FormData();
   form.append("content", photo);
   if (choice.dataset.upload) form.append("style", state.styleFile);
   else form.append("style_name", choice.value);
+  if (budget) {
+    // NST takes one style and its time budget; alpha, manner and preserve_color would earn a 422
+    form.append("method", "nst");
+    form.append("max_seconds", String(budget));
+    form.append("format", "png");
+    return form;
+  }
   form.append("alpha", $("alpha").value);
   if (!$("manner-field").hidden && Number($("manner").value) > 0) form.append("manner", $("manner").value);
   form.append("preserve_color", $("preserve-color").checked ? "true" : "false");
@@ -309,15 +368,36 @@ function stylizeForm(photo, choice) {
   return form;
 }
 
+// The NST time budget the field holds, or null (with the reason shown) when it is not a number in its bounds.
+function chosenBudget() {
+  const field = $("nst-seconds");
+  const seconds = Number(field.value);
+  if (field.value === "" || !field.checkValidity() || !(seconds > 0)) {
+    stylizeError(`Choose a time budget of ${field.min} to ${field.max} seconds.`);
+    field.focus();
+    return null;
+  }
+  return seconds;
+}
+
+function busyWithAnotherPainting(retry) {
+  const when = retry ? `try again in ${retry} s` : "try again shortly";
+  return `Another painting is in progress: this service paints one picture in the finest mode at a time. Please ${when}, or use the fast mode now.`;
+}
+
 async function stylize() {
   const choice = $("gallery").querySelector("input[name=style]:checked");
   if (!state.photo) return stylizeError("Choose a photo first (step 1).");
   if (!choice) return stylizeError("Choose a style from the gallery, or upload your own style image.");
   if (state.busy) return;
+  const nst = chosenMethod() === "nst";
+  const budget = nst ? chosenBudget() : null;
+  if (nst && budget === null) return;
   state.busy = true;
   // The answer is shown with what was sent, whatever photo is chosen while it paints.
   const sent = {
     photo: state.photo,
+    nst,
     styleName: choice.dataset.upload ? "my-style" : choice.value,
     styleTitle: choice.dataset.upload
       ? `your image “${state.styleFile.name}”`
@@ -328,24 +408,69 @@ async function stylize() {
   button.setAttribute("aria-disabled", "true");
   showError("");
   stylizeError("");
-  stylizeStatus("Painting… this can take a few seconds.");
+  const painting = { controller: new AbortController(), started: performance.now(), timer: null };
+  state.painting = painting;
+  if (nst) {
+    stylizeStatus(`Painting in the finest mode, for up to ${secs(budget)}…`);
+    showProgress(painting, budget);
+  } else {
+    stylizeStatus("Painting… this can take a few seconds.");
+  }
   try {
-    const body = stylizeForm(sent.photo, choice);
-    const response = await request("/stylize", { method: "POST", body }, "Stylizing");
+    const body = stylizeForm(sent.photo, choice, budget);
+    const options = { method: "POST", body, signal: painting.controller.signal };
+    const response = await request("/stylize", options, "Stylizing", nst ? busyWithAnotherPainting : undefined);
     const blob = await response.blob();
+    const seconds = secs((performance.now() - painting.started) / 1000);
     recordModel("style", { name: response.headers.get("X-Model-Name"), version: response.headers.get("X-Model-Version") });
-    showStylized(blob, sent);
-    stylizeStatus("Stylized: see “Your stylized photo”.");
+    const steps = response.headers.get("X-NST-Steps");
+    const note = nst ? `Finest mode: ${steps} optimisation steps in ${seconds}` : `Fast mode, ${seconds}`;
+    showStylized(blob, sent, note);
+    const done = nst ? `Stylized in ${seconds} with ${steps} optimisation steps` : "Stylized";
+    stylizeStatus(`${done}: see “Your stylized photo”.`);
   } catch (error) {
-    stylizeStatus("");
-    stylizeError(error.message);
+    stylizeStatus(error.name === "AbortError" ? "Cancelled: the painting was stopped." : "");
+    if (error.name !== "AbortError") stylizeError(error.message);
   } finally {
+    hideProgress(painting);
+    state.painting = null;
     state.busy = false;
     button.removeAttribute("aria-disabled");
   }
 }
 
-function showStylized(blob, { photo, styleName, styleTitle }) {
+// The time NST has spent against its budget, each second (a timer role: not announced at every tick), and
+// Cancel, which aborts the request: the service stops painting when its client leaves.
+function showProgress(painting, budget) {
+  const bar = $("nst-bar");
+  bar.max = budget;
+  const tick = () => {
+    const elapsed = (performance.now() - painting.started) / 1000;
+    bar.value = Math.min(elapsed, budget);
+    const shown = secs(Math.floor(elapsed));
+    $("nst-elapsed").textContent =
+      elapsed <= budget ? `${shown} of up to ${secs(budget)}` : `${shown}: finishing the painting…`;
+  };
+  tick();
+  painting.timer = setInterval(tick, 250);
+  $("nst-progress").hidden = false;
+  $("cancel-button").hidden = false;
+}
+
+function hideProgress(painting) {
+  clearInterval(painting.timer);
+  const cancel = $("cancel-button");
+  const hadFocus = document.activeElement === cancel;
+  $("nst-progress").hidden = true;
+  cancel.hidden = true;
+  if (hadFocus) $("stylize-button").focus(); // not lost to the page's top with the hidden button
+}
+
+function cancelPainting() {
+  if (state.painting) state.painting.controller.abort();
+}
+
+function showStylized(blob, { photo, nst, styleName, styleTitle }, note) {
   const url = objectUrl("stylized", blob);
   const base = photo.name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9._-]+/g, "_") || "photo";
   $("original-image").src = objectUrl("original", photo);
@@ -355,7 +480,8 @@ function showStylized(blob, { photo, styleName, styleTitle }) {
   $("stylized-image").alt = `“${photo.name}” repainted in the style of ${styleTitle}`;
   const link = $("download-link");
   link.href = url;
-  link.download = `${base}-${styleName}.png`;
+  link.download = `${base}-${styleName}${nst ? "-nst" : ""}.png`;
+  $("stylized-note").textContent = note;
   $("stylize-result").hidden = false;
   $("stylize-result").scrollIntoView({ block: "nearest" });
 }
@@ -422,7 +548,12 @@ function init() {
     $("manner-value").textContent = Number(event.target.value).toFixed(2);
   });
   $("stylize-button").addEventListener("click", stylize);
+  $("cancel-button").addEventListener("click", cancelPainting);
   $("gallery").addEventListener("change", showStyleAbout);
+  for (const radio of document.querySelectorAll("input[name=method]")) radio.addEventListener("change", showMode);
+  $("nst-seconds").addEventListener("input", (event) => {
+    event.target.dataset.chosen = "true"; // a later gallery reload keeps the user's budget
+  });
   // A file the browser cannot show: hide the broken picture, the server's answer still says why.
   $("photo-preview").addEventListener("error", () => {
     $("photo-stage").hidden = true;

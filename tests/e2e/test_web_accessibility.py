@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.browser_support import CHROMIUM, PageErrors, open_page, screenshot
-from tests.e2e.test_web_page import gallery_radios, mocked_faces, upload_photo
+from tests.e2e.test_web_page import HeldRequests, gallery_radios, mocked_faces, painted_png, upload_photo
 from tests.support.images import face_like_photo
 from tests.support.servers import LiveServer
 
@@ -249,6 +249,21 @@ def test_axe_finds_no_wcag_violation_in_the_pages_main_states(
         page.locator("#models-heading ~ details summary").click()
         expect(page.locator("#models-table tr").first).to_be_attached()
         found["stylized"] = axe_violations(page)
+
+        # the finest mode (NST): chosen, painting (held, so axe sees it mid-way), and its result with its steps
+        page.locator("label:has(#method-nst)").click()
+        expect(page.locator("#budget-field")).to_be_visible()
+        found["nst chosen"] = axe_violations(page)
+        held = HeldRequests(page, "**/stylize")
+        page.locator("#stylize-button").click()
+        expect(page.get_by_role("timer")).to_be_visible()
+        found["nst painting"] = axe_violations(page)
+        headers = {"Content-Type": "image/png", "X-Model-Name": "adain", "X-Model-Version": "v-test"}
+        held.wait_for(1)[0].fulfill(status=200, headers=headers | {"X-NST-Steps": "42"}, body=painted_png((9, 9, 9)))
+        expect(page.locator("#stylized-note")).to_contain_text("42 optimisation steps")
+        page.wait_for_function("() => document.querySelector('#stylized-image').naturalWidth === 64")
+        found["nst result"] = axe_violations(page)
+        page.unroute("**/stylize")
 
         page.unroute("**/classify")
         page.set_input_files("#photo-input", str(not_a_photo))

@@ -257,7 +257,8 @@ def test_phone_sized_window_needs_no_horizontal_scrolling(
 
 @pytest.fixture(scope="module")
 def server_without_matching(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The embedded store serving adain v2, a style model without decoder-side matching (no ``manner``)."""
+    """The embedded store serving adain v2, a style model without decoder-side matching (no ``manner``), on
+    OpenVINO: a real configuration without NST, as the slim image (no torch) has none."""
     from tests.conftest import EMBEDDED_STORE
 
     env = {
@@ -292,6 +293,43 @@ def test_a_style_model_without_matching_hides_the_manner_slider_and_still_paints
         assert len(sent) == 1 and "manner" not in sent[0] and sent[0]["style_name"] == chosen
         expect(page.locator("#stylized-image")).to_be_visible()
         expect(page.locator("#answered")).to_contain_text("adain v2")
+        assert errors.messages == []
+    finally:
+        page.context.close()
+
+
+def test_a_service_that_cannot_run_nst_shows_the_finest_mode_disabled_with_the_reason(
+    browser: Browser, server_without_matching: LiveServer, photo: Path
+) -> None:
+    """method=nst would only earn a 422 there: GET /styles says so, and the page offers only the fast mode."""
+    nst = httpx.get(f"{server_without_matching.url}/styles", timeout=30).json()["nst"]
+    assert (nst["available"], nst["reason"]) == (
+        False,
+        "method=nst needs torch (NST needs autograd); this service runs style_backend=openvino without it",
+    )
+    page = open_page(browser, server_without_matching)
+    try:
+        errors = PageErrors.watch(page)
+        upload_photo(page, photo)
+        gallery_radios(page)
+        expect(page.locator("#mode-fieldset")).to_be_visible()
+        finest = page.locator("#method-nst")
+        expect(finest).to_be_disabled()
+        expect(finest).to_have_accessible_description(
+            "Finest is not offered here: NST needs torch, which this service does not run."
+        )
+        expect(page.locator("#nst-unavailable")).to_be_visible()
+        expect(page.locator("input[name=method][value=adain]")).to_be_checked()
+        page.locator("label:has(#method-nst)").click(force=True)  # a click on the disabled option changes nothing
+        expect(page.locator("input[name=method][value=adain]")).to_be_checked()
+        expect(page.locator("#budget-field")).to_be_hidden()
+        expect(page.locator("#alpha")).to_be_visible()
+        sent = record_form_fields(page, "**/stylize")
+        with page.expect_response("**/stylize") as response_info:
+            page.locator("#stylize-button").click()
+        assert response_info.value.ok, response_info.value.text()
+        assert len(sent) == 1 and "method" not in sent[0] and "max_seconds" not in sent[0]
+        screenshot(page, "nst-unavailable")
         assert errors.messages == []
     finally:
         page.context.close()
