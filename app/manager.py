@@ -91,6 +91,9 @@ class ModelSlot:
     _single_seconds: float = field(init=False, default=float("inf"))  # the latest one-item call's time
     deferred_warm_up_tried: bool = field(init=False, default=False)  # by ``ModelManager.warm_deferred``
     _run_began: float | None = field(init=False, default=None)  # when the ``run`` job on the thread began
+    # Each admitted ``run`` job not yet ended, by a token, in the order they run (one thread): its own bound in
+    # seconds (the request's budget, at most ``job_seconds``), which a refusal's Retry-After adds up.
+    _run_bounds: dict[object, float] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{self.name}")
@@ -103,27 +106,38 @@ class ModelSlot:
             job_seconds = self.job_seconds()
             free_in = self._free_in(job_seconds)
             refused = Overloaded(
-                f"{self.name} is busy: {self.pending} running or waiting (each up to {job_seconds:g} s); "
-                f"retry in {free_in} s"
+                f"{self.name} is busy: {self.pending} running or waiting (each up to {job_seconds:g} s, or its "
+                f"own shorter budget); retry in {free_in} s"
             )
             refused.retry_after = free_in
             raise refused
         self.pending += count
 
     def _free_in(self, job_seconds: float) -> int:
-        """Whole seconds until the slot has room at the latest (a slot whose jobs are long, each bounded by
-        ``job_seconds``). One more fits once ``pending - limit + 1`` of the jobs it holds have ended: the first of
-        them (what the running one may still take; a whole job when none has begun) and a whole job for each of
-        the others. With a queue of 2, one running and one waiting, that is when the running one ends."""
+        """Whole seconds until the slot has room at the latest (a slot whose jobs are long, each bounded by its own
+        budget, at most ``job_seconds``). One more fits once ``pending - limit + 1`` of the jobs it holds have
+        ended, in the order they run: the first of them (what the running one may still take; its whole budget
+        when none has begun) and the whole budget of each of the others. With a queue of 2, one running and one
+        waiting, that is when the running one ends; a painting asked for 8 s makes room within 8 s, not 55."""
+        bounds = list(self._run_bounds.values())
         began = self._run_began
-        first = job_seconds if began is None else max(0.0, job_seconds - (time.monotonic() - began))
-        after_it = max(0, self.pending - self.queue_limit())
-        return max(1, math.ceil(first + job_seconds * after_it))
+        total = 0.0
+        for index in range(max(1, self.pending - self.queue_limit() + 1)):
+            bound = bounds[index] if index < len(bounds) else job_seconds
+            if index == 0 and began is not None:
+                bound = max(0.0, bound - (time.monotonic() - began))
+            total += bound
+        return max(1, math.ceil(total))
 
-    async def run(self, call: Callable[[Any], R]) -> R:
-        """Run ``call(predictor)`` alone on this slot's thread (for work that does not batch)."""
+    async def run(self, call: Callable[[Any], R], seconds: float | None = None) -> R:
+        """Run ``call(predictor)`` alone on this slot's thread (for work that does not batch). ``seconds``: the
+        most this job may take, when it is bounded tighter than ``job_seconds`` (a painting's own budget)."""
         self._admit(1)
         started = time.perf_counter()
+        token = object()
+        if self.job_seconds is not None:
+            most = self.job_seconds()
+            self._run_bounds[token] = most if seconds is None else min(seconds, most)
 
         def timed_from_its_start(predictor: Any) -> R:
             self._run_began = time.monotonic()
@@ -132,9 +146,11 @@ class ModelSlot:
             finally:
                 self._run_began = None
 
-        result, seconds = await self._on_thread(asyncio.get_running_loop(), timed_from_its_start, items=1)
-        _record(self.name, self.manifest, seconds)
-        record_phase("queue", max(0.0, time.perf_counter() - started - seconds))
+        result, seconds_taken = await self._on_thread(
+            asyncio.get_running_loop(), timed_from_its_start, items=1, token=token
+        )
+        _record(self.name, self.manifest, seconds_taken)
+        record_phase("queue", max(0.0, time.perf_counter() - started - seconds_taken))
         return result
 
     async def predict(self, items: list[Any]) -> list[Any]:
@@ -177,7 +193,7 @@ class ModelSlot:
         return (await self._on_thread(asyncio.get_running_loop(), call, items=0))[0]
 
     def _on_thread(
-        self, loop: asyncio.AbstractEventLoop, call: Callable[[Any], R], items: int
+        self, loop: asyncio.AbstractEventLoop, call: Callable[[Any], R], items: int, token: object = None
     ) -> asyncio.Future[tuple[R, float]]:
         """``call(predictor)`` on the slot's thread, timed. Until the job itself ends, the slot counts it (nothing
         runs inline meanwhile) and its ``items`` as pending, also when every caller waiting for it has left: a
@@ -187,14 +203,15 @@ class ModelSlot:
 
         def ended(_: object) -> None:  # on the slot's thread, or on the loop when the job never started
             with contextlib.suppress(RuntimeError):  # the loop closed at shutdown: nothing to count any more
-                loop.call_soon_threadsafe(self._ended, items)
+                loop.call_soon_threadsafe(self._ended, items, token)
 
         job.add_done_callback(ended)  # before wrap_future's own callback: counted before a caller resumes
         return asyncio.wrap_future(job, loop=loop)
 
-    def _ended(self, items: int) -> None:
+    def _ended(self, items: int, token: object = None) -> None:
         self._jobs -= 1
         self.pending -= items
+        self._run_bounds.pop(token, None)
 
     async def _drain_queue(self) -> None:
         loop = asyncio.get_running_loop()

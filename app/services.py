@@ -208,7 +208,7 @@ async def face_source(
     ``least_side`` pixels on its shorter side there (the input side of the model that reads each face: the
     classifier's crop, the embedder's chip), the faces are read from it, and the whole decode (about 50 ms for a
     12 MP JPEG here) is skipped. Otherwise the photo is decoded whole (``whole``). On 200 portraits upscaled to
-    4032 px: 221 -> 118 ms median a /classify, the largest face's label the same on 198 (docs/benchmarks.md,
+    4032 px: 221 -> 118 ms median a /classify, the largest face's label the same on 198 (docs/benchmarks-history.md,
     "Crops from the smaller decode"); identity: docs/identity.md, "Faces from the smaller decode".
     """
     if source is None:
@@ -404,7 +404,7 @@ async def _stylize_nst(
         stop=threading.Event(),
     )
     try:
-        [result] = await slot.run(lambda predictor: predictor.predict([request]))
+        [result] = await slot.run(lambda predictor: predictor.predict([request]), seconds=request.max_seconds)
     except asyncio.CancelledError:  # the client has gone (app.disconnect): the optimisation stops at once
         assert request.stop is not None
         request.stop.set()

@@ -256,6 +256,33 @@ def test_a_slot_of_long_jobs_refuses_with_when_it_has_room() -> None:
     assert f"retry in {refused.retry_after} s" in refused.detail and "up to 40 s" in refused.detail
 
 
+def test_a_refusal_counts_the_running_jobs_own_budget_when_it_is_shorter() -> None:
+    """A painting asked for 8 s held the NST slot, and the next request was told to come back in 55 s (the
+    service's most): Retry-After now counts the running job's own budget."""
+    predictor = Doubler(delay=0.0)
+
+    async def scenario() -> tuple[Overloaded, Overloaded]:
+        slot = ModelSlot("nst", _manifest(), predictor, lambda: 1, job_seconds=lambda: 40.0)
+        predictor.hold()
+        running = asyncio.ensure_future(slot.run(lambda p: p.predict([1]), seconds=5.0))
+        await _until(lambda: predictor.batches == [1])  # inside the predictor: the job has begun
+        [short] = await asyncio.gather(slot.run(lambda p: p.predict([2])), return_exceptions=True)
+        predictor.release()
+        await running
+        predictor.hold()  # a budget above the slot's most counts as the most
+        running = asyncio.ensure_future(slot.run(lambda p: p.predict([3]), seconds=90.0))
+        await _until(lambda: predictor.batches == [1, 1])
+        [long] = await asyncio.gather(slot.run(lambda p: p.predict([4])), return_exceptions=True)
+        predictor.release()
+        await running
+        assert slot._run_bounds == {}, "every ended job's bound is forgotten"
+        return short, long
+
+    short, long = asyncio.run(scenario())
+    assert isinstance(short, Overloaded) and short.retry_after is not None and 1 <= short.retry_after <= 5
+    assert isinstance(long, Overloaded) and long.retry_after is not None and 35 <= long.retry_after <= 40
+
+
 def test_a_slot_of_long_jobs_with_room_for_two_has_room_when_the_running_one_ends() -> None:
     """Queue 2, one painting running and one waiting: the running one's end makes room (the waiting one starts,
     and the slot holds one), so the refusal asks for what is left of it, not a whole job more."""
