@@ -450,6 +450,10 @@ def styles(connection: Connection, json: JsonOption = False) -> None:
     for entry in answer.styles:
         table.add_row(entry.name, entry.title, _credit(entry), entry.description)
     console.print(table)
+    if answer.nst is not None:  # an older service does not say
+        nst = answer.nst
+        limits = f"up to {nst.max_seconds:g} s a painting, at most {nst.max_side} px"
+        console.print(f"--method nst: {limits}" if nst.available else f"--method nst: not here ({nst.reason})")
 
 
 COMMANDS: dict[str, Callable[..., None]] = {

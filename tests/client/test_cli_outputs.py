@@ -163,6 +163,33 @@ def test_styles_json_carries_the_artist_and_year(monkeypatch: pytest.MonkeyPatch
     assert (styles["concentric-ripples"]["artist"], styles["concentric-ripples"]["year"]) == (None, None)
 
 
+@pytest.mark.parametrize(
+    ("nst", "line"),
+    [
+        (
+            {"available": True, "max_side": 512, "max_seconds": 55.0},
+            "--method nst: up to 55 s a painting, at most 512 px",
+        ),
+        (
+            {"available": False, "reason": "method=nst needs torch", "max_side": 512, "max_seconds": 55.0},
+            "--method nst: not here (method=nst needs torch)",
+        ),
+        (None, None),  # an older service does not say
+    ],
+)
+def test_styles_says_whether_the_service_paints_with_nst(
+    monkeypatch: pytest.MonkeyPatch, nst: dict[str, object] | None, line: str | None
+) -> None:
+    answer = GALLERY | ({"nst": nst} if nst else {})
+    monkeypatch.setattr(cli_module, "Client", _fake_service(lambda request: httpx.Response(200, json=answer)))
+    result = CliRunner().invoke(client_cli, ["styles"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    if line is None:
+        assert "--method nst" not in result.output
+    else:
+        assert line in result.output
+
+
 LONG_DETAIL = (
     "style_name: 'starry-nite' is not in the gallery [style-gallery v3]; "
     "see GET /styles for the names it has, or send your own painting as a style file"
