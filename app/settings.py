@@ -31,7 +31,7 @@ ROLES: tuple[Role, ...] = ("detector", "classifier", "style", "gallery", "embedd
 # routes answer 503 saying so. The embedder is one: stores made before identity have no face-embedder.
 OPTIONAL_ROLES: frozenset[Role] = frozenset({"embedder"})
 # Chosen by `python -m bench.batch_cost` (per-image cost of a batch against single calls, in-process, default
-# engines; indicative: two runs on a busy 2-core machine, docs/benchmarks.md): the detector's image costs 19-32%
+# engines; indicative: two runs on a busy 2-core machine, docs/benchmarks-history.md): the detector's image costs 19-32%
 # less in a batch of 4 (a batch of 8, a little cheaper still, widened the tail at 16 clients before), the
 # classifier's 45-61% less in a batch of 8, AdaIN's no less (its predictor runs requests one by one). A slot not
 # listed gets the runtime parameters' limits, which also cap these.

@@ -170,7 +170,7 @@ class DeployConfig:
     cpu_target_percent: int = 60
     # ALB requests per task per minute to track as well; 0 (the default): CPU alone. A request costs from about
     # 2 ms (/classify) to 55 s of both cores (method=nst), so a count says nothing of how busy a task is: 120 a
-    # minute (2 a second, against 120-540 /detect or /classify a second per task, docs/benchmarks.md) kept the
+    # minute (2 a second, against 120-540 /detect or /classify a second per task, docs/benchmarks-history.md) kept the
     # service at max_capacity under light load, and a few NST paintings a minute saturate a task unseen.
     requests_per_target: int = 0
     # The commit whose image the service's task definition names (the pipeline pushes one tag per commit, the
