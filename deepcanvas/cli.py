@@ -270,8 +270,8 @@ def _client(connection: Connection, admin_token: str | None = None) -> Iterator[
         raise typer.Exit(1) from error
 
 
-def _print_json(answer: BaseModel) -> None:
-    sys.stdout.write(answer.model_dump_json(indent=2) + "\n")
+def _print_json(answer: BaseModel, exclude: set[str] | None = None) -> None:
+    sys.stdout.write(answer.model_dump_json(indent=2, exclude=exclude) + "\n")
 
 
 def _faces(count: int) -> str:
@@ -444,8 +444,8 @@ def styles(connection: Connection, json: JsonOption = False) -> None:
     """The service's style gallery: names for stylize --style-name, each painting with its artist and year."""
     with _client(connection) as client:
         answer = client.styles()
-    if json:
-        return _print_json(answer)
+    if json:  # the service's answer: an older service says nothing of nst, and neither does this
+        return _print_json(answer, exclude={"nst"} if answer.nst is None else None)
     table = Table("name", "title", "by", "description", title=f"{answer.gallery.name} {answer.gallery.version}")
     for entry in answer.styles:
         table.add_row(entry.name, entry.title, _credit(entry), entry.description)

@@ -188,6 +188,8 @@ def test_styles_says_whether_the_service_paints_with_nst(
         assert "--method nst" not in result.output
     else:
         assert line in result.output
+    printed = json.loads(CliRunner().invoke(client_cli, ["styles", "--json"]).stdout)
+    assert printed.get("nst", "not sent") == (nst or "not sent")  # the service's answer, no null it did not send
 
 
 LONG_DETAIL = (
