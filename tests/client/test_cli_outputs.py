@@ -167,7 +167,7 @@ def test_styles_json_carries_the_artist_and_year(monkeypatch: pytest.MonkeyPatch
     ("nst", "line"),
     [
         (
-            {"available": True, "max_side": 512, "max_seconds": 55.0},
+            {"available": True, "reason": None, "max_side": 512, "max_seconds": 55.0},
             "--method nst: up to 55 s a painting, at most 512 px",
         ),
         (
