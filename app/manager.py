@@ -91,6 +91,7 @@ class ModelSlot:
     _single_seconds: float = field(init=False, default=float("inf"))  # the latest one-item call's time
     deferred_warm_up_tried: bool = field(init=False, default=False)  # by ``ModelManager.warm_deferred``
     _run_began: float | None = field(init=False, default=None)  # when the ``run`` job on the thread began
+    _running: object | None = field(init=False, default=None)  # that job's token
     # Each admitted ``run`` job not yet ended, by a token, in the order they run (one thread): its own bound in
     # seconds (the request's budget, at most ``job_seconds``), which a refusal's Retry-After adds up.
     _run_bounds: dict[object, float] = field(init=False, default_factory=dict)
@@ -129,9 +130,11 @@ class ModelSlot:
             total += bound
         return max(1, math.ceil(total))
 
-    async def run(self, call: Callable[[Any], R], seconds: float | None = None) -> R:
+    async def run(self, call: Callable[[Any], R], seconds: float | None = None, stops_within: float | None = None) -> R:
         """Run ``call(predictor)`` alone on this slot's thread (for work that does not batch). ``seconds``: the
-        most this job may take, when it is bounded tighter than ``job_seconds`` (a painting's own budget)."""
+        most this job may take, when it is bounded tighter than ``job_seconds`` (a painting's own budget).
+        ``stops_within``: when the caller leaves, the job ends within this many seconds (its caller stops it: a
+        painting whose client left), so a refusal meanwhile asks for that wait, not what its budget had left."""
         self._admit(1)
         started = time.perf_counter()
         token = object()
@@ -140,15 +143,23 @@ class ModelSlot:
             self._run_bounds[token] = most if seconds is None else min(seconds, most)
 
         def timed_from_its_start(predictor: Any) -> R:
-            self._run_began = time.monotonic()
+            self._run_began, self._running = time.monotonic(), token
             try:
                 return call(predictor)
             finally:
-                self._run_began = None
+                self._run_began, self._running = None, None
 
-        result, seconds_taken = await self._on_thread(
-            asyncio.get_running_loop(), timed_from_its_start, items=1, token=token
-        )
+        try:
+            result, seconds_taken = await self._on_thread(
+                asyncio.get_running_loop(), timed_from_its_start, items=1, token=token
+            )
+        except asyncio.CancelledError:
+            # A job not begun was cancelled with its caller and is gone; one running goes on until it stops.
+            if stops_within is not None and token in self._run_bounds:
+                began = self._run_began if self._running is token else None
+                ran = 0.0 if began is None else time.monotonic() - began
+                self._run_bounds[token] = min(self._run_bounds[token], ran + stops_within)
+            raise
         _record(self.name, self.manifest, seconds_taken)
         record_phase("queue", max(0.0, time.perf_counter() - started - seconds_taken))
         return result

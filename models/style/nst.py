@@ -252,7 +252,7 @@ def coarse_to_fine(
     coarse, first = paint(network, half[0], half[1], iterations // 2, budget, weights, stop=stop)
     upsampled = F.interpolate(coarse, size=content.shape[-2:], mode="bilinear")  # (1, 3, H, W)
     left = max_seconds - (time.monotonic() - started) if max_seconds is not None else None
-    if left is not None and left <= 0:
+    if (left is not None and left <= 0) or (stop is not None and stop.is_set()):  # out of time, or stopped
         return upsampled.clamp(0.0, 1.0), first
     image, second = paint(network, content, style, iterations - first, left, weights, start=upsampled, stop=stop)
     return image, first + second

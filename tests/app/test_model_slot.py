@@ -283,6 +283,30 @@ def test_a_refusal_counts_the_running_jobs_own_budget_when_it_is_shorter() -> No
     assert isinstance(long, Overloaded) and long.retry_after is not None and 35 <= long.retry_after <= 40
 
 
+def test_a_job_whose_caller_left_counts_only_until_it_stops() -> None:
+    """Cancel on the page, then Stylize again: the next request was told to wait what the abandoned painting's
+    budget had left (up to 55 s), though its caller stops it within a step."""
+    predictor = Doubler(delay=0.0)
+
+    async def scenario() -> tuple[Overloaded, Overloaded]:
+        slot = ModelSlot("nst", _manifest(), predictor, lambda: 1, job_seconds=lambda: 40.0)
+        predictor.hold()
+        running = asyncio.ensure_future(slot.run(lambda p: p.predict([1]), seconds=30.0, stops_within=2.0))
+        await _until(lambda: predictor.batches == [1])  # inside the predictor: the job has begun
+        [before] = await asyncio.gather(slot.run(lambda p: p.predict([2])), return_exceptions=True)
+        running.cancel()  # the client left; the job itself runs on until its caller's stop reaches it
+        await asyncio.gather(running, return_exceptions=True)
+        [after] = await asyncio.gather(slot.run(lambda p: p.predict([3])), return_exceptions=True)
+        predictor.release()
+        await _until(lambda: slot.pending == 0)
+        assert slot._run_bounds == {}
+        return before, after
+
+    before, after = asyncio.run(scenario())
+    assert isinstance(before, Overloaded) and before.retry_after is not None and 25 <= before.retry_after <= 30
+    assert isinstance(after, Overloaded) and after.retry_after is not None and 1 <= after.retry_after <= 2
+
+
 def test_a_slot_of_long_jobs_with_room_for_two_has_room_when_the_running_one_ends() -> None:
     """Queue 2, one painting running and one waiting: the running one's end makes room (the waiting one starts,
     and the slot holds one), so the refusal asks for what is left of it, not a whole job more."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -203,3 +204,23 @@ def test_large_images_start_at_half_size_and_count_the_steps_of_both_stages(enco
     content, style = _smooth_image(8, 288), _smooth_image(9, 64)
     image, steps = coarse_to_fine(encoder, content, style, 6, None, (1.0, 1.0, 1.0))
     assert image.shape == content.shape and 2 <= steps <= 6
+
+
+def test_a_painting_stopped_in_its_half_size_stage_never_begins_the_full_size_one(
+    encoder: EncoderFeatures, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that left during the first stage: the full-size stage still began (its style and content features,
+    two passes of the VGG at full size) before its optimiser saw the stop."""
+    stop = threading.Event()
+    sides: list[int] = []
+    real_paint = paint
+
+    def recorded(network: Any, content: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, int]:
+        sides.append(content.shape[-1])
+        stop.set()  # the client leaves while this stage paints
+        return real_paint(network, content, *args, **kwargs)
+
+    monkeypatch.setattr("models.style.nst.paint", recorded)
+    content, style = _smooth_image(8, 288), _smooth_image(9, 64)
+    image, _ = coarse_to_fine(encoder, content, style, 6, None, (1.0, 1.0, 1.0), stop=stop)
+    assert sides == [144] and image.shape == content.shape  # the half-size stage only, its result upsampled
