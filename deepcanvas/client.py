@@ -150,11 +150,12 @@ class _Base:
     """What both clients share: the URL, the retry policy, the credentials and how answers become errors.
 
     ``retries`` repeats a call that is safe to repeat after a 503, 429 or 502 (a load balancer or proxy in front of
-    the service whose replica went mid-request), waiting its ``Retry-After``, else a jittered exponential backoff
-    from ``backoff_s``, or after a dropped connection; and any call after a refused connection or a host name that
-    did not resolve. A ``Retry-After`` longer than ``max_retry_wait_s`` is never waited out, nor retried sooner than
-    it asks: where a retry was left, ``RetryAfterTooLong`` (a ``ServiceUnavailable`` for a 503, ``TooManyRequests``
-    for a 429, ``BadGateway`` for a 502) is raised at once, its ``retry_after`` saying when to send the call again;
+    the service whose replica went mid-request; a 502 once, after the first attempt only), waiting its
+    ``Retry-After``, else a jittered exponential backoff from ``backoff_s``, or after a dropped connection; and any
+    call after a refused connection or a host name that did not resolve. A ``Retry-After`` longer than
+    ``max_retry_wait_s`` is never waited out, nor retried sooner than it asks: where a retry was left,
+    ``RetryAfterTooLong`` (a ``ServiceUnavailable`` for a 503, ``TooManyRequests`` for a 429, ``BadGateway`` for a
+    502) is raised at once, its ``retry_after`` saying when to send the call again;
     where none was (``retries=0``, or the last one spent), the plain error, with its ``retry_after`` too. Failures
     that would only repeat themselves (a TLS certificate that does not verify: ``TLSError``) are raised at once too,
     and so are a timeout and a 504 (``OutcomeUnknown``), which the service may still be working on

@@ -147,10 +147,11 @@ class TooManyRequests(APIError):
 
 
 class BadGateway(APIError):
-    """502: a load balancer or proxy in front of the service got no valid answer from it (the service never answers
-    502 itself): a replica refused, closed or reset the connection, as one does when a deploy or a scale-in stops it.
-    Retried as a 503 is on calls safe to repeat; for a change (an enrolment, added faces), which is not, whether it
-    was saved is not known, as after a 504: check first (``GET /identities``) before sending it again."""
+    """502: a load balancer or proxy in front of the service got no valid answer from it (the service never answers 502
+    itself): a replica refused, closed or reset the connection, as one does when a deploy or a scale-in stops it.
+    Retried once (after the first attempt only) on calls safe to repeat; for a change (an enrolment, added faces),
+    which is not, whether it was saved is not known, as after a 504: check first (``GET /identities``) before
+    sending it again."""
 
 
 class ServiceUnavailable(APIError):

@@ -10,7 +10,11 @@ is a 500): it comes from a load balancer or proxy in front of it that got no val
 an AWS ALB (``infra/``), that is a replica that refused, closed or reset the connection while a deploy or a scale-in
 stopped it. It is the gateway's word for a dropped connection (``DROPPED``) and is treated as one: the request
 may have reached the replica before it went, so only a call safe to repeat is sent again; an enrolment or added
-faces are not (whether they were saved is not known: check ``GET /identities`` first, as after a 504).
+faces are not (whether they were saved is not known: check ``GET /identities`` first, as after a 504). And only
+once, after the first attempt: a request that itself brings a replica down (its memory, a crash in a native
+library) looks the same from here, and would take ``retries`` more replicas with it. A parameters update that a
+502 interrupted may have been applied: its retry then answers 409 (stale ``If-Match``), and ``GET
+/admin/params`` says whether the change is there.
 
 A 504 (Gateway Timeout) is never retried, nor is the client's own timeout: the request reached the service, which
 was still working on it when the gateway (after its idle timeout, 60 s on the ALB) or the client stopped waiting,
@@ -84,12 +88,20 @@ class RetryPolicy:
         """Whether the service asks a call the policy would otherwise repeat (a retry left after attempt ``attempt``)
         to wait longer than ``max_wait_s``: it is not sent sooner than asked, so the caller gets the error at once,
         to schedule the call itself. False when no retry was left anyway: the wait is not why it was not repeated."""
-        would_retry = attempt < self.retries and repeatable and status in RETRY_STATUSES
-        return would_retry and retry_after is not None and retry_after > self.max_wait_s
+        asks_long = retry_after is not None and retry_after > self.max_wait_s
+        return asks_long and self.would_retry(attempt, status, repeatable)
+
+    def would_retry(self, attempt: int, status: int, repeatable: bool) -> bool:
+        """Whether an answer of ``status`` to attempt ``attempt`` (0: the first) is one to send the call again after.
+        A 502 only after the first attempt: a request that itself brings its replica down would otherwise be sent
+        to ``retries`` more of them (the load balancer cannot tell that apart from a replica a deploy stopped)."""
+        if attempt >= self.retries or not repeatable or status not in RETRY_STATUSES:
+            return False
+        return status != 502 or attempt == 0
 
     def after_response(self, attempt: int, status: int, retry_after: float | None, repeatable: bool) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None to give up and raise."""
-        if attempt >= self.retries or not repeatable or status not in RETRY_STATUSES:
+        if not self.would_retry(attempt, status, repeatable):
             return None
         if retry_after is None:
             return self.backoff(attempt)
