@@ -234,6 +234,9 @@ def error_from_response(
     return ERRORS_BY_STATUS.get(status, APIError)(status, detail, retry_after, request_id)
 
 
+VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
+
+
 class _PageText(HTMLParser):
     """The text of an HTML error page: its title, and its visible text (not scripts or styles)."""
 
@@ -244,7 +247,10 @@ class _PageText(HTMLParser):
         self._open: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._open.append(tag)
+        if tag == "body" and "head" in self._open:  # </head> may be left out: <body> ends it
+            del self._open[self._open.index("head") :]
+        if tag not in VOID_TAGS:  # never closed, so never on the stack
+            self._open.append(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self._open:

@@ -446,6 +446,10 @@ def test_a_version_given_as_digits_is_sent_as_an_etag(sleeps: list[float], etag:
         (bad_gateway(), "502 Bad Gateway"),
         (httpx.Response(500, text="<!DOCTYPE html><body><h1>Oops</h1>\n<p>try later</p></body>"), "Oops try later"),
         (httpx.Response(500, text="upstream\n  reset\n"), "upstream reset"),
+        (  # no </head> (it may be left out) and no title: the body's text, not nothing
+            httpx.Response(502, text="<html><head><meta charset=utf-8><body><h1>Upstream reset</h1><p>retry</p>"),
+            "Upstream reset retry",
+        ),
         (httpx.Response(503, content=b""), "Service Unavailable"),
     ],
 )
