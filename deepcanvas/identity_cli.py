@@ -130,7 +130,9 @@ def delete(connection: Connection, identity_id: str, admin_token: TokenOption, j
 
 
 def _say_refused(refusal: Refused) -> None:
-    # /detect refused one photo; an enrolment, a person (its detail names the photo when it is about one)
+    # a photo not read here or refused by /detect; an enrolment, a person (its detail names the photo when it is one)
+    if refusal.call == "read":
+        return print_error("skipped", f"{refusal.folder}/{refusal.photos[0]}: {refusal.detail}")
     what = f"{refusal.folder}/{refusal.photos[0]}" if refusal.call == "detect" else f"enrolling {refusal.folder}"
     print_error("refused", f"{what}: error {refusal.status}: {refusal.detail}")
 
@@ -140,7 +142,7 @@ def _summary(report: Imported, per_person: int) -> str:
     enrolled = len(report.enrolled)
     line = f"enrolled {enrolled} {'person' if enrolled == 1 else 'people'} from {report.root}"
     line += f"; skipped {len(report.skipped)} without {per_person} one-face photos"
-    photos = sum(r.call == "detect" for r in report.refused)
+    photos = sum(r.call != "enrol" for r in report.refused)  # not read here, or refused by /detect
     refused = [_count(len(report.refused) - photos, "enrolment"), _count(photos, "photo")]
     if report.refused:
         line += f"; refused {' and '.join(r for r in refused if not r.startswith('0 '))} (each said above)"

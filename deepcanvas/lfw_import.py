@@ -5,7 +5,8 @@ its first ``per_person`` photos in which /detect finds exactly one face.
 
 What the service refuses about one photo or one person (``REFUSED``: a corrupt or too large photo, a photo the
 enrolment finds no face or several faces in, a name it refuses) is reported and the import goes on with the next
-photo or person, which may pass. Anything else stops it, since every later call would fail alike or fares better
+photo or person, which may pass; so does a photo this machine cannot read (a broken link, no permission), which
+a re-run would stop at again. Anything else stops it, since every later call would fail alike or fares better
 in a while: the service's own failure (a 5xx; a 502, 503 or 429 the client's retries did not get past), a 504 or
 no answer, a refused admin token or API key; ``Stopped`` says where.
 
@@ -23,7 +24,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from deepcanvas.client import Client
-from deepcanvas.errors import APIError, ClientError
+from deepcanvas.errors import APIError, ClientError, ImageNotReadable
 from deepcanvas.schemas import IdentityInfo
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -36,12 +37,12 @@ PAGE = 1000  # the most GET /identities answers at once
 
 
 class Refused(BaseModel):
-    """A photo /detect refused, or an enrolment the service refused: where, and the service's answer."""
+    """A photo this machine could not read or /detect refused, or an enrolment the service refused: where, and why."""
 
     folder: str
-    photos: list[str]  # file names in the folder: the photo /detect refused, or the photos the enrolment sent
-    call: Literal["detect", "enrol"]
-    status: int
+    photos: list[str]  # file names in the folder: the photo not read or /detect refused, or those enrolment sent
+    call: Literal["read", "detect", "enrol"]  # read: this machine could not read the photo (nothing was sent)
+    status: int | None  # the service's answer; None for a photo not read
     detail: str
 
 
@@ -92,7 +93,7 @@ def enrol_from_folder(
 ) -> IdentityInfo | Refused | None:
     """Enrol ``folder``'s person from its first photos with one face: who was enrolled, the enrolment the service
     refused, or None when the folder has too few such photos. ``refused`` is told of each photo /detect refused."""
-    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and not p.is_dir())
     chosen: list[Path] = []
     for photo in photos:
         try:
@@ -101,6 +102,9 @@ def enrol_from_folder(
             if error.status not in REFUSED:
                 raise
             refused(_refused(folder, [photo], "detect", error))
+            continue
+        except ImageNotReadable as error:  # here, not the service: a re-run would stop at it again
+            refused(Refused(folder=folder.name, photos=[photo.name], call="read", status=None, detail=str(error)))
             continue
         if faces == 1:
             chosen.append(photo)

@@ -135,6 +135,31 @@ def test_a_refused_photo_and_a_refused_enrolment_are_reported_and_the_import_goe
     assert "refused 1 enrolment and 1 photo" in line
 
 
+def test_a_photo_this_machine_cannot_read_is_skipped_and_the_import_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, photo: bytes
+) -> None:
+    """A dangling link stopped the import at its folder, and every re-run stopped there again: the people after it
+    were never enrolled. A directory named like a photo is not a photo."""
+    root = _lfw(tmp_path / "lfw", {"Ada_Lovelace": [photo], "Grace_Hopper": [photo]})
+    (root / "Ada_Lovelace" / "Ada_Lovelace_0000.jpg").unlink()
+    (root / "Ada_Lovelace" / "Ada_Lovelace_0000.jpg").symlink_to(tmp_path / "gone.jpg")
+    (root / "Ada_Lovelace" / "Ada_Lovelace_0001.jpg").write_bytes(photo)
+    (root / "Grace_Hopper" / "folder.jpg").mkdir()
+    gallery = Gallery()
+    result = _import(monkeypatch, gallery, root, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert gallery.names == ["Ada Lovelace", "Grace Hopper"]  # from the photo after the broken one
+    [unread] = report["refused"]
+    assert (unread["folder"], unread["photos"], unread["call"], unread["status"]) == (
+        "Ada_Lovelace",
+        ["Ada_Lovelace_0000.jpg"],
+        "read",
+        None,
+    )
+    assert "skipped: Ada_Lovelace/Ada_Lovelace_0000.jpg: " in result.stderr
+
+
 def _at_grace(status: int, path: str) -> Failure:
     def failure(request: httpx.Request) -> httpx.Response | None:
         if request.url.path != path or b"Grace_Hopper" not in request.content:
