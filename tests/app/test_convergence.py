@@ -9,7 +9,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -339,6 +339,18 @@ def test_a_follow_up_still_running_holds_back_neither_the_parameters_nor_the_mod
         release.set()
 
 
+async def _poll_until(poll: Coroutine[Any, Any, None], done: Callable[[], bool], what: str) -> None:
+    """Run ``poll`` (a ``poll_store``) until ``done()``, at most 30 s, then stop it."""
+    task = asyncio.create_task(poll)
+    deadline = time.monotonic() + 30
+    while not done():
+        assert time.monotonic() < deadline, f"not {what} within 30 s"
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def test_a_follow_up_that_fails_is_logged_and_the_next_poll_starts_another(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="deepcanvas.runtime")
 
@@ -358,14 +370,8 @@ def test_a_follow_up_that_fails_is_logged_and_the_next_poll_starts_another(caplo
     async def scenario() -> None:
         active = Refreshes()
         active.manager = Refreshes()  # type: ignore[attr-defined]
-        poll = asyncio.create_task(poll_store(Refreshes(), active, 0.001, broken))  # type: ignore[arg-type]
-        deadline = time.monotonic() + 30
-        while len(calls) < 3:
-            assert time.monotonic() < deadline, "not three follow-ups within 30 s"
-            await asyncio.sleep(0.01)
-        poll.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await poll
+        poll = poll_store(Refreshes(), active, 0.001, broken)  # type: ignore[arg-type]
+        await _poll_until(poll, lambda: len(calls) >= 3, "three follow-ups")
 
     asyncio.run(scenario())
     assert any("warm up the models loaded since" in r.getMessage() for r in caplog.records)
@@ -399,14 +405,8 @@ def test_a_step_failing_at_every_poll_is_logged_once_per_reason_and_its_recovery
     async def scenario() -> None:
         active: Any = Idle()
         active.manager = Idle()
-        poll = asyncio.create_task(poll_store(Params(), active, 0.001))  # type: ignore[arg-type]
-        deadline = time.monotonic() + 30
-        while len(tried) < len(outcomes) + 2:
-            assert time.monotonic() < deadline, "not every outcome polled within 30 s"
-            await asyncio.sleep(0.01)
-        poll.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await poll
+        poll = poll_store(Params(), active, 0.001)  # type: ignore[arg-type]
+        await _poll_until(poll, lambda: len(tried) >= len(outcomes) + 2, "every outcome polled")
 
     asyncio.run(scenario())
     lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno > logging.DEBUG]
