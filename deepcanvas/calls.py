@@ -67,6 +67,9 @@ class Call(Generic[T]):
     json: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     ok_statuses: frozenset[int] = frozenset({200})
+    # Answers that mean success too once an earlier attempt of this call may have been applied (its connection dropped
+    # after sending, or a gateway's 502): a deletion's 404 then says the identity is gone, most likely by that attempt.
+    ok_if_repeated: frozenset[int] = frozenset()
 
 
 PNG_MODES = frozenset({"1", "L", "LA", "I;16", "I;16B", "P", "RGB", "RGBA"})  # what Pillow writes as PNG as is
@@ -269,10 +272,11 @@ def identity(admin: dict[str, str], identity_id: str) -> Call[IdentityInfo]:
 
 
 def delete_identity(admin: dict[str, str], identity_id: str) -> Call[None]:
-    """Repeatable: deleting twice leaves the same state. The second answers 404, so a deletion sent again after a 502
-    or a dropped connection, when the first had been applied, raises ``NotFound`` for the identity it deleted."""
+    """Repeatable: deleting twice leaves the same state. Sent again after a 502 or a dropped connection, when the
+    first attempt may have been applied, its 404 means the identity is gone, as asked: not an error then."""
     path = f"/identities/{quote(identity_id, safe='')}"
-    return Call("DELETE", path, lambda _: None, headers=admin, ok_statuses=frozenset({204}))
+    gone = frozenset({404})
+    return Call("DELETE", path, lambda _: None, headers=admin, ok_statuses=frozenset({204}), ok_if_repeated=gone)
 
 
 def identify(image: ImageInput, top_k: int | None, threshold: float | None) -> Call[IdentifyResponse]:

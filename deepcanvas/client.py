@@ -37,7 +37,7 @@ from deepcanvas.errors import (
     error_from_response,
 )
 from deepcanvas.identity_client import AsyncIdentityMethods, IdentityMethods
-from deepcanvas.retry import RetryPolicy, parse_retry_after, tls_failure
+from deepcanvas.retry import RetryPolicy, may_have_arrived, parse_retry_after, tls_failure
 from deepcanvas.schemas import (
     ActivateResponse,
     ClassifyResponse,
@@ -209,6 +209,11 @@ class _Base:
         except ValueError as error:  # pydantic's ValidationError included
             raise UnexpectedResponse.of(response) from error
 
+    @staticmethod
+    def _succeeded(call: Call[Any], response: httpx.Response, unsure: bool) -> bool:
+        """Whether ``response`` answers ``call`` as asked; ``unsure``: an earlier attempt may have been applied."""
+        return response.status_code in call.ok_statuses or (unsure and response.status_code in call.ok_if_repeated)
+
     def _retry_wait(self, call: Call[Any], response: httpx.Response, attempt: int) -> float:
         """Seconds to wait before sending an unsuccessful call again; raises its error when it is time to give up."""
         retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -266,16 +271,18 @@ class Client(_Base, IdentityMethods):
 
     def send(self, call: Call[T]) -> T:
         self._check_open(self._http)
-        attempt = 0
+        attempt, unsure = 0, False
         while True:
             try:
                 response = self._http.request(call.method, call.path, **self._request(call))
             except httpx.RequestError as error:
                 wait = self._failure(call, error, attempt)
+                unsure = unsure or may_have_arrived(error)
             else:
-                if response.status_code in call.ok_statuses:
+                if self._succeeded(call, response, unsure):
                     return self._read(call, response)
                 wait = self._retry_wait(call, response, attempt)
+                unsure = unsure or may_have_arrived(response)
             time.sleep(wait)
             attempt += 1
 
@@ -418,16 +425,18 @@ class AsyncClient(_Base, AsyncIdentityMethods):
 
     async def send(self, call: Call[T]) -> T:
         self._check_open(self._http)
-        attempt = 0
+        attempt, unsure = 0, False
         while True:
             try:
                 response = await self._http.request(call.method, call.path, **self._request(call))
             except httpx.RequestError as error:
                 wait = self._failure(call, error, attempt)
+                unsure = unsure or may_have_arrived(error)
             else:
-                if response.status_code in call.ok_statuses:
+                if self._succeeded(call, response, unsure):
                     return self._read(call, response)
                 wait = self._retry_wait(call, response, attempt)
+                unsure = unsure or may_have_arrived(response)
             await asyncio.sleep(wait)
             attempt += 1
 

@@ -39,8 +39,8 @@ class IdentityMethods:
         return self.send(calls.identity(self._admin(), identity_id))
 
     def delete_identity(self, identity_id: str) -> None:
-        """Delete a person (admin). Retried as a read is (deleting twice changes nothing more), so after a 502 or a
-        dropped connection a ``NotFound`` may mean that the first attempt deleted them."""
+        """Delete a person (admin). Retried as a read is (deleting twice changes nothing more); a retry's 404 after a
+        502 or a dropped connection, when the first attempt may have deleted them, is success: they are gone."""
         self.send(calls.delete_identity(self._admin(), identity_id))
 
     def identify(self, image: ImageInput, top_k: int | None = None, threshold: float | None = None) -> IdentifyResponse:
@@ -76,8 +76,8 @@ class AsyncIdentityMethods:
         return await self.send(calls.identity(self._admin(), identity_id))
 
     async def delete_identity(self, identity_id: str) -> None:
-        """Delete a person (admin). Retried as a read is (deleting twice changes nothing more), so after a 502 or a
-        dropped connection a ``NotFound`` may mean that the first attempt deleted them."""
+        """Delete a person (admin). Retried as a read is (deleting twice changes nothing more); a retry's 404 after a
+        502 or a dropped connection, when the first attempt may have deleted them, is success: they are gone."""
         await self.send(calls.delete_identity(self._admin(), identity_id))
 
     async def identify(

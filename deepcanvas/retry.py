@@ -45,6 +45,16 @@ RETRY_STATUSES = frozenset({429, 502, 503})
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # The service closed a kept-alive connection as we reused it: safe to repeat for repeatable calls only.
 DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+def may_have_arrived(outcome: httpx.Response | BaseException) -> bool:
+    """Whether a failed attempt may still have been applied: its connection dropped after the request was sent, or
+    a gateway answered 502 for a replica that went (the request may have reached it)."""
+    if isinstance(outcome, httpx.Response):
+        return outcome.status_code == 502
+    return isinstance(outcome, DROPPED)
+
+
 # TLS failures that are the connection being cut mid-handshake (a restart, a load balancer), not a misconfiguration.
 TLS_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 

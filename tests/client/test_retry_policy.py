@@ -21,7 +21,7 @@ from deepcanvas import (
     ServiceUnreachable,
     TooManyRequests,
 )
-from deepcanvas.errors import InvalidParameter, OutcomeUnknown, PayloadTooLarge
+from deepcanvas.errors import InvalidParameter, NotFound, OutcomeUnknown, PayloadTooLarge
 from deepcanvas.retry import RetryPolicy, parse_retry_after
 from deepcanvas.schemas import Readiness
 
@@ -275,6 +275,25 @@ def test_a_deletion_is_repeated_after_a_502_as_deleting_twice_changes_nothing_mo
     with _client(script) as client:
         client.delete_identity("abc123")
     assert [r.method for r in script.requests] == ["DELETE", "DELETE"] and len(sleeps) == 1
+
+
+def test_a_deletion_repeated_after_its_first_attempt_may_have_run_takes_a_404_as_done(sleeps: list[float]) -> None:
+    """The first DELETE went through before the gateway's 502 (or the dropped connection): the retry's 404 was raised
+    as NotFound, for the identity the call had just deleted."""
+    dropped = httpx.ReadError("connection reset after the request was sent")
+    for first in (bad_gateway(), dropped):
+        script = Script(first, httpx.Response(404, json={"detail": "no identity abc123"}))
+        with _client(script) as client:
+            assert client.delete_identity("abc123") is None
+        assert [r.method for r in script.requests] == ["DELETE", "DELETE"]
+
+
+def test_a_deletion_whose_first_answer_is_a_404_still_raises_not_found(sleeps: list[float]) -> None:
+    """Nothing was sent before that could have deleted it: the identity never existed (a wrong id)."""
+    for first in ([], [busy()], [httpx.ConnectError("refused")]):
+        script = Script(*first, httpx.Response(404, json={"detail": "no identity abc123"}))
+        with _client(script) as client, pytest.raises(NotFound):
+            client.delete_identity("abc123")
 
 
 @pytest.mark.parametrize("call", ["enrol", "add_faces", "activate"])
