@@ -202,9 +202,12 @@ def identify(
     threshold: Annotated[
         float | None,
         typer.Option(
+            "--threshold",
+            "--min-similarity",  # what it is here; verify's --threshold is a distance
             min=-1,
             max=1,
-            help="Similarity a name needs; default: the calibrated one, which may be raised, not lowered",
+            help="Similarity a name needs (the API's threshold); default: the calibrated one, which may be raised, "
+            "not lowered",
         ),
     ] = None,
     draw: Annotated[
@@ -240,7 +243,16 @@ def verify(
     connection: Connection,
     photo_a: PhotoArgument,
     photo_b: PhotoArgument,
-    threshold: Annotated[float | None, typer.Option(min=0, max=2, help="Largest distance still 'same'")] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            "--max-distance",  # what it is here; identify's --threshold is a similarity
+            min=0,
+            max=2,
+            help="Largest distance still 'same' (the API's threshold)",
+        ),
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """Whether two photos show the same person (each photo's largest face)."""

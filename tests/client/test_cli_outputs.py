@@ -212,6 +212,28 @@ def test_an_error_from_the_service_is_printed_on_one_line_as_it_came(
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [("identify", "--min-similarity"), ("identify", "--threshold"), ("verify", "--max-distance")],
+)
+def test_the_threshold_options_say_what_they_bound_and_send_the_apis_threshold(
+    photo: Path, monkeypatch: pytest.MonkeyPatch, command: str, option: str
+) -> None:
+    """identify's --threshold is a similarity and verify's a distance: each also goes by the name of what it is."""
+    sent: list[bytes] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        sent.append(request.read())
+        return httpx.Response(422, json={"detail": "recorded"})
+
+    monkeypatch.setattr(cli_module, "Client", _fake_service(refuse))
+    photos = [str(photo)] * (2 if command == "verify" else 1)
+    result = CliRunner().invoke(cli, [command, *photos, option, "0.5"])
+    assert result.exit_code == 1 and "recorded" in result.stderr, result.output
+    [body] = sent
+    assert b'name="threshold"\r\n\r\n0.5\r\n' in body
+
+
 def test_an_unreachable_service_is_one_line_on_stderr(photo: Path) -> None:
     url = UNREACHABLE + "/a/path/long/enough/that/the/message/cannot/fit/in/eighty/columns/of/a/terminal"
     args = ["identify", str(photo), "--url", url, "--retries", "0", "--json"]
