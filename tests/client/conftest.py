@@ -1,4 +1,5 @@
-"""The client tests' loopback TLS service (tests/support/tls.py): a self-signed certificate, and a server with it."""
+"""The client tests' loopback TLS service (tests/support/tls.py): a self-signed certificate, and a server with it;
+and the client's waits, recorded instead of slept."""
 
 from __future__ import annotations
 
@@ -24,3 +25,16 @@ def tls_server(certificate: tuple[Path, Path]) -> Iterator[str]:
     (``STYLES``): its base URL. No client trusts it unless given ``certificate``."""
     with serving(with_tls(json_server({"/healthz": HEALTH, "/styles": STYLES}), *certificate)) as server:
         yield f"https://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The client's waits, sync and async, recorded instead of slept."""
+    waited: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr("deepcanvas.client.time.sleep", waited.append)
+    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
+    return waited

@@ -37,19 +37,6 @@ def plain_server() -> Iterator[str]:
         yield f"127.0.0.1:{server.server_address[1]}"
 
 
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The client's waits, sync and async, recorded instead of slept."""
-    waited: list[float] = []
-
-    async def record(seconds: float) -> None:
-        waited.append(seconds)
-
-    monkeypatch.setattr("deepcanvas.client.time.sleep", waited.append)
-    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
-    return waited
-
-
 def test_the_servers_answer_when_asked_right(plain_server: str) -> None:
     """The fixtures' servers work: what fails below fails for the reason the test names."""
     with Client(f"http://{plain_server}") as client:

@@ -53,14 +53,6 @@ class Script:
         return answer
 
 
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The client's waits, recorded instead of slept."""
-    waited: list[float] = []
-    monkeypatch.setattr("deepcanvas.client.time.sleep", waited.append)
-    return waited
-
-
 def _client(script: Script, **options: object) -> Client:
     return Client("http://dc", transport=httpx.MockTransport(script), admin_token="t", **options)  # type: ignore[arg-type]
 
@@ -120,13 +112,7 @@ def test_a_retry_after_too_long_to_wait_says_when_to_send_the_call_again(
     assert sleeps == [] and len(script.requests) == 1
 
 
-def test_the_async_client_raises_a_retry_after_too_long_to_wait_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
-    waited: list[float] = []
-
-    async def record(seconds: float) -> None:
-        waited.append(seconds)
-
-    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
+def test_the_async_client_raises_a_retry_after_too_long_to_wait_the_same_way(sleeps: list[float]) -> None:
     script = Script(_asked_to_wait(429, "31"), httpx.Response(200, json=DETECTED))
 
     async def detect() -> None:
@@ -136,7 +122,7 @@ def test_the_async_client_raises_a_retry_after_too_long_to_wait_the_same_way(mon
     with pytest.raises(RetryAfterTooLong, match="retry after 31 s") as raised:
         asyncio.run(detect())
     assert isinstance(raised.value, TooManyRequests) and raised.value.retry_after == 31
-    assert waited == [] and len(script.requests) == 1
+    assert sleeps == [] and len(script.requests) == 1
 
 
 @pytest.mark.parametrize(("status", "kind"), [(503, ServiceUnavailable), (429, TooManyRequests)])
@@ -162,13 +148,7 @@ def test_after_the_last_retry_a_long_retry_after_gets_the_plain_error(sleeps: li
     assert sleeps == [2] and len(script.requests) == 2
 
 
-def test_the_async_client_with_no_retries_gets_the_plain_error_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    waited: list[float] = []
-
-    async def record(seconds: float) -> None:
-        waited.append(seconds)
-
-    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
+def test_the_async_client_with_no_retries_gets_the_plain_error_too(sleeps: list[float]) -> None:
     script = Script(_asked_to_wait(503, "45"))
 
     async def detect() -> None:
@@ -179,7 +159,7 @@ def test_the_async_client_with_no_retries_gets_the_plain_error_too(monkeypatch: 
     with pytest.raises(ServiceUnavailable) as raised:
         asyncio.run(detect())
     assert not isinstance(raised.value, RetryAfterTooLong) and raised.value.retry_after == 45
-    assert waited == [] and len(script.requests) == 1
+    assert sleeps == [] and len(script.requests) == 1
 
 
 def test_a_retry_after_as_long_as_the_longest_wait_is_waited_out(sleeps: list[float]) -> None:
@@ -313,13 +293,7 @@ def test_a_502_is_not_repeated_on_a_call_that_is_not_safe_to_repeat(sleeps: list
     assert len(script.requests) == 1 and sleeps == []
 
 
-def test_the_async_client_retries_a_502_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    waited: list[float] = []
-
-    async def record(seconds: float) -> None:
-        waited.append(seconds)
-
-    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
+def test_the_async_client_retries_a_502_too(sleeps: list[float]) -> None:
     script = Script(bad_gateway(), httpx.Response(200, json=DETECTED))
 
     async def detect() -> int:
@@ -327,7 +301,7 @@ def test_the_async_client_retries_a_502_too(monkeypatch: pytest.MonkeyPatch) -> 
             return (await client.detect(b"x")).image.width
 
     assert asyncio.run(detect()) == 4
-    assert len(script.requests) == 2 and len(waited) == 1 and 0.5 <= waited[0] <= 1
+    assert len(script.requests) == 2 and len(sleeps) == 1 and 0.5 <= sleeps[0] <= 1
 
 
 def test_activation_is_not_repeated_on_503(sleeps: list[float]) -> None:
@@ -375,13 +349,7 @@ def test_admin_calls_without_a_token_fail_before_sending() -> None:
     assert script.requests == []
 
 
-def test_the_async_client_follows_the_same_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    waited: list[float] = []
-
-    async def record(seconds: float) -> None:
-        waited.append(seconds)
-
-    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
+def test_the_async_client_follows_the_same_policy(sleeps: list[float]) -> None:
     script = Script(busy(), httpx.Response(200, json=DETECTED))
 
     async def run(call: Callable[[AsyncClient], object]) -> object:
@@ -389,7 +357,7 @@ def test_the_async_client_follows_the_same_policy(monkeypatch: pytest.MonkeyPatc
             return await call(client)  # type: ignore[misc]
 
     assert asyncio.run(run(lambda c: c.detect(b"x"))).image.height == 3  # type: ignore[attr-defined]
-    assert waited == [2] and len(script.requests) == 2
+    assert sleeps == [2] and len(script.requests) == 2
 
 
 def starting_up() -> Script:
@@ -419,13 +387,7 @@ def test_wait_ready_raises_timeout_error_when_the_time_is_up(sleeps: list[float]
     assert sleeps == []
 
 
-def test_the_async_client_waits_for_readiness_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
-    waited: list[float] = []
-
-    async def record(seconds: float) -> None:
-        waited.append(seconds)
-
-    monkeypatch.setattr("deepcanvas.client.asyncio.sleep", record)
+def test_the_async_client_waits_for_readiness_the_same_way(sleeps: list[float]) -> None:
     script = starting_up()
 
     async def wait(timeout: float) -> Readiness:
@@ -433,11 +395,11 @@ def test_the_async_client_waits_for_readiness_the_same_way(monkeypatch: pytest.M
             return await client.wait_ready(timeout=timeout, interval=0.25)
 
     assert asyncio.run(wait(60)).models["classifier"].version == "v4"
-    assert waited == [0.25, 0.25] and len(script.requests) == 3
+    assert sleeps == [0.25, 0.25] and len(script.requests) == 3
     script.answers.append(httpx.Response(503, json=LOADING))
     with pytest.raises(TimeoutError, match="not ready"):
         asyncio.run(wait(0))
-    assert waited == [0.25, 0.25] and len(script.requests) == 4
+    assert sleeps == [0.25, 0.25] and len(script.requests) == 4
 
 
 def test_policy_gives_up_after_the_configured_retries() -> None:
