@@ -90,8 +90,9 @@ class ModelSlot:
     _jobs: int = field(init=False, default=0)  # work on the slot's thread (a batch, a ``run``, a warm-up)
     _single_seconds: float = field(init=False, default=float("inf"))  # the latest one-item call's time
     deferred_warm_up_tried: bool = field(init=False, default=False)  # by ``ModelManager.warm_deferred``
-    _run_began: float | None = field(init=False, default=None)  # when the ``run`` job on the thread began
-    _running: object | None = field(init=False, default=None)  # that job's token
+    # The ``run`` job on the thread: its token and when it began. One attribute, set and read whole (it is written
+    # on the slot's thread and read on the loop's: two would be read half changed).
+    _running: tuple[object, float] | None = field(init=False, default=None)
     # Each admitted ``run`` job not yet ended, by a token, in the order they run (one thread): its own bound in
     # seconds (the request's budget, at most ``job_seconds``), which a refusal's Retry-After adds up.
     _run_bounds: dict[object, float] = field(init=False, default_factory=dict)
@@ -121,7 +122,8 @@ class ModelSlot:
         when none has begun) and the whole budget of each of the others. With a queue of 2, one running and one
         waiting, that is when the running one ends; a painting asked for 8 s makes room within 8 s, not 55."""
         bounds = list(self._run_bounds.values())
-        began = self._run_began
+        running = self._running  # read once: the slot's thread may change it meanwhile
+        began = running[1] if running is not None else None
         total = 0.0
         for index in range(max(1, self.pending - self.queue_limit() + 1)):
             bound = bounds[index] if index < len(bounds) else job_seconds
@@ -143,11 +145,11 @@ class ModelSlot:
             self._run_bounds[token] = most if seconds is None else min(seconds, most)
 
         def timed_from_its_start(predictor: Any) -> R:
-            self._run_began, self._running = time.monotonic(), token
+            self._running = (token, time.monotonic())
             try:
                 return call(predictor)
             finally:
-                self._run_began, self._running = None, None
+                self._running = None
 
         try:
             result, seconds_taken = await self._on_thread(
@@ -156,8 +158,8 @@ class ModelSlot:
         except asyncio.CancelledError:
             # A job not begun was cancelled with its caller and is gone; one running goes on until it stops.
             if stops_within is not None and token in self._run_bounds:
-                began = self._run_began if self._running is token else None
-                ran = 0.0 if began is None else time.monotonic() - began
+                running = self._running
+                ran = time.monotonic() - running[1] if running is not None and running[0] is token else 0.0
                 self._run_bounds[token] = min(self._run_bounds[token], ran + stops_within)
             raise
         _record(self.name, self.manifest, seconds_taken)
