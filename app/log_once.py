@@ -6,6 +6,11 @@ import logging
 from collections.abc import Hashable
 
 
+def reason_of(error: BaseException) -> str:
+    """An error as a reason to log once: its type and message (two errors of one type with one message are one)."""
+    return f"{type(error).__name__}: {error}"
+
+
 class ReasonsLogged:
     """Per key (a role, a task), the reasons of its failures already logged.
 

@@ -25,7 +25,7 @@ from app.errors import (
     DeepCanvasError,
     InvalidParameter,
 )
-from app.log_once import ReasonsLogged
+from app.log_once import ReasonsLogged, reason_of
 from app.manager import LOAD_ERRORS
 from app.schemas import ParamsDocument, RuntimeParams
 from app.settings import Settings
@@ -453,10 +453,9 @@ async def _poll_step(what: str, step: Callable[[], Awaitable[object]], failures:
     try:
         await step()
     except (ArtifactError, OSError) as error:
-        failures.log(what, f"{type(error).__name__}: {error}", logging.WARNING, "could not %s: %s", what, error)
+        failures.log(what, reason_of(error), logging.WARNING, "could not %s: %s", what, error)
     except Exception as error:
-        reason = f"{type(error).__name__}: {error}"
-        failures.log(what, reason, logging.ERROR, "could not %s", what, exc_info=True)
+        failures.log(what, reason_of(error), logging.ERROR, "could not %s", what, exc_info=True)
     else:
         if failures.forget(what):
             log.info("could %s again", what)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from app.errors import InvalidParameter, NotFound
 from app.imaging import encode_image
-from app.log_once import ReasonsLogged
+from app.log_once import ReasonsLogged, reason_of
 from app.manager import ModelManager, ModelSlot
 from app.runtime import RuntimeParams
 from app.schemas import (
@@ -473,9 +473,12 @@ class LoadFollowUps:
         try:
             count = await remember_gallery_styles(self.manager, side)
         except Exception as error:  # a cache warm-up only: requests compute what it could not; tried again next run
-            reason = f"{type(error).__name__}: {error}"
             self._failures.log(
-                "gallery statistics", reason, logging.WARNING, "gallery style statistics not precomputed: %s", error
+                "gallery statistics",
+                reason_of(error),
+                logging.WARNING,
+                "gallery style statistics not precomputed: %s",
+                error,
             )
             return
         self._failures.forget("gallery statistics")
