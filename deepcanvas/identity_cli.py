@@ -143,9 +143,9 @@ def _summary(report: Imported, per_person: int) -> str:
     line = f"enrolled {enrolled} {'person' if enrolled == 1 else 'people'} from {report.root}"
     line += f"; skipped {len(report.skipped)} without {per_person} one-face photos"
     photos = sum(r.call != "enrol" for r in report.refused)  # not read here, or refused by /detect
-    refused = [_count(len(report.refused) - photos, "enrolment"), _count(photos, "photo")]
+    counts = [(len(report.refused) - photos, "enrolment"), (photos, "photo")]
     if report.refused:
-        line += f"; refused {' and '.join(r for r in refused if not r.startswith('0 '))} (each said above)"
+        line += f"; refused {' and '.join(_count(n, thing) for n, thing in counts if n)} (each said above)"
     if report.already_enrolled:
         line += f"; {len(report.already_enrolled)} enrolled already, not again"
     return line

@@ -82,10 +82,12 @@ def enrolled_names(client: Client) -> set[str]:
             return names
 
 
-def _refused(folder: Path, photos: list[Path], call: Literal["detect", "enrol"], error: APIError) -> Refused:
-    return Refused(
-        folder=folder.name, photos=[p.name for p in photos], call=call, status=error.status, detail=error.detail
-    )
+def _refused(
+    folder: Path, photos: list[Path], call: Literal["read", "detect", "enrol"], error: APIError | ImageNotReadable
+) -> Refused:
+    """The service's refusal (its status and detail), or a photo this machine could not read (no status)."""
+    status, detail = (error.status, error.detail) if isinstance(error, APIError) else (None, str(error))
+    return Refused(folder=folder.name, photos=[p.name for p in photos], call=call, status=status, detail=detail)
 
 
 def enrol_from_folder(
@@ -104,7 +106,7 @@ def enrol_from_folder(
             refused(_refused(folder, [photo], "detect", error))
             continue
         except ImageNotReadable as error:  # here, not the service: a re-run would stop at it again
-            refused(Refused(folder=folder.name, photos=[photo.name], call="read", status=None, detail=str(error)))
+            refused(_refused(folder, [photo], "read", error))
             continue
         if faces == 1:
             chosen.append(photo)
