@@ -7,8 +7,7 @@ const state = {
   styleFile: null,
   photoRequest: 0,
   styleRequest: 0,
-  busy: false,
-  painting: null, // the running /stylize request: its AbortController and its NST timer
+  painting: null, // the running /stylize request (null: none): its AbortController and its NST timer
   nst: null, // GET /styles' nst: whether method=nst runs here, and its bounds
   urls: {},
   answered: new Map(),
@@ -129,7 +128,7 @@ async function choosePhoto(file) {
   const token = ++state.photoRequest;
   showError("");
   stylizeError("");
-  if (!state.busy) stylizeStatus(""); // "see your stylized photo" no longer applies; "Painting…" still does
+  if (!state.painting) stylizeStatus(""); // "see your stylized photo" no longer applies; "Painting…" still does
   $("photo-preview").src = objectUrl("photo", file);
   $("photo-stage").hidden = false;
   $("stylize-result").hidden = true;
@@ -389,11 +388,10 @@ async function stylize() {
   const choice = $("gallery").querySelector("input[name=style]:checked");
   if (!state.photo) return stylizeError("Choose a photo first (step 1).");
   if (!choice) return stylizeError("Choose a style from the gallery, or upload your own style image.");
-  if (state.busy) return;
+  if (state.painting) return;
   const nst = chosenMethod() === "nst";
   const budget = nst ? chosenBudget() : null;
   if (nst && budget === null) return;
-  state.busy = true;
   // The answer is shown with what was sent, whatever photo is chosen while it paints.
   const sent = {
     photo: state.photo,
@@ -434,7 +432,6 @@ async function stylize() {
   } finally {
     hideProgress(painting);
     state.painting = null;
-    state.busy = false;
     button.removeAttribute("aria-disabled");
   }
 }
