@@ -116,6 +116,9 @@ def train(
     distill_weight: float = 1.0,
     pixel_weight: float = 10.0,
     self_pairs: Annotated[int, typer.Option(min=0, help="(content, content) pairs per batch")] = 1,
+    held_out: Annotated[
+        str, typer.Option(help="models/style/split.py's rule for the images kept out of training: v1 or v2")
+    ] = "v1",
     faces_dir: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Face crops")] = None,
     face_fraction: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.25,
     seed: int = 0,
@@ -154,6 +157,7 @@ def train(
         distill_weight=distill_weight,
         pixel_weight=pixel_weight,
         self_pairs=self_pairs,
+        held_out=held_out,
         faces_dir=faces_dir,
         face_fraction=face_fraction,
         seed=seed,

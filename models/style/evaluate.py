@@ -34,7 +34,7 @@ from models.style.measures import pair_losses, square_image
 from models.style.nst import NeuralStyleTransfer
 from models.style.nst_eval import nst_comparison
 from models.style.predictor import StyleTransfer
-from models.style.split import VALIDATION_MAX, held_out_contents, held_out_styles
+from models.style.split import DEFAULT_RULE, VALIDATION_MAX, held_out_contents, held_out_styles, v2_grid
 
 # (content (1, 3, S, S), style (1, 3, S, S)) -> output (1, 3, S, S) in [0, 1]
 Stylizer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -51,36 +51,50 @@ def spread(paths: Sequence[Path], count: int) -> list[Path]:
     return [paths[int(index * step)] for index in range(count)]
 
 
-def evaluation_images(content_dir: Path, style_dir: Path, count: int = EVAL_COUNT) -> tuple[list[Path], list[Path]]:
-    """The held-out contents and styles evaluation uses (split.py), ``count`` of each."""
+def evaluation_images(
+    content_dir: Path, style_dir: Path, count: int = EVAL_COUNT, rule: str = DEFAULT_RULE
+) -> tuple[list[Path], list[Path]]:
+    """The held-out contents and styles the test grid (the card) uses: under v1, ``count`` of each; under v2,
+    every test work of split.py's (``count`` does not apply)."""
+    if rule == "v2":
+        return v2_grid(content_dir, "content", "test"), v2_grid(style_dir, "style", "test")
     return spread(held_out_contents(content_dir), count), spread(held_out_styles(style_dir), count)
 
 
-def validation_images(content_dir: Path, style_dir: Path, count: int = EVAL_COUNT) -> tuple[list[Path], list[Path]]:
+def validation_images(
+    content_dir: Path, style_dir: Path, count: int | None = EVAL_COUNT, rule: str = DEFAULT_RULE
+) -> tuple[list[Path], list[Path]]:
     """Held-out contents and styles that evaluation does not report, ``count`` of each: for choosing settings.
 
-    Every count up to ``VALIDATION_MAX`` draws from the same ``VALIDATION_MAX`` images of each (a smaller
+    v1: every count up to ``VALIDATION_MAX`` draws from the same ``VALIDATION_MAX`` images of each (a smaller
     split is a subset of the larger: ``spread`` keeps every other pick), so none reaches ``unseen_images``.
+    v2: ``count`` of split.py's validation works, spread (None: all of them).
     """
+    if rule == "v2":
+        contents, styles = v2_grid(content_dir, "content", "validation"), v2_grid(style_dir, "style", "validation")
+        return (contents, styles) if count is None else (spread(contents, count), spread(styles, count))
+    count = count or EVAL_COUNT
     assert 0 < count <= VALIDATION_MAX, f"the validation split takes 1 to {VALIDATION_MAX} of each, not {count}"
     contents, styles = _beyond_test(content_dir, style_dir)
     wide_contents, wide_styles = spread(contents, VALIDATION_MAX), spread(styles, VALIDATION_MAX)
     return spread(wide_contents, count), spread(wide_styles, count)
 
 
-def unseen_images(content_dir: Path, style_dir: Path) -> tuple[list[Path], list[Path]]:
-    """The held-out contents and styles that neither the test grid nor the largest validation split uses.
+def unseen_images(content_dir: Path, style_dir: Path, rule: str = DEFAULT_RULE) -> tuple[list[Path], list[Path]]:
+    """v1's held-out contents and styles that neither the test grid nor the largest validation split uses.
 
     A second test: when a setting is chosen on validation after the test grid's numbers were seen for it,
-    these pairs are the ones nobody has looked at.
+    these pairs are the ones nobody has looked at. v2 has none: its test and validation take every held-out work.
     """
+    if rule != "v1":
+        raise ValueError(f"the {rule} rule has no unseen split: its test and validation take every held-out work")
     contents, styles = _beyond_test(content_dir, style_dir)
     wide_contents, wide_styles = spread(contents, VALIDATION_MAX), spread(styles, VALIDATION_MAX)
     return [p for p in contents if p not in wide_contents], [p for p in styles if p not in wide_styles]
 
 
 def _beyond_test(content_dir: Path, style_dir: Path) -> tuple[list[Path], list[Path]]:
-    """The held-out contents and styles that the test grid does not use, in their sorted order."""
+    """v1's held-out contents and styles that its test grid does not use, in their sorted order."""
     contents, styles = evaluation_images(content_dir, style_dir)
     other_contents = [p for p in held_out_contents(content_dir) if p not in contents]
     other_styles = [p for p in held_out_styles(style_dir) if p not in styles]

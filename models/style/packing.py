@@ -19,6 +19,7 @@ from models.style.evaluate import evaluation_images, write_evaluation
 from models.style.network import Decoder, VGGEncoder
 from models.style.nst_network import NST_NETWORK_FILE
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
+from models.style.split import HELD_OUT_TEXT
 from models.style.starter import style_hyperparameters
 from models.style.train_config import Objective, StyleTrainConfig
 
@@ -73,7 +74,7 @@ def write_trained_artifact(
     save_state(decoder, cfg.out_dir / DECODER_FILE)
     for path in inherited_files(cfg.base) if cfg.base is not None else []:
         shutil.copyfile(path, cfg.out_dir / path.name)
-    contents, styles = evaluation_images(cfg.content_dir, cfg.style_dir)
+    contents, styles = evaluation_images(cfg.content_dir, cfg.style_dir, rule=cfg.held_out)
     hyperparameters = style_hyperparameters(cfg.widths) | cfg.recipe() | {"iterations_done": done}
     hyperparameters |= {"evaluated_on": [p.name for p in contents + styles], "history": history}
     hyperparameters |= {"lineage": lineage(cfg, done), "frozen_encoder": cfg.base is not None}
@@ -120,7 +121,7 @@ def _training_provenance(cfg: StyleTrainConfig, done: int) -> Provenance:
         method=f"trained: {what}; {done}/{cfg.iterations} iterations of batch {cfg.batch_size} at {cfg.crop} px, "
         f"style weight {cfg.style_weight}{objective}, {precision} on {cfg.device}; losses from {cfg.loss_network.name}",
         data=f"contents {portable_path(cfg.content_dir)}{faces}; styles {portable_path(cfg.style_dir)}; "
-        "held out by models/style/split.py (named test pictures and one stem in eight by hash)",
+        f"held out by models/style/split.py's rule {cfg.held_out} ({HELD_OUT_TEXT[cfg.held_out]})",
         command=cfg.command,
         commit=git_commit(),
     )

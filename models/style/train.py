@@ -71,7 +71,7 @@ from models.style.matching import MatchingDecoder, relu_layers
 from models.style.network import Decoder, VGGEncoder
 from models.style.packing import write_trained_artifact
 from models.style.predictor import DECODER_FILE, ENCODER_FILE, widths_from_manifest
-from models.style.split import HELD_OUT_CONTENT, HELD_OUT_STYLES, list_images, split_held_out
+from models.style.split import list_images, training_and_held_out
 from models.style.starter import calibrate_output, he_initialised
 from models.style.train_config import Objective, StyleTrainConfig
 from models.torch_backend import load_state
@@ -88,8 +88,8 @@ class TrainingImages:
 
 def training_images(cfg: StyleTrainConfig) -> TrainingImages:
     """The content photos and styles minus the held-out ones evaluation uses, and the optional faces."""
-    photos, _ = split_held_out(list_images(cfg.content_dir), HELD_OUT_CONTENT)
-    styles, _ = split_held_out(list_images(cfg.style_dir), HELD_OUT_STYLES)
+    photos = training_and_held_out(cfg.content_dir, "content", cfg.held_out)[0]
+    styles = training_and_held_out(cfg.style_dir, "style", cfg.held_out)[0]
     faces = list_images(cfg.faces_dir) if cfg.faces_dir is not None else []
     return TrainingImages(tuple(photos), tuple(faces), tuple(styles))
 

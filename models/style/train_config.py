@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from models.artifact import sha256_file
+from models.style.split import DEFAULT_RULE, HELD_OUT_RULES
 from models.style.types import DECODER_FILE
 
 
@@ -46,6 +47,7 @@ class StyleTrainConfig:
     distill_weight: float = 1.0
     pixel_weight: float = 10.0
     self_pairs: int = 1
+    held_out: str = "v1"  # split.py's rule for the photos and paintings kept out of training
     faces_dir: Path | None = None  # small face crops (LFW3D), upsampled, mixed into the contents
     face_fraction: float = 0.25
     seed: int = 0
@@ -72,6 +74,8 @@ class StyleTrainConfig:
             raise ValueError(f"manner is a strength in [0, 1], got {self.manner}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema is a decay in [0, 1), got {self.ema}")
+        if self.held_out not in HELD_OUT_RULES:
+            raise ValueError(f"held_out is one of {', '.join(HELD_OUT_RULES)}, got {self.held_out!r}")
 
     def recipe(self) -> dict[str, Any]:
         """The fields that change the result; a checkpoint only resumes a run with the same recipe."""
@@ -84,6 +88,8 @@ class StyleTrainConfig:
             keep |= {"manner"}
         if self.ema:  # nor an average
             keep |= {"ema"}
+        if self.held_out != DEFAULT_RULE:  # nor a held-out rule: theirs is v1
+            keep |= {"held_out"}
         recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k in keep}
         if self.base is not None:  # the base's weights, not its path, make the result
             recipe["base_sha256"] = sha256_file(self.base / DECODER_FILE)
