@@ -100,6 +100,12 @@ def _manner_rows(metrics: dict[str, float]) -> list[str]:
     return lines
 
 
+def _rivals_note(manifest: Manifest) -> str:
+    if manifest.hyperparameters.get("held_out", "v1") == "v1":
+        return "two warm, colourful ones among them: the Kandinsky and the flowers"
+    return "split.py's rule v2: one image per work, so no copy of a painting is its rival"
+
+
 def write_style_card(
     out_dir: Path,
     manifest: Manifest,
@@ -148,8 +154,8 @@ def write_style_card(
         "at the pictures too.",
         "",
         "Each painting its own manner (`models/style/manner.py`): `own_painting_share` is the share of (photo,",
-        "painting i) outputs whose style loss is lowest to painting i among all the grid's paintings (two warm,",
-        "colourful ones among them: the Kandinsky and the flowers); `colour_hist_distance` the mean Hellinger",
+        f"painting i) outputs whose style loss is lowest to painting i among all the grid's {len(styles)} paintings",
+        f"({_rivals_note(manifest)}); `colour_hist_distance` the mean Hellinger",
         "distance between the RGB histograms of each output and its painting; `palette_spread` the mean distance",
         "between one photo's outputs under different paintings, beside `painting_palette_spread`, the same between",
         "the paintings themselves (a decoder that washed every style toward one palette would show a far smaller",

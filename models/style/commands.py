@@ -19,7 +19,7 @@ from rich.console import Console
 
 from models.figures import FIGURES_HELP
 from models.provenance import invoked_command
-from models.style.split import VALIDATION_MAX
+from models.style.split import DEFAULT_RULE, HELD_OUT_RULES, VALIDATION_MAX
 from models.style.train_config import Objective
 
 console = Console()
@@ -137,6 +137,8 @@ def train(
     from models.style.train import train_style
     from models.style.train_config import StyleTrainConfig
 
+    if held_out not in HELD_OUT_RULES:
+        raise typer.BadParameter(f"--held-out is one of {', '.join(HELD_OUT_RULES)}, not {held_out!r}")
     cfg = StyleTrainConfig(
         content_dir=content_dir,
         style_dir=style_dir,
@@ -214,9 +216,13 @@ def evaluate(
         int | None,
         typer.Option(
             min=2,
-            max=VALIDATION_MAX,
-            help="Validation only: photos and paintings of each (default 8; more choose more surely)",
+            help=f"Validation only: photos and paintings of each (rule v1: default 8, at most {VALIDATION_MAX}; "
+            "v2: default all of its validation works)",
         ),
+    ] = None,
+    held_out: Annotated[
+        str | None,
+        typer.Option(help="models/style/split.py's rule the splits come from, v1 or v2 (default: the artifact's)"),
     ] = None,
     device: str = "cpu",
     figures: FiguresOption = None,
@@ -243,12 +249,23 @@ def evaluate(
         raise typer.BadParameter("the card reports the artifact's default manner (and a sweep of others)")
     if count is not None and split != "validation":
         raise typer.BadParameter(f"--count sizes the validation split only; the {split} split is fixed")
+    rule = held_out or load_artifact(artifact).hyperparameters.get("held_out", DEFAULT_RULE)
+    if rule not in HELD_OUT_RULES:
+        raise typer.BadParameter(f"--held-out is one of {', '.join(HELD_OUT_RULES)}, not {rule!r}")
+    if card and rule != load_artifact(artifact).hyperparameters.get("held_out", DEFAULT_RULE):
+        raise typer.BadParameter("the card reports the test pairs of the rule the artifact was trained under")
+    if rule == "v1" and count is not None and count > VALIDATION_MAX:
+        raise typer.BadParameter(f"rule v1's validation split takes at most {VALIDATION_MAX} of each")
     if split == "test":
-        contents, styles = evaluation_images(content_dir, style_dir)
+        contents, styles = evaluation_images(content_dir, style_dir, rule=rule)
     elif split == "unseen":
+        if rule != "v1":
+            raise typer.BadParameter(f"rule {rule} has no unseen split: its test and validation take every work")
         contents, styles = unseen_images(content_dir, style_dir)
     else:
-        contents, styles = validation_images(content_dir, style_dir, count or EVAL_COUNT)
+        contents, styles = validation_images(
+            content_dir, style_dir, count or (EVAL_COUNT if rule == "v1" else None), rule
+        )
     if not contents or not styles:
         raise typer.BadParameter("need at least two images in each of CONTENT_DIR and STYLE_DIR")
     torch_device = torch.device(device)

@@ -16,6 +16,7 @@ Outputs come from a ``Stylizer``: the artifact's own networks, or the HTTP API o
 
 from __future__ import annotations
 
+import hashlib
 import io
 import statistics
 from collections.abc import Callable, Sequence
@@ -102,8 +103,17 @@ def _beyond_test(content_dir: Path, style_dir: Path) -> tuple[list[Path], list[P
 
 
 def adain_stylizer(transfer: StyleTransfer, manner: float | None = None) -> Stylizer:
-    """AdaIN (alpha 1, ``manner`` or the artifact's default) through ``transfer``'s networks, clamped to [0, 1]."""
-    return lambda content, style: transfer.stylize(content, [style], [1.0], 1.0, None, manner)
+    """AdaIN (alpha 1, ``manner`` or the artifact's default) through ``transfer``'s networks, clamped to [0, 1].
+
+    A style's statistics are computed once and kept in ``transfer``'s cache under a digest of its pixels, as the
+    service keeps a gallery style's: a grid stylizes every photo with each painting."""
+
+    def stylize(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        digest = hashlib.blake2b(style.cpu().numpy().tobytes(), digest_size=20).digest()
+        key = (digest, (int(style.shape[-2]), int(style.shape[-1])))
+        return transfer.stylize(content, [style], [1.0], 1.0, [key], manner)
+
+    return stylize
 
 
 def load_transfer(folder: Path, device: torch.device) -> StyleTransfer:
@@ -136,10 +146,11 @@ def pairwise_losses(
 ) -> tuple[list[tuple[float, float]], list[torch.Tensor]]:
     """Losses of every (content, style) pair, style-major, and the outputs: one (Nc, 3, S, S) per style."""
     outputs, losses = [], []
+    content_relu4 = loss_net(contents)[-1]  # the same for every style
     for style in styles:
         output = torch.cat([stylizer(content.unsqueeze(0), style) for content in contents])  # (Nc, 3, S, S)
         outputs.append(output)
-        losses += pair_losses(loss_net, output, contents, style)
+        losses += pair_losses(loss_net, output, contents, style, content_relu4)
     return losses, outputs
 
 

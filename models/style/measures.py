@@ -28,10 +28,18 @@ def square_image(path: Path, size: int, device: torch.device) -> torch.Tensor:
 
 
 def pair_losses(
-    loss_net: LossNetwork, outputs: torch.Tensor, contents: torch.Tensor, style: torch.Tensor
+    loss_net: LossNetwork,
+    outputs: torch.Tensor,
+    contents: torch.Tensor,
+    style: torch.Tensor,
+    content_relu4: torch.Tensor | None = None,
 ) -> list[tuple[float, float]]:
-    """(style loss, content loss) per output (N, 3, S, S), for contents (N, 3, S, S) and one style (1, 3, S, S)."""
+    """(style loss, content loss) per output (N, 3, S, S), for contents (N, 3, S, S) and one style (1, 3, S, S).
+
+    ``content_relu4``: ``loss_net(contents)[-1]`` when the caller has it already (a grid measures every style
+    against the same contents)."""
     output_feats = loss_net(outputs)
     styles = pair_style_losses(output_feats, loss_net(style))
-    contents_losses = pair_content_losses(output_feats[-1], loss_net(contents)[-1])
+    content_feat = loss_net(contents)[-1] if content_relu4 is None else content_relu4
+    contents_losses = pair_content_losses(output_feats[-1], content_feat)
     return list(zip(styles.tolist(), contents_losses.tolist(), strict=True))
