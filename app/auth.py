@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.errors import error_response
 from app.model_routes import MODEL_PATHS, route_path
 from deepcanvas.credentials import header_safe
 
@@ -86,9 +86,9 @@ class ApiKeyMiddleware:
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            refused = JSONResponse({"detail": MISSING}, status_code=401, headers=CHALLENGE)
+            refused = error_response(401, "unauthorized", MISSING, headers=CHALLENGE)
         elif not self.keys.accepts(key.strip()):
-            refused = JSONResponse({"detail": "invalid API key"}, status_code=403, headers=CHALLENGE)
+            refused = error_response(403, "forbidden", "invalid API key", headers=CHALLENGE)
         else:
             await self.app(scope, receive, send)
             return

@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import error_response
 
 # The rest of a refused body is never read: the connection ends with the answer (uvicorn closes it after a
 # response that says so), or the server would go on receiving (and discarding) whatever the client sends.
@@ -32,9 +33,10 @@ class BodyLimitMiddleware:
         limit = self.limit()
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            response = JSONResponse(
-                {"detail": f"request body of {declared.decode(errors='replace')} bytes exceeds {limit}"},
-                status_code=413 if declared.isdigit() else 400,
+            response = error_response(
+                413 if declared.isdigit() else 400,
+                "payload_too_large" if declared.isdigit() else "bad_request",
+                f"request body of {declared.decode(errors='replace')} bytes exceeds {limit}",
                 headers=CLOSE,
             )
             await response(scope, receive, send)

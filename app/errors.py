@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,9 +18,11 @@ log = logging.getLogger("deepcanvas.errors")
 
 
 class DeepCanvasError(Exception):
-    """Base of every error a client can cause or see; ``status`` is its HTTP status."""
+    """Base of every error a client can cause or see; ``status`` is its HTTP status, ``code`` the body's
+    machine-readable name of the error (a client tells a busy model from a loading one by it, not by the words)."""
 
     status = 400
+    code = "bad_request"
     retry_after: int | None = None
 
     def __init__(self, detail: str) -> None:
@@ -30,36 +33,42 @@ class DeepCanvasError(Exception):
 class InvalidImage(DeepCanvasError):
     """Empty, truncated or corrupt image data."""
 
+    code = "invalid_image"
     status = 400
 
 
 class UnsupportedMediaType(DeepCanvasError):
     """Bytes that are not an image in a supported format."""
 
+    code = "unsupported_media_type"
     status = 415
 
 
 class PayloadTooLarge(DeepCanvasError):
     """An upload over the byte limit, or an image over the pixel limit."""
 
+    code = "payload_too_large"
     status = 413
 
 
 class InvalidParameter(DeepCanvasError):
     """A well-formed request whose values are out of range or inconsistent."""
 
+    code = "invalid_parameter"
     status = 422
 
 
 class NotFound(DeepCanvasError):
     """A named thing (style, model) that does not exist."""
 
+    code = "not_found"
     status = 404
 
 
 class ActivationFailed(DeepCanvasError):
     """A model version could not be loaded; the serving version stays."""
 
+    code = "activation_failed"
     status = 422
 
 
@@ -70,6 +79,7 @@ class ActivationNotRecorded(DeepCanvasError):
     503 while the store is away (retry later), like the store's other errors; ``ActivationConflict`` otherwise.
     """
 
+    code = "activation_not_recorded"
     status = 503
     retry_after = 5
 
@@ -78,12 +88,14 @@ class ActivationConflict(DeepCanvasError):
     """Like ``ActivationNotRecorded``, because the record kept changing under every conditional write (other
     replicas' activations): retry."""
 
+    code = "activation_conflict"
     status = 409
 
 
 class ShuttingDown(DeepCanvasError):
     """The process received SIGTERM and finishes only the requests it already has."""
 
+    code = "shutting_down"
     status = 503
     retry_after = 1
 
@@ -91,6 +103,7 @@ class ShuttingDown(DeepCanvasError):
 class ModelNotReady(DeepCanvasError):
     """The model is still loading or failed to load."""
 
+    code = "model_not_ready"
     status = 503
     retry_after = 5
 
@@ -98,6 +111,7 @@ class ModelNotReady(DeepCanvasError):
 class Overloaded(DeepCanvasError):
     """The model's waiting queue is full."""
 
+    code = "overloaded"
     status = 503
     retry_after = 1
 
@@ -105,6 +119,7 @@ class Overloaded(DeepCanvasError):
 class DatabaseUnavailable(DeepCanvasError):
     """The identity database cannot be reached; reads that need it wait, /identify serves from memory."""
 
+    code = "database_unavailable"
     status = 503
     retry_after = 5
 
@@ -116,6 +131,7 @@ class WriteOutcomeUnknown(DeepCanvasError):
     with Retry-After, which invited a client to send it again (an enrolment saved twice); 504 without Retry-After,
     and the detail says what to check before sending it again."""
 
+    code = "write_outcome_unknown"
     status = 504
 
 
@@ -124,12 +140,21 @@ class IncompatibleSchema(DatabaseUnavailable):
     image rolled back past a migration that changed the schema, or another application's Alembic table): the
     identity routes refuse with the reason until a release that knows the schema is deployed; nothing is changed."""
 
+    code = "incompatible_schema"
     retry_after = 60
 
 
-def _json_error(status: int, detail: str, retry_after: int | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+# The ``code`` of errors that no DeepCanvasError raises: the framework's own, and the layers around the routes.
+HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+HTTP_CODES |= {413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_parameter"}
+
+
+def error_response(
+    status: int, code: str, detail: str, retry_after: int | None = None, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """Every error's body: ``{"detail": <for people>, "code": <for programs>}``, and Retry-After when given."""
+    headers = dict(headers or {}) | ({"Retry-After": str(retry_after)} if retry_after is not None else {})
+    return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers or None)
 
 
 def describe_validation_error(error: RequestValidationError) -> str:
@@ -149,14 +174,18 @@ def describe_validation_error(error: RequestValidationError) -> str:
 
 
 def document_errors_as_strings(schema: dict[str, Any]) -> dict[str, Any]:
-    """FastAPI documents 422 bodies as a list of objects; ours are ``{"detail": "..."}`` like every error."""
+    """FastAPI documents 422 bodies as a list of objects; ours are ``{"detail": "...", "code": "..."}`` like every
+    error."""
     components = schema.get("components", {}).get("schemas", {})
     if "HTTPValidationError" in components:
         components["HTTPValidationError"] = {
             "title": "HTTPValidationError",
             "type": "object",
-            "properties": {"detail": {"type": "string", "title": "Detail", "examples": ["conf: Input should be ≤ 1"]}},
-            "required": ["detail"],
+            "properties": {
+                "detail": {"type": "string", "title": "Detail", "examples": ["conf: Input should be ≤ 1"]},
+                "code": {"type": "string", "title": "Code", "examples": ["invalid_parameter"]},
+            },
+            "required": ["detail", "code"],
         }
         components.pop("ValidationError", None)
     return schema
@@ -165,27 +194,28 @@ def document_errors_as_strings(schema: dict[str, Any]) -> dict[str, Any]:
 def internal_error(method: str, path: str, error: BaseException) -> JSONResponse:
     """The 500 for an error no handler took, its traceback logged once (the detail says nothing of it)."""
     log.error("unhandled error on %s %s", method, path, exc_info=error)
-    return _json_error(500, "internal error")
+    return error_response(500, "internal_error", "internal error")
 
 
 def install_error_handlers(app: FastAPI) -> None:
     async def domain_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DeepCanvasError)
-        return _json_error(exc.status, exc.detail, exc.retry_after)
+        return error_response(exc.status, exc.code, exc.detail, exc.retry_after)
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return _json_error(422, describe_validation_error(exc))
+        return error_response(422, "invalid_parameter", describe_validation_error(exc))
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     async def store_error(request: Request, exc: Exception) -> JSONResponse:
         # The model store unreachable, or a document in it malformed (the admin routes read it): not the
         # client's fault, and not a bug of ours; routes that can blame a request (activate) answer it themselves.
         log.warning("model store error on %s %s: %s", request.method, request.url.path, exc)
-        return _json_error(503, f"the model store: {exc}", 5)
+        return error_response(503, "store_unavailable", f"the model store: {exc}", 5)
 
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         # An error the telemetry middleware could not answer (one in a layer outside it): Starlette runs this

@@ -7,8 +7,9 @@ import time
 from types import FrameType
 
 import uvicorn
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.errors import error_response
 
 # Probes and scrapes keep answering while draining, so the load balancer sees readiness drop.
 ALWAYS_OPEN = ("/healthz", "/readyz", "/metrics")
@@ -32,10 +33,12 @@ class DrainMiddleware:
             await self.app(scope, receive, send)
             return
         if self.gate.draining:
-            response = JSONResponse(
-                {"detail": "the service is shutting down; retry on another replica"},
-                status_code=503,
-                headers={"Retry-After": "1", "Connection": "close"},
+            response = error_response(
+                503,
+                "shutting_down",
+                "the service is shutting down; retry on another replica",
+                retry_after=1,
+                headers={"Connection": "close"},
             )
             await response(scope, receive, send)
             return

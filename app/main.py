@@ -50,7 +50,8 @@ CORS_EXPOSED_HEADERS = (
 DESCRIPTION = """Face detection (the Ultra-Light RFB face detector), face classification (a compact CNN), face
 recognition against an enrolment gallery (dlib's ResNet descriptors) and style transfer (AdaIN, and classical
 neural style transfer) over HTTP; `GET /models` names the model versions that answer. Errors are JSON:
-`{"detail": "..."}`."""
+`{"detail": "...", "code": "..."}`, the detail for people and the code for programs (`overloaded`, `model_not_ready`,
+`invalid_image`...)."""
 
 
 def open_artifact_store(settings: Settings) -> ArtifactStore:

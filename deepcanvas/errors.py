@@ -94,7 +94,10 @@ class UnexpectedResponse(ClientError):
 
 
 class APIError(ClientError):
-    """The service answered with an error status; ``detail`` is its explanation."""
+    """The service answered with an error status; ``detail`` is its explanation, ``code`` its machine-readable name
+    of the error (``overloaded``, ``model_not_ready``...; None from a proxy's page or an older service)."""
+
+    code: str | None = None
 
     def __init__(
         self, status: int, detail: str, retry_after: float | None = None, request_id: str | None = None
@@ -222,16 +225,22 @@ def error_from_response(
 ) -> APIError:
     """The typed error for an error response, carrying the service's ``detail``; a ``RetryAfterTooLong`` when
     ``max_retry_wait_s`` is given (the wait the service asked for is longer than it)."""
+    code = None
     try:
         body = response.json()
         detail = str(body["detail"]) if isinstance(body, dict) and "detail" in body else plain_detail(response)
+        code = str(body["code"]) if isinstance(body, dict) and isinstance(body.get("code"), str) else None
     except ValueError:
         detail = plain_detail(response)
     status, request_id = response.status_code, response.headers.get("x-request-id")
     too_long = TOO_LONG_BY_STATUS.get(status)
+    error: APIError
     if too_long is not None and retry_after is not None and max_retry_wait_s is not None:
-        return too_long(status, detail, retry_after, request_id, max_retry_wait_s)
-    return ERRORS_BY_STATUS.get(status, APIError)(status, detail, retry_after, request_id)
+        error = too_long(status, detail, retry_after, request_id, max_retry_wait_s)
+    else:
+        error = ERRORS_BY_STATUS.get(status, APIError)(status, detail, retry_after, request_id)
+    error.code = code
+    return error
 
 
 VOID_TAGS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})

@@ -157,7 +157,11 @@ class Health(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    detail: str = Field(examples=["image: not a JPEG, PNG, WebP, BMP or GIF image"])
+    detail: str = Field(examples=["image: not a JPEG, PNG, WebP, BMP or GIF image"], description="For people")
+    code: str = Field(
+        examples=["unsupported_media_type"],
+        description="For programs: which error this is (e.g. a 503's overloaded, model_not_ready or shutting_down)",
+    )
 
 
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

@@ -63,12 +63,15 @@ function objectUrl(key, blob) {
 }
 
 // An Error carrying the API's own `detail` text, plus what the status means for the user. `busy(seconds)`, when
-// given, is the whole message of a 503 that says the model is busy (not loading): another request holds it.
+// given, is the whole message of a refusal whose `code` says the model is busy (not loading): another request
+// holds it.
 async function apiError(response, what, busy) {
   let detail = `HTTP ${response.status}`;
+  let code = null;
   try {
     const body = await response.json();
     if (body && body.detail) detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+    if (body && typeof body.code === "string") code = body.code;
   } catch {
     // Not JSON (a proxy's page, say): the status alone must do.
   }
@@ -77,7 +80,7 @@ async function apiError(response, what, busy) {
   if (response.status === 503) {
     hint = `The service is busy or still loading its models${retry ? `; try again in ${retry} s` : ""}.`;
   }
-  const busyNow = busy && response.status === 503 && /\bbusy\b/.test(detail);
+  const busyNow = busy && code === "overloaded";
   const error = new Error(busyNow ? busy(retry) : `${what} failed (${response.status}): ${detail}. ${hint}`.trim());
   error.retryAfter = retry ? Number(retry) : null;
   return error;

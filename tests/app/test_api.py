@@ -231,11 +231,17 @@ PARAMETER_CASES = [
 ]
 
 
+# The body's machine-readable code of each 4xx status these tests meet
+CODES = {400: "invalid_image", 404: "not_found", 413: "payload_too_large", 415: "unsupported_media_type"}
+CODES |= {422: "invalid_parameter"}
+
+
 @pytest.mark.parametrize("path, files, data, status", PARAMETER_CASES)
 def test_bad_parameters_get_a_clear_4xx(client: TestClient, path: str, files: dict, data: dict, status: int) -> None:
     response = client.post(path, files=files or {"unused": ("x", b"")}, data=data)
     assert response.status_code == status, response.text
     assert isinstance(response.json()["detail"], str) and response.json()["detail"]
+    assert response.json()["code"] == CODES[status]
 
 
 NOT_FINITE_CASES = [
@@ -308,6 +314,7 @@ def test_bad_images_get_a_clear_4xx_on_every_endpoint(client: TestClient, kind: 
     response = client.post(path, files={field: ("upload.jpg", data, "image/jpeg")}, data={"style_name": "red"})
     assert response.status_code in statuses, response.text
     assert response.json()["detail"].startswith(f"{field}:")
+    assert response.json()["code"] == CODES[response.status_code]
 
 
 def test_oversized_body_is_refused_before_it_is_read(tmp_path: Path) -> None:
@@ -315,7 +322,7 @@ def test_oversized_body_is_refused_before_it_is_read(tmp_path: Path) -> None:
         wait_ready(client)
         response = client.post("/detect", files={"image": ("p.jpg", b"\xff" * 10_000)})
         assert response.status_code == 413
-        assert "exceeds 4096" in response.json()["detail"]
+        assert "exceeds 4096" in response.json()["detail"] and response.json()["code"] == "payload_too_large"
 
 
 def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
@@ -347,7 +354,7 @@ def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
             release.set()
         assert first.result(timeout=60).status_code == 200
     assert busy.status_code == 503, busy.text
-    assert busy.headers["retry-after"] and "busy" in busy.json()["detail"]
+    assert busy.headers["retry-after"] and "busy" in busy.json()["detail"] and busy.json()["code"] == "overloaded"
 
 
 def test_a_model_that_fails_to_load_keeps_readyz_at_503(tmp_path: Path) -> None:
@@ -365,6 +372,7 @@ def test_a_model_that_fails_to_load_keeps_readyz_at_503(tmp_path: Path) -> None:
         assert "bytes" in readiness.json()["models"]["classifier"]["detail"]
         refused = client.post("/classify", files={"image": ("p.jpg", PHOTO)}, data={"detect_faces": "false"})
         assert refused.status_code == 503 and refused.headers["retry-after"]
+        assert refused.json()["code"] == "model_not_ready"  # not "overloaded": retrying soon will not help
         assert client.get("/healthz").status_code == 200
 
 

@@ -49,6 +49,7 @@ def test_every_model_route_needs_a_key(client: TestClient, path: str, files: dic
     assert "API key" in missing.json()["detail"] and missing.headers["www-authenticate"].startswith("Bearer")
     wrong = client.post(path, files=files, data=data, headers={"Authorization": "Bearer not-a-key-of-this-service"})
     assert wrong.status_code == 403 and wrong.json()["detail"] == "invalid API key"
+    assert (missing.json()["code"], wrong.json()["code"]) == ("unauthorized", "forbidden")
     for key in (KEY, OTHER_KEY):
         answered = client.post(path, files=files, data=data, headers={"Authorization": f"Bearer {key}"})
         assert answered.status_code not in (401, 403), answered.text  # the route's own answer (a fake model's)

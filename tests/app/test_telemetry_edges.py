@@ -92,7 +92,9 @@ def test_a_413_before_routing_is_labelled_with_the_route(client: TestClient) -> 
 
 def test_a_503_while_draining_is_labelled_with_the_route(client: TestClient) -> None:
     client.app.state.gate.draining = True  # type: ignore[attr-defined]
-    assert client.post("/classify", files={"image": ("p.jpg", b"x")}).status_code == 503
+    refused = client.post("/classify", files={"image": ("p.jpg", b"x")})
+    assert refused.status_code == 503 and refused.json()["code"] == "shutting_down"
+    assert refused.headers["retry-after"] == "1" and refused.headers["connection"] == "close"
     assert client.get("/styles/some-style/image").status_code == 503
     text = client.get("/metrics").text
     assert 'deepcanvas_requests_total{method="POST",route="/classify",status="503"} 1.0' in text
@@ -100,7 +102,10 @@ def test_a_503_while_draining_is_labelled_with_the_route(client: TestClient) -> 
 
 
 def test_unknown_paths_are_still_unmatched(client: TestClient) -> None:
-    assert client.post("/nowhere", content=b"x" * 5000).status_code == 413
+    too_large = client.post("/nowhere", content=b"x" * 5000)
+    assert too_large.status_code == 413 and too_large.json()["code"] == "payload_too_large"
+    unknown = client.get("/nowhere")
+    assert unknown.status_code == 404 and unknown.json() == {"detail": "Not Found", "code": "not_found"}
     assert 'route="unmatched",status="413"' in client.get("/metrics").text
 
 

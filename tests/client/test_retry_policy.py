@@ -35,7 +35,7 @@ READY = {
 
 
 def busy() -> httpx.Response:
-    return httpx.Response(503, json={"detail": "queue full"}, headers={"Retry-After": "2"})
+    return httpx.Response(503, json={"detail": "queue full", "code": "overloaded"}, headers={"Retry-After": "2"})
 
 
 class Script:
@@ -80,7 +80,20 @@ def test_after_the_last_retry_the_503_is_raised_with_detail_and_retry_after(slee
     with _client(script, retries=2) as client, pytest.raises(ServiceUnavailable) as raised:
         client.classify(b"jpeg bytes")
     assert (raised.value.status, raised.value.detail, raised.value.retry_after) == (503, "queue full", 2)
+    assert raised.value.code == "overloaded"  # the service's machine-readable name of the error
     assert len(script.requests) == 3 and sleeps == [2, 2]
+
+
+def test_an_error_without_a_code_has_none_and_a_proxys_page_has_none() -> None:
+    """An older service's body (detail only) and a load balancer's HTML page carry no code: None, not a guess."""
+    for answer in (
+        httpx.Response(503, json={"detail": "loading"}),
+        bad_gateway(),
+        httpx.Response(503, json={"code": 3}),
+    ):
+        with _client(Script(answer), retries=0) as client, pytest.raises(APIError) as raised:
+            client.detect(b"x")
+        assert raised.value.code is None
 
 
 def test_a_retry_after_longer_than_the_longest_wait_is_raised_at_once(sleeps: list[float]) -> None:

@@ -196,7 +196,7 @@ def test_an_uploaded_style_image_is_used_instead_of_a_gallery_style(page: Page, 
 
 def test_a_busy_service_shows_its_detail_and_when_to_retry(page: Page, photo: Path) -> None:
     def busy(route: Route) -> None:
-        body = json.dumps({"detail": "model 'style' is busy: 32 requests waiting"})
+        body = json.dumps({"detail": "model 'style' is busy: 32 requests waiting", "code": "overloaded"})
         route.fulfill(status=503, headers={"Retry-After": "7", "Content-Type": "application/json"}, body=body)
 
     page.route("**/stylize", busy)

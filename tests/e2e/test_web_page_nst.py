@@ -5,6 +5,7 @@ Budgets stay tiny and photos small (128 px): NST paints for its whole budget on 
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from app.telemetry import NST_ROUTE
 from tests.e2e.browser_support import CHROMIUM, PageErrors, open_page, record_form_fields, screenshot
@@ -205,3 +206,23 @@ def test_a_second_painting_while_one_paints_says_another_is_in_progress_and_when
     expect(page.locator("#cancel-button")).to_be_hidden()
     expect(page.locator("#stylize-button")).not_to_have_attribute("aria-disabled", "true")
     screenshot(page, "nst-busy", full_page=False)
+
+
+def test_a_refusal_is_told_apart_by_its_code_not_by_the_words_of_its_detail(page: Page, small_photo: Path) -> None:
+    """A loading model whose detail happens to say "busy" is not another painting in progress: the page reads the
+    body's code (the service's name for the error), not its prose."""
+    detail = "model 'nst' is loading (the disk is busy); retry shortly"
+
+    def loading(route: Route) -> None:
+        body = json.dumps({"detail": detail, "code": "model_not_ready"})
+        route.fulfill(status=503, headers={"Retry-After": "5", "Content-Type": "application/json"}, body=body)
+
+    page.route("**/stylize", loading)
+    upload_photo(page, small_photo)
+    gallery_radios(page)
+    choose_finest(page, "2")
+    page.locator("#stylize-button").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text(detail)
+    expect(alert).to_contain_text("try again in 5 s")
+    expect(alert).not_to_contain_text("Another painting is in progress")
