@@ -39,6 +39,16 @@ def _layer_weights(text: str) -> tuple[float, float, float, float]:
     return (parts[0], parts[1], parts[2], parts[3])
 
 
+def _manners(text: str) -> list[float]:
+    try:
+        parts = [float(part) for part in text.split(",")]
+    except ValueError:
+        parts = []
+    if not parts or not all(0.0 <= part <= 1.0 for part in parts):
+        raise typer.BadParameter(f"manners must be comma-separated strengths in [0, 1], not {text!r}")
+    return parts
+
+
 def _widths(text: str) -> tuple[int, int, int, int]:
     parts = [int(part) for part in text.split(",")]
     if len(parts) != 4 or min(parts) <= 0:
@@ -224,6 +234,12 @@ def evaluate(
         str | None,
         typer.Option(help="models/style/split.py's rule the splits come from, v1 or v2 (default: the artifact's)"),
     ] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option(
+            help="Also measure these manners (comma-separated) on the same pairs and baseline: manner_<m>_<metric>"
+        ),
+    ] = None,
     device: str = "cpu",
     figures: FiguresOption = None,
 ) -> None:
@@ -234,8 +250,9 @@ def evaluate(
     from models.figures import figures_folder
     from models.style.evaluate import (
         EVAL_COUNT,
-        evaluate_with_outputs,
+        evaluate_transfer,
         evaluation_images,
+        load_transfer,
         unseen_images,
         validation_images,
         write_evaluation,
@@ -249,6 +266,9 @@ def evaluate(
         raise typer.BadParameter("the card reports the artifact's default manner (and a sweep of others)")
     if count is not None and split != "validation":
         raise typer.BadParameter(f"--count sizes the validation split only; the {split} split is fixed")
+    swept = _manners(sweep) if sweep is not None else []
+    if swept and (card or url):
+        raise typer.BadParameter("--sweep measures the artifact's own networks, not a card or a service")
     rule = held_out or load_artifact(artifact).hyperparameters.get("held_out", DEFAULT_RULE)
     if rule not in HELD_OUT_RULES:
         raise typer.BadParameter(f"--held-out is one of {', '.join(HELD_OUT_RULES)}, not {rule!r}")
@@ -287,9 +307,10 @@ def evaluate(
         repack_artifact(artifact, metrics=metrics)  # the card and its charts are listed and hashed
         console.print(f"pictures of ../shared's images (not shipped): {pictures}")
     else:
-        evaluated = evaluate_with_outputs(
-            artifact, loss_network, contents, styles, size, baseline, torch_device, url, manner
-        )
+        transfer = load_transfer(artifact, torch_device)
+        if transfer.matching is None and any(swept):
+            raise typer.BadParameter("this artifact's decoder does not match (deepcanvas models match-decoder)")
+        evaluated = evaluate_transfer(transfer, loss_network, contents, styles, size, baseline, url, manner, swept)
         metrics = evaluated[0]
     console.print(json.dumps({"contents": [p.name for p in contents], "styles": [p.name for p in styles]}))
     console.print(json.dumps(metrics, indent=2))

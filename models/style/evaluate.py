@@ -21,6 +21,7 @@ import io
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -30,15 +31,16 @@ from models.artifact import Manifest, load_artifact
 from models.style.card import write_style_card
 from models.style.images import image_to_tensor, tensor_to_image
 from models.style.loss_network import LossNetwork, load_loss_network
-from models.style.manner import manner_metrics
-from models.style.measures import pair_losses, square_image
+from models.style.manner import Statistics, concatenated, feature_statistics, manner_metrics
+from models.style.measures import losses_from_features, square_image
 from models.style.nst import NeuralStyleTransfer
 from models.style.nst_eval import nst_comparison
 from models.style.predictor import StyleTransfer
 from models.style.split import DEFAULT_RULE, VALIDATION_MAX, held_out_contents, held_out_styles, v2_grid
 
-# (content (1, 3, S, S), style (1, 3, S, S)) -> output (1, 3, S, S) in [0, 1]
+# (contents (N, 3, S, S), style (1, 3, S, S)) -> outputs (N, 3, S, S) in [0, 1], each content in the style
 Stylizer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+CHUNK = 16  # contents stylized and measured at once (a batch: 256 px activations of 16 fit in a few hundred MB)
 EVAL_COUNT = 8  # held-out contents and styles evaluated: 64 pairs
 MANNER_SWEEP = (0.0, 0.25, 0.5, 1.0)  # the card's manner table (artifacts with decoder-side matching)
 SWEPT_METRICS = ("style_ratio", "content_ratio", "own_painting_share", "colour_hist_distance")
@@ -105,13 +107,14 @@ def _beyond_test(content_dir: Path, style_dir: Path) -> tuple[list[Path], list[P
 def adain_stylizer(transfer: StyleTransfer, manner: float | None = None) -> Stylizer:
     """AdaIN (alpha 1, ``manner`` or the artifact's default) through ``transfer``'s networks, clamped to [0, 1].
 
-    A style's statistics are computed once and kept in ``transfer``'s cache under a digest of its pixels, as the
-    service keeps a gallery style's: a grid stylizes every photo with each painting."""
+    The contents go through as one batch (AdaIN normalises each by its own statistics; the matching's targets are
+    the style's, shared). A style's statistics are computed once and kept in ``transfer``'s cache under a digest of
+    its pixels, as the service keeps a gallery style's: a grid stylizes every photo with each painting."""
 
-    def stylize(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def stylize(contents: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         digest = hashlib.blake2b(style.cpu().numpy().tobytes(), digest_size=20).digest()
         key = (digest, (int(style.shape[-2]), int(style.shape[-1])))
-        return transfer.stylize(content, [style], [1.0], 1.0, [key], manner)
+        return transfer.stylize(contents, [style], [1.0], 1.0, [key], manner)
 
     return stylize
 
@@ -129,7 +132,7 @@ def http_stylizer(url: str, timeout: float = 120.0, manner: float | None = None)
         tensor_to_image(tensor).save(buffer, format="PNG")
         return buffer.getvalue()
 
-    def stylize(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def one(content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         files = {"content": ("content.png", png(content), "image/png"), "style": ("style.png", png(style), "image/png")}
         data = {"alpha": "1", "max_side": str(content.shape[-1]), "format": "png"}
         data |= {"manner": str(manner)} if manner is not None else {}
@@ -138,20 +141,35 @@ def http_stylizer(url: str, timeout: float = 120.0, manner: float | None = None)
         with Image.open(io.BytesIO(response.content)) as image:
             return image_to_tensor(image.convert("RGB"), content.device)
 
-    return stylize
+    return lambda contents, style: torch.cat([one(content, style) for content in contents.split(1)])
+
+
+class Measured(NamedTuple):
+    losses: list[tuple[float, float]]  # (style loss, content loss) of every pair, style-major
+    outputs: list[torch.Tensor]  # one (Nc, 3, S, S) per style
+    statistics: list[Statistics]  # per style, the outputs' loss-network channel statistics (manner.py's)
 
 
 def pairwise_losses(
     stylizer: Stylizer, loss_net: LossNetwork, contents: torch.Tensor, styles: list[torch.Tensor]
-) -> tuple[list[tuple[float, float]], list[torch.Tensor]]:
-    """Losses of every (content, style) pair, style-major, and the outputs: one (Nc, 3, S, S) per style."""
-    outputs, losses = [], []
-    content_relu4 = loss_net(contents)[-1]  # the same for every style
+) -> Measured:
+    """Every (content, style) pair stylized and measured, ``CHUNK`` contents at a time: one loss-network pass over
+    each output serves the losses and the own-painting measure, and the contents' features serve every style."""
+    measured = Measured([], [], [])
+    content_relu4 = torch.cat([loss_net(chunk)[-1] for chunk in contents.split(CHUNK)])
     for style in styles:
-        output = torch.cat([stylizer(content.unsqueeze(0), style) for content in contents])  # (Nc, 3, S, S)
-        outputs.append(output)
-        losses += pair_losses(loss_net, output, contents, style, content_relu4)
-    return losses, outputs
+        style_feats = loss_net(style)
+        outputs, statistics = [], []
+        for start in range(0, len(contents), CHUNK):
+            outputs.append(stylizer(contents[start : start + CHUNK], style))
+            output_feats = loss_net(outputs[-1])
+            measured.losses.extend(
+                losses_from_features(output_feats, style_feats, content_relu4[start : start + CHUNK])
+            )
+            statistics.append(feature_statistics(output_feats))
+        measured.outputs.append(torch.cat(outputs))
+        measured.statistics.append(concatenated(statistics))
+    return measured
 
 
 def summarise(ours: list[tuple[float, float]], baseline: list[tuple[float, float]] | None) -> dict[str, float]:
@@ -207,16 +225,18 @@ def evaluate_transfer(
         contents = torch.cat([square_image(p, size, device) for p in content_images])  # (Nc, 3, S, S)
         styles = [square_image(p, size, device) for p in style_images]
         stylizer = http_stylizer(url, manner=manner) if url else adain_stylizer(transfer, manner)
-        ours, outputs = pairwise_losses(stylizer, loss_net, contents, styles)
+        ours = pairwise_losses(stylizer, loss_net, contents, styles)
+        outputs = ours.outputs
         reference = None
         if baseline is not None:
-            reference = pairwise_losses(adain_stylizer(load_transfer(baseline, device)), loss_net, contents, styles)[0]
-        metrics = summarise(ours, reference) | manner_metrics(loss_net, styles, outputs)
+            baseline_stylizer = adain_stylizer(load_transfer(baseline, device))
+            reference = pairwise_losses(baseline_stylizer, loss_net, contents, styles).losses
+        metrics = summarise(ours.losses, reference)
+        metrics |= manner_metrics(loss_net, styles, outputs, ours.statistics)
         for swept_manner in manners:
-            swept_losses, swept_outputs = pairwise_losses(
-                adain_stylizer(transfer, swept_manner), loss_net, contents, styles
-            )
-            swept = summarise(swept_losses, reference) | manner_metrics(loss_net, styles, swept_outputs)
+            swept_run = pairwise_losses(adain_stylizer(transfer, swept_manner), loss_net, contents, styles)
+            swept = summarise(swept_run.losses, reference)
+            swept |= manner_metrics(loss_net, styles, swept_run.outputs, swept_run.statistics)
             metrics |= {f"manner_{swept_manner:g}_{key}": swept[key] for key in SWEPT_METRICS if key in swept}
         rebuilt = transfer.decoder(transfer.encoder(contents)).clamp(0.0, 1.0)
         metrics["reconstruction_mse"] = F.mse_loss(rebuilt, contents).item()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
+from collections.abc import Sequence
 
 import torch
 
@@ -27,7 +28,20 @@ Statistics = list[tuple[torch.Tensor, torch.Tensor]]  # per layer, (N, C) means 
 
 def style_statistics(loss_net: LossNetwork, images: torch.Tensor) -> Statistics:
     """Channel means and stds (N, C) of each loss-network layer, for images (N, 3, S, S)."""
-    return [tuple(t.flatten(1) for t in calc_mean_std(feature)) for feature in loss_net(images)]  # type: ignore[misc]
+    return feature_statistics(loss_net(images))
+
+
+def feature_statistics(features: Sequence[torch.Tensor]) -> Statistics:
+    """Channel means and stds (N, C) of each of the loss network's features (N, C, H, W)."""
+    return [tuple(t.flatten(1) for t in calc_mean_std(feature)) for feature in features]  # type: ignore[misc]
+
+
+def concatenated(parts: Sequence[Statistics]) -> Statistics:
+    """The statistics of batches measured apart, as one: per layer, their means and their stds stacked."""
+    return [
+        (torch.cat([p[layer][0] for p in parts]), torch.cat([p[layer][1] for p in parts]))
+        for layer in range(len(parts[0]))
+    ]
 
 
 def style_distances(outputs: Statistics, paintings: Statistics) -> torch.Tensor:
@@ -53,15 +67,23 @@ def hellinger(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (1.0 - bhattacharyya).sqrt()
 
 
-def manner_metrics(loss_net: LossNetwork, styles: list[torch.Tensor], outputs: list[torch.Tensor]) -> dict[str, float]:
-    """The module's measures for ``outputs[i]`` (N_c, 3, S, S): every content stylized by ``styles[i]`` (1, 3, S, S)."""
+def manner_metrics(
+    loss_net: LossNetwork,
+    styles: list[torch.Tensor],
+    outputs: list[torch.Tensor],
+    output_statistics: Sequence[Statistics] | None = None,
+) -> dict[str, float]:
+    """The module's measures for ``outputs[i]`` (N_c, 3, S, S): every content stylized by ``styles[i]`` (1, 3, S, S).
+
+    ``output_statistics[i]``: ``style_statistics(loss_net, outputs[i])`` where the caller has it already."""
     paintings = torch.cat(styles)  # (N_s, 3, S, S)
     painting_stats = style_statistics(loss_net, paintings)
     own, distances = [], []
     histograms = colour_histogram(paintings)  # (N_s, K)
     output_histograms = []
     for index, output in enumerate(outputs):
-        losses = style_distances(style_statistics(loss_net, output), painting_stats)  # (N_c, N_s)
+        measured = output_statistics[index] if output_statistics else style_statistics(loss_net, output)
+        losses = style_distances(measured, painting_stats)  # (N_c, N_s)
         own += (losses.argmin(1) == index).tolist()
         hist = colour_histogram(output)  # (N_c, K)
         output_histograms.append(hist)

@@ -8,6 +8,7 @@ with L the loss network (the compressed VGG19 with its ``_aux`` heads, VGG19's w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -28,18 +29,17 @@ def square_image(path: Path, size: int, device: torch.device) -> torch.Tensor:
 
 
 def pair_losses(
-    loss_net: LossNetwork,
-    outputs: torch.Tensor,
-    contents: torch.Tensor,
-    style: torch.Tensor,
-    content_relu4: torch.Tensor | None = None,
+    loss_net: LossNetwork, outputs: torch.Tensor, contents: torch.Tensor, style: torch.Tensor
 ) -> list[tuple[float, float]]:
-    """(style loss, content loss) per output (N, 3, S, S), for contents (N, 3, S, S) and one style (1, 3, S, S).
+    """(style loss, content loss) per output (N, 3, S, S), for contents (N, 3, S, S) and one style (1, 3, S, S)."""
+    return losses_from_features(loss_net(outputs), loss_net(style), loss_net(contents)[-1])
 
-    ``content_relu4``: ``loss_net(contents)[-1]`` when the caller has it already (a grid measures every style
-    against the same contents)."""
-    output_feats = loss_net(outputs)
-    styles = pair_style_losses(output_feats, loss_net(style))
-    content_feat = loss_net(contents)[-1] if content_relu4 is None else content_relu4
-    contents_losses = pair_content_losses(output_feats[-1], content_feat)
+
+def losses_from_features(
+    output_feats: Sequence[torch.Tensor], style_feats: Sequence[torch.Tensor], content_relu4: torch.Tensor
+) -> list[tuple[float, float]]:
+    """``pair_losses`` from the loss network's features of the outputs and the style, and the contents' relu4_1
+    (a grid measures every style against the same contents, and keeps the outputs' features for more measures)."""
+    styles = pair_style_losses(output_feats, style_feats)
+    contents_losses = pair_content_losses(output_feats[-1], content_relu4)
     return list(zip(styles.tolist(), contents_losses.tolist(), strict=True))

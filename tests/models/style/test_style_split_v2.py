@@ -3,6 +3,7 @@ and validation grids of one image per work; the trainer and the eval command fol
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,10 @@ SLIM = (4, 8, 16, 32)
 def corpus(root: Path, kind: str, count: int, extra: tuple[str, ...] = ()) -> Path:
     folder = root / kind
     folder.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(count)
     for stem in (*(f"image_{index:03d}" for index in range(count)), *extra):
-        Image.new("RGB", (40, 40), (len(stem) * 7 % 256, 100, 50)).save(folder / f"{stem}.png")
+        pixels = (torch.rand(40, 40, 3, generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"{stem}.png")
     return folder
 
 
@@ -149,3 +152,43 @@ def test_the_evaluation_stylizer_caches_each_paintings_statistics_under_its_own_
         got = [stylize(content, s) for s in (first, second, first)]
     assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1]) and torch.equal(got[2], expected[0])
     assert not torch.equal(expected[0], expected[1]) and len(transfer.statistics) == 2
+
+
+def test_a_sweep_measures_more_manners_on_the_same_pairs_and_baseline(
+    artifact: tuple[Path, Path], tmp_path: Path
+) -> None:
+    app = typer.Typer()
+    app.command()(commands.evaluate)
+    content, style = corpus(tmp_path, "c", 40), corpus(tmp_path, "s", 24)
+    args = [
+        str(artifact[0]),
+        str(artifact[1]),
+        str(content),
+        str(style),
+        "--size",
+        "32",
+        "--baseline",
+        str(artifact[0]),
+    ]
+    swept = CliRunner().invoke(app, [*args, "--sweep", "0"])
+    assert swept.exit_code == 0, swept.output
+    metrics = json.loads(swept.output[swept.output.rindex("\n{") :])
+    assert metrics["manner_0_style_ratio"] == metrics["style_ratio"] == pytest.approx(1.0)  # the baseline itself
+    assert "manner_0_own_painting_share" in metrics
+    unmatched = CliRunner().invoke(app, [*args, "--sweep", "0,0.5"])  # this decoder has no matching to sweep
+    assert unmatched.exit_code == 2 and "match-decoder" in unmatched.output
+    assert CliRunner().invoke(app, [*args, "--sweep", "0,2"]).exit_code == 2
+
+
+def test_a_grid_measured_in_chunks_measures_what_it_does_in_one_batch(
+    artifact: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.style import evaluate
+
+    contents, styles = sorted(corpus(tmp_path, "c", 10).iterdir()), sorted(corpus(tmp_path, "s", 3).iterdir())
+    measure = [artifact[0], artifact[1], contents, styles, 32, artifact[0]]
+    whole = evaluate.evaluate_style(*measure)  # type: ignore[arg-type]
+    monkeypatch.setattr(evaluate, "CHUNK", 3)  # 10 contents: chunks of 3, 3, 3 and 1
+    chunked = evaluate.evaluate_style(*measure)  # type: ignore[arg-type]
+    assert chunked.keys() == whole.keys() and whole["n_pairs"] == 30
+    assert all(chunked[key] == pytest.approx(value, rel=1e-5) for key, value in whole.items()), (whole, chunked)
