@@ -145,7 +145,8 @@ class IncompatibleSchema(DatabaseUnavailable):
 
 
 # The ``code`` of errors that no DeepCanvasError raises: the framework's own, and the layers around the routes.
-HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+HTTP_CODES |= {408: "request_timeout"}
 HTTP_CODES |= {413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_parameter"}
 
 

@@ -44,16 +44,19 @@ class PreconditionFailed(InvalidParameter):
     """If-Match does not name the current version."""
 
     status = 409
+    code = "precondition_failed"
 
 
 class PreconditionRequired(InvalidParameter):
     status = 428
+    code = "precondition_required"
 
 
 class MalformedIfMatch(DeepCanvasError):
     """If-Match is neither ``*`` nor a list of quoted entity tags."""
 
     status = 400
+    code = "malformed_if_match"
 
 
 def default_params(settings: Settings) -> RuntimeParams:
@@ -230,6 +233,7 @@ WRITE_ATTEMPTS = 5
 
 class RollbackUnavailable(InvalidParameter):
     status = 409
+    code = "rollback_unavailable"
 
 
 class ActiveModels:

@@ -18,10 +18,12 @@ from deepcanvas.schemas import SAFE_NAME
 
 class Unauthorized(DeepCanvasError):
     status = 401
+    code = "unauthorized"
 
 
 class Forbidden(DeepCanvasError):
     status = 403
+    code = "forbidden"
 
 
 SELF_DECLARED = "self-declared"

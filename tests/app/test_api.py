@@ -395,3 +395,20 @@ def test_a_model_whose_manifest_breaks_its_builder_fails_alone_and_says_why(tmp_
     assert models["classifier"]["state"] == "failed" and "AttributeError" in models["classifier"]["detail"]
     others = {role: m["state"] for role, m in models.items() if role != "classifier"}
     assert others == {"detector": "ready", "style": "ready", "gallery": "ready", "embedder": "absent"}  # no embedder
+
+
+def test_every_error_the_service_raises_names_its_own_code() -> None:
+    """A subclass that forgot its code inherited its parent's: an admin 401 said "bad_request"."""
+    import app.routers.admin  # the errors defined beside their routes
+    import app.runtime  # noqa: F401
+    from app.errors import DeepCanvasError
+
+    def every(cls: type[DeepCanvasError]) -> list[type[DeepCanvasError]]:
+        return [cls, *(sub for child in cls.__subclasses__() for sub in every(child))]
+
+    errors = every(DeepCanvasError)
+    assert len(errors) > 15
+    for error in errors[1:]:
+        assert "code" in vars(error), f"{error.__name__} has no code of its own"
+    codes = [error.code for error in errors]
+    assert len(codes) == len(set(codes)), sorted(codes)
