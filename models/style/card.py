@@ -124,7 +124,7 @@ def write_style_card(
     grid.save(figures / GRID_IMAGE, quality=88)
     first_content = contents[:1]
     alpha_sweep(transfer, first_content, styles[0]).save(figures / ALPHA_IMAGE, quality=88)
-    if transfer.matching is not None:  # two warm, colourful paintings and one unlike them, on three photos
+    if transfer.matching is not None:  # v1's grid: two warm, colourful paintings and one unlike them, on three photos
         picked = [styles[i] for i in (0, 1, min(4, len(styles) - 1))]
         manner_strips(transfer, contents[:3], picked).save(figures / MANNER_IMAGE, quality=88)
     model = f"{manifest.name}/{manifest.version}"

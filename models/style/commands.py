@@ -127,8 +127,12 @@ def train(
     pixel_weight: float = 10.0,
     self_pairs: Annotated[int, typer.Option(min=0, help="(content, content) pairs per batch")] = 1,
     held_out: Annotated[
-        str, typer.Option(help="models/style/split.py's rule for the images kept out of training: v1 or v2")
-    ] = "v1",
+        str | None,
+        typer.Option(
+            help="models/style/split.py's rule for the images kept out of training, v1 or v2 (default: the base's, "
+            "else v1); a base trained under one rule trains on under it only"
+        ),
+    ] = None,
     faces_dir: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Face crops")] = None,
     face_fraction: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.25,
     seed: int = 0,
@@ -145,10 +149,12 @@ def train(
 ) -> None:
     """Train an AdaIN decoder from --base (or both networks from scratch), resuming a checkpoint, into an artifact."""
     from models.style.train import train_style
-    from models.style.train_config import StyleTrainConfig
+    from models.style.train_config import StyleTrainConfig, held_out_rule
 
-    if held_out not in HELD_OUT_RULES:
-        raise typer.BadParameter(f"--held-out is one of {', '.join(HELD_OUT_RULES)}, not {held_out!r}")
+    try:
+        rule = held_out_rule(base, held_out)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--held-out") from error
     cfg = StyleTrainConfig(
         content_dir=content_dir,
         style_dir=style_dir,
@@ -169,7 +175,7 @@ def train(
         distill_weight=distill_weight,
         pixel_weight=pixel_weight,
         self_pairs=self_pairs,
-        held_out=held_out,
+        held_out=rule,
         faces_dir=faces_dir,
         face_fraction=face_fraction,
         seed=seed,
@@ -287,7 +293,18 @@ def evaluate(
             content_dir, style_dir, count or (EVAL_COUNT if rule == "v1" else None), rule
         )
     if not contents or not styles:
-        raise typer.BadParameter("need at least two images in each of CONTENT_DIR and STYLE_DIR")
+        empty = " and ".join(kind for kind, images in (("CONTENT_DIR", contents), ("STYLE_DIR", styles)) if not images)
+        raise typer.BadParameter(
+            f"held-out rule {rule}'s {split} split has no images in {empty}: it needs enough images that some are held "
+            "out and fall in it (with v1, at least two of each)"
+        )
+    trained_under = load_artifact(artifact).hyperparameters.get("held_out", DEFAULT_RULE)
+    if rule != trained_under:
+        console.print(
+            f"[yellow]note: {artifact} was trained under held-out rule {trained_under}; rule {rule}'s {split} images "
+            "may include some it trained on[/yellow]",
+            highlight=False,
+        )
     torch_device = torch.device(device)
     if card:
         manifest = load_artifact(artifact)

@@ -25,7 +25,6 @@ from typing import NamedTuple
 
 import torch
 from PIL import Image
-from torch.nn import functional as F
 
 from models.artifact import Manifest, load_artifact
 from models.style.card import write_style_card
@@ -238,8 +237,11 @@ def evaluate_transfer(
             swept = summarise(swept_run.losses, reference)
             swept |= manner_metrics(loss_net, styles, swept_run.outputs, swept_run.statistics)
             metrics |= {f"manner_{swept_manner:g}_{key}": swept[key] for key in SWEPT_METRICS if key in swept}
-        rebuilt = transfer.decoder(transfer.encoder(contents)).clamp(0.0, 1.0)
-        metrics["reconstruction_mse"] = F.mse_loss(rebuilt, contents).item()
+        squared = sum(
+            (transfer.decoder(transfer.encoder(chunk)).clamp(0.0, 1.0) - chunk).pow(2).sum().item()
+            for chunk in contents.split(CHUNK)
+        )
+        metrics["reconstruction_mse"] = squared / contents.numel()
     return metrics, contents, styles, outputs
 
 

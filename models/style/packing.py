@@ -19,7 +19,7 @@ from models.style.evaluate import evaluation_images, write_evaluation
 from models.style.network import Decoder, VGGEncoder
 from models.style.nst_network import NST_NETWORK_FILE
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
-from models.style.split import HELD_OUT_TEXT
+from models.style.split import DEFAULT_RULE, HELD_OUT_TEXT
 from models.style.starter import style_hyperparameters
 from models.style.train_config import Objective, StyleTrainConfig
 
@@ -62,6 +62,7 @@ def lineage(cfg: StyleTrainConfig, done: int) -> list[dict[str, Any]]:
     run |= {"style_weight": cfg.style_weight, "lr": cfg.lr, "bf16": cfg.bf16, "device": cfg.device}
     run |= {"objective": cfg.objective} if cfg.objective != Objective.paper else {}
     run |= {"manner": cfg.manner} if cfg.manner else {}
+    run |= {"held_out": cfg.held_out} if cfg.held_out != DEFAULT_RULE else {}
     return [*chain, run]
 
 

@@ -8,10 +8,11 @@ v1), and evaluation uses the artifact's rule.
   the held-out share (one in eight). 39 photos and 29 paintings of ../shared's corpus.
 - **v2** (5 December): v1's held-out images, and one *work* in three photos and one in four paintings by a
   salted hash of the work. A work is a stem, or the name ``WORKS`` gives the copies of one painting that the
-  corpus holds under several names (three La Muse, three Great Waves...), so that no copy of a held-out painting
+  corpus holds under several names (three La Muse, four Great Waves...), so that no copy of a held-out painting
   is trained on. The held-out works divide in two by a second hash: test and validation, one image per work in
-  each grid. About 146 photos and 55 paintings of ../shared's corpus, so that a grid's medians stop moving with
-  which eight photos it drew (docs/style.md).
+  each grid. 154 photos and 57 paintings of ../shared's corpus, so that a grid's medians stop moving with which
+  eight photos it drew (docs/style.md). A work is named by its stem alone, so two different photos with one stem
+  in two folders (Set5's and BSD100's ``img_002_SRF_2``) are one work: held out together, evaluated once.
 
 Both depend on the file names alone, so every machine, every run and every later warm start holds out the same
 images, whatever else the folder gains.
@@ -131,7 +132,8 @@ def training_and_held_out(folder: Path, kind: str, rule: str = DEFAULT_RULE) -> 
 
 
 def v2_grid(folder: Path, kind: str, part: str) -> list[Path]:
-    """v2's ``part`` ("test" or "validation") of the held-out images: one image per work (its first by name)."""
+    """v2's ``part`` ("test" or "validation") of the held-out images: one image per work (its first in sorted path
+    order)."""
     assert part in ("test", "validation"), part
     firsts: dict[str, Path] = {}
     for path in training_and_held_out(folder, kind, "v2")[1]:

@@ -11,9 +11,29 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from models.artifact import sha256_file
+from models.artifact import load_artifact, sha256_file
 from models.style.split import DEFAULT_RULE, HELD_OUT_RULES
 from models.style.types import DECODER_FILE
+
+
+def held_out_rule(base: Path | None, asked: str | None) -> str:
+    """The held-out rule a run trains under: ``asked``, else its base's. A base trained on the corpus under one rule
+    cannot start a run under another: its weights have seen images the other holds out (or the run would train on
+    images the base's evaluation held out). An imported base (no lineage) saw none of the corpus."""
+    base_rule = None
+    if base is not None:
+        hyperparameters = load_artifact(base).hyperparameters
+        if hyperparameters.get("lineage"):
+            base_rule = str(hyperparameters.get("held_out", DEFAULT_RULE))
+    rule = asked or base_rule or DEFAULT_RULE
+    if rule not in HELD_OUT_RULES:
+        raise ValueError(f"the held-out rule is one of {', '.join(HELD_OUT_RULES)}, not {rule!r}")
+    if base_rule is not None and rule != base_rule:
+        raise ValueError(
+            f"the base was trained under held-out rule {base_rule}: a run under {rule} would start from weights "
+            f"that saw images {rule} holds out, or train on images {base_rule} held out; train under {base_rule}"
+        )
+    return rule
 
 
 class Objective(StrEnum):

@@ -192,3 +192,49 @@ def test_a_grid_measured_in_chunks_measures_what_it_does_in_one_batch(
     chunked = evaluate.evaluate_style(*measure)  # type: ignore[arg-type]
     assert chunked.keys() == whole.keys() and whole["n_pairs"] == 30
     assert all(chunked[key] == pytest.approx(value, rel=1e-5) for key, value in whole.items()), (whole, chunked)
+
+
+def test_a_run_trains_under_its_bases_rule_and_no_other(artifact: tuple[Path, Path]) -> None:
+    """A base trained on the corpus under v2 went on under v1 by default (--held-out defaulted to v1): the run trained
+    on v2's held-out photos, and its artifact, labelled v1, was evaluated on v1's grid, so the leak never showed."""
+    from models.style.train_config import held_out_rule
+
+    imported = artifact[0]  # no lineage: it saw none of the corpus
+    assert held_out_rule(imported, None) == "v1" and held_out_rule(imported, "v2") == "v2"
+    assert held_out_rule(None, None) == "v1"
+    hyperparameters = load_artifact(imported).hyperparameters
+    lineage = [{"base": "adain/vgg16x", "iterations": 10}]
+    repack_artifact(imported, hyperparameters=hyperparameters | {"held_out": "v2", "lineage": lineage})
+    assert held_out_rule(imported, None) == "v2" and held_out_rule(imported, "v2") == "v2"
+    with pytest.raises(ValueError, match="trained under held-out rule v2"):
+        held_out_rule(imported, "v1")
+    repack_artifact(imported, hyperparameters=hyperparameters | {"lineage": lineage})  # trained under v1
+    with pytest.raises(ValueError, match="trained under held-out rule v1"):
+        held_out_rule(imported, "v2")
+    with pytest.raises(ValueError, match="one of v1, v2"):
+        held_out_rule(None, "v7")
+
+
+def test_the_lineage_records_a_runs_rule(folders: tuple[Path, Path]) -> None:
+    from models.style.packing import lineage
+
+    def config(rule: str) -> StyleTrainConfig:
+        return StyleTrainConfig(folders[0], folders[1], Path("loss.pth"), Path("out"), held_out=rule)
+
+    assert lineage(config("v2"), 5)[-1]["held_out"] == "v2" and "held_out" not in lineage(config("v1"), 5)[-1]
+
+
+def test_an_empty_split_says_which_rule_and_folder_and_a_stricter_rule_says_what_it_measures(
+    artifact: tuple[Path, Path], tmp_path: Path
+) -> None:
+    app = typer.Typer()
+    app.command()(commands.evaluate)
+    content, style = corpus(tmp_path, "c", 40), corpus(tmp_path, "s", 1)  # one painting: never in both grids
+    args = [str(artifact[0]), str(artifact[1]), str(content), str(style), "--size", "32", "--held-out", "v2"]
+    refused = [CliRunner().invoke(app, [*args, "--split", split]) for split in ("test", "validation")]
+    assert [answer.exit_code for answer in refused] == [2, 2]
+    assert any("rule v2's" in answer.output and "STYLE_DIR" in answer.output for answer in refused)
+    more = corpus(tmp_path, "s2", 24)
+    stricter = CliRunner().invoke(app, [*args[:3], str(more), *args[4:]])
+    assert stricter.exit_code == 0, stricter.output
+    assert "trained under held-out rule v1" in stricter.output
