@@ -97,7 +97,7 @@ def test_a_500_can_be_read_by_a_listed_origin_and_names_its_request(
 
     with TestClient(app, raise_server_exceptions=False) as client:
         failed = client.get("/boom", headers={"Origin": APP, "X-Request-ID": "boom-2"})
-    assert failed.status_code == 500 and failed.json() == {"detail": "internal error"}
+    assert failed.status_code == 500 and failed.json() == {"detail": "internal error", "code": "internal_error"}
     assert failed.headers["access-control-allow-origin"] == APP
     assert failed.headers["x-request-id"] == "boom-2" and "total;dur=" in failed.headers["server-timing"]
     tracebacks = [r for r in caplog.records if r.exc_info and "boom" in str(r.exc_info[1])]
