@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import error_response
+from app.errors import Forbidden, Unauthorized, refusal
 from app.model_routes import MODEL_PATHS, route_path
 from deepcanvas.credentials import header_safe
 
@@ -86,9 +86,9 @@ class ApiKeyMiddleware:
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            refused = error_response(401, "unauthorized", MISSING, headers=CHALLENGE)
+            refused = refusal(Unauthorized(MISSING), CHALLENGE)
         elif not self.keys.accepts(key.strip()):
-            refused = error_response(403, "forbidden", "invalid API key", headers=CHALLENGE)
+            refused = refusal(Forbidden("invalid API key"), CHALLENGE)
         else:
             await self.app(scope, receive, send)
             return

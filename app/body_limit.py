@@ -8,7 +8,7 @@ from collections.abc import Callable
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import error_response
+from app.errors import DeepCanvasError, PayloadTooLarge, refusal
 
 # The rest of a refused body is never read: the connection ends with the answer (uvicorn closes it after a
 # response that says so), or the server would go on receiving (and discarding) whatever the client sends.
@@ -33,12 +33,8 @@ class BodyLimitMiddleware:
         limit = self.limit()
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            response = error_response(
-                413 if declared.isdigit() else 400,
-                "payload_too_large" if declared.isdigit() else "bad_request",
-                f"request body of {declared.decode(errors='replace')} bytes exceeds {limit}",
-                headers=CLOSE,
-            )
+            detail = f"request body of {declared.decode(errors='replace')} bytes exceeds {limit}"
+            response = refusal(PayloadTooLarge(detail) if declared.isdigit() else DeepCanvasError(detail), CLOSE)
             await response(scope, receive, send)
             return
         received = 0

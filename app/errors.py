@@ -92,6 +92,20 @@ class ActivationConflict(DeepCanvasError):
     status = 409
 
 
+class Unauthorized(DeepCanvasError):
+    """No credentials where the route needs them (an admin token, an API key)."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(DeepCanvasError):
+    """Credentials that this service does not accept."""
+
+    code = "forbidden"
+    status = 403
+
+
 class ShuttingDown(DeepCanvasError):
     """The process received SIGTERM and finishes only the requests it already has."""
 
@@ -144,10 +158,18 @@ class IncompatibleSchema(DatabaseUnavailable):
     retry_after = 60
 
 
-# The ``code`` of errors that no DeepCanvasError raises: the framework's own, and the layers around the routes.
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
-HTTP_CODES |= {408: "request_timeout"}
-HTTP_CODES |= {413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_parameter"}
+# The ``code`` of the framework's own errors (Starlette's HTTPException), which no DeepCanvasError raises.
+HTTP_CODES = {
+    400: DeepCanvasError.code,
+    401: Unauthorized.code,
+    403: Forbidden.code,
+    404: NotFound.code,
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: PayloadTooLarge.code,
+    415: UnsupportedMediaType.code,
+    422: InvalidParameter.code,
+}
 
 
 def error_response(
@@ -156,6 +178,12 @@ def error_response(
     """Every error's body: ``{"detail": <for people>, "code": <for programs>}``, and Retry-After when given."""
     headers = dict(headers or {}) | ({"Retry-After": str(retry_after)} if retry_after is not None else {})
     return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers or None)
+
+
+def refusal(error: DeepCanvasError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The answer to ``error``: its status, code, detail and Retry-After, plus ``headers``; for the route handlers
+    and for the middleware that refuses before a route runs (credentials, body limit, drain)."""
+    return error_response(error.status, error.code, error.detail, error.retry_after, headers)
 
 
 def describe_validation_error(error: RequestValidationError) -> str:
@@ -201,11 +229,11 @@ def internal_error(method: str, path: str, error: BaseException) -> JSONResponse
 def install_error_handlers(app: FastAPI) -> None:
     async def domain_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DeepCanvasError)
-        return error_response(exc.status, exc.code, exc.detail, exc.retry_after)
+        return refusal(exc)
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(422, "invalid_parameter", describe_validation_error(exc))
+        return error_response(422, InvalidParameter.code, describe_validation_error(exc))
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

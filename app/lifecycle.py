@@ -9,7 +9,7 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import error_response
+from app.errors import ShuttingDown, refusal
 
 # Probes and scrapes keep answering while draining, so the load balancer sees readiness drop.
 ALWAYS_OPEN = ("/healthz", "/readyz", "/metrics")
@@ -33,13 +33,8 @@ class DrainMiddleware:
             await self.app(scope, receive, send)
             return
         if self.gate.draining:
-            response = error_response(
-                503,
-                "shutting_down",
-                "the service is shutting down; retry on another replica",
-                retry_after=1,
-                headers={"Connection": "close"},
-            )
+            shutting_down = ShuttingDown("the service is shutting down; retry on another replica")
+            response = refusal(shutting_down, {"Connection": "close"})
             await response(scope, receive, send)
             return
         self.gate.inflight += 1

@@ -9,22 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response
 
 from app.deps import ActiveModelsDep, ManagerDep, ParamsServiceDep, SettingsDep
-from app.errors import DeepCanvasError, InvalidParameter, NotFound
+from app.errors import Forbidden, InvalidParameter, NotFound, Unauthorized
 from app.runtime import parse_if_match
 from app.schemas import ActivateRequest, ActivateResponse, ParamsDocument
 from app.settings import Role
 from deepcanvas.schemas import SAFE_NAME
-
-
-class Unauthorized(DeepCanvasError):
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(DeepCanvasError):
-    status = 403
-    code = "forbidden"
-
 
 SELF_DECLARED = "self-declared"
 ADMIN_USER_DESCRIPTION = (
