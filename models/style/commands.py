@@ -275,10 +275,11 @@ def evaluate(
     swept = _manners(sweep) if sweep is not None else []
     if swept and (card or url):
         raise typer.BadParameter("--sweep measures the artifact's own networks, not a card or a service")
-    rule = held_out or load_artifact(artifact).hyperparameters.get("held_out", DEFAULT_RULE)
+    trained_under = load_artifact(artifact).hyperparameters.get("held_out", DEFAULT_RULE)
+    rule = held_out or trained_under
     if rule not in HELD_OUT_RULES:
         raise typer.BadParameter(f"--held-out is one of {', '.join(HELD_OUT_RULES)}, not {rule!r}")
-    if card and rule != load_artifact(artifact).hyperparameters.get("held_out", DEFAULT_RULE):
+    if card and rule != trained_under:
         raise typer.BadParameter("the card reports the test pairs of the rule the artifact was trained under")
     if rule == "v1" and count is not None and count > VALIDATION_MAX:
         raise typer.BadParameter(f"rule v1's validation split takes at most {VALIDATION_MAX} of each")
@@ -298,7 +299,6 @@ def evaluate(
             f"held-out rule {rule}'s {split} split has no images in {empty}: it needs enough images that some are held "
             "out and fall in it (with v1, at least two of each)"
         )
-    trained_under = load_artifact(artifact).hyperparameters.get("held_out", DEFAULT_RULE)
     if rule != trained_under:
         console.print(
             f"[yellow]note: {artifact} was trained under held-out rule {trained_under}; rule {rule}'s {split} images "

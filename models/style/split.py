@@ -63,11 +63,13 @@ def split_held_out(
 
 
 def held_out_contents(folder: Path) -> list[Path]:
-    return split_held_out(list_images(folder), HELD_OUT_CONTENT)[1]
+    """v1's held-out photos."""
+    return training_and_held_out(folder, "content", "v1")[1]
 
 
 def held_out_styles(folder: Path) -> list[Path]:
-    return split_held_out(list_images(folder), HELD_OUT_STYLES)[1]
+    """v1's held-out paintings."""
+    return training_and_held_out(folder, "style", "v1")[1]
 
 
 HELD_OUT_RULES = ("v1", "v2")
@@ -110,7 +112,7 @@ def work_of(path: Path) -> str:
 
 
 def _salted(key: str, salt: str, share: int) -> bool:
-    return int(hashlib.sha1(f"{salt}:{key}".encode()).hexdigest()[:8], 16) % share == 0
+    return _hashed_out(f"{salt}:{key}", share)
 
 
 def split_v2(paths: Sequence[Path], names: Sequence[str], share: int) -> tuple[list[Path], list[Path]]:
