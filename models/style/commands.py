@@ -246,6 +246,13 @@ def evaluate(
             help="Also measure these manners (comma-separated) on the same pairs and baseline: manner_<m>_<metric>"
         ),
     ] = None,
+    pairs: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help="Also write every pair's losses and ratios to this CSV (runs: default, baseline, manner_<m>)",
+        ),
+    ] = None,
     device: str = "cpu",
     figures: FiguresOption = None,
 ) -> None:
@@ -262,6 +269,7 @@ def evaluate(
         unseen_images,
         validation_images,
         write_evaluation,
+        write_pair_table,
     )
 
     if split not in ("test", "validation", "unseen"):
@@ -275,6 +283,8 @@ def evaluate(
     swept = _manners(sweep) if sweep is not None else []
     if swept and (card or url):
         raise typer.BadParameter("--sweep measures the artifact's own networks, not a card or a service")
+    if pairs is not None and card:
+        raise typer.BadParameter("--pairs writes an evaluation's per-pair table; the card keeps only its summary")
     trained_under = load_artifact(artifact).hyperparameters.get("held_out", DEFAULT_RULE)
     rule = held_out or trained_under
     if rule not in HELD_OUT_RULES:
@@ -327,8 +337,14 @@ def evaluate(
         transfer = load_transfer(artifact, torch_device)
         if transfer.matching is None and any(swept):
             raise typer.BadParameter("this artifact's decoder does not match (deepcanvas models match-decoder)")
-        evaluated = evaluate_transfer(transfer, loss_network, contents, styles, size, baseline, url, manner, swept)
+        runs: dict[str, list[tuple[float, float]]] = {}
+        evaluated = evaluate_transfer(
+            transfer, loss_network, contents, styles, size, baseline, url, manner, swept, pair_losses=runs
+        )
         metrics = evaluated[0]
+        if pairs is not None:
+            rows = write_pair_table(pairs, contents, styles, runs)
+            console.print(f"{rows} rows of per-pair losses: {pairs}", highlight=False)
     console.print(json.dumps({"contents": [p.name for p in contents], "styles": [p.name for p in styles]}))
     console.print(json.dumps(metrics, indent=2))
 

@@ -16,6 +16,7 @@ Outputs come from a ``Stylizer``: the artifact's own networks, or the HTTP API o
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import statistics
@@ -186,6 +187,34 @@ def summarise(ours: list[tuple[float, float]], baseline: list[tuple[float, float
     return metrics
 
 
+# per run ("default", "baseline", "manner_<m>"): (style loss, content loss) of every pair, style-major
+PairLosses = dict[str, list[tuple[float, float]]]
+
+
+def write_pair_table(path: Path, content_images: Sequence[Path], style_images: Sequence[Path], runs: PairLosses) -> int:
+    """One CSV row per (run, photo, painting): its losses and, where a baseline ran, its ratios to the baseline's on
+    the same pair (the medians of which are the metrics). Images are named ``folder/file``, since file names repeat
+    across the corpus's sets. Returns the rows written."""
+    baseline = runs.get("baseline")
+    pairs = [(style, content) for style in style_images for content in content_images]  # style-major
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run", "photo", "painting", "style_loss", "content_loss", "style_ratio", "content_ratio"])
+        rows = 0
+        for run, losses in runs.items():
+            assert len(losses) == len(pairs), f"{run}: {len(losses)} losses for {len(pairs)} pairs"
+            for index, ((style, content), (style_loss, content_loss)) in enumerate(zip(pairs, losses, strict=True)):
+                ratios = ["", ""]
+                if baseline is not None:
+                    pair, reference = losses[index], baseline[index]
+                    ratios = [f"{loss / max(base, 1e-12):.6g}" for loss, base in zip(pair, reference, strict=True)]
+                names = [f"{image.parent.name}/{image.name}" for image in (content, style)]  # stems repeat across sets
+                writer.writerow([run, *names, f"{style_loss:.6g}", f"{content_loss:.6g}", *ratios])
+                rows += 1
+    return rows
+
+
 def evaluate_with_outputs(
     artifact_folder: Path,
     loss_network: Path,
@@ -213,10 +242,13 @@ def evaluate_transfer(
     url: str | None = None,
     manner: float | None = None,
     manners: Sequence[float] = (),
+    pair_losses: PairLosses | None = None,
 ) -> tuple[dict[str, float], torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """``evaluate_with_outputs`` for networks already loaded (on their device); ``manner``: the decoder-side
     matching's strength (None: the artifact's default). Each of ``manners`` adds ``manner_<m>_<metric>`` for
-    ``SWEPT_METRICS``, on the same pairs and baseline (the card's manner table)."""
+    ``SWEPT_METRICS``, on the same pairs and baseline (the card's manner table). ``pair_losses``, when given,
+    receives every run's per-pair losses (``write_pair_table``)."""
+    runs: PairLosses = {} if pair_losses is None else pair_losses
     assert content_images and style_images, "need at least one content and one style image"
     device = transfer.device
     loss_net = load_loss_network(loss_network, device)
@@ -226,14 +258,16 @@ def evaluate_transfer(
         stylizer = http_stylizer(url, manner=manner) if url else adain_stylizer(transfer, manner)
         ours = pairwise_losses(stylizer, loss_net, contents, styles)
         outputs = ours.outputs
+        runs["default"] = ours.losses
         reference = None
         if baseline is not None:
             baseline_stylizer = adain_stylizer(load_transfer(baseline, device))
-            reference = pairwise_losses(baseline_stylizer, loss_net, contents, styles).losses
+            reference = runs["baseline"] = pairwise_losses(baseline_stylizer, loss_net, contents, styles).losses
         metrics = summarise(ours.losses, reference)
         metrics |= manner_metrics(loss_net, styles, outputs, ours.statistics)
         for swept_manner in manners:
             swept_run = pairwise_losses(adain_stylizer(transfer, swept_manner), loss_net, contents, styles)
+            runs[f"manner_{swept_manner:g}"] = swept_run.losses
             swept = summarise(swept_run.losses, reference)
             swept |= manner_metrics(loss_net, styles, swept_run.outputs, swept_run.statistics)
             metrics |= {f"manner_{swept_manner:g}_{key}": swept[key] for key in SWEPT_METRICS if key in swept}

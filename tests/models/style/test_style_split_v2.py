@@ -3,7 +3,9 @@ and validation grids of one image per work; the trainer and the eval command fol
 
 from __future__ import annotations
 
+import csv
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -170,10 +172,24 @@ def test_a_sweep_measures_more_manners_on_the_same_pairs_and_baseline(
         "--baseline",
         str(artifact[0]),
     ]
-    swept = CliRunner().invoke(app, [*args, "--sweep", "0"])
+    table = tmp_path / "pairs" / "v.csv"
+    swept = CliRunner().invoke(app, [*args, "--sweep", "0", "--pairs", str(table)])
     assert swept.exit_code == 0, swept.output
     metrics = json.loads(swept.output[swept.output.rindex("\n{") :])
     assert metrics["manner_0_style_ratio"] == metrics["style_ratio"] == pytest.approx(1.0)  # the baseline itself
+    with table.open() as handle:
+        rows = list(csv.DictReader(handle))
+    n_pairs = int(metrics["n_pairs"])
+    assert [row["run"] for row in rows] == ["default"] * n_pairs + ["baseline"] * n_pairs + ["manner_0"] * n_pairs
+    default = rows[:n_pairs]
+    assert statistics.median(float(row["content_ratio"]) for row in default) == pytest.approx(
+        metrics["content_ratio"], rel=1e-5
+    )
+    assert statistics.fmean(float(row["style_loss"]) for row in default) == pytest.approx(
+        metrics["mean_style_loss"], rel=1e-5
+    )
+    assert len({(row["photo"], row["painting"]) for row in default}) == n_pairs  # every pair once per run
+    assert CliRunner().invoke(app, [*args, "--pairs", str(table), "--card"]).exit_code == 2
     assert "manner_0_own_painting_share" in metrics
     unmatched = CliRunner().invoke(app, [*args, "--sweep", "0,0.5"])  # this decoder has no matching to sweep
     assert unmatched.exit_code == 2 and "match-decoder" in unmatched.output
