@@ -9,11 +9,12 @@ from fastapi import APIRouter, Form
 
 from app import services
 from app.deps import ImageLimitsDep, ManagerDep, ParamsDep
+from app.forms import FormRoute
 from app.routers.detect import ConfField, ImageField, ImgszField, IouField, MaxDetField, MinSizeField, TileField
 from app.schemas import ERROR_RESPONSES, ClassifyResponse
 from app.uploads import read_for_faces, read_image
 
-router = APIRouter(prefix="/classify", tags=["classify"])
+router = APIRouter(prefix="/classify", tags=["classify"], route_class=FormRoute)
 
 
 RESPONSIBLE_USE = (

@@ -9,11 +9,12 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from app import services
 from app.deps import ImageLimitsDep, ManagerDep, ParamsDep
+from app.forms import FormRoute
 from app.identities.service import Photo, add_landmarks
 from app.schemas import ERROR_RESPONSES, DetectResponse
 from app.uploads import read_for_faces, read_reduced
 
-router = APIRouter(prefix="/detect", tags=["detect"])
+router = APIRouter(prefix="/detect", tags=["detect"], route_class=FormRoute)
 
 ImageField = Annotated[UploadFile, File(description="A photo: JPEG, PNG, WebP, BMP or GIF (first frame)")]
 ConfField = Annotated[

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form
 
 from app.deps import GalleryDep, ImageLimitsDep, ManagerDep, ParamsDep
+from app.forms import FormRoute
 from app.identities import service
 from app.identities.service import Photo
 from app.routers.detect import ImageField
@@ -14,7 +15,7 @@ from app.schemas import ERROR_RESPONSES, IdentifyResponse, VerifyResponse
 from app.services import in_order
 from app.uploads import read_for_faces, upload_name
 
-router = APIRouter(tags=["identify"])
+router = APIRouter(tags=["identify"], route_class=FormRoute)
 
 
 @router.post("/identify", response_model=IdentifyResponse, responses=ERROR_RESPONSES)

@@ -11,11 +11,12 @@ from PIL import Image
 from app import services
 from app.deps import ImageLimitsDep, ManagerDep, ParamsDep, SettingsDep
 from app.errors import InvalidParameter
+from app.forms import FormRoute
 from app.schemas import ERROR_RESPONSES
 from app.telemetry import NST_ROUTE, label_route
 from app.uploads import read_image
 
-router = APIRouter(prefix="/stylize", tags=["stylize"])
+router = APIRouter(prefix="/stylize", tags=["stylize"], route_class=FormRoute)
 MAX_STYLES = 8  # styles one request may mix, files and gallery names together
 
 IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {

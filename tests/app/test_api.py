@@ -300,6 +300,28 @@ def test_a_single_valued_field_sent_twice_is_refused_not_half_answered(
     assert response.json()["detail"].startswith(said)
 
 
+def test_a_field_sent_twice_is_refused_whatever_the_case_of_the_content_type(client: TestClient) -> None:
+    """Content types are case-insensitive, and starlette parses the form either way: the check must too."""
+    boundary = "Bb0"
+    part = 'Content-Disposition: form-data; name="image"; filename="p.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+    body = b"".join(f"--{boundary}\r\n{part}".encode() + PHOTO + b"\r\n" for _ in range(2))
+    headers = {"Content-Type": f"Multipart/Form-Data; boundary={boundary}"}
+    response = client.post("/detect", content=body + f"--{boundary}--\r\n".encode(), headers=headers)
+    said = "image: sent 2 times; it takes one value (one request per photo)"
+    assert (response.status_code, response.json()["detail"]) == (422, said)
+
+
+@pytest.mark.parametrize("path", ["/detect", "/classify", "/stylize", "/identify", "/verify"])
+def test_a_multipart_body_cut_short_is_a_400_not_a_missing_field(client: TestClient, path: str) -> None:
+    """The photo cut in the middle used to vanish, and the route answered "image: Field required"."""
+    request = client.build_request("POST", path, files={"image": ("p.jpg", PHOTO)}, data={"style_name": "red"})
+    whole = request.read()
+    headers = {"Content-Type": request.headers["Content-Type"]}
+    response = client.post(path, content=whole[: len(whole) // 2], headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"] == "the multipart body ends before its closing boundary: it was cut short"
+
+
 def test_fields_declared_as_lists_still_repeat(client: TestClient) -> None:
     response = client.post(
         "/stylize", files=[("content", ("p.jpg", PHOTO)), ("style_name", (None, "red")), ("style_name", (None, "red"))]
