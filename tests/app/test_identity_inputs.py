@@ -122,12 +122,54 @@ def test_a_name_that_hides_how_it_displays_is_refused_naming_the_character(
         "Ada 👩\u200d👩\u200d👧",  # an emoji ZWJ sequence
         "Ada 👍🏽 ❤\ufe0f",  # a skin tone and a variation selector
         "مهر\u200cناز",  # Persian, spelled with a ZWNJ
+        "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f Ada",  # Scotland's flag: tags
     ],
 )
 def test_names_in_any_script_with_emoji_and_joiners_are_enrolled_as_sent(client: TestClient, name: str) -> None:
     response = client.post("/identities", data={"name": name}, files=photos(ADA), headers=ADMIN)
     assert response.status_code == 201, response.text
     assert response.json()["name"] == name
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("\u200d", "contains U+200D (an invisible formatting character)"),  # a joiner with nothing to join
+        ("Ada\u200c", "contains U+200C (an invisible formatting character)"),
+        ("Ada\u00adLovelace", "contains U+00AD (an invisible formatting character)"),  # soft hyphen
+        ("\u2063", "contains U+2063 (an invisible formatting character)"),
+        ("Ada\U000e0041\U000e0042", "contains U+E0041 (an invisible formatting character)"),  # tags, no flag
+        ("\ufff9Ada", "contains U+FFF9 (an invisible formatting character)"),
+        ("\ue000", "contains U+E000 (a private-use or non-character code point)"),
+        ("Ada\uffff", "contains U+FFFF (a private-use or non-character code point)"),
+        ("Ada\u2028Lovelace", "must not contain control characters (tabs, line breaks, NUL)"),  # line separator
+        ("Ada\u2029Lovelace", "must not contain control characters (tabs, line breaks, NUL)"),
+        ("\u3164", "must not be blank"),  # Hangul filler: a letter that draws nothing
+        ("\u2800\u2800", "must not be blank"),  # braille blank
+        ("\u0301\u0301", "must not be blank"),  # combining marks with nothing to mark
+        ("\ufe0f", "must not be blank"),
+    ],
+)
+def test_a_name_that_shows_nothing_or_hides_a_character_is_refused(client: TestClient, name: str, said: str) -> None:
+    response = client.post("/identities", data={"name": name}, files=photos(ADA), headers=ADMIN)
+    assert (response.status_code, response.json()["detail"]) == (422, f"name: {said}")
+    assert client.get("/identities", headers=ADMIN).json()["total"] == 0
+
+
+def test_an_enrolment_cut_short_is_refused_and_stores_nothing(client: TestClient) -> None:
+    """A body that ends before its closing boundary, with a Content-Length to match: the photo cut in the
+    middle used to vanish and the others be enrolled."""
+    headers = {**ADMIN, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    whole = _multipart(b"Ada", people_photo(ADA))
+    for cut in (whole[: len(whole) - 300], whole[: -len(f"--{BOUNDARY}--\r\n")]):
+        response = client.post("/identities", content=cut, headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.json() == {
+            "detail": "the multipart body ends before its closing boundary: it was cut short",
+            "code": "bad_request",
+        }
+    assert client.get("/identities", headers=ADMIN).json()["total"] == 0
+    assert client.post("/identities", content=whole, headers=headers).status_code == 201
 
 
 @pytest.mark.parametrize("name", ["", "   ", "\u3000"])
@@ -140,3 +182,9 @@ def test_a_blank_name_is_called_blank_not_missing(client: TestClient, name: str)
 
 def test_a_bad_name_without_the_admin_token_is_still_a_401(client: TestClient) -> None:
     assert client.post("/identities", data={"name": " "}, files=photos(ADA)).status_code == 401
+
+
+def test_a_name_sent_twice_is_refused_without_a_word_about_photos(client: TestClient) -> None:
+    data = [("name", (None, "Ada")), ("name", (None, "Bob"))]
+    response = client.post("/identities", files=[*data, ("image", ("p.png", people_photo(ADA)))], headers=ADMIN)
+    assert (response.status_code, response.json()["detail"]) == (422, "name: sent 2 times; it takes one value")
