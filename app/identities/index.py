@@ -112,5 +112,9 @@ class FaceIndex:
             k = min(top_k, len(best))
             top = np.argpartition(-best, k - 1)[:k]
             top = top[np.argsort(-best[top])]
-            results.append([Match(self.identity_ids[i], self.names[i], float(best[i])) for i in top])
+            # a float32 dot product of unit vectors may land a hair outside [-1, 1]: a cosine never does
+            scores = np.clip(best[top], -1.0, 1.0)
+            results.append(
+                [Match(self.identity_ids[i], self.names[i], float(s)) for i, s in zip(top, scores, strict=True)]
+            )
         return results

@@ -434,3 +434,14 @@ def test_every_error_the_service_raises_names_its_own_code() -> None:
         assert "code" in vars(error), f"{error.__name__} has no code of its own"
     codes = [error.code for error in errors]
     assert len(codes) == len(set(codes)), sorted(codes)
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/detect/"), ("GET", "/models/"), ("GET", "/healthz/")])
+def test_a_trailing_slash_is_a_404_not_a_redirect_built_from_the_host_header(
+    client: TestClient, method: str, path: str
+) -> None:
+    """A 307 made the client upload the photo again, to a URL built from the Host header it sent."""
+    files = {"image": ("p.jpg", PHOTO)} if method == "POST" else None
+    response = client.request(method, path, files=files, headers={"Host": "evil.example"}, follow_redirects=False)
+    assert response.status_code == 404 and "location" not in response.headers
+    assert response.json()["code"] == "not_found"

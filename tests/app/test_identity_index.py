@@ -130,3 +130,15 @@ def test_any_sequence_of_changes_searches_as_an_index_built_from_what_is_left() 
         got, want = index.search(query, 5)[0], whole.search(query, 5)[0]
         assert [(m.identity_id, m.name) for m in got] == [(m.identity_id, m.name) for m in want]
         assert [m.similarity for m in got] == pytest.approx([m.similarity for m in want])
+
+
+def test_a_similarity_never_exceeds_one_whatever_float32_rounding_gives() -> None:
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(64, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    raw = (vectors @ vectors.T).diagonal()
+    assert (raw > 1.0).any()  # the rounding this guards against happens for some of these
+    index = FaceIndex("e/v1").with_changes([face(f"f{i}", f"p{i}", v) for i, v in enumerate(vectors)])
+    best = [matches[0] for matches in index.search(vectors, top_k=1)]
+    assert all(m.similarity <= 1.0 for m in best)
+    assert [m.identity_id for m in best] == [f"p{i}" for i in range(64)]
