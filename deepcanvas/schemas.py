@@ -212,6 +212,8 @@ class ParamsDocument(Document):
 
 
 class ActivateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is a 422, not ignored (as PATCH /admin/params does)
+
     version: str = Field(
         pattern=SAFE_NAME, description="A version or an alias in the configured store", examples=["v2"]
     )

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response
 
 from app.deps import ActiveModelsDep, ManagerDep, ParamsServiceDep, SettingsDep
-from app.errors import Forbidden, InvalidParameter, NotFound, Unauthorized
+from app.errors import Forbidden, InvalidParameter, NotFound, Unauthorized, UnsupportedMediaType
 from app.runtime import parse_if_match
 from app.schemas import ActivateRequest, ActivateResponse, ParamsDocument
 from app.settings import Role
@@ -42,6 +42,17 @@ def require_admin(
 
 
 AdminDep = Annotated[str, Depends(require_admin)]
+
+
+def json_body(request: Request) -> None:
+    """415 for a body that is not declared JSON: FastAPI reads it as no object at all, and its 422 said the valid
+    JSON object sent as text/plain was "not a valid dictionary"."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(f"send the body as application/json, not {media_type or 'without a content type'}")
+
+
+JsonBody = Depends(json_body)
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
@@ -61,11 +72,17 @@ PATCH_DESCRIPTION = f"""Change some parameters; the answer is the new document a
 
 - **If-Match** is required (428 without it): the ETag of GET /admin/params, as it came (`"3"`), or `*` for
   whatever version is current. 409 when the parameters changed since that ETag; 400 when If-Match is not an ETag.
-- Values are checked strictly: `true` or `"5"` is no number (422 naming the field); an integer is a valid number.
+- Values are checked strictly: `true` or `"5"` is no number (422 naming the field), nor is `NaN`; an integer is a
+  valid number. The body is `application/json` (415 otherwise).
   A key given twice is refused (422).
 - A patch that changes nothing (`{{}}`) writes nothing: the answer is the current document and ETag.
 - **X-Admin-User** names who changed them in the audit log and `updated_by`. It is {SELF_DECLARED}, not verified,
   and recorded as such: `NAME ({SELF_DECLARED}; admin@ADDRESS)`."""
+
+
+def _refuse_not_finite(constant: str) -> float:
+    """``json.loads`` takes NaN and Infinity, which JSON does not have; a parameter is a finite number."""
+    raise InvalidParameter(f"the patch holds {constant}, which is not a finite number; parameters take finite numbers")
 
 
 def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -78,7 +95,7 @@ def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-@router.patch("/params", description=PATCH_DESCRIPTION)
+@router.patch("/params", description=PATCH_DESCRIPTION, dependencies=[JsonBody])
 async def patch_params(
     who: AdminDep,
     params: ParamsServiceDep,
@@ -89,7 +106,8 @@ async def patch_params(
 ) -> dict[str, Any]:
     """Change some parameters (the OpenAPI page's text is ``PATCH_DESCRIPTION``)."""
     versions = parse_if_match(if_match)
-    json.loads(await request.body(), object_pairs_hook=_refuse_repeated_keys)  # FastAPI parsed it: valid JSON
+    # FastAPI parsed it: valid JSON, or NaN and Infinity, which Python's parser takes
+    json.loads(await request.body(), object_pairs_hook=_refuse_repeated_keys, parse_constant=_refuse_not_finite)
     document = await params.update(patch, versions, who)
     return _params_response(document, response)
 
@@ -101,7 +119,7 @@ def _role(manager: ManagerDep, name: str) -> Role:
     return role
 
 
-@router.post("/models/{name}/activate", response_model=ActivateResponse)
+@router.post("/models/{name}/activate", response_model=ActivateResponse, dependencies=[JsonBody])
 async def activate_model(
     who: AdminDep,
     manager: ManagerDep,

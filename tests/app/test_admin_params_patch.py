@@ -162,3 +162,31 @@ def test_a_malformed_stored_document_is_a_503_naming_the_store_not_a_500(client:
     answer = client.get("/admin/params", headers=AUTH)
     assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
     assert answer.json()["detail"].startswith("the model store:")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_patch_with_nan_or_infinity_is_refused_as_not_finite(client: TestClient, constant: str) -> None:
+    etag = _etag(client)
+    headers = AUTH | {"If-Match": etag, "Content-Type": "application/json"}
+    response = client.patch("/admin/params", headers=headers, content=f'{{"detector_conf": {constant}}}')
+    assert response.status_code == 422, response.text
+    assert "not a finite number" in response.json()["detail"] and constant in response.json()["detail"]
+    assert _etag(client) == etag
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_not_sent_as_json_is_a_415_on_both_admin_writes(client: TestClient, content_type: str | None) -> None:
+    """FastAPI's own answer was a 422 saying the valid JSON object was "not a valid dictionary"."""
+    headers = AUTH | {"If-Match": "*"} | ({"Content-Type": content_type} if content_type else {})
+    patched = client.patch("/admin/params", headers=headers, content='{"detector_conf": 0.5}')
+    activated = client.post("/admin/models/face-detector/activate", headers=headers, content='{"version": "v1"}')
+    for response in (patched, activated):
+        assert response.status_code == 415, response.text
+        assert "application/json" in response.json()["detail"]
+    as_json = client.patch("/admin/params", headers=AUTH | {"If-Match": "*"}, json={"detector_conf": 0.5})
+    assert as_json.status_code == 200, as_json.text
+
+
+def test_activate_refuses_a_key_it_does_not_know(client: TestClient) -> None:
+    response = client.post("/admin/models/face-detector/activate", headers=AUTH, json={"version": "v1", "extra": 1})
+    assert response.status_code == 422 and "extra" in response.json()["detail"]
