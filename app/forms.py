@@ -41,7 +41,12 @@ class WholeMultiPartParser(MultiPartParser):
     """Starlette's parser, refusing a body that ends before its closing boundary (python-multipart reports that
     boundary as its end and otherwise says nothing: the part cut short is dropped, the parts before it kept)."""
 
+    _began = False  # a part began: an empty body is no form, not one cut short
     _ended = False
+
+    def on_part_begin(self) -> None:
+        self._began = True
+        super().on_part_begin()
 
     def on_end(self) -> None:
         self._ended = True
@@ -49,10 +54,9 @@ class WholeMultiPartParser(MultiPartParser):
 
     async def parse(self) -> FormData:
         form = await super().parse()
-        if not self._ended:
-            for _, value in form.multi_items():  # the files of the parts that did end
-                if isinstance(value, UploadFile):
-                    await value.close()
+        if self._began and not self._ended:
+            for file in self._files_to_close_on_error:  # every part's, the one cut short too (it may be on disk)
+                file.close()
             raise MultiPartException("the multipart body ends before its closing boundary: it was cut short")
         return form
 
@@ -150,7 +154,7 @@ async def one_value_each(request: Request) -> None:
     repeated = sorted(name for name in single if counts[name] > 1)
     if repeated:
         name = repeated[0]
-        photos = " (one request per photo)" if isinstance(form[name], UploadFile) else ""
+        photos = " (one request per photo)" if any(isinstance(v, UploadFile) for v in form.getlist(name)) else ""
         raise InvalidParameter(f"{name}: sent {counts[name]} times; it takes one value{photos}")
 
 

@@ -132,7 +132,7 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
         dependencies=[Depends(form_checks)],
         docs_url=None,  # app.routers.docs serves it, without a CDN
         redoc_url=None,
-        # "/detect/" is a 404 naming the path, not a 307 to a URL built from the client's Host header, after which
+        # "/detect/" is a 404, not a 307 to a URL built from the client's Host header, after which
         # a client must upload the photo again
         redirect_slashes=False,
     )

@@ -3,7 +3,7 @@
 Starlette reads a multipart text field that is not valid UTF-8 as latin-1: a name sent with a stray 0xFF byte
 was stored as the mojibake "aÿb", indistinguishable from a name typed that way. On the routes of
 ``Utf8FormRoute`` the undecodable bytes become lone surrogates instead (Python's ``surrogateescape``), which
-valid UTF-8 never decodes to, so ``service.check_name`` can refuse the name as not UTF-8.
+valid UTF-8 never decodes to, so ``names.check_name`` can refuse the name as not UTF-8.
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ index. Descriptors are only ever compared with descriptors of the same embedder 
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ import numpy as np
 
 from app.errors import InvalidParameter, ModelNotReady
 from app.identities.gallery import IdentityGallery
+from app.identities.names import check_name
 from app.identities.repository import IdentityRecord
 from app.identities.thresholds import Thresholds, thresholds_of
 from app.manager import ModelManager, ModelSlot
@@ -33,7 +33,7 @@ from app.schemas import (
 )
 from app.services import DetectOptions, detect, detect_reduction, face_source, in_order, model_ref, scaled_box
 from app.uploads import ForFaces
-from deepcanvas.schemas import IDENTITY_NAME_MAX, Box
+from deepcanvas.schemas import Box
 from models.identity.types import EmbedRequest, FaceEmbedding
 
 
@@ -69,75 +69,6 @@ def embedder_version(manager: ModelManager) -> str | None:
     """The serving embedder's version stamp, or None while it is not loaded."""
     slot = manager.slots.get("embedder")
     return embedder_id(slot) if slot is not None else None
-
-
-# Invisible characters that make a name display as another (or reorder what is shown around it): the
-# bidirectional embeddings, overrides and isolates, the direction marks (Unicode's Bidi_Control: the "Trojan
-# Source" set), and the zero-width characters that join nothing. ZWJ and ZWNJ stay: emoji sequences and Persian
-# or Indic spelling need them.
-INVISIBLE_IN_NAMES = {
-    **dict.fromkeys(
-        ["\u061c", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))],
-        "a bidirectional control",
-    ),
-    **dict.fromkeys(["\u200b", "\u2060", "\ufeff"], "a zero-width character"),
-}
-
-
-JOINERS = {"\u200c", "\u200d"}  # ZWNJ and ZWJ: how Persian, Indic scripts and emoji sequences spell, between two marks
-BLACK_FLAG = "\U0001f3f4"  # the emoji flags of regions (England, Scotland) are it and a run of tag characters
-TAGS = range(0xE0020, 0xE0080)
-# letters and symbols that draw nothing: fillers, a braille cell without dots
-BLANK_GLYPHS = {"\u115f", "\u1160", "\u2800", "\u3164", "\uffa0"}
-
-
-def _hidden_kind(name: str, index: int) -> str | None:
-    """Why ``name[index]`` hides how the name displays, or None: an invisible formatting character (a joiner
-    outside a name's letters, a tag outside a flag), a private-use or non-character code point."""
-    character = name[index]
-    if character in INVISIBLE_IN_NAMES:
-        return INVISIBLE_IN_NAMES[character]
-    category = unicodedata.category(character)
-    if category == "Co" or 0xFDD0 <= ord(character) <= 0xFDEF or ord(character) & 0xFFFE == 0xFFFE:
-        return "a private-use or non-character code point"  # (unassigned ones may be newer emoji: kept)
-    if category != "Cf":
-        return None
-    if character in JOINERS and 0 < index < len(name) - 1:
-        return None
-    if ord(character) in TAGS and BLACK_FLAG in name[:index]:
-        start = name.rindex(BLACK_FLAG, 0, index)
-        if all(ord(between) in TAGS for between in name[start + 1 : index]):
-            return None
-    return "an invisible formatting character"
-
-
-def _shows_something(name: str) -> bool:
-    """Whether a character of ``name`` draws a mark of its own: a letter, digit, punctuation or symbol (not a
-    space, a combining mark alone, a format character or a blank glyph)."""
-    return any(unicodedata.category(c)[0] in "LNPS" and c not in BLANK_GLYPHS for c in name)
-
-
-def check_name(name: str) -> str:
-    """The name without surrounding spaces; 1 to ``IDENTITY_NAME_MAX`` characters of valid UTF-8 with something
-    visible among them, none of them a control character or line separator (a NUL is also what PostgreSQL's text
-    refuses) or one that hides how the name displays (``_hidden_kind``).
-
-    Bytes that were not UTF-8 arrive as lone surrogates (``form_text``): valid UTF-8 never decodes to one.
-    """
-    if any(unicodedata.category(character) == "Cs" for character in name):
-        raise InvalidParameter("name: not valid UTF-8")
-    cleaned = name.strip()
-    if len(cleaned) > IDENTITY_NAME_MAX:
-        raise InvalidParameter(f"name: must be at most {IDENTITY_NAME_MAX} characters")
-    if any(unicodedata.category(character) in ("Cc", "Zl", "Zp") for character in cleaned):
-        raise InvalidParameter("name: must not contain control characters (tabs, line breaks, NUL)")
-    for index, character in enumerate(cleaned):
-        kind = _hidden_kind(cleaned, index)
-        if kind is not None:
-            raise InvalidParameter(f"name: contains U+{ord(character):04X} ({kind})")
-    if not _shows_something(cleaned):
-        raise InvalidParameter("name: must not be blank")
-    return cleaned
 
 
 async def _detect(manager: ModelManager, params: RuntimeParams, photo: Photo) -> DetectResponse:

@@ -250,7 +250,7 @@ def evaluate(
         Path | None,
         typer.Option(
             dir_okay=False,
-            help="Also write every pair's losses and ratios to this CSV (runs: default, baseline, manner_<m>)",
+            help="Also write every pair's losses and ratios to this CSV (runs: default or manner_<m>, baseline)",
         ),
     ] = None,
     device: str = "cpu",

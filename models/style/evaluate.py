@@ -187,7 +187,8 @@ def summarise(ours: list[tuple[float, float]], baseline: list[tuple[float, float
     return metrics
 
 
-# per run ("default", "baseline", "manner_<m>"): (style loss, content loss) of every pair, style-major
+# per run ("default": the artifact's manner, "baseline", "manner_<m>"): (style loss, content loss) of every
+# pair, style-major
 PairLosses = dict[str, list[tuple[float, float]]]
 
 
@@ -258,7 +259,7 @@ def evaluate_transfer(
         stylizer = http_stylizer(url, manner=manner) if url else adain_stylizer(transfer, manner)
         ours = pairwise_losses(stylizer, loss_net, contents, styles)
         outputs = ours.outputs
-        runs["default"] = ours.losses
+        runs["default" if manner is None else f"manner_{manner:g}"] = ours.losses
         reference = None
         if baseline is not None:
             baseline_stylizer = adain_stylizer(load_transfer(baseline, device))

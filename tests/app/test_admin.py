@@ -39,6 +39,8 @@ def test_admin_routes_are_absent_without_a_configured_token(store: Path, tmp_pat
     with TestClient(create_app(settings, fake_plans())) as client:
         assert client.get("/admin/params", headers=AUTH).status_code == 404
         assert client.post("/admin/models/face-gender/activate", json={"version": "v2"}).status_code == 404
+        text = {"Content-Type": "text/plain", "If-Match": "*"}  # absent whatever the body: no 415 gives them away
+        assert client.patch("/admin/params", headers=AUTH | text, content="{}").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -190,3 +190,14 @@ def test_a_body_not_sent_as_json_is_a_415_on_both_admin_writes(client: TestClien
 def test_activate_refuses_a_key_it_does_not_know(client: TestClient) -> None:
     response = client.post("/admin/models/face-detector/activate", headers=AUTH, json={"version": "v1", "extra": 1})
     assert response.status_code == 422 and "extra" in response.json()["detail"]
+
+
+def test_without_a_token_a_body_of_any_type_is_a_401_first(client: TestClient) -> None:
+    """The content type is checked after the admin check: a caller without the token learns nothing more."""
+    headers = {"If-Match": "*", "Content-Type": "text/plain"}
+    assert client.patch("/admin/params", headers=headers, content="{}").status_code == 401
+    assert client.post("/admin/models/face-detector/activate", headers=headers, content="{}").status_code == 401
+    vendor = AUTH | {"If-Match": "*", "Content-Type": "application/vnd.deepcanvas+json"}
+    assert client.patch("/admin/params", headers=vendor, content='{"detector_conf": 0.5}').status_code == 200
+    loose = AUTH | {"If-Match": "*", "Content-Type": "text/x+json"}  # FastAPI parses application/*+json only
+    assert client.patch("/admin/params", headers=loose, content='{"detector_conf": 0.5}').status_code == 415

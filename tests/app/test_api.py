@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.datastructures import Headers
+from starlette.formparsers import MultiPartException
 
+from app.forms import WholeMultiPartParser
 from app.main import create_app
 from app.manager import SlotPlan
 from app.settings import Settings
@@ -445,3 +449,26 @@ def test_a_trailing_slash_is_a_404_not_a_redirect_built_from_the_host_header(
     response = client.request(method, path, files=files, headers={"Host": "evil.example"}, follow_redirects=False)
     assert response.status_code == 404 and "location" not in response.headers
     assert response.json()["code"] == "not_found"
+
+
+def test_an_empty_multipart_body_names_the_missing_photo_rather_than_a_cut(client: TestClient) -> None:
+    response = client.post("/detect", content=b"", headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert (response.status_code, response.json()["detail"]) == (422, "image: Field required")
+
+
+def test_a_part_cut_short_has_its_file_closed_with_the_others(tmp_path: Path) -> None:
+    """The part cut in the middle never reaches the form: its file (on disk once large) must be closed too."""
+    boundary = "b0"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="p.jpg"\r\n\r\n'.encode()
+    body = head + PHOTO + b"\r\n" + head + b"x" * 3_000_000
+
+    async def stream() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    headers = Headers({"content-type": f"multipart/form-data; boundary={boundary}"})
+    parser = WholeMultiPartParser(headers, stream())
+    with pytest.raises(MultiPartException, match="cut short"):
+        asyncio.run(parser.parse())
+    files = parser._files_to_close_on_error
+    assert len(files) == 2 and all(file.closed for file in files)

@@ -123,6 +123,11 @@ def test_a_name_that_hides_how_it_displays_is_refused_naming_the_character(
         "Ada 👍🏽 ❤\ufe0f",  # a skin tone and a variation selector
         "مهر\u200cناز",  # Persian, spelled with a ZWNJ
         "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f Ada",  # Scotland's flag: tags
+        "\u1830\u1820\u1837\u180e\u1820",  # Mongolian "Saraa", with its vowel separator
+        "\u0d05\u0d30\u0d4d\u200d\u0d1c\u0d41\u0d28\u0d4d\u200d",  # Malayalam "Arjun": chillu letters, ZWJ last
+        "\u09b6\u09b0\u09a4\u09cd\u200d",  # Bengali "Sharat": khanda ta
+        "1\ufe0f\u20e3 Ada \U0001f3f3\ufe0f\u200d\U0001f308",  # a keycap and the rainbow flag
+        "\u845b\U000e0100",  # an ideographic variation selector
     ],
 )
 def test_names_in_any_script_with_emoji_and_joiners_are_enrolled_as_sent(client: TestClient, name: str) -> None:
@@ -144,10 +149,24 @@ def test_names_in_any_script_with_emoji_and_joiners_are_enrolled_as_sent(client:
         ("Ada\uffff", "contains U+FFFF (a private-use or non-character code point)"),
         ("Ada\u2028Lovelace", "must not contain control characters (tabs, line breaks, NUL)"),  # line separator
         ("Ada\u2029Lovelace", "must not contain control characters (tabs, line breaks, NUL)"),
-        ("\u3164", "must not be blank"),  # Hangul filler: a letter that draws nothing
-        ("\u2800\u2800", "must not be blank"),  # braille blank
+        ("\u3164", "contains U+3164 (an invisible character)"),  # Hangul filler: a letter that draws nothing
+        ("Ada\u3164", "contains U+3164 (an invisible character)"),
+        ("A\uffa0da", "contains U+FFA0 (an invisible character)"),
+        ("Ada\u2800\u2800", "contains U+2800 (an invisible character)"),  # braille blank
+        ("\ufe0f", "contains U+FE0F (an invisible character)"),  # a variation selector with nothing to vary
+        ("Ada\ufe0e\ufe0e", "contains U+FE0E (an invisible character)"),  # the second varies nothing
+        ("Ada\u034f", "contains U+034F (an invisible character)"),  # combining grapheme joiner
+        ("Ada\u180b", "contains U+180B (an invisible character)"),  # a Mongolian selector after a Latin letter
+        ("Ada \u200d\u200c\u200d Lovelace", "contains U+200D (an invisible formatting character)"),
+        (  # tags after a whole flag: text hidden behind it
+            "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f\U000e0041",
+            "contains U+E0041 (an invisible formatting character)",
+        ),
+        (
+            "\U0001f3f4\U000e0069\U000e0067\U000e006e\U000e006f\U000e0072\U000e0065\U000e0020\U000e0061",
+            "contains U+E0069 (an invisible formatting character)",
+        ),
         ("\u0301\u0301", "must not be blank"),  # combining marks with nothing to mark
-        ("\ufe0f", "must not be blank"),
     ],
 )
 def test_a_name_that_shows_nothing_or_hides_a_character_is_refused(client: TestClient, name: str, said: str) -> None:

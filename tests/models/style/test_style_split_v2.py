@@ -16,7 +16,14 @@ from typer.testing import CliRunner
 
 from models.artifact import load_artifact, repack_artifact
 from models.style import commands
-from models.style.evaluate import adain_stylizer, evaluation_images, load_transfer, unseen_images, validation_images
+from models.style.evaluate import (
+    adain_stylizer,
+    evaluation_images,
+    load_transfer,
+    unseen_images,
+    validation_images,
+    write_pair_table,
+)
 from models.style.importer import import_adain
 from models.style.network import Decoder, VGGEncoder
 from models.style.split import WORKS, training_and_held_out, v2_grid, work_of
@@ -189,7 +196,12 @@ def test_a_sweep_measures_more_manners_on_the_same_pairs_and_baseline(
         metrics["mean_style_loss"], rel=1e-5
     )
     assert len({(row["photo"], row["painting"]) for row in default}) == n_pairs  # every pair once per run
-    assert CliRunner().invoke(app, [*args, "--pairs", str(table), "--card"]).exit_code == 2
+    with_card = CliRunner().invoke(app, [*args, "--pairs", str(table), "--card"])
+    assert with_card.exit_code == 2 and "per-pair table" in with_card.output
+    at_manner = CliRunner().invoke(app, [*args, "--manner", "0", "--pairs", str(table)])
+    assert at_manner.exit_code == 0, at_manner.output
+    with table.open() as handle:  # the run at an asked manner is named by it, not "default"
+        assert {row["run"] for row in csv.DictReader(handle)} == {"manner_0", "baseline"}
     assert "manner_0_own_painting_share" in metrics
     unmatched = CliRunner().invoke(app, [*args, "--sweep", "0,0.5"])  # this decoder has no matching to sweep
     assert unmatched.exit_code == 2 and "match-decoder" in unmatched.output
@@ -254,3 +266,21 @@ def test_an_empty_split_says_which_rule_and_folder_and_a_stricter_rule_says_what
     stricter = CliRunner().invoke(app, [*args[:3], str(more), *args[4:]])
     assert stricter.exit_code == 0, stricter.output
     assert "trained under held-out rule v1" in stricter.output
+
+
+def test_the_pair_table_names_each_row_by_its_pair_style_major_with_its_ratios(tmp_path: Path) -> None:
+    contents = [Path("BSD100/1.jpg"), Path("Set5/1.jpg")]  # a stem that repeats across sets
+    styles = [Path("paintings/x.jpg"), Path("paintings/y.jpg"), Path("paintings/z.jpg")]
+    ours = [(float(i + 1), 10.0 * (i + 1)) for i in range(6)]
+    table = tmp_path / "t.csv"
+    assert write_pair_table(table, contents, styles, {"default": ours, "baseline": [(2.0, 5.0)] * 6}) == 12
+    with table.open() as handle:
+        rows = list(csv.DictReader(handle))
+    for index, row in enumerate(rows[:6]):  # style-major: every photo in the first painting, then the next
+        assert (row["photo"], row["painting"]) == (
+            f"{contents[index % 2].parent.name}/{contents[index % 2].name}",
+            f"paintings/{styles[index // 2].name}",
+        )
+        assert float(row["style_ratio"]) == pytest.approx((index + 1) / 2.0)
+        assert float(row["content_ratio"]) == pytest.approx(10.0 * (index + 1) / 5.0)
+    assert rows[1]["photo"] == "Set5/1.jpg" and rows[6]["run"] == "baseline"
