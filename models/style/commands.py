@@ -263,6 +263,7 @@ def evaluate(
     from models.figures import figures_folder
     from models.style.evaluate import (
         EVAL_COUNT,
+        PairLosses,
         evaluate_transfer,
         evaluation_images,
         load_transfer,
@@ -337,7 +338,7 @@ def evaluate(
         transfer = load_transfer(artifact, torch_device)
         if transfer.matching is None and any(swept):
             raise typer.BadParameter("this artifact's decoder does not match (deepcanvas models match-decoder)")
-        runs: dict[str, list[tuple[float, float]]] = {}
+        runs: PairLosses = {}
         evaluated = evaluate_transfer(
             transfer, loss_network, contents, styles, size, baseline, url, manner, swept, pair_losses=runs
         )

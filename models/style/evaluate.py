@@ -202,18 +202,15 @@ def write_pair_table(path: Path, content_images: Sequence[Path], style_images: S
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["run", "photo", "painting", "style_loss", "content_loss", "style_ratio", "content_ratio"])
-        rows = 0
+        references: Sequence[tuple[float, float] | None] = baseline or [None] * len(pairs)
         for run, losses in runs.items():
-            assert len(losses) == len(pairs), f"{run}: {len(losses)} losses for {len(pairs)} pairs"
-            for index, ((style, content), (style_loss, content_loss)) in enumerate(zip(pairs, losses, strict=True)):
+            for (style, content), pair, reference in zip(pairs, losses, references, strict=True):
                 ratios = ["", ""]
-                if baseline is not None:
-                    pair, reference = losses[index], baseline[index]
+                if reference is not None:
                     ratios = [f"{loss / max(base, 1e-12):.6g}" for loss, base in zip(pair, reference, strict=True)]
                 names = [f"{image.parent.name}/{image.name}" for image in (content, style)]  # stems repeat across sets
-                writer.writerow([run, *names, f"{style_loss:.6g}", f"{content_loss:.6g}", *ratios])
-                rows += 1
-    return rows
+                writer.writerow([run, *names, *(f"{loss:.6g}" for loss in pair), *ratios])
+    return len(runs) * len(pairs)  # every run has a row per pair, or zip(strict=True) raised
 
 
 def evaluate_with_outputs(
