@@ -7,6 +7,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response
+from starlette.requests import parse_options_header
 
 from app.deps import ActiveModelsDep, ManagerDep, ParamsServiceDep, SettingsDep
 from app.errors import Forbidden, InvalidParameter, NotFound, Unauthorized, UnsupportedMediaType
@@ -48,7 +49,7 @@ def json_body(request: Request, who: AdminDep) -> None:
     """415 for a body that is not declared JSON: FastAPI reads it as no object at all, and its 422 said the valid
     JSON object sent as text/plain was "not a valid dictionary". After the admin check (``who``, solved once per
     request): without a token the routes answer 401, and without admin they do not exist, whatever the body."""
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    media_type = parse_options_header(request.headers.get("content-type"))[0].decode("latin-1")  # as forms read it
     kind, _, subtype = media_type.partition("/")
     if not (kind == "application" and (subtype == "json" or subtype.endswith("+json"))):  # what FastAPI parses
         raise UnsupportedMediaType(f"send the body as application/json, not {media_type or 'without a content type'}")
