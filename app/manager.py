@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextvars import Context, ContextVar
+from contextvars import Context, ContextVar, copy_context
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -28,6 +28,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from app.engines import EngineChoice
 from app.errors import ModelNotReady, Overloaded
 from app.log_once import ReasonsLogged
+from app.request_ids import batch_request_id, current_request_id
 from app.settings import OPTIONAL_ROLES, Role, Settings
 from app.store import ArtifactStore
 from app.store.objects import StoreUnavailable
@@ -83,7 +84,8 @@ class ModelSlot:
     job_seconds: Callable[[], float] | None = None  # the most one ``run`` job may take (NST: its time budget)
     pending: int = 0
     executor: ThreadPoolExecutor = field(init=False)
-    _waiting: deque[tuple[Any, asyncio.Future[Any]]] = field(init=False, default_factory=deque)
+    # Each queued item, the future its caller awaits, and that caller's request id (for the batch's log lines).
+    _waiting: deque[tuple[Any, asyncio.Future[Any], str | None]] = field(init=False, default_factory=deque)
     _batcher: asyncio.Task[None] | None = field(init=False, default=None)
     _last_batch_end: float = field(init=False, default=0.0)
     _last_batch_size: int = field(init=False, default=0)
@@ -175,12 +177,14 @@ class ModelSlot:
         self._admit(len(items))
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in items]
-        self._waiting.extend(zip(items, futures, strict=True))
+        request_id = current_request_id.get()
+        self._waiting.extend((item, future, request_id) for item, future in zip(items, futures, strict=True))
         if self._batcher is None or self._batcher.done():
             # The batcher ends when the queue is empty, so a slot swapped out is never kept alive by it. It serves
             # every caller, not the one that started it: an empty context, or whatever it logged would carry that
-            # request's id (and a phase or inference recorded there would land in its records). Each caller
-            # records its own inference and queue time below, in its own context, once its future resolves.
+            # request's id alone (and a phase or inference recorded there would land in its records); each batch
+            # names all of its requests instead (``_drain_queue``). Each caller records its own inference and
+            # queue time below, in its own context, once its future resolves.
             self._batcher = asyncio.create_task(self._drain_queue(), name=f"batcher-{self.name}", context=Context())
         started = time.perf_counter()
         done = await asyncio.gather(*futures)  # the items leave ``pending`` when their batch ends or is skipped
@@ -210,9 +214,13 @@ class ModelSlot:
     ) -> asyncio.Future[tuple[R, float]]:
         """``call(predictor)`` on the slot's thread, timed. Until the job itself ends, the slot counts it (nothing
         runs inline meanwhile) and its ``items`` as pending, also when every caller waiting for it has left: a
-        job that has started runs to its end, and admission must not count it gone before that."""
+        job that has started runs to its end, and admission must not count it gone before that.
+
+        The job runs in a copy of the submitter's context (as ``asyncio.to_thread`` would; an executor's ``submit``
+        does not), so the lines it logs carry the request id of the request it works for (a ``run``), or the
+        batch's ids (the batcher's context), and none for a warm-up at start."""
         self._jobs += 1
-        job = self.executor.submit(_timed, call, self.predictor)
+        job = self.executor.submit(copy_context().run, _timed, call, self.predictor)
 
         def ended(_: object) -> None:  # on the slot's thread, or on the loop when the job never started
             with contextlib.suppress(RuntimeError):  # the loop closed at shutdown: nothing to count any more
@@ -233,10 +241,16 @@ class ModelSlot:
             if len(self._waiting) < size and wait > 0 and self._others_likely(wait):
                 await asyncio.sleep(wait)  # busy with several callers lately: let more join this batch
             taken = [self._waiting.popleft() for _ in range(min(size, len(self._waiting)))]
-            batch = [(item, future) for item, future in taken if not future.done()]
+            live = [entry for entry in taken if not entry[1].done()]
+            batch = [(item, future) for item, future, _ in live]
             self.pending -= len(taken) - len(batch)  # the items of callers that left before their batch began
             if batch:
-                await self._run_batch(loop, batch)
+                # for the batch's work only: the ids of the requests it serves, "a,b" (``batch_request_id``)
+                token = current_request_id.set(batch_request_id(request_id for *_, request_id in live))
+                try:
+                    await self._run_batch(loop, batch)
+                finally:
+                    current_request_id.reset(token)
             self._last_batch_end, self._last_batch_size = time.monotonic(), len(batch)
 
     def _others_likely(self, wait: float) -> bool:

@@ -3,7 +3,8 @@
 The telemetry middleware takes the client's ``X-Request-ID`` when it is sane, or makes one, and sets
 ``current_request_id`` for the request's task; ``RequestIdFilter`` (on the log handler) stamps each record with it.
 An operator can then join a request's access line with its error, audit and warning lines. Lines written outside a
-request (start-up, the store's polling, the identity sync) carry none.
+request (start-up, the store's polling, the identity sync) carry none. Lines a model's thread writes carry the id of
+the request it works for, or of each request in its batch (``batch_request_id``; see ``app.manager.ModelSlot``).
 
 A module of its own, with no imports from the app: the error handlers (``app.errors``) read it too, and the
 telemetry module imports the model manager, which imports those.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterable
 from contextvars import ContextVar
 
 # What a client may send as its id: bounded, and nothing that could split or forge a log line or a header.
@@ -29,6 +31,13 @@ def request_id_from(given: bytes) -> str:
         if SANE_REQUEST_ID.fullmatch(text):
             return text
     return uuid.uuid4().hex
+
+
+def batch_request_id(ids: Iterable[str | None]) -> str | None:
+    """The id a model batch's log lines carry: its requests' ids, each once, in order, joined by commas ("a,b": no
+    sane id holds a comma), so that a search for any one of them finds the batch's lines. None when none of its
+    items came from a request: such lines look like any other line written outside a request."""
+    return ",".join(dict.fromkeys(i for i in ids if i is not None)) or None
 
 
 class RequestIdFilter(logging.Filter):

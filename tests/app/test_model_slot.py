@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import pytest
 
 from app.errors import Overloaded
 from app.manager import Inference, ModelManager, ModelSlot, SlotPlan, inferences
-from app.request_ids import current_request_id
+from app.request_ids import RequestIdFilter, current_request_id
 from app.settings import Settings
 from app.timings import phases
 from models.artifact import Manifest
@@ -224,6 +225,23 @@ def test_the_batcher_runs_outside_the_context_of_the_request_that_started_it() -
     records = asyncio.run(scenario())
     assert seen and all(values == (None, None, None) for values in seen), seen
     assert [len(record) for record in records] == [1, 1]
+
+
+def test_a_run_job_logs_with_the_id_of_the_request_it_works_for(caplog: pytest.LogCaptureFixture) -> None:
+    """NST paints in ``run`` on the slot's thread, which an executor's ``submit`` started without the request's
+    context: what the painting logged named no request. A job outside a request (a warm-up) still names none."""
+    caplog.handler.addFilter(RequestIdFilter())  # as configure_logging's handler does
+    painter = logging.getLogger("models.fake")
+
+    async def scenario() -> None:
+        slot = _slot(Doubler(delay=0.0))
+        await slot.run(lambda _: painter.warning("warming up"))
+        current_request_id.set("paint-1")
+        await slot.run(lambda _: painter.warning("painting"))
+
+    asyncio.run(scenario())
+    lines = [(r.getMessage(), getattr(r, "request_id", None)) for r in caplog.records if r.name == painter.name]
+    assert lines == [("warming up", None), ("painting", "paint-1")]
 
 
 @pytest.mark.parametrize("queue", [1, 2])
