@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import Depends
 from fastapi.testclient import TestClient
 
 from app.main import create_app
@@ -102,3 +105,31 @@ def test_a_500_can_be_read_by_a_listed_origin_and_names_its_request(
     assert failed.headers["x-request-id"] == "boom-2" and "total;dur=" in failed.headers["server-timing"]
     tracebacks = [r for r in caplog.records if r.exc_info and "boom" in str(r.exc_info[1])]
     assert len(tracebacks) == 1  # logged once, by us
+
+
+def test_a_500_from_a_dependency_names_only_a_listed_origin_and_counts_as_a_500(tmp_path: Path) -> None:
+    """Through a plain ASGI client: a failing dependency is answered inside CORS as well, a page of another origin
+    still gets no CORS header (only its request id), and the metrics count both answers as 500s."""
+    store = make_fake_store(tmp_path / "store")
+    app = create_app(Settings(store=store.as_uri(), cache_dir=tmp_path / "cache", cors_origins=APP), fake_plans())
+
+    def broken() -> None:
+        raise RuntimeError("broken dependency")
+
+    @app.get("/broken", dependencies=[Depends(broken)])
+    def never_reached() -> None:
+        raise AssertionError("the dependency failed first")
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dc") as client:
+            listed = await client.get("/broken", headers={"Origin": APP, "X-Request-ID": "dep-1"})
+            other = await client.get("/broken", headers={"Origin": "https://other.example.com"})
+            return listed, other, await client.get("/metrics")
+
+    listed, other, metrics = asyncio.run(scenario())
+    for failed in (listed, other):
+        assert failed.status_code == 500 and failed.json() == {"detail": "internal error", "code": "internal_error"}
+    assert listed.headers["access-control-allow-origin"] == APP and listed.headers["x-request-id"] == "dep-1"
+    assert "access-control-allow-origin" not in other.headers and other.headers["x-request-id"]
+    assert 'deepcanvas_requests_total{method="GET",route="/broken",status="500"} 2.0' in metrics.text
