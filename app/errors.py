@@ -58,6 +58,13 @@ class InvalidParameter(DeepCanvasError):
     status = 422
 
 
+class DifferentPeople(InvalidParameter):
+    """Photos to enrol as one person whose faces the embedder places farther apart than its calibrated /verify
+    distance: stored together, /identify would name a stranger as that person (``identities.same_person``)."""
+
+    code = "different_people"
+
+
 class NotFound(DeepCanvasError):
     """A named thing (style, model) that does not exist."""
 

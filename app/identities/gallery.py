@@ -247,6 +247,9 @@ class IdentityGallery:
     async def get(self, identity_id: str, embedder: str) -> IdentityRecord:
         return await self._call(repository.get, identity_id, embedder)
 
+    async def descriptors(self, identity_id: str, embedder: str) -> list[np.ndarray]:
+        return await self._call(repository.descriptors, identity_id, embedder)
+
     async def page(self, limit: int, offset: int, embedder: str) -> tuple[list[IdentityRecord], int]:
         return await self._call(repository.page, limit, offset, embedder)
 

@@ -248,6 +248,14 @@ def get(engine: Engine, identity_id: str, embedder: str) -> IdentityRecord:
         return record
 
 
+def descriptors(engine: Engine, identity_id: str, embedder: str) -> list[np.ndarray]:
+    """A live identity's descriptors of ``embedder`` (what faces added to it are compared with); 404 otherwise."""
+    with Session(engine) as session:
+        _live(session, identity_id)
+        query = select(FaceRow.descriptor).where(FaceRow.identity_id == identity_id, FaceRow.embedder == embedder)
+        return [np.frombuffer(d, dtype="<f4") for d in session.execute(query).scalars()]
+
+
 def page(engine: Engine, limit: int, offset: int, embedder: str) -> tuple[list[IdentityRecord], int]:
     """Live identities by creation time (then id), and how many there are in all."""
     live = IdentityRow.deleted_at.is_(None)

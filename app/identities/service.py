@@ -14,10 +14,11 @@ from functools import partial
 
 import numpy as np
 
-from app.errors import InvalidParameter, ModelNotReady
+from app.errors import DifferentPeople, InvalidParameter, ModelNotReady
 from app.identities.gallery import IdentityGallery
 from app.identities.names import check_name
 from app.identities.repository import IdentityRecord
+from app.identities.same_person import unlinked
 from app.identities.thresholds import Thresholds, thresholds_of
 from app.manager import ModelManager, ModelSlot
 from app.runtime import RuntimeParams
@@ -114,6 +115,24 @@ async def _one_face_each(manager: ModelManager, params: RuntimeParams, photos: l
     return [_descriptor(e) for e in await _embed(slot, pairs)]
 
 
+def _check_same_person(
+    photos: list[Photo], descriptors: list[np.ndarray], stored: list[np.ndarray], limit: float
+) -> None:
+    """A 422 (``DifferentPeople``) naming each photo whose face is not linked to the person within ``limit``, the
+    embedder's calibrated /verify distance (``same_person``), before anything is stored."""
+    new = np.stack(descriptors)  # (P, D)
+    refused = unlinked(new, np.array(stored, np.float32).reshape(-1, new.shape[1]), limit)  # stored: (S, D)
+    if refused:
+        fields = ", ".join(photos[i].field for i, _ in refused)
+        found = ", ".join(f"{distance:.4f}" for _, distance in refused)
+        whom = "the enrolled person's faces" if stored else "the other photos"
+        raise DifferentPeople(
+            f"{fields}: not the same person as {whom} (distance to the nearest face: {found}; the face embedder's "
+            f"calibrated distance for one person, as /verify decides, is at most {limit:.4f}); nothing was stored. "
+            "Check the photos, or send same_person_check=false to store them as one person anyway"
+        )
+
+
 def _descriptor(embedding: FaceEmbedding) -> np.ndarray:
     assert embedding.descriptor is not None, "the embedder returned no descriptor although one was asked"
     return embedding.descriptor
@@ -136,19 +155,35 @@ def identity_info(record: IdentityRecord) -> IdentityInfo:
 
 
 async def enrol(
-    manager: ModelManager, gallery: IdentityGallery, params: RuntimeParams, name: str, photos: list[Photo]
+    manager: ModelManager,
+    gallery: IdentityGallery,
+    params: RuntimeParams,
+    name: str,
+    photos: list[Photo],
+    same_person_check: bool = True,
 ) -> IdentityInfo:
     name = check_name(name)
     descriptors = await _one_face_each(manager, params, photos)
-    return identity_info(await gallery.enrol(name, descriptors, embedder_id(embedder_slot(manager))))
+    slot = embedder_slot(manager)
+    if same_person_check:
+        _check_same_person(photos, descriptors, [], thresholds(slot).verify_distance)
+    return identity_info(await gallery.enrol(name, descriptors, embedder_id(slot)))
 
 
 async def add_faces(
-    manager: ModelManager, gallery: IdentityGallery, params: RuntimeParams, identity_id: str, photos: list[Photo]
+    manager: ModelManager,
+    gallery: IdentityGallery,
+    params: RuntimeParams,
+    identity_id: str,
+    photos: list[Photo],
+    same_person_check: bool = True,
 ) -> IdentityInfo:
-    embedder = embedder_id(embedder_slot(manager))
-    await gallery.get(identity_id, embedder)  # 404 before any inference for an unknown id
+    slot = embedder_slot(manager)
+    embedder = embedder_id(slot)
+    stored = await gallery.descriptors(identity_id, embedder)  # 404 before any inference for an unknown id
     descriptors = await _one_face_each(manager, params, photos)
+    if same_person_check:
+        _check_same_person(photos, descriptors, stored, thresholds(slot).verify_distance)
     return identity_info(await gallery.add_faces(identity_id, descriptors, embedder))
 
 

@@ -33,6 +33,14 @@ IdentityId = Annotated[
 Photos = Annotated[
     list[UploadFile], File(description=f"1 to {MAX_PHOTOS} photos of the person, exactly one face in each")
 ]
+SamePersonCheck = Annotated[
+    bool,
+    Form(
+        description="Refuse photos whose faces look like different people (422 `different_people`, nothing "
+        "stored): each face must be linked to the person (the identity's enrolled faces, or most of the photos) by "
+        "faces each within the face embedder's calibrated /verify distance of the next. false stores them as sent",
+    ),
+]
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
     401: {"model": ErrorResponse, "description": "Missing admin token (403: a wrong one)"},
@@ -95,11 +103,12 @@ async def enrol(
         ),
     ],
     image: Photos,
+    same_person_check: SamePersonCheck = True,
 ) -> IdentityInfo:
     """Enrol a person: a name and photos with exactly one face each (only descriptors are stored)."""
     photos = await read_photos(image, limits, manager)
-    enrolled = await service.enrol(manager, gallery, params, name, photos)
-    audited("enrolled", who, enrolled.id, faces=enrolled.faces)
+    enrolled = await service.enrol(manager, gallery, params, name, photos, same_person_check)
+    audited("enrolled", who, enrolled.id, faces=enrolled.faces, same_person_check=same_person_check)
     return enrolled
 
 
@@ -112,11 +121,12 @@ async def add_faces(
     limits: ImageLimitsDep,
     identity_id: IdentityId,
     image: Photos,
+    same_person_check: SamePersonCheck = True,
 ) -> IdentityInfo:
     """Add photos of an enrolled person."""
     photos = await read_photos(image, limits, manager)
-    changed = await service.add_faces(manager, gallery, params, identity_id, photos)
-    audited("faces_added", who, changed.id, faces=changed.faces)
+    changed = await service.add_faces(manager, gallery, params, identity_id, photos, same_person_check)
+    audited("faces_added", who, changed.id, faces=changed.faces, same_person_check=same_person_check)
     return changed
 
 

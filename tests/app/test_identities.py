@@ -123,7 +123,8 @@ def test_listing_pages_through_identities_oldest_first(client: TestClient) -> No
 
 def test_faces_added_to_an_identity_are_counted_and_matched(client: TestClient) -> None:
     ada = enrol(client, "Ada", ADA)
-    response = client.post(f"/identities/{ada['id']}/faces", files=photos(CY), headers=ADMIN)
+    unlike = {"same_person_check": "false"}  # the fake embedder's photos of one person are all one colour
+    response = client.post(f"/identities/{ada['id']}/faces", data=unlike, files=photos(CY), headers=ADMIN)
     assert response.status_code == 200 and response.json()["faces"] == 2
     assert identify(client, CY)[0]["identity"]["id"] == ada["id"]  # type: ignore[index]
     assert client.get(f"/identities/{ada['id']}", headers=ADMIN).json()["faces"] == 2
@@ -152,7 +153,10 @@ def test_gallery_changes_are_audit_logged_by_id_with_the_request_id(
         assert enrolled.status_code == 201
         ada = enrolled.json()
         more = client.post(
-            f"/identities/{ada['id']}/faces", files=photos(CY), headers=ADMIN | {"X-Request-ID": "add-1"}
+            f"/identities/{ada['id']}/faces",
+            data={"same_person_check": "false"},
+            files=photos(CY),
+            headers=ADMIN | {"X-Request-ID": "add-1"},
         )
         assert more.status_code == 200
         gone = client.delete(f"/identities/{ada['id']}", headers=ADMIN | {"X-Request-ID": "delete-1"})
@@ -161,9 +165,11 @@ def test_gallery_changes_are_audit_logged_by_id_with_the_request_id(
     assert lines, "no audit line"
     who = lines[0][1]["who"]
     assert who == "admin@testclient"  # the caller's address: no X-Admin-User sent
+    checked = {"same_person_check": True}
+    unchecked = {"same_person_check": False}  # an override of the check is on the record
     assert lines == [
-        ("enrol-1", {"event": "identity.enrolled", "who": who, "identity": ada["id"], "faces": 1}),
-        ("add-1", {"event": "identity.faces_added", "who": who, "identity": ada["id"], "faces": 2}),
+        ("enrol-1", {"event": "identity.enrolled", "who": who, "identity": ada["id"], "faces": 1} | checked),
+        ("add-1", {"event": "identity.faces_added", "who": who, "identity": ada["id"], "faces": 2} | unchecked),
         ("delete-1", {"event": "identity.deleted", "who": who, "identity": ada["id"]}),
     ]
     assert "Ada" not in json.dumps(lines) + caplog.text  # the logs outlive a deletion: no name in them
