@@ -250,16 +250,26 @@ def _photos(images: ImageInput | Sequence[ImageInput], call: str) -> list[tuple[
     return [("image", image_file(image, f"image{i}")) for i, image in enumerate(many)]
 
 
-def enrol(admin: dict[str, str], name: str, images: ImageInput | Sequence[ImageInput]) -> Call[IdentityInfo]:
+def _same_person(check: bool) -> dict[str, str]:
+    """The form field that turns the service's same-person check off; nothing when it stays on (its default)."""
+    return {} if check else {"same_person_check": "false"}
+
+
+def enrol(
+    admin: dict[str, str], name: str, images: ImageInput | Sequence[ImageInput], same_person_check: bool = True
+) -> Call[IdentityInfo]:
     """Not repeatable: a second send would enrol the person twice."""
-    files, form = _photos(images, "enrol"), {"name": name}
+    files, form = _photos(images, "enrol"), {"name": name} | _same_person(same_person_check)
     ok = frozenset({201})
     return Call("POST", "/identities", _model(IdentityInfo), False, files, form, headers=admin, ok_statuses=ok)
 
 
-def add_faces(admin: dict[str, str], identity_id: str, images: ImageInput | Sequence[ImageInput]) -> Call[IdentityInfo]:
+def add_faces(
+    admin: dict[str, str], identity_id: str, images: ImageInput | Sequence[ImageInput], same_person_check: bool = True
+) -> Call[IdentityInfo]:
     path = f"/identities/{quote(identity_id, safe='')}/faces"
-    return Call("POST", path, _model(IdentityInfo), repeatable=False, files=_photos(images, "add_faces"), headers=admin)
+    files, form = _photos(images, "add_faces"), _same_person(same_person_check)
+    return Call("POST", path, _model(IdentityInfo), repeatable=False, files=files, data=form, headers=admin)
 
 
 def identities(admin: dict[str, str], limit: int, offset: int) -> Call[IdentityPage]:

@@ -44,6 +44,14 @@ TokenOption = Annotated[
 PhotosArgument = Annotated[
     list[Path], typer.Argument(exists=True, dir_okay=False, help="Photos with exactly one face each")
 ]
+SamePersonOption = Annotated[
+    bool,
+    typer.Option(
+        "--same-person-check/--no-same-person-check",
+        help="Refuse photos whose faces look like different people (the service's default); --no-same-person-check "
+        "stores them as one person anyway",
+    ),
+]
 
 
 def _identity_table(identities: list[IdentityInfo], title: str) -> Table:
@@ -90,11 +98,12 @@ def enrol(
     name: str,
     photos: PhotosArgument,
     admin_token: TokenOption,
+    same_person_check: SamePersonOption = True,
     json: JsonOption = False,
 ) -> None:
     """Enrol a person: a name and photos with exactly one face each."""
     with _client(connection, admin_token) as client:
-        made = client.enrol(name, list(photos))
+        made = client.enrol(name, list(photos), same_person_check)
     _print_json(made) if json else console.print(f"enrolled {made.name} as {made.id} ({made.faces} faces)")
 
 
@@ -105,11 +114,12 @@ def add_faces(
     identity_id: str,
     photos: PhotosArgument,
     admin_token: TokenOption,
+    same_person_check: SamePersonOption = True,
     json: JsonOption = False,
 ) -> None:
     """Add photos of an enrolled person."""
     with _client(connection, admin_token) as client:
-        found = client.add_faces(identity_id, list(photos))
+        found = client.add_faces(identity_id, list(photos), same_person_check)
     _print_json(found) if json else console.print(f"{found.name} ({found.id}) now has {found.faces} faces")
 
 

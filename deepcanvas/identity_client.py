@@ -24,13 +24,16 @@ class IdentityMethods:
     def _admin(self) -> dict[str, str]:
         raise NotImplementedError
 
-    def enrol(self, name: str, images: Images) -> IdentityInfo:
+    def enrol(self, name: str, images: Images, same_person_check: bool = True) -> IdentityInfo:
         """Enrol a person from photos with exactly one face each (admin); never retried (it is not idempotent): after
-        a 502 or a 504 whether it was saved is not known, so look (``identities``) before enrolling them again."""
-        return self.send(calls.enrol(self._admin(), name, images))
+        a 502 or a 504 whether it was saved is not known, so look (``identities``) before enrolling them again.
+        Photos whose faces look like different people are refused (``InvalidParameter``, code ``different_people``)
+        unless ``same_person_check`` is false."""
+        return self.send(calls.enrol(self._admin(), name, images, same_person_check))
 
-    def add_faces(self, identity_id: str, images: Images) -> IdentityInfo:
-        return self.send(calls.add_faces(self._admin(), identity_id, images))
+    def add_faces(self, identity_id: str, images: Images, same_person_check: bool = True) -> IdentityInfo:
+        """More photos of an enrolled person (admin), refused as ``enrol``'s are when they look like someone else."""
+        return self.send(calls.add_faces(self._admin(), identity_id, images, same_person_check))
 
     def identities(self, limit: int = 100, offset: int = 0) -> IdentityPage:
         return self.send(calls.identities(self._admin(), limit, offset))
@@ -61,13 +64,16 @@ class AsyncIdentityMethods:
     def _admin(self) -> dict[str, str]:
         raise NotImplementedError
 
-    async def enrol(self, name: str, images: Images) -> IdentityInfo:
+    async def enrol(self, name: str, images: Images, same_person_check: bool = True) -> IdentityInfo:
         """Enrol a person from photos with exactly one face each (admin); never retried (it is not idempotent): after
-        a 502 or a 504 whether it was saved is not known, so look (``identities``) before enrolling them again."""
-        return await self.send(calls.enrol(self._admin(), name, images))
+        a 502 or a 504 whether it was saved is not known, so look (``identities``) before enrolling them again.
+        Photos whose faces look like different people are refused (``InvalidParameter``, code ``different_people``)
+        unless ``same_person_check`` is false."""
+        return await self.send(calls.enrol(self._admin(), name, images, same_person_check))
 
-    async def add_faces(self, identity_id: str, images: Images) -> IdentityInfo:
-        return await self.send(calls.add_faces(self._admin(), identity_id, images))
+    async def add_faces(self, identity_id: str, images: Images, same_person_check: bool = True) -> IdentityInfo:
+        """More photos of an enrolled person (admin), refused as ``enrol``'s are when they look like someone else."""
+        return await self.send(calls.add_faces(self._admin(), identity_id, images, same_person_check))
 
     async def identities(self, limit: int = 100, offset: int = 0) -> IdentityPage:
         return await self.send(calls.identities(self._admin(), limit, offset))

@@ -4,6 +4,7 @@ against the real service (embedded store, SQLite database), on real LFW faces.""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +68,42 @@ def test_the_client_enrols_identifies_verifies_and_deletes(server: LiveServer, l
     with Client(server.url, admin_token="wrong") as wrong, pytest.raises(Exception) as raised:
         wrong.identities()
     assert getattr(raised.value, "status", None) == 403 and not isinstance(raised.value, Unauthorized)
+
+
+def test_photos_of_two_people_are_refused_unless_the_check_is_turned_off(server: LiveServer, lfw: Path) -> None:
+    serena, arnold = photos(lfw, "Serena_Williams"), photos(lfw, "Arnold_Schwarzenegger")
+    with Client(server.url, admin_token=TOKEN) as dc:
+        before = dc.identities(limit=1000).total
+        with pytest.raises(InvalidParameter) as refused:
+            dc.enrol("Mixed Up", [serena[0], arnold[0]])
+        assert refused.value.code == "different_people" and dc.identities(limit=1000).total == before
+        made = dc.enrol("Serena Williams", serena[:2])
+        with pytest.raises(InvalidParameter, match="not the same person"):
+            dc.add_faces(made.id, arnold[1])
+        assert dc.identity(made.id).faces == 2
+        assert dc.add_faces(made.id, arnold[1], same_person_check=False).faces == 3
+        mixed = dc.enrol("Mixed Up", [serena[0], arnold[0]], same_person_check=False)
+        assert mixed.faces == 2
+        for identity_id in (made.id, mixed.id):
+            dc.delete_identity(identity_id)
+    runner = CliRunner()
+    args = [
+        "identities",
+        "enrol",
+        "--url",
+        server.url,
+        "--admin-token",
+        TOKEN,
+        "Mixed Up",
+        str(serena[0]),
+        str(arnold[0]),
+    ]
+    refused_cli = runner.invoke(cli, args)
+    assert refused_cli.exit_code == 1 and "not the same person" in refused_cli.output
+    accepted = runner.invoke(cli, [*args, "--no-same-person-check", "--json"])
+    assert accepted.exit_code == 0, accepted.output
+    with Client(server.url, admin_token=TOKEN) as dc:
+        dc.delete_identity(json.loads(accepted.output)["id"])
 
 
 def test_the_async_client_has_the_same_calls(server: LiveServer, lfw: Path) -> None:
