@@ -102,9 +102,13 @@ async def _embed(slot: ModelSlot, pairs: list[tuple[Photo, Box]], descriptor: bo
     return [replace(e, landmarks=e.landmarks / scale) for e, scale in zip(embeddings, scales, strict=True)]
 
 
-async def _one_face_each(manager: ModelManager, params: RuntimeParams, photos: list[Photo]) -> list[np.ndarray]:
-    """Each photo's single face's descriptor; a photo with no face or several is a 422 naming it."""
-    slot = embedder_slot(manager)
+async def _one_face_each(
+    manager: ModelManager, slot: ModelSlot, params: RuntimeParams, photos: list[Photo]
+) -> list[np.ndarray]:
+    """Each photo's single face's descriptor from ``slot``; a photo with no face or several is a 422 naming it.
+
+    The caller looks the embedder's slot up once, so the descriptors, the stored faces they are compared with, the
+    threshold and the version they are stored under are one embedder's, even when a switch lands meanwhile."""
     pairs = []
     detected = await in_order(*(_boxes(manager, params, photo) for photo in photos))  # in shared batches
     for photo, boxes in zip(photos, detected, strict=True):
@@ -163,8 +167,8 @@ async def enrol(
     same_person_check: bool = True,
 ) -> IdentityInfo:
     name = check_name(name)
-    descriptors = await _one_face_each(manager, params, photos)
     slot = embedder_slot(manager)
+    descriptors = await _one_face_each(manager, slot, params, photos)
     if same_person_check:
         _check_same_person(photos, descriptors, [], thresholds(slot).verify_distance)
     return identity_info(await gallery.enrol(name, descriptors, embedder_id(slot)))
@@ -181,7 +185,7 @@ async def add_faces(
     slot = embedder_slot(manager)
     embedder = embedder_id(slot)
     stored = await gallery.descriptors(identity_id, embedder)  # 404 before any inference for an unknown id
-    descriptors = await _one_face_each(manager, params, photos)
+    descriptors = await _one_face_each(manager, slot, params, photos)
     if same_person_check:
         _check_same_person(photos, descriptors, stored, thresholds(slot).verify_distance)
     return identity_info(await gallery.add_faces(identity_id, descriptors, embedder))

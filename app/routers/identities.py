@@ -37,8 +37,10 @@ SamePersonCheck = Annotated[
     bool,
     Form(
         description="Refuse photos whose faces look like different people (422 `different_people`, nothing "
-        "stored): each face must be linked to the person (the identity's enrolled faces, or most of the photos) by "
-        "faces each within the face embedder's calibrated /verify distance of the next. false stores them as sent",
+        "stored): each face must be linked to the person (the identity's enrolled faces of the serving embedder; "
+        "for a new identity, or one enrolled only under an older embedder, the largest group of the photos, none "
+        "when groups tie) by faces each within the face embedder's calibrated /verify distance of the next. false "
+        "stores them as sent",
     ),
 ]
 RESPONSES: dict[int | str, dict[str, Any]] = {
