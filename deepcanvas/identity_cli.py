@@ -173,6 +173,7 @@ def import_lfw(
     admin_token: TokenOption,
     per_person: Annotated[int, typer.Option(min=1, max=20, help="Photos enrolled per person")] = 1,
     people: Annotated[int | None, typer.Option(min=1, help="Enrol at most this many people (folder order)")] = None,
+    same_person_check: SamePersonOption = True,
     json: Annotated[
         bool,
         typer.Option(
@@ -191,7 +192,7 @@ def import_lfw(
     report = Imported(root=str(root))
     try:
         with _client(connection, admin_token) as client:
-            import_folders(client, folders, per_person, report, _say_refused)
+            import_folders(client, folders, per_person, report, _say_refused, same_person_check)
     except typer.Exit:  # the error is said; then how far the import came, so that a re-run can go on from there
         if report.stopped is not None:
             where = f"at {report.stopped.folder}" if report.stopped.folder else "before the first folder"

@@ -29,7 +29,8 @@ from deepcanvas.schemas import IdentityInfo
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 # What the service answers about the photo or person sent (a corrupt, too large or unreadable photo; no face or
-# several in a photo to enrol, a name it refuses): another photo or person may pass. It has no 409 for a name
+# several in a photo to enrol, photos that look like different people, a name it refuses): another photo or person
+# may pass. It has no 409 for a name
 # already enrolled (names may repeat). Anything else (a wrong admin token or API key's 401/403, a 404 from another
 # service, a 5xx) would be the same for every photo.
 REFUSED = frozenset({400, 413, 415, 422})
@@ -91,10 +92,16 @@ def _refused(
 
 
 def enrol_from_folder(
-    client: Client, folder: Path, per_person: int, refused: Callable[[Refused], None]
+    client: Client,
+    folder: Path,
+    per_person: int,
+    refused: Callable[[Refused], None],
+    same_person_check: bool = True,
 ) -> IdentityInfo | Refused | None:
     """Enrol ``folder``'s person from its first photos with one face: who was enrolled, the enrolment the service
-    refused, or None when the folder has too few such photos. ``refused`` is told of each photo /detect refused."""
+    refused, or None when the folder has too few such photos. ``refused`` is told of each photo /detect refused.
+    ``same_person_check`` false: the service stores the photos as one person even when they look like several (a
+    labelled data set whose folders are trusted)."""
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and not p.is_dir())
     chosen: list[Path] = []
     for photo in photos:
@@ -112,7 +119,7 @@ def enrol_from_folder(
             chosen.append(photo)
         if len(chosen) == per_person:
             try:
-                return client.enrol(person_name(folder), chosen)
+                return client.enrol(person_name(folder), chosen, same_person_check)
             except APIError as error:
                 if error.status not in REFUSED:
                     raise
@@ -121,7 +128,12 @@ def enrol_from_folder(
 
 
 def import_folders(
-    client: Client, folders: Iterable[Path], per_person: int, report: Imported, refused: Callable[[Refused], None]
+    client: Client,
+    folders: Iterable[Path],
+    per_person: int,
+    report: Imported,
+    refused: Callable[[Refused], None],
+    same_person_check: bool = True,
 ) -> None:
     """Enrol each folder's person into ``report``, but for names already enrolled; ``refused`` is told of each
     refusal as it comes. An error that stops the import is raised, ``report.stopped`` saying where."""
@@ -137,7 +149,7 @@ def import_folders(
             if person_name(folder) in names:
                 report.already_enrolled.append(folder.name)
                 continue
-            outcome = enrol_from_folder(client, folder, per_person, note)
+            outcome = enrol_from_folder(client, folder, per_person, note, same_person_check)
             if isinstance(outcome, IdentityInfo):
                 report.enrolled.append(outcome)
                 names.add(outcome.name)

@@ -55,6 +55,9 @@ class Gallery:
         name = _form_field(request, "name")
         if HIDDEN in name:
             return httpx.Response(422, json={"detail": "name: contains U+200B (a zero-width character)"})
+        if name.startswith("Look Alike") and _form_fields(request).get("same_person_check") != "false":
+            detail = "image 'image': not the same person as the other photos (distance 0.43 > 0.41)"
+            return httpx.Response(422, json={"detail": detail, "code": "different_people"})
         self.names.append(name)
         return self._failed(request) or httpx.Response(201, json=self._person(len(self.names) - 1))
 
@@ -74,6 +77,17 @@ def _form_field(request: httpx.Request, name: str) -> str:
     marker = f'name="{name}"\r\n\r\n'.encode()
     start = request.content.index(marker) + len(marker)
     return request.content[start : request.content.index(b"\r\n", start)].decode()
+
+
+def _form_fields(request: httpx.Request) -> dict[str, str]:
+    """The text fields of a multipart request (name -> value)."""
+    fields = {}
+    for part in request.content.split(b"--")[1:]:
+        head, _, body = part.partition(b"\r\n\r\n")
+        if b"filename=" not in head and b'name="' in head:
+            name = head.split(b'name="', 1)[1].split(b'"', 1)[0].decode()
+            fields[name] = body.rsplit(b"\r\n", 1)[0].decode()
+    return fields
 
 
 def _lfw(root: Path, people: dict[str, list[bytes]]) -> Path:
@@ -224,3 +238,21 @@ def test_a_run_again_after_a_stop_enrols_nobody_twice(
     assert gallery.names == ["Ada Lovelace", "Grace Hopper", "Linus Torvalds"]
     assert "enrolled 0 people" in (again := _import(monkeypatch, gallery, root).stdout)
     assert "3 enrolled already, not again" in again and len(gallery.names) == 3
+
+
+def test_the_same_person_check_refuses_a_folder_unless_it_is_turned_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, photo: bytes
+) -> None:
+    """A labelled folder whose photos the embedder places apart is refused like any enrolment and reported; the
+    import goes on. ``--no-same-person-check`` stores them as the folder says."""
+    root = _lfw(tmp_path / "lfw", {"Ada_Lovelace": [photo, photo], "Look_Alike": [photo, photo]})
+    gallery = Gallery()
+    checked = _import(monkeypatch, gallery, root, "--per-person", "2", "--json")
+    assert checked.exit_code == 0, checked.output
+    report = json.loads(checked.stdout)
+    assert [p["name"] for p in report["enrolled"]] == ["Ada Lovelace"]
+    assert [(r["folder"], r["status"]) for r in report["refused"]] == [("Look_Alike", 422)]
+    unchecked = _import(monkeypatch, gallery, root, "--per-person", "2", "--no-same-person-check", "--json")
+    assert unchecked.exit_code == 0, unchecked.output
+    assert [p["name"] for p in json.loads(unchecked.stdout)["enrolled"]] == ["Look Alike"]
+    assert gallery.names == ["Ada Lovelace", "Look Alike"]
