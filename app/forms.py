@@ -3,7 +3,8 @@
 Fields that take one value: sent more than once, the request is refused. FastAPI keeps the last value of a
 repeated single-valued field and drops the others without a word: two photos sent as ``image`` to ``/detect``
 got one answer, for the second. ``one_value_each`` answers 422 naming the field instead. Fields declared as
-lists (``style``, ``style_name``, enrolment's ``image``) repeat as documented.
+lists (``style``, ``style_name``, enrolment's ``image``) repeat as documented. Query parameters likewise
+(``GET /identities?limit=1&limit=500`` listed 500).
 
 Routes that take a photo: a JSON, raw image or URL-encoded body cannot carry one, and FastAPI answered
 "image: Field required" as if the photo had been forgotten. ``uploads_need_multipart`` answers 415 saying what
@@ -123,6 +124,7 @@ class FormFields:
 
     single: frozenset[str] = frozenset()  # by the name a client sends
     uploads: tuple[str, ...] = ()
+    single_query: frozenset[str] = frozenset()  # single-valued query parameters, by the name a client sends
 
 
 _fields: dict[Callable[..., Any], FormFields] = {}  # by endpoint function (routes are not hashable)
@@ -135,18 +137,31 @@ def form_fields(route: Any) -> FormFields:
         return FormFields()
     if (found := _fields.get(route.endpoint)) is None:
         infos = [(field.alias, field.field_info) for field in dependant.body_params]
+        queries = [(field.alias, field.field_info) for field in _query_params(dependant)]
         found = _fields[route.endpoint] = FormFields(
             single=frozenset(alias for alias, info in infos if not takes_many(info.annotation)),
             uploads=tuple(alias for alias, info in infos if info.is_required() and takes_files(info.annotation)),
+            single_query=frozenset(alias for alias, info in queries if not takes_many(info.annotation)),
         )
     return found
 
 
+def _query_params(dependant: Any) -> list[Any]:
+    """The query parameters of a route's dependant and of every dependency it has (FastAPI's ``ModelField``s)."""
+    return [*dependant.query_params, *(field for sub in dependant.dependencies for field in _query_params(sub))]
+
+
 async def one_value_each(request: Request) -> None:
-    """422 when a single-valued form field of this route came more than once."""
+    """422 when a single-valued query parameter or form field of this route came more than once."""
+    fields = form_fields(request.scope.get("route"))
+    if fields.single_query and request.url.query:
+        sent = Counter(name for name, _ in request.query_params.multi_items())
+        if repeated_query := sorted(name for name in fields.single_query if sent[name] > 1):
+            name = repeated_query[0]
+            raise InvalidParameter(f"{name}: sent {sent[name]} times in the query; it takes one value")
     if not request.headers.get("content-type", "").lower().startswith(FORM_TYPES):
         return
-    single = form_fields(request.scope.get("route")).single
+    single = fields.single
     if not single:
         return
     form = await request.form()  # the form FastAPI already parsed

@@ -207,3 +207,16 @@ def test_a_name_sent_twice_is_refused_without_a_word_about_photos(client: TestCl
     data = [("name", (None, "Ada")), ("name", (None, "Bob"))]
     response = client.post("/identities", files=[*data, ("image", ("p.png", people_photo(ADA)))], headers=ADMIN)
     assert (response.status_code, response.json()["detail"]) == (422, "name: sent 2 times; it takes one value")
+
+
+def test_a_paging_value_sent_twice_is_refused_not_the_last_one_taken(client: TestClient) -> None:
+    """FastAPI kept the last of a repeated query parameter: ?limit=1&limit=500 listed up to 500."""
+    enrol_ada = client.post("/identities", data={"name": "Ada"}, files=photos(ADA), headers=ADMIN)
+    assert enrol_ada.status_code == 201
+    response = client.get("/identities?limit=1&limit=500", headers=ADMIN)
+    assert (response.status_code, response.json()["detail"]) == (
+        422,
+        "limit: sent 2 times in the query; it takes one value",
+    )
+    assert client.get("/identities?limit=1&offset=0", headers=ADMIN).json()["limit"] == 1
+    assert client.get("/identities?unknown=1&unknown=2", headers=ADMIN).status_code == 200  # not ours to judge
