@@ -85,8 +85,7 @@ class MatchingDecoder(nn.Module):
                 target_std = stds[:, offset : offset + count, None, None]
                 # x + gain · (AdaIN(x) − x), written as (1 − gain) · x + gain · (σ_t · IN(x) + μ_t): OpenVINO runs
                 # instance_norm as one MVN node in the activations' own layout and precision, where the same affine
-                # built from the statistics above went through float32 copies of them, so a request that wants the
-                # image alone skips the statistics (docs/style.md, "Latency at 512 px")
+                # built from the statistics above went through float32 copies of them (docs/style.md, "Latency at 512 px")
                 normalised = F.instance_norm(x, eps=EPS)  # (x − mean) / std, as calc_mean_std defines std
                 x = x * (1.0 - gain) + normalised * (gain * target_std) + gain * target_mean
                 offset, position = offset + count, position + 1
