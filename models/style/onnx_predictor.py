@@ -66,13 +66,9 @@ class OnnxStyleTransfer:
         decoder = open_session(folder, manifest, DECODER_ONNX, device, runtime)
         if matching_settings(manifest) is None:
             return cls(encoder, decoder, manifest)
+        # Twice: for a painting's statistics, once per painting; and for the image alone, which is all a request
+        # needs (on OpenVINO the statistics' reductions cost a quarter more than the plain decoder at 512 px).
         matching = open_session(folder, manifest, MATCHING_DECODER_ONNX, device, runtime)
-        if (runtime or Runtime()).engine != "openvino":
-            return cls(encoder, decoder, manifest, matching)  # ONNX Runtime runs every node whatever is asked
-        # On OpenVINO, twice: for a painting's statistics, once per painting; and compiled for the image alone, all a
-        # request needs, without the statistics' reductions (docs/style.md, "Latency at 512 px"). A file exported
-        # before the matching step was written with instance_norm needs the reductions for the image too: it gains
-        # nothing until `deepcanvas models export` writes it again.
         painter = open_session(folder, manifest, MATCHING_DECODER_ONNX, device, runtime, first_output_only=True)
         return cls(encoder, decoder, manifest, matching, painter)
 

@@ -238,8 +238,7 @@ def test_a_request_runs_the_matching_decoder_for_its_image_alone(matched_folder:
     manifest = load_artifact(matched_folder)
     predictor = OnnxStyleTransfer.from_artifact(matched_folder, manifest, "cpu", Runtime(engine))  # type: ignore[arg-type]
     assert predictor.matching is not None and predictor.painter is not None
-    # a second compiled model where it saves work (OpenVINO); ONNX Runtime runs every node whatever is asked
-    assert (predictor.painter is not predictor.matching) == (engine == "openvino")
+    assert predictor.painter is not predictor.matching
     settings = matching_settings(manifest)
     assert settings is not None
     rng = np.random.default_rng(0)
@@ -250,8 +249,8 @@ def test_a_request_runs_the_matching_decoder_for_its_image_alone(matched_folder:
         np.full((1, 1), 0.5, np.float32),
     ]
     full, painted = predictor.matching.run_inputs(inputs), predictor.painter.run_inputs(inputs)
-    assert len(full) == 3 and len(painted) == (1 if engine == "openvino" else 3)
-    assert painted[0].shape == full[0].shape and np.abs(painted[0] - full[0]).max() <= 1e-6  # the same graph
+    assert len(full) == 3 and len(painted) == 1
+    assert painted[0].shape == full[0].shape and np.abs(painted[0] - full[0]).max() < 0.02
     if isinstance(predictor.painter, OpenVinoSession):
         layers = {
             op.get_rt_info()["layerType"].astype(str)
