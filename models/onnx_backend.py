@@ -126,13 +126,12 @@ def session_options(threads: int = 0) -> Any:
 
 
 class OrtSession:
-    """An ONNX Runtime inference session behind ``NetworkSession``; ``first_output_only``: ``open_session``'s."""
+    """An ONNX Runtime inference session behind ``NetworkSession``."""
 
-    def __init__(self, session: Any, first_output_only: bool = False) -> None:
+    def __init__(self, session: Any) -> None:
         self.session = session
         self.input_names = [node.name for node in session.get_inputs()]
         self.input_name = self.input_names[0]
-        self.outputs = [session.get_outputs()[0].name] if first_output_only else None  # None: every output
 
     @property
     def output_shape(self) -> tuple[int | str | None, ...]:
@@ -152,7 +151,7 @@ class OrtSession:
         """Every output, in order, for a network of several inputs (given in its input order)."""
         names = self.input_names
         feed = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in zip(names, arrays, strict=True)}
-        return [np.asarray(a) for a in self.session.run(self.outputs, feed)]
+        return [np.asarray(a) for a in self.session.run(None, feed)]
 
 
 class OpenVinoSession:
@@ -199,20 +198,16 @@ def open_session(
     device: str,
     runtime: Runtime | None = None,
     pixels: PixelInput | None = None,
-    first_output_only: bool = False,
 ) -> NetworkSession:
     """A session for the ONNX file ``path`` of a verified artifact; ``ArtifactError`` when it lacks one.
 
     ``pixels``: the session takes uint8 ``(N, H, W, 3)`` pixels and normalises them as the network expects.
-    ``first_output_only``: the session returns the first output alone, for a network whose other outputs most calls
-    do not want (the matching decoder's own statistics, wanted once per painting). OpenVINO then compiles only
-    what that output needs, so the rest is never computed; ONNX Runtime is asked for that output only.
     """
     runtime = runtime or Runtime()
     where, path = _listed_file(manifest, path, runtime)
     if runtime.engine == "openvino":
-        return _open_openvino(folder / path, where, path, device, runtime, pixels, first_output_only)
-    session = _open_onnxruntime(folder / path, where, path, device, runtime.threads, first_output_only)
+        return _open_openvino(folder / path, where, path, device, runtime, pixels)
+    session = _open_onnxruntime(folder / path, where, path, device, runtime.threads)
     return session if pixels is None else PixelSession(session, pixels)
 
 
@@ -228,9 +223,7 @@ def _listed_file(manifest: Manifest, path: str, runtime: Runtime) -> tuple[str, 
     return where, path
 
 
-def _open_onnxruntime(
-    file: Path, where: str, path: str, device: str, threads: int, first_output_only: bool = False
-) -> OrtSession:
+def _open_onnxruntime(file: Path, where: str, path: str, device: str, threads: int) -> OrtSession:
     ort = engine_module("onnxruntime")
 
     providers = execution_providers(device)
@@ -243,7 +236,7 @@ def _open_onnxruntime(
         raise ArtifactError(f"{where}: {CUDA_PROVIDER} failed to start for {path}; check the CUDA installation")
     if not session.get_inputs():
         raise ArtifactError(f"{where}: {path} takes no input")
-    return OrtSession(session, first_output_only)
+    return OrtSession(session)
 
 
 def openvino_config(runtime: Runtime, streams: int = 1) -> dict[str, Any]:
@@ -271,15 +264,9 @@ def _openvino_core() -> Any:
 
 
 def _open_openvino(
-    file: Path,
-    where: str,
-    path: str,
-    device: str,
-    runtime: Runtime,
-    pixels: PixelInput | None = None,
-    first_output_only: bool = False,
+    file: Path, where: str, path: str, device: str, runtime: Runtime, pixels: PixelInput | None = None
 ) -> OpenVinoSession:
-    return OpenVinoSession(*_compile_openvino(file, where, path, device, runtime, pixels, 1, first_output_only))
+    return OpenVinoSession(*_compile_openvino(file, where, path, device, runtime, pixels))
 
 
 def _compile_openvino(
@@ -290,7 +277,6 @@ def _compile_openvino(
     runtime: Runtime,
     pixels: PixelInput | None = None,
     streams: int = 1,
-    first_output_only: bool = False,
 ) -> tuple[Any, type[np.generic]]:
     """The compiled model and the input type its sessions take."""
     if device != "cpu":
@@ -299,8 +285,6 @@ def _compile_openvino(
         model = _openvino_core().read_model(str(file))
         if not model.inputs:
             raise ArtifactError(f"{where}: {path} takes no input")
-        if first_output_only:  # the same graph with one result: compiling drops what only the others needed
-            model = engine_module("openvino").Model(model.get_results()[:1], model.get_parameters(), model.get_name())
         if pixels is not None:
             model = _with_pixel_input(model, pixels)
         compiled = _openvino_core().compile_model(model, "CPU", openvino_config(runtime, streams))

@@ -23,7 +23,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from models.style.types import MatchingSettings
 
@@ -83,11 +82,9 @@ class MatchingDecoder(nn.Module):
                 own_stds.append(std.flatten(1))
                 target_mean = means[:, offset : offset + count, None, None]
                 target_std = stds[:, offset : offset + count, None, None]
-                # x + gain · (AdaIN(x) − x), written as (1 − gain) · x + gain · (σ_t · IN(x) + μ_t): OpenVINO runs
-                # instance_norm as one MVN node in the activations' own layout and precision, where the same affine
-                # built from the statistics above went through float32 copies of them (docs/style.md, "Padding")
-                normalised = F.instance_norm(x, eps=EPS)  # (x − mean) / std, as calc_mean_std defines std
-                x = x * (1.0 - gain) + normalised * (gain * target_std) + gain * target_mean
+                # x + gain · (AdaIN(x) − x) is affine in x per channel: one pass over the activations
+                scale = 1.0 + gain * (target_std / std - 1.0)  # (B, C, 1, 1)
+                x = x * scale + gain * (target_mean - mean * target_std / std)
                 offset, position = offset + count, position + 1
         return x.clamp(0.0, 1.0) if self.clamp else x, torch.cat(own_means, 1), torch.cat(own_stds, 1)
 

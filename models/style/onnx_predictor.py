@@ -38,18 +38,14 @@ class OnnxStyleTransfer:
         decoder: NetworkSession,
         manifest: Manifest,
         matching: NetworkSession | None = None,
-        painter: NetworkSession | None = None,
     ) -> None:
-        """``matching``: the artifact's matching decoder (``models.style.matching``), when it has one, which also
-        gives a painting's statistics; ``painter``: the same file opened for its image alone (``open_session``'s
-        ``first_output_only``), which every request with a manner runs (default: ``matching``)."""
+        """``matching``: the artifact's matching decoder (``models.style.matching``), when it has one."""
         self.encoder = encoder
         self.decoder = decoder
         self.manifest = manifest
         self.statistics: StyleStatistics[np.ndarray] = StyleStatistics()
         self.decoder_statistics: StyleStatistics[np.ndarray] = StyleStatistics()  # filled when manner > 0
         self.matching = matching
-        self.painter = painter or matching
         settings = matching_settings(manifest)
         self.matching_strength = settings.strength if settings else 0.0
         self.matching_width = settings.width if settings else 0
@@ -64,13 +60,9 @@ class OnnxStyleTransfer:
             raise ArtifactError(f"{where}: architecture {manifest.architecture!r} is not {ARCHITECTURE!r}")
         encoder = open_session(folder, manifest, ENCODER_ONNX, device, runtime)
         decoder = open_session(folder, manifest, DECODER_ONNX, device, runtime)
-        if matching_settings(manifest) is None:
-            return cls(encoder, decoder, manifest)
-        # Twice: for a painting's statistics, once per painting; and for the image alone, which is all a request
-        # needs (on OpenVINO the statistics' reductions cost a quarter more than the plain decoder at 512 px).
-        matching = open_session(folder, manifest, MATCHING_DECODER_ONNX, device, runtime)
-        painter = open_session(folder, manifest, MATCHING_DECODER_ONNX, device, runtime, first_output_only=True)
-        return cls(encoder, decoder, manifest, matching, painter)
+        has_matching = matching_settings(manifest) is not None
+        matching = open_session(folder, manifest, MATCHING_DECODER_ONNX, device, runtime) if has_matching else None
+        return cls(encoder, decoder, manifest, matching)
 
     def eval(self) -> OnnxStyleTransfer:
         return self  # inference sessions have no training mode
@@ -128,11 +120,10 @@ class OnnxStyleTransfer:
         if self.matching is None or strength == 0.0:
             assert self.matching is not None or not manner, "this artifact's decoder does not match"
             return np.clip(self.decoder.run(blended), 0.0, 1.0)  # (1, 3, H, W)
-        matching, painter = self.matching, self.painter
-        assert painter is not None, "a matching decoder always has a painter"
+        matching = self.matching
         pairs = zip(styles, keys, strict=True)
         means, stds = mix_statistics([self._decoder_statistics(matching, s, k) for s, k in pairs], weights)
-        return painter.run_inputs([blended, means, stds, np.full((1, 1), strength, np.float32)])[0]
+        return matching.run_inputs([blended, means, stds, np.full((1, 1), strength, np.float32)])[0]
 
     def _style_statistics(self, style: np.ndarray, key: StyleKey | None) -> tuple[np.ndarray, np.ndarray]:
         """The style's relu4_1 (mean, std), each (1, C4, 1, 1): from the cache, else from the encoder."""

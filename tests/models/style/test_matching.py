@@ -227,33 +227,3 @@ def test_a_plain_artifact_refuses_a_manner(exported_store: ExportedStore) -> Non
     request = StylizeRequest(picture((64, 64), 1), (picture((64, 64), 2),), (1.0,), 1.0, False, 64, manner=0.5)
     with pytest.raises(AssertionError, match="does not match"):
         predictor.predict([request])
-
-
-@pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
-def test_a_request_runs_the_matching_decoder_for_its_image_alone(matched_folder: Path, engine: str) -> None:
-    """A painting's statistics are wanted once; every request with a manner wants only the image. On OpenVINO the
-    painter is compiled without the statistics' reductions, which cost a quarter of the decoder at 512 px."""
-    from models.onnx_backend import OpenVinoSession
-
-    manifest = load_artifact(matched_folder)
-    predictor = OnnxStyleTransfer.from_artifact(matched_folder, manifest, "cpu", Runtime(engine))  # type: ignore[arg-type]
-    assert predictor.matching is not None and predictor.painter is not None
-    assert predictor.painter is not predictor.matching
-    settings = matching_settings(manifest)
-    assert settings is not None
-    rng = np.random.default_rng(0)
-    inputs = [
-        rng.random((1, manifest.hyperparameters["widths"][3], 6, 5), dtype=np.float32),
-        rng.random((1, settings.width), dtype=np.float32),
-        rng.random((1, settings.width), dtype=np.float32) + 0.5,
-        np.full((1, 1), 0.5, np.float32),
-    ]
-    full, painted = predictor.matching.run_inputs(inputs), predictor.painter.run_inputs(inputs)
-    assert len(full) == 3 and len(painted) == 1
-    assert painted[0].shape == full[0].shape and np.abs(painted[0] - full[0]).max() < 0.02
-    if isinstance(predictor.painter, OpenVinoSession):
-        layers = {
-            op.get_rt_info()["layerType"].astype(str)
-            for op in predictor.painter.compiled.get_runtime_model().get_ordered_ops()
-        }
-        assert "Reduce" not in layers and "MVN" in layers, layers  # the statistics' reductions are gone
