@@ -30,9 +30,8 @@ from deepcanvas.schemas import IdentityInfo
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 # What the service answers about the photo or person sent (a corrupt, too large or unreadable photo; no face or
 # several in a photo to enrol, photos that look like different people, a name it refuses): another photo or person
-# may pass. It has no 409 for a name
-# already enrolled (names may repeat). Anything else (a wrong admin token or API key's 401/403, a 404 from another
-# service, a 5xx) would be the same for every photo.
+# may pass. It has no 409 for a name already enrolled (names may repeat). Anything else (a wrong admin token or API
+# key's 401/403, a 404 from another service, a 5xx) would be the same for every photo.
 REFUSED = frozenset({400, 413, 415, 422})
 PAGE = 1000  # the most GET /identities answers at once
 
