@@ -173,9 +173,11 @@ def export_classifier(folder: Path, manifest: Manifest) -> tuple[list[str], dict
 
 
 def export_style(folder: Path, manifest: Manifest) -> tuple[list[str], dict[str, Any]]:
-    from models.style.predictor import StyleTransfer
+    from models.style.network import Decoder
+    from models.style.own_manner import CONTENT_MEASURE_ONNX, REFERENCE_DECODER
+    from models.style.predictor import StyleTransfer, content_measure, load_frozen
     from models.style.sizing import MIN_SIDE, SIDE_MULTIPLE
-    from models.style.types import DECODER_ONNX, ENCODER_ONNX, MATCHING_DECODER_ONNX
+    from models.style.types import DECODER_ONNX, ENCODER_ONNX, MATCHING_DECODER_ONNX, widths_from_manifest
 
     style = StyleTransfer.from_artifact(folder, manifest, CPU)
     image = torch.rand(2, 3, 6 * SIDE_MULTIPLE, 5 * SIDE_MULTIPLE)  # (2, 3, 48, 40)
@@ -198,7 +200,17 @@ def export_style(folder: Path, manifest: Manifest) -> tuple[list[str], dict[str,
     dims = (feature_dims, {0: batch}, {0: batch}, {0: batch})
     export_graph(style.matching, examples, folder / MATCHING_DECODER_ONNX, names, dims)
     matching = "features, means, stds, strength -> image, own_means, own_stds"
-    return [ENCODER_ONNX, DECODER_ONNX, MATCHING_DECODER_ONNX], details | {"matching_decoder": matching}
+    files, details = [ENCODER_ONNX, DECODER_ONNX, MATCHING_DECODER_ONNX], details | {"matching_decoder": matching}
+    if style.painting_manners is None:
+        return files, details
+    # each painting's own manner (models.style.own_manner) measures against plain AdaIN's decoder
+    reference = load_frozen(
+        Decoder(widths_from_manifest(manifest)), folder, manifest, f"{REFERENCE_DECODER}.safetensors", CPU
+    )
+    export_network(reference, features, folder / f"{REFERENCE_DECODER}.onnx", ("features", "image"), feature_dims)
+    measure = content_measure(folder, manifest, CPU)
+    export_network(measure, image, folder / CONTENT_MEASURE_ONNX, ("image", "features"), image_dims)
+    return [*files, f"{REFERENCE_DECODER}.onnx", CONTENT_MEASURE_ONNX], details
 
 
 SHIPPED_AS_ONNX = {RFB_ARCHITECTURE}  # imported as ONNX: nothing to export

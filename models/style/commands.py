@@ -49,6 +49,16 @@ def _manners(text: str) -> list[float]:
     return parts
 
 
+def _bounds(text: str) -> list[float]:
+    try:
+        parts = [float(part) for part in text.split(",")]
+    except ValueError:
+        parts = []
+    if not parts or not all(0.5 <= part <= 10.0 for part in parts):
+        raise typer.BadParameter(f"bounds must be comma-separated content ratios in [0.5, 10], not {text!r}")
+    return parts
+
+
 def _widths(text: str) -> tuple[int, int, int, int]:
     parts = [int(part) for part in text.split(",")]
     if len(parts) != 4 or min(parts) <= 0:
@@ -236,6 +246,10 @@ def evaluate(
             "v2: default all of its validation works)",
         ),
     ] = None,
+    photos: Annotated[
+        int | None,
+        typer.Option(min=2, help="Validation under rule v2 only: this many of its photos, spread, and every painting"),
+    ] = None,
     held_out: Annotated[
         str | None,
         typer.Option(help="models/style/split.py's rule the splits come from, v1 or v2 (default: the artifact's)"),
@@ -246,11 +260,19 @@ def evaluate(
             help="Also measure these manners (comma-separated) on the same pairs and baseline: manner_<m>_<metric>"
         ),
     ] = None,
+    bounds: Annotated[
+        str | None,
+        typer.Option(
+            help="Also measure each painting's own manner under these content bounds (comma-separated; artifacts "
+            "with own-manner): own_<bound>_<metric>"
+        ),
+    ] = None,
     pairs: Annotated[
         Path | None,
         typer.Option(
             dir_okay=False,
-            help="Also write every pair's losses and ratios to this CSV (runs: default or manner_<m>, baseline)",
+            help="Also write every pair's losses, ratios and own-painting flag to this CSV (runs: default, "
+            "manner_<m> or own_<bound>, baseline)",
         ),
     ] = None,
     device: str = "cpu",
@@ -263,6 +285,8 @@ def evaluate(
     from models.figures import figures_folder
     from models.style.evaluate import (
         EVAL_COUNT,
+        Manner,
+        PairFlags,
         PairLosses,
         evaluate_transfer,
         evaluation_images,
@@ -279,9 +303,12 @@ def evaluate(
         raise typer.BadParameter("the card reports the test split only")
     if card and manner is not None:
         raise typer.BadParameter("the card reports the artifact's default manner (and a sweep of others)")
-    if count is not None and split != "validation":
-        raise typer.BadParameter(f"--count sizes the validation split only; the {split} split is fixed")
-    swept = _manners(sweep) if sweep is not None else []
+    if (count is not None or photos is not None) and split != "validation":
+        raise typer.BadParameter(f"--count, --photos: validation only; the {split} split is fixed")
+    from models.style.own_manner import OwnManner
+
+    swept: list[Manner] = [*(_manners(sweep) if sweep is not None else [])]
+    swept += [OwnManner(bound) for bound in (_bounds(bounds) if bounds is not None else [])]
     if swept and (card or url):
         raise typer.BadParameter("--sweep measures the artifact's own networks, not a card or a service")
     if pairs is not None and card:
@@ -301,8 +328,10 @@ def evaluate(
             raise typer.BadParameter(f"rule {rule} has no unseen split: its test and validation take every work")
         contents, styles = unseen_images(content_dir, style_dir)
     else:
+        if photos is not None and rule != "v2":
+            raise typer.BadParameter("--photos spreads rule v2's validation photos; rule v1 has --count")
         contents, styles = validation_images(
-            content_dir, style_dir, count or (EVAL_COUNT if rule == "v1" else None), rule
+            content_dir, style_dir, count or (EVAL_COUNT if rule == "v1" else None), rule, photos
         )
     if not contents or not styles:
         empty = " and ".join(kind for kind, images in (("CONTENT_DIR", contents), ("STYLE_DIR", styles)) if not images)
@@ -338,13 +367,16 @@ def evaluate(
         transfer = load_transfer(artifact, torch_device)
         if transfer.matching is None and any(swept):
             raise typer.BadParameter("this artifact's decoder does not match (deepcanvas models match-decoder)")
+        if transfer.painting_manners is None and bounds is not None:
+            raise typer.BadParameter("--bounds: this artifact has no own manner (deepcanvas models own-manner)")
         runs: PairLosses = {}
+        own: PairFlags = {}
         evaluated = evaluate_transfer(
-            transfer, loss_network, contents, styles, size, baseline, url, manner, swept, pair_losses=runs
+            transfer, loss_network, contents, styles, size, baseline, url, manner, swept, runs, own
         )
         metrics = evaluated[0]
         if pairs is not None:
-            rows = write_pair_table(pairs, contents, styles, runs)
+            rows = write_pair_table(pairs, contents, styles, runs, own)
             console.print(f"{rows} rows of per-pair losses: {pairs}", highlight=False)
     console.print(json.dumps({"contents": [p.name for p in contents], "styles": [p.name for p in styles]}))
     console.print(json.dumps(metrics, indent=2))
@@ -403,6 +435,57 @@ def match_decoder(
     manifest = attach_matching(artifact, strength, chosen)
     entry = manifest.hyperparameters["decoder_matching"]
     console.print(f"{manifest.name}/{manifest.version}: decoder_matching {entry}")
+
+
+def choose_setting(
+    pairs: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="eval style --pairs's table")],
+    paintings: Annotated[int, typer.Option(min=2, help="Paintings in each resampled grid (the test grid's count)")],
+    draws: Annotated[int, typer.Option(min=10, help="Resampled grids")] = 500,
+    seed: int = 0,
+) -> None:
+    """Choose among a validation table's runs with a margin for the painting draw (models/style/choice.py)."""
+    from models.style.choice import choose, describe, read_pairs
+
+    table = read_pairs(pairs)
+    if not table:
+        raise typer.BadParameter(f"{pairs}: no run with ratios and own-painting flags (run eval style with a baseline)")
+    try:
+        summaries, chosen = choose(table, paintings, draws, seed)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    console.print(describe(summaries, chosen), highlight=False, markup=False)
+
+
+def own_manner(
+    artifact: EditedArtifact,
+    reference: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="Plain AdaIN artifact (import-vgg) to measure against")
+    ],
+    bound: Annotated[
+        float, typer.Option(min=0.5, max=10.0, help="Largest median content ratio to plain AdaIN a painting may cost")
+    ],
+    manners: Annotated[
+        str | None, typer.Option(help="Manners tried, comma-separated, from 0 (default 0,0.2,…,0.8)")
+    ] = None,
+    out: OutOption = None,
+    version: VersionOption = None,
+) -> None:
+    """Give each painting its own manner (models/style/own_manner.py): the reference decoder and photos go in."""
+    from models.artifact import ArtifactError
+    from models.style.importer import attach_own_manner, copy_as_version
+    from models.style.own_manner import MANNERS
+
+    grid = tuple(_manners(manners)) if manners else MANNERS
+    if len(grid) < 2 or grid[0] != 0 or list(grid) != sorted(set(grid)):
+        raise typer.BadParameter(f"--manners must ascend from 0 to at most 1, not {manners!r}")
+    if out is not None:
+        artifact = copy_as_version(artifact, out, version or out.name)
+    try:
+        manifest = attach_own_manner(artifact, reference, bound, manners=grid)
+    except ArtifactError as error:
+        raise typer.BadParameter(str(error)) from error
+    entry = manifest.hyperparameters["decoder_matching"]["own_manner"]
+    console.print(f"{manifest.name}/{manifest.version}: own_manner {entry}")
 
 
 def import_adain(

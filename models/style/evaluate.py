@@ -31,12 +31,14 @@ from models.artifact import Manifest, load_artifact
 from models.style.card import write_style_card
 from models.style.images import image_to_tensor, tensor_to_image
 from models.style.loss_network import LossNetwork, load_loss_network
-from models.style.manner import Statistics, concatenated, feature_statistics, manner_metrics
+from models.style.manner import Statistics, concatenated, feature_statistics, manner_metrics, own_painting
 from models.style.measures import losses_from_features, square_image
 from models.style.nst import NeuralStyleTransfer
 from models.style.nst_eval import nst_comparison
+from models.style.own_manner import OwnManner
 from models.style.predictor import StyleTransfer
 from models.style.split import DEFAULT_RULE, VALIDATION_MAX, held_out_contents, held_out_styles, v2_grid
+from models.style.style_cache import StyleKey
 
 # (contents (N, 3, S, S), style (1, 3, S, S)) -> outputs (N, 3, S, S) in [0, 1], each content in the style
 Stylizer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -65,17 +67,24 @@ def evaluation_images(
 
 
 def validation_images(
-    content_dir: Path, style_dir: Path, count: int | None = EVAL_COUNT, rule: str = DEFAULT_RULE
+    content_dir: Path,
+    style_dir: Path,
+    count: int | None = EVAL_COUNT,
+    rule: str = DEFAULT_RULE,
+    photos: int | None = None,
 ) -> tuple[list[Path], list[Path]]:
     """Held-out contents and styles that evaluation does not report, ``count`` of each: for choosing settings.
 
     v1: every count up to ``VALIDATION_MAX`` draws from the same ``VALIDATION_MAX`` images of each (a smaller
     split is a subset of the larger: ``spread`` keeps every other pick), so none reaches ``unseen_images``.
-    v2: ``count`` of split.py's validation works, spread (None: all of them).
+    v2: ``count`` of split.py's validation works, spread (None: all of them); ``photos``, when given, spreads the
+    photos alone (a painting's draw moves the measures most: keep every painting, fewer photos).
     """
     if rule == "v2":
         contents, styles = v2_grid(content_dir, "content", "validation"), v2_grid(style_dir, "style", "validation")
-        return (contents, styles) if count is None else (spread(contents, count), spread(styles, count))
+        if count is not None:
+            contents, styles = spread(contents, count), spread(styles, count)
+        return (contents, styles) if photos is None else (spread(contents, photos), styles)
     count = count or EVAL_COUNT
     assert 0 < count <= VALIDATION_MAX, f"the validation split takes 1 to {VALIDATION_MAX} of each, not {count}"
     contents, styles = _beyond_test(content_dir, style_dir)
@@ -104,7 +113,21 @@ def _beyond_test(content_dir: Path, style_dir: Path) -> tuple[list[Path], list[P
     return other_contents, other_styles
 
 
-def adain_stylizer(transfer: StyleTransfer, manner: float | None = None) -> Stylizer:
+Manner = float | OwnManner  # a fixed manner, or each painting's own under a bound (own_manner.py)
+
+
+def run_name(manner: Manner) -> str:
+    """A run's name in the metrics and the per-pair table: ``manner_<m>`` or ``own_<bound>``."""
+    return f"own_{manner.content_bound:g}" if isinstance(manner, OwnManner) else f"manner_{manner:g}"
+
+
+def style_cache_key(style: torch.Tensor) -> StyleKey:
+    """A style's key in the predictor's caches: a digest of its pixels and its size."""
+    digest = hashlib.blake2b(style.cpu().numpy().tobytes(), digest_size=20).digest()
+    return digest, (int(style.shape[-2]), int(style.shape[-1]))
+
+
+def adain_stylizer(transfer: StyleTransfer, manner: Manner | None = None) -> Stylizer:
     """AdaIN (alpha 1, ``manner`` or the artifact's default) through ``transfer``'s networks, clamped to [0, 1].
 
     The contents go through as one batch (AdaIN normalises each by its own statistics; the matching's targets are
@@ -112,11 +135,15 @@ def adain_stylizer(transfer: StyleTransfer, manner: float | None = None) -> Styl
     its pixels, as the service keeps a gallery style's: a grid stylizes every photo with each painting."""
 
     def stylize(contents: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        digest = hashlib.blake2b(style.cpu().numpy().tobytes(), digest_size=20).digest()
-        key = (digest, (int(style.shape[-2]), int(style.shape[-1])))
-        return transfer.stylize(contents, [style], [1.0], 1.0, [key], manner)
+        return transfer.stylize(contents, [style], [1.0], 1.0, [style_cache_key(style)], manner)
 
     return stylize
+
+
+def painting_manners(transfer: StyleTransfer, styles: Sequence[torch.Tensor], manner: Manner | None) -> list[float]:
+    """The matching strength each painting got under ``manner`` (None: the artifact's default); after a run, from
+    the caches."""
+    return [transfer.resolve_manner([style], [style_cache_key(style)], [1.0], manner) for style in styles]
 
 
 def load_transfer(folder: Path, device: torch.device) -> StyleTransfer:
@@ -192,24 +219,38 @@ def summarise(ours: list[tuple[float, float]], baseline: list[tuple[float, float
 PairLosses = dict[str, list[tuple[float, float]]]
 
 
-def write_pair_table(path: Path, content_images: Sequence[Path], style_images: Sequence[Path], runs: PairLosses) -> int:
+# per run: is each pair's output nearest its own painting among the grid's (manner.own_painting), style-major
+PairFlags = dict[str, list[bool]]
+
+
+def write_pair_table(
+    path: Path,
+    content_images: Sequence[Path],
+    style_images: Sequence[Path],
+    runs: PairLosses,
+    own: PairFlags | None = None,
+) -> int:
     """One CSV row per (run, photo, painting): its losses and, where a baseline ran, its ratios to the baseline's on
-    the same pair (the medians of which are the metrics). Images are named ``folder/file``, since file names repeat
-    across the corpus's sets. Returns the rows written."""
+    the same pair (the medians of which are the metrics), and whether the output is nearest its own painting (where
+    ``own`` has the run). Images are named ``folder/file``, since file names repeat across the corpus's sets.
+    Returns the rows written."""
     baseline = runs.get("baseline")
     pairs = [(style, content) for style in style_images for content in content_images]  # style-major
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["run", "photo", "painting", "style_loss", "content_loss", "style_ratio", "content_ratio"])
+        header = ["run", "photo", "painting", "style_loss", "content_loss", "style_ratio", "content_ratio"]
+        writer.writerow([*header, "own_painting"])
         references: Sequence[tuple[float, float] | None] = baseline or [None] * len(pairs)
         for run, losses in runs.items():
-            for (style, content), pair, reference in zip(pairs, losses, references, strict=True):
+            flags: Sequence[bool | None] = (own or {}).get(run) or [None] * len(pairs)
+            for (style, content), pair, reference, flag in zip(pairs, losses, references, flags, strict=True):
                 ratios = ["", ""]
                 if reference is not None:
                     ratios = [f"{loss / max(base, 1e-12):.6g}" for loss, base in zip(pair, reference, strict=True)]
                 names = [f"{image.parent.name}/{image.name}" for image in (content, style)]  # stems repeat across sets
-                writer.writerow([run, *names, *(f"{loss:.6g}" for loss in pair), *ratios])
+                nearest = "" if flag is None else str(int(flag))
+                writer.writerow([run, *names, *(f"{loss:.6g}" for loss in pair), *ratios, nearest])
     return len(runs) * len(pairs)  # every run has a row per pair, or zip(strict=True) raised
 
 
@@ -238,25 +279,32 @@ def evaluate_transfer(
     size: int = 256,
     baseline: Path | None = None,
     url: str | None = None,
-    manner: float | None = None,
-    manners: Sequence[float] = (),
+    manner: Manner | None = None,
+    manners: Sequence[Manner] = (),
     pair_losses: PairLosses | None = None,
+    pair_flags: PairFlags | None = None,
 ) -> tuple[dict[str, float], torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """``evaluate_with_outputs`` for networks already loaded (on their device); ``manner``: the decoder-side
-    matching's strength (None: the artifact's default). Each of ``manners`` adds ``manner_<m>_<metric>`` for
-    ``SWEPT_METRICS``, on the same pairs and baseline (the card's manner table). ``pair_losses``, when given,
-    receives every run's per-pair losses (``write_pair_table``)."""
+    matching's strength (None: the artifact's default; ``OwnManner``: each painting's own). Each of ``manners``
+    adds ``<run_name>_<metric>`` for ``SWEPT_METRICS`` on the same pairs and baseline (the card's manner table),
+    and for each painting's own manner the mean strength the paintings got. ``pair_losses`` and ``pair_flags``,
+    when given, receive every run's per-pair losses and own-painting flags (``write_pair_table``)."""
     runs: PairLosses = {} if pair_losses is None else pair_losses
+    flags: PairFlags = {} if pair_flags is None else pair_flags
     assert content_images and style_images, "need at least one content and one style image"
+    assert not (url and isinstance(manner, OwnManner)), "a service paints each painting's own manner by default"
     device = transfer.device
     loss_net = load_loss_network(loss_network, device)
     with torch.inference_mode():
         contents = torch.cat([square_image(p, size, device) for p in content_images])  # (Nc, 3, S, S)
         styles = [square_image(p, size, device) for p in style_images]
-        stylizer = http_stylizer(url, manner=manner) if url else adain_stylizer(transfer, manner)
+        fixed = None if isinstance(manner, OwnManner) else manner
+        stylizer = http_stylizer(url, manner=fixed) if url else adain_stylizer(transfer, manner)
         ours = pairwise_losses(stylizer, loss_net, contents, styles)
         outputs = ours.outputs
-        runs["default" if manner is None else f"manner_{manner:g}"] = ours.losses
+        default_run = "default" if manner is None else run_name(manner)
+        runs[default_run] = ours.losses
+        flags[default_run] = own_painting(loss_net, styles, outputs, ours.statistics)
         reference = None
         if baseline is not None:
             baseline_stylizer = adain_stylizer(load_transfer(baseline, device))
@@ -265,10 +313,14 @@ def evaluate_transfer(
         metrics |= manner_metrics(loss_net, styles, outputs, ours.statistics)
         for swept_manner in manners:
             swept_run = pairwise_losses(adain_stylizer(transfer, swept_manner), loss_net, contents, styles)
-            runs[f"manner_{swept_manner:g}"] = swept_run.losses
+            name = run_name(swept_manner)
+            runs[name] = swept_run.losses
+            flags[name] = own_painting(loss_net, styles, swept_run.outputs, swept_run.statistics)
             swept = summarise(swept_run.losses, reference)
             swept |= manner_metrics(loss_net, styles, swept_run.outputs, swept_run.statistics)
-            metrics |= {f"manner_{swept_manner:g}_{key}": swept[key] for key in SWEPT_METRICS if key in swept}
+            if isinstance(swept_manner, OwnManner):
+                swept["mean_manner"] = statistics.fmean(painting_manners(transfer, styles, swept_manner))
+            metrics |= {f"{name}_{key}": swept[key] for key in (*SWEPT_METRICS, "mean_manner") if key in swept}
         squared = sum(
             (transfer.decoder(transfer.encoder(chunk)).clamp(0.0, 1.0) - chunk).pow(2).sum().item()
             for chunk in contents.split(CHUNK)

@@ -30,6 +30,7 @@ from models.style.loss_network import decoder_from_state, encoder_from_state, is
 from models.style.matching import MatchingDecoder, relu_layers
 from models.style.network import Decoder, VGGEncoder
 from models.style.nst_network import NST_NETWORK_FILE, nst_network_from_compressed, nst_network_shape
+from models.style.own_manner import MANNERS, OWN_KEY, REFERENCE_DECODER, OwnMannerSettings, load_references
 from models.style.packing import prepare_out_dir
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
 from models.style.starter import style_hyperparameters
@@ -213,3 +214,52 @@ def copy_as_version(source: Path, out_dir: Path, version: str) -> Path:
     provenance = manifest.provenance.model_copy(update=update)
     repack_artifact(out_dir, version=version, provenance=provenance)
     return out_dir
+
+
+REFERENCE_PHOTOS = Path(__file__).parent / "reference_photos"  # public-domain and CC0 photos (their README.md)
+REFERENCE_TERMS = "REFERENCE_PHOTOS.md"  # the photos' sources and terms, in the artifact
+
+
+def attach_own_manner(
+    artifact: Path,
+    reference: Path,
+    bound: float,
+    photos: Path = REFERENCE_PHOTOS,
+    manners: Sequence[float] = MANNERS,
+) -> Manifest:
+    """Make ``artifact``'s default each painting's own manner (``models.style.own_manner``): the largest of
+    ``manners`` whose content ratio to ``reference``'s plain decoder (the imported AdaIN) stays within ``bound`` on
+    ``photos`` (256 px squares and their README.md). Copies the reference decoder and the photos in, records
+    ``decoder_matching.own_manner``, re-exports the ONNX files and re-packs."""
+    from models.onnx_export import export_artifact
+
+    manifest = load_artifact(artifact)
+    matching = manifest.hyperparameters.get(MATCHING_KEY)
+    if not isinstance(matching, dict):
+        raise ArtifactError(f"{manifest.name}/{manifest.version} has no decoder_matching: run match-decoder first")
+    if not isinstance(manifest.hyperparameters.get("nst_network"), dict):  # the content measure is its
+        raise ArtifactError(f"{manifest.name}/{manifest.version} has no NST network: run attach-nst first")
+    base = load_artifact(reference)
+    if widths_from_manifest(base) != widths_from_manifest(manifest):
+        raise ArtifactError(f"{base.name}/{base.version}'s widths differ from {manifest.name}/{manifest.version}'s")
+    pictures = sorted(photos.glob("*.png"))
+    terms = photos / "README.md"
+    if not pictures or not terms.is_file():
+        raise ArtifactError(f"{photos}: needs the reference photos (*.png) and their terms (README.md)")
+    names = [f"reference_{picture.name}" for picture in pictures]
+    settings = OwnMannerSettings(bound, tuple(manners), tuple(names))
+    shutil.copyfile(reference / DECODER_FILE, artifact / f"{REFERENCE_DECODER}.safetensors")
+    for picture, name in zip(pictures, names, strict=True):
+        shutil.copyfile(picture, artifact / name)
+    shutil.copyfile(terms, artifact / REFERENCE_TERMS)
+    decoder_sha256 = base.file(DECODER_FILE).sha256
+    what = (
+        f"each painting's own manner: the largest of {list(manners)} whose median content ratio to plain AdaIN "
+        f"({base.name}/{base.version}'s decoder, sha256 {decoder_sha256}: {base.provenance.method}) stays within "
+        f"{bound:g} on {len(names)} reference photos ({REFERENCE_TERMS})"
+    )
+    provenance = manifest.provenance.model_copy(update={"method": f"{manifest.provenance.method}; {what}"})
+    hyperparameters = manifest.hyperparameters | {MATCHING_KEY: matching | {OWN_KEY: settings.as_entry()}}
+    repack_artifact(artifact, hyperparameters=hyperparameters, provenance=provenance)
+    load_references(artifact, settings)  # each photo a REFERENCE_SIDE square, before anything is exported
+    return export_artifact(artifact)

@@ -67,6 +67,21 @@ def hellinger(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (1.0 - bhattacharyya).sqrt()
 
 
+def own_painting(
+    loss_net: LossNetwork,
+    styles: list[torch.Tensor],
+    outputs: list[torch.Tensor],
+    output_statistics: Sequence[Statistics] | None = None,
+) -> list[bool]:
+    """Per output, style-major (``manner_metrics``' arguments): is its style loss lowest to its own painting?"""
+    painting_stats = style_statistics(loss_net, torch.cat(styles))
+    own: list[bool] = []
+    for index, output in enumerate(outputs):
+        measured = output_statistics[index] if output_statistics else style_statistics(loss_net, output)
+        own += (style_distances(measured, painting_stats).argmin(1) == index).tolist()  # (N_c, N_s) losses
+    return own
+
+
 def manner_metrics(
     loss_net: LossNetwork,
     styles: list[torch.Tensor],
@@ -77,14 +92,11 @@ def manner_metrics(
 
     ``output_statistics[i]``: ``style_statistics(loss_net, outputs[i])`` where the caller has it already."""
     paintings = torch.cat(styles)  # (N_s, 3, S, S)
-    painting_stats = style_statistics(loss_net, paintings)
-    own, distances = [], []
+    own = own_painting(loss_net, styles, outputs, output_statistics)
+    distances = []
     histograms = colour_histogram(paintings)  # (N_s, K)
     output_histograms = []
     for index, output in enumerate(outputs):
-        measured = output_statistics[index] if output_statistics else style_statistics(loss_net, output)
-        losses = style_distances(measured, painting_stats)  # (N_c, N_s)
-        own += (losses.argmin(1) == index).tolist()
         hist = colour_histogram(output)  # (N_c, K)
         output_histograms.append(hist)
         distances += hellinger(hist, histograms[index].expand_as(hist)).tolist()

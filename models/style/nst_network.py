@@ -50,6 +50,19 @@ class NSTNetwork(nn.Module):
         return [F.relu(head(feature)) for head, feature in zip(self.heads, slim, strict=True)], content
 
 
+class ContentMeasure(nn.Module):
+    """The features evaluation's content loss compares (``models.style.evaluate``): relu4_1 through the aux head."""
+
+    def __init__(self, network: NSTNetwork) -> None:
+        super().__init__()
+        self.encoder = network.encoder
+        self.head = network.heads[3]
+        self.eval()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.head(self.encoder(image)))  # (N, 512, H/8, W/8)
+
+
 def nst_network_from_compressed(path: Path) -> NSTNetwork:
     """An ``NSTNetwork`` holding a compressed ``encoder_relu5_1.pth``; ``ValueError`` when it is not one."""
     state = read_state_dict(path)

@@ -16,8 +16,15 @@ from PIL import Image
 from models.artifact import ArtifactError, Manifest
 from models.onnx_backend import NetworkSession, Runtime, open_session
 from models.style.adain_numpy import calc_mean_std, coral, interpolate_statistics, mix_statistics
+from models.style.own_manner import (
+    CONTENT_MEASURE_ONNX,
+    REFERENCE_DECODER,
+    OwnManner,
+    PaintingManners,
+    PaintingStatistics,
+)
 from models.style.sizing import array_to_image, image_to_array, resize_for_network, to_served_size
-from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys
+from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys, style_key
 from models.style.types import (
     ARCHITECTURE,
     DECODER_ONNX,
@@ -38,8 +45,11 @@ class OnnxStyleTransfer:
         decoder: NetworkSession,
         manifest: Manifest,
         matching: NetworkSession | None = None,
+        painting_manners: tuple[Path, NetworkSession, NetworkSession] | None = None,
     ) -> None:
-        """``matching``: the artifact's matching decoder (``models.style.matching``), when it has one."""
+        """``matching``: the artifact's matching decoder (``models.style.matching``), when it has one;
+        ``painting_manners``: the artifact's folder, its reference decoder and its content measure, when it measures
+        each painting's own manner (``models.style.own_manner``)."""
         self.encoder = encoder
         self.decoder = decoder
         self.manifest = manifest
@@ -47,8 +57,16 @@ class OnnxStyleTransfer:
         self.decoder_statistics: StyleStatistics[np.ndarray] = StyleStatistics()  # filled when manner > 0
         self.matching = matching
         settings = matching_settings(manifest)
-        self.matching_strength = settings.strength if settings else 0.0
+        self.default_manner: float | OwnManner = settings.default if settings else 0.0
         self.matching_width = settings.width if settings else 0
+        self.painting_manners: PaintingManners | None = None
+        if settings and settings.own:
+            if painting_manners is None or matching is None:
+                where = f"{manifest.name}/{manifest.version}"
+                raise ArtifactError(f"{where}: its own manner needs the matching and reference decoders")
+            folder, reference, measure = painting_manners
+            networks = _OnnxNetworks(encoder, matching, reference, measure)
+            self.painting_manners = PaintingManners.from_artifact(folder, settings.own, networks)
 
     @classmethod
     def from_artifact(
@@ -60,9 +78,13 @@ class OnnxStyleTransfer:
             raise ArtifactError(f"{where}: architecture {manifest.architecture!r} is not {ARCHITECTURE!r}")
         encoder = open_session(folder, manifest, ENCODER_ONNX, device, runtime)
         decoder = open_session(folder, manifest, DECODER_ONNX, device, runtime)
-        has_matching = matching_settings(manifest) is not None
-        matching = open_session(folder, manifest, MATCHING_DECODER_ONNX, device, runtime) if has_matching else None
-        return cls(encoder, decoder, manifest, matching)
+        settings = matching_settings(manifest)
+        matching = open_session(folder, manifest, MATCHING_DECODER_ONNX, device, runtime) if settings else None
+        reference = None
+        if settings and settings.own:
+            decoder_onnx = open_session(folder, manifest, f"{REFERENCE_DECODER}.onnx", device, runtime)
+            reference = (folder, decoder_onnx, open_session(folder, manifest, CONTENT_MEASURE_ONNX, device, runtime))
+        return cls(encoder, decoder, manifest, matching, reference)
 
     def eval(self) -> OnnxStyleTransfer:
         return self  # inference sessions have no training mode
@@ -75,15 +97,23 @@ class OnnxStyleTransfer:
         self.predict([warmup_request()])
 
     def remember_styles(self, styles: list[Image.Image], max_side: int) -> None:
-        """Encode ``styles`` now (the gallery, at load), so requests naming them at ``max_side`` skip the encoder."""
+        """Encode ``styles`` now (the gallery, at load), so requests naming them at ``max_side`` skip the encoder.
+
+        At manner 0: a painting's own manner (own_manner.py) is measured at its first request, not at start-up."""
         content = Image.new("RGB", (32, 32))
-        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side) for style in styles])
+        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side, 0.0) for style in styles])
 
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
         content, styles = self.preprocess(request)
         keys = request_style_keys(request)
         weights = list(request.weights)
-        painted = array_to_image(self.stylize(content, styles, weights, request.alpha, keys, request.manner))
+        manner = request.manner
+        if request.preserve_color and isinstance(self._manner(manner), OwnManner):
+            # each painting's manner is its own, not the recoloured copy's: measured once, under its key
+            originals = [image_to_array(resize_for_network(s, request.max_side)) for s in request.styles]
+            own_keys: list[StyleKey | None] = [style_key(style, request.max_side) for style in request.styles]
+            manner = self.resolve_manner(originals, own_keys, weights, manner)
+        painted = array_to_image(self.stylize(content, styles, weights, request.alpha, keys, manner))
         return to_served_size(painted, request.content.size, request.max_side)
 
     def preprocess(self, request: StylizeRequest) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -103,12 +133,12 @@ class OnnxStyleTransfer:
         weights: list[float],
         alpha: float,
         keys: list[StyleKey | None] | None = None,
-        manner: float | None = None,
+        manner: float | OwnManner | None = None,
     ) -> np.ndarray:
         """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1].
 
         ``keys`` name the styles in the statistics cache (None: compute them, cache nothing); ``manner`` the
-        decoder-side matching's strength (None: the artifact's default).
+        decoder-side matching's strength (``OwnManner``: each painting's own; None: the artifact's default).
         """
         assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
         content_feat = self.encoder.run(content)  # (1, C4, H/8, W/8)
@@ -116,7 +146,7 @@ class OnnxStyleTransfer:
         style_stats = [self._style_statistics(style, key) for style, key in zip(styles, keys, strict=True)]
         target = interpolate_statistics(content_feat, style_stats, weights)  # one style: plain AdaIN
         blended = alpha * target + (1.0 - alpha) * content_feat
-        strength = alpha * (self.matching_strength if manner is None else manner)  # alpha 0: the reconstruction
+        strength = alpha * self.resolve_manner(styles, keys, weights, manner)  # alpha 0: the reconstruction
         if self.matching is None or strength == 0.0:
             assert self.matching is not None or not manner, "this artifact's decoder does not match"
             return np.clip(self.decoder.run(blended), 0.0, 1.0)  # (1, 3, H, W)
@@ -124,6 +154,31 @@ class OnnxStyleTransfer:
         pairs = zip(styles, keys, strict=True)
         means, stds = mix_statistics([self._decoder_statistics(matching, s, k) for s, k in pairs], weights)
         return matching.run_inputs([blended, means, stds, np.full((1, 1), strength, np.float32)])[0]
+
+    def _manner(self, manner: float | OwnManner | None) -> float | OwnManner:
+        return self.default_manner if manner is None else manner
+
+    def resolve_manner(
+        self,
+        styles: list[np.ndarray],
+        keys: list[StyleKey | None],
+        weights: list[float],
+        manner: float | OwnManner | None,
+    ) -> float:
+        """The matching strength for these styles: ``manner`` (None: the artifact's default); an ``OwnManner`` is
+        each painting's own (own_manner.py), ``weights``-averaged over a mix."""
+        manner = self._manner(manner)
+        if not isinstance(manner, OwnManner):
+            return manner
+        if self.matching is None or self.painting_manners is None:
+            raise ArtifactError(f"{self.manifest.name}/{self.manifest.version} measures no painting's own manner")
+        matching = self.matching
+
+        def statistics(index: int) -> PaintingStatistics:
+            style_stats = self._style_statistics(styles[index], keys[index])
+            return style_stats, self._decoder_statistics(matching, styles[index], keys[index])
+
+        return self.painting_manners.mixed(keys, weights, manner.content_bound, statistics)
 
     def _style_statistics(self, style: np.ndarray, key: StyleKey | None) -> tuple[np.ndarray, np.ndarray]:
         """The style's relu4_1 (mean, std), each (1, C4, 1, 1): from the cache, else from the encoder."""
@@ -141,3 +196,26 @@ class OnnxStyleTransfer:
             return means, stds
 
         return self.decoder_statistics.get(key, compute)
+
+
+class _OnnxNetworks:
+    """own_manner.Networks over the artifact's ONNX sessions."""
+
+    def __init__(
+        self, encoder: NetworkSession, matching: NetworkSession, reference: NetworkSession, measure: NetworkSession
+    ) -> None:
+        self.encoder, self.matching, self.reference, self.content_measure = encoder, matching, reference, measure
+
+    def measure(self, images: np.ndarray) -> np.ndarray:
+        return self.content_measure.run(images)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return self.encoder.run(images)
+
+    def decode_reference(self, features: np.ndarray) -> np.ndarray:
+        return np.clip(self.reference.run(features), 0.0, 1.0)
+
+    def decode_matched(
+        self, features: np.ndarray, means: np.ndarray, stds: np.ndarray, strengths: np.ndarray
+    ) -> np.ndarray:
+        return self.matching.run_inputs([features, means, stds, strengths])[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -17,8 +18,10 @@ from models.style.adain import calc_mean_std, coral, interpolate_statistics, mix
 from models.style.images import image_to_tensor, resize_for_network, tensor_to_image
 from models.style.matching import MatchingDecoder
 from models.style.network import Decoder, VGGEncoder
+from models.style.nst_network import NST_NETWORK_FILE, ContentMeasure, nst_network_from_manifest
+from models.style.own_manner import REFERENCE_DECODER, OwnManner, PaintingManners, PaintingStatistics
 from models.style.sizing import to_served_size
-from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys
+from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys, style_key
 from models.style.types import (
     ARCHITECTURE,
     DECODER_FILE,
@@ -58,7 +61,15 @@ def load_frozen(module: ModuleT, folder: Path, manifest: Manifest, path: str, de
 class StyleTransfer:
     """AdaIN predictor: ``predict(list[StylizeRequest]) -> list[PIL.Image.Image]`` (RGB)."""
 
-    def __init__(self, encoder: VGGEncoder, decoder: Decoder, manifest: Manifest, device: torch.device) -> None:
+    def __init__(
+        self,
+        encoder: VGGEncoder,
+        decoder: Decoder,
+        manifest: Manifest,
+        device: torch.device,
+        folder: Path | None = None,
+    ) -> None:
+        """``folder``: the artifact's, where its matching measures each painting's own manner (own_manner.py)."""
         self.encoder = encoder
         self.decoder = decoder
         self.manifest = manifest
@@ -68,16 +79,24 @@ class StyleTransfer:
         settings = matching_settings(manifest)
         # decoder-side matching (models.style.matching), when the artifact chose it; None: plain decoding
         self.matching = MatchingDecoder(decoder, settings.layers).eval() if settings else None
-        self.matching_strength = settings.strength if settings else 0.0
+        self.default_manner: float | OwnManner = settings.default if settings else 0.0
         if self.matching is not None and settings and self.matching.channels != settings.channels:
             raise ArtifactError(f"{manifest.name}/{manifest.version}: decoder_matching.channels do not fit the decoder")
+        self.painting_manners: PaintingManners | None = None
+        if settings and settings.own:
+            if folder is None:
+                raise ArtifactError(f"{manifest.name}/{manifest.version}: its own manner needs the artifact's folder")
+            reference = Decoder(widths_from_manifest(manifest))
+            reference = load_frozen(reference, folder, manifest, f"{REFERENCE_DECODER}.safetensors", device)
+            networks = _TorchNetworks(self, reference, content_measure(folder, manifest, device))
+            self.painting_manners = PaintingManners.from_artifact(folder, settings.own, networks)
 
     @classmethod
     def from_artifact(cls, folder: Path, manifest: Manifest, device: torch.device) -> StyleTransfer:
         widths = widths_from_manifest(manifest)
         encoder = load_frozen(VGGEncoder(widths), folder, manifest, ENCODER_FILE, device)
         decoder = load_frozen(Decoder(widths), folder, manifest, DECODER_FILE, device)
-        return cls(encoder, decoder, manifest, device)
+        return cls(encoder, decoder, manifest, device, folder)
 
     def eval(self) -> StyleTransfer:
         self.encoder.eval()
@@ -93,15 +112,23 @@ class StyleTransfer:
         self.predict([warmup_request()])
 
     def remember_styles(self, styles: list[Image.Image], max_side: int) -> None:
-        """Encode ``styles`` now (the gallery, at load), so requests naming them at ``max_side`` skip the encoder."""
+        """Encode ``styles`` now (the gallery, at load), so requests naming them at ``max_side`` skip the encoder.
+
+        At manner 0: a painting's own manner (own_manner.py) is measured at its first request, not at start-up."""
         content = Image.new("RGB", (32, 32))
-        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side) for style in styles])
+        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side, 0.0) for style in styles])
 
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
         content, styles = self.preprocess(request)
         keys = request_style_keys(request)
         weights = list(request.weights)
-        output = self.stylize(content, styles, weights, request.alpha, keys, request.manner)  # (1, 3, H, W)
+        manner = request.manner
+        if request.preserve_color and isinstance(self._manner(manner), OwnManner):
+            # each painting's manner is its own, not the recoloured copy's: measured once, under its key
+            originals = [image_to_tensor(resize_for_network(s, request.max_side), self.device) for s in request.styles]
+            own_keys: list[StyleKey | None] = [style_key(style, request.max_side) for style in request.styles]
+            manner = self.resolve_manner(originals, own_keys, weights, manner)
+        output = self.stylize(content, styles, weights, request.alpha, keys, manner)  # (1, 3, H, W)
         return to_served_size(tensor_to_image(output), request.content.size, request.max_side)
 
     def preprocess(self, request: StylizeRequest) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -121,12 +148,12 @@ class StyleTransfer:
         weights: list[float],
         alpha: float,
         keys: list[StyleKey | None] | None = None,
-        manner: float | None = None,
+        manner: float | OwnManner | None = None,
     ) -> torch.Tensor:
         """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1].
 
         ``keys`` name the styles in the statistics cache (None: compute them, cache nothing); ``manner`` the
-        decoder-side matching's strength (None: the artifact's default).
+        decoder-side matching's strength (``OwnManner``: each painting's own; None: the artifact's default).
         """
         assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
         content_feat = self.encoder(content)  # (1, C4, H/8, W/8)
@@ -134,7 +161,7 @@ class StyleTransfer:
         style_stats = [self._style_statistics(style, key) for style, key in zip(styles, keys, strict=True)]
         target = interpolate_statistics(content_feat, style_stats, weights)  # one style: plain AdaIN
         blended = alpha * target + (1.0 - alpha) * content_feat
-        strength = alpha * (self.matching_strength if manner is None else manner)  # alpha 0: the reconstruction
+        strength = alpha * self.resolve_manner(styles, keys, weights, manner)  # alpha 0: the reconstruction
         if self.matching is None or strength == 0.0:
             assert self.matching is not None or not manner, "this artifact's decoder does not match"
             return self.decoder(blended).clamp(0.0, 1.0)  # (1, 3, H, W)
@@ -142,6 +169,32 @@ class StyleTransfer:
         pairs = zip(styles, keys, strict=True)
         means, stds = mix_statistics([self._decoder_statistics(matching, s, k) for s, k in pairs], weights)
         return matching(blended, means, stds, content_feat.new_full((1, 1), strength))[0]
+
+    def _manner(self, manner: float | OwnManner | None) -> float | OwnManner:
+        return self.default_manner if manner is None else manner
+
+    def resolve_manner(
+        self,
+        styles: list[torch.Tensor],
+        keys: list[StyleKey | None],
+        weights: list[float],
+        manner: float | OwnManner | None,
+    ) -> float:
+        """The matching strength for these styles: ``manner`` (None: the artifact's default); an ``OwnManner`` is
+        each painting's own (own_manner.py), ``weights``-averaged over a mix."""
+        manner = self._manner(manner)
+        if not isinstance(manner, OwnManner):
+            return manner
+        if self.matching is None or self.painting_manners is None:
+            raise ArtifactError(f"{self.manifest.name}/{self.manifest.version} measures no painting's own manner")
+        matching = self.matching
+
+        def statistics(index: int) -> PaintingStatistics:
+            mean, std = self._style_statistics(styles[index], keys[index])
+            means, stds = self._decoder_statistics(matching, styles[index], keys[index])
+            return (_numpy(mean), _numpy(std)), (_numpy(means), _numpy(stds))
+
+        return self.painting_manners.mixed(keys, weights, manner.content_bound, statistics)
 
     def _style_statistics(self, style: torch.Tensor, key: StyleKey | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The style's relu4_1 (mean, std), each (1, C4, 1, 1): from the cache, else from the encoder."""
@@ -152,3 +205,45 @@ class StyleTransfer:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The (1, ΣC) means and stds of the decoder's own decoding of the style, at the matched layers."""
         return self.decoder_statistics.get(key, lambda: matching.statistics(self.encoder(style)))
+
+
+def content_measure(folder: Path, manifest: Manifest, device: torch.device) -> ContentMeasure:
+    """The artifact's ``ContentMeasure`` (from its NST network); ``ArtifactError`` when it has none."""
+    network = nst_network_from_manifest(manifest)
+    if network is None:
+        raise ArtifactError(f"{manifest.name}/{manifest.version}: its own manner needs the NST network (attach-nst)")
+    return ContentMeasure(load_frozen(network, folder, manifest, NST_NETWORK_FILE, device))
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().float().cpu().numpy()
+
+
+class _TorchNetworks:
+    """own_manner.Networks over a torch predictor's networks and the reference decoder."""
+
+    def __init__(self, transfer: StyleTransfer, reference: Decoder, measure: ContentMeasure) -> None:
+        self.transfer = transfer
+        self.reference = reference
+        self.content_measure = measure
+
+    def _run(self, module: torch.nn.Module, *arrays: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(self.transfer.device) for a in arrays]
+            output = module(*tensors)
+            return _numpy(output[0] if isinstance(output, tuple) else output)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return self._run(self.transfer.encoder, images)
+
+    def measure(self, images: np.ndarray) -> np.ndarray:
+        return self._run(self.content_measure, images)
+
+    def decode_reference(self, features: np.ndarray) -> np.ndarray:
+        return np.clip(self._run(self.reference, features), 0.0, 1.0)
+
+    def decode_matched(
+        self, features: np.ndarray, means: np.ndarray, stds: np.ndarray, strengths: np.ndarray
+    ) -> np.ndarray:
+        assert self.transfer.matching is not None, "only a matching decoder measures its own manner"
+        return self._run(self.transfer.matching, features, means, stds, strengths)

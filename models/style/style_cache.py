@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from PIL import Image
 
 from models.style.sizing import fit_size
-from models.style.types import StylizeRequest
+
+if TYPE_CHECKING:  # types imports own_manner, which keeps its cache here
+    from models.style.types import StylizeRequest
 
 T = TypeVar("T")
+V = TypeVar("V")
 StyleKey = tuple[bytes, tuple[int, int]]
 # An entry is two (1, C, 1, 1) vectors (C = 512 at most): a few kilobytes, so a thousand cost a few megabytes.
 CAPACITY = 1024
@@ -39,8 +42,8 @@ def request_style_keys(request: StylizeRequest) -> list[StyleKey | None]:
     return [style_key(style, request.max_side) for style in request.styles]
 
 
-class StyleStatistics(Generic[T]):
-    """``get(key, compute)``: the cached statistics, else ``compute()``'s, remembered; least recently used go first.
+class StyleCache(Generic[V]):
+    """``get(key, compute)``: the cached entry, else ``compute()``'s, remembered; least recently used go first.
 
     Not thread-safe, like the predictor that owns it (one thread at a time).
     """
@@ -50,13 +53,13 @@ class StyleStatistics(Generic[T]):
         self.capacity = capacity
         self.hits = 0
         self.misses = 0
-        self._entries: OrderedDict[StyleKey, tuple[T, T]] = OrderedDict()
+        self._entries: OrderedDict[StyleKey, V] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: StyleKey | None, compute: Callable[[], tuple[T, T]]) -> tuple[T, T]:
-        """The statistics for ``key``; ``key=None`` (a style recoloured per request) computes without caching."""
+    def get(self, key: StyleKey | None, compute: Callable[[], V]) -> V:
+        """The entry for ``key``; ``key=None`` (a style recoloured per request) computes without caching."""
         if key is None or self.capacity == 0:
             return compute()
         entry = self._entries.get(key)
@@ -70,3 +73,7 @@ class StyleStatistics(Generic[T]):
         if len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
         return entry
+
+
+class StyleStatistics(StyleCache[tuple[T, T]], Generic[T]):
+    """A style's pair of statistics (means, stds) of one array type, cached."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
+from models.style.own_manner import OWN_KEY, OwnManner, OwnMannerSettings, own_manner_settings
 
 ARCHITECTURE = "adain-vgg19-relu4_1"
 ENCODER_FILE = "encoder.safetensors"
@@ -33,7 +34,8 @@ class StylizeRequest:
     ``alpha`` in [0, 1] blends the AdaIN target (1) with the content's own features (0);
     ``preserve_color`` recolours each style to the content's colours first; the output's longer
     side is at most ``max_side``; ``manner`` in [0, 1] is how strongly the decoder matches the painting's own
-    statistics at every scale (``models.style.matching``; None: the artifact's default, 0 without matching).
+    statistics at every scale (``models.style.matching``; ``OwnManner``: found for each painting,
+    ``models.style.own_manner``; None: the artifact's default, 0 without matching).
     """
 
     content: Image.Image
@@ -42,7 +44,7 @@ class StylizeRequest:
     alpha: float
     preserve_color: bool
     max_side: int
-    manner: float | None = None
+    manner: float | OwnManner | None = None
 
 
 def warmup_request() -> StylizeRequest:
@@ -83,8 +85,14 @@ class MatchingSettings:
     """Decoder-side matching as an artifact records it: after which decoder ReLUs, how strongly, their widths."""
 
     layers: tuple[int, ...]
-    strength: float  # the default manner (StylizeRequest.manner)
+    strength: float  # the default manner (StylizeRequest.manner) when ``own`` is None
     channels: tuple[int, ...]
+    own: OwnMannerSettings | None = None  # the default: each painting's own manner (models.style.own_manner)
+
+    @property
+    def default(self) -> float | OwnManner:
+        """The manner a request that names none gets."""
+        return OwnManner(self.own.content_bound) if self.own else self.strength
 
     @property
     def width(self) -> int:
@@ -92,7 +100,9 @@ class MatchingSettings:
         return sum(self.channels)
 
     def as_entry(self) -> dict[str, object]:
-        return {"layers": list(self.layers), "strength": self.strength, "channels": list(self.channels)}
+        entry: dict[str, object] = {"layers": list(self.layers), "strength": self.strength}
+        entry["channels"] = list(self.channels)
+        return entry | ({OWN_KEY: self.own.as_entry()} if self.own else {})
 
 
 def matching_settings(manifest: Manifest) -> MatchingSettings | None:
@@ -111,7 +121,8 @@ def matching_settings(manifest: Manifest) -> MatchingSettings | None:
         raise ArtifactError(f"{where}: {MATCHING_KEY} must list decoder layers and as many channel counts")
     if not (isinstance(strength, int | float) and 0.0 <= strength <= 1.0):
         raise ArtifactError(f"{where}: {MATCHING_KEY}.strength must be in [0, 1], not {strength!r}")
-    return MatchingSettings(tuple(layers), float(strength), tuple(channels))  # type: ignore[arg-type]
+    own = own_manner_settings(manifest, fields[OWN_KEY]) if OWN_KEY in fields else None
+    return MatchingSettings(tuple(layers), float(strength), tuple(channels), own)  # type: ignore[arg-type]
 
 
 def widths_from_manifest(manifest: Manifest) -> tuple[int, int, int, int]:
