@@ -273,7 +273,8 @@ async def verify(
     )
     a, b = await _embed(slot, [(photo_a, box_a), (photo_b, box_b)])
     distance = float(np.linalg.norm(_descriptor(a) - _descriptor(b)))
-    limit = threshold if threshold is not None else thresholds(slot).verify_distance
+    # + 0.0: a distance threshold of -0 (which the form accepts as 0) is echoed as 0, not -0.0
+    limit = threshold + 0.0 if threshold is not None else thresholds(slot).verify_distance
     return VerifyResponse(
         same=distance <= limit, distance=distance, threshold=limit, model=model_ref(slot), a=face_a, b=face_b
     )

@@ -199,6 +199,13 @@ def test_verify_compares_the_largest_faces_and_says_when_it_chose(client: TestCl
     assert empty.status_code == 422 and "image_b 'b.png': no face" in empty.json()["detail"]
 
 
+def test_verify_echoes_a_threshold_of_minus_zero_as_zero(client: TestClient) -> None:
+    files = {"image_a": ("a.png", people_photo(ADA)), "image_b": ("b.png", people_photo(ADA))}
+    response = client.post("/verify", files=files, data={"threshold": "-0"})
+    assert response.status_code == 200, response.text
+    assert '"threshold":0.0' in response.text.replace(" ", "") and '"threshold":-0.0' not in response.text
+
+
 def test_detect_adds_five_landmarks_per_face_only_when_asked(client: TestClient) -> None:
     files = {"image": ("p.png", people_photo(ADA, BOB))}
     plain = client.post("/detect", files=files).json()["detections"]
