@@ -185,11 +185,19 @@ def _matching_section(manifest: Manifest, metrics: dict[str, float]) -> list[str
     if settings is None:
         return []
     sweep = _manner_rows(metrics) if any(k.startswith(MANNER_PREFIX) for k in metrics) else []
+    default = f"{settings.strength:g}"
+    if settings.own is not None:
+        own = settings.own
+        default = (
+            f"each painting's own: the largest of {', '.join(f'{m:g}' for m in own.manners)} whose median content "
+            f"ratio to plain AdaIN on its {len(own.references)} reference photos stays within {own.content_bound:g}, "
+            "measured once per painting (`models/style/own_manner.py`)"
+        )
     return [
         "",
         "## manner: each painting's own palette and marks",
         "",
-        f"`manner` (a `POST /stylize` field, 0 to 1; this artifact's default {settings.strength:g}) sets how far",
+        f"`manner` (a `POST /stylize` field, 0 to 1; this artifact's default {default}) sets how far",
         "the decoder's activations move toward the painting's own at every scale. Measured on the same held-out",
         "pairs as the table above, through the same networks:",
         "",

@@ -3,7 +3,9 @@
 ../shared's photos are for research and evaluation only and most of its paintings are not public domain, so a
 thumbnail of them, a stylized output of them or detections drawn on them may not be committed. The one exception
 is the style gallery (small re-encoded public-domain paintings), which ``models/store/style-gallery/`` holds and
-this test leaves to its own checks.
+this test leaves to its own checks. The other is the reference photos a painting's own manner is measured on
+(``models/style/reference_photos/``: public-domain and CC0 photos scikit-image ships, none of ../shared's): those
+exact files are allowed wherever they lie (an artifact carries copies), by their sha256, and nothing else.
 
 How a file is judged: by its bytes (its magic number, confirmed by Pillow), so a renamed picture is caught too, and
 by its name, so a ``.jpg``, ``.jpeg``, ``.webp`` or ``.gif`` is refused whatever it holds:
@@ -21,15 +23,19 @@ by its name, so a ``.jpg``, ``.jpeg``, ``.webp`` or ``.gif`` is refused whatever
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
+from models.artifact import sha256_file
 from models.detector.validation.commands import SHEETS_FOLDER
 from models.figures import FIGURES_ROOT, figures_folder
 
 REPO = Path(__file__).resolve().parents[2]
 GALLERY = Path("models/store/style-gallery")
+REFERENCE_PHOTOS = Path("models/style/reference_photos")  # public domain and CC0 (their README.md)
 SKIPPED_PARTS = {"__pycache__", ".staging", "_runtime"}  # git-ignored: runtime copies, never committed
 CHART_COLOURS = 4096
 # First bytes of PNG, JPEG, GIF, BMP, TIFF and WebP (RIFF); Pillow then confirms, so a weight file that happens to
@@ -60,11 +66,14 @@ def is_chart(path: Path) -> bool:
 def shared_pictures(root: Path) -> list[str]:
     """Every picture under ``root/models`` (the gallery aside) that may show ../shared's images, with why."""
     found = []
+    allowed = {sha256_file(photo) for photo in (root / REFERENCE_PHOTOS).glob("*.png")}
     for path in sorted((root / "models").rglob("*")):
         relative = path.relative_to(root)
         if not path.is_file() or relative.is_relative_to(GALLERY) or SKIPPED_PARTS & set(relative.parts):
             continue
         kind = picture_format(path)
+        if kind == "PNG" and sha256_file(path) in allowed:
+            continue  # a reference photo (or an artifact's copy of one), byte for byte
         if path.suffix.lower() in PHOTO_SUFFIXES:
             found.append(f"{relative}: named as a photo ({kind or 'unreadable'})")
         elif kind == "PNG" and not is_chart(path):
@@ -86,3 +95,16 @@ def test_the_figures_folders_are_git_ignored() -> None:
     assert f"/{FIGURES_ROOT.as_posix()}/" in ignored
     for folder in (figures_folder("adain", "v3"), SHEETS_FOLDER):
         assert folder.is_relative_to(FIGURES_ROOT), folder
+
+
+def test_only_the_reference_photos_themselves_pass_as_photos(tmp_path: Path) -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    (tmp_path / REFERENCE_PHOTOS).mkdir(parents=True)
+    Image.fromarray(noise).save(tmp_path / REFERENCE_PHOTOS / "photo.png")
+    artifact = tmp_path / "models" / "store" / "adain" / "v9"
+    artifact.mkdir(parents=True)
+    shutil.copyfile(tmp_path / REFERENCE_PHOTOS / "photo.png", artifact / "reference_photo.png")  # a copy: allowed
+    Image.fromarray(255 - noise).save(artifact / "reference_other.png")  # any other photo-like PNG: refused
+    assert shared_pictures(tmp_path) == [
+        "models/store/adain/v9/reference_other.png: a PNG with more than 4096 colours, a picture rather than a chart"
+    ]
