@@ -39,24 +39,22 @@ def _layer_weights(text: str) -> tuple[float, float, float, float]:
     return (parts[0], parts[1], parts[2], parts[3])
 
 
-def _manners(text: str) -> list[float]:
+def _numbers(text: str, low: float, high: float, what: str) -> list[float]:
     try:
         parts = [float(part) for part in text.split(",")]
     except ValueError:
         parts = []
-    if not parts or not all(0.0 <= part <= 1.0 for part in parts):
-        raise typer.BadParameter(f"manners must be comma-separated strengths in [0, 1], not {text!r}")
+    if not parts or not all(low <= part <= high for part in parts):
+        raise typer.BadParameter(f"{what} must be comma-separated numbers in [{low:g}, {high:g}], not {text!r}")
     return parts
+
+
+def _manners(text: str) -> list[float]:
+    return _numbers(text, 0.0, 1.0, "manners (strengths)")
 
 
 def _bounds(text: str) -> list[float]:
-    try:
-        parts = [float(part) for part in text.split(",")]
-    except ValueError:
-        parts = []
-    if not parts or not all(0.5 <= part <= 10.0 for part in parts):
-        raise typer.BadParameter(f"bounds must be comma-separated content ratios in [0.5, 10], not {text!r}")
-    return parts
+    return _numbers(text, 0.5, 10.0, "bounds (content ratios)")
 
 
 def _widths(text: str) -> tuple[int, int, int, int]:
@@ -472,18 +470,19 @@ def own_manner(
 ) -> None:
     """Give each painting its own manner (models/style/own_manner.py): the reference decoder and photos go in."""
     from models.artifact import ArtifactError
-    from models.style.importer import attach_own_manner, copy_as_version
+    from models.style.importer import attach_own_manner, copy_as_version, plan_own_manner
     from models.style.own_manner import MANNERS
 
     grid = tuple(_manners(manners)) if manners else MANNERS
     if len(grid) < 2 or grid[0] != 0 or list(grid) != sorted(set(grid)):
         raise typer.BadParameter(f"--manners must ascend from 0 to at most 1, not {manners!r}")
-    if out is not None:
-        artifact = copy_as_version(artifact, out, version or out.name)
-    try:
-        manifest = attach_own_manner(artifact, reference, bound, manners=grid)
+    try:  # before anything is written: a refusal leaves no copy behind
+        plan_own_manner(artifact, reference)
     except ArtifactError as error:
         raise typer.BadParameter(str(error)) from error
+    if out is not None:
+        artifact = copy_as_version(artifact, out, version or out.name)
+    manifest = attach_own_manner(artifact, reference, bound, manners=grid)
     entry = manifest.hyperparameters["decoder_matching"]["own_manner"]
     console.print(f"{manifest.name}/{manifest.version}: own_manner {entry}")
 

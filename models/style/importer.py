@@ -220,6 +220,24 @@ REFERENCE_PHOTOS = Path(__file__).parent / "reference_photos"  # public-domain a
 REFERENCE_TERMS = "REFERENCE_PHOTOS.md"  # the photos' sources and terms, in the artifact
 
 
+def plan_own_manner(artifact: Path, reference: Path, photos: Path = REFERENCE_PHOTOS) -> list[Path]:
+    """The reference photos ``attach_own_manner`` would copy into ``artifact``; writes nothing, and an
+    ``ArtifactError`` says what is missing (the matching, the NST network, fitting widths, 256 px photos, terms)."""
+    manifest = load_artifact(artifact)
+    if not isinstance(manifest.hyperparameters.get(MATCHING_KEY), dict):
+        raise ArtifactError(f"{manifest.name}/{manifest.version} has no decoder_matching: run match-decoder first")
+    if not isinstance(manifest.hyperparameters.get("nst_network"), dict):  # the content measure is its
+        raise ArtifactError(f"{manifest.name}/{manifest.version} has no NST network: run attach-nst first")
+    base = load_artifact(reference)
+    if widths_from_manifest(base) != widths_from_manifest(manifest):
+        raise ArtifactError(f"{base.name}/{base.version}'s widths differ from {manifest.name}/{manifest.version}'s")
+    pictures = sorted(photos.glob("*.png"))
+    if not pictures or not (photos / "README.md").is_file():
+        raise ArtifactError(f"{photos}: needs the reference photos (*.png) and their terms (README.md)")
+    load_references(photos, OwnMannerSettings(1.0, MANNERS, tuple(p.name for p in pictures)))  # each a 256 px square
+    return pictures
+
+
 def attach_own_manner(
     artifact: Path,
     reference: Path,
@@ -230,28 +248,18 @@ def attach_own_manner(
     """Make ``artifact``'s default each painting's own manner (``models.style.own_manner``): the largest of
     ``manners`` whose content ratio to ``reference``'s plain decoder (the imported AdaIN) stays within ``bound`` on
     ``photos`` (256 px squares and their README.md). Copies the reference decoder and the photos in, records
-    ``decoder_matching.own_manner``, re-exports the ONNX files and re-packs."""
+    ``decoder_matching.own_manner``, re-exports the ONNX files and re-packs. Refused (``plan_own_manner``) before
+    anything is written."""
     from models.onnx_export import export_artifact
 
-    manifest = load_artifact(artifact)
-    matching = manifest.hyperparameters.get(MATCHING_KEY)
-    if not isinstance(matching, dict):
-        raise ArtifactError(f"{manifest.name}/{manifest.version} has no decoder_matching: run match-decoder first")
-    if not isinstance(manifest.hyperparameters.get("nst_network"), dict):  # the content measure is its
-        raise ArtifactError(f"{manifest.name}/{manifest.version} has no NST network: run attach-nst first")
-    base = load_artifact(reference)
-    if widths_from_manifest(base) != widths_from_manifest(manifest):
-        raise ArtifactError(f"{base.name}/{base.version}'s widths differ from {manifest.name}/{manifest.version}'s")
-    pictures = sorted(photos.glob("*.png"))
-    terms = photos / "README.md"
-    if not pictures or not terms.is_file():
-        raise ArtifactError(f"{photos}: needs the reference photos (*.png) and their terms (README.md)")
+    pictures = plan_own_manner(artifact, reference, photos)
+    manifest, base = load_artifact(artifact), load_artifact(reference)
     names = [f"reference_{picture.name}" for picture in pictures]
     settings = OwnMannerSettings(bound, tuple(manners), tuple(names))
     shutil.copyfile(reference / DECODER_FILE, artifact / f"{REFERENCE_DECODER}.safetensors")
     for picture, name in zip(pictures, names, strict=True):
         shutil.copyfile(picture, artifact / name)
-    shutil.copyfile(terms, artifact / REFERENCE_TERMS)
+    shutil.copyfile(photos / "README.md", artifact / REFERENCE_TERMS)
     decoder_sha256 = base.file(DECODER_FILE).sha256
     what = (
         f"each painting's own manner: the largest of {list(manners)} whose median content ratio to plain AdaIN "
@@ -259,7 +267,7 @@ def attach_own_manner(
         f"{bound:g} on {len(names)} reference photos ({REFERENCE_TERMS})"
     )
     provenance = manifest.provenance.model_copy(update={"method": f"{manifest.provenance.method}; {what}"})
+    matching = manifest.hyperparameters[MATCHING_KEY]
     hyperparameters = manifest.hyperparameters | {MATCHING_KEY: matching | {OWN_KEY: settings.as_entry()}}
     repack_artifact(artifact, hyperparameters=hyperparameters, provenance=provenance)
-    load_references(artifact, settings)  # each photo a REFERENCE_SIDE square, before anything is exported
     return export_artifact(artifact)

@@ -22,6 +22,7 @@ from models.style.own_manner import (
     OwnManner,
     PaintingManners,
     PaintingStatistics,
+    resolved,
 )
 from models.style.sizing import array_to_image, image_to_array, resize_for_network, to_served_size
 from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys, style_key
@@ -146,7 +147,8 @@ class OnnxStyleTransfer:
         style_stats = [self._style_statistics(style, key) for style, key in zip(styles, keys, strict=True)]
         target = interpolate_statistics(content_feat, style_stats, weights)  # one style: plain AdaIN
         blended = alpha * target + (1.0 - alpha) * content_feat
-        strength = alpha * self.resolve_manner(styles, keys, weights, manner)  # alpha 0: the reconstruction
+        # alpha 0: the reconstruction, with no painting's own manner to measure
+        strength = alpha * self.resolve_manner(styles, keys, weights, manner) if alpha else 0.0
         if self.matching is None or strength == 0.0:
             assert self.matching is not None or not manner, "this artifact's decoder does not match"
             return np.clip(self.decoder.run(blended), 0.0, 1.0)  # (1, 3, H, W)
@@ -167,18 +169,15 @@ class OnnxStyleTransfer:
     ) -> float:
         """The matching strength for these styles: ``manner`` (None: the artifact's default); an ``OwnManner`` is
         each painting's own (own_manner.py), ``weights``-averaged over a mix."""
-        manner = self._manner(manner)
-        if not isinstance(manner, OwnManner):
-            return manner
-        if self.matching is None or self.painting_manners is None:
-            raise ArtifactError(f"{self.manifest.name}/{self.manifest.version} measures no painting's own manner")
         matching = self.matching
 
         def statistics(index: int) -> PaintingStatistics:
+            assert matching is not None, "an artifact with its own manner has a matching decoder"
             style_stats = self._style_statistics(styles[index], keys[index])
             return style_stats, self._decoder_statistics(matching, styles[index], keys[index])
 
-        return self.painting_manners.mixed(keys, weights, manner.content_bound, statistics)
+        where = f"{self.manifest.name}/{self.manifest.version}"
+        return resolved(self._manner(manner), self.painting_manners, where, keys, weights, statistics)
 
     def _style_statistics(self, style: np.ndarray, key: StyleKey | None) -> tuple[np.ndarray, np.ndarray]:
         """The style's relu4_1 (mean, std), each (1, C4, 1, 1): from the cache, else from the encoder."""

@@ -165,6 +165,24 @@ class PaintingManners:
         )
 
 
+def resolved(
+    manner: float | OwnManner,
+    painting_manners: PaintingManners | None,
+    where: str,
+    keys: Sequence[StyleKey | None],
+    weights: Sequence[float],
+    statistics: Callable[[int], PaintingStatistics],
+) -> float:
+    """A request's matching strength: ``manner`` itself, or for an ``OwnManner`` the (``weights``-averaged) own
+    manners of its paintings, ``statistics(i)`` giving the i-th painting's; ``ArtifactError`` when the artifact
+    (``where``) measures none."""
+    if not isinstance(manner, OwnManner):
+        return manner
+    if painting_manners is None:
+        raise ArtifactError(f"{where} measures no painting's own manner")
+    return painting_manners.mixed(keys, weights, manner.content_bound, statistics)
+
+
 def load_references(folder: Path, settings: OwnMannerSettings) -> np.ndarray:
     """The artifact's reference photos (K, 3, S, S), float32 in [0, 1]; ``ArtifactError`` when one is not a square
     of ``REFERENCE_SIDE``."""

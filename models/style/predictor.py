@@ -19,7 +19,7 @@ from models.style.images import image_to_tensor, resize_for_network, tensor_to_i
 from models.style.matching import MatchingDecoder
 from models.style.network import Decoder, VGGEncoder
 from models.style.nst_network import NST_NETWORK_FILE, ContentMeasure, nst_network_from_manifest
-from models.style.own_manner import REFERENCE_DECODER, OwnManner, PaintingManners, PaintingStatistics
+from models.style.own_manner import REFERENCE_DECODER, OwnManner, PaintingManners, PaintingStatistics, resolved
 from models.style.sizing import to_served_size
 from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys, style_key
 from models.style.types import (
@@ -161,7 +161,8 @@ class StyleTransfer:
         style_stats = [self._style_statistics(style, key) for style, key in zip(styles, keys, strict=True)]
         target = interpolate_statistics(content_feat, style_stats, weights)  # one style: plain AdaIN
         blended = alpha * target + (1.0 - alpha) * content_feat
-        strength = alpha * self.resolve_manner(styles, keys, weights, manner)  # alpha 0: the reconstruction
+        # alpha 0: the reconstruction, with no painting's own manner to measure
+        strength = alpha * self.resolve_manner(styles, keys, weights, manner) if alpha else 0.0
         if self.matching is None or strength == 0.0:
             assert self.matching is not None or not manner, "this artifact's decoder does not match"
             return self.decoder(blended).clamp(0.0, 1.0)  # (1, 3, H, W)
@@ -182,19 +183,16 @@ class StyleTransfer:
     ) -> float:
         """The matching strength for these styles: ``manner`` (None: the artifact's default); an ``OwnManner`` is
         each painting's own (own_manner.py), ``weights``-averaged over a mix."""
-        manner = self._manner(manner)
-        if not isinstance(manner, OwnManner):
-            return manner
-        if self.matching is None or self.painting_manners is None:
-            raise ArtifactError(f"{self.manifest.name}/{self.manifest.version} measures no painting's own manner")
         matching = self.matching
 
         def statistics(index: int) -> PaintingStatistics:
+            assert matching is not None, "an artifact with its own manner has a matching decoder"
             mean, std = self._style_statistics(styles[index], keys[index])
             means, stds = self._decoder_statistics(matching, styles[index], keys[index])
             return (_numpy(mean), _numpy(std)), (_numpy(means), _numpy(stds))
 
-        return self.painting_manners.mixed(keys, weights, manner.content_bound, statistics)
+        where = f"{self.manifest.name}/{self.manifest.version}"
+        return resolved(self._manner(manner), self.painting_manners, where, keys, weights, statistics)
 
     def _style_statistics(self, style: torch.Tensor, key: StyleKey | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The style's relu4_1 (mean, std), each (1, C4, 1, 1): from the cache, else from the encoder."""
