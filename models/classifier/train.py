@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,13 @@ def make_optimizer(network: nn.Module, cfg: TrainConfig, steps: int) -> tuple[An
     return optimizer, scheduler
 
 
+def memory_format(widths: Sequence[int]) -> torch.memory_format:
+    """channels_last (faster convolutions on CPU), except for a network of 4 channels or fewer somewhere: torch
+    2.14.1's CPU backward of a strided 1x1 channels_last convolution that narrow aborts the process on AVX2-only
+    machines (a shortcut projection of ``FaceNet``)."""
+    return torch.channels_last if min(widths) > 4 else torch.contiguous_format
+
+
 def train_one_epoch(
     network: nn.Module,
     loader: DataLoader[Any],
@@ -194,13 +202,14 @@ def train_one_epoch(
     scheduler: Any,
     progress: Progress,
     bf16: bool = False,
+    memory: torch.memory_format = torch.channels_last,
 ) -> float:
     """One pass over ``loader`` (the scheduler steps per batch; a spent budget ends it early); mean loss."""
     network.train()
     task = progress.add_task("train", total=len(loader))
     total, steps = 0.0, 0
     for images, labels in loader:
-        images = images.to(memory_format=torch.channels_last)  # (B, 3, S, S), faster convs on CPU
+        images = images.to(memory_format=memory)  # (B, 3, S, S), the network's layout
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = network(images)  # (B, C), bfloat16 under autocast
         loss = loss_fn(logits.float(), labels)
@@ -264,7 +273,8 @@ def fit(
             if isinstance(loader.generator, torch.Generator):
                 loader.generator.manual_seed(cfg.seed * 1000 + epoch)
             started = time.monotonic()
-            loss = train_one_epoch(network, loader, loss_fn, optimizer, scheduler, progress, cfg.bf16)
+            memory = memory_format(cfg.widths)
+            loss = train_one_epoch(network, loader, loss_fn, optimizer, scheduler, progress, cfg.bf16, memory)
             seconds = time.monotonic() - started
             val = validate_all(network, data, cfg)
             best = state.record(epoch, loss, val, network, val.get("extra"))
@@ -329,7 +339,7 @@ def train_classifier(cfg: TrainConfig) -> Manifest:
     network = FaceNet(cfg.widths, len(LABELS), cfg.dropout)
     if base_state is not None:
         network.load_state_dict(base_state)
-    network = network.to(device).to(memory_format=torch.channels_last)
+    network = network.to(device).to(memory_format=memory_format(cfg.widths))
     draws = draw_weights(data, cfg.faces_share) if data.get("faces_train") else None
     loader = make_loader(data["train"] + data.get("faces_train", []), cfg, draws)
     optimizer, scheduler = make_optimizer(network, cfg, cfg.epochs * len(loader))
