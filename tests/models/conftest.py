@@ -32,6 +32,28 @@ class ExportedStore:
         return self.root / name / self.after[name].version
 
 
+def fake_relu5_1(path: Path, widths: tuple[int, ...]) -> Path:
+    """A compressed encoder_relu5_1.pth layout with random weights (seed 1), under the file's own key names."""
+    generator = torch.Generator().manual_seed(1)
+    shapes = {"conv0": (3, 3, 1, 1)}
+    names = ("conv11", "conv12", "conv21", "conv22", "conv31", "conv32", "conv33", "conv34", "conv41")
+    stage = (0, 0, 1, 1, 2, 2, 2, 2, 3)
+    previous = 3
+    for name, index in zip(names, stage, strict=True):
+        shapes[name] = (widths[index], previous, 3, 3)
+        previous = widths[index]
+    shapes |= {n: (widths[3], widths[3], 3, 3) for n in ("conv42", "conv43", "conv44", "conv51")}
+    aux = {"conv11_aux": 0, "conv21_aux": 1, "conv31_aux": 2, "conv41_aux": 3, "conv51_aux": 3}
+    shapes |= {n: (4 * widths[i], widths[i], 1, 1) for n, i in aux.items()}
+    state = {}
+    for name, shape in shapes.items():
+        scale = (2.0 / (shape[1] * shape[2] * shape[3])) ** 0.5
+        state[f"{name}.weight"] = torch.randn(shape, generator=generator) * scale
+        state[f"{name}.bias"] = torch.zeros(shape[0])
+    torch.save({"epoch": 0, "model": state}, path)
+    return path
+
+
 def picture(size: tuple[int, int], seed: int) -> Image.Image:
     """Smooth colour noise with a few drawn discs: something for random networks to respond to."""
     rng = np.random.default_rng(seed)

@@ -26,6 +26,7 @@ from models.style.nst import (
 from models.style.nst_network import NST_NETWORK_FILE, NSTNetwork
 from models.style.starter import make_untrained_style
 from models.style.types import NSTRequest
+from tests.models.conftest import fake_relu5_1
 
 SLIM = (8, 16, 32, 64)
 
@@ -112,33 +113,12 @@ def test_optimisation_refuses_a_network_whose_weights_would_train() -> None:
         paint(EncoderFeatures(VGGEncoder(SLIM)), _smooth_image(5), _smooth_image(6), iterations=1)
 
 
-def _fake_relu5_1(path: Path, widths: tuple[int, ...] = SLIM) -> Path:
-    """A compressed encoder_relu5_1.pth layout with random weights, under the file's own key names."""
-    torch.manual_seed(1)
-    shapes = {"conv0": (3, 3, 1, 1)}
-    names = ("conv11", "conv12", "conv21", "conv22", "conv31", "conv32", "conv33", "conv34", "conv41")
-    stage = (0, 0, 1, 1, 2, 2, 2, 2, 3)
-    previous = 3
-    for name, index in zip(names, stage, strict=True):
-        shapes[name] = (widths[index], previous, 3, 3)
-        previous = widths[index]
-    shapes |= {n: (widths[3], widths[3], 3, 3) for n in ("conv42", "conv43", "conv44", "conv51")}
-    aux = {"conv11_aux": 0, "conv21_aux": 1, "conv31_aux": 2, "conv41_aux": 3, "conv51_aux": 3}
-    shapes |= {n: (4 * widths[i], widths[i], 1, 1) for n, i in aux.items()}
-    state = {}
-    for name, shape in shapes.items():
-        state[f"{name}.weight"] = torch.randn(shape) * (2.0 / (shape[1] * shape[2] * shape[3])) ** 0.5
-        state[f"{name}.bias"] = torch.zeros(shape[0])
-    torch.save({"epoch": 0, "model": state}, path)
-    return path
-
-
 def test_an_attached_relu5_1_network_is_what_the_predictor_optimises_over(tmp_path: Path) -> None:
     folder = tmp_path / "adain"
     make_untrained_style(folder, widths=SLIM)
     licence = tmp_path / "LICENSE"
     licence.write_text("MIT")
-    manifest = attach_nst_network(folder, _fake_relu5_1(tmp_path / "encoder_relu5_1.pth"), licence)
+    manifest = attach_nst_network(folder, fake_relu5_1(tmp_path / "encoder_relu5_1.pth", SLIM), licence)
     assert {f.path for f in manifest.files} >= {NST_NETWORK_FILE, "LICENSE"}
     predictor = NeuralStyleTransfer.from_artifact(folder, load_artifact(folder), torch.device("cpu"))
     assert isinstance(predictor.network, NSTNetwork)
@@ -172,7 +152,7 @@ def test_nst_paints_small_and_thin_images_that_relu5_1_cannot_read_at_their_size
     folder = tmp_path / "adain"
     make_untrained_style(folder, widths=SLIM)
     (tmp_path / "LICENSE").write_text("MIT")
-    attach_nst_network(folder, _fake_relu5_1(tmp_path / "encoder_relu5_1.pth"), tmp_path / "LICENSE")
+    attach_nst_network(folder, fake_relu5_1(tmp_path / "encoder_relu5_1.pth", SLIM), tmp_path / "LICENSE")
     predictor = NeuralStyleTransfer.from_artifact(folder, load_artifact(folder), torch.device("cpu"))
     content, style = Image.new("RGB", content_size, (200, 120, 40)), Image.new("RGB", style_size, (20, 60, 200))
     [result] = predictor.predict([NSTRequest(content, style, iterations=2, max_side=max_side)])

@@ -53,7 +53,7 @@ from models.style.sizing import resize_for_network
 from models.style.starter import he_initialised, make_untrained_style
 from models.style.style_cache import StyleKey, style_key
 from models.style.types import MATCHING_KEY, StylizeRequest, matching_settings
-from tests.models.conftest import picture
+from tests.models.conftest import fake_relu5_1, picture
 
 SLIM = (8, 16, 32, 64)
 CPU = torch.device("cpu")
@@ -159,28 +159,6 @@ def test_reference_photos_must_be_256_px_squares(listed_manifest: Manifest, tmp_
 # --- a small artifact with its own manner ---------------------------------------------------------------------
 
 
-def fake_relu5_1(path: Path, widths: tuple[int, ...] = SLIM) -> Path:
-    """A compressed encoder_relu5_1.pth layout with random weights (as tests/models/style/test_nst.py builds)."""
-    generator = torch.Generator().manual_seed(1)
-    shapes = {"conv0": (3, 3, 1, 1)}
-    names = ("conv11", "conv12", "conv21", "conv22", "conv31", "conv32", "conv33", "conv34", "conv41")
-    stage = (0, 0, 1, 1, 2, 2, 2, 2, 3)
-    previous = 3
-    for name, index in zip(names, stage, strict=True):
-        shapes[name] = (widths[index], previous, 3, 3)
-        previous = widths[index]
-    shapes |= {n: (widths[3], widths[3], 3, 3) for n in ("conv42", "conv43", "conv44", "conv51")}
-    aux = {"conv11_aux": 0, "conv21_aux": 1, "conv31_aux": 2, "conv41_aux": 3, "conv51_aux": 3}
-    shapes |= {n: (4 * widths[i], widths[i], 1, 1) for n, i in aux.items()}
-    state = {}
-    for name, shape in shapes.items():
-        scale = (2.0 / (shape[1] * shape[2] * shape[3])) ** 0.5
-        state[f"{name}.weight"] = torch.randn(shape, generator=generator) * scale
-        state[f"{name}.bias"] = torch.zeros(shape[0])
-    torch.save({"epoch": 0, "model": state}, path)
-    return path
-
-
 def record_matching(folder: Path, strength: float) -> Manifest:
     """``attach_matching`` without its ONNX export: ``attach_own_manner`` re-exports every ONNX file anyway."""
     manifest = load_artifact(folder)
@@ -207,7 +185,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     record_matching(matched, 0.0)
     shutil.copytree(matched, measured)
     (root / "LICENSE").write_text("MIT")
-    attach_nst_network(measured, fake_relu5_1(root / "encoder_relu5_1.pth"), root / "LICENSE")
+    attach_nst_network(measured, fake_relu5_1(root / "encoder_relu5_1.pth", SLIM), root / "LICENSE")
     photos = root / "photos"
     photos.mkdir()
     for index in range(3):
