@@ -477,7 +477,7 @@ def own_manner(
     if len(grid) < 2 or grid[0] != 0 or list(grid) != sorted(set(grid)):
         raise typer.BadParameter(f"--manners must ascend from 0 to at most 1, not {manners!r}")
     try:  # before anything is written: a refusal leaves no copy behind
-        plan_own_manner(artifact, reference)
+        plan_own_manner(artifact, reference, bound=bound, manners=grid)
     except ArtifactError as error:
         raise typer.BadParameter(str(error)) from error
     if out is not None:

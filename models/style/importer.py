@@ -30,7 +30,14 @@ from models.style.loss_network import decoder_from_state, encoder_from_state, is
 from models.style.matching import MatchingDecoder, relu_layers
 from models.style.network import Decoder, VGGEncoder
 from models.style.nst_network import NST_NETWORK_FILE, nst_network_from_compressed, nst_network_shape
-from models.style.own_manner import MANNERS, OWN_KEY, REFERENCE_DECODER, OwnMannerSettings, load_references
+from models.style.own_manner import (
+    MANNERS,
+    OWN_KEY,
+    REFERENCE_DECODER,
+    OwnMannerSettings,
+    load_references,
+    valid_grid,
+)
 from models.style.packing import prepare_out_dir
 from models.style.predictor import ARCHITECTURE, DECODER_FILE, ENCODER_FILE
 from models.style.starter import style_hyperparameters
@@ -220,9 +227,18 @@ REFERENCE_PHOTOS = Path(__file__).parent / "reference_photos"  # public-domain a
 REFERENCE_TERMS = "REFERENCE_PHOTOS.md"  # the photos' sources and terms, in the artifact
 
 
-def plan_own_manner(artifact: Path, reference: Path, photos: Path = REFERENCE_PHOTOS) -> list[Path]:
+def plan_own_manner(
+    artifact: Path,
+    reference: Path,
+    photos: Path = REFERENCE_PHOTOS,
+    bound: float = 1.0,
+    manners: Sequence[float] = MANNERS,
+) -> list[Path]:
     """The reference photos ``attach_own_manner`` would copy into ``artifact``; writes nothing, and an
-    ``ArtifactError`` says what is missing (the matching, the NST network, fitting widths, 256 px photos, terms)."""
+    ``ArtifactError`` says what is wrong (the bound, the grid, the matching, the NST network, fitting widths,
+    256 px photos, terms)."""
+    if not 0.0 < bound < 100.0 or not valid_grid(list(manners)):
+        raise ArtifactError(f"a positive bound and manners ascending from 0 to at most 1, not {bound}, {manners}")
     manifest = load_artifact(artifact)
     if not isinstance(manifest.hyperparameters.get(MATCHING_KEY), dict):
         raise ArtifactError(f"{manifest.name}/{manifest.version} has no decoder_matching: run match-decoder first")
@@ -252,7 +268,7 @@ def attach_own_manner(
     anything is written."""
     from models.onnx_export import export_artifact
 
-    pictures = plan_own_manner(artifact, reference, photos)
+    pictures = plan_own_manner(artifact, reference, photos, bound, manners)
     manifest, base = load_artifact(artifact), load_artifact(reference)
     names = [f"reference_{picture.name}" for picture in pictures]
     settings = OwnMannerSettings(bound, tuple(manners), tuple(names))

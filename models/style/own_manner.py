@@ -59,6 +59,12 @@ class OwnMannerSettings:
         return {"content_bound": self.content_bound, "manners": list(self.manners), "references": list(self.references)}
 
 
+def valid_grid(grid: Sequence[object]) -> bool:
+    """Manners ascending from 0 to at most 1, at least two."""
+    numbers = [m for m in grid if isinstance(m, int | float) and not isinstance(m, bool)]
+    return len(numbers) == len(grid) >= 2 and numbers[0] == 0 and numbers == sorted(set(numbers)) and numbers[-1] <= 1
+
+
 def own_manner_settings(manifest: Manifest, entry: object) -> OwnMannerSettings:
     """``decoder_matching.own_manner`` checked; ``ArtifactError`` names what is wrong."""
     where = f"{manifest.name}/{manifest.version}: decoder_matching.{OWN_KEY}"
@@ -67,8 +73,7 @@ def own_manner_settings(manifest: Manifest, entry: object) -> OwnMannerSettings:
     if not (isinstance(bound, int | float) and not isinstance(bound, bool) and 0.0 < bound < 100.0):
         raise ArtifactError(f"{where}.content_bound must be a positive number, not {bound!r}")
     grid = manners if isinstance(manners, list) else []
-    numbers = all(isinstance(m, int | float) and not isinstance(m, bool) for m in grid)
-    if not (numbers and len(grid) >= 2 and grid[0] == 0 and grid == sorted(set(grid)) and grid[-1] <= 1):
+    if not valid_grid(grid):
         raise ArtifactError(f"{where}.manners must ascend from 0 to at most 1, not {manners!r}")
     named = {entry.path for entry in manifest.files}
     if not (isinstance(references, list) and references and all(r in named for r in references)):
@@ -147,7 +152,8 @@ class PaintingManners:
         """The ``weights``-average (normalised) of the manners of a mix's paintings; ``statistics(i)`` gives the
         i-th painting's."""
         total = float(sum(weights))
-        manners = [self.manner(key, bound, partial(statistics, index)) for index, key in enumerate(keys)]
+        # a painting weighted 0 adds nothing: it is not measured
+        manners = [self.manner(k, bound, partial(statistics, i)) if weights[i] else 0.0 for i, k in enumerate(keys)]
         return sum(weight / total * manner for weight, manner in zip(weights, manners, strict=True))
 
     def measure(

@@ -114,16 +114,18 @@ class StyleTransfer:
     def remember_styles(self, styles: list[Image.Image], max_side: int) -> None:
         """Encode ``styles`` now (the gallery, at load), so requests naming them at ``max_side`` skip the encoder.
 
-        At manner 0: a painting's own manner (own_manner.py) is measured at its first request, not at start-up."""
+        At the artifact's default manner (its decoder statistics too), except that a painting's own manner
+        (own_manner.py) is measured at its first request, not at start-up."""
         content = Image.new("RGB", (32, 32))
-        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side, 0.0) for style in styles])
+        manner = 0.0 if isinstance(self.default_manner, OwnManner) else None
+        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side, manner) for style in styles])
 
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
         content, styles = self.preprocess(request)
         keys = request_style_keys(request)
         weights = list(request.weights)
         manner = request.manner
-        if request.preserve_color and isinstance(self._manner(manner), OwnManner):
+        if request.preserve_color and request.alpha and isinstance(self._manner(manner), OwnManner):
             # each painting's manner is its own, not the recoloured copy's: measured once, under its key
             originals = [image_to_tensor(resize_for_network(s, request.max_side), self.device) for s in request.styles]
             own_keys: list[StyleKey | None] = [style_key(style, request.max_side) for style in request.styles]

@@ -36,6 +36,13 @@ from models.figures import FIGURES_ROOT, figures_folder
 REPO = Path(__file__).resolve().parents[2]
 GALLERY = Path("models/store/style-gallery")
 REFERENCE_PHOTOS = Path("models/style/reference_photos")  # public domain and CC0 (their README.md)
+# Their sha256, pinned: a picture added to that folder is not allowed by being there
+REFERENCE_SHA256 = {
+    "6920df7795cecc620fde643c0caa984e5f36cc657d580c50185f298e65c4332b",  # astronaut.png
+    "160b07475dea93b8682da8904c6e5080b9d05e195ec8bbe87c8274cb64d8c2d9",  # chelsea.png
+    "1ad61dbbf8d18c9677de43210af01b36060bd34947c0542a73201e995887706e",  # coffee.png
+    "53617bcc3f2b6eea3cf4ce990bf6915571651c4b1789f1155b8a2b98510f9c49",  # rocket.png
+}
 SKIPPED_PARTS = {"__pycache__", ".staging", "_runtime"}  # git-ignored: runtime copies, never committed
 CHART_COLOURS = 4096
 # First bytes of PNG, JPEG, GIF, BMP, TIFF and WebP (RIFF); Pillow then confirms, so a weight file that happens to
@@ -66,7 +73,7 @@ def is_chart(path: Path) -> bool:
 def shared_pictures(root: Path) -> list[str]:
     """Every picture under ``root/models`` (the gallery aside) that may show ../shared's images, with why."""
     found = []
-    allowed = {sha256_file(photo) for photo in (root / REFERENCE_PHOTOS).glob("*.png")}
+    allowed = REFERENCE_SHA256
     for path in sorted((root / "models").rglob("*")):
         relative = path.relative_to(root)
         if not path.is_file() or relative.is_relative_to(GALLERY) or SKIPPED_PARTS & set(relative.parts):
@@ -97,14 +104,16 @@ def test_the_figures_folders_are_git_ignored() -> None:
         assert folder.is_relative_to(FIGURES_ROOT), folder
 
 
-def test_only_the_reference_photos_themselves_pass_as_photos(tmp_path: Path) -> None:
-    noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+def test_only_the_pinned_reference_photos_pass_as_photos(tmp_path: Path) -> None:
+    assert {sha256_file(p) for p in (REPO / REFERENCE_PHOTOS).glob("*.png")} == REFERENCE_SHA256  # and no other
     (tmp_path / REFERENCE_PHOTOS).mkdir(parents=True)
-    Image.fromarray(noise).save(tmp_path / REFERENCE_PHOTOS / "photo.png")
+    pinned = sorted((REPO / REFERENCE_PHOTOS).glob("*.png"))[0]
+    shutil.copyfile(pinned, tmp_path / REFERENCE_PHOTOS / pinned.name)
     artifact = tmp_path / "models" / "store" / "adain" / "v9"
     artifact.mkdir(parents=True)
-    shutil.copyfile(tmp_path / REFERENCE_PHOTOS / "photo.png", artifact / "reference_photo.png")  # a copy: allowed
-    Image.fromarray(255 - noise).save(artifact / "reference_other.png")  # any other photo-like PNG: refused
+    shutil.copyfile(pinned, artifact / f"reference_{pinned.name}")  # a copy of a pinned photo: allowed
+    noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / REFERENCE_PHOTOS / "added.png")  # in the folder, not pinned: refused
     assert shared_pictures(tmp_path) == [
-        "models/store/adain/v9/reference_other.png: a PNG with more than 4096 colours, a picture rather than a chart"
+        f"{REFERENCE_PHOTOS}/added.png: a PNG with more than 4096 colours, a picture rather than a chart"
     ]

@@ -567,3 +567,15 @@ def test_the_pair_table_writes_flags_as_one_or_zero_and_leaves_unflagged_runs_em
     assert write_pair_table(path, contents, styles, runs) == 6  # no flags at all: the column stays, empty
     with path.open(newline="") as handle:
         assert all(row["own_painting"] == "" for row in csv.DictReader(handle))
+
+
+@pytest.mark.parametrize(("bound", "grid"), [(0.0, GRID), (150.0, GRID), (1.3, (0.2, 0.4))])
+def test_a_bad_bound_or_grid_is_refused_before_anything_is_written(
+    built: Built, tmp_path: Path, bound: float, grid: tuple[float, ...]
+) -> None:
+    folder = tmp_path / "measured"
+    shutil.copytree(built.measured, folder)
+    before = _listing(folder)
+    with pytest.raises(ArtifactError, match="ascending from 0"):
+        attach_own_manner(folder, built.reference, bound, photos=built.photos, manners=grid)
+    assert _listing(folder) == before
