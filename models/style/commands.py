@@ -471,10 +471,10 @@ def own_manner(
     """Give each painting its own manner (models/style/own_manner.py): the reference decoder and photos go in."""
     from models.artifact import ArtifactError
     from models.style.importer import attach_own_manner, copy_as_version, plan_own_manner
-    from models.style.own_manner import MANNERS
+    from models.style.own_manner import MANNERS, valid_grid
 
     grid = tuple(_manners(manners)) if manners else MANNERS
-    if len(grid) < 2 or grid[0] != 0 or list(grid) != sorted(set(grid)):
+    if not valid_grid(grid):
         raise typer.BadParameter(f"--manners must ascend from 0 to at most 1, not {manners!r}")
     try:  # before anything is written: a refusal leaves no copy behind
         plan_own_manner(artifact, reference, bound=bound, manners=grid)

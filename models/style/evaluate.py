@@ -310,14 +310,14 @@ def evaluate_transfer(
             baseline_stylizer = adain_stylizer(load_transfer(baseline, device))
             reference = runs["baseline"] = pairwise_losses(baseline_stylizer, loss_net, contents, styles).losses
         metrics = summarise(ours.losses, reference)
-        metrics |= manner_metrics(loss_net, styles, outputs, ours.statistics)
+        metrics |= manner_metrics(loss_net, styles, outputs, ours.statistics, flags[default_run])
         for swept_manner in manners:
             swept_run = pairwise_losses(adain_stylizer(transfer, swept_manner), loss_net, contents, styles)
             name = run_name(swept_manner)
             runs[name] = swept_run.losses
             flags[name] = own_painting(loss_net, styles, swept_run.outputs, swept_run.statistics)
             swept = summarise(swept_run.losses, reference)
-            swept |= manner_metrics(loss_net, styles, swept_run.outputs, swept_run.statistics)
+            swept |= manner_metrics(loss_net, styles, swept_run.outputs, swept_run.statistics, flags[name])
             if isinstance(swept_manner, OwnManner):
                 swept["mean_manner"] = statistics.fmean(painting_manners(transfer, styles, swept_manner))
             metrics |= {f"{name}_{key}": swept[key] for key in (*SWEPT_METRICS, "mean_manner") if key in swept}

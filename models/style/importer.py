@@ -36,6 +36,7 @@ from models.style.own_manner import (
     REFERENCE_DECODER,
     OwnMannerSettings,
     load_references,
+    valid_bound,
     valid_grid,
 )
 from models.style.packing import prepare_out_dir
@@ -237,7 +238,7 @@ def plan_own_manner(
     """The reference photos ``attach_own_manner`` would copy into ``artifact``; writes nothing, and an
     ``ArtifactError`` says what is wrong (the bound, the grid, the matching, the NST network, fitting widths,
     256 px photos, terms)."""
-    if not 0.0 < bound < 100.0 or not valid_grid(list(manners)):
+    if not valid_bound(bound) or not valid_grid(list(manners)):
         raise ArtifactError(f"a positive bound and manners ascending from 0 to at most 1, not {bound}, {manners}")
     manifest = load_artifact(artifact)
     if not isinstance(manifest.hyperparameters.get(MATCHING_KEY), dict):

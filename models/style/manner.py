@@ -87,12 +87,14 @@ def manner_metrics(
     styles: list[torch.Tensor],
     outputs: list[torch.Tensor],
     output_statistics: Sequence[Statistics] | None = None,
+    own: list[bool] | None = None,
 ) -> dict[str, float]:
     """The module's measures for ``outputs[i]`` (N_c, 3, S, S): every content stylized by ``styles[i]`` (1, 3, S, S).
 
-    ``output_statistics[i]``: ``style_statistics(loss_net, outputs[i])`` where the caller has it already."""
+    ``output_statistics[i]``: ``style_statistics(loss_net, outputs[i])``, and ``own``: ``own_painting``'s flags,
+    where the caller has them already."""
     paintings = torch.cat(styles)  # (N_s, 3, S, S)
-    own = own_painting(loss_net, styles, outputs, output_statistics)
+    own = own if own is not None else own_painting(loss_net, styles, outputs, output_statistics)
     distances = []
     histograms = colour_histogram(paintings)  # (N_s, K)
     output_histograms = []

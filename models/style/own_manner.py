@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 import numpy as np
 from PIL import Image
@@ -59,6 +59,11 @@ class OwnMannerSettings:
         return {"content_bound": self.content_bound, "manners": list(self.manners), "references": list(self.references)}
 
 
+def valid_bound(bound: object) -> TypeGuard[float]:
+    """A content bound: a positive number under 100 (not a bool)."""
+    return isinstance(bound, int | float) and not isinstance(bound, bool) and 0.0 < bound < 100.0
+
+
 def valid_grid(grid: Sequence[object]) -> bool:
     """Manners ascending from 0 to at most 1, at least two."""
     numbers = [m for m in grid if isinstance(m, int | float) and not isinstance(m, bool)]
@@ -70,7 +75,7 @@ def own_manner_settings(manifest: Manifest, entry: object) -> OwnMannerSettings:
     where = f"{manifest.name}/{manifest.version}: decoder_matching.{OWN_KEY}"
     fields = entry if isinstance(entry, dict) else {}
     bound, manners, references = fields.get("content_bound"), fields.get("manners"), fields.get("references")
-    if not (isinstance(bound, int | float) and not isinstance(bound, bool) and 0.0 < bound < 100.0):
+    if not valid_bound(bound):
         raise ArtifactError(f"{where}.content_bound must be a positive number, not {bound!r}")
     grid = manners if isinstance(manners, list) else []
     if not valid_grid(grid):
