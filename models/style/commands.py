@@ -463,7 +463,11 @@ def own_manner(
         float, typer.Option(min=0.5, max=10.0, help="Largest median content ratio to plain AdaIN a painting may cost")
     ],
     manners: Annotated[
-        str | None, typer.Option(help="Manners tried, comma-separated, from 0 (default 0,0.2,…,0.8)")
+        str | None,
+        typer.Option(
+            help="Manners tried, comma-separated, ascending through 0 (below 0: a softer alpha; default "
+            "-0.4,-0.2,0,0.2,…,0.8); give it as --manners=-0.4,…"
+        ),
     ] = None,
     out: OutOption = None,
     version: VersionOption = None,
@@ -471,11 +475,11 @@ def own_manner(
     """Give each painting its own manner (models/style/own_manner.py): the reference decoder and photos go in."""
     from models.artifact import ArtifactError
     from models.style.importer import attach_own_manner, copy_as_version, plan_own_manner
-    from models.style.own_manner import MANNERS, valid_grid
+    from models.style.own_manner import MANNERS, SOFTEST, valid_grid
 
-    grid = tuple(_manners(manners)) if manners else MANNERS
+    grid = tuple(_numbers(manners, SOFTEST, 1.0, "manners")) if manners else MANNERS
     if not valid_grid(grid):
-        raise typer.BadParameter(f"--manners must ascend from 0 to at most 1, not {manners!r}")
+        raise typer.BadParameter(f"--manners must ascend through 0, from {SOFTEST:g} to 1, not {manners!r}")
     try:  # before anything is written: a refusal leaves no copy behind
         plan_own_manner(artifact, reference, bound=bound, manners=grid)
     except ArtifactError as error:

@@ -7,7 +7,10 @@ painting, on a few reference photos it carries (public-domain and CC0 photos, ``
 stylizes at every manner of a grid, and the painting's manner is the largest one whose median content-loss ratio
 to plain AdaIN (the imported reconstruction decoder the artifact also carries, ``reference_decoder``) stays
 within ``content_bound``, interpolated between the grid's points. Paintings that keep the photo get their
-manner in full; those that melt it get less, down to 0.
+manner in full; those that melt it get less, down to 0, and below: a manner ``m < 0`` on the grid softens the
+painting instead, alpha times ``1 + m`` at no matching (``applied``). Some paintings melt photos at full alpha
+whatever the manner, and for those a lower alpha gives back much content for little style (``docs/style.md``,
+"A strength for each painting"), where for the paintings that keep the photo it is the other way round.
 
 The content loss here is the one evaluation reports (``models.style.evaluate``): the mean squared difference of
 the output's relu4_1 features and the photo's, through the compressed VGG19 to relu5_1 and its ``_aux`` head (the
@@ -37,7 +40,9 @@ OWN_KEY = "own_manner"  # in hyperparameters.decoder_matching
 REFERENCE_DECODER = "reference_decoder"  # .safetensors (torch) and .onnx (ONNX engines) in the artifact
 CONTENT_MEASURE_ONNX = "content_measure.onnx"  # nst_network.ContentMeasure, exported for the ONNX engines
 REFERENCE_SIDE = 256  # the reference photos are center squares of this side (the evaluation's size)
-MANNERS = (0.0, 0.2, 0.4, 0.6, 0.8)  # the default grid: 0.8 at most, 5 decodings of each photo
+# the default grid: alpha down to 0.6 (manners below 0) and matching up to 0.8, 7 decodings of each photo
+MANNERS = (-0.4, -0.2, 0.0, 0.2, 0.4, 0.6, 0.8)
+SOFTEST = -0.9  # the lowest manner a grid may hold: alpha times 0.1
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,18 @@ def valid_bound(bound: object) -> TypeGuard[float]:
 
 
 def valid_grid(grid: Sequence[object]) -> bool:
-    """Manners ascending from 0 to at most 1, at least two."""
+    """Manners ascending, 0 among them, from ``SOFTEST`` at the least to 1 at most; at least two."""
     numbers = [m for m in grid if isinstance(m, int | float) and not isinstance(m, bool)]
-    return len(numbers) == len(grid) >= 2 and numbers[0] == 0 and numbers == sorted(set(numbers)) and numbers[-1] <= 1
+    ascending = numbers == sorted(set(numbers))
+    return len(numbers) == len(grid) >= 2 and ascending and 0 in numbers and numbers[0] >= SOFTEST and numbers[-1] <= 1
+
+
+def applied(alpha: float, manner: float) -> tuple[float, float]:
+    """The (alpha, matching strength) a request's ``alpha`` and a resolved ``manner`` decode with: a manner
+    ``m >= 0`` matches at ``alpha * m``; one below 0 (a painting's own, on a grid that goes there) softens the
+    painting to alpha ``alpha * (1 + m)`` with no matching."""
+    softened = alpha * (1.0 + min(manner, 0.0))
+    return softened, softened * max(manner, 0.0)
 
 
 def own_manner_settings(manifest: Manifest, entry: object) -> OwnMannerSettings:
@@ -79,7 +93,7 @@ def own_manner_settings(manifest: Manifest, entry: object) -> OwnMannerSettings:
         raise ArtifactError(f"{where}.content_bound must be a positive number, not {bound!r}")
     grid = manners if isinstance(manners, list) else []
     if not valid_grid(grid):
-        raise ArtifactError(f"{where}.manners must ascend from 0 to at most 1, not {manners!r}")
+        raise ArtifactError(f"{where}.manners must ascend through 0, from {SOFTEST:g} to 1, not {manners!r}")
     named = {entry.path for entry in manifest.files}
     if not (isinstance(references, list) and references and all(r in named for r in references)):
         raise ArtifactError(f"{where}.references must name the artifact's reference photos, not {references!r}")
@@ -116,9 +130,11 @@ def content_ratios(
     targets = np.concatenate([interpolate_statistics(f[None], [style_statistics], [1.0]) for f in features])
     plain_loss = _mse(networks.measure(networks.decode_reference(targets)), measured)  # (K,)
     grid = len(manners)
-    strengths = np.repeat(np.asarray(manners, np.float32), count)[:, None]  # (M·K, 1), manner-major
+    settings = [applied(1.0, manner) for manner in manners]
+    blended = np.concatenate([alpha * targets + (1.0 - alpha) * features for alpha, _ in settings])  # manner-major
+    strengths = np.repeat(np.asarray([strength for _, strength in settings], np.float32), count)[:, None]  # (M·K, 1)
     means, stds = (np.repeat(s.astype(np.float32), grid * count, axis=0) for s in decoder_statistics)
-    outputs = networks.decode_matched(np.tile(targets, (grid, 1, 1, 1)), means, stds, strengths)
+    outputs = networks.decode_matched(blended.astype(np.float32), means, stds, strengths)
     losses = _mse(networks.measure(outputs), np.tile(measured, (grid, 1, 1, 1))).reshape(grid, count)
     return np.median(losses / np.maximum(plain_loss, 1e-12)[None], axis=1)
 
@@ -208,9 +224,9 @@ def load_references(folder: Path, settings: OwnMannerSettings) -> np.ndarray:
 
 def choose_manner(ratios: Sequence[float], manners: Sequence[float], bound: float) -> float:
     """The largest manner whose ratio stays within ``bound``, walking up the grid until the first that does not
-    and interpolating linearly toward it; 0 when even manner 0 exceeds the bound."""
+    and interpolating linearly toward it; the grid's lowest when even that one exceeds the bound."""
     if ratios[0] > bound:
-        return 0.0
+        return float(manners[0])
     for index in range(1, len(manners)):
         if ratios[index] > bound:
             low, high = ratios[index - 1], ratios[index]

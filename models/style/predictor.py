@@ -19,7 +19,14 @@ from models.style.images import image_to_tensor, resize_for_network, tensor_to_i
 from models.style.matching import MatchingDecoder
 from models.style.network import Decoder, VGGEncoder
 from models.style.nst_network import NST_NETWORK_FILE, ContentMeasure, nst_network_from_manifest
-from models.style.own_manner import REFERENCE_DECODER, OwnManner, PaintingManners, PaintingStatistics, resolved
+from models.style.own_manner import (
+    REFERENCE_DECODER,
+    OwnManner,
+    PaintingManners,
+    PaintingStatistics,
+    applied,
+    resolved,
+)
 from models.style.sizing import to_served_size
 from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys, style_key
 from models.style.types import (
@@ -155,16 +162,18 @@ class StyleTransfer:
         """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1].
 
         ``keys`` name the styles in the statistics cache (None: compute them, cache nothing); ``manner`` the
-        decoder-side matching's strength (``OwnManner``: each painting's own; None: the artifact's default).
+        decoder-side matching's strength (``OwnManner``: each painting's own; None: the artifact's default; below
+        0, as a painting's own manner may be, it lowers alpha instead: ``own_manner.applied``).
         """
         assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
         content_feat = self.encoder(content)  # (1, C4, H/8, W/8)
         keys = keys or [None] * len(styles)
         style_stats = [self._style_statistics(style, key) for style, key in zip(styles, keys, strict=True)]
         target = interpolate_statistics(content_feat, style_stats, weights)  # one style: plain AdaIN
-        blended = alpha * target + (1.0 - alpha) * content_feat
         # alpha 0: the reconstruction, with no painting's own manner to measure
-        strength = alpha * self.resolve_manner(styles, keys, weights, manner) if alpha else 0.0
+        resolved_manner = self.resolve_manner(styles, keys, weights, manner) if alpha else 0.0
+        alpha, strength = applied(alpha, resolved_manner)  # a painting's own manner below 0 softens it
+        blended = alpha * target + (1.0 - alpha) * content_feat
         if self.matching is None or strength == 0.0:
             assert self.matching is not None or not manner, "this artifact's decoder does not match"
             return self.decoder(blended).clamp(0.0, 1.0)  # (1, 3, H, W)
@@ -183,8 +192,8 @@ class StyleTransfer:
         weights: list[float],
         manner: float | OwnManner | None,
     ) -> float:
-        """The matching strength for these styles: ``manner`` (None: the artifact's default); an ``OwnManner`` is
-        each painting's own (own_manner.py), ``weights``-averaged over a mix."""
+        """The manner for these styles: ``manner`` (None: the artifact's default); an ``OwnManner`` is each
+        painting's own (own_manner.py), ``weights``-averaged over a mix, and below 0 where it softens them."""
         matching = self.matching
 
         def statistics(index: int) -> PaintingStatistics:
