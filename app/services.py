@@ -245,6 +245,8 @@ UNKNOWN_LABEL = "unknown"
 # VGG, and a new stage before it begins (at 512 px on 2 cores it returned 0.07-0.11 s after the stop); the rest is
 # room for a loaded machine.
 NST_STOPS_WITHIN = 2.0
+# The least NST time budget a request may ask for (or the service's own limit, where that is lower).
+NST_LEAST_SECONDS = 1.0
 
 
 def abstain(label: str, score: float, min_score: float) -> str:
@@ -398,6 +400,10 @@ async def _stylize_nst(
         raise InvalidParameter("method=nst does not support alpha, preserve_color or manner; use method=adain")
     if options.max_seconds is not None and options.max_seconds > settings.nst_max_seconds:
         raise InvalidParameter(f"max_seconds: must be at most {settings.nst_max_seconds:g}")
+    least = min(NST_LEAST_SECONDS, settings.nst_max_seconds)
+    if options.max_seconds is not None and options.max_seconds < least:
+        # a budget spent before the first L-BFGS step returned the photo unpainted, as a 200
+        raise InvalidParameter(f"max_seconds: must be at least {least:g}: a painting takes at least a few steps")
     slot = manager.slot("nst")
     request = NSTRequest(
         content=content,

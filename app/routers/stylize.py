@@ -85,7 +85,7 @@ async def stylize_image(
         Form(
             gt=0,
             allow_inf_nan=False,
-            description="method=nst: time budget in seconds; the steps taken come back in X-NST-Steps",
+            description="method=nst: time budget in seconds, at least 1; the steps taken come back in X-NST-Steps",
         ),
     ] = None,
     manner: Annotated[

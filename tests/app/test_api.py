@@ -227,12 +227,25 @@ PARAMETER_CASES = [
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": ["red", "red"], "method": "nst"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "method": "nst", "max_seconds": "9999"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "method": "nst", "max_seconds": "0"}, 422),
+    ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "method": "nst", "max_seconds": "0.5"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "manner": "1.5"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "manner": "0.5"}, 422),  # no matching
     ("/stylize", {"content": ("p.jpg", PHOTO)}, {"style_name": "red", "method": "nst", "manner": "0"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO), "style": ("s.png", PHOTO)}, {"style_name": "red"}, 422),
     ("/stylize", {"content": ("p.jpg", PHOTO), "style": ("s.txt", b"not an image")}, {}, 415),
 ]
+
+
+def test_an_nst_budget_under_a_second_is_refused_not_answered_with_the_photo(tmp_path: Path) -> None:
+    """A budget spent before the first L-BFGS step returned the photo unpainted, as a 200."""
+    data = {"style_name": "red", "method": "nst", "max_seconds": "0.5"}
+    with fake_app_client(tmp_path) as client:
+        response = wait_ready(client).post("/stylize", files={"content": ("p.jpg", PHOTO)}, data=data)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"] == "max_seconds: must be at least 1: a painting takes at least a few steps"
+    with fake_app_client(tmp_path / "lower", nst_max_seconds=0.5) as client:  # a service whose own limit is lower
+        response = wait_ready(client).post("/stylize", files={"content": ("p.jpg", PHOTO)}, data=data)
+        assert response.status_code == 200, response.text
 
 
 # The body's machine-readable code of each 4xx status these tests meet
