@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,8 @@ class RfbFaceDetector:
             self._pool = ThreadPoolExecutor(len(self.lanes) - 1, thread_name_prefix="rfb-lane")
             return found
         rest = zip(self.lanes[1:], parts[1:], strict=False)  # a small batch may leave lanes idle
-        futures = [self._pool.submit(lane.predict_here, part) for lane, part in rest]
+        # each in a copy of this thread's context: the request ids the service's log lines carry go along
+        futures = [self._pool.submit(copy_context().run, lane.predict_here, part) for lane, part in rest]
         found = self.lanes[0].predict_here(parts[0])
         for future in futures:
             found += future.result()

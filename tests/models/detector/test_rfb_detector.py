@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from app.model_plans import build_detector, build_onnx_detector
+from app.request_ids import current_request_id
 from models.artifact import ArtifactError, Manifest, load_artifact, sha256_file
 from models.detector.rfb import ARCHITECTURE
 from models.detector.rfb_import import import_rfb
@@ -245,16 +246,23 @@ def test_on_two_streams_a_batch_is_split_across_two_lanes_at_once_with_the_same_
             photos.append(opened.convert("RGB"))
     requests = [DetectRequest(photo, 0.6, 0.3, 10, 640, 0.0) for photo in photos]
     ran: list[tuple[int, str, int]] = []
+    seen_ids: list[str | None] = []  # the request id each lane's thread works under (its log lines carry it)
     for index, lane in enumerate(two.lanes):
         alone = lane.predict_here
 
         def recorded(batch: list[DetectRequest], index: int = index, alone=alone) -> list:  # type: ignore[no-untyped-def]
             ran.append((index, threading.current_thread().name, len(batch)))
+            seen_ids.append(current_request_id.get())
             return alone(batch)
 
         lane.predict_here = recorded  # type: ignore[method-assign]
     expected = one.predict(requests)
-    assert two.predict(requests) == two.predict(requests)
+    token = current_request_id.set("a,b")  # what a batch of two requests' work runs under (app.manager)
+    try:
+        assert two.predict(requests) == two.predict(requests)
+    finally:
+        current_request_id.reset(token)
+    assert seen_ids == ["a,b"] * 4  # the second lane's thread too
     first, second = ran[:2], ran[2:]
     for run in (first, second):
         assert sorted((index, size) for index, _, size in run) == [(0, 2), (1, 1)]  # contiguous parts, one per lane
