@@ -34,6 +34,7 @@ from models.style.own_manner import (
     MANNERS,
     OWN_KEY,
     REFERENCE_DECODER,
+    SOFTEST,
     OwnMannerSettings,
     load_references,
     valid_bound,
@@ -239,7 +240,9 @@ def plan_own_manner(
     ``ArtifactError`` says what is wrong (the bound, the grid, the matching, the NST network, fitting widths,
     256 px photos, terms)."""
     if not valid_bound(bound) or not valid_grid(list(manners)):
-        raise ArtifactError(f"a positive bound and manners ascending from 0 to at most 1, not {bound}, {manners}")
+        raise ArtifactError(
+            f"a positive bound and manners ascending through 0, from {SOFTEST:g} to 1, not {bound}, {manners}"
+        )
     manifest = load_artifact(artifact)
     if not isinstance(manifest.hyperparameters.get(MATCHING_KEY), dict):
         raise ArtifactError(f"{manifest.name}/{manifest.version} has no decoder_matching: run match-decoder first")

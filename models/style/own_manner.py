@@ -57,7 +57,7 @@ class OwnMannerSettings:
     """What an artifact records under ``decoder_matching.own_manner``."""
 
     content_bound: float
-    manners: tuple[float, ...]  # ascending, from 0
+    manners: tuple[float, ...]  # ascending through 0 (valid_grid); below 0: a softer alpha (applied)
     references: tuple[str, ...]  # artifact paths of the reference photos (RGB, REFERENCE_SIDE squares)
 
     def as_entry(self) -> dict[str, object]:

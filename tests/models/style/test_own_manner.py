@@ -39,17 +39,21 @@ from models.style.nst_network import NST_NETWORK_FILE
 from models.style.onnx_predictor import OnnxStyleTransfer
 from models.style.own_manner import (
     CONTENT_MEASURE_ONNX,
+    MANNERS,
     OWN_KEY,
     REFERENCE_DECODER,
+    SOFTEST,
     OwnManner,
     OwnMannerSettings,
     PaintingManners,
+    applied,
     choose_manner,
     load_references,
     own_manner_settings,
+    valid_grid,
 )
 from models.style.predictor import StyleTransfer, content_measure
-from models.style.sizing import resize_for_network
+from models.style.sizing import image_to_array, resize_for_network
 from models.style.starter import he_initialised, make_untrained_style
 from models.style.style_cache import StyleKey, style_key
 from models.style.types import MATCHING_KEY, StylizeRequest, matching_settings
@@ -58,6 +62,7 @@ from tests.models.conftest import fake_relu5_1, picture
 SLIM = (8, 16, 32, 64)
 CPU = torch.device("cpu")
 GRID = (0.0, 0.5, 1.0)
+SOFT_GRID = (-0.5, 0.0, 0.5)  # a grid that goes below 0: alpha 0.5 at its lowest
 BOUND = 1.3
 MAX_SIDE = 96
 Predictor = StyleTransfer | OnnxStyleTransfer
@@ -80,15 +85,85 @@ def one_thread() -> Iterator[None]:
     [
         ([1.0, 1.2, 1.6], [0.0, 0.5, 1.0], 1.4, 0.75),  # halfway from 1.2 to 1.6: halfway from 0.5 to 1.0
         ([1.0, 1.1, 1.2, 2.0], [0.0, 0.2, 0.4, 0.8], 1.6, 0.6),  # an uneven grid: 0.4 + 0.5 * 0.4
-        ([1.5, 1.2, 1.1], [0.0, 0.5, 1.0], 1.4, 0.0),  # manner 0 already exceeds: 0, whatever follows
+        ([1.5, 1.2, 1.1], [0.0, 0.5, 1.0], 1.4, 0.0),  # the lowest (0 here) already exceeds: it, whatever follows
         ([1.0, 1.1, 1.3], [0.0, 0.5, 0.8], 1.4, 0.8),  # none exceeds: the grid's last manner
         ([1.0, 1.5, 1.2], [0.0, 0.5, 1.0], 1.4, 0.4),  # not monotone: stops at the first crossing (1.0 -> 1.5)
         ([1.0, 1.4, 1.6], [0.0, 0.5, 1.0], 1.4, 0.5),  # a ratio equal to the bound stays within it
+        ([0.8, 1.0, 1.6], [-0.4, 0.0, 0.5], 0.9, -0.2),  # between a softer point and 0: halfway from -0.4 to 0
+        ([0.7, 0.9, 1.0, 1.6], [-0.4, -0.2, 0.0, 0.4], 0.8, -0.3),  # between two softer points
+        ([0.6, 0.8, 1.0, 1.2], [-0.6, -0.2, 0.0, 0.5], 1.1, 0.25),  # past 0: into the matching half
+        ([1.5, 1.6, 2.0], [-0.4, 0.0, 0.4], 1.4, -0.4),  # even the softest exceeds: the grid's lowest, not 0
+        ([0.7, 0.9, 1.0], [-0.4, -0.2, 0.0], 1.4, 0.0),  # none exceeds a grid that ends at 0: 0
     ],
-    ids=["interpolates", "uneven-grid", "zero", "last", "first-crossing", "at-the-bound"],
+    ids=[
+        "interpolates",
+        "uneven-grid",
+        "zero",
+        "last",
+        "first-crossing",
+        "at-the-bound",
+        "soft-to-zero",
+        "soft-to-soft",
+        "soft-grid-matching",
+        "softest",
+        "soft-grid-last",
+    ],
 )
 def test_choose_manner(ratios: list[float], manners: list[float], bound: float, expected: float) -> None:
     assert choose_manner(ratios, manners, bound) == pytest.approx(expected, abs=1e-12)
+
+
+# --- applied and valid_grid ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alpha", "manner", "expected"),
+    [
+        (1.0, -0.4, (0.6, 0.0)),  # below 0: alpha times 1 + m, no matching
+        (1.0, 0.0, (1.0, 0.0)),
+        (1.0, 0.3, (1.0, 0.3)),  # from 0 up: alpha as asked, matching at alpha * m
+        (1.0, 1.0, (1.0, 1.0)),
+        (0.5, -0.4, (0.3, 0.0)),
+        (0.5, 0.0, (0.5, 0.0)),
+        (0.5, 0.3, (0.5, 0.15)),
+        (0.5, 1.0, (0.5, 0.5)),
+    ],
+)
+def test_applied_softens_below_zero_and_matches_from_zero(
+    alpha: float, manner: float, expected: tuple[float, float]
+) -> None:
+    assert applied(alpha, manner) == expected
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [MANNERS, (SOFTEST, 0.0), (-0.9, 0.0), (0.0, 1.0), (0, 1), [-0.5, 0.0, 0.5], (-0.4, 0.0)],
+    ids=["default", "softest", "softest-literal", "zero-to-one", "ints", "list", "ends-at-zero"],
+)
+def test_valid_grid_accepts_grids_through_zero(grid: tuple[float, ...]) -> None:
+    assert valid_grid(grid)
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        (-0.4, -0.2),  # no 0
+        (0.2, 0.4),  # no 0 either
+        (-0.95, 0.0),  # below SOFTEST
+        (-1.0, 0.0, 0.5),
+        (-0.2, -0.4, 0.0),  # not ascending
+        (0.0, 0.4, 0.2),
+        (-0.2, 0.0, 0.0, 0.4),  # a repeat
+        (False, 0.5),  # bools are no manners
+        (0.0, True),
+        (0.0,),  # one point is no grid
+        (),
+        (-0.4, 0.0, 1.2),  # above 1
+        ("0", 1.0),
+    ],
+)
+def test_valid_grid_refuses(grid: tuple[object, ...]) -> None:
+    assert not valid_grid(grid)
 
 
 # --- own_manner_settings -------------------------------------------------------------------------------------
@@ -121,7 +196,9 @@ def test_a_valid_entry_is_read_as_floats(listed_manifest: Manifest) -> None:
         ({"content_bound": True}, "content_bound"),
         ({"content_bound": "1.3"}, "content_bound"),
         ({"content_bound": None}, "content_bound"),
-        ({"manners": [0.2, 0.5, 1.0]}, "manners"),  # not from 0
+        ({"manners": [0.2, 0.5, 1.0]}, "manners"),  # without 0
+        ({"manners": [-0.4, -0.2]}, "manners"),  # without 0, below it
+        ({"manners": [-0.95, 0.0, 0.5]}, "manners"),  # below SOFTEST
         ({"manners": [0.0, 0.8, 0.4]}, "manners"),  # not ascending
         ({"manners": [0.0, 0.5, 0.5]}, "manners"),  # a repeat
         ({"manners": [0.0, 0.5, 1.2]}, "manners"),  # above 1
@@ -138,6 +215,15 @@ def test_a_malformed_own_manner_entry_is_an_artifact_error(
 ) -> None:
     with pytest.raises(ArtifactError, match=re.escape(f"{OWN_KEY}.{field}")):
         own_manner_settings(listed_manifest, VALID | change)
+
+
+def test_an_entry_below_zero_is_read_and_one_without_zero_names_the_rule(listed_manifest: Manifest) -> None:
+    settings = own_manner_settings(listed_manifest, VALID | {"manners": [-0.9, -0.4, 0, 0.5]})
+    assert settings.manners == (-0.9, -0.4, 0.0, 0.5)
+    with pytest.raises(
+        ArtifactError, match=re.escape("manners must ascend through 0, from -0.9 to 1, not [-0.4, -0.2]")
+    ):
+        own_manner_settings(listed_manifest, VALID | {"manners": [-0.4, -0.2]})
 
 
 def test_a_non_mapping_entry_is_an_artifact_error(listed_manifest: Manifest) -> None:
@@ -198,6 +284,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         torch.manual_seed(3)
         torch.save(he_initialised(VGGEncoder(SLIM)).state_dict(), loss_network)
     return Built(reference, matched, measured, own, photos, loss_network)
+
+
+@pytest.fixture(scope="module")
+def softened(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``built.own``'s networks and photos with a grid that goes below 0 (``SOFT_GRID``), ONNX exported."""
+    folder = tmp_path_factory.mktemp("soft") / "own"
+    shutil.copytree(built.measured, folder)
+    attach_own_manner(folder, built.reference, BOUND, photos=built.photos, manners=SOFT_GRID)
+    return folder
 
 
 def with_bound(source: Path, folder: Path, bound: float) -> Path:
@@ -311,6 +406,42 @@ def test_ratios_are_the_median_content_loss_ratio_to_plain_adain(built: Built) -
     assert np.ptp(ratios) > 1e-3  # the matching moved the content loss: the other manners measured something
 
 
+def test_a_ratio_below_zero_is_the_softer_alphas_plain_decoding_to_plain_adain(built: Built, softened: Path) -> None:
+    """At a manner m < 0 the photos decode at alpha 1 + m with no matching: recomputed here in torch."""
+    predictor = open_predictor("torch", softened)
+    assert isinstance(predictor, StyleTransfer) and predictor.matching is not None
+    settings = matching_settings(load_artifact(softened))
+    assert settings is not None and settings.own == OwnMannerSettings(
+        BOUND, SOFT_GRID, tuple(f"reference_photo_{index}.png" for index in range(3))
+    )
+    key = style_key(STYLE_B, MAX_SIDE)
+    paint(predictor, request(STYLE_B))
+    ratios = cached_ratios(predictor, key)
+    measure = content_measure(softened, load_artifact(softened), CPU)
+    reference = StyleTransfer.from_artifact(built.reference, load_artifact(built.reference), CPU).decoder
+    photos = torch.from_numpy(manners_of(predictor).references)
+    style = image_to_tensor(resize_for_network(STYLE_B, MAX_SIDE), CPU)
+    with torch.inference_mode():
+        features, style_features = predictor.encoder(photos), predictor.encoder(style)
+        targets = adaptive_instance_normalization(features, style_features.expand(len(photos), -1, -1, -1))
+        measured = measure(photos)
+
+        def losses(images: torch.Tensor) -> torch.Tensor:
+            return (measure(images) - measured).pow(2).flatten(1).mean(1)
+
+        plain = losses(reference(targets).clamp(0.0, 1.0))
+        soft = losses(predictor.decoder(0.5 * targets + 0.5 * features).clamp(0.0, 1.0))
+        means, stds = predictor.matching.statistics(style_features)
+        count = len(photos)
+        strength = torch.full((count, 1), 0.5)
+        matched = predictor.matching(targets, means.expand(count, -1), stds.expand(count, -1), strength)[0]
+        expected = [float((soft / plain).median()), 1.0, float((losses(matched) / plain).median())]
+    assert ratios.shape == (3,)
+    np.testing.assert_allclose(ratios[0], expected[0], rtol=1e-5)
+    np.testing.assert_allclose(ratios, expected, rtol=1e-4)
+    assert ratios[0] < ratios[1] - 1e-3  # half the alpha kept more of the photo: the softer point measured it
+
+
 def test_torch_and_onnx_measure_alike_and_paint_the_default_alike(built: Built) -> None:
     torch_predictor, onnx_predictor = open_predictor("torch", built.own), open_predictor("onnx", built.own)
     for style in (STYLE_A, STYLE_B):
@@ -361,6 +492,51 @@ def test_a_bound_below_every_ratio_paints_manner_zero_and_a_high_one_the_last_ma
     # a request may name its own bound whatever the artifact's default
     assert np.array_equal(paint(low, request(STYLE_A, OwnManner(10.0))), paint(low, request(STYLE_A, manner=1.0)))
     assert np.abs(paint(high, request(STYLE_A)) - paint(low, request(STYLE_A))).mean() > 0.1  # not the same
+
+
+CONTENT = picture((96, 64), 10)
+
+
+def resolve(predictor: Predictor, manner: OwnManner) -> float:
+    """``STYLE_B``'s manner (under its request key), measured by the predictor's own engine."""
+    keys: list[StyleKey | None] = [style_key(STYLE_B, MAX_SIDE)]
+    style = resize_for_network(STYLE_B, MAX_SIDE)
+    if isinstance(predictor, StyleTransfer):
+        with torch.inference_mode():
+            return predictor.resolve_manner([image_to_tensor(style, CPU)], keys, [1.0], manner)
+    return predictor.resolve_manner([image_to_array(style)], keys, [1.0], manner)
+
+
+def stylized(predictor: Predictor, alpha: float, manner: float | OwnManner) -> np.ndarray:
+    """``stylize`` of ``CONTENT`` with ``STYLE_B`` alone (under its request key), as float64 in [0, 1]."""
+    keys: list[StyleKey | None] = [style_key(STYLE_B, MAX_SIDE)]
+    content, style = resize_for_network(CONTENT, MAX_SIDE), resize_for_network(STYLE_B, MAX_SIDE)
+    if isinstance(predictor, StyleTransfer):
+        with torch.inference_mode():
+            output = predictor.stylize(
+                image_to_tensor(content, CPU), [image_to_tensor(style, CPU)], [1.0], alpha, keys, manner
+            )
+        return output.numpy().astype(np.float64)
+    return predictor.stylize(image_to_array(content), [image_to_array(style)], [1.0], alpha, keys, manner).astype(
+        np.float64
+    )
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_an_own_manner_below_zero_paints_at_a_softer_alpha_without_matching(softened: Path, engine: str) -> None:
+    predictor = open_predictor(engine, softened)
+    resolve(predictor, OwnManner(BOUND))  # measures the painting
+    ratios = cached_ratios(predictor, style_key(STYLE_B, MAX_SIDE))
+    assert ratios[0] < ratios[1] == pytest.approx(1.0, abs=1e-4)  # softer than plain AdaIN at manner -0.5
+    bound = (float(ratios[0]) + float(ratios[1])) / 2  # halfway between: halfway from -0.5 to 0
+    manner = resolve(predictor, OwnManner(bound))
+    assert manner == pytest.approx(-0.25, abs=1e-7)
+    for alpha in (1.0, 0.5):
+        own = stylized(predictor, alpha, OwnManner(bound))
+        np.testing.assert_allclose(own, stylized(predictor, alpha * (1.0 + manner), 0.0), rtol=0, atol=1e-5)
+        # not the painting at the asked alpha, nor a (negative) matching at it
+        assert np.abs(own - stylized(predictor, alpha, 0.0)).mean() > 1e-3
+    assert manners_of(predictor).ratios.misses == 1  # every request under the painting's key: measured once
 
 
 def test_a_mix_gets_the_weighted_average_of_its_paintings_manners(built: Built) -> None:
@@ -486,6 +662,11 @@ def test_a_photo_that_is_not_a_256_px_square_is_refused_before_anything_is_writt
     assert _listing(folder) == before
 
 
+def _flat(output: str) -> str:
+    """The CLI's output with the error panel's borders and line breaks taken out."""
+    return " ".join(re.sub(r"[\u2500-\u257f]", " ", output).split())
+
+
 def test_a_refused_own_manner_command_leaves_no_copy_behind(built: Built, tmp_path: Path) -> None:
     app = typer.Typer()
     app.command()(commands.own_manner)
@@ -493,6 +674,29 @@ def test_a_refused_own_manner_command_leaves_no_copy_behind(built: Built, tmp_pa
     refused = CliRunner().invoke(app, [*args, "--version", "v9"])
     assert refused.exit_code == 2 and "match-decoder" in refused.output
     assert not (tmp_path / "v9").exists()
+    # a measurable artifact, refused for its grid alone: below SOFTEST, or not through 0
+    before = _listing(built.measured)
+    args = [str(built.measured), str(built.reference), "--bound", "1.3", "--out", str(tmp_path / "v9")]
+    for grid, rule in (("-1,0", "in [-0.9, 1]"), ("0.2,0.4", "must ascend through 0, from -0.9 to 1")):
+        refused = CliRunner().invoke(app, [*args, f"--manners={grid}", "--version", "v9"])
+        assert refused.exit_code == 2, refused.output
+        assert rule in _flat(refused.output) and grid in _flat(refused.output)
+        assert not (tmp_path / "v9").exists()
+    assert _listing(built.measured) == before
+
+
+def test_the_own_manner_command_takes_a_grid_below_zero(built: Built, tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command()(commands.own_manner)
+    out = tmp_path / "v9"
+    args = [str(built.measured), str(built.reference), "--bound", "1.3", "--manners=-0.4,0,0.4"]
+    done = CliRunner().invoke(app, [*args, "--out", str(out), "--version", "v9"])
+    assert done.exit_code == 0, done.output
+    manifest = load_artifact(out)
+    assert manifest.hyperparameters[MATCHING_KEY][OWN_KEY]["manners"] == [-0.4, 0.0, 0.4]
+    settings = matching_settings(manifest)
+    assert settings is not None and settings.own is not None and settings.own.manners == (-0.4, 0.0, 0.4)
+    assert settings.default == OwnManner(1.3)
 
 
 def test_alpha_zero_measures_no_painting(built: Built) -> None:
@@ -576,6 +780,6 @@ def test_a_bad_bound_or_grid_is_refused_before_anything_is_written(
     folder = tmp_path / "measured"
     shutil.copytree(built.measured, folder)
     before = _listing(folder)
-    with pytest.raises(ArtifactError, match="ascending from 0"):
+    with pytest.raises(ArtifactError, match="ascending through 0, from -0.9 to 1"):
         attach_own_manner(folder, built.reference, bound, photos=built.photos, manners=grid)
     assert _listing(folder) == before
