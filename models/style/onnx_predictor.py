@@ -16,6 +16,7 @@ from PIL import Image
 from models.artifact import ArtifactError, Manifest
 from models.onnx_backend import NetworkSession, Runtime, open_session
 from models.style.adain_numpy import calc_mean_std, coral, interpolate_statistics, mix_statistics
+from models.style.adain_requests import AdainPredictor
 from models.style.own_manner import (
     CONTENT_MEASURE_ONNX,
     REFERENCE_DECODER,
@@ -23,22 +24,19 @@ from models.style.own_manner import (
     PaintingManners,
     PaintingStatistics,
     applied,
-    resolved,
 )
-from models.style.sizing import array_to_image, image_to_array, resize_for_network, to_served_size
-from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys, style_key
+from models.style.sizing import array_to_image, image_to_array
+from models.style.style_cache import StyleKey, StyleStatistics
 from models.style.types import (
     ARCHITECTURE,
     DECODER_ONNX,
     ENCODER_ONNX,
     MATCHING_DECODER_ONNX,
-    StylizeRequest,
     matching_settings,
-    warmup_request,
 )
 
 
-class OnnxStyleTransfer:
+class OnnxStyleTransfer(AdainPredictor[np.ndarray]):
     """AdaIN predictor on an ONNX engine: ``predict(list[StylizeRequest]) -> list[PIL.Image.Image]`` (RGB)."""
 
     def __init__(
@@ -91,44 +89,14 @@ class OnnxStyleTransfer:
     def eval(self) -> OnnxStyleTransfer:
         return self  # inference sessions have no training mode
 
-    def predict(self, batch: list[StylizeRequest]) -> list[Image.Image]:
-        """One stylized RGB image per request, in order; each is the resized content's size."""
-        return [self._stylize_one(request) for request in batch]
+    def to_network(self, image: Image.Image) -> np.ndarray:
+        return image_to_array(image)
 
-    def warmup(self) -> None:
-        self.predict([warmup_request()])
+    def to_picture(self, output: np.ndarray) -> Image.Image:
+        return array_to_image(output)
 
-    def remember_styles(self, styles: list[Image.Image], max_side: int) -> None:
-        """Encode ``styles`` now (the gallery, at load), so requests naming them at ``max_side`` skip the encoder.
-
-        At the artifact's default manner (its decoder statistics too), except that a painting's own manner
-        (own_manner.py) is measured at its first request, not at start-up."""
-        content = Image.new("RGB", (32, 32))
-        manner = 0.0 if isinstance(self.default_manner, OwnManner) else None
-        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side, manner) for style in styles])
-
-    def _stylize_one(self, request: StylizeRequest) -> Image.Image:
-        content, styles = self.preprocess(request)
-        keys = request_style_keys(request)
-        weights = list(request.weights)
-        manner = request.manner
-        if request.preserve_color and request.alpha and isinstance(self._manner(manner), OwnManner):
-            # each painting's manner is its own, not the recoloured copy's: measured once, under its key
-            originals = [image_to_array(resize_for_network(s, request.max_side)) for s in request.styles]
-            own_keys: list[StyleKey | None] = [style_key(style, request.max_side) for style in request.styles]
-            manner = self.resolve_manner(originals, own_keys, weights, manner)
-        painted = array_to_image(self.stylize(content, styles, weights, request.alpha, keys, manner))
-        return to_served_size(painted, request.content.size, request.max_side)
-
-    def preprocess(self, request: StylizeRequest) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Content (1, 3, H, W) and styles (1, 3, Hs, Ws), sized by ``max_side``; styles recoloured if asked."""
-        assert len(request.styles) == len(request.weights) > 0, "need one weight per style and at least one"
-        content = image_to_array(resize_for_network(request.content, request.max_side))
-        styles = [image_to_array(resize_for_network(s, request.max_side)) for s in request.styles]
-        if request.preserve_color:
-            # the AdaIN release's preserve_color: give each style the content's colour statistics
-            styles = [np.clip(coral(style[0], content[0]), 0.0, 1.0)[None] for style in styles]
-        return content, styles
+    def recoloured(self, style: np.ndarray, content: np.ndarray) -> np.ndarray:
+        return np.clip(coral(style[0], content[0]), 0.0, 1.0)[None]
 
     def stylize(
         self,
@@ -139,12 +107,7 @@ class OnnxStyleTransfer:
         keys: list[StyleKey | None] | None = None,
         manner: float | OwnManner | None = None,
     ) -> np.ndarray:
-        """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1].
-
-        ``keys`` name the styles in the statistics cache (None: compute them, cache nothing); ``manner`` the
-        decoder-side matching's strength (``OwnManner``: each painting's own; None: the artifact's default; below
-        0, as a painting's own manner may be, it lowers alpha instead: ``own_manner.applied``).
-        """
+        """The base's (``AdainPredictor.stylize``), on an ONNX engine."""
         assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
         content_feat = self.encoder.run(content)  # (1, C4, H/8, W/8)
         keys = keys or [None] * len(styles)
@@ -162,27 +125,9 @@ class OnnxStyleTransfer:
         means, stds = mix_statistics([self._decoder_statistics(matching, s, k) for s, k in pairs], weights)
         return matching.run_inputs([blended, means, stds, np.full((1, 1), strength, np.float32)])[0]
 
-    def _manner(self, manner: float | OwnManner | None) -> float | OwnManner:
-        return self.default_manner if manner is None else manner
-
-    def resolve_manner(
-        self,
-        styles: list[np.ndarray],
-        keys: list[StyleKey | None],
-        weights: list[float],
-        manner: float | OwnManner | None,
-    ) -> float:
-        """The manner for these styles: ``manner`` (None: the artifact's default); an ``OwnManner`` is each
-        painting's own (own_manner.py), ``weights``-averaged over a mix, and below 0 where it softens them."""
-        matching = self.matching
-
-        def statistics(index: int) -> PaintingStatistics:
-            assert matching is not None, "an artifact with its own manner has a matching decoder"
-            style_stats = self._style_statistics(styles[index], keys[index])
-            return style_stats, self._decoder_statistics(matching, styles[index], keys[index])
-
-        where = f"{self.manifest.name}/{self.manifest.version}"
-        return resolved(self._manner(manner), self.painting_manners, where, keys, weights, statistics)
+    def painting_statistics(self, style: np.ndarray, key: StyleKey | None) -> PaintingStatistics:
+        assert self.matching is not None, "an artifact with its own manner has a matching decoder"
+        return self._style_statistics(style, key), self._decoder_statistics(self.matching, style, key)
 
     def _style_statistics(self, style: np.ndarray, key: StyleKey | None) -> tuple[np.ndarray, np.ndarray]:
         """The style's relu4_1 (mean, std), each (1, C4, 1, 1): from the cache, else from the encoder."""

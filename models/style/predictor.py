@@ -15,7 +15,8 @@ from PIL import Image
 
 from models.artifact import ArtifactError, Manifest
 from models.style.adain import calc_mean_std, coral, interpolate_statistics, mix_statistics
-from models.style.images import image_to_tensor, resize_for_network, tensor_to_image
+from models.style.adain_requests import AdainPredictor
+from models.style.images import image_to_tensor, tensor_to_image
 from models.style.matching import MatchingDecoder
 from models.style.network import Decoder, VGGEncoder
 from models.style.nst_network import NST_NETWORK_FILE, ContentMeasure, nst_network_from_manifest
@@ -25,17 +26,14 @@ from models.style.own_manner import (
     PaintingManners,
     PaintingStatistics,
     applied,
-    resolved,
 )
-from models.style.sizing import to_served_size
-from models.style.style_cache import StyleKey, StyleStatistics, request_style_keys, style_key
+from models.style.style_cache import StyleKey, StyleStatistics
 from models.style.types import (
     ARCHITECTURE,
     DECODER_FILE,
     ENCODER_FILE,
     StylizeRequest,
     matching_settings,
-    warmup_request,
     widths_from_manifest,
 )
 from models.torch_backend import load_state
@@ -65,8 +63,8 @@ def load_frozen(module: ModuleT, folder: Path, manifest: Manifest, path: str, de
     return module
 
 
-class StyleTransfer:
-    """AdaIN predictor: ``predict(list[StylizeRequest]) -> list[PIL.Image.Image]`` (RGB)."""
+class StyleTransfer(AdainPredictor[torch.Tensor]):
+    """AdaIN predictor on torch: ``predict(list[StylizeRequest]) -> list[PIL.Image.Image]`` (RGB)."""
 
     def __init__(
         self,
@@ -113,42 +111,16 @@ class StyleTransfer:
     def predict(self, batch: list[StylizeRequest]) -> list[Image.Image]:
         """One stylized RGB image per request, in order; each is the resized content's size."""
         with torch.inference_mode():
-            return [self._stylize_one(request) for request in batch]
+            return super().predict(batch)
 
-    def warmup(self) -> None:
-        self.predict([warmup_request()])
+    def to_network(self, image: Image.Image) -> torch.Tensor:
+        return image_to_tensor(image, self.device)
 
-    def remember_styles(self, styles: list[Image.Image], max_side: int) -> None:
-        """Encode ``styles`` now (the gallery, at load), so requests naming them at ``max_side`` skip the encoder.
+    def to_picture(self, output: torch.Tensor) -> Image.Image:
+        return tensor_to_image(output)
 
-        At the artifact's default manner (its decoder statistics too), except that a painting's own manner
-        (own_manner.py) is measured at its first request, not at start-up."""
-        content = Image.new("RGB", (32, 32))
-        manner = 0.0 if isinstance(self.default_manner, OwnManner) else None
-        self.predict([StylizeRequest(content, (style,), (1.0,), 1.0, False, max_side, manner) for style in styles])
-
-    def _stylize_one(self, request: StylizeRequest) -> Image.Image:
-        content, styles = self.preprocess(request)
-        keys = request_style_keys(request)
-        weights = list(request.weights)
-        manner = request.manner
-        if request.preserve_color and request.alpha and isinstance(self._manner(manner), OwnManner):
-            # each painting's manner is its own, not the recoloured copy's: measured once, under its key
-            originals = [image_to_tensor(resize_for_network(s, request.max_side), self.device) for s in request.styles]
-            own_keys: list[StyleKey | None] = [style_key(style, request.max_side) for style in request.styles]
-            manner = self.resolve_manner(originals, own_keys, weights, manner)
-        output = self.stylize(content, styles, weights, request.alpha, keys, manner)  # (1, 3, H, W)
-        return to_served_size(tensor_to_image(output), request.content.size, request.max_side)
-
-    def preprocess(self, request: StylizeRequest) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Content (1, 3, H, W) and styles (1, 3, Hs, Ws), sized by ``max_side``; styles recoloured if asked."""
-        assert len(request.styles) == len(request.weights) > 0, "need one weight per style and at least one"
-        content = image_to_tensor(resize_for_network(request.content, request.max_side), self.device)
-        styles = [image_to_tensor(resize_for_network(s, request.max_side), self.device) for s in request.styles]
-        if request.preserve_color:
-            # the AdaIN release's preserve_color: give each style the content's colour statistics
-            styles = [coral(style[0], content[0]).clamp(0.0, 1.0).unsqueeze(0) for style in styles]
-        return content, styles
+    def recoloured(self, style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        return coral(style[0], content[0]).clamp(0.0, 1.0).unsqueeze(0)
 
     def stylize(
         self,
@@ -159,12 +131,7 @@ class StyleTransfer:
         keys: list[StyleKey | None] | None = None,
         manner: float | OwnManner | None = None,
     ) -> torch.Tensor:
-        """Decoded ``alpha``-blend of the (interpolated) AdaIN target and the content features, in [0, 1].
-
-        ``keys`` name the styles in the statistics cache (None: compute them, cache nothing); ``manner`` the
-        decoder-side matching's strength (``OwnManner``: each painting's own; None: the artifact's default; below
-        0, as a painting's own manner may be, it lowers alpha instead: ``own_manner.applied``).
-        """
+        """The base's (``AdainPredictor.stylize``), on torch."""
         assert 0.0 <= alpha <= 1.0, f"alpha must be in [0, 1], got {alpha}"
         content_feat = self.encoder(content)  # (1, C4, H/8, W/8)
         keys = keys or [None] * len(styles)
@@ -182,28 +149,11 @@ class StyleTransfer:
         means, stds = mix_statistics([self._decoder_statistics(matching, s, k) for s, k in pairs], weights)
         return matching(blended, means, stds, content_feat.new_full((1, 1), strength))[0]
 
-    def _manner(self, manner: float | OwnManner | None) -> float | OwnManner:
-        return self.default_manner if manner is None else manner
-
-    def resolve_manner(
-        self,
-        styles: list[torch.Tensor],
-        keys: list[StyleKey | None],
-        weights: list[float],
-        manner: float | OwnManner | None,
-    ) -> float:
-        """The manner for these styles: ``manner`` (None: the artifact's default); an ``OwnManner`` is each
-        painting's own (own_manner.py), ``weights``-averaged over a mix, and below 0 where it softens them."""
-        matching = self.matching
-
-        def statistics(index: int) -> PaintingStatistics:
-            assert matching is not None, "an artifact with its own manner has a matching decoder"
-            mean, std = self._style_statistics(styles[index], keys[index])
-            means, stds = self._decoder_statistics(matching, styles[index], keys[index])
-            return (_numpy(mean), _numpy(std)), (_numpy(means), _numpy(stds))
-
-        where = f"{self.manifest.name}/{self.manifest.version}"
-        return resolved(self._manner(manner), self.painting_manners, where, keys, weights, statistics)
+    def painting_statistics(self, style: torch.Tensor, key: StyleKey | None) -> PaintingStatistics:
+        assert self.matching is not None, "an artifact with its own manner has a matching decoder"
+        mean, std = self._style_statistics(style, key)
+        means, stds = self._decoder_statistics(self.matching, style, key)
+        return (_numpy(mean), _numpy(std)), (_numpy(means), _numpy(stds))
 
     def _style_statistics(self, style: torch.Tensor, key: StyleKey | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The style's relu4_1 (mean, std), each (1, C4, 1, 1): from the cache, else from the encoder."""
