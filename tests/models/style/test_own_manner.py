@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -370,21 +370,22 @@ def test_the_predictors_default_is_each_paintings_own_manner(built: Built) -> No
         assert manners_of(predictor).references.shape == (3, 3, 256, 256)
 
 
-def test_ratios_are_the_median_content_loss_ratio_to_plain_adain(built: Built) -> None:
-    """Recomputed here in torch, pair by pair, from the artifact's networks."""
-    predictor = open_predictor("torch", built.own)
-    assert isinstance(predictor, StyleTransfer) and predictor.matching is not None
-    key = style_key(STYLE_B, MAX_SIDE)
-    painted = predictor.predict([request(STYLE_B)])
-    assert painted[0].size == (96, 64)
-    ratios = cached_ratios(predictor, key)
-    manifest = load_artifact(built.own)
-    measure = content_measure(built.own, manifest, CPU)
+@dataclass(frozen=True)
+class Recomputed:
+    """A painting's (STYLE_B's) content ratios' parts, recomputed in torch outside own_manner.py."""
+
+    photos: torch.Tensor  # the artifact's reference photos (K, 3, S, S)
+    features: torch.Tensor  # their relu4_1 features
+    style_features: torch.Tensor
+    targets: torch.Tensor  # plain AdaIN's targets
+    losses: Callable[[torch.Tensor], torch.Tensor]  # (K,) content losses of K images to the photos
+    plain: torch.Tensor  # (K,) plain AdaIN's content losses, through the reference decoder
+
+
+def recomputed(predictor: StyleTransfer, folder: Path, built: Built) -> Recomputed:
+    measure = content_measure(folder, load_artifact(folder), CPU)
     reference = StyleTransfer.from_artifact(built.reference, load_artifact(built.reference), CPU).decoder
     photos = torch.from_numpy(manners_of(predictor).references)
-    settings = matching_settings(manifest)
-    assert settings is not None and settings.own is not None
-    np.testing.assert_array_equal(photos.numpy(), load_references(built.own, settings.own))
     style = image_to_tensor(resize_for_network(STYLE_B, MAX_SIDE), CPU)
     with torch.inference_mode():
         features, style_features = predictor.encoder(photos), predictor.encoder(style)
@@ -395,12 +396,29 @@ def test_ratios_are_the_median_content_loss_ratio_to_plain_adain(built: Built) -
             return (measure(images) - measured).pow(2).flatten(1).mean(1)
 
         plain = losses(reference(targets).clamp(0.0, 1.0))
-        means, stds = predictor.matching.statistics(style_features)
+    return Recomputed(photos, features, style_features, targets, losses, plain)
+
+
+def test_ratios_are_the_median_content_loss_ratio_to_plain_adain(built: Built) -> None:
+    """Recomputed here in torch, pair by pair, from the artifact's networks."""
+    predictor = open_predictor("torch", built.own)
+    assert isinstance(predictor, StyleTransfer) and predictor.matching is not None
+    key = style_key(STYLE_B, MAX_SIDE)
+    painted = predictor.predict([request(STYLE_B)])
+    assert painted[0].size == (96, 64)
+    ratios = cached_ratios(predictor, key)
+    settings = matching_settings(load_artifact(built.own))
+    assert settings is not None and settings.own is not None
+    again = recomputed(predictor, built.own, built)
+    np.testing.assert_array_equal(again.photos.numpy(), load_references(built.own, settings.own))
+    count = len(again.photos)
+    with torch.inference_mode():
+        means, stds = predictor.matching.statistics(again.style_features)
         expected = []
         for manner in GRID:
-            strength = torch.full((len(photos), 1), manner)
-            matched = predictor.matching(targets, means.expand(len(photos), -1), stds.expand(len(photos), -1), strength)
-            expected.append(float((losses(matched[0]) / plain).median()))  # 3 photos: the middle one
+            strength = torch.full((count, 1), manner)
+            matched = predictor.matching(again.targets, means.expand(count, -1), stds.expand(count, -1), strength)
+            expected.append(float((again.losses(matched[0]) / again.plain).median()))  # 3 photos: the middle one
     np.testing.assert_allclose(ratios, expected, rtol=1e-4)
     assert ratios[0] == pytest.approx(1.0, abs=1e-4)  # manner 0 is plain AdaIN's decoder: the reference itself
     assert np.ptp(ratios) > 1e-3  # the matching moved the content loss: the other manners measured something
@@ -417,25 +435,14 @@ def test_a_ratio_below_zero_is_the_softer_alphas_plain_decoding_to_plain_adain(b
     key = style_key(STYLE_B, MAX_SIDE)
     paint(predictor, request(STYLE_B))
     ratios = cached_ratios(predictor, key)
-    measure = content_measure(softened, load_artifact(softened), CPU)
-    reference = StyleTransfer.from_artifact(built.reference, load_artifact(built.reference), CPU).decoder
-    photos = torch.from_numpy(manners_of(predictor).references)
-    style = image_to_tensor(resize_for_network(STYLE_B, MAX_SIDE), CPU)
+    again = recomputed(predictor, softened, built)
+    count, targets, plain = len(again.photos), again.targets, again.plain
     with torch.inference_mode():
-        features, style_features = predictor.encoder(photos), predictor.encoder(style)
-        targets = adaptive_instance_normalization(features, style_features.expand(len(photos), -1, -1, -1))
-        measured = measure(photos)
-
-        def losses(images: torch.Tensor) -> torch.Tensor:
-            return (measure(images) - measured).pow(2).flatten(1).mean(1)
-
-        plain = losses(reference(targets).clamp(0.0, 1.0))
-        soft = losses(predictor.decoder(0.5 * targets + 0.5 * features).clamp(0.0, 1.0))
-        means, stds = predictor.matching.statistics(style_features)
-        count = len(photos)
+        soft = again.losses(predictor.decoder(0.5 * targets + 0.5 * again.features).clamp(0.0, 1.0))
+        means, stds = predictor.matching.statistics(again.style_features)
         strength = torch.full((count, 1), 0.5)
         matched = predictor.matching(targets, means.expand(count, -1), stds.expand(count, -1), strength)[0]
-        expected = [float((soft / plain).median()), 1.0, float((losses(matched) / plain).median())]
+        expected = [float((soft / plain).median()), 1.0, float((again.losses(matched) / plain).median())]
     assert ratios.shape == (3,)
     np.testing.assert_allclose(ratios[0], expected[0], rtol=1e-5)
     np.testing.assert_allclose(ratios, expected, rtol=1e-4)
@@ -780,6 +787,6 @@ def test_a_bad_bound_or_grid_is_refused_before_anything_is_written(
     folder = tmp_path / "measured"
     shutil.copytree(built.measured, folder)
     before = _listing(folder)
-    with pytest.raises(ArtifactError, match="ascending through 0, from -0.9 to 1"):
+    with pytest.raises(ArtifactError, match=re.escape("ascending through 0, from -0.9 to 1")):
         attach_own_manner(folder, built.reference, bound, photos=built.photos, manners=grid)
     assert _listing(folder) == before
