@@ -403,7 +403,7 @@ async def _stylize_nst(
     least = min(NST_LEAST_SECONDS, settings.nst_max_seconds)
     if options.max_seconds is not None and options.max_seconds < least:
         # a budget spent before the first L-BFGS step returned the photo unpainted, as a 200
-        raise InvalidParameter(f"max_seconds: must be at least {least:g}: a painting takes at least a few steps")
+        raise InvalidParameter(f"max_seconds: must be at least {least:g}: below that the photo came back unpainted")
     slot = manager.slot("nst")
     request = NSTRequest(
         content=content,

@@ -394,7 +394,9 @@ def stylize(
     preserve_color: Annotated[bool, typer.Option(help="Keep the photo's colours")] = False,
     method: Annotated[Method, typer.Option(help="adain (fast) or nst (slow, needs the torch backend)")] = "adain",
     max_side: Annotated[int | None, typer.Option(min=32, help="Bound on the output's longer side")] = None,
-    max_seconds: Annotated[float | None, typer.Option(min=0.1, help="--method nst: its time budget")] = None,
+    max_seconds: Annotated[float | None, typer.Option(min=1.0, help="--method nst: its time budget, 1 s or more")] = (
+        None
+    ),
     manner: Annotated[
         float | None, typer.Option(min=0, max=1, help="How strongly each painting's own palette and marks are kept")
     ] = None,

@@ -190,8 +190,9 @@ def _matching_section(manifest: Manifest, metrics: dict[str, float]) -> list[str
         own = settings.own
         default = (
             f"each painting's own: the largest of {', '.join(f'{m:g}' for m in own.manners)} whose median content "
-            f"ratio to plain AdaIN on its {len(own.references)} reference photos stays within {own.content_bound:g}, "
-            "measured once per painting (`models/style/own_manner.py`)"
+            f"ratio to plain AdaIN on its {len(own.references)} reference photos stays within {own.content_bound:g} "
+            "(a manner m below 0 paints at alpha times 1 + m with no matching; where even the lowest exceeds the "
+            "bound, the lowest), measured once per painting (`models/style/own_manner.py`)"
         )
     return [
         "",

@@ -141,8 +141,8 @@ def adain_stylizer(transfer: StyleTransfer, manner: Manner | None = None) -> Sty
 
 
 def painting_manners(transfer: StyleTransfer, styles: Sequence[torch.Tensor], manner: Manner | None) -> list[float]:
-    """The matching strength each painting got under ``manner`` (None: the artifact's default); after a run, from
-    the caches."""
+    """The manner each painting got under ``manner`` (None: the artifact's default; below 0, a painting's own
+    that softens it: ``own_manner.applied``); after a run, from the caches."""
     return [transfer.resolve_manner([style], [style_cache_key(style)], [1.0], manner) for style in styles]
 
 
@@ -287,7 +287,8 @@ def evaluate_transfer(
     """``evaluate_with_outputs`` for networks already loaded (on their device); ``manner``: the decoder-side
     matching's strength (None: the artifact's default; ``OwnManner``: each painting's own). Each of ``manners``
     adds ``<run_name>_<metric>`` for ``SWEPT_METRICS`` on the same pairs and baseline (the card's manner table),
-    and for each painting's own manner the mean strength the paintings got. ``pair_losses`` and ``pair_flags``,
+    and for each painting's own manner the mean manner the paintings got (softening below 0 and matching above
+    it on one axis). ``pair_losses`` and ``pair_flags``,
     when given, receive every run's per-pair losses and own-painting flags (``write_pair_table``)."""
     runs: PairLosses = {} if pair_losses is None else pair_losses
     flags: PairFlags = {} if pair_flags is None else pair_flags

@@ -266,7 +266,8 @@ def attach_own_manner(
     manners: Sequence[float] = MANNERS,
 ) -> Manifest:
     """Make ``artifact``'s default each painting's own manner (``models.style.own_manner``): the largest of
-    ``manners`` whose content ratio to ``reference``'s plain decoder (the imported AdaIN) stays within ``bound`` on
+    ``manners`` (below 0: a softer alpha, ``own_manner.applied``) whose content ratio to ``reference``'s plain
+    decoder (the imported AdaIN) stays within ``bound`` on
     ``photos`` (256 px squares and their README.md). Copies the reference decoder and the photos in, records
     ``decoder_matching.own_manner``, re-exports the ONNX files and re-packs. Refused (``plan_own_manner``) before
     anything is written."""
@@ -282,7 +283,8 @@ def attach_own_manner(
     shutil.copyfile(photos / "README.md", artifact / REFERENCE_TERMS)
     decoder_sha256 = base.file(DECODER_FILE).sha256
     what = (
-        f"each painting's own manner: the largest of {list(manners)} whose median content ratio to plain AdaIN "
+        f"each painting's own manner: the largest of {list(manners)} (below 0: alpha times 1 + m, no matching) "
+        f"whose median content ratio to plain AdaIN "
         f"({base.name}/{base.version}'s decoder, sha256 {decoder_sha256}: {base.provenance.method}) stays within "
         f"{bound:g} on {len(names)} reference photos ({REFERENCE_TERMS})"
     )

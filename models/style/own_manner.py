@@ -171,7 +171,8 @@ class PaintingManners:
         statistics: Callable[[int], PaintingStatistics],
     ) -> float:
         """The ``weights``-average (normalised) of the manners of a mix's paintings; ``statistics(i)`` gives the
-        i-th painting's."""
+        i-th painting's. The average runs on the one axis: a painting softened to -0.4 mixed half and half with
+        one matched at 0.4 paints at 0, full alpha and no matching, between the two."""
         total = float(sum(weights))
         # a painting weighted 0 adds nothing: it is not measured
         manners = [self.manner(k, bound, partial(statistics, i)) if weights[i] else 0.0 for i, k in enumerate(keys)]
@@ -200,9 +201,9 @@ def resolved(
     weights: Sequence[float],
     statistics: Callable[[int], PaintingStatistics],
 ) -> float:
-    """A request's matching strength: ``manner`` itself, or for an ``OwnManner`` the (``weights``-averaged) own
-    manners of its paintings, ``statistics(i)`` giving the i-th painting's; ``ArtifactError`` when the artifact
-    (``where``) measures none."""
+    """A request's manner (``applied`` turns it into an alpha and a matching strength): ``manner`` itself, or for
+    an ``OwnManner`` the (``weights``-averaged) own manners of its paintings, ``statistics(i)`` giving the i-th
+    painting's; ``ArtifactError`` when the artifact (``where``) measures none."""
     if not isinstance(manner, OwnManner):
         return manner
     if painting_manners is None:

@@ -242,7 +242,7 @@ def test_an_nst_budget_under_a_second_is_refused_not_answered_with_the_photo(tmp
     with fake_app_client(tmp_path) as client:
         response = wait_ready(client).post("/stylize", files={"content": ("p.jpg", PHOTO)}, data=data)
         assert response.status_code == 422, response.text
-        assert response.json()["detail"] == "max_seconds: must be at least 1: a painting takes at least a few steps"
+        assert response.json()["detail"] == "max_seconds: must be at least 1: below that the photo came back unpainted"
     with fake_app_client(tmp_path / "lower", nst_max_seconds=0.5) as client:  # a service whose own limit is lower
         response = wait_ready(client).post("/stylize", files={"content": ("p.jpg", PHOTO)}, data=data)
         assert response.status_code == 200, response.text
