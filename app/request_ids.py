@@ -37,7 +37,7 @@ def batch_request_id(ids: Iterable[str | None]) -> str | None:
     """The id a model batch's log lines carry: its requests' ids, each once, in order, joined by commas ("a,b": no
     sane id holds a comma), so that a substring search for any one of them finds the batch's lines (an exact-match
     query on the field does not). None when none of its items came from a request: such lines look like any other
-    line written outside a request. Threads a predictor starts itself (the RFB detector's lanes) carry no id."""
+    line written outside a request. The RFB detector's lanes run in a copy of the caller's context: they carry it."""
     return ",".join(dict.fromkeys(i for i in ids if i is not None)) or None
 
 

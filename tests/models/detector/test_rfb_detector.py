@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from models.artifact import ArtifactError, Manifest, load_artifact, sha256_file
 from models.detector.rfb import ARCHITECTURE
 from models.detector.rfb_import import import_rfb
 from models.detector.rfb_predictor import Coarse, RfbFaceDetector
-from models.detector.types import DetectRequest
+from models.detector.types import Detection, DetectRequest
 from models.onnx_backend import Runtime
 
 WEIGHTS = Path("data/weights/ultralight-face-rfb")
@@ -146,6 +147,44 @@ def test_without_a_coarse_export_the_close_up_is_not_invented() -> None:
     rfb, _ = detector()
     [found] = rfb.predict([DetectRequest(Image.new("RGB", (200, 100)), 0.5, 0.3, 10, 640, min_size=24.0)])
     assert [d.box for d in found] == [pytest.approx((0.0, 0.0, 100.0, 50.0))]
+
+
+class RecordingLane:
+    """A lane that finds nothing and records, for each batch, the request id and the thread it ran under."""
+
+    def __init__(self, name: str, ran: list[tuple[str, str | None, str, int]]) -> None:
+        self.name, self.ran = name, ran
+
+    def predict_here(self, batch: list[DetectRequest]) -> list[list[Detection]]:
+        self.ran.append((self.name, current_request_id.get(), threading.current_thread().name, len(batch)))
+        return [[] for _ in batch]
+
+
+def test_each_lane_works_under_the_callers_request_id_first_in_turn_then_at_once() -> None:
+    rfb, network = detector()
+    ran: list[tuple[str, str | None, str, int]] = []
+    rfb.lanes = [cast(RfbFaceDetector, RecordingLane(name, ran)) for name in ("first", "second")]
+    batch = [DetectRequest(Image.new("RGB", (64, 48)), 0.5, 0.3, 10, 640)] * 3
+    caller = threading.current_thread().name
+    token = current_request_id.set("a,b")  # what a batch of two requests' work runs under (app.manager)
+    try:
+        assert rfb.predict(batch) == [[], [], []]  # the lanes' first inferences: one after another, here
+        in_turn = ran[:]
+        assert rfb._pool is not None  # then a pool for the lanes past the first
+        assert rfb.predict(batch) == [[], [], []]
+        at_once = ran[len(in_turn) :]
+    finally:
+        current_request_id.reset(token)
+        if rfb._pool is not None:
+            rfb._pool.shutdown()
+    assert current_request_id.get() is None and network.inputs == []  # the detector's own session never ran
+    for run in (in_turn, at_once):
+        assert sorted((name, size) for name, _, _, size in run) == [("first", 2), ("second", 1)]  # contiguous parts
+    assert [request_id for _, request_id, _, _ in ran] == ["a,b"] * 4  # the pool's thread too
+    assert {thread for _, _, thread, _ in in_turn} == {caller}
+    threads = {name: thread for name, _, thread, _ in at_once}
+    assert threads["first"] == caller and threads["second"] != caller  # two threads at once
+    assert threads["second"].startswith("rfb-lane")
 
 
 @pytest.mark.shared

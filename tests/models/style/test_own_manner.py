@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from models.artifact import ArtifactError, Manifest, load_artifact, repack_artif
 from models.onnx_backend import Runtime
 from models.style import commands
 from models.style.adain import adaptive_instance_normalization
+from models.style.adain_requests import AdainPredictor
 from models.style.evaluate import evaluate_transfer, write_pair_table
 from models.style.images import image_to_tensor
 from models.style.importer import (
@@ -53,7 +55,7 @@ from models.style.own_manner import (
     valid_grid,
 )
 from models.style.predictor import StyleTransfer, content_measure
-from models.style.sizing import image_to_array, resize_for_network
+from models.style.sizing import image_to_array, resize_for_network, to_served_size
 from models.style.starter import he_initialised, make_untrained_style
 from models.style.style_cache import StyleKey, style_key
 from models.style.types import MATCHING_KEY, StylizeRequest, matching_settings
@@ -449,15 +451,36 @@ def test_a_ratio_below_zero_is_the_softer_alphas_plain_decoding_to_plain_adain(b
     assert ratios[0] < ratios[1] - 1e-3  # half the alpha kept more of the photo: the softer point measured it
 
 
-def test_torch_and_onnx_measure_alike_and_paint_the_default_alike(built: Built) -> None:
-    torch_predictor, onnx_predictor = open_predictor("torch", built.own), open_predictor("onnx", built.own)
+@pytest.fixture(params=["own", "softened"])
+def graded(request: pytest.FixtureRequest, built: Built) -> tuple[Path, tuple[float, ...]]:
+    """An own-manner artifact and the grid it was made with: ``built.own`` (``GRID``), or ``softened``."""
+    if request.param == "own":
+        return built.own, GRID
+    return request.getfixturevalue("softened"), SOFT_GRID
+
+
+def test_torch_and_onnx_measure_alike_and_paint_the_default_alike(graded: tuple[Path, tuple[float, ...]]) -> None:
+    folder, grid = graded
+    settings = matching_settings(load_artifact(folder))
+    assert settings is not None and settings.own is not None and settings.own.manners == grid
+    torch_predictor, onnx_predictor = open_predictor("torch", folder), open_predictor("onnx", folder)
     for style in (STYLE_A, STYLE_B):
         ours, theirs = paint(torch_predictor, request(style)), paint(onnx_predictor, request(style))
         assert np.abs(ours - theirs).mean() < 0.5  # grey levels out of 255
         key = style_key(style, MAX_SIDE)
-        np.testing.assert_allclose(cached_ratios(onnx_predictor, key), cached_ratios(torch_predictor, key), rtol=1e-3)
+        torch_ratios, onnx_ratios = cached_ratios(torch_predictor, key), cached_ratios(onnx_predictor, key)
+        assert torch_ratios.shape == onnx_ratios.shape == (len(grid),)
+        np.testing.assert_allclose(onnx_ratios, torch_ratios, rtol=1e-3)
         manners = [manners_of(p).manner(key, BOUND, never) for p in (torch_predictor, onnx_predictor)]
         assert manners[0] == pytest.approx(manners[1], abs=1e-3)
+        for index in (i for i, manner in enumerate(grid) if manner < 0):
+            # the softer points: the photos decoded at a lower alpha, without matching, in either engine
+            assert onnx_ratios[index] == pytest.approx(torch_ratios[index], rel=1e-3)
+            assert abs(torch_ratios[index] - torch_ratios[index + 1]) > 1e-3  # a softer point measured something
+            bound = float(torch_ratios[index] + torch_ratios[index + 1]) / 2  # between it and the next point
+            softer = [manners_of(p).manner(key, bound, never) for p in (torch_predictor, onnx_predictor)]
+            assert grid[index] <= softer[0] < grid[index + 1] <= 0.0  # below 0: resolved on the softer segment
+            assert softer[1] == pytest.approx(softer[0], abs=1e-3)
 
 
 @pytest.mark.parametrize("engine", ["torch", "onnx"])
@@ -578,6 +601,36 @@ def test_preserve_color_measures_the_original_painting_under_its_own_key(built: 
     assert cache.misses == 1 and len(cache) == 1
     manner = manners_of(predictor).manner(key, BOUND, never)
     assert np.array_equal(recoloured, paint(predictor, request(STYLE_B, manner=manner, preserve=True)))
+
+
+def recoloured_at(predictor: AdainPredictor[Any], asked: StylizeRequest, alpha: float) -> np.ndarray:
+    """``asked``'s content painted with its recoloured style (``preprocess``) at ``alpha`` and manner 0, served."""
+    content, styles = predictor.preprocess(asked)
+    with torch.inference_mode():
+        output = predictor.stylize(content, styles, list(asked.weights), alpha, None, 0.0)
+    painted = to_served_size(predictor.to_picture(output), asked.content.size, asked.max_side)
+    return np.asarray(painted, dtype=np.float64)
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_preserve_color_softens_by_the_original_paintings_own_manner_below_zero(softened: Path, engine: str) -> None:
+    measuring = open_predictor(engine, softened)
+    resolve(measuring, OwnManner(BOUND))
+    ratios = cached_ratios(measuring, style_key(STYLE_B, MAX_SIDE))
+    assert ratios[0] < ratios[1]  # softer than plain AdaIN at manner -0.5
+    bound = (float(ratios[0]) + float(ratios[1])) / 2  # between the ratios at -0.5 and 0: a manner below 0
+    predictor = open_predictor(engine, softened)  # a fresh cache: the request below measures the painting
+    cache = manners_of(predictor).ratios
+    asked = request(STYLE_B, OwnManner(bound), preserve=True)
+    painted = paint(predictor, asked)
+    assert len(cache) == 1 and cache.misses == 1
+    key = style_key(STYLE_B, MAX_SIDE)
+    manner = manners_of(predictor).manner(key, bound, never)  # the original's, measured under its own key
+    assert manner == pytest.approx(-0.25, abs=1e-7)  # halfway from -0.5 to 0
+    # alpha (1 + m) with no matching, on the style recoloured to the content's colours
+    np.testing.assert_array_equal(painted, recoloured_at(predictor, asked, 1.0 + manner))
+    assert np.abs(painted - recoloured_at(predictor, asked, 1.0)).mean() > 0.1  # not at the asked alpha
+    assert cache.misses == 1 and len(cache) == 1  # the recoloured copy never measured
 
 
 def _listing(folder: Path) -> dict[str, bytes]:
