@@ -81,22 +81,29 @@ class AdainPredictor(ABC, Generic[ArrayT]):
 
     def preprocess(self, request: StylizeRequest) -> tuple[ArrayT, list[ArrayT]]:
         """Content (1, 3, H, W) and styles (1, 3, Hs, Ws), sized by ``max_side``; styles recoloured if asked."""
+        content, originals = self._sized(request)
+        return content, self._recoloured_if_asked(request, content, originals)
+
+    def _sized(self, request: StylizeRequest) -> tuple[ArrayT, list[ArrayT]]:
+        """Content and styles as the request gave them, sized by ``max_side``."""
         assert len(request.styles) == len(request.weights) > 0, "need one weight per style and at least one"
         content = self.to_network(resize_for_network(request.content, request.max_side))
-        styles = [self.to_network(resize_for_network(s, request.max_side)) for s in request.styles]
-        if request.preserve_color:
-            # the AdaIN release's preserve_color: give each style the content's colour statistics
-            styles = [self.recoloured(style, content) for style in styles]
-        return content, styles
+        return content, [self.to_network(resize_for_network(s, request.max_side)) for s in request.styles]
+
+    def _recoloured_if_asked(self, request: StylizeRequest, content: ArrayT, styles: list[ArrayT]) -> list[ArrayT]:
+        if not request.preserve_color:
+            return styles
+        # the AdaIN release's preserve_color: give each style the content's colour statistics
+        return [self.recoloured(style, content) for style in styles]
 
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
-        content, styles = self.preprocess(request)
+        content, originals = self._sized(request)
+        styles = self._recoloured_if_asked(request, content, originals)
         keys = request_style_keys(request)
         weights = list(request.weights)
         manner = request.manner
         if request.preserve_color and request.alpha and isinstance(self._manner(manner), OwnManner):
             # each painting's manner is its own, not the recoloured copy's: measured once, under its key
-            originals = [self.to_network(resize_for_network(s, request.max_side)) for s in request.styles]
             own_keys: list[StyleKey | None] = [style_key(style, request.max_side) for style in request.styles]
             manner = self.resolve_manner(originals, own_keys, weights, manner)
         painted = self.to_picture(self.stylize(content, styles, weights, request.alpha, keys, manner))

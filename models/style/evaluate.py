@@ -288,8 +288,8 @@ def evaluate_transfer(
     matching's strength (None: the artifact's default; ``OwnManner``: each painting's own). Each of ``manners``
     adds ``<run_name>_<metric>`` for ``SWEPT_METRICS`` on the same pairs and baseline (the card's manner table),
     and for each painting's own manner the mean manner the paintings got (softening below 0 and matching above
-    it on one axis). ``pair_losses`` and ``pair_flags``,
-    when given, receive every run's per-pair losses and own-painting flags (``write_pair_table``)."""
+    it on one axis). ``pair_losses`` and ``pair_flags``, when given, receive every run's per-pair losses and
+    own-painting flags (``write_pair_table``)."""
     runs: PairLosses = {} if pair_losses is None else pair_losses
     flags: PairFlags = {} if pair_flags is None else pair_flags
     assert content_images and style_images, "need at least one content and one style image"
