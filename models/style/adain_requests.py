@@ -81,24 +81,22 @@ class AdainPredictor(ABC, Generic[ArrayT]):
 
     def preprocess(self, request: StylizeRequest) -> tuple[ArrayT, list[ArrayT]]:
         """Content (1, 3, H, W) and styles (1, 3, Hs, Ws), sized by ``max_side``; styles recoloured if asked."""
-        content, originals = self._sized(request)
-        return content, self._recoloured_if_asked(request, content, originals)
+        content, _, styles = self._prepared(request)
+        return content, styles
 
-    def _sized(self, request: StylizeRequest) -> tuple[ArrayT, list[ArrayT]]:
-        """Content and styles as the request gave them, sized by ``max_side``."""
+    def _prepared(self, request: StylizeRequest) -> tuple[ArrayT, list[ArrayT], list[ArrayT]]:
+        """Content, the styles as the request gave them, and the styles painted with (``preprocess``'s), each sized
+        by ``max_side``."""
         assert len(request.styles) == len(request.weights) > 0, "need one weight per style and at least one"
         content = self.to_network(resize_for_network(request.content, request.max_side))
-        return content, [self.to_network(resize_for_network(s, request.max_side)) for s in request.styles]
-
-    def _recoloured_if_asked(self, request: StylizeRequest, content: ArrayT, styles: list[ArrayT]) -> list[ArrayT]:
+        originals = [self.to_network(resize_for_network(s, request.max_side)) for s in request.styles]
         if not request.preserve_color:
-            return styles
+            return content, originals, originals
         # the AdaIN release's preserve_color: give each style the content's colour statistics
-        return [self.recoloured(style, content) for style in styles]
+        return content, originals, [self.recoloured(style, content) for style in originals]
 
     def _stylize_one(self, request: StylizeRequest) -> Image.Image:
-        content, originals = self._sized(request)
-        styles = self._recoloured_if_asked(request, content, originals)
+        content, originals, styles = self._prepared(request)
         keys = request_style_keys(request)
         weights = list(request.weights)
         manner = request.manner
