@@ -18,6 +18,7 @@ from app.auth import ApiKeyMiddleware, ApiKeys, document_api_keys
 from app.body_limit import BodyLimitMiddleware
 from app.disconnect import CancelOnDisconnect
 from app.errors import document_errors_as_strings, install_error_handlers
+from app.fastpath import FAST_FORM_PATHS, FormFastPath
 from app.forms import form_checks
 from app.head_requests import HeadAsGet
 from app.identities.database import open_engine
@@ -142,7 +143,9 @@ def create_app(settings: Settings | None = None, plans: list[SlotPlan] | None = 
     app.state.metrics = ServiceMetrics(lambda: manager, lambda: params.document.version)
     install_error_handlers(app)
     _document_error_bodies(app, keyed=settings.api_keys is not None)
-    app.add_middleware(CancelOnDisconnect)  # innermost: it sees the body's end through the body limit
+    # innermost: the photo routes' everyday request, served with the routes' own fields and handlers
+    app.add_middleware(FormFastPath, paths=FAST_FORM_PATHS if settings.lean_forms else frozenset())
+    app.add_middleware(CancelOnDisconnect)  # next: it sees the body's end through the body limit
     app.add_middleware(
         BodyLimitMiddleware, limit=lambda: params.params.max_upload_bytes, timeout_s=settings.body_timeout_s
     )

@@ -1,0 +1,373 @@
+"""A lean path for the photo routes' everyday request, in front of FastAPI's general one.
+
+A one-photo ``/classify`` spends about 2.3 ms in its network and decode, and around them FastAPI's general
+machinery: routing, Starlette's multipart parser (0.30-0.37 ms for one photo and one field) and the dependency
+solver, which inspects each of the route's nine form fields' annotations again on every request (0.47-0.52 ms;
+``docs/benchmarks-history.md``). A serving framework has to be that general; a service that knows its routes
+need not be.
+
+``FormFastPath`` sits innermost among the service's middlewares (telemetry, the drain, API keys, the body limit
+and the disconnect watch all apply as before). For the routes it knows (``FAST_FORM_PATHS``) it reads the body
+and serves a request that is plainly well formed itself, with the route's own pieces:
+
+- the body is a complete ``multipart/form-data`` body whose parts have simple quoted names (``parse_form``),
+  each of the route's fields at most once, the photo a named, non-empty file;
+- each field is validated by the route's own FastAPI field (``ModelField.validate``: the same types, bounds and
+  coercions), a missing one takes the route's default;
+- the endpoint's dependencies are its plain ``async`` ones on the request (``deps``), called as FastAPI would;
+- the endpoint itself runs, its answer validated and serialized by the route's response field, as FastAPI's
+  own fast serializer does (``serialize_json``), and an exception it raises goes to the app's handler for it.
+
+Anything else (another content type, a repeated, unknown, empty or malformed field, a body cut short, a
+disconnect or a body-limit refusal while reading, dependency overrides on the app) goes to FastAPI with the body
+replayed as received, so every refusal and its wording stays FastAPI's and the route's. A route whose shape the
+path cannot serve this way (a dependency that is not a plain ``async`` function of the request, a custom response
+class, ...) is never taken: ``compile_route`` returns None for it, and the tests hold both photo routes to it.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import io
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import params
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request, parse_options_header
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.forms import FormRequest, form_checks
+
+log = logging.getLogger(__name__)
+
+FAST_FORM_PATHS = frozenset({"/classify", "/detect"})
+MULTIPART = b"multipart/form-data"
+MAX_FIELD_BYTES = 1000  # a scalar field longer than this is no everyday request: FastAPI reads it
+# One part's Content-Disposition: form-data with a quoted name and, for a file, a quoted filename; nothing else.
+DISPOSITION = re.compile(rb'form-data(?:\s*;\s*(name|filename)="([\x20\x21\x23-\x5b\x5d-\x7e]*)")+\s*', re.I)
+PARAMETER = re.compile(rb'\s*;\s*(name|filename)="([^"]*)"', re.I)
+Resolver = Callable[[Request, dict[Any, Any]], Awaitable[Any]]
+
+
+class InMemoryFile(io.BytesIO):
+    """A photo's bytes as an upload's file: Starlette's ``UploadFile`` reads one not rolled to disk in place,
+    without the hop to a worker thread it takes for a file on disk."""
+
+    _rolled = False
+
+
+@dataclass(frozen=True)
+class Part:
+    filename: str | None
+    headers: list[tuple[bytes, bytes]]
+    data: bytes
+
+
+def parse_form(body: bytes, boundary: bytes) -> dict[str, Part] | None:
+    """The parts of a plainly well-formed multipart body by name, or None for anything else (FastAPI reads it).
+
+    Well formed: the body opens with the first delimiter, ends with the closing one (and at most a CRLF),
+    every part has headers and a blank line, a ``Content-Disposition: form-data`` with simple quoted
+    parameters, no name twice, and no delimiter inside a part (a delimiter line with transport padding).
+    """
+    delimiter = b"--" + boundary
+    if not boundary or not body.startswith(delimiter + b"\r\n"):
+        return None
+    closing = body.find(b"\r\n" + delimiter + b"--")
+    if closing < 0 or body[closing + len(delimiter) + 4 :] not in (b"", b"\r\n"):
+        return None
+    parts: dict[str, Part] = {}
+    for chunk in body[len(delimiter) + 2 : closing].split(b"\r\n" + delimiter + b"\r\n"):
+        if b"\r\n" + delimiter in chunk:
+            return None
+        head, blank, data = chunk.partition(b"\r\n\r\n")
+        if not blank:
+            return None
+        headers = []
+        for line in head.split(b"\r\n"):
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip() or not name.isascii():
+                return None
+            headers.append((name.lower(), value.strip()))
+        part = _part(headers, data)
+        if part is None or part[0] in parts:
+            return None
+        parts[part[0]] = part[1]
+    return parts
+
+
+def _part(headers: list[tuple[bytes, bytes]], data: bytes) -> tuple[str, Part] | None:
+    dispositions = [value for name, value in headers if name == b"content-disposition"]
+    if len(dispositions) != 1 or not DISPOSITION.fullmatch(dispositions[0]):
+        return None
+    found: dict[bytes, str] = {}
+    for key, value in PARAMETER.findall(dispositions[0]):
+        key = key.lower()
+        if key in found:
+            return None
+        found[key] = value.decode("ascii")
+    name = found.get(b"name")
+    if not name:
+        return None
+    return name, Part(found.get(b"filename"), headers, data)
+
+
+@dataclass(frozen=True)
+class FastRoute:
+    """What the lean path needs of one route: its fields, its dependencies, its answer."""
+
+    route: APIRoute
+    fields: dict[str, Any]  # by the name a client sends: FastAPI's ModelField
+    dependencies: tuple[tuple[str, Resolver], ...]  # the endpoint's parameter, and how to get it
+    answer: Any  # the route's response field (FastAPI's ModelField)
+
+    def arguments(self, parts: dict[str, Part]) -> dict[str, Any] | None:
+        """The endpoint's form arguments, validated by the route's own fields; None when FastAPI should read it."""
+        if not parts.keys() <= self.fields.keys():
+            return None
+        values: dict[str, Any] = {}
+        for alias, field in self.fields.items():
+            part = parts.get(alias)
+            is_file = isinstance(field.field_info, params.File)
+            if part is None:
+                if field.field_info.is_required():
+                    return None
+                values[field.name] = copy.deepcopy(field.default)
+                continue
+            if is_file != (part.filename is not None) or (is_file and not (part.filename and part.data)):
+                return None
+            raw: Any
+            if is_file:
+                raw = UploadFile(
+                    InMemoryFile(part.data),
+                    size=len(part.data),
+                    filename=part.filename,
+                    headers=Headers(raw=part.headers),
+                )
+            elif not part.data or len(part.data) > MAX_FIELD_BYTES or not part.data.isascii():
+                return None
+            else:
+                raw = part.data.decode("ascii")
+            value, errors = field.validate(raw, values, loc=("body", alias))
+            if errors:
+                return None
+            values[field.name] = value
+        return values
+
+    async def respond(self, request: Request, values: dict[str, Any]) -> Response:
+        cache: dict[Any, Any] = {}
+        for name, resolve in self.dependencies:
+            values[name] = await resolve(request, cache)
+        route = self.route
+        answer = await route.endpoint(**values)
+        if isinstance(answer, Response):
+            return answer
+        field = self.answer
+        value, errors = field.validate(answer, {}, loc=("response",))
+        if errors:  # FastAPI's own path raises ResponseValidationError for it: let it
+            raise _Unserved
+        content = field.serialize_json(
+            value,
+            include=route.response_model_include,
+            exclude=route.response_model_exclude,
+            by_alias=route.response_model_by_alias,
+            exclude_unset=route.response_model_exclude_unset,
+            exclude_defaults=route.response_model_exclude_defaults,
+            exclude_none=route.response_model_exclude_none,
+        )
+        return Response(content=content, media_type="application/json", status_code=200)
+
+
+class _Unserved(Exception):
+    """The lean path cannot answer this request after all."""
+
+
+def _resolver(dependant: Any) -> Resolver | None:
+    """How to get a plain ``async`` dependency of the request alone (and of other such dependencies), cached per
+    request as FastAPI caches it; None for any other kind of dependency."""
+    call = dependant.call
+    other_inputs = (
+        dependant.path_params,
+        dependant.query_params,
+        dependant.header_params,
+        dependant.cookie_params,
+        dependant.body_params,
+        dependant.websocket_param_name,
+        dependant.http_connection_param_name,
+        dependant.response_param_name,
+        dependant.background_tasks_param_name,
+        dependant.security_scopes_param_name,
+        dependant.own_oauth_scopes,
+    )
+    if not inspect.iscoroutinefunction(call) or any(other_inputs) or not dependant.use_cache:
+        return None
+    subs = [(sub.name, _resolver(sub)) for sub in dependant.dependencies]
+    if any(resolve is None for _, resolve in subs):
+        return None
+    request_name = dependant.request_param_name
+
+    async def resolve(request: Request, cache: dict[Any, Any]) -> Any:
+        if call in cache:
+            return cache[call]
+        arguments = {name: await sub(request, cache) for name, sub in subs if sub is not None}
+        if request_name:
+            arguments[request_name] = request
+        cache[call] = value = await call(**arguments)
+        return value
+
+    return resolve
+
+
+def compile_route(app: Any, path: str) -> FastRoute | None:
+    """The lean path for ``path``'s POST route, or None when the route has a shape it does not serve."""
+    routes = [
+        context.original_route
+        for context in iter_route_contexts(app.routes)
+        if context.path == path and "POST" in (context.methods or ())
+    ]
+    if len(routes) != 1 or not isinstance(routes[0], APIRoute):
+        return None
+    route = routes[0]
+    dependant = route.dependant
+    declared = {d.dependency for d in [*app.router.dependencies, *route.dependencies]}
+    if (
+        not declared <= {form_checks}  # its two checks are among the lean path's conditions
+        or not isinstance(route.response_class, DefaultPlaceholder)
+        or route.response_field is None
+        or (route.status_code or 200) != 200
+        or not inspect.iscoroutinefunction(route.endpoint)
+        or any((dependant.path_params, dependant.query_params, dependant.header_params, dependant.cookie_params))
+        or dependant.request_param_name
+        or dependant.response_param_name
+        or dependant.background_tasks_param_name
+    ):
+        return None
+    fields = {}
+    for field in dependant.body_params:
+        info = field.field_info
+        if not isinstance(info, params.Form) or info.validation_alias or field.alias != field.name:
+            return None
+        fields[field.alias] = field
+    if [a for a, f in fields.items() if isinstance(f.field_info, params.File)] == []:
+        return None
+    dependencies = []
+    for sub in dependant.dependencies:
+        if sub.call is form_checks and sub.name is None:
+            continue
+        resolve = _resolver(sub)
+        if resolve is None or sub.name is None:
+            return None
+        dependencies.append((sub.name, resolve))
+    return FastRoute(route, fields, tuple(dependencies), route.response_field)
+
+
+def _boundary(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            kind, options = parse_options_header(value)
+            return options.get(b"boundary") if kind == MULTIPART else None
+    return None
+
+
+class FormFastPath:
+    """The lean path for ``paths`` (module docstring); every other request goes to ``app`` untouched."""
+
+    def __init__(self, app: ASGIApp, paths: frozenset[str] = FAST_FORM_PATHS) -> None:
+        self.app = app
+        self.paths = paths
+        self.routes: dict[str, FastRoute | None] = {}
+
+    def _route(self, scope: Scope) -> FastRoute | None:
+        path = scope["path"]
+        if path not in self.routes:
+            self.routes[path] = compiled = compile_route(scope["app"], path)
+            if compiled is None:
+                log.warning("%s: the route's shape is not one the lean form path serves; FastAPI serves it", path)
+        return self.routes[path]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] not in self.paths
+            or scope.get("root_path")
+            or getattr(scope.get("app"), "dependency_overrides", None)
+        ):
+            await self.app(scope, receive, send)
+            return
+        fast = self._route(scope)
+        boundary = _boundary(scope) if fast is not None else None
+        if fast is None or boundary is None:
+            await self.app(scope, receive, send)
+            return
+        received: list[Message] = []
+        failure: BaseException | None = None
+        try:
+            while True:
+                message = await receive()
+                received.append(message)
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    break
+        except Exception as error:  # a body-limit refusal or timeout: FastAPI meets it where it did
+            failure = error
+        values = None
+        if failure is None and received[-1]["type"] == "http.request":
+            parts = parse_form(b"".join(m.get("body", b"") for m in received), boundary)
+            values = fast.arguments(parts) if parts is not None else None
+        if values is not None:
+            request = FormRequest(scope, receive)
+            scope["route"], scope["endpoint"], scope["path_params"] = fast.route, fast.route.endpoint, {}
+            try:
+                response = await fast.respond(request, values)
+            except _Unserved:
+                pass  # nothing has been sent: FastAPI answers it from the start
+            except Exception as error:
+                handler = _handler(scope["app"], error)
+                if handler is None:
+                    raise
+                response = (
+                    await handler(request, error)
+                    if inspect.iscoroutinefunction(handler)
+                    else (await run_in_threadpool(handler, request, error))
+                )
+                await response(scope, receive, send)
+                return
+            else:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, _replay(received, failure, receive), send)
+
+
+def _handler(app: Any, error: Exception) -> Callable[..., Any] | None:
+    """The app's handler for ``error``, looked up as Starlette's exception middleware looks it up."""
+    handlers: dict[Any, Callable[..., Any]] = getattr(app, "exception_handlers", {})
+    if isinstance(error, HTTPException) and error.status_code in handlers:
+        return handlers[error.status_code]
+    for kind in type(error).__mro__:
+        if kind in handlers:
+            return handlers[kind]
+    return None
+
+
+def _replay(received: list[Message], failure: BaseException | None, receive: Receive) -> Receive:
+    """``receive`` as FastAPI would have met it: the messages already read, then the error it raised, if any."""
+    pending = list(received)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        if failure is not None:
+            raise failure
+        return await receive()
+
+    return replayed

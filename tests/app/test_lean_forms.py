@@ -1,0 +1,250 @@
+"""The lean form path (``app.fastpath``) answers exactly as FastAPI does, and only where it should."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI, File, Form, UploadFile
+from fastapi.testclient import TestClient
+
+from app import fastpath
+from app.fastpath import FormFastPath, Part, compile_route, parse_form
+from app.forms import FormRoute, form_checks
+from tests.support.app_client import fake_app_client, wait_ready
+from tests.support.images import face_like_photo
+
+PHOTO = face_like_photo(160, 120)
+
+
+def body_of(files: dict[str, Any], data: dict[str, Any] | None = None) -> tuple[bytes, bytes]:
+    """A multipart body as httpx writes it, and its boundary."""
+    request = httpx.Request("POST", "http://t/", files=files, data=data)
+    boundary = request.headers["content-type"].split("boundary=")[1].encode()
+    return request.read(), boundary
+
+
+# ---- the parser: plainly well-formed bodies only --------------------------------------------------------------
+
+
+def test_a_body_as_a_client_library_writes_it_is_parsed_part_by_part() -> None:
+    body, boundary = body_of({"image": ("p.jpg", PHOTO, "image/jpeg")}, {"conf": "0.5", "tile": "off"})
+    parts = parse_form(body, boundary)
+    assert parts is not None and set(parts) == {"image", "conf", "tile"}
+    assert parts["image"].filename == "p.jpg" and parts["image"].data == PHOTO
+    assert (b"content-type", b"image/jpeg") in parts["image"].headers
+    assert parts["conf"] == Part(None, parts["conf"].headers, b"0.5")
+
+
+def test_a_photo_holding_crlf_and_dashes_is_kept_whole() -> None:
+    data = b"\r\n--\r\n--not-the-boundary\r\n\r\n" + PHOTO
+    body, boundary = body_of({"image": ("p.jpg", data)})
+    parts = parse_form(body, boundary)
+    assert parts is not None and parts["image"].data == data
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda body, b: body[: body.rfind(b"--" + b + b"--")],  # cut short: no closing delimiter
+        lambda body, b: body.replace(b"--" + b + b"--", b"--" + b),  # a delimiter where the closing one belongs
+        lambda body, b: b"preamble\r\n" + body,
+        lambda body, b: body + b"epilogue",
+        lambda body, b: body.replace(
+            b"--" + b + b'\r\nContent-Disposition: form-data; name="conf"',
+            b"--" + b + b'  \r\nContent-Disposition: form-data; name="conf"',
+        ),
+        lambda body, b: body.replace(b'name="conf"', b'name="co\\"nf"'),  # an escaped quote
+        lambda body, b: body.replace(b'name="conf"', b"name=conf"),  # unquoted
+        lambda body, b: body.replace(b'filename="p.jpg"', b"filename*=UTF-8''p.jpg"),
+        lambda body, b: body.replace(b'name="conf"', b'name="image"'),  # a name twice
+        lambda body, b: body.replace(b'name="conf"', b'name="conf"; name="iou"'),  # a parameter twice
+        lambda body, b: body.replace(b'form-data; name="conf"', b'attachment; name="conf"'),
+        lambda body, b: body.replace(
+            b'Content-Disposition: form-data; name="conf"\r\n\r\n', b'Content-Disposition: form-data; name="conf"\r\n'
+        ),
+    ],
+)
+def test_anything_less_plain_is_left_to_fastapi(edit: Any) -> None:
+    body, boundary = body_of({"image": ("p.jpg", PHOTO)}, {"conf": "0.5"})
+    assert parse_form(body, boundary) is not None
+    assert parse_form(edit(body, boundary), boundary) is None
+
+
+def test_no_boundary_no_parse() -> None:
+    body, _ = body_of({"image": ("p.jpg", PHOTO)})
+    assert parse_form(body, b"") is None
+
+
+# ---- which routes it takes --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fast_client(tmp_path: Path) -> Iterator[TestClient]:
+    with fake_app_client(tmp_path / "fast") as client:
+        yield wait_ready(client)
+
+
+@pytest.fixture
+def plain_client(tmp_path: Path) -> Iterator[TestClient]:
+    with fake_app_client(tmp_path / "plain", lean_forms=False) as client:
+        yield wait_ready(client)
+
+
+def test_both_photo_routes_compile_on_the_service(fast_client: TestClient) -> None:
+    app = fast_client.app
+    for path in ("/classify", "/detect"):
+        compiled = compile_route(app, path)
+        assert compiled is not None, path
+        assert {name for name, _ in compiled.dependencies} == {"manager", "params", "limits"}
+        assert compiled.fields["image"].name == "image"
+
+
+def _app_with(route: Any) -> FastAPI:
+    app = FastAPI(dependencies=[Depends(form_checks)])
+    app.router.route_class = FormRoute
+    app.post("/x")(route)
+    return app
+
+
+def test_a_route_of_another_shape_is_left_to_fastapi() -> None:
+    def sync_dependency() -> int:  # FastAPI runs a plain def in its thread pool: not a lean path's call
+        return 1
+
+    async def plain(image: UploadFile = File(), conf: float = Form(0.5)) -> dict[str, float]:
+        return {"conf": conf}
+
+    async def with_query(limit: int, image: UploadFile = File()) -> dict[str, int]:
+        return {"limit": limit}
+
+    async def with_sync_dependency(image: UploadFile = File(), one: int = Depends(sync_dependency)) -> dict[str, int]:
+        return {"one": one}
+
+    async def without_file(conf: float = Form(0.5)) -> dict[str, float]:
+        return {"conf": conf}
+
+    assert compile_route(_app_with(plain), "/x") is not None
+    assert compile_route(_app_with(plain), "/y") is None
+    for route in (with_query, with_sync_dependency, without_file):
+        assert compile_route(_app_with(route), "/x") is None, route.__name__
+
+
+# ---- the same answers, and served where it should ----------------------------------------------------------------
+
+REQUESTS: list[tuple[str, dict[str, Any], dict[str, Any] | None, bool]] = [
+    # path, files, data, whether the lean path serves it
+    ("/detect", {"image": ("p.jpg", PHOTO)}, None, True),
+    ("/detect", {"image": ("p.jpg", PHOTO)}, {"conf": "0.1", "iou": "0.3", "max_det": "2", "tile": "off"}, True),
+    ("/detect", {"image": ("p.jpg", PHOTO)}, {"min_size": "1e1", "landmarks": "false", "imgsz": "320"}, True),
+    ("/detect", {"image": ("p.jpg", PHOTO)}, {"conf": "2"}, False),  # out of range: FastAPI's 422
+    ("/detect", {"image": ("p.jpg", PHOTO)}, {"conf": "nan"}, False),
+    ("/detect", {"image": ("p.jpg", PHOTO)}, {"tile": "sometimes"}, False),
+    ("/detect", {"image": ("p.jpg", PHOTO)}, {"conf": ""}, False),  # empty: FastAPI's default
+    ("/detect", {"image": ("p.jpg", PHOTO)}, {"unknown": "1"}, False),
+    ("/detect", {"image": (None, "p.jpg")}, None, False),  # the photo as a text field
+    ("/detect", {"image": ("", b"")}, None, False),  # a browser's empty file input
+    ("/detect", {"other": ("p.jpg", PHOTO)}, None, False),
+    ("/detect", {"image": ("p.jpg", b"not an image")}, None, True),  # the route's own 4xx, through its handler
+    ("/detect", {"image": ("p.jpg", PHOTO[: len(PHOTO) // 3])}, None, True),  # a truncated JPEG
+    ("/classify", {"image": ("p.jpg", PHOTO)}, None, True),
+    ("/classify", {"image": ("p.jpg", PHOTO)}, {"detect_faces": "false"}, True),
+    ("/classify", {"image": ("p.jpg", PHOTO)}, {"detect_faces": "0", "min_score": "0.99"}, True),
+    ("/classify", {"image": ("p.jpg", PHOTO)}, {"detect_faces": "perhaps"}, False),
+    ("/classify", {"image": ("p.jpg", PHOTO)}, {"min_score": "1.5"}, False),
+    ("/classify", {"image": ("p.jpg", face_like_photo(8, 8))}, {"detect_faces": "false"}, True),  # too small: 4xx
+]
+
+
+def _answer(response: httpx.Response) -> tuple[int, bytes, str | None]:
+    return response.status_code, response.content, response.headers.get("content-type")
+
+
+@pytest.mark.parametrize("path, files, data, served", REQUESTS)
+def test_the_same_answer_as_fastapi_gives(
+    fast_client: TestClient,
+    plain_client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    files: dict[str, Any],
+    data: dict[str, Any] | None,
+    served: bool,
+) -> None:
+    calls: list[str] = []
+    respond = fastpath.FastRoute.respond
+
+    async def counted(self: fastpath.FastRoute, request: Any, values: dict[str, Any]) -> Any:
+        calls.append(request.url.path)
+        return await respond(self, request, values)
+
+    monkeypatch.setattr(fastpath.FastRoute, "respond", counted)
+    lean = fast_client.post(path, files=files, data=data)
+    assert calls == ([path] if served else [])
+    plain = plain_client.post(path, files=files, data=data)
+    assert calls == ([path] if served else [])  # the plain service never takes it
+    assert _answer(lean) == _answer(plain), (lean.text, plain.text)
+    assert lean.headers.get("x-request-id") and lean.headers.get("server-timing")
+
+
+def test_a_repeated_photo_is_refused_as_fastapi_refuses_it(fast_client: TestClient, plain_client: TestClient) -> None:
+    files = [("image", ("a.jpg", PHOTO)), ("image", ("b.jpg", PHOTO))]
+    lean, plain = fast_client.post("/detect", files=files), plain_client.post("/detect", files=files)
+    assert lean.status_code == 422 and _answer(lean) == _answer(plain)
+
+
+def test_the_metrics_name_the_route_either_way(fast_client: TestClient) -> None:
+    assert fast_client.post("/detect", files={"image": ("p.jpg", PHOTO)}).status_code == 200
+    metrics = fast_client.get("/metrics").text
+    assert 'deepcanvas_requests_total{method="POST",route="/detect",status="200"}' in metrics
+
+
+def test_dependency_overrides_send_every_request_to_fastapi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.deps import get_params
+
+    calls: list[object] = []
+    respond = fastpath.FastRoute.respond
+
+    async def counted(self: fastpath.FastRoute, request: Any, values: dict[str, Any]) -> Any:
+        calls.append(request)
+        return await respond(self, request, values)
+
+    monkeypatch.setattr(fastpath.FastRoute, "respond", counted)
+    with fake_app_client(tmp_path) as client:
+        wait_ready(client)
+        real = client.app.state.params.params  # type: ignore[attr-defined]
+
+        async def overridden() -> Any:
+            return real.model_copy(update={"min_side": 400})
+
+        client.app.dependency_overrides[get_params] = overridden  # type: ignore[attr-defined]
+        response = client.post("/detect", files={"image": ("p.jpg", PHOTO)})
+    assert response.status_code == 422 and calls == []  # the override applied: the photo is under 400 px
+
+
+def test_a_body_over_the_limit_is_refused_as_before(tmp_path: Path) -> None:
+    big = face_like_photo(640, 480)
+    body, boundary = body_of({"image": ("p.jpg", big)})
+    assert len(body) > 2048
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit meets the body while it is read
+        for start in range(0, len(body), 1024):
+            yield body[start : start + 1024]
+
+    answers = []
+    for lean in (True, False):
+        with fake_app_client(tmp_path / str(lean), max_upload_bytes=2048, lean_forms=lean) as client:
+            wait_ready(client)
+            headers = {"Content-Type": f"multipart/form-data; boundary={boundary.decode()}"}
+            answers.append(_answer(client.post("/detect", content=chunks(), headers=headers)))
+    assert answers[0][0] == 413 and answers[0] == answers[1], answers
+
+
+def test_the_served_paths_are_the_settings(tmp_path: Path) -> None:
+    with fake_app_client(tmp_path, lean_forms=False) as client:
+        stack: Any = client.app.build_middleware_stack()  # type: ignore[attr-defined]
+        while not isinstance(stack, FormFastPath):
+            stack = stack.app
+        assert stack.paths == frozenset()
+    assert {"/classify", "/detect"} == fastpath.FAST_FORM_PATHS
