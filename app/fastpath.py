@@ -38,6 +38,7 @@ from typing import Any
 
 from fastapi import params
 from fastapi.datastructures import DefaultPlaceholder
+from fastapi.exceptions import ResponseValidationError
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, UploadFile
@@ -52,10 +53,19 @@ log = logging.getLogger(__name__)
 
 FAST_FORM_PATHS = frozenset({"/classify", "/detect"})
 MULTIPART = b"multipart/form-data"
-MAX_FIELD_BYTES = 1000  # a scalar field longer than this is no everyday request: FastAPI reads it
-# One part's Content-Disposition: form-data with a quoted name and, for a file, a quoted filename; nothing else.
-DISPOSITION = re.compile(rb'form-data(?:\s*;\s*(name|filename)="([\x20\x21\x23-\x5b\x5d-\x7e]*)")+\s*', re.I)
-PARAMETER = re.compile(rb'\s*;\s*(name|filename)="([^"]*)"', re.I)
+# What the lean path takes at most; anything larger or longer is no everyday request, and FastAPI reads it.
+MAX_FIELD_BYTES = 1000  # a scalar field's value
+MAX_BODY_BYTES = 8 * 1024 * 1024  # the whole body: past it Starlette's parser spools the photo to disk
+MAX_MESSAGES = 4096  # body messages (a trickled body): each one is kept until the request is served
+MAX_BOUNDARY = 70  # RFC 2046's longest boundary (python-multipart refuses over 256)
+MAX_HEADERS = 8  # per part, python-multipart's own limit
+MAX_HEADER_LINE = 1024  # python-multipart refuses over 4224
+# A header line: an RFC 9110 token, a colon, and visible ASCII, spaces and tabs (no CR, LF, NUL or other controls).
+HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\x20-\x7e\t]*?)[ \t]*")
+# One part's Content-Disposition: form-data with a quoted name and, for a file, a quoted filename; nothing else,
+# and only spaces and tabs between them (python-multipart strips no other whitespace).
+DISPOSITION = re.compile(rb'form-data(?:[ \t]*;[ \t]*(name|filename)="([\x20\x21\x23-\x5b\x5d-\x7e]*)")+[ \t]*', re.I)
+PARAMETER = re.compile(rb'[ \t]*;[ \t]*(name|filename)="([^"]*)"', re.I)
 Resolver = Callable[[Request, dict[Any, Any]], Awaitable[Any]]
 
 
@@ -73,15 +83,18 @@ class Part:
     data: bytes
 
 
-def parse_form(body: bytes, boundary: bytes) -> dict[str, Part] | None:
+def parse_form(body: bytes, boundary: bytes, most_parts: int) -> dict[str, Part] | None:
     """The parts of a plainly well-formed multipart body by name, or None for anything else (FastAPI reads it).
 
     Well formed: the body opens with the first delimiter, ends with the closing one (and at most a CRLF),
-    every part has headers and a blank line, a ``Content-Disposition: form-data`` with simple quoted
-    parameters, no name twice, and no delimiter inside a part (a delimiter line with transport padding).
+    holds at most ``most_parts`` parts, each with at most ``MAX_HEADERS`` plain header lines, a blank line, and a
+    ``Content-Disposition: form-data`` with simple quoted parameters; no name twice, and no delimiter inside a
+    part (a delimiter line with transport padding).
     """
     delimiter = b"--" + boundary
-    if not boundary or not body.startswith(delimiter + b"\r\n"):
+    if not 0 < len(boundary) <= MAX_BOUNDARY or not body.startswith(delimiter + b"\r\n"):
+        return None
+    if body.count(b"\r\n" + delimiter) > most_parts:  # counted before anything is split: a body of many parts
         return None
     closing = body.find(b"\r\n" + delimiter + b"--")
     if closing < 0 or body[closing + len(delimiter) + 4 :] not in (b"", b"\r\n"):
@@ -93,12 +106,15 @@ def parse_form(body: bytes, boundary: bytes) -> dict[str, Part] | None:
         head, blank, data = chunk.partition(b"\r\n\r\n")
         if not blank:
             return None
+        lines = head.split(b"\r\n")
+        if len(lines) > MAX_HEADERS:
+            return None
         headers = []
-        for line in head.split(b"\r\n"):
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip() or not name.isascii():
+        for line in lines:
+            header = HEADER.fullmatch(line) if len(line) <= MAX_HEADER_LINE else None
+            if header is None:
                 return None
-            headers.append((name.lower(), value.strip()))
+            headers.append((header[1].lower(), header[2]))
         part = _part(headers, data)
         if part is None or part[0] in parts:
             return None
@@ -126,10 +142,10 @@ def _part(headers: list[tuple[bytes, bytes]], data: bytes) -> tuple[str, Part] |
 class FastRoute:
     """What the lean path needs of one route: its fields, its dependencies, its answer."""
 
-    route: APIRoute
+    route: APIRoute  # as FastAPI puts it in the scope
+    served: Any  # the route as FastAPI serves it (``RouteContext``): endpoint, response field and settings
     fields: dict[str, Any]  # by the name a client sends: FastAPI's ModelField
     dependencies: tuple[tuple[str, Resolver], ...]  # the endpoint's parameter, and how to get it
-    answer: Any  # the route's response field (FastAPI's ModelField)
 
     def arguments(self, parts: dict[str, Part]) -> dict[str, Any] | None:
         """The endpoint's form arguments, validated by the route's own fields; None when FastAPI should read it."""
@@ -168,14 +184,14 @@ class FastRoute:
         cache: dict[Any, Any] = {}
         for name, resolve in self.dependencies:
             values[name] = await resolve(request, cache)
-        route = self.route
+        route = self.served
         answer = await route.endpoint(**values)
         if isinstance(answer, Response):
             return answer
-        field = self.answer
+        field = route.response_field
         value, errors = field.validate(answer, {}, loc=("response",))
-        if errors:  # FastAPI's own path raises ResponseValidationError for it: let it
-            raise _Unserved
+        if errors:  # as FastAPI's own path: a 500, the answer not sent
+            raise ResponseValidationError(errors=errors, body=answer)
         content = field.serialize_json(
             value,
             include=route.response_model_include,
@@ -186,10 +202,6 @@ class FastRoute:
             exclude_none=route.response_model_exclude_none,
         )
         return Response(content=content, media_type="application/json", status_code=200)
-
-
-class _Unserved(Exception):
-    """The lean path cannot answer this request after all."""
 
 
 def _resolver(dependant: Any) -> Resolver | None:
@@ -229,23 +241,27 @@ def _resolver(dependant: Any) -> Resolver | None:
 
 
 def compile_route(app: Any, path: str) -> FastRoute | None:
-    """The lean path for ``path``'s POST route, or None when the route has a shape it does not serve."""
-    routes = [
-        context.original_route
-        for context in iter_route_contexts(app.routes)
-        if context.path == path and "POST" in (context.methods or ())
-    ]
-    if len(routes) != 1 or not isinstance(routes[0], APIRoute):
+    """The lean path for ``path``'s POST route, or None when the route has a shape it does not serve.
+
+    The route is read as FastAPI serves it: its effective context (``RouteContext``), where the dependencies,
+    response class and body limit given at ``include_router`` join the route's own.
+    """
+    contexts = [c for c in iter_route_contexts(app.routes) if c.path == path and "POST" in (c.methods or ())]
+    route = contexts[0].original_route if len(contexts) == 1 else None
+    if not isinstance(route, APIRoute):
         return None
-    route = routes[0]
-    dependant = route.dependant
-    declared = {d.dependency for d in [*app.router.dependencies, *route.dependencies]}
+    served = contexts[0]  # its attributes are the effective route's
+    dependant = served.dependant
+    declared = {d.dependency for d in [*app.router.dependencies, *served.dependencies]}
     if (
-        not declared <= {form_checks}  # its two checks are among the lean path's conditions
-        or not isinstance(route.response_class, DefaultPlaceholder)
-        or route.response_field is None
-        or (route.status_code or 200) != 200
-        or not inspect.iscoroutinefunction(route.endpoint)
+        dependant is None
+        or not declared <= {form_checks}  # its two checks are among the lean path's conditions
+        or not isinstance(served.response_class, DefaultPlaceholder)
+        or served.response_field is None
+        or getattr(served, "stream_item_field", None) is not None
+        or getattr(served, "max_body_size", None) is not None
+        or (served.status_code or 200) != 200
+        or not inspect.iscoroutinefunction(served.endpoint)
         or any((dependant.path_params, dependant.query_params, dependant.header_params, dependant.cookie_params))
         or dependant.request_param_name
         or dependant.response_param_name
@@ -258,7 +274,7 @@ def compile_route(app: Any, path: str) -> FastRoute | None:
         if not isinstance(info, params.Form) or info.validation_alias or field.alias != field.name:
             return None
         fields[field.alias] = field
-    if [a for a, f in fields.items() if isinstance(f.field_info, params.File)] == []:
+    if not any(isinstance(field.field_info, params.File) for field in fields.values()):
         return None
     dependencies = []
     for sub in dependant.dependencies:
@@ -268,14 +284,18 @@ def compile_route(app: Any, path: str) -> FastRoute | None:
         if resolve is None or sub.name is None:
             return None
         dependencies.append((sub.name, resolve))
-    return FastRoute(route, fields, tuple(dependencies), route.response_field)
+    return FastRoute(route, served, fields, tuple(dependencies))
 
 
 def _boundary(scope: Scope) -> bytes | None:
+    """The boundary of a ``multipart/form-data`` body that names nothing else (a charset: Starlette decodes the
+    names and values with it), else None."""
     for name, value in scope["headers"]:
         if name == b"content-type":
+            if not value.lower().startswith(MULTIPART):  # as form_checks reads it
+                return None
             kind, options = parse_options_header(value)
-            return options.get(b"boundary") if kind == MULTIPART else None
+            return options.get(b"boundary") if kind == MULTIPART and options.keys() == {b"boundary"} else None
     return None
 
 
@@ -307,65 +327,79 @@ class FormFastPath:
             return
         fast = self._route(scope)
         boundary = _boundary(scope) if fast is not None else None
-        if fast is None or boundary is None:
+        if fast is None or boundary is None or _declared_length(scope) > MAX_BODY_BYTES:
             await self.app(scope, receive, send)
             return
-        received: list[Message] = []
-        failure: BaseException | None = None
-        try:
-            while True:
-                message = await receive()
-                received.append(message)
-                if message["type"] != "http.request" or not message.get("more_body", False):
-                    break
-        except Exception as error:  # a body-limit refusal or timeout: FastAPI meets it where it did
-            failure = error
+        received, complete, failure = await _read_body(receive)
         values = None
-        if failure is None and received[-1]["type"] == "http.request":
-            parts = parse_form(b"".join(m.get("body", b"") for m in received), boundary)
+        if complete:
+            parts = parse_form(b"".join(m.get("body", b"") for m in received), boundary, len(fast.fields))
             values = fast.arguments(parts) if parts is not None else None
-        if values is not None:
-            request = FormRequest(scope, receive)
-            scope["route"], scope["endpoint"], scope["path_params"] = fast.route, fast.route.endpoint, {}
-            try:
-                response = await fast.respond(request, values)
-            except _Unserved:
-                pass  # nothing has been sent: FastAPI answers it from the start
-            except Exception as error:
-                handler = _handler(scope["app"], error)
-                if handler is None:
-                    raise
-                response = (
-                    await handler(request, error)
-                    if inspect.iscoroutinefunction(handler)
-                    else (await run_in_threadpool(handler, request, error))
-                )
-                await response(scope, receive, send)
-                return
+        if values is None:
+            await self.app(scope, _replay(received, failure, receive), send)
+            return
+        request = FormRequest(scope, receive)
+        scope["route"], scope["endpoint"], scope["path_params"] = fast.route, fast.served.endpoint, {}
+        try:
+            response = await fast.respond(request, values)
+        except Exception as error:
+            handler = _handler(scope["app"], error)
+            if handler is None:  # as from FastAPI: to the service's own answer for an unexpected error
+                raise
+            if inspect.iscoroutinefunction(handler):
+                response = await handler(request, error)
             else:
-                await response(scope, receive, send)
-                return
-        await self.app(scope, _replay(received, failure, receive), send)
+                response = await run_in_threadpool(handler, request, error)
+        await response(scope, receive, send)
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else MAX_BODY_BYTES + 1
+    return 0
+
+
+async def _read_body(receive: Receive) -> tuple[list[Message], bool, Exception | None]:
+    """The body's messages as received, whether they are the whole body within the lean path's bounds, and the
+    error ``receive`` raised (the body limit's 413 or 408). Reading stops at the bounds: FastAPI reads the rest."""
+    received: list[Message] = []
+    size = 0
+    try:
+        while len(received) < MAX_MESSAGES and size <= MAX_BODY_BYTES:
+            message = await receive()
+            received.append(message)
+            if message["type"] != "http.request":
+                return received, False, None
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return received, size <= MAX_BODY_BYTES, None
+    except Exception as error:  # FastAPI meets it where it did
+        return received, False, error
+    return received, False, None
 
 
 def _handler(app: Any, error: Exception) -> Callable[..., Any] | None:
-    """The app's handler for ``error``, looked up as Starlette's exception middleware looks it up."""
+    """The app's handler for ``error``, looked up as Starlette's exception middleware looks it up: handlers for
+    500 and ``Exception`` are not among its handlers (Starlette gives them to its server-error middleware, which
+    the service's telemetry answers before: ``TelemetryMiddleware``)."""
     handlers: dict[Any, Callable[..., Any]] = getattr(app, "exception_handlers", {})
-    if isinstance(error, HTTPException) and error.status_code in handlers:
+    if isinstance(error, HTTPException) and error.status_code != 500 and error.status_code in handlers:
         return handlers[error.status_code]
     for kind in type(error).__mro__:
-        if kind in handlers:
+        if kind is not Exception and kind in handlers:
             return handlers[kind]
     return None
 
 
-def _replay(received: list[Message], failure: BaseException | None, receive: Receive) -> Receive:
+def _replay(received: list[Message], failure: Exception | None, receive: Receive) -> Receive:
     """``receive`` as FastAPI would have met it: the messages already read, then the error it raised, if any."""
-    pending = list(received)
+    pending = iter(received)
 
     async def replayed() -> Message:
-        if pending:
-            return pending.pop(0)
+        message = next(pending, None)
+        if message is not None:
+            return message
         if failure is not None:
             raise failure
         return await receive()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, File, Form, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.testclient import TestClient
 
 from app import fastpath
@@ -32,7 +33,7 @@ def body_of(files: dict[str, Any], data: dict[str, Any] | None = None) -> tuple[
 
 def test_a_body_as_a_client_library_writes_it_is_parsed_part_by_part() -> None:
     body, boundary = body_of({"image": ("p.jpg", PHOTO, "image/jpeg")}, {"conf": "0.5", "tile": "off"})
-    parts = parse_form(body, boundary)
+    parts = parse_form(body, boundary, 9)
     assert parts is not None and set(parts) == {"image", "conf", "tile"}
     assert parts["image"].filename == "p.jpg" and parts["image"].data == PHOTO
     assert (b"content-type", b"image/jpeg") in parts["image"].headers
@@ -42,7 +43,7 @@ def test_a_body_as_a_client_library_writes_it_is_parsed_part_by_part() -> None:
 def test_a_photo_holding_crlf_and_dashes_is_kept_whole() -> None:
     data = b"\r\n--\r\n--not-the-boundary\r\n\r\n" + PHOTO
     body, boundary = body_of({"image": ("p.jpg", data)})
-    parts = parse_form(body, boundary)
+    parts = parse_form(body, boundary, 9)
     assert parts is not None and parts["image"].data == data
 
 
@@ -66,17 +67,33 @@ def test_a_photo_holding_crlf_and_dashes_is_kept_whole() -> None:
         lambda body, b: body.replace(
             b'Content-Disposition: form-data; name="conf"\r\n\r\n', b'Content-Disposition: form-data; name="conf"\r\n'
         ),
+        # python-multipart refuses these (400) or reads them otherwise: the lean path leaves them to it
+        lambda body, b: body.replace(b'name="conf"', b'name="conf"' + b"".join(b"\r\nX-%d: a" % i for i in range(8))),
+        lambda body, b: body.replace(b'name="conf"', b'name="conf"\r\nX-Long: ' + b"a" * 5000),
+        lambda body, b: body.replace(b'name="conf"', b'name="conf"\r\nX(a): b'),
+        lambda body, b: body.replace(b'name="conf"', b'name="conf"\r\nX-A: a\rb'),
+        lambda body, b: body.replace(b'form-data; name="conf"', b'form-data;\nname="conf"'),
+        lambda body, b: body.replace(b'form-data; name="conf"', b'form-data; name="conf"\x0b'),
     ],
 )
 def test_anything_less_plain_is_left_to_fastapi(edit: Any) -> None:
     body, boundary = body_of({"image": ("p.jpg", PHOTO)}, {"conf": "0.5"})
-    assert parse_form(body, boundary) is not None
-    assert parse_form(edit(body, boundary), boundary) is None
+    assert parse_form(body, boundary, 9) is not None
+    assert parse_form(edit(body, boundary), boundary, 9) is None
 
 
 def test_no_boundary_no_parse() -> None:
     body, _ = body_of({"image": ("p.jpg", PHOTO)})
-    assert parse_form(body, b"") is None
+    assert parse_form(body, b"", 9) is None
+
+
+def test_a_long_boundary_or_more_parts_than_the_route_has_fields_is_left_to_fastapi() -> None:
+    long = b"x" * 71
+    body = b"--" + long + b'\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--' + long + b"--\r\n"
+    assert parse_form(body, long, 9) is None and parse_form(body.replace(long, long[:70]), long[:70], 9) is not None
+    many, boundary = body_of({"image": ("p.jpg", PHOTO)}, {f"f{i}": "1" for i in range(9)})
+    assert parse_form(many, boundary, 10) is not None
+    assert parse_form(many, boundary, 9) is None  # counted, not split: a body of 350,000 fields costs one scan
 
 
 # ---- which routes it takes --------------------------------------------------------------------------------------
@@ -130,6 +147,21 @@ def test_a_route_of_another_shape_is_left_to_fastapi() -> None:
     assert compile_route(_app_with(plain), "/y") is None
     for route in (with_query, with_sync_dependency, without_file):
         assert compile_route(_app_with(route), "/x") is None, route.__name__
+
+
+def test_what_include_router_adds_keeps_a_route_off_the_lean_path() -> None:
+    async def deny() -> None:
+        raise HTTPException(403)
+
+    async def plain(image: UploadFile = File(), conf: float = Form(0.5)) -> dict[str, float]:
+        return {"conf": conf}
+
+    for extra in ({"dependencies": [Depends(deny)]}, {}):
+        router = APIRouter(route_class=FormRoute)
+        router.post("/x")(plain)
+        app = FastAPI(dependencies=[Depends(form_checks)])
+        app.include_router(router, **extra)  # type: ignore[arg-type]
+        assert (compile_route(app, "/x") is None) == bool(extra)
 
 
 # ---- the same answers, and served where it should ----------------------------------------------------------------
@@ -186,6 +218,129 @@ def test_the_same_answer_as_fastapi_gives(
     assert calls == ([path] if served else [])  # the plain service never takes it
     assert _answer(lean) == _answer(plain), (lean.text, plain.text)
     assert lean.headers.get("x-request-id") and lean.headers.get("server-timing")
+
+
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data; charset=cp037; boundary={}", "  multipart/form-data; boundary={}"]
+)
+def test_a_content_type_that_says_more_is_left_to_fastapi(
+    fast_client: TestClient, plain_client: TestClient, monkeypatch: pytest.MonkeyPatch, content_type: str
+) -> None:
+    body, boundary = body_of({"image": ("p.jpg", PHOTO)})
+    calls: list[object] = []
+    monkeypatch.setattr(fastpath.FastRoute, "arguments", lambda self, parts: calls.append(parts))
+    headers = {"Content-Type": content_type.format(boundary.decode())}
+    lean, plain = (client.post("/detect", content=body, headers=headers) for client in (fast_client, plain_client))
+    assert calls == [] and _answer(lean) == _answer(plain), (lean.text, plain.text)
+
+
+def test_bodies_past_the_lean_paths_bounds_are_read_by_fastapi(
+    fast_client: TestClient, plain_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body, boundary = body_of({"image": ("p.jpg", PHOTO)})
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary.decode()}"}
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the bound meets the body while it is read
+        for start in range(0, len(body), 512):
+            yield body[start : start + 512]
+
+    expected = _answer(plain_client.post("/detect", content=body, headers=headers))
+    assert expected[0] == 200
+    calls: list[object] = []
+    arguments = fastpath.FastRoute.arguments
+    monkeypatch.setattr(
+        fastpath.FastRoute, "arguments", lambda self, parts: calls.append(parts) or arguments(self, parts)
+    )
+    with monkeypatch.context() as patch:
+        patch.setattr(fastpath, "MAX_BODY_BYTES", len(body) - 1)
+        assert _answer(fast_client.post("/detect", content=chunks(), headers=headers)) == expected
+        assert _answer(fast_client.post("/detect", content=body, headers=headers)) == expected  # declared: not read
+    assert calls == []
+    assert _answer(fast_client.post("/detect", content=chunks(), headers=headers)) == expected and len(calls) == 1
+
+
+@pytest.mark.parametrize("bound, value", [("MAX_MESSAGES", 3), ("MAX_BODY_BYTES", 10)])
+def test_reading_stops_at_a_bound_and_fastapi_gets_every_message_in_order(
+    monkeypatch: pytest.MonkeyPatch, bound: str, value: int
+) -> None:
+    monkeypatch.setattr(fastpath, bound, value)
+    messages = [{"type": "http.request", "body": b"%05d" % i, "more_body": i < 9} for i in range(10)]
+    source = iter(messages)
+
+    async def receive() -> dict[str, object]:
+        return next(source)
+
+    async def run() -> tuple[bool, list[object]]:
+        received, complete, failure = await fastpath._read_body(receive)
+        assert failure is None
+        replayed = fastpath._replay(received, failure, receive)
+        return complete, [await replayed() for _ in messages]
+
+    complete, seen = asyncio.run(run())
+    assert not complete and seen == messages
+
+
+def test_an_error_while_reading_reaches_fastapi_after_what_was_read() -> None:
+    first = {"type": "http.request", "body": b"abc", "more_body": True}
+    calls = 0
+
+    async def receive() -> dict[str, object]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return first
+        raise HTTPException(413, "too large")
+
+    async def run() -> None:
+        received, complete, failure = await fastpath._read_body(receive)
+        assert received == [first] and not complete and isinstance(failure, HTTPException)
+        replayed = fastpath._replay(received, failure, receive)
+        assert await replayed() == first
+        with pytest.raises(HTTPException):
+            await replayed()
+
+    asyncio.run(run())
+
+
+def test_an_unexpected_error_is_answered_once_as_fastapi_answers_it(
+    fast_client: TestClient, plain_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import services
+
+    calls: list[object] = []
+
+    async def broken(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(services, "detect", broken)
+    answers = []
+    for client in (fast_client, plain_client):
+        client.raise_server_exceptions = False  # type: ignore[attr-defined]
+        response = client.post("/detect", files={"image": ("p.jpg", PHOTO)})
+        assert response.headers.get_list("x-request-id") == [response.headers["x-request-id"]]  # one, not two
+        body = response.json()
+        answers.append((response.status_code, {k: v for k, v in body.items() if k != "request_id"}))
+    assert answers[0][0] == 500 and answers[0] == answers[1] and len(calls) == 2
+
+
+def test_an_answer_that_fails_its_model_is_a_500_after_one_run(
+    fast_client: TestClient, plain_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app import services
+
+    calls: list[object] = []
+
+    async def wrong(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return {"nonsense": 1}
+
+    monkeypatch.setattr(services, "detect", wrong)
+    statuses = []
+    for client in (fast_client, plain_client):
+        client.raise_server_exceptions = False  # type: ignore[attr-defined]
+        statuses.append(client.post("/detect", files={"image": ("p.jpg", PHOTO)}).status_code)
+    assert statuses == [500, 500] and len(calls) == 2  # once each: the lean path does not run it again
 
 
 def test_a_repeated_photo_is_refused_as_fastapi_refuses_it(fast_client: TestClient, plain_client: TestClient) -> None:
