@@ -18,9 +18,10 @@ and serves a request that is plainly well formed itself, with the route's own pi
 - the endpoint itself runs, its answer validated and serialized by the route's response field, as FastAPI's
   own fast serializer does (``serialize_json``), and an exception it raises goes to the app's handler for it.
 
-Anything else (another content type, a repeated, unknown, empty or malformed field, a body cut short, a
-disconnect or a body-limit refusal while reading, dependency overrides on the app) goes to FastAPI with the body
-replayed as received, so every refusal and its wording stays FastAPI's and the route's. A route whose shape the
+Anything else (another content type or a charset, a repeated, unknown, empty or malformed field, a header
+python-multipart would refuse, a body cut short, over 8 MiB or in over 4096 messages, a disconnect or a
+body-limit refusal while reading, dependency overrides on the app) goes to FastAPI with the body replayed as
+received, so every refusal and its wording stays FastAPI's and the route's. A route whose shape the
 path cannot serve this way (a dependency that is not a plain ``async`` function of the request, a custom response
 class, ...) is never taken: ``compile_route`` returns None for it, and the tests hold both photo routes to it.
 """
