@@ -29,6 +29,7 @@ class, ...) is never taken: ``compile_route`` returns None for it, and the tests
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import io
 import logging
@@ -62,7 +63,8 @@ MAX_BOUNDARY = 70  # RFC 2046's longest boundary (python-multipart refuses over 
 MAX_HEADERS = 8  # per part, python-multipart's own limit
 MAX_HEADER_LINE = 1024  # python-multipart refuses over 4224
 # A header line: an RFC 9110 token, a colon, and visible ASCII, spaces and tabs (no CR, LF, NUL or other controls).
-HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\x20-\x7e\t]*?)[ \t]*")
+# Possessive: nothing is tried twice (a lazy value between two runs of blanks backtracked cubically).
+HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]++):[ \t]*+([\x20-\x7e\t]*+)")
 # One part's Content-Disposition: form-data with a quoted name and, for a file, a quoted filename; nothing else,
 # and only spaces and tabs between them (python-multipart strips no other whitespace).
 DISPOSITION = re.compile(rb'form-data(?:[ \t]*;[ \t]*(name|filename)="([\x20\x21\x23-\x5b\x5d-\x7e]*)")+[ \t]*', re.I)
@@ -115,7 +117,7 @@ def parse_form(body: bytes, boundary: bytes, most_parts: int) -> dict[str, Part]
             header = HEADER.fullmatch(line) if len(line) <= MAX_HEADER_LINE else None
             if header is None:
                 return None
-            headers.append((header[1].lower(), header[2]))
+            headers.append((header[1].lower(), header[2].rstrip(b" \t")))
         part = _part(headers, data)
         if part is None or part[0] in parts:
             return None
@@ -156,10 +158,14 @@ class FastRoute:
         for alias, field in self.fields.items():
             part = parts.get(alias)
             is_file = isinstance(field.field_info, params.File)
-            if part is None:
+            if part is None:  # as FastAPI: the default, validated only where the field asks for it
                 if field.field_info.is_required():
                     return None
                 values[field.name] = copy.deepcopy(field.default)
+                if field.field_info.validate_default:
+                    values[field.name], errors = field.validate(values[field.name], values, loc=("body", alias))
+                    if errors:
+                        return None
                 continue
             if is_file != (part.filename is not None) or (is_file and not (part.filename and part.data)):
                 return None
@@ -247,11 +253,10 @@ def compile_route(app: Any, path: str) -> FastRoute | None:
     The route is read as FastAPI serves it: its effective context (``RouteContext``), where the dependencies,
     response class and body limit given at ``include_router`` join the route's own.
     """
-    contexts = [c for c in iter_route_contexts(app.routes) if c.path == path and "POST" in (c.methods or ())]
-    route = contexts[0].original_route if len(contexts) == 1 else None
-    if not isinstance(route, APIRoute):
+    served = _first_match(app, path)  # its attributes are the effective route's
+    route = served.original_route if served is not None and served.path == path else None
+    if not isinstance(route, APIRoute) or _form_limits_anywhere(app):
         return None
-    served = contexts[0]  # its attributes are the effective route's
     dependant = served.dependant
     declared = {d.dependency for d in [*app.router.dependencies, *served.dependencies]}
     if (
@@ -288,6 +293,30 @@ def compile_route(app: Any, path: str) -> FastRoute | None:
     return FastRoute(route, served, fields, tuple(dependencies))
 
 
+def _first_match(app: Any, path: str) -> Any:
+    """The route FastAPI serves a POST to ``path`` with: the first whose path matches and that takes a POST."""
+    for context in iter_route_contexts(app.routes):
+        regex = getattr(context, "path_regex", None)
+        if regex is not None and regex.match(path) and (context.methods is None or "POST" in context.methods):
+            return context
+    return None
+
+
+def _form_limits_anywhere(app: Any) -> bool:
+    """Whether the app, a router or a route sets FastAPI's form limits (parts, fields, files), which the lean
+    parser does not apply: a route under any is left to FastAPI."""
+    pending: list[Any] = [app.router]
+    while pending:
+        item = pending.pop()
+        for owner in (item, getattr(item, "include_context", None), getattr(item, "original_router", None)):
+            if getattr(owner, "form_limits", None):
+                return True
+        pending += getattr(item, "routes", None) or []
+        if (router := getattr(item, "original_router", None)) is not None:
+            pending += router.routes
+    return False
+
+
 def _boundary(scope: Scope) -> bytes | None:
     """The boundary of a ``multipart/form-data`` body that names nothing else (a charset: Starlette decodes the
     names and values with it), else None."""
@@ -306,10 +335,13 @@ class FormFastPath:
     def __init__(self, app: ASGIApp, paths: frozenset[str] = FAST_FORM_PATHS) -> None:
         self.app = app
         self.paths = paths
-        self.routes: dict[str, FastRoute | None] = {}
+        self.routes: dict[str, FastRoute | None] = {}  # compiled at a path's first request, as FastAPI's stack
+        self.handlers: dict[Any, Callable[..., Any]] | None = None
 
     def _route(self, scope: Scope) -> FastRoute | None:
         path = scope["path"]
+        if self.handlers is None:  # as Starlette's exception middleware: the handlers when the stack was built
+            self.handlers = dict(getattr(scope["app"], "exception_handlers", {}))
         if path not in self.routes:
             self.routes[path] = compiled = compile_route(scope["app"], path)
             if compiled is None:
@@ -341,17 +373,19 @@ class FormFastPath:
             return
         request = FormRequest(scope, receive)
         scope["route"], scope["endpoint"], scope["path_params"] = fast.route, fast.served.endpoint, {}
+        answer: Response | None
         try:
-            response = await fast.respond(request, values)
+            answer = await fast.respond(request, values)
         except Exception as error:
-            handler = _handler(scope["app"], error)
+            handler = _handler(self.handlers or {}, error)
             if handler is None:  # as from FastAPI: to the service's own answer for an unexpected error
                 raise
-            if inspect.iscoroutinefunction(handler):
-                response = await handler(request, error)
+            if _is_async(handler):
+                answer = await handler(request, error)
             else:
-                response = await run_in_threadpool(handler, request, error)
-        await response(scope, receive, send)
+                answer = await run_in_threadpool(handler, request, error)
+        if answer is not None:  # as Starlette: a handler that returns nothing sends nothing
+            await answer(scope, receive, send)
 
 
 def _declared_length(scope: Scope) -> int:
@@ -380,17 +414,23 @@ async def _read_body(receive: Receive) -> tuple[list[Message], bool, Exception |
     return received, False, None
 
 
-def _handler(app: Any, error: Exception) -> Callable[..., Any] | None:
+def _handler(handlers: dict[Any, Callable[..., Any]], error: Exception) -> Callable[..., Any] | None:
     """The app's handler for ``error``, looked up as Starlette's exception middleware looks it up: handlers for
     500 and ``Exception`` are not among its handlers (Starlette gives them to its server-error middleware, which
     the service's telemetry answers before: ``TelemetryMiddleware``)."""
-    handlers: dict[Any, Callable[..., Any]] = getattr(app, "exception_handlers", {})
     if isinstance(error, HTTPException) and error.status_code != 500 and error.status_code in handlers:
         return handlers[error.status_code]
     for kind in type(error).__mro__:
         if kind is not Exception and kind in handlers:
             return handlers[kind]
     return None
+
+
+def _is_async(call: Any) -> bool:
+    """Whether calling ``call`` gives a coroutine, as Starlette reads a handler (partials, async ``__call__``)."""
+    while isinstance(call, functools.partial):
+        call = call.func
+    return inspect.iscoroutinefunction(call) or (callable(call) and inspect.iscoroutinefunction(type(call).__call__))
 
 
 def _replay(received: list[Message], failure: Exception | None, receive: Receive) -> Receive:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, UploadFile
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
 from app import fastpath
@@ -87,6 +89,16 @@ def test_no_boundary_no_parse() -> None:
     assert parse_form(body, b"", 9) is None
 
 
+def test_a_header_line_that_fails_fails_at_once() -> None:
+    body, boundary = body_of({"image": ("p.jpg", PHOTO)})
+    bad = body.replace(b'filename="p.jpg"', b'filename="p.jpg"\r\nX:' + b" " * 1000 + b"\x01")
+    started = time.perf_counter()
+    assert parse_form(bad, boundary, 9) is None
+    # A lazy pattern between two runs of blanks took over a second on this line (cubic backtracking); a
+    # possessive one takes microseconds. The bound is two orders of magnitude above that, far below the former.
+    assert time.perf_counter() - started < 0.1
+
+
 def test_a_long_boundary_or_more_parts_than_the_route_has_fields_is_left_to_fastapi() -> None:
     long = b"x" * 71
     body = b"--" + long + b'\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--' + long + b"--\r\n"
@@ -147,6 +159,71 @@ def test_a_route_of_another_shape_is_left_to_fastapi() -> None:
     assert compile_route(_app_with(plain), "/y") is None
     for route in (with_query, with_sync_dependency, without_file):
         assert compile_route(_app_with(route), "/x") is None, route.__name__
+
+
+async def _plain(image: UploadFile = File(), conf: float = Form(0.5)) -> dict[str, float]:
+    return {"conf": conf}
+
+
+def test_form_limits_anywhere_keep_a_route_off_the_lean_path() -> None:
+    limits = {"max_part_size": 2}
+    app = FastAPI(dependencies=[Depends(form_checks)])
+    app.post("/x")(_plain)
+    assert compile_route(app, "/x") is not None
+    app.post("/y", form_limits=limits)(_plain)  # type: ignore[arg-type]
+    assert compile_route(app, "/x") is None  # conservative: a limit anywhere leaves every route to FastAPI
+    for where in ("app", "router", "include"):
+        app = FastAPI(dependencies=[Depends(form_checks)], **({"form_limits": limits} if where == "app" else {}))
+        router = APIRouter(route_class=FormRoute, **({"form_limits": limits} if where == "router" else {}))
+        router.post("/x")(_plain)
+        app.include_router(router, **({"form_limits": limits} if where == "include" else {}))  # type: ignore[arg-type]
+        assert compile_route(app, "/x") is None, where
+
+
+def test_a_route_shadowed_by_an_earlier_one_is_left_to_fastapi() -> None:
+    async def caught(name: str) -> dict[str, str]:
+        return {"caught": name}
+
+    app = FastAPI(dependencies=[Depends(form_checks)])
+    app.post("/{name}")(caught)
+    app.post("/x")(_plain)
+    assert compile_route(app, "/x") is None
+
+
+def test_a_default_that_asks_to_be_validated_is() -> None:
+    async def validated(image: UploadFile = File(), conf: float = Form("0.5", validate_default=True)) -> dict:  # type: ignore[type-arg]
+        return {"conf": conf}
+
+    compiled = compile_route(_app_with(validated), "/x")
+    assert compiled is not None
+    arguments = compiled.arguments({"image": Part("p.jpg", [], PHOTO)})
+    assert arguments is not None and arguments["conf"] == 0.5 and isinstance(arguments["conf"], float)
+
+
+class Refused(Exception):
+    pass
+
+
+class AsyncHandler:  # a handler object with an async __call__, which Starlette awaits
+    async def __call__(self, request: Any, error: Exception) -> JSONResponse:
+        return JSONResponse({"refused": str(error)}, status_code=409)
+
+
+@pytest.mark.parametrize("handler", [AsyncHandler(), lambda request, error: JSONResponse({"sync": 1}, status_code=418)])
+def test_a_handler_is_called_as_starlette_calls_it(handler: Any) -> None:
+    async def refusing(image: UploadFile = File()) -> dict[str, int]:
+        raise Refused("no")
+
+    answers = []
+    for paths in (frozenset({"/x"}), frozenset()):
+        app = _app_with(refusing)
+        app.add_exception_handler(Refused, handler)
+        app.add_middleware(FormFastPath, paths=paths)
+        with TestClient(app) as client:
+            response = client.post("/x", files={"image": ("p.jpg", PHOTO)})
+            answers.append(_answer(response))
+        assert compile_route(app, "/x") is not None
+    assert answers[0][0] in (409, 418) and answers[0] == answers[1], answers
 
 
 def test_what_include_router_adds_keeps_a_route_off_the_lean_path() -> None:
