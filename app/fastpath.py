@@ -67,7 +67,8 @@ MAX_HEADER_LINE = 1024  # python-multipart refuses over 4224
 HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]++):[ \t]*+([\x20-\x7e\t]*+)")
 # One part's Content-Disposition: form-data with a quoted name and, for a file, a quoted filename; nothing else,
 # and only spaces and tabs between them (python-multipart strips no other whitespace).
-DISPOSITION = re.compile(rb'form-data(?:[ \t]*+;[ \t]*+(name|filename)="([\x20\x21\x23-\x5b\x5d-\x7e]*+)")++[ \t]*+', re.I)
+QUOTED = rb'"([\x20\x21\x23-\x5b\x5d-\x7e]*+)"'  # visible ASCII and spaces, no quote or backslash
+DISPOSITION = re.compile(rb"form-data(?:[ \t]*+;[ \t]*+(name|filename)=" + QUOTED + rb")++[ \t]*+", re.I)
 PARAMETER = re.compile(rb'[ \t]*;[ \t]*(name|filename)="([^"]*)"', re.I)
 Resolver = Callable[[Request, dict[Any, Any]], Awaitable[Any]]
 
