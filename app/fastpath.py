@@ -57,7 +57,7 @@ FAST_FORM_PATHS = frozenset({"/classify", "/detect"})
 MULTIPART = b"multipart/form-data"
 # What the lean path takes at most; anything larger or longer is no everyday request, and FastAPI reads it.
 MAX_FIELD_BYTES = 1000  # a scalar field's value
-MAX_BODY_BYTES = 8 * 1024 * 1024  # the whole body: past it Starlette's parser spools the photo to disk
+MAX_BODY_BYTES = 8 * 1024 * 1024  # the whole body, held in memory (Starlette spools a photo over 1 MiB to disk)
 MAX_MESSAGES = 4096  # body messages (a trickled body): each one is kept until the request is served
 MAX_BOUNDARY = 70  # RFC 2046's longest boundary (python-multipart refuses over 256)
 MAX_HEADERS = 8  # per part, python-multipart's own limit
