@@ -49,12 +49,13 @@ from starlette.requests import Request, parse_options_header
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import forms
 from app.forms import FormRequest, form_checks
 
 log = logging.getLogger(__name__)
 
 FAST_FORM_PATHS = frozenset({"/classify", "/detect"})
-MULTIPART = b"multipart/form-data"
+MULTIPART = forms.MULTIPART.encode()  # the content type form_checks asks photo routes for
 # What the lean path takes at most; anything larger or longer is no everyday request, and FastAPI reads it.
 MAX_FIELD_BYTES = 1000  # a scalar field's value
 MAX_BODY_BYTES = 8 * 1024 * 1024  # the whole body, held in memory (Starlette spools a photo over 1 MiB to disk)
@@ -149,6 +150,7 @@ class FastRoute:
     route: APIRoute  # as FastAPI puts it in the scope
     served: Any  # the route as FastAPI serves it (``RouteContext``): endpoint, response field and settings
     fields: dict[str, Any]  # by the name a client sends: FastAPI's ModelField
+    files: frozenset[str]  # the fields that take an uploaded file
     dependencies: tuple[tuple[str, Resolver], ...]  # the endpoint's parameter, and how to get it
 
     def arguments(self, parts: dict[str, Part]) -> dict[str, Any] | None:
@@ -158,7 +160,7 @@ class FastRoute:
         values: dict[str, Any] = {}
         for alias, field in self.fields.items():
             part = parts.get(alias)
-            is_file = isinstance(field.field_info, params.File)
+            is_file = alias in self.files
             if part is None:  # as FastAPI: the default, validated only where the field asks for it
                 if field.field_info.is_required():
                     return None
@@ -281,7 +283,8 @@ def compile_route(app: Any, path: str) -> FastRoute | None:
         if not isinstance(info, params.Form) or info.validation_alias or field.alias != field.name:
             return None
         fields[field.alias] = field
-    if not any(isinstance(field.field_info, params.File) for field in fields.values()):
+    files = frozenset(alias for alias, field in fields.items() if isinstance(field.field_info, params.File))
+    if not files:
         return None
     dependencies = []
     for sub in dependant.dependencies:
@@ -291,7 +294,7 @@ def compile_route(app: Any, path: str) -> FastRoute | None:
         if resolve is None or sub.name is None:
             return None
         dependencies.append((sub.name, resolve))
-    return FastRoute(route, served, fields, tuple(dependencies))
+    return FastRoute(route, served, fields, files, tuple(dependencies))
 
 
 def _first_match(app: Any, path: str) -> Any:
