@@ -180,7 +180,8 @@ class Settings(BaseSettings):
     lean_forms: bool = Field(
         True,
         description="Serve a plainly well-formed /classify or /detect request on the lean form path "
-        "(app.fastpath), about a millisecond less per request; false: FastAPI reads every request",
+        "(app.fastpath): 0.4-0.45 ms less per request in docs/benchmarks.md's run R; "
+        "false: FastAPI reads every request",
     )
     stylize_max_side: int = Field(1024, ge=32, le=8192, description="Default bound on a stylized image's side")
     stylize_max_side_limit: int = Field(2048, ge=32, le=8192, description="Largest max_side a client may ask")
