@@ -309,6 +309,7 @@ def _register_model_commands() -> None:
     data_cli.command("detector-mixed")(detector.mixed)
     models_cli.command("import-yolo")(detector.import_yolo)
     models_cli.command("import-rfb")(detector.import_rfb)
+    models_cli.command("rfb-views")(detector.rfb_views)
     data_cli.command("detector-validation")(detector_validation.build)
     eval_cli.command("detector-validation")(detector_validation.evaluate)
     train_cli.command("style")(style.train)

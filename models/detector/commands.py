@@ -275,6 +275,32 @@ def import_rfb(
     console.print(f"wrote {out}: {manifest.name}/{manifest.version} ({manifest.architecture})")
 
 
+def rfb_views(
+    source: Annotated[
+        Path, typer.Argument(exists=True, file_okay=False, help="An imported RFB artifact with --coarse")
+    ],
+    out: Annotated[Path, typer.Argument(help="Artifact folder to write (replaced)")],
+    version: Annotated[str, typer.Option(help="The new artifact's version")],
+    shape: Annotated[
+        list[str] | None,
+        typer.Option(help="An input shape WIDTHxHEIGHT to read photos of its aspect at (repeat); the documented one"),
+    ] = None,
+) -> None:
+    """Add view graphs to an imported RFB artifact: photos read at the listed shape nearest their aspect."""
+    from models.detector.rfb_import import add_views, parse_shape
+
+    try:
+        shapes = [parse_shape(text) for text in shape or ["640x480"]]
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--shape") from error
+    manifest = add_views(source, out, shapes, version, invoked_command())
+    views = manifest.hyperparameters["views"]
+    console.print(
+        f"wrote {out}: {manifest.name}/{manifest.version}, shapes {views['shapes']}, "
+        f"cut checked to {views['cut_max_difference']:.1e}"
+    )
+
+
 def main() -> None:
     """``python -m models.detector.commands data|train|eval|import-yolo ...`` (before the CLI wiring)."""
     app = typer.Typer(help="Face detector: synthetic data, training, evaluation and checkpoint import.")
@@ -285,6 +311,7 @@ def main() -> None:
     app.command("report")(report)
     app.command("import-yolo")(import_yolo)
     app.command("import-rfb")(import_rfb)
+    app.command("rfb-views")(rfb_views)
     app()
 
 

@@ -12,18 +12,34 @@ YOLO detectors learnt, fitted on its ``train`` photos only, and serves boxes in 
 predictor reads the whole photo with it too and keeps its faces of at least ``min_share`` of the photo's
 shorter side, the close-ups the 640 px network misses (a face filling the frame outgrows its largest
 priors). The framing map measured for the main export applies to both.
+
+``add_views`` derives a version from an imported one that also ships both graphs cut before their prior
+decoding (``rfb.py``, "view graph"), each of whose inputs takes any size: the predictor then reads each photo
+at the listed input shape nearest its own aspect (the authors' 640×480 stretch stays the shape for photos
+nearest 4:3) and decodes only the boxes that pass the score floor. The cut is checked when it is made: at the
+documented input, the decoded boxes and the scores must match the whole graph's.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from models.artifact import ArtifactError, InputSpec, Manifest, Provenance, pack_artifact, sha256_file
-from models.detector.rfb import ARCHITECTURE, PIXEL_MEAN, PIXEL_SCALE
-from models.detector.types import COARSE_ONNX_FILE, ONNX_FILE
+from models.detector.rfb import (
+    ARCHITECTURE,
+    BOXES_NAME,
+    LOCATIONS_NAME,
+    PIXEL_MEAN,
+    PIXEL_SCALE,
+    SCORES_NAME,
+    PriorSpec,
+    rfb_priors,
+)
+from models.detector.types import COARSE_ONNX_FILE, COARSE_VIEWS_FILE, ONNX_FILE, VIEWS_FILE
 from models.provenance import git_commit
 
 SOURCE = "Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB (MIT, Copyright (c) 2019 linzai)"
@@ -149,3 +165,166 @@ def import_rfb(
             shutil.rmtree(out)
         shutil.copytree(folder, out)
     return manifest
+
+
+CUT_TOLERANCE = 1e-4  # the cut graph's decoded boxes and scores against the whole graph's, at its own input
+
+
+def _ancestors(producers: dict[str, Any], names: set[str]) -> set[str]:
+    """Every tensor the ``names`` are computed from (themselves included)."""
+    seen: set[str] = set()
+    stack = list(names)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in producers:
+            stack.extend(producers[name].input)
+    return seen
+
+
+def write_view_graph(source: Path, target: Path, spec: PriorSpec = PriorSpec()) -> float:
+    """Write ``source`` (an RFB export) cut before its prior decoding, with an input of any height and width.
+
+    The outputs become ``scores`` and ``locations``: the concatenation of the heads' reshaped outputs that the
+    whole graph decodes its boxes from. Returns the largest difference of the cut graph's scores and decoded
+    boxes from the whole graph's on one input of the documented size; over ``CUT_TOLERANCE`` (or a graph of
+    another shape) is an ``ArtifactError``, and nothing is written.
+    """
+    import onnx
+
+    width, height = onnx_input_size(source)
+    model = onnx.load(str(source))
+    graph = model.graph
+    producers = {output: node for node in graph.node for output in node.output}
+    from_scores = _ancestors(producers, {SCORES_NAME})
+    heads = [
+        node
+        for node in graph.node
+        if node.op_type == "Concat"
+        and node.output[0] in _ancestors(producers, {BOXES_NAME}) - from_scores
+        and all(name in producers and producers[name].op_type == "Reshape" for name in node.input)
+    ]
+    if len(heads) != 1:
+        raise ArtifactError(f"{source}: cannot find where the graph decodes its priors ({len(heads)} candidates)")
+    locations = heads[0].output[0]
+    kept = _ancestors(producers, {SCORES_NAME, locations})
+    nodes = [node for node in graph.node if node.output[0] in kept]
+    heads[0].output[0] = LOCATIONS_NAME
+    used = {name for node in nodes for name in node.input}
+    initializers = [init for init in graph.initializer if init.name in used]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    del graph.value_info[:]
+    del graph.output[:]
+    graph.output.extend(
+        onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [1, "priors", columns])
+        for name, columns in ((SCORES_NAME, 2), (LOCATIONS_NAME, 4))
+    )
+    for index, axis in ((2, "height"), (3, "width")):
+        dim = graph.input[0].type.tensor_type.shape.dim[index]
+        dim.ClearField("dim_value")
+        dim.dim_param = axis
+    onnx.checker.check_model(model)
+    with tempfile.TemporaryDirectory() as staging:
+        cut = Path(staging) / target.name
+        onnx.save(model, str(cut))
+        difference = _cut_difference(source, cut, width, height, spec)
+        if not difference <= CUT_TOLERANCE:
+            raise ArtifactError(f"{source}: the cut graph differs from the whole one by {difference:g}")
+        shutil.copyfile(cut, target)
+    return difference
+
+
+def _cut_difference(whole: Path, cut: Path, width: int, height: int, spec: PriorSpec) -> float:
+    """The largest difference of ``cut``'s scores and decoded boxes from ``whole``'s, on ONNX Runtime."""
+    import numpy as np
+    import onnxruntime as ort
+
+    pixels = np.random.default_rng(0).uniform(-1, 1, (1, 3, height, width)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    scores, boxes = ort.InferenceSession(str(whole), options).run([SCORES_NAME, BOXES_NAME], {"input": pixels})
+    cut_scores, locations = ort.InferenceSession(str(cut), options).run(
+        [SCORES_NAME, LOCATIONS_NAME], {"input": pixels}
+    )
+    priors = rfb_priors(width, height, spec)
+    if locations.shape[1] != len(priors.boxes):
+        return float("inf")
+    decoded = priors.decode(locations[0], np.ones(len(priors.boxes), dtype=bool))
+    return float(max(np.abs(cut_scores - scores).max(), np.abs(decoded - boxes[0]).max()))
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """``"640x480"`` as (640, 480)."""
+    try:
+        width, height = (int(side) for side in text.lower().split("x"))
+    except ValueError as error:
+        raise ValueError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 640x480") from error
+    return width, height
+
+
+def add_views(
+    source: Path,
+    out: Path,
+    shapes: list[tuple[int, int]],
+    version: str,
+    command: str | None = None,
+) -> Manifest:
+    """Write ``source`` (an imported RFB artifact with a coarse export) as ``version`` in ``out``, adding the
+    view graphs and the input ``shapes`` the predictor chooses among; everything else is ``source``'s."""
+    from models.artifact import load_artifact
+
+    manifest = load_artifact(source)
+    hyperparameters = dict(manifest.hyperparameters)
+    if manifest.architecture != ARCHITECTURE or not isinstance(hyperparameters.get("coarse"), dict):
+        raise ArtifactError(f"{source}: views need an imported {ARCHITECTURE} artifact with a coarse export")
+    width, height = hyperparameters["input_width"], hyperparameters["input_height"]
+    coarse = hyperparameters["coarse"]
+    ratio = width // coarse["input_width"]
+    if (width, height) not in shapes:
+        raise ArtifactError(f"the shapes must include the documented input {width}x{height}: {shapes}")
+    for shape in shapes:
+        if min(shape) < 64 or any(side % (2 * ratio) for side in shape):
+            raise ArtifactError(f"{shape}: each side must be at least 64 and a multiple of {2 * ratio}")
+    spec = PriorSpec()
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as staging:
+        folder = Path(staging) / "artifact"
+        folder.mkdir()
+        for entry in manifest.files:
+            if entry.path != "MODEL_CARD.md":
+                shutil.copyfile(source / entry.path, folder / entry.path)
+        differences = [
+            write_view_graph(folder / ONNX_FILE, folder / VIEWS_FILE, spec),
+            write_view_graph(folder / COARSE_ONNX_FILE, folder / COARSE_VIEWS_FILE, spec),
+        ]
+        hyperparameters["views"] = {
+            "file": VIEWS_FILE,
+            "coarse_file": COARSE_VIEWS_FILE,
+            "shapes": [list(shape) for shape in shapes],
+            "coarse_ratio": ratio,
+            "priors": spec.as_dict(),
+            "why": "each photo is stretched to the listed input nearest its own aspect (the first for 4:3), "
+            "and only the priors that pass the score floor are decoded; both files are model.onnx and "
+            "coarse.onnx cut before their prior decoding, with inputs of any size",
+            "cut_max_difference": max(differences),
+        }
+        fields = manifest.model_dump(exclude={"files", "schema_version", "metrics"})
+        fields |= {"version": version, "hyperparameters": hyperparameters, "gallery": manifest.gallery}
+        fields["provenance"] = manifest.provenance.model_copy(
+            update={
+                "method": f"{manifest.provenance.method}; {manifest.name}/{manifest.version} with view graphs "
+                "added (the same nodes and weights, cut before the prior decoding)",
+                "command": command,
+                "commit": git_commit(),
+                "created": datetime.now(UTC),
+            }
+        )
+        written = pack_artifact(folder, **fields)
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(folder, out)
+    return written

@@ -15,6 +15,10 @@ On OpenVINO with ``Runtime.batch_streams`` > 1, a batch of two or more photos is
 lanes: each a detector on its own infer request of a second, multi-stream compiled model, run at once (two
 streams of one core each get more photos through two cores than one two-thread stream: 20-25 % less time per
 photo in batches of 4 here). A single photo keeps the latency-compiled model and both cores.
+An artifact with view graphs (``views`` in its manifest, ``rfb_import.add_views``) lists input shapes beside
+the documented 640×480: each photo (or tile) is stretched to the shape nearest its own aspect, so a square or
+upright photo is no longer squeezed into 4:3, and a square one costs a 512×512 run instead of a 640×480 one;
+the coarse pass reads the same view halved. Thumbnails keep the documented coarse input.
 Boxes are served in the convention the manifest records (``hyperparameters.box_convention.served``): the
 teacher's WIDER-FACE framing mapped to the hand-drawn face-boxes framing the YOLO detectors learnt, so either
 architecture frames a face alike.
@@ -23,6 +27,8 @@ architecture frames a face alike.
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from pathlib import Path
@@ -33,10 +39,20 @@ from PIL import Image
 from models.artifact import ArtifactError, Manifest
 from models.detector.boxes import greedy_nms
 from models.detector.pseudo_labels import BoxConvention
-from models.detector.rfb import ARCHITECTURE, PIXELS, RfbRun, reduced_view, rfb_forward, rfb_view
+from models.detector.rfb import (
+    ARCHITECTURE,
+    PIXELS,
+    Priors,
+    PriorSpec,
+    RfbRun,
+    reduced_view,
+    rfb_forward,
+    rfb_priors,
+    rfb_view,
+)
 from models.detector.tiling import at_least, detect_tiled, merge_detections
 from models.detector.types import COARSE_ONNX_FILE, ONNX_FILE, Detection, DetectRequest
-from models.onnx_backend import Runtime, open_lanes, open_session
+from models.onnx_backend import OpenVinoSession, Runtime, open_lanes, open_session
 
 SCORE_FLOOR = 0.01  # below this the network's softmax says background; never worth an NMS pass
 # A thumbnail that the coarse export reads at nearly its own resolution (each axis kept at least COARSE_ALONE_SCALE)
@@ -67,20 +83,83 @@ def recorded_input(manifest: Manifest, spec: dict[str, object]) -> tuple[int, in
 
 @dataclasses.dataclass(frozen=True)
 class Coarse:
-    """The second, smaller export: its run, input size and the share of the shorter side its boxes need."""
+    """The second, smaller export: its run, input size and the share of the shorter side its boxes need.
+
+    ``priors``: the input size's priors when ``run`` is a view graph (None: the graph decodes its boxes).
+    """
 
     run: RfbRun
     width: int
     height: int
     min_share: float
+    priors: Priors | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """One input shape the fine export reads a photo at (``priors`` as ``Coarse``'s), and its coarse pass."""
+
+    run: RfbRun
+    width: int
+    height: int
+    priors: Priors | None
+    coarse: Coarse | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewGraphs:
+    """An artifact's view graphs as its manifest lists them (``rfb_import.add_views``)."""
+
+    file: str
+    coarse_file: str
+    shapes: tuple[tuple[int, int], ...]
+    coarse_ratio: int
+    spec: PriorSpec
+
+
+def view_graphs(manifest: Manifest) -> ViewGraphs | None:
+    """The manifest's view graphs, if it lists any; ``ArtifactError`` when the entry is malformed."""
+    entry = manifest.hyperparameters.get("views")
+    if entry is None:
+        return None
+    try:
+        shapes = tuple((int(width), int(height)) for width, height in entry["shapes"])
+        graphs = ViewGraphs(
+            str(entry["file"]),
+            str(entry["coarse_file"]),
+            shapes,
+            int(entry["coarse_ratio"]),
+            PriorSpec.from_dict(entry["priors"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ArtifactError(f"{manifest.name}/{manifest.version}: malformed views entry ({error})") from error
+    if not shapes or graphs.coarse_ratio < 1:
+        raise ArtifactError(f"{manifest.name}/{manifest.version}: the views entry lists no shape")
+    return graphs
+
+
+def without_views(manifest: Manifest) -> Manifest:
+    """``manifest`` as its authors' graphs alone would be served: every photo stretched to the documented input."""
+    hyperparameters = {key: value for key, value in manifest.hyperparameters.items() if key != "views"}
+    return manifest.model_copy(update={"hyperparameters": hyperparameters})
 
 
 class RfbFaceDetector:
     """The RFB detector on an ONNX engine; one instance serves one thread at a time."""
 
     def __init__(
-        self, run: RfbRun, manifest: Manifest, width: int, height: int, backend: str, coarse: Coarse | None = None
+        self,
+        run: RfbRun,
+        manifest: Manifest,
+        width: int,
+        height: int,
+        backend: str,
+        coarse: Coarse | None = None,
+        priors: Priors | None = None,
+        views: Sequence[View] = (),
     ) -> None:
+        """``run`` at ``width`` × ``height`` is the documented input (thumbnails and tiling go by it); ``views``:
+        the other input shapes a photo may be read at, nearest its aspect (``view_for``)."""
         assert manifest.labels == ["face"], "the RFB detector finds one class: face"
         self.run = run
         self.manifest = manifest
@@ -89,6 +168,7 @@ class RfbFaceDetector:
         self.convention = served_convention(manifest)
         self.backend = backend
         self.coarse = coarse
+        self.views = [View(run, width, height, priors, coarse), *views]
         self.lanes: list[RfbFaceDetector] = []  # batches of 2+ split across these, each on its own thread
         self._pool: ThreadPoolExecutor | None = None
 
@@ -101,18 +181,60 @@ class RfbFaceDetector:
             raise ArtifactError(f"{manifest.name}/{manifest.version}: not an {ARCHITECTURE} detector")
         width, height = recorded_input(manifest, manifest.hyperparameters)
         runtime = runtime or Runtime()
-        session = open_session(folder, manifest, ONNX_FILE, device, runtime, PIXELS)
         backend = runtime.engine + (f" ({note})" if note else "")
-        coarse = None
-        if isinstance(spec := manifest.hyperparameters.get("coarse"), dict):
-            coarse_session = open_session(folder, manifest, COARSE_ONNX_FILE, device, runtime, PIXELS)
-            coarse = Coarse(coarse_session.run_named, *recorded_input(manifest, spec), float(spec["min_share"]))
-        detector = cls(session.run_named, manifest, width, height, backend, coarse)
-        fine_lanes = open_lanes(folder, manifest, ONNX_FILE, device, runtime, PIXELS)
-        coarse_lanes = open_lanes(folder, manifest, COARSE_ONNX_FILE, device, runtime, PIXELS) if coarse else []
-        for index, lane in enumerate(fine_lanes):
-            lane_coarse = dataclasses.replace(coarse, run=coarse_lanes[index].run_named) if coarse else None
-            detector.lanes.append(cls(lane.run_named, manifest, width, height, backend, lane_coarse))
+        coarse_spec = manifest.hyperparameters.get("coarse")
+        coarse_spec = coarse_spec if isinstance(coarse_spec, dict) else None
+        graphs = view_graphs(manifest)
+        if graphs is not None and coarse_spec is None:
+            raise ArtifactError(f"{manifest.name}/{manifest.version}: view graphs need a coarse export")
+        shapes = list(graphs.shapes) if graphs else [(width, height)]
+        if (width, height) in shapes:  # the documented input first: thumbnails and tiling go by it
+            shapes.insert(0, shapes.pop(shapes.index((width, height))))
+        else:
+            raise ArtifactError(f"{manifest.name}/{manifest.version}: the views omit the input {width}x{height}")
+        fine_file = graphs.file if graphs else ONNX_FILE
+        coarse_file = graphs.coarse_file if graphs else COARSE_ONNX_FILE
+
+        def coarse_size(shape: tuple[int, int]) -> tuple[int, int]:
+            assert coarse_spec is not None
+            if graphs is None:
+                return recorded_input(manifest, coarse_spec)
+            return shape[0] // graphs.coarse_ratio, shape[1] // graphs.coarse_ratio
+
+        def priors(shape: tuple[int, int]) -> Priors | None:
+            return rfb_priors(*shape, graphs.spec) if graphs else None
+
+        def views(open_one: Callable[[str, tuple[int, int]], RfbRun]) -> list[View]:
+            built = []
+            for shape in shapes:
+                coarse = None
+                if coarse_spec is not None:
+                    small = coarse_size(shape)
+                    coarse = Coarse(
+                        open_one(coarse_file, small), *small, float(coarse_spec["min_share"]), priors(small)
+                    )
+                built.append(View(open_one(fine_file, shape), *shape, priors(shape), coarse))
+            return built
+
+        def session(path: str, shape: tuple[int, int]) -> RfbRun:
+            return open_session(folder, manifest, path, device, runtime, PIXELS, shape if graphs else None).run_named
+
+        own = views(session)
+        detector = cls(own[0].run, manifest, width, height, backend, own[0].coarse, own[0].priors, own[1:])
+        lanes: dict[tuple[str, tuple[int, int]], list[OpenVinoSession]] = {}
+
+        def lane_sessions(path: str, shape: tuple[int, int]) -> list[OpenVinoSession]:
+            if (path, shape) not in lanes:
+                lanes[path, shape] = open_lanes(
+                    folder, manifest, path, device, runtime, PIXELS, shape if graphs else None
+                )
+            return lanes[path, shape]
+
+        for index in range(len(lane_sessions(fine_file, shapes[0]))):
+            lane = views(lambda path, shape: lane_sessions(path, shape)[index].run_named)  # noqa: B023
+            detector.lanes.append(
+                cls(lane[0].run, manifest, width, height, backend, lane[0].coarse, lane[0].priors, lane[1:])
+            )
         return detector
 
     def eval(self) -> RfbFaceDetector:
@@ -165,9 +287,16 @@ class RfbFaceDetector:
         assert coarse is not None
         rest = iter(self.predict_both([r for r, thumbnail in zip(batch, alone, strict=True) if not thumbnail]))
         return [
-            self.detect(coarse.run, coarse.width, coarse.height, request) if thumbnail else next(rest)
+            self.detect(coarse.run, coarse.width, coarse.height, request, None, coarse.priors)
+            if thumbnail
+            else next(rest)
             for request, thumbnail in zip(batch, alone, strict=True)
         ]
+
+    def view_for(self, image: Image.Image) -> View:
+        """The input shape nearest the image's aspect (in log ratio); the documented one on a tie."""
+        aspect = math.log(image.width / image.height)
+        return min(self.views, key=lambda view: abs(math.log(view.width / view.height) - aspect))
 
     def predict_both(self, batch: list[DetectRequest]) -> list[list[Detection]]:
         """The fine export over every view (whole photo or tiles), then the coarse one's large faces merged in."""
@@ -175,12 +304,15 @@ class RfbFaceDetector:
             return []
         if self.coarse is None:
             return detect_tiled(batch, lambda _: self.width, lambda views: [self.detect_one(r) for r in views])
-        coarse = self.coarse
-        inputs: dict[int, np.ndarray] = {}  # each whole view at the fine input, which the coarse pass reduces
+        inputs: dict[
+            int, tuple[View, np.ndarray]
+        ] = {}  # each whole view at its fine input, which the coarse pass reduces
 
-        def fine(view: DetectRequest) -> list[Detection]:
-            resized = inputs[id(view.image)] = rfb_view(view.image, self.width, self.height)
-            return self.detect(self.run, self.width, self.height, view, resized)
+        def fine(request: DetectRequest) -> list[Detection]:
+            view = self.view_for(request.image)
+            resized = rfb_view(request.image, view.width, view.height)
+            inputs[id(request.image)] = (view, resized)
+            return self.detect(view.run, view.width, view.height, request, resized, view.priors)
 
         found = detect_tiled(
             [dataclasses.replace(r, min_size=0.0) for r in batch],
@@ -188,23 +320,33 @@ class RfbFaceDetector:
             lambda views: [fine(view) for view in views],
         )
         return [
-            self.with_coarse(request, fine_found, coarse, inputs.get(id(request.image)))
+            self.with_coarse(request, fine_found, *inputs.get(id(request.image), (self.view_for(request.image), None)))
             for request, fine_found in zip(batch, found, strict=True)
         ]
 
     def with_coarse(
-        self, request: DetectRequest, found: list[Detection], coarse: Coarse, fine_view: np.ndarray | None
+        self, request: DetectRequest, found: list[Detection], view: View, fine_view: np.ndarray | None
     ) -> list[Detection]:
-        """``found`` and the coarse pass's large faces, merged by NMS; then ``min_size``."""
+        """``found`` and the coarse pass's large faces (``view``'s coarse export), merged by NMS; then ``min_size``."""
+        coarse = view.coarse
+        assert coarse is not None
         least = coarse.min_share * min(request.image.size)
-        view = None if fine_view is None else reduced_view(fine_view, coarse.width, coarse.height)
-        large = self.detect(coarse.run, coarse.width, coarse.height, dataclasses.replace(request, min_size=least), view)
+        reduced = None if fine_view is None else reduced_view(fine_view, coarse.width, coarse.height)
+        large = self.detect(
+            coarse.run,
+            coarse.width,
+            coarse.height,
+            dataclasses.replace(request, min_size=least),
+            reduced,
+            coarse.priors,
+        )
         # found is already merged (one view's NMS, or the tiles' merge): only coarse boxes call for another
         merged = merge_detections(found + large, request.iou, request.max_det) if large else found
         return at_least(merged, request.min_size)
 
     def detect_one(self, request: DetectRequest) -> list[Detection]:
-        return self.detect(self.run, self.width, self.height, request)
+        view = self.view_for(request.image)
+        return self.detect(view.run, view.width, view.height, request, None, view.priors)
 
     def detect(
         self,
@@ -213,10 +355,11 @@ class RfbFaceDetector:
         input_height: int,
         request: DetectRequest,
         view: np.ndarray | None = None,
+        priors: Priors | None = None,
     ) -> list[Detection]:
         """One pass of ``run`` over the request's image (or its ready ``view``): NMS, served framing, ``min_size``."""
         floor = max(request.conf, SCORE_FLOOR)
-        boxes, scores = rfb_forward(run, request.image, input_width, input_height, floor, view)
+        boxes, scores = rfb_forward(run, request.image, input_width, input_height, floor, view, priors)
         order = np.argsort(-scores, kind="stable")
         boxes, scores = boxes[order], scores[order]
         kept = greedy_nms(boxes, request.iou, request.max_det)
@@ -229,8 +372,11 @@ class RfbFaceDetector:
         ]
 
     def warmup(self) -> None:
-        image = Image.new("RGB", (64, 48), (114, 114, 114))
-        request = DetectRequest(image=image, conf=0.25, iou=0.3, max_det=1, imgsz=self.width)
-        self.predict([request])
-        if self.lanes:
-            self.predict([request] * len(self.lanes))  # every lane's first inference, out of the first batch's way
+        """A first inference on every compiled network: a thumbnail (the coarse export alone), then each view."""
+        images = [Image.new("RGB", (64, 48), (114, 114, 114))]
+        images += [Image.new("RGB", (view.width, view.height), (114, 114, 114)) for view in self.views]
+        for image in images:
+            request = DetectRequest(image=image, conf=0.25, iou=0.3, max_det=1, imgsz=self.width)
+            self.predict([request])
+            if self.lanes:
+                self.predict([request] * len(self.lanes))  # every lane's first inference, out of the first batch's way

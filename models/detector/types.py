@@ -8,6 +8,7 @@ from PIL import Image
 
 WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
+VIEWS_FILE, COARSE_VIEWS_FILE = "model.views.onnx", "coarse.views.onnx"  # an RFB artifact's view graphs
 COARSE_ONNX_FILE = "coarse.onnx"  # an RFB artifact's optional second, smaller export (the whole view again)
 TILE_ABOVE = 1.5  # tile="auto" by default: photos whose longer side exceeds this many input sides
 
