@@ -433,6 +433,7 @@ def run_load_bench(
 SHIPPED_DEFAULTS = {f"DEEPCANVAS_{role}_BACKEND": "auto" for role in ("DETECTOR", "CLASSIFIER", "STYLE")} | {
     "DEEPCANVAS_WEIGHTS_PRECISION": "auto",
     "DEEPCANVAS_DETECTOR_STREAMS": "2",
+    "DEEPCANVAS_DETECTOR_VIEWS": "true",
 }
 SCENARIO_TITLES = {
     "same_network": "Same network and engine on both sides (the serving layer alone)",
@@ -447,8 +448,9 @@ def litserve_scenarios(engine: str) -> dict[str, dict[str, dict[str, str]]]:
     engine settings, the detector's two-stream lanes included (the serving layers alone). ``as_shipped``:
     DeepCanvas with its defaults (``auto`` engines, the int8 files the manifests make the default, gallery
     statistics cached, the detector's lanes) against LitServe serving the float networks on ``engine`` as
-    ``bench/litserve_app.py`` documents: ``--plain`` (no style statistics cache) and each network compiled
-    once for one request at a time, the engine's plain use (no lanes).
+    ``bench/litserve_app.py`` documents: ``--plain`` (no style statistics cache), each network compiled
+    once for one request at a time, the engine's plain use (no lanes), and the detector's graphs as its
+    authors publish them, every photo stretched to their one input (no view graphs).
     """
     float_on_engine = {f"DEEPCANVAS_{role}_BACKEND": engine for role in ("DETECTOR", "CLASSIFIER", "STYLE")}
     float_on_engine["DEEPCANVAS_WEIGHTS_PRECISION"] = "float32"
@@ -456,7 +458,7 @@ def litserve_scenarios(engine: str) -> dict[str, dict[str, dict[str, str]]]:
     return {
         "same_network": {"litserve": float_on_engine, "deepcanvas": float_on_engine},
         "as_shipped": {
-            "litserve": float_on_engine | {"DEEPCANVAS_DETECTOR_STREAMS": "1"},
+            "litserve": float_on_engine | {"DEEPCANVAS_DETECTOR_STREAMS": "1", "DEEPCANVAS_DETECTOR_VIEWS": "false"},
             "deepcanvas": SHIPPED_DEFAULTS,
         },
     }

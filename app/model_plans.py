@@ -130,6 +130,14 @@ NST_ENGINE = EngineChoice("torch", "torch: NST needs autograd")
 GALLERY_ENGINE = EngineChoice("none", "style images only, no network", "none")
 
 
+def served_manifest(role: Role, manifest: Manifest, settings: Settings) -> Manifest:
+    """``manifest`` as the settings serve it: without the detector's view graphs when ``detector_views`` is off."""
+    if role == "detector" and not settings.detector_views and _ships_as_onnx(manifest):
+        without_views = _predictor_class("models.detector.rfb_predictor", "without_views")
+        return without_views(manifest)
+    return manifest
+
+
 def network_plan(role: Role, settings: Settings) -> SlotPlan:
     """The role's slot on the engine its backend setting chooses for each artifact (``app.engines``)."""
     network = NETWORKS[role]
@@ -162,7 +170,7 @@ def network_plan(role: Role, settings: Settings) -> SlotPlan:
                 raise ArtifactError(f"{manifest.name}/{manifest.version}: {choice.reason}, and torch is not installed")
             return network.torch(folder, manifest, device)
         runtime = settings.runtime(choice.engine, int8=choice.precision == "int8")  # type: ignore[arg-type]
-        return network.onnx(folder, manifest, device, runtime=runtime)
+        return network.onnx(folder, served_manifest(role, manifest, settings), device, runtime=runtime)
 
     return SlotPlan(role, role, build, choose, inline=role in FIXED_INPUT)
 

@@ -164,6 +164,11 @@ class Settings(BaseSettings):
         description="OpenVINO: the RFB detector runs a micro-batch's photos on this many streams at once "
         "(a second compiled model; single photos keep the latency one); 1 runs them one after another",
     )
+    detector_views: bool = Field(
+        True,
+        description="The RFB detector reads each photo at the input shape nearest its aspect, where the artifact "
+        "ships view graphs (docs/detector.md, 'Views'); false: its authors' graphs at their one documented input",
+    )
     warmup: bool = True
 
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest request body in bytes")

@@ -21,8 +21,14 @@ from fastapi import Response
 from PIL import Image
 
 from app.main import open_artifact_store
-from app.model_plans import build_gallery, build_onnx_classifier, build_onnx_detector, build_onnx_style
-from app.settings import Backend, Settings
+from app.model_plans import (
+    build_gallery,
+    build_onnx_classifier,
+    build_onnx_detector,
+    build_onnx_style,
+    served_manifest,
+)
+from app.settings import Backend, Role, Settings
 from models.detector.types import TILE_ABOVE, DetectRequest
 from models.style.style_cache import StyleStatistics
 from models.style.types import StylizeRequest
@@ -30,14 +36,15 @@ from models.style.types import StylizeRequest
 BUILDERS = {"detector": build_onnx_detector, "classifier": build_onnx_classifier, "style": build_onnx_style}
 
 
-def load_predictor(settings: Settings, role: str) -> tuple[Any, Any]:
+def load_predictor(settings: Settings, role: Role) -> tuple[Any, Any]:
     """The role's predictor on the settings' ONNX backend, and its manifest."""
-    name, ref = settings.model_refs[role]  # type: ignore[index]
+    name, ref = settings.model_refs[role]
     folder, manifest = open_artifact_store(settings).fetch(name, ref)
     backend = getattr(settings, f"{role}_backend")
     assert backend != "torch", "the LitServe peer runs the exported networks (set the backends to onnx or openvino)"
     engine: Backend = "openvino" if backend == "auto" else backend  # the peer serves the float files: no int8
-    return BUILDERS[role](folder, manifest, "cpu", runtime=settings.runtime(engine)), manifest
+    served = served_manifest(role, manifest, settings)  # DEEPCANVAS_DETECTOR_VIEWS=false: the authors' graphs alone
+    return BUILDERS[role](folder, served, "cpu", runtime=settings.runtime(engine)), manifest
 
 
 def read_upload(upload: Any) -> Image.Image:
