@@ -6,7 +6,8 @@ not be told apart by characters nobody sees, and none may reorder or hide text a
 - control characters and line or paragraph separators;
 - Unicode's bidirectional controls (the "Trojan Source" set) and its default-ignorable code points (zero-width
   spaces, soft hyphens, fillers, variation selectors, tags, ...), except where a script or an emoji needs them
-  (``_needed_here``): ZWJ and ZWNJ after a letter, a mark or an emoji (last, only after a mark: a virama); a
+  (``_needed_here``): ZWJ and ZWNJ after a letter, a mark or an emoji (last, only after a mark: a virama), but
+  never after a letter of a script that does not join (Latin, Greek, Cyrillic, CJK, ...: nothing to join); a
   variation selector after the character it varies; Mongolian's selectors and vowel separator after a Mongolian
   letter; the tags of a subdivision flag (England, Scotland, Wales);
 - other invisible format characters (the interlinear annotation marks), private-use and non-character code points;
@@ -57,6 +58,22 @@ IGNORABLE = (
 # format characters that draw a sign of their own (Arabic and Syriac number and abbreviation marks)
 DRAWN_FORMAT = {*range(0x0600, 0x0606), 0x06DD, 0x070F, 0x0890, 0x0891, 0x08E2, 0x110BD, 0x110CD}
 JOINERS = {"\u200c", "\u200d"}  # ZWNJ and ZWJ
+# Scripts whose letters never join or shape with a neighbour, so a joiner beside them changes nothing that shows
+# (the first word of a letter's Unicode name)
+UNJOINED_SCRIPTS = {
+    "LATIN",
+    "GREEK",
+    "CYRILLIC",
+    "ARMENIAN",
+    "GEORGIAN",
+    "HEBREW",
+    "CJK",
+    "HIRAGANA",
+    "KATAKANA",
+    "HANGUL",
+    "FULLWIDTH",
+    "HALFWIDTH",
+}
 # a subdivision flag: the black flag, 2 to 6 tag letters or digits, the cancel tag
 FLAG = re.compile("\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{2,6}\U000e007f")
 
@@ -64,6 +81,15 @@ FLAG = re.compile("\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{2,6}\U
 def _ignorable(character: str) -> bool:
     code = ord(character)
     return any(low <= code <= high for low, high in IGNORABLE)
+
+
+def _unjoined_base(name: str, index: int) -> bool:
+    """Whether the character before ``name[index]``, its marks skipped, is a letter of a script that never joins."""
+    base = index - 1
+    while base > 0 and unicodedata.category(name[base])[0] == "M":
+        base -= 1
+    letter = name[base]
+    return unicodedata.category(letter)[0] == "L" and unicodedata.name(letter, "").split(" ")[0] in UNJOINED_SCRIPTS
 
 
 def _needed_here(name: str, index: int, flags: list[range]) -> bool:
@@ -76,6 +102,8 @@ def _needed_here(name: str, index: int, flags: list[range]) -> bool:
     if name[index] in JOINERS:  # after a letter, a mark or an emoji; last only after a mark (a virama: Malayalam
         # chillu letters, Bengali khanda ta), which it changes: after anything else it would join nothing
         allowed = "M" if index == len(name) - 1 else "LMS"
+        if _unjoined_base(name, index):
+            return False
         return (unicodedata.category(before)[0] in allowed and not _ignorable(before)) or before == "\ufe0f"
     if 0xFE00 <= code <= 0xFE0F:  # a variation selector: after the character it varies (emoji, keycap digits)
         return unicodedata.category(before)[0] in "LNPS" and not _ignorable(before)

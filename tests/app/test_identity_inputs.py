@@ -158,6 +158,11 @@ def test_names_in_any_script_with_emoji_and_joiners_are_enrolled_as_sent(client:
         ("Ada\u034f", "contains U+034F (an invisible character)"),  # combining grapheme joiner
         ("Ada\u180b", "contains U+180B (an invisible character)"),  # a Mongolian selector after a Latin letter
         ("Ada \u200d\u200c\u200d Lovelace", "contains U+200D (an invisible formatting character)"),
+        ("Ann\u200da", "contains U+200D (an invisible formatting character)"),  # between Latin letters: joins nothing
+        ("\u0410\u043d\u200c\u043d\u0430", "contains U+200C (an invisible formatting character)"),  # Cyrillic
+        ("Ade\u0301\u200d", "contains U+200D (an invisible formatting character)"),  # after a Latin letter's accent
+        ("\u674e\u200d\u5a1c", "contains U+200D (an invisible formatting character)"),  # between CJK ideographs
+        ("Ada\u200d\U0001f44d", "contains U+200D (an invisible formatting character)"),  # a letter, then an emoji
         (  # tags after a whole flag: text hidden behind it
             "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f\U000e0041",
             "contains U+E0041 (an invisible formatting character)",
