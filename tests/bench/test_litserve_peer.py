@@ -103,3 +103,18 @@ def test_ratios_compare_deepcanvas_with_the_chosen_peer() -> None:
     [row] = compare(results, "litserve")
     assert (row["throughput_ratio"], row["p99_ratio"], row["p99_over_p50"]) == (2.0, 0.5, 2.5)
     assert compare(results, "baseline") == []
+
+
+def test_as_shipped_the_peer_serves_the_detectors_graphs_as_their_authors_publish_them(tmp_path: Path) -> None:
+    """The float files and the authors' whole graphs at their one input, as the int8 files stay ours."""
+    from app.loadbench import SHIPPED_DEFAULTS, litserve_scenarios
+
+    scenarios = litserve_scenarios("openvino")
+    assert scenarios["as_shipped"]["litserve"]["DEEPCANVAS_DETECTOR_VIEWS"] == "false"
+    assert SHIPPED_DEFAULTS["DEEPCANVAS_DETECTOR_VIEWS"] == "true"
+    assert "DEEPCANVAS_DETECTOR_VIEWS" not in scenarios["same_network"]["litserve"]  # both sides alike there
+    plain = Settings(detector_backend="openvino", detector_views=False, cache_dir=tmp_path)
+    detector, manifest = load_predictor(plain, "detector")
+    assert "views" in manifest.hyperparameters and len(detector.views) == 1 and detector.views[0].priors is None
+    served, _ = load_predictor(Settings(detector_backend="openvino", cache_dir=tmp_path), "detector")
+    assert len(served.views) == 3
