@@ -210,7 +210,7 @@ def write_view_graph(source: Path, target: Path, spec: PriorSpec = PriorSpec()) 
         raise ArtifactError(f"{source}: cannot find where the graph decodes its priors ({len(heads)} candidates)")
     locations = heads[0].output[0]
     kept = _ancestors(producers, {SCORES_NAME, locations})
-    nodes = [node for node in graph.node if node.output[0] in kept]
+    nodes = [node for node in graph.node if any(output in kept for output in node.output)]
     heads[0].output[0] = LOCATIONS_NAME
     used = {name for node in nodes for name in node.input}
     initializers = [init for init in graph.initializer if init.name in used]
@@ -224,8 +224,9 @@ def write_view_graph(source: Path, target: Path, spec: PriorSpec = PriorSpec()) 
         onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [1, "priors", columns])
         for name, columns in ((SCORES_NAME, 2), (LOCATIONS_NAME, 4))
     )
+    [image] = [i for i in graph.input if i.name not in {init.name for init in graph.initializer}]
     for index, axis in ((2, "height"), (3, "width")):
-        dim = graph.input[0].type.tensor_type.shape.dim[index]
+        dim = image.type.tensor_type.shape.dim[index]
         dim.ClearField("dim_value")
         dim.dim_param = axis
     onnx.checker.check_model(model)
@@ -258,6 +259,24 @@ def _cut_difference(whole: Path, cut: Path, width: int, height: int, spec: Prior
     return float(max(np.abs(cut_scores - scores).max(), np.abs(decoded - boxes[0]).max()))
 
 
+def _check_priors(file: Path, shape: tuple[int, int], spec: PriorSpec) -> None:
+    """``ArtifactError`` unless the cut graph at ``shape`` gives one location per prior ``rfb_priors`` makes."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    width, height = shape
+    try:
+        [locations] = ort.InferenceSession(str(file), options).run(
+            [LOCATIONS_NAME], {"input": np.zeros((1, 3, height, width), np.float32)}
+        )
+    except Exception as error:  # onnxruntime's own error types derive from Exception only
+        raise ArtifactError(f"{file.name} does not run at {width}x{height}: {error}") from error
+    if locations.shape[1] != len(rfb_priors(width, height, spec).boxes):
+        raise ArtifactError(f"{file.name} at {width}x{height}: {locations.shape[1]} locations for other priors")
+
+
 def parse_shape(text: str) -> tuple[int, int]:
     """``"640x480"`` as (640, 480)."""
     try:
@@ -275,7 +294,8 @@ def add_views(
     command: str | None = None,
 ) -> Manifest:
     """Write ``source`` (an imported RFB artifact with a coarse export) as ``version`` in ``out``, adding the
-    view graphs and the input ``shapes`` the predictor chooses among; everything else is ``source``'s."""
+    view graphs and the input ``shapes`` the predictor chooses among; everything else is ``source``'s, except
+    its model card and metrics, which are the new version's to measure (``eval detector-validation --apply``)."""
     from models.artifact import load_artifact
 
     manifest = load_artifact(source)
@@ -285,8 +305,14 @@ def add_views(
     width, height = hyperparameters["input_width"], hyperparameters["input_height"]
     coarse = hyperparameters["coarse"]
     ratio = width // coarse["input_width"]
+    if ratio < 2 or (width, height) != (ratio * coarse["input_width"], ratio * coarse["input_height"]):
+        raise ArtifactError(f"{source}: the coarse input must be the documented input over a whole ratio of 2 or more")
+    shapes = [(int(w), int(h)) for w, h in shapes]
     if (width, height) not in shapes:
         raise ArtifactError(f"the shapes must include the documented input {width}x{height}: {shapes}")
+    aspects = [round(w / h, 6) for w, h in shapes]
+    if len(set(aspects)) != len(aspects):
+        raise ArtifactError(f"{shapes}: two shapes of one aspect (the second would never be chosen)")
     for shape in shapes:
         if min(shape) < 64 or any(side % (2 * ratio) for side in shape):
             raise ArtifactError(f"{shape}: each side must be at least 64 and a multiple of {2 * ratio}")
@@ -301,6 +327,18 @@ def add_views(
             write_view_graph(folder / ONNX_FILE, folder / VIEWS_FILE, spec),
             write_view_graph(folder / COARSE_ONNX_FILE, folder / COARSE_VIEWS_FILE, spec),
         ]
+        for shape in shapes:  # every listed shape, and its coarse half, gives one location per prior
+            _check_priors(folder / VIEWS_FILE, shape, spec)
+            _check_priors(folder / COARSE_VIEWS_FILE, (shape[0] // ratio, shape[1] // ratio), spec)
+        hyperparameters["resize"] = (
+            f"the RGB photo stretched to the listed view shape nearest its aspect ({width}x{height} for 4:3 and "
+            f"wider; aspect otherwise not kept), as its authors stretch to {width}x{height}"
+        )
+        hyperparameters["outputs"] = (
+            f"{VIEWS_FILE} and {COARSE_VIEWS_FILE}: scores (1, N, 2), column 1 face; locations (1, N, 4), the "
+            "priors' raw offsets, decoded outside the graph for the priors over the score floor; "
+            f"{ONNX_FILE} and {COARSE_ONNX_FILE} (the authors' graphs): boxes decoded inside the graph"
+        )
         hyperparameters["views"] = {
             "file": VIEWS_FILE,
             "coarse_file": COARSE_VIEWS_FILE,

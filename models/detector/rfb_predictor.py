@@ -220,6 +220,10 @@ class RfbFaceDetector:
             return open_session(folder, manifest, path, device, runtime, PIXELS, shape if graphs else None).run_named
 
         own = views(session)
+        if coarse_spec is not None and own[0].coarse is not None:
+            recorded = recorded_input(manifest, coarse_spec)
+            if (own[0].coarse.width, own[0].coarse.height) != recorded:
+                raise ArtifactError(f"{manifest.name}/{manifest.version}: the views' coarse ratio misses {recorded}")
         detector = cls(own[0].run, manifest, width, height, backend, own[0].coarse, own[0].priors, own[1:])
         lanes: dict[tuple[str, tuple[int, int]], list[OpenVinoSession]] = {}
 
@@ -372,7 +376,7 @@ class RfbFaceDetector:
         ]
 
     def warmup(self) -> None:
-        """A first inference on every compiled network: a thumbnail (the coarse export alone), then each view."""
+        """A first inference on every compiled network: a small photo, then one of each view's shape."""
         images = [Image.new("RGB", (64, 48), (114, 114, 114))]
         images += [Image.new("RGB", (view.width, view.height), (114, 114, 114)) for view in self.views]
         for image in images:

@@ -4,6 +4,7 @@ input shape nearest its aspect (``models.detector.rfb_import.add_views``, ``RfbF
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,9 @@ import pytest
 from onnx import numpy_helper
 from PIL import Image
 
-from app.model_plans import build_onnx_detector, served_manifest
+from app.model_plans import build_onnx_detector, network_plan, served_manifest
 from app.settings import Settings
-from models.artifact import ArtifactError, load_artifact, sha256_file
+from models.artifact import ArtifactError, load_artifact, repack_artifact, sha256_file
 from models.detector.rfb import rfb_priors
 from models.detector.rfb_import import add_views, parse_shape, write_view_graph
 from models.detector.rfb_predictor import Coarse, RfbFaceDetector, View, view_graphs, without_views
@@ -83,6 +84,37 @@ def test_shapes_without_the_documented_input_or_that_do_not_halve_evenly_are_ref
     with pytest.raises(ArtifactError, match=message):
         add_views(V5, tmp_path / "out", shapes, "v6")
     assert not (tmp_path / "out").exists()
+
+
+def test_shapes_of_one_aspect_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="one aspect"):
+        add_views(V5, tmp_path / "out", [(640, 480), (512, 512), (256, 256)], "v6")
+
+
+def test_a_coarse_export_that_is_not_a_whole_fraction_of_the_input_takes_no_views(tmp_path: Path) -> None:
+    source = tmp_path / "v5"
+    shutil.copytree(V5, source)
+    hyperparameters = load_artifact(source).hyperparameters
+    coarse = hyperparameters["coarse"] | {"input_width": 480, "input_height": 360}
+    repack_artifact(source, hyperparameters=hyperparameters | {"coarse": coarse})
+    with pytest.raises(ArtifactError, match="whole ratio"):
+        add_views(source, tmp_path / "out", SHAPES, "v6")
+
+
+def test_a_graph_whose_boxes_are_not_the_decoded_locations_is_not_cut(views_artifact: Path, tmp_path: Path) -> None:
+    """A graph that serves its raw locations as its boxes: the cut is checked, and refused, because decoding the
+    locations does not give the graph's boxes."""
+    model = onnx.load(str(views_artifact / "model.views.onnx"))
+    graph = model.graph
+    for index, side in ((2, 480), (3, 640)):
+        graph.input[0].type.tensor_type.shape.dim[index].dim_value = side
+    graph.node.append(onnx.helper.make_node("Identity", ["locations"], ["boxes"]))
+    graph.output.append(onnx.helper.make_tensor_value_info("boxes", onnx.TensorProto.FLOAT, [1, "priors", 4]))
+    raw = tmp_path / "raw.onnx"
+    onnx.save(model, str(raw))
+    with pytest.raises(ArtifactError, match="differs from the whole one"):
+        write_view_graph(raw, tmp_path / "cut.onnx")
+    assert not (tmp_path / "cut.onnx").exists()
 
 
 def test_only_an_imported_rfb_with_a_coarse_export_takes_views(tmp_path: Path) -> None:
@@ -185,11 +217,10 @@ def test_a_thumbnail_keeps_the_documented_coarse_input_whatever_its_aspect() -> 
     assert seen == [("coarse", 320, 240)]
 
 
-@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
-def test_a_square_photo_runs_the_square_graphs_on_either_engine(views_artifact: Path, engine: str) -> None:
+def test_openvino_compiles_each_shape_statically_and_finds_what_onnx_runtime_finds(views_artifact: Path) -> None:
     """OpenVINO compiles each shape statically, ONNX Runtime takes the cut graph as it is: the same boxes."""
     manifest = load_artifact(views_artifact)
-    runtime = Runtime(engine=engine, precision="f32")  # type: ignore[arg-type]
+    runtime = Runtime(engine="openvino", precision="f32")
     detector = build_onnx_detector(views_artifact, manifest, "cpu", runtime)
     assert [(v.width, v.height) for v in detector.views] == SHAPES
     coarse = [(v.coarse.width, v.coarse.height) for v in detector.views if v.coarse]
@@ -218,13 +249,37 @@ def test_lanes_read_each_photo_at_its_view_as_the_latency_model_does(views_artif
                 assert face.box == pytest.approx(want.box, abs=0.5)
 
 
-def test_with_views_off_the_authors_graphs_serve_alone(views_artifact: Path) -> None:
+@pytest.mark.parametrize(("views", "count"), [("true", 3), ("false", 1)])
+def test_the_service_serves_the_views_unless_the_setting_turns_them_off(
+    views_artifact: Path, monkeypatch: pytest.MonkeyPatch, views: str, count: int
+) -> None:
+    monkeypatch.setenv("DEEPCANVAS_DETECTOR_VIEWS", views)
+    monkeypatch.setenv("DEEPCANVAS_DETECTOR_BACKEND", "onnx")
     manifest = load_artifact(views_artifact)
+    detector = network_plan("detector", Settings()).build(views_artifact, manifest, "cpu")
+    assert len(detector.views) == count and (detector.views[0].priors is None) == (count == 1)
     assert view_graphs(without_views(manifest)) is None and view_graphs(manifest) is not None
     assert served_manifest("detector", manifest, Settings(detector_views=True)) is manifest
-    served = served_manifest("detector", manifest, Settings(detector_views=False))
-    detector = build_onnx_detector(views_artifact, served, "cpu", Runtime(engine="onnxruntime"))
-    assert len(detector.views) == 1 and detector.views[0].priors is None
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", ["lenna.jpg", "brad_pitt.jpg"])
+def test_a_square_portraits_face_is_found_where_v5_finds_it(views_artifact: Path, shared_dir: Path, name: str) -> None:
+    """An independent check of the square view's priors: the same face as the authors' 640×480 reading."""
+    with Image.open(shared_dir / "data/style-transfer/content" / name) as opened:
+        photo = opened.convert("RGB")
+    assert photo.width == photo.height
+    request = DetectRequest(photo, 0.7, 0.3, 300, 640, 24.0, "auto")
+    runtime = Runtime(engine="onnxruntime")
+    [[old]] = build_onnx_detector(V5, load_artifact(V5), "cpu", runtime).predict([request])
+    [[new]] = build_onnx_detector(views_artifact, load_artifact(views_artifact), "cpu", runtime).predict([request])
+    assert iou(old.box, new.box) > 0.75 and new.score > 0.9
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    inner = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return inner / (area - inner)
 
 
 def test_a_malformed_views_entry_is_an_artifact_error(views_artifact: Path) -> None:
