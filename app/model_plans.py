@@ -152,9 +152,16 @@ def network_plan(role: Role, settings: Settings) -> SlotPlan:
                     note = f"{manifest.architecture} ships only as ONNX, so it runs on {engine}"
                     choice = EngineChoice(engine, f"{choice.reason}, but {note}", choice.precision)
                     break
-        if role == "detector" and choice.engine == "openvino" and network.onnx_only(manifest):
+        if role == "detector" and network.onnx_only(manifest):
+            views = manifest.hyperparameters.get("views")
+            if isinstance(views, dict) and settings.detector_views:
+                shapes = ", ".join(f"{width}x{height}" for width, height in views.get("shapes", []))
+                choice = EngineChoice(choice.engine, f"{choice.reason}; views {shapes}", choice.precision)
+            elif isinstance(views, dict):
+                note = "the authors' graphs alone (DEEPCANVAS_DETECTOR_VIEWS=false)"
+                choice = EngineChoice(choice.engine, f"{choice.reason}; {note}", choice.precision)
             streams = settings.detector_streams  # the RFB detector's lanes (models.detector.rfb_predictor)
-            if streams > 1:
+            if choice.engine == "openvino" and streams > 1:
                 lanes = f"micro-batches split across {streams} streams (DEEPCANVAS_DETECTOR_STREAMS)"
                 return EngineChoice(choice.engine, f"{choice.reason}; {lanes}", choice.precision)
         return choice

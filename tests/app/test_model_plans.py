@@ -131,8 +131,8 @@ def test_the_embedded_store_serves_every_network_on_the_fastest_engine_and_says_
         assert engines_by_slot[slot] == ("openvino", "auto: the fastest engine installed (openvino)")
     assert engines_by_slot["detector"] == (
         "openvino",
-        "auto: the fastest engine installed (openvino); micro-batches split across 2 streams "
-        "(DEEPCANVAS_DETECTOR_STREAMS)",
+        "auto: the fastest engine installed (openvino); views 640x480, 512x512, 480x640; micro-batches split "
+        "across 2 streams (DEEPCANVAS_DETECTOR_STREAMS)",
     )
     assert engines_by_slot["nst"] == ("torch", "torch: NST needs autograd")
     assert engines_by_slot["gallery"][0] == "none"

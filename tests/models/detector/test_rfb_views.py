@@ -256,8 +256,11 @@ def test_the_service_serves_the_views_unless_the_setting_turns_them_off(
     monkeypatch.setenv("DEEPCANVAS_DETECTOR_VIEWS", views)
     monkeypatch.setenv("DEEPCANVAS_DETECTOR_BACKEND", "onnx")
     manifest = load_artifact(views_artifact)
-    detector = network_plan("detector", Settings()).build(views_artifact, manifest, "cpu")
+    plan = network_plan("detector", Settings())
+    detector = plan.build(views_artifact, manifest, "cpu")
     assert len(detector.views) == count and (detector.views[0].priors is None) == (count == 1)
+    said = "views 640x480, 512x512, 480x640" if count == 3 else "the authors' graphs alone"
+    assert plan.engine is not None and said in plan.engine(manifest).reason  # what GET /models and the log say
     assert view_graphs(without_views(manifest)) is None and view_graphs(manifest) is not None
     assert served_manifest("detector", manifest, Settings(detector_views=True)) is manifest
 
