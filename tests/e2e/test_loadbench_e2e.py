@@ -228,4 +228,5 @@ def test_a_suspended_side_and_the_processes_it_started_take_no_cpu_until_awake()
 
 def test_the_defaults_the_bench_spells_out_for_deepcanvas_are_the_services_own() -> None:
     for variable, value in SHIPPED_DEFAULTS.items():
-        assert str(Settings.model_fields[variable.removeprefix("DEEPCANVAS_").lower()].default) == value, variable
+        default = Settings.model_fields[variable.removeprefix("DEEPCANVAS_").lower()].default
+        assert (str(default).lower() if isinstance(default, bool) else str(default)) == value, variable
