@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import io
 import statistics
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from PIL import Image
 
 from app.bench import load_photo
@@ -30,9 +30,15 @@ def build(settings: Settings, role: str) -> Any:
     return plans[role].build(folder, manifest, settings.device)
 
 
-def main() -> None:
+def main(
+    photo_path: Annotated[
+        Path | None,
+        typer.Argument(exists=True, dir_okay=False, help="A photo; default: the benchmark's portrait"),
+    ] = None,
+) -> None:
+    """Per-image cost of micro-batches of each size against single calls, per model (quiet machine)."""
     settings = Settings()
-    photo = Image.open(io.BytesIO(load_photo(Path(sys.argv[1]) if len(sys.argv) > 1 else None))).convert("RGB")
+    photo = Image.open(io.BytesIO(load_photo(photo_path))).convert("RGB")
     det, cls, sty, gal = (build(settings, role) for role in ("detector", "classifier", "style", "gallery"))
     style = gal.image(gal.names()[0])
     cases: dict[str, tuple[Any, Any, tuple[int, ...]]] = {
@@ -52,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    typer.run(main)
