@@ -216,8 +216,14 @@ class RfbFaceDetector:
                 built.append(View(open_one(fine_file, shape), *shape, priors(shape), coarse))
             return built
 
+        opened: dict[tuple[str, tuple[int, int] | None], RfbRun] = {}
+
         def session(path: str, shape: tuple[int, int]) -> RfbRun:
-            return open_session(folder, manifest, path, device, runtime, PIXELS, shape if graphs else None).run_named
+            # OpenVINO compiles each shape statically; ONNX Runtime runs one session of a view graph at any size
+            key = (path, shape if graphs and runtime.engine == "openvino" else None)
+            if key not in opened:
+                opened[key] = open_session(folder, manifest, path, device, runtime, PIXELS, key[1]).run_named
+            return opened[key]
 
         own = views(session)
         if coarse_spec is not None and own[0].coarse is not None:

@@ -228,6 +228,8 @@ def test_openvino_compiles_each_shape_statically_and_finds_what_onnx_runtime_fin
     photo = noise(512, 512, 5)
     [found] = detector.predict([DetectRequest(photo, 0.05, 0.3, 300, 640, 0.0, "auto")])
     reference = build_onnx_detector(views_artifact, manifest, "cpu", Runtime(engine="onnxruntime"))
+    assert len({view.run.__self__ for view in reference.views}) == 1
+    assert len({view.run.__self__ for view in detector.views}) == 3
     [expected] = reference.predict([DetectRequest(photo, 0.05, 0.3, 300, 640, 0.0, "auto")])
     assert len(found) == len(expected) > 5
     for face, want in zip(sorted(found, key=lambda d: d.box), sorted(expected, key=lambda d: d.box), strict=True):
