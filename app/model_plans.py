@@ -153,11 +153,11 @@ def network_plan(role: Role, settings: Settings) -> SlotPlan:
                     choice = EngineChoice(engine, f"{choice.reason}, but {note}", choice.precision)
                     break
         if role == "detector" and network.onnx_only(manifest):
-            views = manifest.hyperparameters.get("views")
-            if isinstance(views, dict) and settings.detector_views:
-                shapes = ", ".join(f"{width}x{height}" for width, height in views.get("shapes", []))
+            views = _predictor_class("models.detector.rfb_predictor", "view_graphs")(manifest)
+            if views is not None and settings.detector_views:
+                shapes = ", ".join(f"{width}x{height}" for width, height in views.shapes)
                 choice = EngineChoice(choice.engine, f"{choice.reason}; views {shapes}", choice.precision)
-            elif isinstance(views, dict):
+            elif views is not None:
                 note = "the authors' graphs alone (DEEPCANVAS_DETECTOR_VIEWS=false)"
                 choice = EngineChoice(choice.engine, f"{choice.reason}; {note}", choice.precision)
             streams = settings.detector_streams  # the RFB detector's lanes (models.detector.rfb_predictor)

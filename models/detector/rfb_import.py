@@ -240,18 +240,24 @@ def write_view_graph(source: Path, target: Path, spec: PriorSpec = PriorSpec()) 
     return difference
 
 
+def _outputs(file: Path, names: list[str], pixels: Any) -> list[Any]:
+    """``file``'s outputs ``names`` for one float input, on ONNX Runtime with the service's session options."""
+    import onnxruntime as ort
+
+    from models.onnx_backend import session_options
+
+    options = session_options()
+    options.log_severity_level = 3  # the authors' graphs carry unused initializers, one warning each
+    return list(ort.InferenceSession(str(file), options).run(names, {"input": pixels}))
+
+
 def _cut_difference(whole: Path, cut: Path, width: int, height: int, spec: PriorSpec) -> float:
     """The largest difference of ``cut``'s scores and decoded boxes from ``whole``'s, on ONNX Runtime."""
     import numpy as np
-    import onnxruntime as ort
 
     pixels = np.random.default_rng(0).uniform(-1, 1, (1, 3, height, width)).astype(np.float32)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    scores, boxes = ort.InferenceSession(str(whole), options).run([SCORES_NAME, BOXES_NAME], {"input": pixels})
-    cut_scores, locations = ort.InferenceSession(str(cut), options).run(
-        [SCORES_NAME, LOCATIONS_NAME], {"input": pixels}
-    )
+    scores, boxes = _outputs(whole, [SCORES_NAME, BOXES_NAME], pixels)
+    cut_scores, locations = _outputs(cut, [SCORES_NAME, LOCATIONS_NAME], pixels)
     priors = rfb_priors(width, height, spec)
     if locations.shape[1] != len(priors.boxes):
         return float("inf")
@@ -262,15 +268,10 @@ def _cut_difference(whole: Path, cut: Path, width: int, height: int, spec: Prior
 def _check_priors(file: Path, shape: tuple[int, int], spec: PriorSpec) -> None:
     """``ArtifactError`` unless the cut graph at ``shape`` gives one location per prior ``rfb_priors`` makes."""
     import numpy as np
-    import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     width, height = shape
     try:
-        [locations] = ort.InferenceSession(str(file), options).run(
-            [LOCATIONS_NAME], {"input": np.zeros((1, 3, height, width), np.float32)}
-        )
+        [locations] = _outputs(file, [LOCATIONS_NAME], np.zeros((1, 3, height, width), np.float32))
     except Exception as error:  # onnxruntime's own error types derive from Exception only
         raise ArtifactError(f"{file.name} does not run at {width}x{height}: {error}") from error
     if locations.shape[1] != len(rfb_priors(width, height, spec).boxes):

@@ -31,6 +31,7 @@ import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -216,14 +217,13 @@ class RfbFaceDetector:
                 built.append(View(open_one(fine_file, shape), *shape, priors(shape), coarse))
             return built
 
-        opened: dict[tuple[str, tuple[int, int] | None], RfbRun] = {}
+        @cache
+        def opened(path: str, shape: tuple[int, int] | None) -> RfbRun:
+            return open_session(folder, manifest, path, device, runtime, PIXELS, shape).run_named
 
         def session(path: str, shape: tuple[int, int]) -> RfbRun:
             # OpenVINO compiles each shape statically; ONNX Runtime runs one session of a view graph at any size
-            key = (path, shape if graphs and runtime.engine == "openvino" else None)
-            if key not in opened:
-                opened[key] = open_session(folder, manifest, path, device, runtime, PIXELS, key[1]).run_named
-            return opened[key]
+            return opened(path, shape if graphs and runtime.engine == "openvino" else None)
 
         own = views(session)
         if coarse_spec is not None and own[0].coarse is not None:
@@ -231,14 +231,10 @@ class RfbFaceDetector:
             if (own[0].coarse.width, own[0].coarse.height) != recorded:
                 raise ArtifactError(f"{manifest.name}/{manifest.version}: the views' coarse ratio misses {recorded}")
         detector = cls(own[0].run, manifest, width, height, backend, own[0].coarse, own[0].priors, own[1:])
-        lanes: dict[tuple[str, tuple[int, int]], list[OpenVinoSession]] = {}
 
+        @cache
         def lane_sessions(path: str, shape: tuple[int, int]) -> list[OpenVinoSession]:
-            if (path, shape) not in lanes:
-                lanes[path, shape] = open_lanes(
-                    folder, manifest, path, device, runtime, PIXELS, shape if graphs else None
-                )
-            return lanes[path, shape]
+            return open_lanes(folder, manifest, path, device, runtime, PIXELS, shape if graphs else None)
 
         for index in range(len(lane_sessions(fine_file, shapes[0]))):
             lane = views(lambda path, shape: lane_sessions(path, shape)[index].run_named)  # noqa: B023
@@ -297,9 +293,7 @@ class RfbFaceDetector:
         assert coarse is not None
         rest = iter(self.predict_both([r for r, thumbnail in zip(batch, alone, strict=True) if not thumbnail]))
         return [
-            self.detect(coarse.run, coarse.width, coarse.height, request, None, coarse.priors)
-            if thumbnail
-            else next(rest)
+            self.detect(coarse, request) if thumbnail else next(rest)
             for request, thumbnail in zip(batch, alone, strict=True)
         ]
 
@@ -314,15 +308,14 @@ class RfbFaceDetector:
             return []
         if self.coarse is None:
             return detect_tiled(batch, lambda _: self.width, lambda views: [self.detect_one(r) for r in views])
-        inputs: dict[
-            int, tuple[View, np.ndarray]
-        ] = {}  # each whole view at its fine input, which the coarse pass reduces
+        # each whole view's shape and the photo at its fine input, which the coarse pass reduces
+        inputs: dict[int, tuple[View, np.ndarray]] = {}
 
         def fine(request: DetectRequest) -> list[Detection]:
             view = self.view_for(request.image)
             resized = rfb_view(request.image, view.width, view.height)
             inputs[id(request.image)] = (view, resized)
-            return self.detect(view.run, view.width, view.height, request, resized, view.priors)
+            return self.detect(view, request, resized)
 
         found = detect_tiled(
             [dataclasses.replace(r, min_size=0.0) for r in batch],
@@ -342,34 +335,18 @@ class RfbFaceDetector:
         assert coarse is not None
         least = coarse.min_share * min(request.image.size)
         reduced = None if fine_view is None else reduced_view(fine_view, coarse.width, coarse.height)
-        large = self.detect(
-            coarse.run,
-            coarse.width,
-            coarse.height,
-            dataclasses.replace(request, min_size=least),
-            reduced,
-            coarse.priors,
-        )
+        large = self.detect(coarse, dataclasses.replace(request, min_size=least), reduced)
         # found is already merged (one view's NMS, or the tiles' merge): only coarse boxes call for another
         merged = merge_detections(found + large, request.iou, request.max_det) if large else found
         return at_least(merged, request.min_size)
 
     def detect_one(self, request: DetectRequest) -> list[Detection]:
-        view = self.view_for(request.image)
-        return self.detect(view.run, view.width, view.height, request, None, view.priors)
+        return self.detect(self.view_for(request.image), request)
 
-    def detect(
-        self,
-        run: RfbRun,
-        input_width: int,
-        input_height: int,
-        request: DetectRequest,
-        view: np.ndarray | None = None,
-        priors: Priors | None = None,
-    ) -> list[Detection]:
-        """One pass of ``run`` over the request's image (or its ready ``view``): NMS, served framing, ``min_size``."""
+    def detect(self, net: View | Coarse, request: DetectRequest, view: np.ndarray | None = None) -> list[Detection]:
+        """One pass of ``net`` over the request's image (or its ready ``view``): NMS, served framing, ``min_size``."""
         floor = max(request.conf, SCORE_FLOOR)
-        boxes, scores = rfb_forward(run, request.image, input_width, input_height, floor, view, priors)
+        boxes, scores = rfb_forward(net.run, request.image, net.width, net.height, floor, view, net.priors)
         order = np.argsort(-scores, kind="stable")
         boxes, scores = boxes[order], scores[order]
         kept = greedy_nms(boxes, request.iou, request.max_det)
