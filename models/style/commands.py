@@ -143,6 +143,9 @@ def train(
     ] = None,
     faces_dir: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Face crops")] = None,
     face_fraction: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.25,
+    style_jitter: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of style crops given another palette (hue and saturation)")
+    ] = 0.0,
     seed: int = 0,
     threads: Annotated[int, typer.Option(min=1)] = 1,
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes")] = 0,
@@ -186,6 +189,7 @@ def train(
         held_out=rule,
         faces_dir=faces_dir,
         face_fraction=face_fraction,
+        style_jitter=style_jitter,
         seed=seed,
         threads=threads,
         workers=workers,

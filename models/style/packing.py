@@ -118,6 +118,7 @@ def _training_provenance(cfg: StyleTrainConfig, done: int) -> Provenance:
     precision = "bf16 autocast" if cfg.bf16 else "float32"
     objective = "" if cfg.objective == Objective.paper else f", the {cfg.objective} objective"
     objective += f", decoder-side matching at manner {cfg.manner}" if cfg.manner else ""
+    objective += f", {cfg.style_jitter:.0%} of styles in a jittered palette" if cfg.style_jitter else ""
     return Provenance(
         method=f"trained: {what}; {done}/{cfg.iterations} iterations of batch {cfg.batch_size} at {cfg.crop} px, "
         f"style weight {cfg.style_weight}{objective}, {precision} on {cfg.device}; losses from {cfg.loss_network.name}",

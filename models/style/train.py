@@ -55,6 +55,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2 import functional as tvf
 
 from models.artifact import Manifest, load_artifact
 from models.predictor import resolve_device
@@ -119,6 +120,20 @@ def random_crop(image: Image.Image, side: int, generator: torch.Generator) -> to
     return tensor.flip(2) if flip < 0.5 else tensor
 
 
+def jittered_palette(style: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
+    """``style`` (3, S, S) in [0, 1], with probability ``share`` in another palette: its hue turned by a uniform
+    angle and its saturation scaled by 0.6-1.4. Its marks (edges, strokes, texture) stay; 83 training paintings
+    are 83 palettes, and a decoder that has seen few of them paints unseen ones toward those it knows.
+    ``share`` 0 draws nothing from ``generator``, so runs without it see the batches they always did."""
+    if share <= 0.0:
+        return style
+    draw, hue, saturation = torch.rand(3, generator=generator).tolist()
+    if draw >= share:
+        return style
+    turned = tvf.adjust_hue(style, hue - 0.5)  # a factor in [-0.5, 0.5): a turn of up to half the circle
+    return tvf.adjust_saturation(turned, 0.6 + 0.8 * saturation).clamp(0.0, 1.0)
+
+
 class StyleBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Batch ``i`` of (contents, styles), each (B, 3, crop, crop), a pure function of (seed, i)."""
 
@@ -146,7 +161,9 @@ class StyleBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             [random_crop(self._content(generator), cfg.crop, generator) for _ in range(cfg.batch_size)]
         )
         styles = [
-            random_crop(self._pick(self.images.styles, generator), cfg.crop, generator)
+            jittered_palette(
+                random_crop(self._pick(self.images.styles, generator), cfg.crop, generator), cfg.style_jitter, generator
+            )
             for _ in range(cfg.batch_size - cfg.self_pairs)
         ]
         # the last pairs are (content, content): they teach the decoder to give back the content

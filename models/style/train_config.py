@@ -70,6 +70,7 @@ class StyleTrainConfig:
     held_out: str = "v1"  # split.py's rule for the photos and paintings kept out of training
     faces_dir: Path | None = None  # small face crops (LFW3D), upsampled, mixed into the contents
     face_fraction: float = 0.25
+    style_jitter: float = 0.0  # the share of style crops given another palette (train.jittered_palette)
     seed: int = 0
     threads: int = 1
     workers: int = 0
@@ -94,6 +95,8 @@ class StyleTrainConfig:
             raise ValueError(f"manner is a strength in [0, 1], got {self.manner}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema is a decay in [0, 1), got {self.ema}")
+        if not 0.0 <= self.style_jitter <= 1.0:
+            raise ValueError(f"style_jitter is a share in [0, 1], got {self.style_jitter}")
         if self.held_out not in HELD_OUT_RULES:
             raise ValueError(f"held_out is one of {', '.join(HELD_OUT_RULES)}, got {self.held_out!r}")
 
@@ -108,6 +111,8 @@ class StyleTrainConfig:
             keep |= {"manner"}
         if self.ema:  # nor an average
             keep |= {"ema"}
+        if self.style_jitter:  # nor a palette jitter
+            keep |= {"style_jitter"}
         if self.held_out != DEFAULT_RULE:  # nor a held-out rule: theirs is v1
             keep |= {"held_out"}
         recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if k in keep}

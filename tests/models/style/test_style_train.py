@@ -27,6 +27,7 @@ from models.style.train import (
     StyleBatches,
     StyleTrainConfig,
     StyleTrainee,
+    jittered_palette,
     train_step,
     train_style,
     training_images,
@@ -87,6 +88,37 @@ def test_batches_are_a_pure_function_of_seed_and_iteration(data: Path, tmp_path:
     assert all(torch.equal(a, b) for a, b in zip(first[5], again[5], strict=True))
     assert not torch.equal(first[6][0], contents)
     assert torch.equal(styles[-1], contents[-1])  # the self pair: its content is its style
+
+
+def test_a_jittered_palette_turns_the_hue_and_keeps_the_marks() -> None:
+    generator = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(0.0, 1.0, 32).expand(32, 32)
+    style = torch.stack([ramp, 0.5 * ramp.T, 0.2 + 0.0 * ramp])  # a reddish ramp with a green gradient across it
+    assert jittered_palette(style, 0.0, generator) is style  # nothing drawn
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(0).get_state())
+    assert jittered_palette(style, 1e-9, torch.Generator().manual_seed(0)) is style  # drawn, but not jittered
+    turned = [jittered_palette(style, 1.0, torch.Generator().manual_seed(seed)) for seed in range(4)]
+    for image in turned:
+        assert image.shape == style.shape and float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+        assert float((image - style).abs().mean()) > 0.02  # another palette
+        # the marks stay: the grey levels' spatial layout still follows the original's
+        grey, original = image.mean(0).flatten(), style.mean(0).flatten()
+        assert float(torch.corrcoef(torch.stack([grey, original]))[0, 1]) > 0.8
+    means = torch.stack([image.mean((1, 2)) for image in turned])
+    assert float(means.std(0).max()) > 0.02  # the draws differ from one another
+
+
+def test_a_style_jitter_changes_the_styles_alone_and_is_part_of_the_recipe(data: Path, tmp_path: Path) -> None:
+    plain = _config(data, tmp_path / "out", batch_size=4)
+    jittered = dataclasses.replace(plain, style_jitter=1.0)
+    contents, styles = StyleBatches(training_images(plain), plain)[3]
+    jittered_contents, jittered_styles = StyleBatches(training_images(jittered), jittered)[3]
+    assert torch.equal(contents, jittered_contents)
+    assert not torch.equal(styles[:-1], jittered_styles[:-1])
+    assert torch.equal(jittered_styles[-1], jittered_contents[-1])  # the self pair is never jittered
+    assert "style_jitter" not in plain.recipe() and jittered.recipe()["style_jitter"] == 1.0
+    with pytest.raises(ValueError, match="style_jitter"):
+        dataclasses.replace(plain, style_jitter=1.5)
 
 
 def test_held_out_images_never_reach_training(data: Path, tmp_path: Path) -> None:
