@@ -364,7 +364,9 @@ function stylizeForm(photo, choice, budget) {
     return form;
   }
   form.append("alpha", $("alpha").value);
-  if (!$("manner-field").hidden && Number($("manner").value) > 0) form.append("manner", $("manner").value);
+  // a manner the user chose, 0 included (it overrides a model whose own default paints each painting's manner);
+  // untouched, the model's default applies
+  if (!$("manner-field").hidden && $("manner").dataset.chosen) form.append("manner", $("manner").value);
   form.append("preserve_color", $("preserve-color").checked ? "true" : "false");
   form.append("format", "png");
   return form;
@@ -545,6 +547,8 @@ function init() {
     $("alpha-value").textContent = Number(event.target.value).toFixed(2);
   });
   $("manner").addEventListener("input", (event) => {
+    event.target.dataset.chosen = "true";
+    event.target.removeAttribute("aria-valuetext"); // announced by its value from now on
     $("manner-value").textContent = Number(event.target.value).toFixed(2);
   });
   $("stylize-button").addEventListener("click", stylize);

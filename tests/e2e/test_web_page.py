@@ -13,7 +13,14 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.e2e.browser_support import CHROMIUM, PageErrors, open_page, record_form_fields, screenshot
+from tests.e2e.browser_support import (
+    CHROMIUM,
+    PageErrors,
+    artifacts_dir,
+    open_page,
+    record_form_fields,
+    screenshot,
+)
 from tests.support.images import face_like_photo
 from tests.support.servers import LiveServer
 
@@ -158,6 +165,29 @@ def test_stylize_with_a_gallery_style_shows_the_result_and_a_download_link(
     download = download_info.value
     assert download.suggested_filename == f"portrait-{chosen}.png"
     assert Path(download.path()).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert errors.messages == []
+
+
+def test_the_manner_slider_sends_a_chosen_zero_and_nothing_untouched(page: Page, photo: Path) -> None:
+    """Untouched, the model's default applies (no field); a manner the user chose is sent, 0 included: it overrides a
+    model whose default paints each painting's own manner."""
+    errors = PageErrors.watch(page)
+    upload_photo(page, photo)
+    chosen = gallery_radios(page)[0]
+    page.locator(f"#gallery label:has(input[value='{chosen}'])").click()
+    expect(page.locator("#manner-value")).to_have_text("default")
+    expect(page.locator("#manner")).to_have_attribute("aria-valuetext", "the model's default")
+    page.locator("#manner-field").screenshot(path=str(artifacts_dir() / "web-manner-default.png"))
+    sent = record_form_fields(page, "**/stylize")
+    for manner in (None, "0"):
+        if manner is not None:
+            page.locator("#manner").fill(manner)
+            expect(page.locator("#manner-value")).to_have_text("0.00")
+            expect(page.locator("#manner")).not_to_have_attribute("aria-valuetext", "the model's default")
+        with page.expect_response("**/stylize") as response_info:
+            page.locator("#stylize-button").click()
+        assert response_info.value.ok, response_info.value.text()
+    assert [fields.get("manner") for fields in sent] == [None, "0"]
     assert errors.messages == []
 
 
