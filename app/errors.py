@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -209,6 +210,21 @@ def describe_validation_error(error: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def unparsed_body(exc: StarletteHTTPException) -> JSONResponse | None:
+    """FastAPI's 400 "There was an error parsing the body" for a JSON body its parser raised on without a
+    ``JSONDecodeError`` (the cause is chained): say what was wrong. None for every other HTTP error."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or not isinstance(cause, ValueError):
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return error_response(400, "bad_request", "request body: not valid JSON (its bytes are not UTF-8)")
+    if "integer string conversion" in str(cause):  # Python's guard against quadratic int parsing
+        digits = sys.get_int_max_str_digits()
+        detail = f"request body: a number with more than {digits} digits, beyond every parameter's range"
+        return error_response(422, InvalidParameter.code, detail)
+    return None
+
+
 def document_errors_as_strings(schema: dict[str, Any]) -> dict[str, Any]:
     """FastAPI documents 422 bodies as a list of objects; ours are ``{"detail": "...", "code": "..."}`` like every
     error."""
@@ -244,6 +260,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if (unparsed := unparsed_body(exc)) is not None:
+            return unparsed
         code = HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 

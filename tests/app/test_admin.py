@@ -79,6 +79,24 @@ def test_invalid_params_are_refused_and_nothing_changes(client: TestClient, patc
     assert client.get("/admin/params", headers=AUTH).headers["etag"] == etag
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        (b'{"queue_size": ' + b"9" * 5000 + b"}", 422, "a number with more than 4300 digits"),
+        (b'{"queue_size": "\xff"}', 400, "not valid JSON (its bytes are not UTF-8)"),
+    ],
+)
+def test_a_body_the_json_parser_cannot_read_says_why_and_nothing_changes(
+    client: TestClient, body: bytes, status: int, detail: str
+) -> None:
+    """FastAPI answers both with a bare 400 "There was an error parsing the body"."""
+    etag = client.get("/admin/params", headers=AUTH).headers["etag"]
+    headers = AUTH | {"If-Match": etag, "Content-Type": "application/json"}
+    response = client.patch("/admin/params", headers=headers, content=body)
+    assert response.status_code == status and detail in response.json()["detail"], response.text
+    assert client.get("/admin/params", headers=AUTH).headers["etag"] == etag
+
+
 def _patch(client: TestClient, patch: dict[str, object]) -> None:
     etag = client.get("/admin/params", headers=AUTH).headers["etag"]
     assert client.patch("/admin/params", headers=AUTH | {"If-Match": etag}, json=patch).status_code == 200
