@@ -122,9 +122,10 @@ def random_crop(image: Image.Image, side: int, generator: torch.Generator) -> to
 
 def jittered_palette(style: torch.Tensor, share: float, generator: torch.Generator) -> torch.Tensor:
     """``style`` (3, S, S) in [0, 1], with probability ``share`` in another palette: its hue turned by a uniform
-    angle and its saturation scaled by 0.6-1.4. Its marks (edges, strokes, texture) stay; 83 training paintings
-    are 83 palettes, and a decoder that has seen few of them paints unseen ones toward those it knows.
-    ``share`` 0 draws nothing from ``generator``, so runs without it see the batches they always did."""
+    angle and its saturation scaled by 0.6-1.4. Its marks (edges, strokes, texture) stay. Tried as more palettes
+    for a decoder that has seen 83 paintings: v12 (docs/style.md) trained with half its styles jittered and lost
+    style on every painting, seen or not; kept as an option, off by default. ``share`` 0 draws nothing from
+    ``generator``, so runs without it see the batches they always did."""
     if share <= 0.0:
         return style
     draw, hue, saturation = torch.rand(3, generator=generator).tolist()
