@@ -217,7 +217,7 @@ def unparsed_body(exc: StarletteHTTPException) -> JSONResponse | None:
     if exc.status_code != 400 or not isinstance(cause, ValueError):
         return None
     if isinstance(cause, UnicodeDecodeError):
-        return error_response(400, "bad_request", "request body: not valid JSON (its bytes are not UTF-8)")
+        return error_response(400, DeepCanvasError.code, "request body: not valid JSON (its bytes are not UTF-8)")
     if "integer string conversion" in str(cause):  # Python's guard against quadratic int parsing
         digits = sys.get_int_max_str_digits()
         detail = f"request body: a number with more than {digits} digits, beyond every parameter's range"
