@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.request_ids import current_request_id
 from models.artifact import ArtifactError
@@ -249,6 +250,25 @@ def internal_error(method: str, path: str, error: BaseException) -> JSONResponse
     return error_response(500, "internal_error", "internal error")
 
 
+PROBED_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")  # what the routes declare; HEAD follows GET
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path is served with, for a 405's Allow (RFC 9110 §15.5.6 lists them all):
+    Starlette's names those of the first route that matched the path, and ``/identities`` serves GET and POST
+    from two routes. Each method is asked of the router as a request for it would be (``BaseRoute.matches``)."""
+    routes = request.app.router.routes
+
+    def served(method: str) -> bool:
+        probe = {**request.scope, "method": method}
+        return any(route.matches(probe)[0] is Match.FULL for route in routes)
+
+    methods = {method for method in PROBED_METHODS if served(method)}
+    if "GET" in methods:
+        methods.add("HEAD")  # app.head_requests serves it wherever GET is
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def domain_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DeepCanvasError)
@@ -258,12 +278,15 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return error_response(422, InvalidParameter.code, describe_validation_error(exc))
 
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         if (unparsed := unparsed_body(exc)) is not None:
             return unparsed
         code = HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     async def store_error(request: Request, exc: Exception) -> JSONResponse:
         # The model store unreachable, or a document in it malformed (the admin routes read it): not the

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union, get_args, get_origin
+from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
@@ -125,9 +125,21 @@ class FormFields:
     single: frozenset[str] = frozenset()  # by the name a client sends
     uploads: tuple[str, ...] = ()
     single_query: frozenset[str] = frozenset()  # single-valued query parameters, by the name a client sends
+    guarded: bool = False  # it depends on a ``guard``, which checks the form itself once the caller has passed
 
 
 _fields: dict[Callable[..., Any], FormFields] = {}  # by endpoint function (routes are not hashable)
+_guards: set[Callable[..., Any]] = set()
+
+GuardT = TypeVar("GuardT", bound=Callable[..., Any])
+
+
+def guard(dependency: GuardT) -> GuardT:
+    """Mark an authentication dependency: on a route that depends on it, ``form_checks`` leaves the form alone and
+    the guard calls ``check_form`` once the caller has passed it. A caller without the token learns that first
+    (401, 403, or 404 where the routes are off), not what is wrong with a body the route would never read."""
+    _guards.add(dependency)
+    return dependency
 
 
 def form_fields(route: Any) -> FormFields:
@@ -142,8 +154,13 @@ def form_fields(route: Any) -> FormFields:
             single=frozenset(alias for alias, info in infos if not takes_many(info.annotation)),
             uploads=tuple(alias for alias, info in infos if info.is_required() and takes_files(info.annotation)),
             single_query=frozenset(alias for alias, info in queries if not takes_many(info.annotation)),
+            guarded=_guarded(dependant),
         )
     return found
+
+
+def _guarded(dependant: Any) -> bool:
+    return any(sub.call in _guards or _guarded(sub) for sub in dependant.dependencies)
 
 
 def _query_params(dependant: Any) -> list[Any]:
@@ -181,6 +198,13 @@ async def uploads_need_multipart(request: Request) -> None:
 
 
 async def form_checks(request: Request) -> None:
-    """Both checks as one dependency of every route: each dependency FastAPI solves costs every request."""
+    """Both checks as one dependency of every route: each dependency FastAPI solves costs every request. A guarded
+    route's guard makes them itself, after the caller's credential (``guard``)."""
+    if not form_fields(request.scope.get("route")).guarded:
+        await check_form(request)
+
+
+async def check_form(request: Request) -> None:
+    """415 for a body that cannot carry the route's photo; 422 for a single-valued field sent twice."""
     await uploads_need_multipart(request)
     await one_value_each(request)

@@ -11,6 +11,7 @@ from starlette.requests import parse_options_header
 
 from app.deps import ActiveModelsDep, ManagerDep, ParamsServiceDep, SettingsDep
 from app.errors import Forbidden, InvalidParameter, NotFound, Unauthorized, UnsupportedMediaType
+from app.forms import check_form, guard
 from app.runtime import parse_if_match
 from app.schemas import ActivateRequest, ActivateResponse, ParamsDocument
 from app.settings import Role
@@ -23,12 +24,14 @@ ADMIN_USER_DESCRIPTION = (
 )
 
 
-def require_admin(
+@guard
+async def require_admin(
     request: Request,
     settings: SettingsDep,
     x_admin_user: Annotated[str | None, Header(description=ADMIN_USER_DESCRIPTION)] = None,
 ) -> str:
-    """The caller's identity for the audit log; 404 when admin is off, 401/403 for a missing/wrong token."""
+    """The caller's identity for the audit log; 404 when admin is off, 401/403 for a missing/wrong token, and only
+    then the form's checks (``app.forms.guard``)."""
     if not settings.admin_token:
         raise NotFound("Not Found")
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -39,6 +42,7 @@ def require_admin(
     # The token is shared: what it proves is "an admin at this address"; a name sent with it is only a claim.
     address = f"admin@{request.client.host if request.client else 'unknown'}"
     declared = " ".join((x_admin_user or "").split())[:64]
+    await check_form(request)
     return f"{declared} ({SELF_DECLARED}; {address})" if declared else address
 
 

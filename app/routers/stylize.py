@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
@@ -15,6 +16,7 @@ from app.forms import FormRoute
 from app.schemas import ERROR_RESPONSES
 from app.telemetry import NST_ROUTE, label_route
 from app.uploads import read_image
+from models.style.sizing import served_size
 
 router = APIRouter(prefix="/stylize", tags=["stylize"], route_class=FormRoute)
 MAX_STYLES = 8  # styles one request may mix, files and gallery names together
@@ -29,6 +31,20 @@ async def _within(image: Image.Image, side: int) -> Image.Image:
     if max(image.size) > side:
         await asyncio.to_thread(image.thumbnail, (side, side), Image.Resampling.LANCZOS)
     return image
+
+
+def _wide_enough(size: tuple[int, int], side: int, least: int, field: str, largest: int) -> None:
+    """422 when the painting, at the photo's proportions with its longer side at most ``side``, would be thinner
+    than ``least`` pixels (the smallest side the service accepts): a 16×5000 photo came back 1×64 at max_side 64."""
+    width, height = served_size(*size, side)
+    if min(width, height) >= least:
+        return
+    needed = math.ceil(least * max(size) / min(size))
+    hint = f"send max_side={needed} or more" if needed <= largest else f"no max_side up to {largest} does; crop it"
+    raise InvalidParameter(
+        f"{field}: at max_side {side} this photo would be painted {width}×{height}; its smaller side must be at "
+        f"least {least} pixels ({hint})"
+    )
 
 
 @router.post("", response_class=Response, responses={**IMAGE_RESPONSE, **ERROR_RESPONSES})
@@ -110,6 +126,8 @@ async def stylize_image(
     # The painting is made at no more than this side: a large JPEG upload decodes at a reduced DCT scale.
     side = services.stylize_side(settings, params, method, max_side)
     photo = await read_image(content, limits, "content", long_side=side)
+    largest = settings.nst_max_side if method == "nst" else settings.stylize_max_side_limit
+    _wide_enough(photo.size, side, limits.min_side, "max_side" if max_side is not None else "content", largest)
     count = len(style or []) + len(style_name or [])
     if count > MAX_STYLES:
         raise InvalidParameter(f"style: at most {MAX_STYLES} styles in one request (style and style_name), got {count}")

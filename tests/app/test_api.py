@@ -177,6 +177,27 @@ def test_uploaded_styles_reach_the_painter_no_larger_than_the_painting(
     assert seen == [(160, 120)] * 3
 
 
+def test_a_painting_thinner_than_the_least_side_is_refused_with_the_max_side_that_keeps_it(client: TestClient) -> None:
+    """A 16×1000 photo is accepted (its smaller side is the least, 16) but at max_side 64 it would be painted 1×64:
+    a 422 says so and what max_side keeps 16 px; at that max_side it is painted, 16 px wide."""
+    thin = encode(Image.new("RGB", (16, 1000), (90, 120, 150)), "PNG")
+
+    def ask(**data: str) -> Any:
+        return client.post("/stylize", files={"content": ("thin.png", thin)}, data={"style_name": "red", **data})
+
+    refused = ask(max_side="64")
+    assert refused.status_code == 422, refused.text
+    detail = refused.json()["detail"]
+    assert detail.startswith("max_side: at max_side 64 this photo would be painted 1×64") and "max_side=1000" in detail
+    painted = ask(max_side="1000")
+    assert painted.status_code == 200, painted.text
+    assert Image.open(io.BytesIO(painted.content)).size == (16, 1000)
+    wide = encode(Image.new("RGB", (16, 5000), (90, 120, 150)), "PNG")  # no max_side up to the limit keeps it
+    refused = client.post("/stylize", files={"content": ("wide.png", wide)}, data={"style_name": "red"})
+    assert refused.status_code == 422 and refused.json()["detail"].startswith("content: at max_side")
+    assert "no max_side up to 2048 does" in refused.json()["detail"]
+
+
 def test_a_request_mixes_at_most_eight_styles(client: TestClient) -> None:
     small = encode(Image.new("RGB", (40, 40), (200, 40, 40)), "PNG")
     files = [("content", ("p.jpg", PHOTO))] + [("style", (f"s{i}.png", small)) for i in range(6)]

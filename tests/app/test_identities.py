@@ -110,6 +110,39 @@ def test_identity_routes_need_the_admin_token(client: TestClient) -> None:
     assert "Bearer" in client.get("/identities").json()["detail"]
 
 
+def test_the_token_is_checked_before_the_body_it_would_carry(client: TestClient, tmp_path: Path) -> None:
+    """A body the route cannot read (JSON where it takes a photo, a name sent twice) is judged only once the caller
+    has passed: the token's answer comes first, and without admin the routes do not exist, whatever the body."""
+    wrong = {"Authorization": "Bearer nope-nope-nope-nope"}
+    assert client.post("/identities", json={"name": "Ada"}).status_code == 401
+    assert client.post("/identities", json={"name": "Ada"}, headers=wrong).status_code == 403
+    twice = client.post("/identities", data={"name": ["Ada", "Bob"]}, files=photos(ADA), headers=wrong)
+    assert twice.status_code == 403
+    assert client.get("/identities?limit=1&limit=2", headers=wrong).status_code == 403
+    # with the token, the same bodies get the form's own answers
+    answer = client.post("/identities", json={"name": "Ada"}, headers=ADMIN)
+    assert answer.status_code == 415 and "multipart/form-data" in answer.json()["detail"]
+    answer = client.post("/identities", data={"name": ["Ada", "Bob"]}, files=photos(ADA), headers=ADMIN)
+    assert answer.status_code == 422 and "name: sent 2 times" in answer.json()["detail"]
+    answer = client.get("/identities?limit=1&limit=2", headers=ADMIN)
+    assert answer.status_code == 422 and "limit" in answer.json()["detail"]
+    assert client.get("/identities", headers=ADMIN).json()["identities"] == []  # nothing was enrolled by them
+    off = _settings(tmp_path).model_copy(update={"admin_token": None})
+    with TestClient(create_app(off, identity_plans())) as admin_off:
+        wait_ready(admin_off)
+        for body in ({"json": {"name": "Ada"}}, {"data": {"name": ["Ada", "Bob"]}, "files": photos(ADA)}):
+            assert admin_off.post("/identities", headers=wrong, **body).status_code == 404  # type: ignore[arg-type]
+
+
+def test_a_method_the_path_does_not_serve_is_a_405_listing_every_method_it_does(client: TestClient) -> None:
+    """Two routes serve /identities (GET and POST) and two /identities/{id}: the Allow header names all of them,
+    not only the first route's."""
+    for path, allowed in (("/identities", "GET, HEAD, POST"), ("/identities/abc", "DELETE, GET, HEAD")):
+        response = client.put(path, headers=ADMIN)
+        assert response.status_code == 405 and response.headers["allow"] == allowed, (path, response.headers)
+        assert response.json()["code"] == "method_not_allowed"
+
+
 def test_listing_pages_through_identities_oldest_first(client: TestClient) -> None:
     ids = [enrol(client, name, colour)["id"] for name, colour in (("A", ADA), ("B", BOB), ("C", CY))]
     first = client.get("/identities", params={"limit": 2}, headers=ADMIN).json()
