@@ -53,7 +53,8 @@ def to_served_size(painting: Image.Image, photo_size: tuple[int, int], max_side:
     """``painting`` (at the network's size) resized to the photo's ``served_size``, when the two differ.
 
     The network's sides are multiples of 8 and at least its minimum: a 100 px request painted at 96 px, or a
-    4000x300 photo at 64x16, comes back at 100 px, or at 64x5, with the photo's own proportions.
+    4000x300 photo at 64x16, comes back at 100 px, or at 64x5, with the photo's own proportions. (``/stylize``
+    refuses a painting thinner than the service's least image side before it is painted: app.routers.stylize.)
     """
     size = served_size(*photo_size, max_side)
     if painting.size == size:
