@@ -357,6 +357,7 @@ class FormFastPath:
             scope["type"] != "http"
             or scope["method"] != "POST"
             or scope["path"] not in self.paths
+            or scope.get("query_string")  # FastAPI's form_checks read it (a form field sent in the query is a 422)
             or scope.get("root_path")
             or getattr(scope.get("app"), "dependency_overrides", None)
         ):

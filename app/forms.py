@@ -24,7 +24,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
 
-from fastapi import HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response, params
 from fastapi.routing import APIRoute
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -126,6 +126,8 @@ class FormFields:
     uploads: tuple[str, ...] = ()
     single_query: frozenset[str] = frozenset()  # single-valued query parameters, by the name a client sends
     guarded: bool = False  # it depends on a ``guard``, which checks the form itself once the caller has passed
+    body: frozenset[str] = frozenset()  # every form field, by the name a client sends
+    query: frozenset[str] = frozenset()  # every query parameter, its own or its dependencies'
 
 
 _fields: dict[Callable[..., Any], FormFields] = {}  # by endpoint function (routes are not hashable)
@@ -155,6 +157,8 @@ def form_fields(route: Any) -> FormFields:
             uploads=tuple(alias for alias, info in infos if info.is_required() and takes_files(info.annotation)),
             single_query=frozenset(alias for alias, info in queries if not takes_many(info.annotation)),
             guarded=_guarded(dependant),
+            body=frozenset(alias for alias, info in infos if isinstance(info, params.Form)),  # File is a Form
+            query=frozenset(alias for alias, _ in queries),
         )
     return found
 
@@ -205,6 +209,20 @@ async def form_checks(request: Request) -> None:
 
 
 async def check_form(request: Request) -> None:
-    """415 for a body that cannot carry the route's photo; 422 for a single-valued field sent twice."""
+    """415 for a body that cannot carry the route's photo; 422 for a single-valued field sent twice, or a form
+    field sent in the query."""
     await uploads_need_multipart(request)
     await one_value_each(request)
+    fields_in_the_body(request)
+
+
+def fields_in_the_body(request: Request) -> None:
+    """422 for a form field of this route sent in the query string: FastAPI reads form fields from the body only,
+    so ``/detect?conf=0.9`` was served at the default conf, with a 200 that said nothing of it."""
+    if not request.url.query:
+        return
+    fields = form_fields(request.scope.get("route"))
+    sent = {name for name, _ in request.query_params.multi_items()}
+    if misplaced := sorted(sent & fields.body - fields.query):
+        names = ", ".join(misplaced)
+        raise InvalidParameter(f"{names}: a form field, sent in the query; send it in the multipart/form-data body")

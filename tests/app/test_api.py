@@ -198,6 +198,11 @@ def test_a_painting_thinner_than_the_least_side_is_refused_with_the_max_side_tha
     assert "no max_side up to 2048 does" in refused.json()["detail"]
 
 
+def test_a_stylize_field_sent_in_the_query_is_refused(client: TestClient) -> None:
+    response = client.post("/stylize?max_side=64", files={"content": ("p.jpg", PHOTO)}, data={"style_name": "red"})
+    assert response.status_code == 422 and response.json()["detail"].startswith("max_side: a form field, sent in")
+
+
 def test_a_request_mixes_at_most_eight_styles(client: TestClient) -> None:
     small = encode(Image.new("RGB", (40, 40), (200, 40, 40)), "PNG")
     files = [("content", ("p.jpg", PHOTO))] + [("style", (f"s{i}.png", small)) for i in range(6)]

@@ -411,6 +411,22 @@ def test_a_repeated_photo_is_refused_as_fastapi_refuses_it(fast_client: TestClie
     assert lean.status_code == 422 and _answer(lean) == _answer(plain)
 
 
+def test_a_form_field_sent_in_the_query_is_refused_on_both_paths(
+    fast_client: TestClient, plain_client: TestClient
+) -> None:
+    """/detect?conf=0.9 was served at the default conf: FastAPI reads form fields from the body only. A query
+    that names none of the route's form fields (a cache buster) still goes through."""
+    for client in (fast_client, plain_client):
+        refused = client.post("/detect?conf=0.9&iou=0.3", files={"image": ("p.jpg", PHOTO)})
+        assert refused.status_code == 422, refused.text
+        assert (
+            refused.json()["detail"]
+            == "conf, iou: a form field, sent in the query; send it in the multipart/form-data body"
+        )
+        assert client.post("/detect?_=123", files={"image": ("p.jpg", PHOTO)}).status_code == 200
+        assert client.post("/detect", files={"image": ("p.jpg", PHOTO)}, data={"conf": "0.9"}).status_code == 200
+
+
 def test_the_metrics_name_the_route_either_way(fast_client: TestClient) -> None:
     assert fast_client.post("/detect", files={"image": ("p.jpg", PHOTO)}).status_code == 200
     metrics = fast_client.get("/metrics").text
