@@ -199,7 +199,7 @@ def from_bytes(local: InProcess, photo: bytes, settings: Settings, max_side: int
         def run() -> Any:
             image = open_checked(photo, limits, "image")
             reduce_by(image, local.detect_reduction(image.width, image.height))
-            return call(load_rgb(image, "image"))
+            return call(load_rgb(image, "image", photo))
 
         return run
 

@@ -9,6 +9,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import simplejpeg
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from app.errors import InvalidImage, InvalidParameter, PayloadTooLarge, UnsupportedMediaType
@@ -35,7 +36,7 @@ def decode_image(
 
     ``reduce_to`` and ``long_side``: see ``reduce_scale``.
     """
-    return load_rgb(reduce_scale(open_checked(data, limits, field), reduce_to, long_side), field)
+    return load_rgb(reduce_scale(open_checked(data, limits, field), reduce_to, long_side), field, data)
 
 
 def open_checked(data: bytes, limits: ImageLimits, field: str = "image") -> Image.Image:
@@ -108,9 +109,11 @@ def reduce_by(image: Image.Image, factor: int) -> tuple[int, int] | None:
     return size
 
 
-def load_rgb(image: Image.Image, field: str = "image") -> Image.Image:
-    """An ``open_checked`` image decoded to RGB (truncation and corruption surface here as domain errors)."""
-    return to_rgb(_load(image, field))
+def load_rgb(image: Image.Image, field: str = "image", data: bytes | None = None) -> Image.Image:
+    """An ``open_checked`` image decoded to RGB (truncation and corruption surface here as domain errors).
+    ``data``: the bytes it was opened from, which a JPEG that may miss part of its data is checked against
+    (``whole_jpeg``)."""
+    return to_rgb(_load(image, field, data))
 
 
 def _open(data: bytes, field: str) -> Image.Image:
@@ -147,19 +150,45 @@ def sniff_format(data: bytes) -> str | None:
     return next((name for magic, name in signatures.items() if data.startswith(magic)), None)
 
 
-def _load(image: Image.Image, field: str) -> Image.Image:
+def _load(image: Image.Image, field: str, data: bytes | None = None) -> Image.Image:
     """Force a full decode (first frame only) so truncation surfaces here, not inside a model."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image.seek(0)
             image.load()
+            if data is not None and image.format in ("JPEG", "MPO") and _flat_last_row(image):
+                whole_jpeg(data, field)  # before the transpose: the last row decoded is the one a fill reaches
             ImageOps.exif_transpose(image, in_place=True)  # the decoded image is ours: no copy of its pixels
             return image
     except Image.DecompressionBombError as error:
         raise PayloadTooLarge(f"{field}: image has too many pixels ({error})") from error
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
         raise InvalidImage(f"{field}: truncated or corrupt {image.format} image ({error})") from error
+
+
+def _flat_last_row(image: Image.Image) -> bool:
+    """Whether the decoded image's last row is one colour: where libjpeg fills the blocks a JPEG's data ran out
+    before (each block its predecessor's flat colour, to the end), and otherwise rare (a flat border or background;
+    1.9 % of ../shared's 22,272 JPEGs, nearly all LFW's black-bordered crops)."""
+    extrema = image.crop((0, image.height - 1, image.width, image.height)).getextrema()
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    return all(low == high for low, high in bands)
+
+
+def whole_jpeg(data: bytes, field: str) -> None:
+    """``InvalidImage`` when the JPEG's entropy-coded data ends before its picture does: a file cut short and closed
+    with an end marker, or a header enlarged past its data. Pillow decodes those without a word (libjpeg warns and
+    paints the missing part flat), so a half-grey photo got "no face" and a 200. libjpeg-turbo, strict, through
+    simplejpeg, at its smallest DCT scale (every coefficient is still read): 0.4-0.7 ms for a 500×375 photo. Only
+    its "premature end" refuses; any other complaint is left to Pillow's decode, which read the image."""
+    try:
+        simplejpeg.decode_jpeg(data, strict=True, min_width=1, min_height=1)
+    except ValueError as error:
+        if "premature end" in str(error).lower():
+            raise InvalidImage(
+                f"{field}: truncated or corrupt JPEG image, part of its picture is missing ({error})"
+            ) from error
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

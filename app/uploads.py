@@ -104,5 +104,5 @@ async def _decode(
         source_pixels = image.width * image.height
         reduced = reduce(image)
         if source_pixels <= INLINE_SOURCE_PIXELS and image.width * image.height <= INLINE_PIXELS:
-            return load_rgb(image, field), reduced
-        return await asyncio.to_thread(load_rgb, image, field), reduced
+            return load_rgb(image, field, data), reduced
+        return await asyncio.to_thread(load_rgb, image, field, data), reduced

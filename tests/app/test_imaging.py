@@ -10,7 +10,7 @@ from PIL import Image
 from app.errors import DeepCanvasError, PayloadTooLarge
 from app.imaging import ImageLimits, decode_image, encode_image, load_rgb, reduce_by, to_rgb
 from tests.support.bad_inputs import bad_images, good_images, jpeg_with_orientation
-from tests.support.images import encode
+from tests.support.images import encode, face_like_photo
 
 LIMITS = ImageLimits(max_pixels=40_000_000, min_side=16)
 
@@ -29,6 +29,22 @@ def test_bad_uploads_raise_a_client_error_with_a_message(kind: str) -> None:
         decode_image(data, LIMITS, "image")
     assert caught.value.status in statuses
     assert caught.value.detail.startswith("image:")
+
+
+def test_a_jpeg_whose_last_row_is_flat_is_checked_whole_and_kept() -> None:
+    """A flat last row (a white background, a black border) is also where a JPEG missing its data ends: such a
+    photo is checked against its whole data, and a sound one decodes as Pillow decodes it."""
+    photo = np.asarray(Image.open(io.BytesIO(face_like_photo(200, 160))).convert("RGB")).copy()
+    photo[-32:] = 255  # a white band, two whole 16-pixel block rows
+    data = encode(Image.fromarray(photo), "JPEG")
+    decoded = decode_image(data, LIMITS)
+    assert np.array_equal(np.asarray(decoded), np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+    assert np.asarray(decoded)[-1].min() >= 250
+    cut = data[: len(data) * 3 // 4] + b"\xff\xd9"  # the same photo missing its last quarter of data
+    with pytest.raises(DeepCanvasError) as caught:
+        decode_image(cut, LIMITS, "content")
+    assert caught.value.status == 400
+    assert caught.value.detail.startswith("content: truncated or corrupt JPEG image, part of its picture is missing")
 
 
 def test_exif_orientation_is_applied() -> None:

@@ -32,6 +32,12 @@ def jpeg_with_orientation(orientation: int) -> bytes:
     return encode(image, "JPEG", exif=exif.tobytes())
 
 
+def jpeg_with_size(jpeg: bytes, width: int, height: int) -> bytes:
+    """``jpeg`` (baseline) with its frame header saying ``width`` × ``height``: larger, its data ends early."""
+    start = jpeg.index(b"\xff\xc0") + 5  # the marker, the segment's length (2) and the sample precision (1)
+    return jpeg[:start] + struct.pack(">HH", height, width) + jpeg[start + 4 :]
+
+
 def png_16bit_gray() -> bytes:
     array = (np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20).astype(np.uint16)
     return encode(Image.fromarray(array), "PNG")
@@ -75,6 +81,9 @@ def bad_images() -> dict[str, tuple[bytes, set[int]]]:
         "pdf": (b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", {415}),
         "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', {415}),
         "truncated-jpeg": (jpeg[: len(jpeg) // 2], {400}),
+        # closed with an end marker, or its header enlarged: Pillow paints the missing part flat, without a word
+        "truncated-jpeg-closed": (jpeg[: len(jpeg) // 2] + b"\xff\xd9", {400}),
+        "jpeg-header-enlarged": (jpeg_with_size(jpeg, 1200, 900), {400}),
         "truncated-png": (png[: len(png) // 2], {400}),
         "truncated-webp": (webp[: len(webp) // 2], {400}),
         "jpeg-header-only": (jpeg[:20], {400, 415}),
