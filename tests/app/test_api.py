@@ -141,9 +141,9 @@ def test_stylize_decodes_its_uploads_no_larger_than_the_painting(
     decoded: dict[str, tuple[int, int]] = {}
     real_load = uploads.load_rgb
 
-    def recording_load(image: Image.Image, field: str = "image") -> Image.Image:
-        decoded[field] = real_load(image, field).size
-        return real_load(image, field)
+    def recording_load(image: Image.Image, field: str = "image", data: bytes | None = None) -> Image.Image:
+        decoded[field] = real_load(image, field, data).size
+        return real_load(image, field, data)
 
     monkeypatch.setattr(uploads, "load_rgb", recording_load)
     big = face_like_photo(1600, 1200)
