@@ -333,6 +333,8 @@ async def stylize(
     weights = _style_weights(len(styles), options.weights)
     if options.method == "nst":
         return await _stylize_nst(manager, settings, params, content, styles, weights, options)
+    if options.max_seconds is not None:  # it was ignored, and a caller who forgot method=nst got AdaIN in silence
+        raise InvalidParameter("max_seconds: only method=nst takes a time budget; AdaIN paints in one pass")
     slot = manager.slot("style")
     if options.manner and "manner" not in model_options(slot.manifest):
         where = f"{slot.manifest.name}/{slot.manifest.version}"

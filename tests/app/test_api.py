@@ -198,6 +198,13 @@ def test_a_painting_thinner_than_the_least_side_is_refused_with_the_max_side_tha
     assert "no max_side up to 2048 does" in refused.json()["detail"]
 
 
+def test_a_time_budget_without_method_nst_is_refused_not_ignored(client: TestClient) -> None:
+    files = {"content": ("p.jpg", PHOTO)}
+    response = client.post("/stylize", files=files, data={"style_name": "red", "max_seconds": "5"})
+    assert response.status_code == 422 and response.json()["detail"].startswith("max_seconds: only method=nst")
+    assert client.post("/stylize", files=files, data={"style_name": "red"}).status_code == 200
+
+
 def test_a_stylize_field_sent_in_the_query_is_refused(client: TestClient) -> None:
     response = client.post("/stylize?max_side=64", files={"content": ("p.jpg", PHOTO)}, data={"style_name": "red"})
     assert response.status_code == 422 and response.json()["detail"].startswith("max_side: a form field, sent in")
