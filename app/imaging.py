@@ -17,6 +17,7 @@ from models.detector.tiling import JPEG_REDUCTIONS
 
 SUPPORTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF"}
 SUPPORTED_NAMES = "JPEG, PNG, WebP, BMP or GIF"
+JPEG_FORMATS = frozenset(name for name, kind in SUPPORTED_FORMATS.items() if kind == "JPEG")  # JPEG and MPO
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def reduce_scale(image: Image.Image, reduce_to: int | None = None, long_side: in
     width, height = image.size
     bounds = ((reduce_to, min(width, height)), (long_side, max(width, height)))
     needed = [(need, side) for need, side in bounds if need is not None]
-    if needed and image.format in ("JPEG", "MPO"):
+    if needed and image.format in JPEG_FORMATS:
         # a DCT scale decodes each side to its ceiling over the scale: the largest that keeps every bound
         kept = (f for f in JPEG_REDUCTIONS if all(math.ceil(side / f) >= need for need, side in needed))
         _draft(image, next(kept, 1))
@@ -99,7 +100,7 @@ def reduce_by(image: Image.Image, factor: int) -> tuple[int, int] | None:
     once upright when it will, else None (factor 1, another format, or EXIF too broken to read, which
     ``load_rgb`` then reports as a 400 on the whole decode). A JPEG's EXIF comes with its header: reading it
     decodes nothing (a PNG's would)."""
-    if factor == 1 or image.format not in ("JPEG", "MPO"):
+    if factor == 1 or image.format not in JPEG_FORMATS:
         return None
     try:
         size = oriented_size(image)
@@ -157,7 +158,7 @@ def _load(image: Image.Image, field: str, data: bytes | None = None) -> Image.Im
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image.seek(0)
             image.load()
-            if data is not None and image.format in ("JPEG", "MPO") and _flat_last_row(image):
+            if data is not None and image.format in JPEG_FORMATS and _flat_last_row(image):
                 whole_jpeg(data, field)  # before the transpose: the last row decoded is the one a fill reaches
             ImageOps.exif_transpose(image, in_place=True)  # the decoded image is ours: no copy of its pixels
             return image
